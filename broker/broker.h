@@ -1,0 +1,73 @@
+/*
+ * broker.h - the broker: listeners, worker loop, connections, sessions.
+ *
+ * cli/uvmq.c fills a broker_config_t (defaults, then the JSON file, then
+ * flags), creates the broker and runs it until SIGINT/SIGTERM. Everything
+ * else in broker/ is internal (broker_int.h).
+ */
+#ifndef UVMQ_BROKER_H
+#define UVMQ_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define UVMQ_VERSION "0.1.0"
+
+typedef struct broker_s broker_t;
+
+/* Every setting, with its JSON key in the config file (docs/configuration.md
+ * lists them). Strings are owned by the config (xstrdup'd). */
+typedef struct broker_config_s {
+    char *bind;                   /* "bind": listen address, "127.0.0.1" */
+    uint16_t port;                /* "port": MQTT over TCP, 1883 */
+    uint16_t http_port;           /* "http_port": HTTP/2 h2c, 8080; 0 = off */
+    char *data_dir;               /* "data_dir": "./data" */
+    unsigned threads;             /* "threads": worker loops; 0 = cores */
+    int allow_anonymous;          /* "allow_anonymous": -1 = unset (auto) */
+    uint32_t max_packet_size;     /* "max_packet_size": bytes, 16 MiB */
+    uint16_t max_inflight;        /* "max_inflight": QoS 1/2 window per
+                                     session and our Receive Maximum, 64 */
+    uint32_t max_queued_messages; /* "max_queued_messages": per session, 1000 */
+    uint64_t max_queued_bytes;    /* "max_queued_bytes": per session, 64 MiB */
+    uint64_t max_out_bytes;       /* "max_out_bytes": unsent bytes per
+                                     connection past which QoS 0 is dropped,
+                                     8 MiB */
+    uint16_t max_keepalive;       /* "max_keepalive": seconds; clients asking
+                                     for more (or 0) get this, 65535 = none */
+    uint32_t max_connections;     /* "max_connections": 0 = unlimited */
+    uint32_t max_topic_levels;    /* "max_topic_levels": 128 */
+    uint32_t max_client_id_len;   /* "max_client_id_len": 65535 */
+    uint32_t max_inbound_qos2;    /* "max_inbound_qos2": PUBREL-pending ids
+                                     per session, 65535 */
+    uint32_t connect_timeout_ms;  /* "connect_timeout_ms": time allowed from
+                                     accept to CONNECT, 10000 */
+    int log_level;                /* "log_level": "error"|"warn"|"info"|
+                                     "debug" (enum log_level); -v = debug */
+} broker_config_t;
+
+/* Fills c with the defaults above. */
+void broker_config_init(broker_config_t *c);
+/* Frees the strings c owns. */
+void broker_config_dispose(broker_config_t *c);
+
+/* Checks cross-setting rules (e.g. a non-loopback bind needs an explicit
+ * allow_anonymous). Returns 0, or ERR_CONFIG after writing a message naming
+ * the setting into err[0..errlen). */
+int broker_config_check(const broker_config_t *c, char *err, size_t errlen);
+
+/* Creates the broker: opens the data dir, binds the listeners. On failure
+ * logs why and returns a negative code; *out is NULL. Borrows cfg for the
+ * broker's lifetime. */
+int broker_create(broker_t **out, const broker_config_t *cfg);
+
+/* Runs the loops until SIGINT or SIGTERM (or broker_stop), then closes
+ * every connection. Returns 0 after a clean shutdown. */
+int broker_run(broker_t *b);
+
+/* Asks a running broker to stop; safe from any thread. */
+void broker_stop(broker_t *b);
+
+/* Frees everything broker_create made. */
+void broker_destroy(broker_t *b);
+
+#endif

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Runs every test program and prints one closing line "N passed, N failed".
+#
+# Each unit and integration binary is a cmocka program run with TAP output;
+# each tests/integration/*.sh script prints TAP itself. Every program runs
+# under a time limit; a program that dies or prints no TAP lines counts as
+# one failure. Environment: BUILD (build dir), SAN (1 under sanitizers),
+# FULL (1 adds the slow fault-injection loops), ONLY (substring filter).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export UVMQ_BIN="$PWD/$BUILD/uvmq"
+
+export CMOCKA_MESSAGE_OUTPUT=TAP
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+LIMIT=${TEST_TIMEOUT:-300}
+LOGDIR="$PWD/$BUILD/test-logs"
+rm -rf "$LOGDIR"; mkdir -p "$LOGDIR"
+
+passed=0; failed=0
+run_one() {
+    local name="$1"; shift
+    local log="$LOGDIR/$(echo "$name" | tr '/' '_').log"
+    timeout -k 5 "$LIMIT" "$@" >"$log" 2>&1
+    local rc=$?
+    local ok nok
+    ok=$(grep -cE '^ok [0-9]+' "$log")
+    nok=$(grep -cE '^not ok [0-9]+' "$log")
+    if [ "$rc" -ne 0 ] && [ "$nok" -eq 0 ]; then
+        nok=1   # crashed, timed out or leaked without a failing test line
+    fi
+    passed=$((passed + ok)); failed=$((failed + nok))
+    if [ "$nok" -ne 0 ]; then
+        echo "FAIL $name ($ok passed, $nok failed, exit $rc) - log: $log"
+        grep -E '^not ok|ERROR|Sanitizer|runtime error|\[  ERROR|Timeout' "$log" | head -20 | sed 's/^/    /'
+    else
+        echo "ok   $name ($ok passed)"
+    fi
+}
+
+for t in "$BUILD"/tests/unit/*/*; do
+    [ -x "$t" ] || continue
+    case "$t" in *.d) continue;; esac
+    [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
+    run_one "unit/${t#"$BUILD"/tests/unit/}" "$t"
+done
+for t in "$BUILD"/tests/integration/*; do
+    [ -x "$t" ] && [ -f "$t" ] || continue
+    case "$t" in *.d) continue;; esac
+    [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
+    run_one "integration/${t##*/}" "$t"
+done
+for t in tests/integration/*.sh; do
+    [ -f "$t" ] || continue
+    [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
+    run_one "integration/${t##*/}" bash "$t"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
