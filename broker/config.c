@@ -1,0 +1,137 @@
+/*
+ * config.c - broker_config_t defaults, disposal and cross-setting checks.
+ *
+ * The defaults here are the ones broker.h and docs/configuration.md list;
+ * change all three together. cli/cli_config.c checks each value's type and
+ * range as it reads it; broker_config_check is the last gate before
+ * broker_create and holds the rules that span settings, chiefly: a listener
+ * on a non-loopback address needs an explicit allow_anonymous.
+ */
+#include "broker/broker.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+
+/* The largest Remaining Length a fixed header can encode (MQTT 3.1.1
+ * section 2.2.3 and 5.0 section 1.5.5: four varint bytes, 268,435,455). */
+#define MQTT_MAX_PACKET 268435455u
+
+/* Upper bound for "threads": far above any core count we expect, low enough
+ * that a typo cannot ask for a million loops. */
+#define MAX_THREADS 1024u
+
+/* Fills c with the documented defaults. Strings are xstrdup'd and owned by
+ * c until broker_config_dispose. */
+void broker_config_init(broker_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->bind = xstrdup("127.0.0.1");
+    c->port = 1883;
+    c->http_port = 8080;
+    c->data_dir = xstrdup("./data");
+    c->threads = 0;
+    c->allow_anonymous = -1;
+    c->max_packet_size = 16u * 1024 * 1024;
+    c->max_inflight = 64;
+    c->max_queued_messages = 1000;
+    c->max_queued_bytes = 64u * 1024 * 1024;
+    c->max_out_bytes = 8u * 1024 * 1024;
+    c->max_keepalive = 65535;
+    c->max_connections = 0;
+    c->max_topic_levels = 128;
+    c->max_client_id_len = 65535;
+    c->max_inbound_qos2 = 65535;
+    c->connect_timeout_ms = 10000;
+    c->log_level = LOG_INFO;
+}
+
+/* Frees the strings c owns and NULLs them; c may be disposed twice. */
+void broker_config_dispose(broker_config_t *c)
+{
+    free(c->bind);
+    free(c->data_dir);
+    c->bind = NULL;
+    c->data_dir = NULL;
+}
+
+/* Classifies an address string: 1 loopback, 0 other valid address, -1 not
+ * an address. "localhost" counts as 127.0.0.1 (the CLI rewrites it so). */
+static int addr_kind(const char *s)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+    int kind = -1;
+
+    if (strcmp(s, "localhost") == 0) {
+        kind = 1;
+    } else if (inet_pton(AF_INET, s, a) == 1) {
+        kind = a[0] == 127;
+    } else if (inet_pton(AF_INET6, s, a) == 1) {
+        const struct in6_addr *a6 = (const struct in6_addr *)a;
+        /* ::ffff:127.x.y.z is IPv4 loopback seen through a v6 socket. */
+        kind = IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a[12] == 127);
+    }
+    return kind;
+}
+
+/* Checks the bind address and the anonymous rule; 0 or ERR_CONFIG. */
+static int check_bind(const broker_config_t *c, char *err, size_t errlen)
+{
+    int kind = c->bind != NULL ? addr_kind(c->bind) : -1;
+
+    if (kind < 0) {
+        snprintf(err, errlen, "bind \"%.64s\" is not an IPv4 or IPv6 address (or \"localhost\")",
+                 c->bind != NULL ? c->bind : "");
+        return ERR_CONFIG;
+    }
+    /* As mosquitto 2 does: anonymous clients are allowed by default only
+     * when nobody off this host can reach the listener. */
+    if (kind == 0 && c->allow_anonymous < 0) {
+        snprintf(err, errlen,
+                 "bind %s is not a loopback address: set allow_anonymous (true to "
+                 "accept anonymous clients from the network) in the config file",
+                 c->bind);
+        return ERR_CONFIG;
+    }
+    return 0;
+}
+
+/* Checks the numeric settings whose limits come from the protocol or from
+ * the broker's design; 0 or ERR_CONFIG. */
+static int check_ranges(const broker_config_t *c, char *err, size_t errlen)
+{
+    int rc = ERR_CONFIG;
+
+    if (c->port == 0)
+        snprintf(err, errlen, "port must be 1..65535 (got 0)");
+    else if (c->max_packet_size < 2 || c->max_packet_size > MQTT_MAX_PACKET)
+        snprintf(err, errlen, "max_packet_size must be 2..%u (got %u)", MQTT_MAX_PACKET,
+                 (unsigned)c->max_packet_size);
+    else if (c->max_inflight == 0) /* Receive Maximum 0 is a Protocol Error */
+        snprintf(err, errlen, "max_inflight must be 1..65535 (got 0)");
+    else if (c->threads > MAX_THREADS)
+        snprintf(err, errlen, "threads must be 0..%u (got %u)", MAX_THREADS, c->threads);
+    else if (c->data_dir == NULL || c->data_dir[0] == '\0')
+        snprintf(err, errlen, "data_dir must be a non-empty path");
+    else if (c->log_level < LOG_ERROR || c->log_level > LOG_DEBUG)
+        snprintf(err, errlen, "log_level must be error, warn, info or debug");
+    else
+        rc = 0;
+    return rc;
+}
+
+/* Checks the rules that span settings and the protocol limits. Returns 0,
+ * or ERR_CONFIG after writing one line naming the setting into err. */
+int broker_config_check(const broker_config_t *c, char *err, size_t errlen)
+{
+    int rc = check_bind(c, err, errlen);
+
+    if (rc == 0) rc = check_ranges(c, err, errlen);
+    return rc;
+}

@@ -1,0 +1,508 @@
+/*
+ * Unit tests for cli/cli_config.c and broker/config.c: defaults, the JSON
+ * config file (every key, wrong types, syntax errors), flags and their
+ * precedence over the file, and broker_config_check's rules. Config files
+ * are written into a fresh mkdtemp directory per test and removed after.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "cli/cli_config.h"
+#include "common/err.h"
+#include "common/log.h"
+
+/* Per-test state: a temp dir, the config file path in it, a config. */
+struct fixture {
+    char dir[64];
+    char path[128];
+    broker_config_t cfg;
+    char err[512];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/uvmq-cli-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/uvmq.json", f->dir);
+    broker_config_init(&f->cfg);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    unlink(f->path);
+    rmdir(f->dir);
+    broker_config_dispose(&f->cfg);
+    free(f);
+    return 0;
+}
+
+/* Writes text as the fixture's config file. */
+static void write_config(struct fixture *f, const char *text)
+{
+    FILE *fp = fopen(f->path, "w");
+
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* Writes text and loads it; returns the loader's code. */
+static int load(struct fixture *f, const char *text)
+{
+    write_config(f, text);
+    f->err[0] = '\0';
+    return cli_config_load_file(&f->cfg, f->path, f->err, sizeof f->err);
+}
+
+/* Parses a NULL-terminated argument list (argv[0] added) over f->cfg. */
+static int parse(struct fixture *f, cli_action_t *action, ...)
+{
+    char *argv[32] = {"uvmq"};
+    int argc = 1;
+    va_list ap;
+
+    va_start(ap, action);
+    for (char *a = va_arg(ap, char *); a != NULL; a = va_arg(ap, char *))
+        argv[argc++] = a;
+    va_end(ap);
+    f->err[0] = '\0';
+    return cli_parse_args(argc, argv, &f->cfg, action, f->err, sizeof f->err);
+}
+
+/* Loads text, expects ERR_CONFIG with a message equal to "<path>: want". */
+static void expect_load_error(struct fixture *f, const char *text, const char *want)
+{
+    char full[512];
+
+    assert_int_equal(load(f, text), ERR_CONFIG);
+    snprintf(full, sizeof full, "%s: %s", f->path, want);
+    assert_string_equal(f->err, full);
+}
+
+static void config_defaults_match_broker_h(void **state)
+{
+    struct fixture *f = *state;
+    broker_config_t *c = &f->cfg;
+
+    assert_string_equal(c->bind, "127.0.0.1");
+    assert_int_equal(c->port, 1883);
+    assert_int_equal(c->http_port, 8080);
+    assert_string_equal(c->data_dir, "./data");
+    assert_int_equal(c->threads, 0);
+    assert_int_equal(c->allow_anonymous, -1);
+    assert_int_equal(c->max_packet_size, 16777216);
+    assert_int_equal(c->max_inflight, 64);
+    assert_int_equal(c->max_queued_messages, 1000);
+    assert_int_equal(c->max_queued_bytes, 67108864);
+    assert_int_equal(c->max_out_bytes, 8388608);
+    assert_int_equal(c->max_keepalive, 65535);
+    assert_int_equal(c->max_connections, 0);
+    assert_int_equal(c->max_topic_levels, 128);
+    assert_int_equal(c->max_client_id_len, 65535);
+    assert_int_equal(c->max_inbound_qos2, 65535);
+    assert_int_equal(c->connect_timeout_ms, 10000);
+    assert_int_equal(c->log_level, LOG_INFO);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
+}
+
+static void config_file_sets_every_key(void **state)
+{
+    struct fixture *f = *state;
+    broker_config_t *c = &f->cfg;
+
+    assert_int_equal(load(f, "{\n"
+                             "  \"bind\": \"0.0.0.0\",\n"
+                             "  \"port\": 1884,\n"
+                             "  \"http_port\": 0,\n"
+                             "  \"data_dir\": \"/var/lib/uvmq\",\n"
+                             "  \"threads\": 3,\n"
+                             "  \"allow_anonymous\": false,\n"
+                             "  \"max_packet_size\": 268435455,\n"
+                             "  \"max_inflight\": 10,\n"
+                             "  \"max_queued_messages\": 4294967295,\n"
+                             "  \"max_queued_bytes\": 9007199254740992,\n"
+                             "  \"max_out_bytes\": 1048576,\n"
+                             "  \"max_keepalive\": 300,\n"
+                             "  \"max_connections\": 5000,\n"
+                             "  \"max_topic_levels\": 16,\n"
+                             "  \"max_client_id_len\": 23,\n"
+                             "  \"max_inbound_qos2\": 100,\n"
+                             "  \"connect_timeout_ms\": 2500,\n"
+                             "  \"log_level\": \"warn\"\n"
+                             "}\n"),
+                     0);
+    assert_string_equal(c->bind, "0.0.0.0");
+    assert_int_equal(c->port, 1884);
+    assert_int_equal(c->http_port, 0);
+    assert_string_equal(c->data_dir, "/var/lib/uvmq");
+    assert_int_equal(c->threads, 3);
+    assert_int_equal(c->allow_anonymous, 0);
+    assert_int_equal(c->max_packet_size, 268435455);
+    assert_int_equal(c->max_inflight, 10);
+    assert_int_equal(c->max_queued_messages, 4294967295u);
+    assert_true(c->max_queued_bytes == 9007199254740992ull);
+    assert_int_equal(c->max_out_bytes, 1048576);
+    assert_int_equal(c->max_keepalive, 300);
+    assert_int_equal(c->max_connections, 5000);
+    assert_int_equal(c->max_topic_levels, 16);
+    assert_int_equal(c->max_client_id_len, 23);
+    assert_int_equal(c->max_inbound_qos2, 100);
+    assert_int_equal(c->connect_timeout_ms, 2500);
+    assert_int_equal(c->log_level, LOG_WARN);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
+}
+
+static void config_file_allow_anonymous_takes_true_and_null(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(load(f, "{\"allow_anonymous\": true, \"log_level\": \"debug\"}"), 0);
+    assert_int_equal(f->cfg.allow_anonymous, 1);
+    assert_int_equal(f->cfg.log_level, LOG_DEBUG);
+    assert_int_equal(load(f, "{\"allow_anonymous\": null}"), 0);
+    assert_int_equal(f->cfg.allow_anonymous, -1);
+    assert_int_equal(load(f, "{}"), 0);
+    assert_int_equal(f->cfg.port, 1883);
+}
+
+static void config_file_rejects_unknown_key_naming_key_and_file(void **state)
+{
+    expect_load_error(*state, "{\"prot\": 1884}", "unknown key \"prot\"");
+}
+
+static void config_file_rejects_duplicate_key(void **state)
+{
+    expect_load_error(*state, "{\"port\": 1, \"port\": 2}", "key \"port\" appears twice");
+}
+
+static void config_file_rejects_wrong_types_naming_the_key(void **state)
+{
+    struct fixture *f = *state;
+
+    expect_load_error(f, "{\"port\": \"abc\"}",
+                      "\"port\" must be an integer 1..65535 (got \"abc\")");
+    expect_load_error(f, "{\"port\": 70000}", "\"port\" must be an integer 1..65535 (got 70000)");
+    expect_load_error(f, "{\"port\": 1.5}", "\"port\" must be an integer 1..65535 (got 1.5)");
+    expect_load_error(f, "{\"port\": -1}", "\"port\" must be an integer 1..65535 (got -1)");
+    expect_load_error(f, "{\"port\": 0}", "\"port\" must be an integer 1..65535 (got 0)");
+    expect_load_error(f, "{\"threads\": true}",
+                      "\"threads\" must be an integer 0..1024 (got true)");
+    expect_load_error(f, "{\"max_packet_size\": 268435456}",
+                      "\"max_packet_size\" must be an integer 2..268435455 (got 268435456)");
+    expect_load_error(f, "{\"max_inflight\": 0}",
+                      "\"max_inflight\" must be an integer 1..65535 (got 0)");
+    expect_load_error(f, "{\"max_queued_messages\": 4294967296}",
+                      "\"max_queued_messages\" must be an integer 1..4294967295 (got 4294967296)");
+    expect_load_error(f, "{\"max_client_id_len\": 22}",
+                      "\"max_client_id_len\" must be an integer 23..65535 (got 22)");
+    expect_load_error(f, "{\"connect_timeout_ms\": [1]}",
+                      "\"connect_timeout_ms\" must be an integer 1..4294967295 (got an array)");
+    expect_load_error(f, "{\"bind\": 5}", "\"bind\" must be a non-empty string (got 5)");
+    expect_load_error(f, "{\"data_dir\": \"\"}",
+                      "\"data_dir\" must be a non-empty string (got \"\")");
+    expect_load_error(f, "{\"allow_anonymous\": \"yes\"}",
+                      "\"allow_anonymous\" must be true, false or null (got \"yes\")");
+    expect_load_error(f, "{\"log_level\": \"trace\"}",
+                      "\"log_level\" must be \"error\", \"warn\", \"info\" or \"debug\" (got "
+                      "\"trace\")");
+    expect_load_error(f, "{\"log_level\": 3}",
+                      "\"log_level\" must be \"error\", \"warn\", \"info\" or \"debug\" (got 3)");
+}
+
+static void config_file_syntax_error_names_file_and_line(void **state)
+{
+    struct fixture *f = *state;
+
+    /* The second comma is byte 17 (line 2, column 16); cJSON stops one
+     * byte past it, hence "near". */
+    expect_load_error(f, "{\n  \"port\": 1884,,\n}\n",
+                      "JSON syntax error near line 2, column 17 (byte 18)");
+    expect_load_error(f, "", "JSON syntax error near line 1, column 1 (byte 0)");
+    expect_load_error(f, "{} x", "JSON syntax error near line 1, column 4 (byte 3)");
+    expect_load_error(f, "[1884]", "the top level must be a JSON object");
+}
+
+static void config_file_missing_names_file_and_strerror(void **state)
+{
+    struct fixture *f = *state;
+    char want[256];
+
+    assert_int_equal(cli_config_load_file(&f->cfg, f->path, f->err, sizeof f->err), ERR_IO);
+    snprintf(want, sizeof want, "%s: No such file or directory", f->path);
+    assert_string_equal(f->err, want);
+}
+
+static void config_file_over_1_mib_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    char *big = malloc(CLI_CONFIG_MAX_FILE + 2);
+
+    assert_non_null(big);
+    memset(big, ' ', CLI_CONFIG_MAX_FILE + 1);
+    big[0] = '{';
+    big[CLI_CONFIG_MAX_FILE] = '}';
+    big[CLI_CONFIG_MAX_FILE + 1] = '\0';
+    assert_int_equal(load(f, big), ERR_IO);
+    assert_non_null(strstr(f->err, "larger than 1048576 bytes"));
+    big[CLI_CONFIG_MAX_FILE - 1] = '}';
+    big[CLI_CONFIG_MAX_FILE] = '\0';
+    assert_int_equal(load(f, big), 0);
+    free(big);
+}
+
+static void example_config_file_holds_the_defaults(void **state)
+{
+    struct fixture *f = *state;
+    broker_config_t d;
+
+    /* tests/run.sh runs from the repo top, where the example lives. */
+    broker_config_init(&d);
+    assert_int_equal(cli_config_load_file(&f->cfg, "uvmq.example.json", f->err, sizeof f->err), 0);
+    assert_string_equal(f->cfg.bind, d.bind);
+    assert_string_equal(f->cfg.data_dir, d.data_dir);
+    /* Past the two strings every field is a number: compare the bytes. */
+    assert_memory_equal((char *)&f->cfg + offsetof(broker_config_t, port),
+                        (char *)&d + offsetof(broker_config_t, port),
+                        offsetof(broker_config_t, data_dir) - offsetof(broker_config_t, port));
+    assert_memory_equal((char *)&f->cfg + offsetof(broker_config_t, threads),
+                        (char *)&d + offsetof(broker_config_t, threads),
+                        sizeof d - offsetof(broker_config_t, threads));
+    broker_config_dispose(&d);
+}
+
+static void flags_override_config_file(void **state)
+{
+    struct fixture *f = *state;
+    cli_action_t action = CLI_HELP;
+
+    write_config(f, "{\"port\": 1884, \"http_port\": 9000, \"bind\": \"::1\", \"threads\": 2,"
+                    " \"data_dir\": \"/a\", \"log_level\": \"error\", \"max_inflight\": 7}");
+    /* The file comes first whatever its place on the command line. */
+    assert_int_equal(parse(f, &action, "-p", "1999", "--threads=5", "-c", f->path, "--bind",
+                           "localhost", "--data-dir", "/b", "-v", NULL),
+                     0);
+    assert_int_equal(action, CLI_RUN);
+    assert_int_equal(f->cfg.port, 1999);
+    assert_int_equal(f->cfg.http_port, 9000);
+    assert_int_equal(f->cfg.threads, 5);
+    assert_string_equal(f->cfg.bind, "127.0.0.1");
+    assert_string_equal(f->cfg.data_dir, "/b");
+    assert_int_equal(f->cfg.log_level, LOG_DEBUG);
+    assert_int_equal(f->cfg.max_inflight, 7);
+}
+
+static void flags_http_port_0_turns_http_off(void **state)
+{
+    struct fixture *f = *state;
+    cli_action_t action;
+
+    assert_int_equal(parse(f, &action, "--http-port", "0", NULL), 0);
+    assert_int_equal(f->cfg.http_port, 0);
+    assert_int_equal(f->cfg.port, 1883);
+}
+
+static void flags_bad_values_name_the_flag(void **state)
+{
+    struct fixture *f = *state;
+    cli_action_t action;
+
+    assert_int_equal(parse(f, &action, "--port", "x", NULL), ERR_CONFIG);
+    assert_string_equal(f->err, "--port: must be an integer 1..65535 (got x)");
+    assert_int_equal(parse(f, &action, "-p", "70000", NULL), ERR_CONFIG);
+    assert_string_equal(f->err, "--port: must be an integer 1..65535 (got 70000)");
+    assert_int_equal(parse(f, &action, "-p", "-1", NULL), ERR_CONFIG);
+    assert_string_equal(f->err, "--port: must be an integer 1..65535 (got -1)");
+    assert_int_equal(parse(f, &action, "-p", "12ab", NULL), ERR_CONFIG);
+    assert_string_equal(f->err, "--port: must be an integer 1..65535 (got 12ab)");
+    assert_int_equal(parse(f, &action, "--http-port", "", NULL), ERR_CONFIG);
+    assert_string_equal(f->err, "--http-port: must be an integer 0..65535 (got )");
+    assert_int_equal(parse(f, &action, "--threads", "99999999999999999999999", NULL), ERR_CONFIG);
+    assert_string_equal(f->err,
+                        "--threads: must be an integer 0..1024 (got 99999999999999999999999)");
+    assert_int_equal(parse(f, &action, "--data-dir", "", NULL), ERR_CONFIG);
+    assert_string_equal(f->err, "--data-dir: must not be empty");
+    assert_int_equal(f->cfg.port, 1883);
+}
+
+static void flags_usage_errors_return_err_inval(void **state)
+{
+    struct fixture *f = *state;
+    cli_action_t action;
+
+    assert_int_equal(parse(f, &action, "--prot", "1", NULL), ERR_INVAL);
+    assert_string_equal(f->err, "unknown option: --prot");
+    assert_int_equal(parse(f, &action, "-x", NULL), ERR_INVAL);
+    assert_string_equal(f->err, "unknown option: -x");
+    assert_int_equal(parse(f, &action, "-p", NULL), ERR_INVAL);
+    assert_string_equal(f->err, "-p: missing value");
+    assert_int_equal(parse(f, &action, "--verbose=2", NULL), ERR_INVAL);
+    assert_string_equal(f->err, "--verbose=2: takes no value");
+    assert_int_equal(parse(f, &action, "serve", NULL), ERR_INVAL);
+    assert_string_equal(f->err, "unexpected argument: serve");
+}
+
+static void flags_help_and_version_skip_the_file(void **state)
+{
+    struct fixture *f = *state;
+    cli_action_t action;
+
+    /* The file does not exist: help must still work. */
+    assert_int_equal(parse(f, &action, "-c", f->path, "--help", NULL), 0);
+    assert_int_equal(action, CLI_HELP);
+    assert_int_equal(parse(f, &action, "-V", NULL), 0);
+    assert_int_equal(action, CLI_VERSION);
+    assert_int_equal(parse(f, &action, "--version", NULL), 0);
+    assert_int_equal(action, CLI_VERSION);
+    assert_int_equal(parse(f, &action, "-c", f->path, NULL), ERR_IO);
+}
+
+static void flags_config_file_errors_pass_through(void **state)
+{
+    struct fixture *f = *state;
+    cli_action_t action;
+    char want[256];
+
+    write_config(f, "{\"prot\": 1}");
+    assert_int_equal(parse(f, &action, "--config", f->path, NULL), ERR_CONFIG);
+    snprintf(want, sizeof want, "%s: unknown key \"prot\"", f->path);
+    assert_string_equal(f->err, want);
+}
+
+static void check_refuses_non_loopback_bind_without_allow_anonymous(void **state)
+{
+    struct fixture *f = *state;
+    broker_config_t *c = &f->cfg;
+
+    free(c->bind);
+    c->bind = strdup("0.0.0.0");
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_string_equal(f->err, "bind 0.0.0.0 is not a loopback address: set allow_anonymous "
+                                "(true to accept anonymous clients from the network) in the "
+                                "config file");
+    c->allow_anonymous = 0;
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
+    c->allow_anonymous = 1;
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
+}
+
+static void check_accepts_every_loopback_form(void **state)
+{
+    struct fixture *f = *state;
+    broker_config_t *c = &f->cfg;
+    const char *loop[] = {"127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "localhost"};
+    const char *other[] = {"::", "192.168.1.10", "128.0.0.1", "::ffff:10.0.0.1"};
+
+    for (size_t i = 0; i < sizeof loop / sizeof loop[0]; i++) {
+        free(c->bind);
+        c->bind = strdup(loop[i]);
+        assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
+    }
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        free(c->bind);
+        c->bind = strdup(other[i]);
+        assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+        assert_non_null(strstr(f->err, "is not a loopback address"));
+    }
+}
+
+static void check_refuses_bad_bind_and_ranges(void **state)
+{
+    struct fixture *f = *state;
+    broker_config_t *c = &f->cfg;
+
+    free(c->bind);
+    c->bind = strdup("example.com");
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_string_equal(f->err,
+                        "bind \"example.com\" is not an IPv4 or IPv6 address (or \"localhost\")");
+    free(c->bind);
+    c->bind = strdup("127.0.0.1");
+    c->max_packet_size = 1;
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_string_equal(f->err, "max_packet_size must be 2..268435455 (got 1)");
+    c->max_packet_size = 268435456;
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    c->max_packet_size = 2;
+    c->max_inflight = 0;
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_string_equal(f->err, "max_inflight must be 1..65535 (got 0)");
+    c->max_inflight = 1;
+    c->threads = 1025;
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_string_equal(f->err, "threads must be 0..1024 (got 1025)");
+    c->threads = 1024;
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
+}
+
+static void usage_lists_every_flag_with_defaults(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    const char *want[] = {"--config",
+                          "--port",
+                          "(default: 1883)",
+                          "--http-port",
+                          "(default: 8080)",
+                          "--bind",
+                          "(default: 127.0.0.1)",
+                          "--data-dir",
+                          "(default: ./data)",
+                          "--threads",
+                          "--verbose",
+                          "--help",
+                          "--version"};
+
+    assert_non_null(out);
+    cli_usage(out);
+    fclose(out);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        assert_non_null(strstr(text, want[i]));
+    free(text);
+}
+
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(config_defaults_match_broker_h),
+        T(config_file_sets_every_key),
+        T(config_file_allow_anonymous_takes_true_and_null),
+        T(config_file_rejects_unknown_key_naming_key_and_file),
+        T(config_file_rejects_duplicate_key),
+        T(config_file_rejects_wrong_types_naming_the_key),
+        T(config_file_syntax_error_names_file_and_line),
+        T(config_file_missing_names_file_and_strerror),
+        T(config_file_over_1_mib_is_refused),
+        T(example_config_file_holds_the_defaults),
+        T(flags_override_config_file),
+        T(flags_http_port_0_turns_http_off),
+        T(flags_bad_values_name_the_flag),
+        T(flags_usage_errors_return_err_inval),
+        T(flags_help_and_version_skip_the_file),
+        T(flags_config_file_errors_pass_through),
+        T(check_refuses_non_loopback_bind_without_allow_anonymous),
+        T(check_accepts_every_loopback_form),
+        T(check_refuses_bad_bind_and_ranges),
+        T(usage_lists_every_flag_with_defaults),
+    };
+
+    return cmocka_run_group_tests_name("cli/cli_config", tests, NULL, NULL);
+}
