@@ -1,0 +1,573 @@
+/*
+ * conn.c - one MQTT connection: accept, read, frame, dispatch, batched
+ * writes, close.
+ *
+ * Input: a connection holding no partial packet reads into the loop's
+ * shared 64 KiB buffer; only the tail of a packet split across reads is
+ * copied into the connection's own buffer, sized to the packet pkt_frame
+ * announced. Output: handlers append to the pending out-batch; the loop's
+ * flush hook writes it with one uv_write (double-buffered: one batch being
+ * written, one filling). Memory is freed only in the uv_close callback.
+ */
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/xmalloc.h"
+
+/* A closing connection whose peer does not take its last bytes within
+ * this long is closed hard (the pending write is cancelled). */
+#define CLOSE_GRACE_MS 2000
+
+/* Batches bigger than this are freed after their write instead of kept. */
+#define BATCH_KEEP_SCRATCH (64 * 1024)
+#define BATCH_KEEP_ENTRIES 4096
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void on_write(uv_write_t *req, int status);
+static void on_close(uv_handle_t *h);
+
+/* ---- out-batch ---- */
+
+static void batch_reset(out_batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i].ref != NULL) msg_release(&b->v[i].ref);
+    }
+    b->n = 0;
+    b->scratch_len = 0;
+    b->bytes = 0;
+    if (b->scratch_cap > BATCH_KEEP_SCRATCH) {
+        free(b->scratch);
+        b->scratch = NULL;
+        b->scratch_cap = 0;
+    }
+    if (b->cap > BATCH_KEEP_ENTRIES) {
+        free(b->v);
+        b->v = NULL;
+        b->cap = 0;
+    }
+}
+
+static void batch_dispose(out_batch_t *b)
+{
+    batch_reset(b);
+    free(b->v);
+    free(b->scratch);
+    memset(b, 0, sizeof *b);
+}
+
+static out_ent_t *batch_push(out_batch_t *b)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 16;
+        b->v = xrealloc(b->v, b->cap * sizeof *b->v);
+    }
+    return &b->v[b->n++];
+}
+
+/* Returns where n scratch bytes may be written; commit with
+ * add_scratch. Offsets, not pointers, survive the realloc. */
+static uint8_t *scratch_reserve(out_batch_t *b, size_t n)
+{
+    if (b->scratch_len + n > b->scratch_cap) {
+        size_t cap = b->scratch_cap ? b->scratch_cap * 2 : 256;
+        while (cap < b->scratch_len + n) cap *= 2;
+        b->scratch = xrealloc(b->scratch, cap);
+        b->scratch_cap = cap;
+    }
+    return b->scratch + b->scratch_len;
+}
+
+/* Commits len reserved scratch bytes as an entry, merged into the previous
+ * entry when that one ends exactly where these begin. */
+static void add_scratch(conn_t *c, size_t len)
+{
+    out_batch_t *b = &c->batch[c->pend];
+    size_t off = b->scratch_len;
+    out_ent_t *last = b->n ? &b->v[b->n - 1] : NULL;
+    if (last != NULL && last->base == NULL && last->off + last->len == off) {
+        last->len += len;
+    } else {
+        out_ent_t *e = batch_push(b);
+        e->base = NULL;
+        e->off = off;
+        e->len = len;
+        e->ref = NULL;
+    }
+    b->scratch_len += len;
+    b->bytes += len;
+    c->unsent += len;
+    loop__mark_dirty(c);
+}
+
+/* Appends borrowed bytes; ref (taken) keeps them alive until written. */
+static void add_ref(conn_t *c, const uint8_t *base, size_t len, msg_t *ref)
+{
+    out_batch_t *b = &c->batch[c->pend];
+    out_ent_t *e = batch_push(b);
+    e->base = base;
+    e->off = 0;
+    e->len = len;
+    e->ref = ref;
+    b->bytes += len;
+    c->unsent += len;
+    loop__mark_dirty(c);
+}
+
+/* ---- accept ---- */
+
+static void format_peer(conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, port);
+    }
+}
+
+static size_t total_conns(broker_t *b)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < b->n_loops; i++) n += b->loops[i].n_conns;
+    return n;
+}
+
+/* max_connections reached: close at once, log at most once per 10 s. */
+static void refuse(conn_t *c)
+{
+    broker_t *b = c->loop->b;
+    uint64_t now = uv_now(&c->loop->uv);
+    CNT_INC(b, refused);
+    b->refused_since_log++;
+    if (b->last_refuse_log == 0 || now - b->last_refuse_log >= 10000) {
+        log_warn("max_connections (%u) reached: refused %llu connection(s)",
+                 b->cfg->max_connections,
+                 (unsigned long long)b->refused_since_log);
+        b->last_refuse_log = now;
+        b->refused_since_log = 0;
+    }
+    conn__close_handle(c);
+}
+
+void conn__accept(loop_t *l, uv_stream_t *server)
+{
+    broker_t *b = l->b;
+    conn_t *c = xcalloc(1, sizeof *c);
+    c->loop = l;
+    uv_tcp_init(&l->uv, &c->tcp);
+    c->tcp.data = c;
+    c->next = l->conns;
+    if (l->conns != NULL) l->conns->prev = c;
+    l->conns = c;
+    l->n_conns++;
+    arena_init(&c->arena, (1u << 20) + b->cfg->max_packet_size / 2);
+    c->accepted_at = c->last_rx = uv_now(&l->uv);
+    c->peer_max_packet = UINT32_MAX;
+    snprintf(c->peer, sizeof c->peer, "?");
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn__close_handle(c);
+    } else if (b->stopping || (b->cfg->max_connections != 0 &&
+                               total_conns(b) > b->cfg->max_connections)) {
+        refuse(c);
+    } else {
+        CNT_INC(b, accepted);
+        uv_tcp_nodelay(&c->tcp, 1);
+        format_peer(c);
+        log_debug("accepted connection from %s", c->peer);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* ---- read ---- */
+
+/* Grows the private input buffer to hold at least want bytes. Peer-sized:
+ * bounded by max_packet_size plus one read chunk. */
+static int grow_in(conn_t *c, size_t want)
+{
+    size_t limit = (size_t)c->loop->b->cfg->max_packet_size + LOOP_READ_BUF;
+    if (want <= c->in_cap) return 0;
+    uint8_t *p = try_malloc(want, limit);
+    if (p == NULL) return ERR_NOMEM;
+    if (c->in_len) memcpy(p, c->in, c->in_len);
+    free(c->in);
+    c->in = p;
+    c->in_cap = want;
+    return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    loop_t *l = c->loop;
+    size_t want = c->in_len + LOOP_READ_BUF;
+    if (c->in_len == 0 && !l->rbuf_busy) {
+        l->rbuf_busy = 1;
+        *buf = uv_buf_init((char *)l->rbuf, LOOP_READ_BUF);
+    } else if (grow_in(c, c->need > want ? c->need : want) == 0) {
+        *buf = uv_buf_init((char *)c->in + c->in_len,
+                           (unsigned)(c->in_cap - c->in_len));
+    } else {
+        *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS */
+    }
+}
+
+static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
+{
+    pkt_t p;
+    int rc = 0;
+    c->last_rx = uv_now(&c->loop->uv);
+    if (c->state == CONN_NEW) return conn__handle_connect(c, frame, len);
+    rc = pkt_decode(&p, c->version, frame, len, &c->arena);
+    if (rc < 0) return conn__fail(c, pkt_err_reason(rc), err_str(rc));
+    switch (p.type) {
+    case PKT_PUBLISH: rc = conn__handle_publish(c, &p); break;
+    case PKT_PUBACK:
+    case PKT_PUBREC:
+    case PKT_PUBREL:
+    case PKT_PUBCOMP: rc = conn__handle_ack(c, &p); break;
+    case PKT_SUBSCRIBE: rc = conn__handle_subscribe(c, &p); break;
+    case PKT_UNSUBSCRIBE: rc = conn__handle_unsubscribe(c, &p); break;
+    case PKT_PINGREQ: {
+        pkt_t r = {.type = PKT_PINGRESP};
+        conn__send_pkt(c, &r);
+        break;
+    }
+    case PKT_DISCONNECT: rc = conn__handle_disconnect(c, &p); break;
+    case PKT_CONNECT: /* MQTT-3.1.0-2: a second CONNECT is a protocol error */
+        rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "second CONNECT");
+        break;
+    case PKT_AUTH: /* enhanced authentication is not supported yet */
+        rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "AUTH not supported");
+        break;
+    default:
+        rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "unexpected packet type");
+        break;
+    }
+    return rc;
+}
+
+/* Frames and dispatches every whole packet in data[0..len). Sets *used to
+ * the bytes consumed. Returns 0 or CONN_GONE. */
+static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used)
+{
+    size_t off = 0;
+    int rc = 0;
+    while (rc == 0 && c->state != CONN_CLOSING) {
+        size_t flen = 0, need = 0;
+        int fr = pkt_frame(data + off, len - off, c->loop->b->cfg->max_packet_size,
+                           &flen, &need);
+        c->need = need;
+        if (fr == PKT_NEED_MORE) break;
+        if (fr == ERR_PKT_TOO_LARGE) {
+            rc = conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(fr));
+        } else if (fr < 0) {
+            rc = conn__fail(c, PKT_RC_MALFORMED, err_str(fr));
+        } else {
+            rc = dispatch(c, data + off, flen);
+            arena_reset(&c->arena);
+            off += flen;
+        }
+    }
+    *used = off;
+    return c->state == CONN_CLOSING ? CONN_GONE : rc;
+}
+
+/* Bytes arrived in the loop's shared buffer: process, keep the tail. */
+static void read_shared(conn_t *c, const uint8_t *data, size_t n)
+{
+    size_t used = 0;
+    if (process(c, data, n, &used) == CONN_GONE || used == n) return;
+    size_t rest = n - used;
+    if (grow_in(c, c->need > rest ? c->need : rest) != 0) {
+        conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
+        return;
+    }
+    memcpy(c->in, data + used, rest);
+    c->in_len = rest;
+}
+
+/* Bytes arrived in the private buffer: process, compact the rest. */
+static void read_own(conn_t *c, size_t n)
+{
+    size_t used = 0;
+    c->in_len += n;
+    if (process(c, c->in, c->in_len, &used) == CONN_GONE) return;
+    c->in_len -= used;
+    if (c->in_len > 0 && used > 0) memmove(c->in, c->in + used, c->in_len);
+    if (c->in_len == 0) { /* idle connections hold no input memory */
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    loop_t *l = c->loop;
+    int shared = buf->base == (char *)l->rbuf;
+    if (shared) l->rbuf_busy = 0;
+    if (n < 0) {
+        /* No DISCONNECT seen: abnormal, publish the will (MQTT-3.1.2-8). */
+        conn__close(c, 0, CLOSE_WILL,
+                    n == UV_EOF ? "connection closed by peer"
+                                : uv_strerror((int)n));
+    } else if (n > 0 && c->state != CONN_CLOSING) {
+        if (shared)
+            read_shared(c, l->rbuf, (size_t)n);
+        else
+            read_own(c, (size_t)n);
+    }
+}
+
+/* ---- write ---- */
+
+int conn__send_pkt(conn_t *c, const pkt_t *p)
+{
+    size_t n = pkt_encoded_size(p, c->version);
+    size_t written = 0;
+    if (n == 0) return ERR_INVAL;
+    uint8_t *dst = scratch_reserve(&c->batch[c->pend], n);
+    int rc = pkt_encode(p, c->version, dst, n, &written);
+    if (rc == 0) add_scratch(c, written);
+    return rc;
+}
+
+void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len)
+{
+    memcpy(scratch_reserve(&c->batch[c->pend], len), bytes, len);
+    add_scratch(c, len);
+}
+
+/* Fills pub for delivering m to c with the given header fields. */
+static void fill_pub(conn_t *c, pkt_publish_t *pub, msg_t *m, uint8_t qos,
+                     uint8_t retain, uint8_t dup, uint16_t packet_id,
+                     const uint32_t *ids, size_t n_ids)
+{
+    memset(pub, 0, sizeof *pub);
+    pub->qos = qos;
+    pub->retain = retain;
+    pub->dup = dup;
+    pub->packet_id = packet_id;
+    pub->topic.p = (const uint8_t *)m->topic;
+    pub->topic.len = m->topic_len;
+    pub->payload.p = m->payload;
+    pub->payload.len = m->payload_len;
+    if (c->version != PKT_V5) return;
+    pub->props.raw.p = m->props;
+    pub->props.raw.len = m->props_len;
+    if (n_ids > PKT_MAX_SUB_IDS) n_ids = PKT_MAX_SUB_IDS;
+    for (size_t i = 0; i < n_ids; i++) pub->props.sub_ids[i] = ids[i];
+    pub->props.n_sub_ids = (uint32_t)n_ids;
+    if (m->expiry_at != 0) {
+        /* MQTT-3.3.2-6: forward the remaining lifetime, in seconds. */
+        uint64_t now = msg_now_ms();
+        uint64_t left = m->expiry_at > now ? m->expiry_at - now : 0;
+        PKT_PROP_SET(&pub->props, PROP_MESSAGE_EXPIRY);
+        pub->props.message_expiry = (uint32_t)((left + 999) / 1000);
+    }
+}
+
+size_t conn__publish_size(conn_t *c, msg_t *m, uint8_t qos,
+                          const uint32_t *ids, size_t n_ids)
+{
+    pkt_publish_t pub;
+    fill_pub(c, &pub, m, qos, 0, 0, 1, ids, n_ids);
+    size_t h = pkt_publish_head_size(&pub, c->version);
+    return h == 0 ? SIZE_MAX : h + m->payload_len;
+}
+
+/* QoS 0 over max_out_bytes: drop, count, warn once per connection. */
+static int drop_qos0(conn_t *c)
+{
+    CNT_INC(c->loop->b, dropped_qos0);
+    if (c->dropped_qos0++ == 0)
+        log_warn("client %s (%s) is not reading: dropping QoS 0 messages",
+                 conn__id(c), c->peer);
+    return ERR_LIMIT;
+}
+
+int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
+                       uint8_t dup, uint16_t packet_id, const uint32_t *ids,
+                       size_t n_ids)
+{
+    int v5 = c->version == PKT_V5;
+    size_t hlen = 0;
+    const uint8_t *head = NULL;
+    pkt_publish_t pub;
+    if (qos == 0 && (!v5 || n_ids == 0)) head = msg_head(m, v5, retain, &hlen);
+    if (head == NULL) {
+        fill_pub(c, &pub, m, qos, retain, dup, packet_id, ids, n_ids);
+        hlen = pkt_publish_head_size(&pub, c->version);
+        if (hlen == 0) return ERR_INVAL;
+    }
+    if (hlen + m->payload_len > c->peer_max_packet) {
+        /* MQTT-3.1.2-25: never send more than the client's maximum. */
+        CNT_INC(c->loop->b, dropped_size);
+        return ERR_LIMIT;
+    }
+    if (qos == 0 && c->unsent + hlen + m->payload_len > c->loop->b->cfg->max_out_bytes)
+        return drop_qos0(c);
+    if (head != NULL) {
+        add_ref(c, head, hlen, NULL);
+    } else {
+        size_t written = 0;
+        uint8_t *dst = scratch_reserve(&c->batch[c->pend], hlen);
+        if (pkt_encode_publish_head(&pub, c->version, dst, hlen, &written) != 0)
+            return ERR_INVAL;
+        add_scratch(c, written);
+    }
+    add_ref(c, m->payload, m->payload_len, msg_retain(m));
+    CNT_INC(c->loop->b, msgs_out);
+    return 0;
+}
+
+void conn__flush(conn_t *c)
+{
+    out_batch_t *b = &c->batch[c->pend];
+    loop_t *l = c->loop;
+    if (c->writing || c->handle_closing) return;
+    if (b->n == 0) {
+        if (c->state == CONN_CLOSING) conn__close_handle(c);
+        return;
+    }
+    if (b->n > l->cap_bufs) {
+        l->cap_bufs = b->n * 2;
+        l->bufs = xrealloc(l->bufs, l->cap_bufs * sizeof *l->bufs);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        const out_ent_t *e = &b->v[i];
+        const uint8_t *p = e->base ? e->base : b->scratch + e->off;
+        l->bufs[i] = uv_buf_init((char *)p, (unsigned)e->len);
+    }
+    c->pend ^= 1; /* b is now the writing batch, owned by the request */
+    c->writing = 1;
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, l->bufs,
+                      (unsigned)b->n, on_write);
+    if (rc != 0) {
+        c->writing = 0;
+        c->unsent -= b->bytes;
+        batch_reset(b);
+        conn__close(c, 0, CLOSE_WILL, uv_strerror(rc));
+        conn__close_handle(c);
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    conn_t *c = req->data;
+    out_batch_t *w = &c->batch[c->pend ^ 1];
+    c->unsent -= w->bytes;
+    batch_reset(w); /* releases the message references */
+    c->writing = 0;
+    if (status < 0) {
+        conn__close(c, 0, CLOSE_WILL, uv_strerror(status));
+        conn__close_handle(c);
+    } else if (c->batch[c->pend].n > 0) {
+        loop__mark_dirty(c);
+    } else if (c->state == CONN_CLOSING) {
+        conn__close_handle(c);
+    }
+}
+
+/* ---- close ---- */
+
+const char *conn__id(const conn_t *c)
+{
+    return c->sess != NULL ? c->sess->client_id : "-";
+}
+
+void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
+{
+    int was_active = c->state == CONN_ACTIVE;
+    if (c->state == CONN_CLOSING) return;
+    c->state = CONN_CLOSING;
+    c->closing_since = uv_now(&c->loop->uv);
+    if (flags & CLOSE_QUIET)
+        log_debug("closing client %s (%s): %s", conn__id(c), c->peer, why);
+    else
+        log_info("closing client %s (%s): %s", conn__id(c), c->peer, why);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if ((flags & CLOSE_DISCONNECT) && was_active && c->version == PKT_V5) {
+        pkt_t d = {.type = PKT_DISCONNECT};
+        d.u.disconnect.reason = reason;
+        conn__send_pkt(c, &d);
+    }
+    if (c->sess != NULL) sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0);
+    if (!c->writing && c->batch[c->pend].n == 0) conn__close_handle(c);
+}
+
+int conn__fail(conn_t *c, uint8_t reason, const char *why)
+{
+    broker_t *b = c->loop->b;
+    if (reason == PKT_RC_MALFORMED)
+        CNT_INC(b, malformed);
+    else if (reason == PKT_RC_PACKET_TOO_LARGE)
+        CNT_INC(b, too_large);
+    else
+        CNT_INC(b, protocol_error);
+    conn__close(c, reason, CLOSE_DISCONNECT | CLOSE_WILL, why);
+    return CONN_GONE;
+}
+
+void conn__close_handle(conn_t *c)
+{
+    if (c->handle_closing) return;
+    c->handle_closing = 1;
+    c->state = CONN_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* Runs after any write callback (libuv cancels writes before closing). */
+static void on_close(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    loop_t *l = c->loop;
+    broker_t *b = l->b;
+    if (c->sess != NULL) sess__detach(l, c->sess, 0); /* never left attached */
+    loop__unmark_dirty(c);
+    if (c->prev != NULL) c->prev->next = c->next;
+    else l->conns = c->next;
+    if (c->next != NULL) c->next->prev = c->prev;
+    l->n_conns--;
+    batch_dispose(&c->batch[0]);
+    batch_dispose(&c->batch[1]);
+    free(c->in);
+    arena_dispose(&c->arena);
+    free(c);
+    CNT_INC(b, closed);
+    if (b->stopping && l->n_conns == 0) loop__close_handles(l);
+}
+
+void conn__sweep(conn_t *c, uint64_t now)
+{
+    const broker_config_t *cfg = c->loop->b->cfg;
+    if (c->state == CONN_NEW) {
+        if (now - c->accepted_at >= cfg->connect_timeout_ms)
+            conn__close(c, 0, 0, "no CONNECT within connect_timeout_ms");
+    } else if (c->state == CONN_ACTIVE) {
+        /* MQTT-3.1.2-24: nothing received for 1.5 x keep-alive. */
+        if (c->keepalive != 0 && now - c->last_rx >= (uint64_t)c->keepalive * 1500)
+            conn__close(c, PKT_RC_KEEP_ALIVE_TIMEOUT,
+                        CLOSE_DISCONNECT | CLOSE_WILL, "keep-alive timeout");
+    } else if (!c->handle_closing && now - c->closing_since >= CLOSE_GRACE_MS) {
+        conn__close_handle(c);
+    }
+}

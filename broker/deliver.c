@@ -1,0 +1,192 @@
+/*
+ * deliver.c - fan-out: router match, then per-subscriber delivery.
+ *
+ * QoS 0 goes straight to the subscriber's out-batch (sharing the message's
+ * cached head when it can). QoS 1/2 takes a packet id in the session's
+ * inflight window when there is room and nothing is queued ahead of it;
+ * otherwise it waits in the session queue, which acks drain. Offline
+ * persistent sessions queue QoS 1/2 and drop QoS 0.
+ */
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/xmalloc.h"
+
+/* Stores (or, with an empty payload, deletes) the retained copy of m. */
+static void retain_store(broker_t *b, msg_t *m)
+{
+    void *prev = NULL;
+    pthread_mutex_lock(&b->retained_lock);
+    if (m->payload_len == 0) /* MQTT-3.3.1-6: empty payload deletes */
+        prev = router_retained_set(b->retained, m->topic, m->topic_len, NULL);
+    else
+        prev = router_retained_set(b->retained, m->topic, m->topic_len,
+                                   msg_retain(m));
+    pthread_mutex_unlock(&b->retained_lock);
+    if (prev != NULL) {
+        msg_t *old = prev;
+        msg_release(&old);
+    }
+}
+
+size_t broker__publish(loop_t *l, msg_t *m)
+{
+    broker_t *b = l->b;
+    router_hits_t *h = &l->hits;
+    if (m->retain) retain_store(b, m);
+    pthread_rwlock_rdlock(&b->router_lock);
+    size_t n = router_match(b->router, m->topic, m->topic_len, m->origin, h);
+    pthread_rwlock_unlock(&b->router_lock);
+    for (size_t i = 0; i < n; i++) {
+        const router_hit_t *hit = &h->v[i];
+        uint8_t qos = hit->qos < m->qos ? hit->qos : m->qos;
+        /* MQTT-3.3.1-12/13: retain flag kept only with Retain As Published */
+        uint8_t retain = hit->rap ? m->retain : 0;
+        sess__deliver(l, hit->sub, m, qos, retain, h->ids + hit->id_off,
+                      hit->id_count);
+    }
+    return n;
+}
+
+/* Queue-full: count and log once per session. */
+static void queue_overflow(broker_t *b, sess_t *s)
+{
+    CNT_INC(b, dropped_queue);
+    if (!s->overflow_logged) {
+        s->overflow_logged = 1;
+        log_warn("session %s: queue full (max_queued_messages/bytes), "
+                 "dropping QoS 1/2 messages", s->client_id);
+    }
+}
+
+/* Sends the message of an inflight slot as a PUBLISH with its packet id. */
+static void send_slot(conn_t *c, inflight_slot_t *slot, uint8_t dup)
+{
+    queue_entry_t *e = &slot->e;
+    conn__send_publish(c, e->m, e->qos, e->retain, dup, slot->packet_id,
+                       e->ids, e->n_ids);
+}
+
+/* 1 when m fits the client's Maximum Packet Size; counts a drop if not. */
+static int fits(conn_t *c, msg_t *m, uint8_t qos, const uint32_t *ids,
+                size_t n_ids)
+{
+    if (c->peer_max_packet == UINT32_MAX) return 1;
+    if (conn__publish_size(c, m, qos, ids, n_ids) <= c->peer_max_packet) return 1;
+    CNT_INC(c->loop->b, dropped_size); /* MQTT-3.1.2-25: act as if sent */
+    return 0;
+}
+
+/* Builds a queue entry for m (retains m, copies ids). */
+static void make_entry(queue_entry_t *e, msg_t *m, uint8_t qos, uint8_t retain,
+                       const uint32_t *ids, size_t n_ids)
+{
+    memset(e, 0, sizeof *e);
+    e->m = msg_retain(m);
+    e->qos = qos;
+    e->retain = retain;
+    if (n_ids > PKT_MAX_SUB_IDS) n_ids = PKT_MAX_SUB_IDS;
+    if (n_ids > 0) {
+        e->ids = xmalloc(n_ids * sizeof *e->ids);
+        memcpy(e->ids, ids, n_ids * sizeof *e->ids);
+        e->n_ids = (uint8_t)n_ids;
+    }
+}
+
+void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
+                   uint8_t retain, const uint32_t *ids, size_t n_ids)
+{
+    conn_t *c = s->conn;
+    int online = c != NULL && c->state == CONN_ACTIVE;
+    queue_entry_t e;
+    if (m->expiry_at != 0 && msg_expired(m, msg_now_ms())) {
+        CNT_INC(l->b, expired);
+        return;
+    }
+    if (c != NULL && c->version != PKT_V5) n_ids = 0;
+    if (qos == 0) {
+        /* QoS 0 to an offline session is dropped (not queued). */
+        if (online) conn__send_publish(c, m, 0, retain, 0, 0, ids, n_ids);
+        return;
+    }
+    if (online && !fits(c, m, qos, ids, n_ids)) return;
+    make_entry(&e, m, qos, retain, ids, n_ids);
+    if (online && s->queue.len == 0 && inflight_has_room(&s->inflight)) {
+        inflight_slot_t *slot = inflight_add(&s->inflight, &e);
+        if (slot != NULL) {
+            send_slot(c, slot, 0);
+            return;
+        }
+    }
+    if (queue_push(&s->queue, &e) != 0) queue_overflow(l->b, s);
+}
+
+void sess__drain(sess_t *s)
+{
+    conn_t *c = s->conn;
+    queue_entry_t e;
+    if (c == NULL || c->state != CONN_ACTIVE) return;
+    while (inflight_has_room(&s->inflight) && queue_pop(&s->queue, &e) == 0) {
+        inflight_slot_t *slot = NULL;
+        if (e.m->expiry_at != 0 && msg_expired(e.m, msg_now_ms())) {
+            CNT_INC(c->loop->b, expired);
+        } else if (fits(c, e.m, e.qos, e.ids, e.n_ids)) {
+            slot = inflight_add(&s->inflight, &e);
+        }
+        if (slot != NULL)
+            send_slot(c, slot, 0);
+        else
+            queue_entry_dispose(&e);
+    }
+}
+
+/* inflight_foreach callback: resend one slot after a resume. */
+static void resend_one(inflight_slot_t *slot, void *ctx)
+{
+    conn_t *c = ctx;
+    if (slot->state == INFLIGHT_WAIT_PUBCOMP) {
+        pkt_t p = {.type = PKT_PUBREL};
+        p.u.ack.packet_id = slot->packet_id;
+        conn__send_pkt(c, &p);
+    } else if (slot->e.m != NULL) {
+        send_slot(c, slot, 1); /* MQTT-4.4.0-1: same id, DUP set */
+    }
+}
+
+void sess__resend(sess_t *s)
+{
+    if (s->conn == NULL) return;
+    inflight_foreach(&s->inflight, resend_one, s->conn);
+}
+
+/* router_retained_match callback: collect references in l->mvec. */
+static void collect(void *value, void *ctx)
+{
+    loop_t *l = ctx;
+    if (l->n_mvec == l->cap_mvec) {
+        l->cap_mvec = l->cap_mvec ? l->cap_mvec * 2 : 16;
+        l->mvec = xrealloc(l->mvec, l->cap_mvec * sizeof *l->mvec);
+    }
+    l->mvec[l->n_mvec++] = msg_retain(value);
+}
+
+void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
+                         size_t len, uint8_t granted, uint32_t sub_id)
+{
+    broker_t *b = l->b;
+    l->n_mvec = 0;
+    pthread_mutex_lock(&b->retained_lock);
+    router_retained_match(b->retained, filter, len, collect, l);
+    pthread_mutex_unlock(&b->retained_lock);
+    for (size_t i = 0; i < l->n_mvec; i++) {
+        msg_t *m = l->mvec[i];
+        uint8_t qos = m->qos < granted ? m->qos : granted;
+        /* MQTT-3.3.1-9: retained messages on subscribe carry retain 1 */
+        sess__deliver(l, s, m, qos, 1, &sub_id, sub_id ? 1 : 0);
+        msg_release(&l->mvec[i]);
+    }
+    l->n_mvec = 0;
+}

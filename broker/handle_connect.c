@@ -1,0 +1,264 @@
+/*
+ * handle_connect.c - CONNECT and DISCONNECT: decode, validate, take the
+ * session over (or create it), reply.
+ *
+ * The steps are separate functions: decode errors get the CONNACK (or
+ * silence) the spec asks for; validation picks a CONNACK reason; apply
+ * finds or creates the session, closing a live connection that holds it
+ * (takeover); reply sends CONNACK and, for a resumed session, resends the
+ * inflight window and drains the queue.
+ */
+#include "broker_int.h"
+
+#include <string.h>
+
+#include "../common/log.h"
+
+/* Protocol level byte of a CONNECT frame, or -1 when it is not there. */
+static int peek_level(const uint8_t *f, size_t len)
+{
+    size_t i = 1;
+    while (i < len && i < 5 && (f[i] & 0x80)) i++;
+    i++; /* past the last remaining-length byte */
+    if (i + 2 > len) return -1;
+    i += 2 + (((size_t)f[i] << 8) | f[i + 1]);
+    return i < len ? f[i] : -1;
+}
+
+/* CONNECT that failed to decode: answer as the spec says, then close. */
+static int connect_decode_error(conn_t *c, const uint8_t *f, size_t len, int err)
+{
+    static const uint8_t bad_version[] = {0x20, 0x02, 0x00, 0x01};
+    int level = peek_level(f, len);
+    uint8_t reason = pkt_err_reason(err);
+    if (err == ERR_PKT_PROTO_LEVEL) {
+        /* MQTT-3.1.2-2: CONNACK 0x01 (v5 peers accept the 3.1.1 form) */
+        conn__send_raw(c, bad_version, sizeof bad_version);
+    } else if (err == ERR_PKT_CLIENT_ID && level >= PKT_V31 && level <= PKT_V5) {
+        c->version = (uint8_t)level;
+        pkt_t r = {.type = PKT_CONNACK};
+        r.u.connack.reason = level == PKT_V5 ? PKT_RC_CLIENT_ID_INVALID
+                                             : PKT_RC311_ID_REJECTED;
+        conn__send_pkt(c, &r);
+    } else if (err != ERR_PKT_PROTO_NAME && level == PKT_V5) {
+        c->version = PKT_V5; /* MQTT-3.1.4-1: v5 gets a reason code */
+        pkt_t r = {.type = PKT_CONNACK};
+        r.u.connack.reason = reason;
+        conn__send_pkt(c, &r);
+    }
+    return conn__fail(c, reason, err_str(err));
+}
+
+/* Picks the CONNACK reason (0 = accept) for a decoded CONNECT. */
+static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
+{
+    const broker_config_t *cfg = c->loop->b->cfg;
+    int v5 = cp->version == PKT_V5;
+    uint8_t reason = PKT_RC_SUCCESS;
+    if (v5 && PKT_PROP_HAS(&cp->props, PROP_AUTH_METHOD)) {
+        reason = PKT_RC_BAD_AUTH_METHOD; /* enhanced auth comes later */
+    } else if (cp->client_id.len == 0 && !v5 &&
+               (cp->version == PKT_V31 || !cp->clean_start)) {
+        /* MQTT-3.1.3-8: empty id with clean session 0 is rejected. */
+        reason = PKT_RC_CLIENT_ID_INVALID;
+    } else if (cp->client_id.len > cfg->max_client_id_len) {
+        reason = PKT_RC_CLIENT_ID_INVALID;
+    } else if (cp->will_flag &&
+               (!topic_name_valid((const char *)cp->will_topic.p, cp->will_topic.len) ||
+                conn__levels((const char *)cp->will_topic.p, cp->will_topic.len) >
+                    cfg->max_topic_levels)) {
+        reason = PKT_RC_TOPIC_NAME_INVALID;
+    }
+    return reason;
+}
+
+static int refuse(conn_t *c, uint8_t reason)
+{
+    pkt_t r = {.type = PKT_CONNACK};
+    r.u.connack.reason = c->version == PKT_V5 ? reason : pkt_connack_rc311(reason);
+    conn__send_pkt(c, &r);
+    conn__close(c, 0, 0, "CONNECT refused");
+    return CONN_GONE;
+}
+
+/* Finds the session for id, closing a live connection holding it, or
+ * creates one. Sets *present when an existing session is resumed. */
+static sess_t *take_session(conn_t *c, const char *id, size_t len,
+                            int clean_start, int *present)
+{
+    broker_t *b = c->loop->b;
+    sess_t *s = sess__find(&b->sessions, id, len);
+    *present = 0;
+    if (s != NULL && s->conn != NULL) {
+        /* Takeover (MQTT-3.1.4-3). A resumed session cancels a delayed
+         * will instead of publishing it (design choice, see report). */
+        if (!clean_start && s->will_delay > 0 && s->expiry != 0 && s->will != NULL)
+            msg_release(&s->will);
+        conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
+                    CLOSE_DISCONNECT | CLOSE_WILL, "session taken over");
+        s = sess__find(&b->sessions, id, len); /* expiry 0 ended it */
+    }
+    if (s != NULL && clean_start) {
+        sess__publish_will(c->loop, s); /* a pending delayed will: session ends */
+        sess__unlink(&b->sessions, s);
+        sess__destroy(b, s);
+        s = NULL;
+    }
+    if (s != NULL) {
+        if (s->will != NULL) msg_release(&s->will); /* MQTT-3.1.3-9 */
+        s->will_at = 0;
+        *present = 1;
+    } else {
+        s = sess__create(id, len, b->cfg);
+        sess__insert(&b->sessions, s);
+    }
+    return s;
+}
+
+/* Session expiry interval for this CONNECT, in seconds. */
+static uint32_t session_expiry(const pkt_connect_t *cp)
+{
+    if (cp->version != PKT_V5) return cp->clean_start ? 0 : SESS_NEVER_EXPIRES;
+    return PKT_PROP_HAS(&cp->props, PROP_SESSION_EXPIRY) ? cp->props.session_expiry : 0;
+}
+
+/* Sets the granted keep-alive; returns 1 when it differs from the ask. */
+static int grant_keepalive(conn_t *c, const pkt_connect_t *cp)
+{
+    uint16_t max = c->loop->b->cfg->max_keepalive;
+    uint16_t ka = cp->keep_alive;
+    int changed = 0;
+    if (max < 65535 && (ka == 0 || ka > max)) {
+        ka = max;
+        changed = 1;
+    }
+    c->keepalive = ka;
+    return changed;
+}
+
+static void send_connack(conn_t *c, int present, const char *assigned,
+                         int server_ka)
+{
+    const broker_config_t *cfg = c->loop->b->cfg;
+    pkt_t r = {.type = PKT_CONNACK};
+    pkt_props_t *pp = &r.u.connack.props;
+    r.u.connack.session_present = (uint8_t)present;
+    if (c->version == PKT_V5) {
+        PKT_PROP_SET(pp, PROP_RECEIVE_MAX);
+        pp->receive_max = cfg->max_inflight;
+        PKT_PROP_SET(pp, PROP_MAX_PACKET_SIZE);
+        pp->max_packet_size = cfg->max_packet_size;
+        PKT_PROP_SET(pp, PROP_TOPIC_ALIAS_MAX);
+        pp->topic_alias_max = 0;
+        PKT_PROP_SET(pp, PROP_RETAIN_AVAILABLE);
+        pp->retain_available = 1;
+        PKT_PROP_SET(pp, PROP_WILDCARD_SUB_AVAILABLE);
+        pp->wildcard_sub_available = 1;
+        PKT_PROP_SET(pp, PROP_SUB_ID_AVAILABLE);
+        pp->sub_id_available = 1;
+        PKT_PROP_SET(pp, PROP_SHARED_SUB_AVAILABLE);
+        pp->shared_sub_available = 0;
+        if (assigned != NULL) {
+            PKT_PROP_SET(pp, PROP_ASSIGNED_CLIENT_ID);
+            pp->assigned_client_id.p = (const uint8_t *)assigned;
+            pp->assigned_client_id.len = (uint32_t)strlen(assigned);
+        }
+        if (server_ka) {
+            PKT_PROP_SET(pp, PROP_SERVER_KEEP_ALIVE);
+            pp->server_keep_alive = c->keepalive;
+        }
+    }
+    conn__send_pkt(c, &r);
+}
+
+/* Connection-level settings from the CONNECT (v5 limits, keep-alive). */
+static void apply_limits(conn_t *c, sess_t *s, const pkt_connect_t *cp)
+{
+    size_t window = c->loop->b->cfg->max_inflight;
+    if (cp->version == PKT_V5 && PKT_PROP_HAS(&cp->props, PROP_RECEIVE_MAX) &&
+        cp->props.receive_max < window)
+        window = cp->props.receive_max;
+    inflight_set_max(&s->inflight, window ? window : 1);
+    if (cp->version == PKT_V5 && PKT_PROP_HAS(&cp->props, PROP_MAX_PACKET_SIZE))
+        c->peer_max_packet = cp->props.max_packet_size;
+}
+
+static int apply(conn_t *c, const pkt_connect_t *cp)
+{
+    broker_t *b = c->loop->b;
+    char gen[22];
+    const char *assigned = NULL;
+    const char *id = (const char *)cp->client_id.p;
+    size_t id_len = cp->client_id.len;
+    msg_t *will = NULL;
+    int present = 0;
+    if (cp->will_flag) {
+        will = conn__msg_from(b, cp->will_topic, cp->will_payload,
+                              cp->version == PKT_V5 ? &cp->will_props : NULL,
+                              cp->will_qos, cp->will_retain, NULL);
+        if (will == NULL) return refuse(c, PKT_RC_PACKET_TOO_LARGE);
+    }
+    if (id_len == 0) { /* MQTT-3.1.3-6: the server assigns an id */
+        sess__assign_id(gen);
+        id = gen;
+        id_len = strlen(gen);
+        if (cp->version == PKT_V5) assigned = gen;
+    }
+    sess_t *s = take_session(c, id, id_len, cp->clean_start, &present);
+    s->conn = c;
+    s->loop = c->loop;
+    s->version = cp->version;
+    s->expiry = session_expiry(cp);
+    s->will = will;
+    s->will_delay = will != NULL && cp->version == PKT_V5 ? cp->will_props.will_delay : 0;
+    if (will != NULL) will->origin = s;
+    s->overflow_logged = 0;
+    c->sess = s;
+    c->state = CONN_ACTIVE;
+    apply_limits(c, s, cp);
+    send_connack(c, present, assigned, grant_keepalive(c, cp));
+    log_debug("client %s connected from %s (v%u, keep-alive %u, session %s)",
+              s->client_id, c->peer, cp->version, c->keepalive,
+              present ? "resumed" : "new");
+    if (present) {
+        sess__resend(s);
+        sess__drain(s);
+    }
+    return 0;
+}
+
+int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
+{
+    pkt_t p;
+    int rc = 0;
+    if ((frame[0] >> 4) != PKT_CONNECT) {
+        /* MQTT-3.1.0-1: the first packet must be CONNECT. */
+        return conn__fail(c, PKT_RC_PROTOCOL_ERROR, "first packet is not CONNECT");
+    }
+    rc = pkt_decode(&p, 0, frame, len, &c->arena);
+    if (rc < 0) return connect_decode_error(c, frame, len, rc);
+    c->version = p.u.connect.version;
+    uint8_t reason = validate(c, &p.u.connect);
+    if (reason != PKT_RC_SUCCESS) return refuse(c, reason);
+    return apply(c, &p.u.connect);
+}
+
+int conn__handle_disconnect(conn_t *c, const pkt_t *p)
+{
+    const pkt_reason_t *d = &p->u.disconnect;
+    sess_t *s = c->sess;
+    unsigned flags = CLOSE_QUIET;
+    if (c->version == PKT_V5 && PKT_PROP_HAS(&d->props, PROP_SESSION_EXPIRY)) {
+        /* MQTT-3.14.2-2: expiry 0 at CONNECT cannot become non-zero. */
+        if (s->expiry == 0 && d->props.session_expiry != 0)
+            return conn__fail(c, PKT_RC_PROTOCOL_ERROR,
+                              "session expiry set at DISCONNECT after 0 at CONNECT");
+        s->expiry = d->props.session_expiry;
+    }
+    /* MQTT-3.14.4-3: only reason 0x00 discards the will; 0x04 and the
+     * error reasons publish it. */
+    if (c->version == PKT_V5 && d->reason != PKT_RC_SUCCESS) flags |= CLOSE_WILL;
+    c->got_disconnect = 1;
+    conn__close(c, 0, flags, "client sent DISCONNECT");
+    return CONN_GONE;
+}

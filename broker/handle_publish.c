@@ -1,0 +1,183 @@
+/*
+ * handle_publish.c - PUBLISH in, and the QoS 1/2 acknowledgement flows
+ * (PUBACK, PUBREC, PUBREL, PUBCOMP) in both directions.
+ *
+ * An incoming PUBLISH becomes one refcounted msg_t holding the topic, the
+ * payload and the encoded forwardable v5 properties; it is stored as
+ * retained when flagged, fanned out, and acknowledged. Inbound QoS 2 is
+ * delivered on PUBLISH and its packet id remembered until PUBREL, so a
+ * resent PUBLISH is not delivered twice.
+ */
+#include "broker_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../common/xmalloc.h"
+
+/* Encoded forwardable properties up to this size use a stack buffer. */
+#define PROPS_STACK 512
+
+size_t conn__levels(const char *t, size_t len)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++) n += t[i] == '/';
+    return n;
+}
+
+/* Copies the properties a PUBLISH forwards (MQTT-3.3.2-16..20): Payload
+ * Format, Content Type, Response Topic, Correlation Data, User Properties.
+ * Message Expiry is re-computed per delivery; Topic Alias and
+ * Subscription Identifiers are never forwarded. */
+static void forwardable(const pkt_props_t *in, pkt_props_t *out)
+{
+    static const uint8_t keep[] = {PROP_PAYLOAD_FORMAT, PROP_CONTENT_TYPE,
+                                   PROP_RESPONSE_TOPIC, PROP_CORRELATION_DATA};
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < sizeof keep; i++)
+        if (PKT_PROP_HAS(in, keep[i])) PKT_PROP_SET(out, keep[i]);
+    out->payload_format = in->payload_format;
+    out->content_type = in->content_type;
+    out->response_topic = in->response_topic;
+    out->correlation_data = in->correlation_data;
+    out->user = in->user;
+    out->n_user = in->n_user;
+}
+
+msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
+                      const pkt_props_t *props, uint8_t qos, uint8_t retain,
+                      const void *origin)
+{
+    uint8_t stack[PROPS_STACK];
+    uint8_t *buf = stack;
+    size_t plen = 0;
+    msg_t *m = NULL;
+    pkt_props_t fw;
+    if (props != NULL) {
+        forwardable(props, &fw);
+        plen = pkt_props_size(&fw);
+        if (plen > sizeof stack) buf = try_malloc(plen, b->cfg->max_packet_size);
+        if (buf == NULL) return NULL;
+        if (plen > 0) pkt_props_write(&fw, buf);
+    }
+    m = msg_create((const char *)topic.p, topic.len, payload.p, payload.len,
+                   plen ? buf : NULL, plen, qos, retain, b->cfg->max_packet_size);
+    if (buf != stack) free(buf);
+    if (m == NULL) return NULL;
+    if (props != NULL && PKT_PROP_HAS(props, PROP_MESSAGE_EXPIRY))
+        m->expiry_at = msg_now_ms() + (uint64_t)props->message_expiry * 1000;
+    m->origin = origin;
+    return m;
+}
+
+/* Sends PUBACK/PUBREC/PUBREL/PUBCOMP with a v5 reason. */
+static void send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
+{
+    pkt_t r = {.type = type};
+    r.u.ack.packet_id = id;
+    r.u.ack.reason = c->version == PKT_V5 ? reason : 0;
+    conn__send_pkt(c, &r);
+}
+
+/* Checks the topic of an incoming PUBLISH; returns 0 or a v5 reason. */
+static uint8_t check_topic(conn_t *c, const pkt_publish_t *pub)
+{
+    const char *t = (const char *)pub->topic.p;
+    if (c->version == PKT_V5 && PKT_PROP_HAS(&pub->props, PROP_TOPIC_ALIAS))
+        return PKT_RC_TOPIC_ALIAS_INVALID; /* our Topic Alias Maximum is 0 */
+    if (pub->topic.len == 0) return PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.2-1 */
+    if (!topic_name_valid(t, pub->topic.len)) return PKT_RC_TOPIC_NAME_INVALID;
+    if (conn__levels(t, pub->topic.len) > c->loop->b->cfg->max_topic_levels)
+        return PKT_RC_TOPIC_NAME_INVALID;
+    return 0;
+}
+
+/* QoS 2 bookkeeping before delivery. Returns 1 to deliver, 0 when it was
+ * handled (a resend, or refused), CONN_GONE when c was closed. */
+static int qos2_admit(conn_t *c, uint16_t id)
+{
+    int r = inflight_in_add(&c->sess->inflight, id, c->loop->b->cfg->max_inbound_qos2);
+    if (r == 0) { /* MQTT-4.3.3-10: resend before PUBREL: no second delivery */
+        send_ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS);
+    } else if (r < 0 && c->version == PKT_V5) {
+        send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
+        r = 0;
+    } else if (r < 0) {
+        r = -conn__fail(c, PKT_RC_QUOTA_EXCEEDED, "too many QoS 2 messages awaiting PUBREL");
+    }
+    return r < 0 ? CONN_GONE : r;
+}
+
+int conn__handle_publish(conn_t *c, pkt_t *p)
+{
+    pkt_publish_t *pub = &p->u.publish;
+    broker_t *b = c->loop->b;
+    uint8_t bad = check_topic(c, pub);
+    CNT_INC(b, msgs_in);
+    if (bad != 0) return conn__fail(c, bad, "invalid PUBLISH topic");
+    if (pub->qos == 2) {
+        int r = qos2_admit(c, pub->packet_id);
+        if (r != 1) return r == CONN_GONE ? CONN_GONE : 0;
+    }
+    msg_t *m = conn__msg_from(b, pub->topic, pub->payload,
+                              c->version == PKT_V5 ? &pub->props : NULL,
+                              pub->qos, pub->retain, c->sess);
+    if (m == NULL) {
+        if (pub->qos == 2) inflight_in_remove(&c->sess->inflight, pub->packet_id);
+        return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, "cannot allocate message");
+    }
+    size_t n = broker__publish(c->loop, m);
+    msg_release(&m);
+    uint8_t reason = n == 0 ? PKT_RC_NO_MATCHING_SUBSCRIBERS : PKT_RC_SUCCESS;
+    if (pub->qos == 1) send_ack(c, PKT_PUBACK, pub->packet_id, reason);
+    if (pub->qos == 2) send_ack(c, PKT_PUBREC, pub->packet_id, reason);
+    return 0;
+}
+
+/* PUBREC for one of our QoS 2 deliveries. */
+static void on_pubrec(conn_t *c, const pkt_ack_t *a)
+{
+    inflight_t *f = &c->sess->inflight;
+    inflight_slot_t *slot = inflight_get(f, a->packet_id);
+    if (slot != NULL && slot->state == INFLIGHT_WAIT_PUBCOMP) {
+        send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS); /* duplicate */
+    } else if (c->version == PKT_V5 && a->reason >= 0x80) {
+        /* v5 4.3.3: a failing PUBREC ends the flow; the id is free again. */
+        if (inflight_pubrec(f, a->packet_id) == 0)
+            inflight_complete(f, a->packet_id, PKT_PUBCOMP);
+        sess__drain(c->sess);
+    } else if (inflight_pubrec(f, a->packet_id) == 0) {
+        send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS);
+    } else {
+        log_debug("client %s: PUBREC for unknown id %u", conn__id(c), a->packet_id);
+        if (c->version == PKT_V5)
+            send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_PACKET_ID_NOT_FOUND);
+    }
+}
+
+int conn__handle_ack(conn_t *c, const pkt_t *p)
+{
+    const pkt_ack_t *a = &p->u.ack;
+    inflight_t *f = &c->sess->inflight;
+    switch (p->type) {
+    case PKT_PUBACK:
+    case PKT_PUBCOMP:
+        if (inflight_complete(f, a->packet_id, p->type) == 0)
+            sess__drain(c->sess);
+        else
+            log_debug("client %s: %s for unknown id %u", conn__id(c),
+                      pkt_type_name(p->type), a->packet_id);
+        break;
+    case PKT_PUBREC:
+        on_pubrec(c, a);
+        break;
+    default: /* PUBREL: the last step of an inbound QoS 2 flow */
+        if (inflight_in_remove(f, a->packet_id) == 0)
+            send_ack(c, PKT_PUBCOMP, a->packet_id, PKT_RC_SUCCESS);
+        else
+            send_ack(c, PKT_PUBCOMP, a->packet_id, PKT_RC_PACKET_ID_NOT_FOUND);
+        break;
+    }
+    return 0;
+}

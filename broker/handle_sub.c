@@ -1,0 +1,89 @@
+/*
+ * handle_sub.c - SUBSCRIBE and UNSUBSCRIBE.
+ *
+ * Each filter is checked, added to the router (write lock) and recorded in
+ * the session; the SUBACK goes first and the retained messages matching
+ * the new filters follow it in the same batch (MQTT-3.8.4-4 ordering).
+ * Shared subscriptions ($share/...) are refused until they are supported.
+ */
+#include "broker_int.h"
+
+#include <string.h>
+
+#include "../common/log.h"
+
+#define SHARE_PREFIX "$share/"
+
+/* Subscribes to one filter; returns the SUBACK reason and sets *send_ret
+ * when retained messages are to follow (v5 Retain Handling). */
+static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
+                             uint8_t *send_ret)
+{
+    broker_t *b = c->loop->b;
+    const char *f = (const char *)sub->filter.p;
+    size_t len = sub->filter.len;
+    int v5 = c->version == PKT_V5;
+    int existed = 0;
+    *send_ret = 0;
+    if (len >= sizeof SHARE_PREFIX - 1 &&
+        memcmp(f, SHARE_PREFIX, sizeof SHARE_PREFIX - 1) == 0)
+        return v5 ? PKT_RC_SHARED_SUBS_NOT_SUPPORTED : PKT_RC_UNSPECIFIED;
+    if (!topic_filter_valid(f, len) || conn__levels(f, len) > b->cfg->max_topic_levels)
+        return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
+    pthread_rwlock_wrlock(&b->router_lock);
+    int rc = router_subscribe(b->router, f, len, c->sess, sub->options, sub_id, &existed);
+    pthread_rwlock_unlock(&b->router_lock);
+    if (rc != 0) return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
+    sess__sub_add(c->sess, f, len, sub->options, sub_id);
+    unsigned rh = (sub->options & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT;
+    *send_ret = rh == 0 || (rh == 1 && !existed); /* MQTT-3.3.1-9/10/11 */
+    return sub->options & PKT_SUBOPT_QOS_MASK;
+}
+
+int conn__handle_subscribe(conn_t *c, pkt_t *p)
+{
+    pkt_subscribe_t *sp = &p->u.subscribe;
+    uint32_t n = sp->n_subs;
+    uint32_t sub_id = 0;
+    uint8_t *reasons = arena_alloc(&c->arena, n);
+    uint8_t *send_ret = arena_alloc(&c->arena, n);
+    if (reasons == NULL || send_ret == NULL)
+        return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
+    if (c->version == PKT_V5 && sp->props.n_sub_ids > 0) sub_id = sp->props.sub_ids[0];
+    for (uint32_t i = 0; i < n; i++)
+        reasons[i] = subscribe_one(c, &sp->subs[i], sub_id, &send_ret[i]);
+    pkt_t r = {.type = PKT_SUBACK};
+    r.u.suback.packet_id = sp->packet_id;
+    r.u.suback.reasons = reasons;
+    r.u.suback.n_reasons = n;
+    conn__send_pkt(c, &r);
+    for (uint32_t i = 0; i < n; i++) {
+        if (!send_ret[i]) continue;
+        sess__send_retained(c->loop, c->sess, (const char *)sp->subs[i].filter.p,
+                            sp->subs[i].filter.len, reasons[i], sub_id);
+    }
+    return 0;
+}
+
+int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
+{
+    pkt_unsubscribe_t *up = &p->u.unsubscribe;
+    broker_t *b = c->loop->b;
+    uint8_t *reasons = arena_alloc(&c->arena, up->n_filters);
+    if (reasons == NULL) return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
+    for (uint32_t i = 0; i < up->n_filters; i++) {
+        const char *f = (const char *)up->filters[i].p;
+        size_t len = up->filters[i].len;
+        pthread_rwlock_wrlock(&b->router_lock);
+        int rc = router_unsubscribe(b->router, f, len, c->sess);
+        pthread_rwlock_unlock(&b->router_lock);
+        if (rc == 0) sess__sub_remove(c->sess, f, len);
+        reasons[i] = rc == 0 ? PKT_RC_SUCCESS : PKT_RC_NO_SUBSCRIPTION_EXISTED;
+    }
+    pkt_t r = {.type = PKT_UNSUBACK};
+    r.u.suback.packet_id = up->packet_id;
+    r.u.suback.reasons = reasons;
+    r.u.suback.n_reasons = c->version == PKT_V5 ? up->n_filters : 0;
+    conn__send_pkt(c, &r);
+    return 0;
+}

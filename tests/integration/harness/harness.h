@@ -1,0 +1,200 @@
+/*
+ * harness.h - integration-test harness: a real uvmq process, raw sockets
+ * and libmosquitto clients, every wait bounded in time.
+ *
+ * A test file lists its tests with TH_TEST(fn) (a fresh broker per test) or
+ * drives a broker itself with th_broker_start/th_broker_stop. Helpers that
+ * check something fail the running cmocka test with a message naming what
+ * was expected; the broker's log is printed when a test fails. Prefix: th_.
+ */
+#ifndef UVMQ_TH_HARNESS_H
+#define UVMQ_TH_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct mosquitto;
+
+/* Default time a helper waits for something the broker should do at once. */
+#define TH_WAIT_MS 5000
+
+/* A broker process started by th_broker_start. */
+typedef struct th_broker_s {
+    pid_t pid;          /* 0 once it has been reaped */
+    uint16_t port;      /* MQTT port on 127.0.0.1 */
+    char dir[64];       /* temp dir: data dir, config file and log */
+    char log_path[128]; /* broker stdout + stderr */
+} th_broker_t;
+
+/* Per-test context made by TH_TEST's setup: the broker of this test. */
+typedef struct th_ctx_s {
+    th_broker_t *broker; /* the test's own, or the shared one */
+    uint16_t port;       /* == broker->port */
+} th_ctx_t;
+
+typedef void (*th_test_fn)(th_ctx_t *t);
+
+/* One message a libmosquitto client received (topic and payload owned). */
+typedef struct th_msg_s {
+    char *topic;
+    unsigned char *payload;
+    int len;
+    int qos;
+    bool retain;
+} th_msg_t;
+
+/* A libmosquitto client with its received messages and event counts. */
+typedef struct th_mosq_s {
+    struct mosquitto *m;
+    int connack_rc;    /* -1 until CONNACK arrives */
+    int n_subacks;     /* SUBACKs seen */
+    int n_published;   /* on_publish callbacks (QoS 0 sent, QoS 1/2 acked) */
+    bool disconnected; /* on_disconnect fired */
+    th_msg_t *msgs;    /* received, in order */
+    int n_msgs, cap_msgs;
+} th_mosq_t;
+
+/* cmocka test entry running fn with its own freshly started broker; the
+ * teardown stops the broker and fails the test unless it exits 0. */
+#define TH_TEST(fn)                                                          \
+    {                                                                        \
+        .name = #fn, .test_func = th_run, .setup_func = th_setup,            \
+        .teardown_func = th_teardown, .initial_state = (void *)(fn)          \
+    }
+
+/* Makes the TH_TEST tests that follow use b (started and stopped by a
+ * group setup/teardown) instead of a broker each; NULL undoes it. */
+void th_share_broker(th_broker_t *b);
+
+/* TH_TEST's fixtures (cmocka signatures); not called directly. */
+int th_setup(void **state);
+void th_run(void **state);
+int th_teardown(void **state);
+
+/* --- broker process ---------------------------------------------------- */
+
+/* Starts UVMQ_BIN (default ./build/uvmq) on a free 127.0.0.1 port with a
+ * fresh temp data dir; extra_json, if not NULL, is written to a config file
+ * passed with -c. Waits at most 10 s for the port to accept. Fails the test
+ * if the broker does not come up. */
+void th_broker_start(th_broker_t *b, const char *extra_json);
+
+/* Sends SIGTERM and waits at most 15 s (then SIGKILL). Returns the exit
+ * code (0 = clean), 128 + signal if it died of a signal, or -1 if it had to
+ * be killed. Prints the log on any non-zero result and removes the temp
+ * dir. Safe to call twice. */
+int th_broker_stop(th_broker_t *b);
+
+/* SIGKILLs the broker (only the pid we started) and reaps it; the temp dir
+ * stays until th_broker_stop. */
+void th_broker_kill(th_broker_t *b);
+
+/* Prints the last lines of the broker log to stderr as TAP comments. */
+void th_broker_dump_log(const th_broker_t *b);
+
+/* --- raw sockets ------------------------------------------------------- */
+
+/* Connects to 127.0.0.1:port; returns the fd (tracked: TH_TEST's teardown
+ * closes any left open). Fails the test on error. */
+int th_connect(uint16_t port);
+
+/* Closes an fd from th_connect. */
+void th_close(int fd);
+
+/* Writes all len bytes; returns 0 or -errno (e.g. -EPIPE once the broker
+ * closed the connection). Never fails the test. */
+int th_try_send(int fd, const void *buf, size_t len);
+
+/* Writes all len bytes; fails the test on error. */
+void th_send(int fd, const void *buf, size_t len);
+
+/* Writes one byte per write(2), 1 ms apart; fails the test on error. */
+void th_send_slow(int fd, const void *buf, size_t len);
+
+/* Reads exactly len bytes within timeout_ms and fails the test (with a hex
+ * dump of both) unless they equal want. */
+void th_expect(int fd, const void *want, size_t len, int timeout_ms);
+
+/* Reads one whole MQTT packet (fixed header included) into buf. Returns its
+ * length, 0 if the peer closed first, or -ETIMEDOUT / -EMSGSIZE / -errno. */
+int th_try_read_packet(int fd, unsigned char *buf, size_t cap, int timeout_ms);
+
+/* Like th_try_read_packet but fails the test unless a packet arrives. */
+int th_read_packet(int fd, unsigned char *buf, size_t cap, int timeout_ms);
+
+/* Fails the test unless the broker closes fd (read returns 0 or
+ * ECONNRESET) within timeout_ms with no bytes sent first. */
+void th_expect_closed(int fd, int timeout_ms);
+
+/* Fails the test if any byte arrives or the connection closes within ms. */
+void th_expect_silence(int fd, int ms);
+
+/* Reads one packet and fails the test unless it is a v5 DISCONNECT with
+ * this reason code (remaining length 0 means reason 0), then expects the
+ * connection to close. */
+void th_expect_disconnect_v5(int fd, uint8_t reason, int timeout_ms);
+
+/* Reads a packet of type `type` (high nibble of byte 0, e.g. 0x40 PUBACK),
+ * fails the test otherwise; returns its length. */
+int th_read_type(int fd, uint8_t type, unsigned char *buf, size_t cap,
+                 int timeout_ms);
+
+/* Offset of the first byte after a packet's fixed header (1 + varint). */
+size_t th_header_len(const unsigned char *pkt);
+
+/* Packet identifier of a QoS>0 PUBLISH packet. */
+uint16_t th_publish_id(const unsigned char *pkt);
+
+/* Finds property `id` in the v5 property list starting at pkt[off] (its
+ * length varint) of a packet n bytes long. Returns the offset of the
+ * property's value, 0 if absent, and fails the test if the list is
+ * malformed. */
+size_t th_v5_prop(const unsigned char *pkt, size_t n, size_t off, uint8_t id);
+
+/* Opens a raw connection and completes a CONNECT handshake, checking the
+ * CONNACK is a success. version: 4 (v3.1.1) or 5; flags: the CONNECT flags
+ * byte (e.g. 0x02 clean session). The CONNECT is assembled byte by byte
+ * here, not by the project's encoder. Returns the fd. */
+int th_mqtt_open(uint16_t port, int version, const char *client_id,
+                 uint8_t flags, uint16_t keepalive);
+
+/* Prints bytes as hex to stderr as a TAP comment, prefixed by what. */
+void th_hexdump(const char *what, const void *buf, size_t len);
+
+/* Milliseconds on the monotonic clock. */
+int64_t th_now_ms(void);
+
+/* Sleeps ms milliseconds. */
+void th_sleep_ms(int ms);
+
+/* --- libmosquitto clients ---------------------------------------------- */
+
+/* Creates a client (protocol 4 or 5), connects to 127.0.0.1:port and waits
+ * at most TH_WAIT_MS for a successful CONNACK; fails the test otherwise. */
+void th_mosq_open(th_mosq_t *c, uint16_t port, const char *id, int version,
+                  bool clean);
+
+/* Subscribes and waits at most TH_WAIT_MS for the SUBACK. */
+void th_mosq_subscribe(th_mosq_t *c, const char *filter, int qos);
+
+/* Queues a PUBLISH (the library sends it as the loop runs). */
+void th_mosq_publish(th_mosq_t *c, const char *topic, const void *payload,
+                     int len, int qos, bool retain);
+
+/* Runs the client's network loop for about ms milliseconds. */
+void th_mosq_loop_for(th_mosq_t *c, int ms);
+
+/* Runs the loops of both clients (b may be NULL) until `a` has n messages
+ * or timeout_ms passed; fails the test if fewer arrived. */
+void th_mosq_wait_msgs(th_mosq_t *a, th_mosq_t *b, int n, int timeout_ms);
+
+/* Runs the loops of both clients until `a` completed n publishes. */
+void th_mosq_wait_published(th_mosq_t *a, th_mosq_t *b, int n,
+                            int timeout_ms);
+
+/* Disconnects (bounded), destroys the client and frees its messages. */
+void th_mosq_close(th_mosq_t *c);
+
+#endif
