@@ -102,6 +102,8 @@ struct sess_s {
     size_t n_subs, cap_subs;
     msg_t *will;       /* owned; NULL when none */
     uint32_t will_delay; /* v5 Will Delay Interval, s */
+    uint32_t will_expiry; /* v5 Message Expiry of the will, s; 0 = none;
+                             counted from publication, not from CONNECT */
     uint64_t will_at;  /* uv_now ms when a delayed will is due; 0 = none */
     uint8_t overflow_logged;
 };

@@ -211,7 +211,12 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
     s->expiry = session_expiry(cp);
     s->will = will;
     s->will_delay = will != NULL && cp->version == PKT_V5 ? cp->will_props.will_delay : 0;
-    if (will != NULL) will->origin = s;
+    s->will_expiry = 0;
+    if (will != NULL) {
+        will->origin = s;
+        if (will->expiry_at != 0) s->will_expiry = cp->will_props.message_expiry;
+        will->expiry_at = 0; /* stamped when the will is published */
+    }
     s->overflow_logged = 0;
     c->sess = s;
     c->state = CONN_ACTIVE;

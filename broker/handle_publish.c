@@ -94,19 +94,19 @@ static uint8_t check_topic(conn_t *c, const pkt_publish_t *pub)
 }
 
 /* QoS 2 bookkeeping before delivery. Returns 1 to deliver, 0 when it was
- * handled (a resend, or refused), CONN_GONE when c was closed. */
+ * answered here (a resend, or refused), CONN_GONE when c was closed. */
 static int qos2_admit(conn_t *c, uint16_t id)
 {
     int r = inflight_in_add(&c->sess->inflight, id, c->loop->b->cfg->max_inbound_qos2);
+    int out = r == 1 ? 1 : 0;
     if (r == 0) { /* MQTT-4.3.3-10: resend before PUBREL: no second delivery */
         send_ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS);
     } else if (r < 0 && c->version == PKT_V5) {
         send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
-        r = 0;
     } else if (r < 0) {
-        r = -conn__fail(c, PKT_RC_QUOTA_EXCEEDED, "too many QoS 2 messages awaiting PUBREL");
+        out = conn__fail(c, PKT_RC_QUOTA_EXCEEDED, "too many QoS 2 messages awaiting PUBREL");
     }
-    return r < 0 ? CONN_GONE : r;
+    return out;
 }
 
 int conn__handle_publish(conn_t *c, pkt_t *p)
@@ -115,10 +115,13 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
     broker_t *b = c->loop->b;
     uint8_t bad = check_topic(c, pub);
     CNT_INC(b, msgs_in);
-    if (bad != 0) return conn__fail(c, bad, "invalid PUBLISH topic");
+    if (bad != 0)
+        return conn__fail(c, bad, bad == PKT_RC_TOPIC_ALIAS_INVALID
+                                      ? "topic alias sent (Topic Alias Maximum is 0)"
+                                      : "invalid PUBLISH topic");
     if (pub->qos == 2) {
         int r = qos2_admit(c, pub->packet_id);
-        if (r != 1) return r == CONN_GONE ? CONN_GONE : 0;
+        if (r != 1) return r;
     }
     msg_t *m = conn__msg_from(b, pub->topic, pub->payload,
                               c->version == PKT_V5 ? &pub->props : NULL,

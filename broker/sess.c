@@ -218,11 +218,20 @@ void sess__assign_id(char out[22])
     out[21] = '\0';
 }
 
-void sess__publish_will(loop_t *l, sess_t *s)
+/* Takes the will out of s, stamping its expiry from now. */
+static msg_t *take_will(sess_t *s)
 {
     msg_t *m = s->will;
     s->will = NULL;
     s->will_at = 0;
+    if (m != NULL && s->will_expiry != 0) /* not yet shared: still ours */
+        m->expiry_at = msg_now_ms() + (uint64_t)s->will_expiry * 1000;
+    return m;
+}
+
+void sess__publish_will(loop_t *l, sess_t *s)
+{
+    msg_t *m = take_will(s);
     if (m == NULL) return;
     log_debug("publishing will of %s on %s", s->client_id, m->topic);
     broker__publish(l, m);
@@ -274,9 +283,7 @@ static void sweep_shard(loop_t *l, sess_shard_t *sh, uint64_t now, sess_t **dead
                     l->cap_mvec = l->cap_mvec ? l->cap_mvec * 2 : 16;
                     l->mvec = xrealloc(l->mvec, l->cap_mvec * sizeof *l->mvec);
                 }
-                l->mvec[l->n_mvec++] = s->will;
-                s->will = NULL;
-                s->will_at = 0;
+                l->mvec[l->n_mvec++] = take_will(s);
             }
             if (gone) {
                 *pp = s->next;

@@ -70,20 +70,19 @@ int store_open(store_t **out, const char *dir)
     *out = NULL;
     if (dir == NULL || dir[0] == '\0') {
         log_error("data dir is empty");
-        return ERR_IO;
-    }
-    rc = mkdir_p(dir);
-    if (rc != 0) {
+        rc = ERR_IO;
+    } else if ((rc = mkdir_p(dir)) != 0) {
         log_error("cannot create data dir %s: %s", dir, strerror(-rc));
-        return ERR_IO;
+        rc = ERR_IO;
+    } else if ((fd = take_lock(dir)) < 0) {
+        rc = ERR_IO;
+    } else {
+        store_t *s = xmalloc(sizeof *s);
+        s->dir = xstrdup(dir);
+        s->lock_fd = fd;
+        *out = s;
     }
-    fd = take_lock(dir);
-    if (fd < 0) return ERR_IO;
-    store_t *s = xmalloc(sizeof *s);
-    s->dir = xstrdup(dir);
-    s->lock_fd = fd;
-    *out = s;
-    return 0;
+    return rc;
 }
 
 const char *store_dir(const store_t *s)

@@ -1,0 +1,176 @@
+/*
+ * Unit tests for the out-batch of broker/conn.c: how control packets and
+ * deliveries are appended, merged, counted against max_out_bytes and the
+ * client's Maximum Packet Size, and released. No socket is opened: the
+ * connection is built by hand and never flushed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+
+#include "broker/conn.c"
+
+typedef struct fixture_s {
+    broker_config_t cfg;
+    broker_t b;
+    loop_t l;
+    conn_t c;
+} fixture_t;
+
+static int setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    log_set_level(LOG_ERROR);
+    broker_config_init(&f->cfg);
+    f->b.cfg = &f->cfg;
+    f->l.b = &f->b;
+    f->c.loop = &f->l;
+    f->c.version = PKT_V311;
+    f->c.state = CONN_ACTIVE;
+    f->c.peer_max_packet = UINT32_MAX;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture_t *f = *state;
+    batch_dispose(&f->c.batch[0]);
+    batch_dispose(&f->c.batch[1]);
+    broker_config_dispose(&f->cfg);
+    free(f);
+    msg_pool_drain();
+    return 0;
+}
+
+static msg_t *make_msg(size_t payload_len)
+{
+    static uint8_t payload[4096];
+    return msg_create("a/b", 3, payload, payload_len, NULL, 0, 0, 0, 1u << 20);
+}
+
+static void control_packets_merge_into_one_entry(void **state)
+{
+    fixture_t *f = *state;
+    pkt_t ping = {.type = PKT_PINGRESP};
+    assert_int_equal(conn__send_pkt(&f->c, &ping), 0);
+    assert_int_equal(conn__send_pkt(&f->c, &ping), 0);
+    out_batch_t *b = &f->c.batch[f->c.pend];
+    assert_int_equal(b->n, 1);
+    assert_int_equal(b->v[0].len, 4);
+    assert_memory_equal(b->scratch, "\xd0\x00\xd0\x00", 4);
+    assert_int_equal(f->c.unsent, 4);
+    assert_int_equal(f->c.dirty, 1);
+    assert_ptr_equal(f->l.dirty, &f->c);
+}
+
+static void qos0_delivery_shares_the_head_and_holds_one_reference(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(10);
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
+    out_batch_t *b = &f->c.batch[f->c.pend];
+    size_t hlen = 0;
+    const uint8_t *head = msg_head(m, 0, 0, &hlen);
+    assert_int_equal(b->n, 2);
+    assert_ptr_equal(b->v[0].base, head);            /* shared, not copied */
+    assert_ptr_equal(b->v[1].base, m->payload);
+    assert_int_equal(b->v[1].len, 10);
+    assert_int_equal(f->c.unsent, hlen + 10);
+    assert_int_equal(atomic_load(&m->refs), 2);
+    batch_reset(b);                                   /* as on write done */
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+}
+
+static void qos1_delivery_encodes_its_own_head_with_packet_id(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(2);
+    assert_int_equal(conn__send_publish(&f->c, m, 1, 0, 1, 0x1234, NULL, 0), 0);
+    out_batch_t *b = &f->c.batch[f->c.pend];
+    assert_int_equal(b->n, 2);
+    assert_null(b->v[0].base);
+    /* 0x3A = PUBLISH, DUP, QoS 1; remaining 2+3+2+2 = 9 */
+    assert_memory_equal(b->scratch, "\x3a\x09\x00\x03" "a/b" "\x12\x34", 9);
+    assert_int_equal(f->c.unsent, 11 + 0);
+    msg_release(&m);
+}
+
+static void qos0_past_max_out_bytes_is_dropped_and_counted(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(1000);
+    f->cfg.max_out_bytes = 2500;
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), ERR_LIMIT);
+    assert_int_equal(f->c.dropped_qos0, 1);
+    assert_int_equal(atomic_load(&f->b.cnt.dropped_qos0), 1);
+    assert_int_equal(atomic_load(&m->refs), 3);
+    /* QoS 1 is never dropped for backpressure (the window bounds it) */
+    assert_int_equal(conn__send_publish(&f->c, m, 1, 0, 0, 7, NULL, 0), 0);
+    msg_release(&m);
+}
+
+static void publish_over_client_maximum_packet_size_is_dropped(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(100);
+    f->c.peer_max_packet = 100;
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), ERR_LIMIT);
+    assert_int_equal(conn__send_publish(&f->c, m, 1, 0, 0, 3, NULL, 0), ERR_LIMIT);
+    assert_int_equal(atomic_load(&f->b.cnt.dropped_size), 2);
+    assert_int_equal(f->c.unsent, 0);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+}
+
+static void v5_subscription_ids_get_a_per_subscriber_head(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(1);
+    uint32_t ids[2] = {1, 200};
+    f->c.version = PKT_V5;
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, ids, 2), 0);
+    out_batch_t *b = &f->c.batch[f->c.pend];
+    /* 0x30, rem 2+3 + props(1 + 2 + 3) + 1 payload = 12;
+     * props: 0B 01, 0B C8 01 */
+    assert_int_equal(b->v[0].len, 2 + 5 + 6);
+    assert_memory_equal(b->scratch, "\x30\x0c\x00\x03" "a/b" "\x05\x0b\x01\x0b\xc8\x01", 13);
+    msg_release(&m);
+}
+
+static void batch_keeps_offsets_valid_across_scratch_growth(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(1);
+    for (uint16_t i = 1; i <= 200; i++) /* scratch reallocs several times */
+        conn__send_publish(&f->c, m, 1, 0, 0, i, NULL, 0);
+    out_batch_t *b = &f->c.batch[f->c.pend];
+    assert_int_equal(b->n, 400);
+    assert_int_equal(b->v[398].off, 199 * 9);
+    assert_memory_equal(b->scratch + b->v[398].off, "\x32\x08\x00\x03" "a/b" "\x00\xc8", 9);
+    assert_int_equal(atomic_load(&m->refs), 201);
+    batch_reset(b);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(control_packets_merge_into_one_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(qos0_delivery_shares_the_head_and_holds_one_reference, setup, teardown),
+        cmocka_unit_test_setup_teardown(qos1_delivery_encodes_its_own_head_with_packet_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(qos0_past_max_out_bytes_is_dropped_and_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(publish_over_client_maximum_packet_size_is_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(v5_subscription_ids_get_a_per_subscriber_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_keeps_offsets_valid_across_scratch_growth, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("broker/conn", tests, NULL, NULL);
+}
