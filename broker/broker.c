@@ -197,6 +197,26 @@ fail_store:
     return rc;
 }
 
+/* Counter value for the stop line. */
+static unsigned long long cnt(atomic_uint_fast64_t *v)
+{
+    return (unsigned long long)atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* One line at shutdown with what the broker counted, so an operator sees
+ * losses and bad clients without a stats endpoint. */
+static void log_stop_line(broker_t *b)
+{
+    broker_counters_t *k = &b->cnt;
+    log_info("uvmq stopped: %llu connections closed; messages in %llu, out %llu; "
+             "dropped: %llu qos0, %llu queue-full, %llu too-large-for-client, "
+             "%llu expired; malformed %llu, too large %llu, protocol errors %llu",
+             (unsigned long long)b->conns_closed_at_stop, cnt(&k->msgs_in),
+             cnt(&k->msgs_out), cnt(&k->dropped_qos0), cnt(&k->dropped_queue),
+             cnt(&k->dropped_size), cnt(&k->expired), cnt(&k->malformed),
+             cnt(&k->too_large), cnt(&k->protocol_error));
+}
+
 int broker_run(broker_t *b)
 {
     int rc = 0;
@@ -206,8 +226,7 @@ int broker_run(broker_t *b)
     log_info("%u worker loop(s) (threads=%u requested)", b->n_loops, b->cfg->threads);
     uv_run(&b->loops[0].uv, UV_RUN_DEFAULT);
     rc = teardown_loops(b);
-    log_info("uvmq stopped: %llu connections closed",
-             (unsigned long long)b->conns_closed_at_stop);
+    log_stop_line(b);
     return rc;
 }
 

@@ -144,6 +144,7 @@ struct conn_s {
     uint8_t handle_closing; /* uv_close was called */
     uint8_t warned_drop;
     uint8_t got_disconnect;
+    uint8_t read_paused;  /* reading stopped: unsent output > max_out_bytes */
     uint8_t *in;          /* partial input (NULL when none held) */
     size_t in_len, in_cap;
     size_t need;          /* size of the packet being received (pkt_frame) */

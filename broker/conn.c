@@ -317,6 +317,31 @@ static void read_own(conn_t *c, size_t n)
     }
 }
 
+/* Backpressure (STYLE 6): a client whose own traffic makes output pile up
+ * faster than it reads (e.g. QoS 1 publishes whose PUBACKs it never reads)
+ * is not read any more until its unsent bytes fall below half the limit.
+ * QoS 0 deliveries to it are dropped above the limit anyway, so this bounds
+ * what one connection can make the broker hold. */
+static void pause_if_backed_up(conn_t *c)
+{
+    if (c->read_paused || c->state != CONN_ACTIVE) return;
+    if (c->unsent <= c->loop->b->cfg->max_out_bytes) return;
+    c->read_paused = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    log_debug("client %s (%s): output backed up, reading paused", conn__id(c), c->peer);
+}
+
+static void resume_if_drained(conn_t *c)
+{
+    if (!c->read_paused || c->state != CONN_ACTIVE) return;
+    /* While paused, write progress is the client's sign of life: the
+     * keep-alive clock must not run out on bytes we chose not to read. */
+    c->last_rx = uv_now(&c->loop->uv);
+    if (c->unsent > c->loop->b->cfg->max_out_bytes / 2) return;
+    c->read_paused = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
@@ -333,6 +358,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             read_shared(c, l->rbuf, (size_t)n);
         else
             read_own(c, (size_t)n);
+        pause_if_backed_up(c);
     }
 }
 
@@ -482,8 +508,11 @@ static void on_write(uv_write_t *req, int status)
         conn__close_handle(c);
     } else if (c->batch[c->pend].n > 0) {
         loop__mark_dirty(c);
+        resume_if_drained(c);
     } else if (c->state == CONN_CLOSING) {
         conn__close_handle(c);
+    } else {
+        resume_if_drained(c);
     }
 }
 

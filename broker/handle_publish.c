@@ -86,6 +86,8 @@ static uint8_t check_topic(conn_t *c, const pkt_publish_t *pub)
     const char *t = (const char *)pub->topic.p;
     if (c->version == PKT_V5 && PKT_PROP_HAS(&pub->props, PROP_TOPIC_ALIAS))
         return PKT_RC_TOPIC_ALIAS_INVALID; /* our Topic Alias Maximum is 0 */
+    if (pub->props.n_sub_ids > 0)
+        return PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.4-6: server-to-client only */
     if (pub->topic.len == 0) return PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.2-1 */
     if (!topic_name_valid(t, pub->topic.len)) return PKT_RC_TOPIC_NAME_INVALID;
     if (conn__levels(t, pub->topic.len) > c->loop->b->cfg->max_topic_levels)
@@ -118,7 +120,7 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
     if (bad != 0)
         return conn__fail(c, bad, bad == PKT_RC_TOPIC_ALIAS_INVALID
                                       ? "topic alias sent (Topic Alias Maximum is 0)"
-                                      : "invalid PUBLISH topic");
+                                      : "invalid PUBLISH topic or properties");
     if (pub->qos == 2) {
         int r = qos2_admit(c, pub->packet_id);
         if (r != 1) return r;
