@@ -4,6 +4,7 @@
 #   make run        build and start uvmq on its defaults (127.0.0.1:1883)
 #   make test       unit + integration tests; ends with "N passed, N failed"
 #   make test SAN=1 the same under ASan + UBSan (objects in build/san/)
+#   make test-full  make test, then 60 s of libFuzzer over the codec
 #   make clean
 #
 # Missing Debian packages are installed by scripts/install-deps.sh, which
@@ -116,8 +117,9 @@ run: $(BUILD)/uvmq
 test: tests
 	@BUILD=$(BUILD) SAN=$(SAN) ./tests/run.sh
 
-test-full: tests
-	@BUILD=$(BUILD) SAN=$(SAN) FULL=1 ./tests/run.sh
+# The slow tier: everything in `make test`, then FUZZ_TIME seconds of
+# libFuzzer over the codec.
+test-full: test fuzz
 
 bench: $(PROGRAMS) $(MICRO_BIN)
 	./bench/fanout.sh

@@ -5,7 +5,8 @@
 # each tests/integration/*.sh script prints TAP itself. Every program runs
 # under a time limit; a program that dies or prints no TAP lines counts as
 # one failure. Environment: BUILD (build dir), SAN (1 under sanitizers),
-# FULL (1 adds the slow fault-injection loops), ONLY (substring filter).
+# ONLY (substring filter), TEST_THREADS (the worker-loop counts the
+# integration tests run with; default "1 4").
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -21,7 +22,7 @@ rm -rf "$LOGDIR"; mkdir -p "$LOGDIR"
 passed=0; failed=0
 run_one() {
     local name="$1"; shift
-    local log="$LOGDIR/$(echo "$name" | tr '/' '_').log"
+    local log="$LOGDIR/$(echo "$name" | tr '/ ()' '____').log"
     timeout -k 5 "$LIMIT" "$@" >"$log" 2>&1
     local rc=$?
     local ok nok
@@ -45,17 +46,23 @@ for t in "$BUILD"/tests/unit/*/*; do
     [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
     run_one "unit/${t#"$BUILD"/tests/unit/}" "$t"
 done
-for t in "$BUILD"/tests/integration/*; do
-    [ -x "$t" ] && [ -f "$t" ] || continue
-    case "$t" in *.d) continue;; esac
-    [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
-    run_one "integration/${t##*/}" "$t"
+# Integration tests run once per worker-loop count (UVMQ_TEST_THREADS is
+# passed to the broker as --threads by the harness and the scripts).
+for threads in ${TEST_THREADS:-1 4}; do
+    export UVMQ_TEST_THREADS=$threads
+    for t in "$BUILD"/tests/integration/*; do
+        [ -x "$t" ] && [ -f "$t" ] || continue
+        case "$t" in *.d) continue;; esac
+        [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
+        run_one "integration/${t##*/} (threads $threads)" "$t"
+    done
+    for t in tests/integration/*.sh; do
+        [ -f "$t" ] || continue
+        [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
+        run_one "integration/${t##*/} (threads $threads)" bash "$t"
+    done
 done
-for t in tests/integration/*.sh; do
-    [ -f "$t" ] || continue
-    [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
-    run_one "integration/${t##*/}" bash "$t"
-done
+unset UVMQ_TEST_THREADS
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -76,6 +76,7 @@ start_broker() {
     for attempt in 1 2 3 4 5; do
         PORT=$(pick_port) || return 1
         "$UVMQ_BIN" -p "$PORT" --http-port 0 -b 127.0.0.1 --data-dir "$TMP/data" \
+            ${UVMQ_TEST_THREADS:+--threads "$UVMQ_TEST_THREADS"} \
             >>"$TMP/broker.log" 2>&1 &
         BROKER_PID=$!
         for i in $(seq 1 500); do

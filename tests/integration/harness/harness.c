@@ -147,6 +147,12 @@ static void exec_broker(const th_broker_t *b, const char *cfg_path)
         argv[n++] = "-c";
         argv[n++] = cfg_path;
     }
+    /* tests/run.sh runs the integration tests once per worker-loop count. */
+    const char *threads = getenv("UVMQ_TEST_THREADS");
+    if (threads != NULL && *threads != '\0') {
+        argv[n++] = "--threads";
+        argv[n++] = threads;
+    }
     if (getenv("TH_BROKER_QUIET") == NULL)
         argv[n++] = "-v";
     argv[n] = NULL;
