@@ -4,6 +4,7 @@
 #   make run        build and start uvmq on its defaults (127.0.0.1:1883)
 #   make test       unit + integration tests; ends with "N passed, N failed"
 #   make test SAN=1 the same under ASan + UBSan (objects in build/san/)
+#   make test TSAN=1 the same under ThreadSanitizer (objects in build/tsan/)
 #   make test-full  make test, then 60 s of libFuzzer over the codec
 #   make clean
 #
@@ -28,6 +29,9 @@ endif
 ifeq ($(SAN),1)
 BUILD := build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(TSAN),1)
+BUILD := build/tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
 else
 BUILD := build
 SANFLAGS :=
@@ -115,7 +119,7 @@ run: $(BUILD)/uvmq
 	./$(BUILD)/uvmq
 
 test: tests
-	@BUILD=$(BUILD) SAN=$(SAN) ./tests/run.sh
+	@BUILD=$(BUILD) SAN=$(SAN) TSAN=$(TSAN) ./tests/run.sh
 
 # The slow tier: everything in `make test`, then FUZZ_TIME seconds of
 # libFuzzer over the codec.

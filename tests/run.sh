@@ -4,7 +4,7 @@
 # Each unit and integration binary is a cmocka program run with TAP output;
 # each tests/integration/*.sh script prints TAP itself. Every program runs
 # under a time limit; a program that dies or prints no TAP lines counts as
-# one failure. Environment: BUILD (build dir), SAN (1 under sanitizers),
+# one failure. Environment: BUILD (build dir), SAN / TSAN (1 under sanitizers),
 # ONLY (substring filter), TEST_THREADS (the worker-loop counts the
 # integration tests run with; default "1 4").
 set -u
@@ -15,6 +15,7 @@ export UVMQ_BIN="$PWD/$BUILD/uvmq"
 export CMOCKA_MESSAGE_OUTPUT=TAP
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 LIMIT=${TEST_TIMEOUT:-300}
 LOGDIR="$PWD/$BUILD/test-logs"
 rm -rf "$LOGDIR"; mkdir -p "$LOGDIR"

@@ -259,8 +259,9 @@ static int reap_within(th_broker_t *b, int ms)
     return rc;
 }
 
-/* Stops the broker; see harness.h. */
-int th_broker_stop(th_broker_t *b)
+/* Ends the broker process: SIGTERM, bounded wait, SIGKILL. Returns the
+ * status as th_broker_stop reports it; the temp dir stays. */
+static int stop_process(th_broker_t *b)
 {
     int rc = 0;
     if (b->pid > 0) {
@@ -277,10 +278,54 @@ int th_broker_stop(th_broker_t *b)
             th_broker_dump_log(b);
         }
     }
+    return rc;
+}
+
+/* Removes the broker's temp dir (unless TH_KEEP_TMP is set). */
+static void remove_dir(th_broker_t *b)
+{
     if (b->dir[0] != '\0' && getenv("TH_KEEP_TMP") == NULL)
         nftw(b->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     b->dir[0] = '\0';
+}
+
+/* Stops the broker; see harness.h. */
+int th_broker_stop(th_broker_t *b)
+{
+    int rc = stop_process(b);
+    remove_dir(b);
     return rc;
+}
+
+/* Stops the broker and returns its log; see harness.h. */
+char *th_broker_stop_log(th_broker_t *b)
+{
+    int rc = stop_process(b);
+    FILE *f = fopen(b->log_path, "r");
+    char *log = NULL;
+    long len = -1;
+    if (f != NULL && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0) {
+        rewind(f);
+        log = malloc((size_t)len + 1);
+        if (log != NULL) log[fread(log, 1, (size_t)len, f)] = '\0';
+    }
+    if (f != NULL) fclose(f);
+    remove_dir(b);
+    if (log == NULL) th_fail("cannot read the broker log %s", b->log_path);
+    if (rc != 0) {
+        free(log);
+        th_fail("broker exited with status %d", rc);
+    }
+    return log;
+}
+
+/* Counts needle in text; see harness.h. */
+int th_count(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
 }
 
 /* SIGKILLs the broker we started; see harness.h. */
@@ -327,19 +372,33 @@ void th_share_broker(th_broker_t *b)
     g_shared = b;
 }
 
-/* Starts the broker of one TH_TEST test; initial state is the test body. */
-int th_setup(void **state)
+/* Sets up one test running fn; starts its broker with json unless a
+ * shared broker is in use. */
+static int setup_with(void **state, th_test_fn fn, const char *json)
 {
     run_state_t *rs = calloc(1, sizeof *rs);
     assert_non_null(rs);
-    rs->fn = (th_test_fn)*state;
+    rs->fn = fn;
     *state = rs;
     g_n_fds = 0;
     rs->ctx.broker = g_shared != NULL ? g_shared : &rs->own;
     if (g_shared == NULL)
-        th_broker_start(&rs->own, NULL);
+        th_broker_start(&rs->own, json);
     rs->ctx.port = rs->ctx.broker->port;
     return 0;
+}
+
+/* Starts the broker of one TH_TEST test; initial state is the test body. */
+int th_setup(void **state)
+{
+    return setup_with(state, (th_test_fn)*state, NULL);
+}
+
+/* Starts the broker of one TH_TEST_CFG test with its config. */
+int th_setup_cfg(void **state)
+{
+    const th_cfg_test_t *ct = *state;
+    return setup_with(state, ct->fn, ct->json);
 }
 
 /* Runs the body of one TH_TEST test. */
@@ -389,9 +448,15 @@ int th_connect(uint16_t port)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    th_track_fd(fd);
+    return fd;
+}
+
+/* Tracks an fd for teardown; see harness.h. */
+void th_track_fd(int fd)
+{
     if (g_n_fds < MAX_TRACKED_FDS)
         g_fds[g_n_fds++] = fd;
-    return fd;
 }
 
 /* Closes an fd from th_connect and forgets it. */

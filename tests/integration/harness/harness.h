@@ -64,12 +64,27 @@ typedef struct th_mosq_s {
         .teardown_func = th_teardown, .initial_state = (void *)(fn)          \
     }
 
+/* A test that needs its own broker config: the body and the JSON. */
+typedef struct th_cfg_test_s {
+    th_test_fn fn;
+    const char *json;
+} th_cfg_test_t;
+
+/* Like TH_TEST, with this test's broker started from config `json`. */
+#define TH_TEST_CFG(fn, json)                                                \
+    {                                                                        \
+        .name = #fn, .test_func = th_run, .setup_func = th_setup_cfg,        \
+        .teardown_func = th_teardown,                                        \
+        .initial_state = &(th_cfg_test_t){(fn), (json)}                      \
+    }
+
 /* Makes the TH_TEST tests that follow use b (started and stopped by a
  * group setup/teardown) instead of a broker each; NULL undoes it. */
 void th_share_broker(th_broker_t *b);
 
 /* TH_TEST's fixtures (cmocka signatures); not called directly. */
 int th_setup(void **state);
+int th_setup_cfg(void **state);
 void th_run(void **state);
 int th_teardown(void **state);
 
@@ -87,6 +102,13 @@ void th_broker_start(th_broker_t *b, const char *extra_json);
  * dir. Safe to call twice. */
 int th_broker_stop(th_broker_t *b);
 
+/* Stops the broker like th_broker_stop, asserts it exited 0, and returns
+ * its whole log as a malloc'd string (the caller frees it). */
+char *th_broker_stop_log(th_broker_t *b);
+
+/* Number of times needle occurs in text. */
+int th_count(const char *text, const char *needle);
+
 /* SIGKILLs the broker (only the pid we started) and reaps it; the temp dir
  * stays until th_broker_stop. */
 void th_broker_kill(th_broker_t *b);
@@ -95,6 +117,10 @@ void th_broker_kill(th_broker_t *b);
 void th_broker_dump_log(const th_broker_t *b);
 
 /* --- raw sockets ------------------------------------------------------- */
+
+/* Tracks an fd the test opened itself, so TH_TEST's teardown closes it if
+ * the test does not (th_close closes and forgets it). */
+void th_track_fd(int fd);
 
 /* Connects to 127.0.0.1:port; returns the fd (tracked: TH_TEST's teardown
  * closes any left open). Fails the test on error. */
