@@ -1,12 +1,34 @@
 #!/bin/sh
-# Installs the Debian packages uvmq needs to build, test and benchmark.
-# Called by the Makefile when pkg-config cannot find a dependency or a test
-# tool is missing; safe to run again (installs only what is missing).
+# Installs the Debian packages uvmq needs; safe to run again (installs only
+# what is missing; through sudo when not root).
+#
+#   scripts/install-deps.sh          build and test: libraries, cmocka,
+#                                    mosquitto-clients, libmosquitto
+#   scripts/install-deps.sh --bench  bench/fanout.sh: mosquitto (the broker
+#                                    uvmq is compared with), gnuplot-nox (the
+#                                    chart), util-linux (taskset), jq (reads
+#                                    the generator's JSON)
+#
+# The Makefile calls the first form when pkg-config cannot find a
+# dependency; bench/fanout.sh calls the second.
 set -eu
 
-PKGS="build-essential pkg-config libuv1-dev libssl-dev libsqlite3-dev \
+case "${1:-}" in
+"")
+    WHAT=install-deps
+    PKGS="build-essential pkg-config libuv1-dev libssl-dev libsqlite3-dev \
 libcjson-dev libnghttp2-dev libcmocka-dev mosquitto-clients libmosquitto-dev \
 curl"
+    ;;
+--bench)
+    WHAT=install-bench-deps
+    PKGS="mosquitto gnuplot-nox util-linux jq"
+    ;;
+*)
+    echo "usage: $0 [--bench]" >&2
+    exit 2
+    ;;
+esac
 
 missing=""
 for p in $PKGS; do
@@ -20,7 +42,7 @@ if [ -z "$missing" ]; then
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-deps: apt-get not found; install these packages by hand:$missing" >&2
+    echo "$WHAT: apt-get not found; install these packages by hand:$missing" >&2
     exit 1
 fi
 
@@ -29,7 +51,7 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 
-echo "install-deps: installing:$missing"
+echo "$WHAT: installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
