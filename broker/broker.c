@@ -1,29 +1,31 @@
 /*
- * broker.c - broker lifecycle: create (data dir, loops, listener), run
- * until SIGINT/SIGTERM or broker_stop, orderly shutdown, destroy.
+ * broker.c - broker lifecycle: create (data dir, worker loops, listener),
+ * run the worker threads and the listener loop until SIGINT/SIGTERM or
+ * broker_stop, orderly shutdown, destroy.
  *
- * Shutdown closes the listener, sends v5 clients DISCONNECT 0x8B (Server
- * shutting down) and closes every connection without publishing wills;
- * the loop's hooks close once the last connection has, so uv_run returns
- * and uv_loop_close finds no handle left. Sessions, retained messages and
- * the router are freed in broker_destroy.
+ * Shutdown: the listener loop stops accepting and posts STOP to every
+ * worker; each sends v5 clients DISCONNECT 0x8B (Server shutting down),
+ * closes its connections without publishing wills, then its handles, so
+ * its uv_run returns and uv_loop_close finds no handle left. The main
+ * thread joins the workers, then frees sessions, routers and retained
+ * messages (broker_destroy). The threading model is in inbox.c.
  */
 #include "broker_int.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/log.h"
 #include "../common/xmalloc.h"
 
-#define LISTEN_BACKLOG 511
-
-/* Closes the broker's own handles (listener, signals, stop async). */
+/* Closes the listener loop's handles (listening socket, signals, stop). */
 static void close_own_handles(broker_t *b)
 {
-    uv_handle_t *hs[] = {(uv_handle_t *)&b->listener, (uv_handle_t *)&b->sigint,
-                         (uv_handle_t *)&b->sigterm, (uv_handle_t *)&b->stop_async};
+    uv_handle_t *hs[] = {(uv_handle_t *)&b->sigint, (uv_handle_t *)&b->sigterm,
+                         (uv_handle_t *)&b->stop_async};
+    listener__stop(b);
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) {
         if (hs[i]->loop != NULL && !uv_is_closing(hs[i])) uv_close(hs[i], NULL);
     }
@@ -36,13 +38,10 @@ static void begin_stop(broker_t *b)
     b->stopping = 1;
     close_own_handles(b);
     for (unsigned i = 0; i < b->n_loops; i++) {
-        loop_t *l = &b->loops[i];
-        b->conns_closed_at_stop += l->n_conns;
-        for (conn_t *c = l->conns; c != NULL; c = c->next)
-            conn__close(c, PKT_RC_SERVER_SHUTTING_DOWN,
-                        CLOSE_DISCONNECT | CLOSE_QUIET, "server shutting down");
-        if (l->n_conns == 0) loop__close_handles(l);
+        loop_item_t it = {.kind = ITEM_STOP};
+        loop__items_append(&b->lout[i], &it);
     }
+    loop__flush_outboxes(b, b->lout);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -56,87 +55,44 @@ static void on_stop_async(uv_async_t *h)
     begin_stop(h->data);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* Number of worker loops for cfg->threads (0 = one per core). */
+static unsigned loop_count(const broker_config_t *cfg)
 {
-    broker_t *b = server->data;
-    if (status < 0) {
-        log_warn("accept failed: %s", uv_strerror(status));
-        return;
-    }
-    conn__accept(&b->loops[0], server); /* one loop for now */
+    unsigned n = cfg->threads;
+    if (n == 0) n = uv_available_parallelism();
+    return n ? n : 1;
 }
 
-/* Formats the bound address for the start-up line. */
-static void bound_name(uv_tcp_t *t, char *out, size_t cap)
+/* For loops never run on a thread (broker_create failed, or broker_run
+ * never called): closes their handles and runs them until closed. */
+static void close_unrun_loops(broker_t *b)
 {
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    snprintf(out, cap, "?");
-    if (uv_tcp_getsockname(t, (struct sockaddr *)&ss, &len) != 0) return;
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, ip, sizeof ip);
-        snprintf(out, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof ip);
-        snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
-    }
-}
-
-/* Binds and listens on cfg->bind:cfg->port (IPv4 or IPv6 literal). */
-static int listen_start(broker_t *b)
-{
-    const broker_config_t *cfg = b->cfg;
-    struct sockaddr_storage ss;
-    char name[96];
-    int rc = uv_ip4_addr(cfg->bind, cfg->port, (struct sockaddr_in *)&ss);
-    if (rc != 0) rc = uv_ip6_addr(cfg->bind, cfg->port, (struct sockaddr_in6 *)&ss);
-    if (rc != 0) {
-        log_error("invalid bind address \"%s\" (expected an IPv4 or IPv6 literal)",
-                  cfg->bind);
-        return ERR_CONFIG;
-    }
-    uv_tcp_init(&b->loops[0].uv, &b->listener);
-    b->listener.data = b;
-    rc = uv_tcp_bind(&b->listener, (struct sockaddr *)&ss, 0);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&b->listener, LISTEN_BACKLOG, on_connection);
-    if (rc != 0) {
-        log_error("cannot listen on %s port %u: %s", cfg->bind, cfg->port,
-                  uv_strerror(rc));
-        return rc;
-    }
-    bound_name(&b->listener, name, sizeof name);
-    log_info("uvmq %s listening on %s (mqtt), data dir %s", UVMQ_VERSION, name,
-             cfg->data_dir);
-    return 0;
-}
-
-/* Closes whatever handles remain, runs the loops until their close
- * callbacks ran, then closes them. Returns 0 or the first failure. */
-static int teardown_loops(broker_t *b)
-{
-    int rc = 0;
-    if (b->loops == NULL) return 0;
     for (unsigned i = 0; i < b->n_loops; i++) {
         loop_t *l = &b->loops[i];
-        if (l->rbuf == NULL) continue; /* never initialised or disposed */
-        if (i == 0) close_own_handles(b);
+        if (l->rbuf == NULL || l->uv_closed) continue;
         loop__close_handles(l);
         uv_run(&l->uv, UV_RUN_DEFAULT);
-        int r = loop__dispose(l);
-        if (r != 0) log_error("uv_loop_close: %s", uv_strerror(r));
-        if (rc == 0) rc = r;
+        if (loop__close_uv(l) != 0)
+            log_error("uv_loop_close (worker %u): %s", i, uv_strerror(l->close_rc));
     }
+}
+
+/* Closes the listener loop (its handles first). Returns uv_loop_close's. */
+static int close_listener_loop(broker_t *b)
+{
+    int rc = 0;
+    if (!b->luv_init) return 0;
+    close_own_handles(b);
+    uv_run(&b->luv, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&b->luv);
+    if (rc != 0) log_error("uv_loop_close (listener): %s", uv_strerror(rc));
+    b->luv_init = 0;
     return rc;
 }
 
-/* Creates router, retained trie, locks and the session map. */
+/* Creates the retained trie, its lock and the session map. */
 static void state_init(broker_t *b)
 {
-    b->router = router_create();
-    pthread_rwlock_init(&b->router_lock, NULL);
     b->retained = router_retained_create();
     pthread_mutex_init(&b->retained_lock, NULL);
     sess__map_init(&b->sessions);
@@ -149,16 +105,46 @@ static void release_retained(void *value, void *ctx)
     msg_release(&m);
 }
 
-/* Frees sessions, retained messages and the router (loops are down). */
+/* Frees sessions, retained messages and each loop's leftovers and router
+ * (every loop is down). */
 static void state_dispose(broker_t *b)
 {
-    sess__map_dispose(&b->sessions, b);
+    sess__map_dispose(&b->sessions);
+    for (unsigned i = 0; i < b->n_loops; i++) loop__dispose(&b->loops[i]);
     router_retained_destroy(b->retained, release_retained, NULL);
-    router_destroy(b->router);
     b->retained = NULL;
-    b->router = NULL;
     pthread_mutex_destroy(&b->retained_lock);
-    pthread_rwlock_destroy(&b->router_lock);
+}
+
+/* Initialises the worker loops and the listener loop's handles. */
+static int loops_init(broker_t *b)
+{
+    int rc = uv_loop_init(&b->luv);
+    if (rc != 0) return rc;
+    b->luv_init = 1;
+    b->luv.data = b;
+    b->lout = xcalloc(b->n_loops, sizeof *b->lout);
+    for (unsigned i = 0; i < b->n_loops && rc == 0; i++)
+        rc = loop__init(&b->loops[i], b, i);
+    if (rc != 0) return rc;
+    uv_signal_init(&b->luv, &b->sigint);
+    uv_signal_init(&b->luv, &b->sigterm);
+    uv_async_init(&b->luv, &b->stop_async, on_stop_async);
+    b->sigint.data = b->sigterm.data = b->stop_async.data = b;
+    return 0;
+}
+
+/* Frees what loops_init and state_init made (loops are closed). */
+static void loops_free(broker_t *b)
+{
+    for (unsigned i = 0; b->lout != NULL && i < b->n_loops; i++) {
+        loop__drop_items(&b->lout[i]);
+        loop__items_dispose(&b->lout[i]);
+    }
+    free(b->lout);
+    free(b->loops);
+    b->lout = NULL;
+    b->loops = NULL;
 }
 
 int broker_create(broker_t **out, const broker_config_t *cfg)
@@ -167,30 +153,27 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
     int rc = 0;
     *out = NULL;
     b->cfg = cfg;
+    b->lfd = -1;
     rc = store_open(&b->store, cfg->data_dir);
     if (rc != 0) goto fail_store;
-    b->n_loops = 1; /* config "threads" is accepted; multi-core comes later */
+    b->n_loops = loop_count(cfg);
     b->loops = xcalloc(b->n_loops, sizeof *b->loops);
-    rc = loop__init(&b->loops[0], b, 0);
-    if (rc != 0) {
-        log_error("cannot create the event loop: %s", uv_strerror(rc));
-        goto fail_loop;
-    }
     state_init(b);
-    uv_signal_init(&b->loops[0].uv, &b->sigint);
-    uv_signal_init(&b->loops[0].uv, &b->sigterm);
-    uv_async_init(&b->loops[0].uv, &b->stop_async, on_stop_async);
-    b->sigint.data = b->sigterm.data = b->stop_async.data = b;
-    rc = listen_start(b);
-    if (rc != 0) goto fail_listen;
+    rc = loops_init(b);
+    if (rc != 0) {
+        log_error("cannot create the event loops: %s", uv_strerror(rc));
+        goto fail_loops;
+    }
+    rc = listener__start(b);
+    if (rc != 0) goto fail_loops;
     *out = b;
     return 0;
 
-fail_listen:
-    teardown_loops(b);
+fail_loops:
+    close_unrun_loops(b);
+    close_listener_loop(b);
     state_dispose(b);
-fail_loop:
-    free(b->loops);
+    loops_free(b);
     store_close(b->store);
 fail_store:
     free(b);
@@ -211,10 +194,48 @@ static void log_stop_line(broker_t *b)
     log_info("uvmq stopped: %llu connections closed; messages in %llu, out %llu; "
              "dropped: %llu qos0, %llu queue-full, %llu too-large-for-client, "
              "%llu expired; malformed %llu, too large %llu, protocol errors %llu",
-             (unsigned long long)b->conns_closed_at_stop, cnt(&k->msgs_in),
+             cnt(&b->conns_closed_at_stop), cnt(&k->msgs_in),
              cnt(&k->msgs_out), cnt(&k->dropped_qos0), cnt(&k->dropped_queue),
              cnt(&k->dropped_size), cnt(&k->expired), cnt(&k->malformed),
              cnt(&k->too_large), cnt(&k->protocol_error));
+}
+
+/* Body of a worker thread: runs the loop until STOP has closed every
+ * handle, closes it, and returns this thread's pooled message blocks. */
+static void worker_main(void *arg)
+{
+    loop_t *l = arg;
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    loop__fold_counters(l);
+    if (loop__close_uv(l) != 0)
+        log_error("uv_loop_close (worker %u): %s", l->index, uv_strerror(l->close_rc));
+    msg_pool_drain();
+}
+
+/* Starts one thread per worker loop. Returns 0 or the first failure. */
+static int start_workers(broker_t *b)
+{
+    int rc = 0;
+    for (unsigned i = 0; i < b->n_loops && rc == 0; i++) {
+        rc = uv_thread_create(&b->loops[i].thread, worker_main, &b->loops[i]);
+        if (rc == 0) b->loops[i].thread_started = 1;
+        else log_error("cannot start worker thread %u: %s", i, uv_strerror(rc));
+    }
+    return rc;
+}
+
+/* Joins every started worker; returns the first uv_loop_close failure. */
+static int join_workers(broker_t *b)
+{
+    int rc = 0;
+    for (unsigned i = 0; i < b->n_loops; i++) {
+        loop_t *l = &b->loops[i];
+        if (!l->thread_started) continue;
+        uv_thread_join(&l->thread);
+        l->thread_started = 0;
+        if (rc == 0) rc = l->close_rc;
+    }
+    return rc;
 }
 
 int broker_run(broker_t *b)
@@ -224,8 +245,14 @@ int broker_run(broker_t *b)
     uv_signal_start(&b->sigint, on_signal, SIGINT);
     uv_signal_start(&b->sigterm, on_signal, SIGTERM);
     log_info("%u worker loop(s) (threads=%u requested)", b->n_loops, b->cfg->threads);
-    uv_run(&b->loops[0].uv, UV_RUN_DEFAULT);
-    rc = teardown_loops(b);
+    rc = start_workers(b);
+    if (rc != 0) begin_stop(b);
+    uv_run(&b->luv, UV_RUN_DEFAULT);
+    int jr = join_workers(b);
+    if (rc == 0) rc = jr;
+    close_unrun_loops(b); /* those whose thread did not start */
+    int lr = close_listener_loop(b);
+    if (rc == 0) rc = lr;
     log_stop_line(b);
     return rc;
 }
@@ -238,11 +265,12 @@ void broker_stop(broker_t *b)
 void broker_destroy(broker_t *b)
 {
     if (b == NULL) return;
-    b->stopping = 1; /* no wills while sessions are torn down */
-    teardown_loops(b);
+    b->stopping = 1;
+    close_unrun_loops(b);
+    close_listener_loop(b);
     state_dispose(b);
+    loops_free(b);
     msg_pool_drain();
     store_close(b->store);
-    free(b->loops);
     free(b);
 }

@@ -1,12 +1,14 @@
 /*
  * broker_int.h - types and functions shared by the files of broker/.
  *
- * Ownership in one paragraph: broker_t owns the loops, the router (behind
- * a rwlock), the retained trie (behind a mutex), the session map and the
- * store. A loop owns its connections outright; a connection borrows its
- * session while attached (sess->conn / conn->sess point at each other).
- * Sessions live in the map and are destroyed by sess.c only. Functions
- * shared between broker/ files carry a double underscore (conn__close).
+ * Ownership in one paragraph: broker_t owns the worker loops, the listener
+ * loop, the retained trie (behind a mutex), the session map and the store.
+ * Each worker loop runs on its own thread and owns its connections, its
+ * router (the subscriptions of its sessions) and the sessions it owns,
+ * outright; the threading model and the cross-loop takeover protocol are
+ * described at the top of inbox.c. A connection borrows its session while
+ * attached (sess->conn / conn->sess point at each other). Functions shared
+ * between broker/ files carry a double underscore (conn__close).
  */
 #ifndef UVMQ_BROKER_INT_H
 #define UVMQ_BROKER_INT_H
@@ -66,7 +68,14 @@ typedef struct broker_counters_s {
 
 /* ---- session map ---- */
 
+/* Compile-time shard count (a "session_shards" setting would go in
+ * broker_config_t, which cli/ owns). */
 #define SESS_SHARDS 64
+
+/* sess__claim results. */
+#define SESS_NEW 0    /* created, owned by the calling loop */
+#define SESS_LOCAL 1  /* exists and is owned by the calling loop */
+#define SESS_REMOTE 2 /* owned by another loop: claimed, ADOPT will follow */
 
 typedef struct sess_shard_s {
     pthread_mutex_t mu;
@@ -86,13 +95,26 @@ typedef struct sess_sub_s {
     uint32_t sub_id;
 } sess_sub_t;
 
+/* Every field is the owner loop's alone, except those marked "shard":
+ * read and written only under the session's shard mutex. */
 struct sess_s {
-    sess_t *next;      /* hash chain */
+    conn_t *conn;      /* attached connection or NULL (offline); borrowed;
+                          first: the one field a QoS 0 delivery reads */
+    sess_t *next;      /* hash chain (shard) */
     uint32_t hash;
-    char *client_id;   /* NUL-terminated, owned */
+    char *client_id;   /* NUL-terminated, owned; immutable */
     size_t id_len;
-    conn_t *conn;      /* attached connection or NULL (offline); borrowed */
-    loop_t *loop;      /* loop that owns the session now */
+    _Atomic(loop_t *) loop; /* owner loop (shard for writes); during a
+                               hand-off already the adopting loop */
+    loop_t *claim_loop;   /* shard: loop of the pending claim */
+    conn_t *claim_conn;   /* shard: claiming connection; NULL = no claim */
+    uint64_t claim_seq;   /* shard: bumped by every claim */
+    uint64_t transit_seq; /* shard: claim being adopted while transit */
+    uint8_t claim_clean;  /* shard: clean start of the pending claim */
+    uint8_t transit;      /* shard: ADOPT posted, not yet processed */
+    uint8_t ended;        /* ended (expiry 0) while claimed: reset on adopt */
+    uint8_t held;         /* a takeover on the owner is in progress */
+    sess_t *lprev, *lnext; /* owner loop's list of its sessions */
     uint8_t version;   /* protocol of the last connection */
     uint32_t expiry;   /* session expiry interval, s; 0 = ends with conn */
     uint64_t disconnected_at; /* uv_now ms when it went offline */
@@ -129,41 +151,90 @@ typedef struct out_batch_s {
 
 /* ---- connection ---- */
 
-enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSING };
+/* CONN_TAKING: CONNECT decoded, the session is being taken over from
+ * another loop; not reading, no CONNACK yet, until ADOPT or REJECT. */
+enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_TAKING, CONN_CLOSING };
+
+/* What a decoded CONNECT asks for, kept until the session is ours. */
+typedef struct conn_hello_s {
+    msg_t *will;          /* owned until attached to the session */
+    uint32_t expiry;      /* session expiry interval, s */
+    uint32_t will_delay;  /* v5 Will Delay Interval, s */
+    uint32_t will_expiry; /* v5 will Message Expiry, s; 0 = none */
+    uint16_t window;      /* inflight window (Receive Maximum) */
+    uint8_t clean_start;
+    uint8_t assigned;     /* v5: report the generated id in CONNACK */
+    uint8_t server_ka;    /* v5: report the granted keep-alive */
+} conn_hello_t;
 
 struct conn_s {
-    uv_tcp_t tcp;      /* tcp.data = this; memory freed in on_close */
-    uv_write_t wreq;   /* the one write in flight */
+    /* Hot: every delivery touches these; kept together at the top so a
+     * fan-out to 1,000 connections reads two cache lines of each. */
     loop_t *loop;
-    conn_t *prev, *next;  /* loop's list of all its connections */
+    sess_t *sess;         /* attached session (borrowed) */
     conn_t *dirty_next;   /* loop's dirty list */
+    size_t unsent;        /* bytes in flight + pending */
+    uint32_t peer_max_packet; /* client's Maximum Packet Size (v5) */
+    int pend;             /* index of the pending batch; !pend is writing */
     uint8_t dirty;        /* on the dirty list */
     uint8_t state;        /* enum conn_state */
     uint8_t version;      /* PKT_V31/V311/V5 once CONNECT is decoded */
     uint8_t writing;      /* a uv_write is in flight */
+    out_batch_t batch[2]; /* double buffer */
+    /* Cold. */
+    uv_tcp_t tcp;      /* tcp.data = this; memory freed in on_close */
+    uv_write_t wreq;   /* the one write in flight */
+    conn_t *prev, *next;  /* loop's list of all its connections */
     uint8_t handle_closing; /* uv_close was called */
     uint8_t warned_drop;
     uint8_t got_disconnect;
     uint8_t read_paused;  /* reading stopped: unsent output > max_out_bytes */
+    uint8_t claim_pending; /* an ADOPT or REJECT naming c is on its way */
+    uint8_t parked;       /* handle closed; memory kept for that item */
+    conn_t *park_next;    /* loop's parked list */
+    conn_hello_t hello;   /* the CONNECT, until the session is attached */
     uint8_t *in;          /* partial input (NULL when none held) */
     size_t in_len, in_cap;
     size_t need;          /* size of the packet being received (pkt_frame) */
     arena_t arena;        /* decode temporaries; reset after each packet */
-    out_batch_t batch[2]; /* double buffer */
-    int pend;             /* index of the pending batch; !pend is writing */
-    size_t unsent;        /* bytes in flight + pending */
     uint64_t accepted_at; /* uv_now ms */
     uint64_t last_rx;     /* uv_now ms of the last packet received */
     uint64_t closing_since;
     uint16_t keepalive;   /* seconds, as granted; 0 = none */
-    uint32_t peer_max_packet; /* client's Maximum Packet Size (v5) */
     uint64_t dropped_qos0;
-    sess_t *sess;         /* attached session (borrowed) */
     char peer[64];        /* "ip:port" for logs */
 };
 
+/* ---- inbox items (inbox.c) ---- */
+
+enum loop_item_kind {
+    ITEM_ACCEPT = 1, /* fd: a socket accepted by the listener */
+    ITEM_PUBLISH,    /* m: match the loop's router, deliver; one reference */
+    ITEM_TAKEOVER,   /* s, seq: hand s over to its pending claim */
+    ITEM_ADOPT,      /* s, c, seq: s is now this loop's; finish c's CONNECT */
+    ITEM_REJECT,     /* c: its claim was superseded; close it */
+    ITEM_STOP        /* shut the loop down */
+};
+
+typedef struct loop_item_s {
+    uint8_t kind;
+    int fd;
+    uint64_t seq;
+    msg_t *m;
+    sess_t *s;
+    conn_t *c;
+} loop_item_t;
+
+/* A reused vector of items (outboxes, inboxes). */
+typedef struct item_vec_s {
+    loop_item_t *v;
+    size_t n, cap;
+} item_vec_t;
+
 /* ---- loop ---- */
 
+/* A worker loop. Every field belongs to the loop's thread except those
+ * marked atomic or "inbox". */
 struct loop_s {
     broker_t *b;
     unsigned index;
@@ -171,6 +242,23 @@ struct loop_s {
     uv_prepare_t prepare; /* flush hook before polling */
     uv_check_t check;     /* flush hook right after I/O callbacks */
     uv_timer_t sweep;     /* 1 s: keep-alive, connect timeout, expiry */
+    uv_async_t async;     /* wakes the loop when its inbox has items */
+    uv_thread_t thread;
+    uint8_t thread_started;
+    uint8_t stopping;     /* STOP received */
+    uint8_t uv_closed;    /* uv_loop_close done */
+    int close_rc;         /* its result */
+    router_t *router;     /* subscriptions of this loop's sessions */
+    atomic_size_t n_subs; /* router_count(router) for other loops; 0 once
+                             stopping (a stale read is harmless, inbox.c) */
+    atomic_uint load;     /* connections handed here and not yet closed */
+    pthread_mutex_t inbox_mu;
+    item_vec_t inbox;     /* inbox: items posted by other threads */
+    uint8_t inbox_closed; /* inbox: async closed, post without waking */
+    item_vec_t work;      /* the swapped-out inbox being processed */
+    item_vec_t *out;      /* one outbox per worker loop, flushed per tick */
+    sess_t *sessions;     /* sessions this loop owns (sess->lnext) */
+    conn_t *parked;       /* closed connections waiting for their item */
     conn_t *conns;        /* every connection of the loop */
     size_t n_conns;
     conn_t *dirty;        /* connections with pending output */
@@ -181,50 +269,108 @@ struct loop_s {
     uint8_t rbuf_busy;
     msg_t **mvec;         /* reused message vector (retained sends) */
     size_t n_mvec, cap_mvec;
+    uint64_t msgs_out;    /* PUBLISH queued since the last fold into
+                             b->cnt (one atomic add per tick, not per
+                             delivery) */
+    msg_t *credit_msg;    /* references of credit_msg taken in bulk by */
+    size_t credit;        /* broker__deliver_local, used by deliveries */
 };
 
 /* ---- broker ---- */
 
+/* The listener loop runs on the main thread; its fields are the main
+ * thread's alone unless marked atomic. */
 struct broker_s {
     const broker_config_t *cfg;
-    loop_t *loops; /* n_loops entries; loops[0] runs the listener */
+    loop_t *loops; /* n_loops worker loops */
     unsigned n_loops;
-    uv_tcp_t listener;
+    uv_loop_t luv; /* listener loop: listening socket, signals, stop */
+    uint8_t luv_init;
+    int lfd;       /* listening socket, -1 when closed */
+    uv_poll_t lpoll;
     uv_signal_t sigint, sigterm;
     uv_async_t stop_async;
-    uint8_t handles_open; /* listener/signals/async/loop hooks initialised */
-    uint8_t stopping;
-    router_t *router;
-    pthread_rwlock_t router_lock;
+    item_vec_t *lout; /* listener's outboxes (ACCEPT, STOP) */
+    unsigned rr;      /* round-robin start for ties */
+    uint8_t stopping; /* listener: stop begun */
+    atomic_uint n_conns; /* connections accepted and not yet closed */
     router_retained_t *retained;
     pthread_mutex_t retained_lock;
     sess_map_t sessions;
     store_t *store;
     broker_counters_t cnt;
-    uint64_t conns_closed_at_stop;
+    atomic_uint_fast64_t conns_closed_at_stop;
     uint64_t last_refuse_log; /* uv_now ms; rate limit for refusals */
     uint64_t refused_since_log;
 };
 
 /* ---- loop.c ---- */
 
-/* Initialises l (uv loop, flush hooks, sweep timer) for broker b. Returns
- * 0 or a libuv error; on failure nothing needs disposing. */
+/* Initialises l (uv loop, flush hooks, sweep timer, async, router,
+ * outboxes) for broker b. Returns 0 or a libuv error; on failure nothing
+ * needs disposing. */
 int loop__init(loop_t *l, broker_t *b, unsigned index);
-/* Closes the loop's hooks and timer (asynchronously). */
+/* Closes the loop's hooks, timer and async (asynchronously); marks the
+ * inbox closed so producers stop waking it. */
 void loop__close_handles(loop_t *l);
-/* Frees the loop's reused vectors and closes the uv loop; returns
+/* Closes the uv loop (on the loop's thread, after uv_run); returns
  * uv_loop_close's result (0 when every handle was closed). */
-int loop__dispose(loop_t *l);
+int loop__close_uv(loop_t *l);
+/* Frees the loop's router, vectors and leftovers (main thread, after every
+ * worker thread has been joined and the sessions destroyed). */
+void loop__dispose(loop_t *l);
+/* Adds l->msgs_out to the broker's counter (flush hook, loop exit). */
+void loop__fold_counters(loop_t *l);
+/* A reference to m for one delivery: from the bulk credit when m is the
+ * message being fanned out, else msg_retain. */
+msg_t *loop__ref(loop_t *l, msg_t *m);
+/* Publishes router_count(l->router) to other loops (after any change). */
+void loop__subs_changed(loop_t *l);
+/* Shuts the loop down on STOP: closes every connection (v5 DISCONNECT
+ * 0x8B, no wills), then its handles once the last one has closed. */
+void loop__stop(loop_t *l);
 /* Puts c on its loop's dirty list (once) so the flush hook writes it. */
 void loop__mark_dirty(conn_t *c);
 /* Removes c from the dirty list if it is on it. */
 void loop__unmark_dirty(conn_t *c);
 
+/* ---- inbox.c ---- */
+
+/* Appends item to from's outbox for loop index `to` (no lock; flushed at
+ * the end of from's tick). Takes the item's references (m, fd). */
+void loop__post(loop_t *from, unsigned to, const loop_item_t *item);
+/* Appends item to v (growing it; reused, so no allocation once grown). */
+void loop__items_append(item_vec_t *v, const loop_item_t *item);
+/* Moves each non-empty outbox of out[0..b->n_loops) into its target's
+ * inbox (one lock each) and wakes each target once. Any thread; out is
+ * the calling thread's own array. */
+void loop__flush_outboxes(broker_t *b, item_vec_t *out);
+/* uv_async callback of a worker: swaps the inbox out, runs every item. */
+void loop__on_async(uv_async_t *h);
+/* Releases the references of items never processed (shutdown). */
+void loop__drop_items(item_vec_t *v);
+void loop__items_dispose(item_vec_t *v);
+
+/* ---- listener.c ---- */
+
+/* Creates the listening socket on cfg->bind:cfg->port and starts watching
+ * it on the listener loop. Returns 0 or a negative error (logged). */
+int listener__start(broker_t *b);
+/* Stops accepting and closes the listening socket. */
+void listener__stop(broker_t *b);
+
 /* ---- conn.c ---- */
 
-/* Accepts one connection from server on loop l. */
-void conn__accept(loop_t *l, uv_stream_t *server);
+/* Opens a connection on loop l for the accepted socket fd (takes fd). */
+void conn__open(loop_t *l, int fd);
+/* Restarts reading after a deferred CONNECT finished, first processing
+ * whatever input arrived meanwhile. */
+void conn__resume(conn_t *c);
+/* The ADOPT or REJECT naming c arrived: clears c->claim_pending. Returns 1
+ * when c is still alive, 0 when it had closed (c is freed now). */
+int conn__claim_done(conn_t *c);
+/* Frees a parked connection (shutdown). */
+void conn__free(conn_t *c);
 /* Appends an encoded control packet to c's pending batch. Returns 0, or
  * ERR_INVAL when p cannot be encoded. */
 int conn__send_pkt(conn_t *c, const pkt_t *p);
@@ -263,6 +409,11 @@ void conn__sweep(conn_t *c, uint64_t now);
 int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len);
 /* Handles DISCONNECT from the client. */
 int conn__handle_disconnect(conn_t *c, const pkt_t *p);
+/* ADOPT(s, c, seq) on loop l: s is l's now; finishes c's CONNECT when the
+ * claim is still c's, else closes c and passes s to the newer claim. */
+void conn__on_adopt(loop_t *l, sess_t *s, conn_t *c, uint64_t seq);
+/* REJECT(c): c's claim was superseded; closes c without CONNACK. */
+void conn__on_reject(loop_t *l, conn_t *c);
 
 /* ---- handle_publish.c ---- */
 
@@ -284,9 +435,14 @@ int conn__handle_unsubscribe(conn_t *c, pkt_t *p);
 /* ---- deliver.c ---- */
 
 /* Stores m in the retained trie when its retain flag is set, then fans it
- * out to every matching subscriber. Borrows m (each delivery retains).
- * Returns the number of matching subscribers. */
+ * out: to the matching sessions of l, and (one PUBLISH item each) to every
+ * other loop whose router is not empty. Borrows m (each delivery and item
+ * retains). Returns the local matches plus the loops forwarded to, so 0
+ * means "no matching subscribers" for sure. */
 size_t broker__publish(loop_t *l, msg_t *m);
+/* Matches m against l's own router and delivers to those sessions only.
+ * Borrows m. Returns the number of matches. */
+size_t broker__deliver_local(loop_t *l, msg_t *m);
 /* Delivers m to session s with delivery QoS qos, retain flag and v5
  * subscription ids (copied). Borrows m. */
 void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
@@ -302,8 +458,9 @@ void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
 /* ---- sess.c ---- */
 
 void sess__map_init(sess_map_t *m);
-/* Destroys every session left (shutdown), then the locks. */
-void sess__map_dispose(sess_map_t *m, broker_t *b);
+/* Destroys every session left (shutdown, all loops joined), then the
+ * locks. */
+void sess__map_dispose(sess_map_t *m);
 /* Returns the session with this client id, or NULL (borrowed). */
 sess_t *sess__find(sess_map_t *m, const char *id, size_t len);
 /* Adds s (the map takes it); the id must not be present. */
@@ -313,9 +470,33 @@ void sess__unlink(sess_map_t *m, sess_t *s);
 size_t sess__count(sess_map_t *m);
 /* New offline session with the given id and limits; not in the map. */
 sess_t *sess__create(const char *id, size_t len, const broker_config_t *cfg);
-/* Removes s's subscriptions from the router, releases queue, inflight and
- * will, frees s. s must be unlinked and detached. */
-void sess__destroy(broker_t *b, sess_t *s);
+/* Find-or-create-and-claim for connection c on loop l, atomically under
+ * the shard mutex (see inbox.c). Returns SESS_NEW or SESS_LOCAL (s is l's:
+ * go on at once) or SESS_REMOTE (a TAKEOVER was posted; c must wait for
+ * ADOPT or REJECT). *out is the session in every case. */
+int sess__claim(loop_t *l, conn_t *c, const char *id, size_t len,
+                int clean_start, sess_t **out);
+/* Records s as owned by l (its list for the sweep). */
+void sess__own(loop_t *l, sess_t *s);
+/* Removes s's subscriptions from l's router, releases queue, inflight and
+ * will, frees s. s must be unlinked and detached; l is its owner, or NULL
+ * at shutdown (routers are freed wholesale). */
+void sess__destroy(loop_t *l, sess_t *s);
+/* Ends a session owned by l: unlinks and destroys it, unless a claim is
+ * pending or a takeover holds it, in which case it is marked ended (the
+ * next owner starts it afresh). Returns 1 when s was destroyed. */
+int sess__end(loop_t *l, sess_t *s);
+/* Empties s in place for a clean start: subscriptions (and l's router
+ * entries), queue, inflight, will. */
+void sess__reset(loop_t *l, sess_t *s);
+/* Adds s's recorded subscriptions to l's router (after adoption). */
+void sess__subscribe_all(loop_t *l, sess_t *s);
+/* TAKEOVER(s, seq) on l: hands s to its pending claim when l still owns
+ * it and seq is still the pending claim's. */
+void sess__on_takeover(loop_t *l, sess_t *s, uint64_t seq);
+/* Hands s (owned by l, claim pending) to the claiming loop: closes its
+ * connection (0x8E), leaves l's router and sweep, posts ADOPT. */
+void sess__handoff(loop_t *l, sess_t *s);
 /* Records a subscription (replacing one on the same filter). */
 void sess__sub_add(sess_t *s, const char *f, size_t len, uint8_t options,
                    uint32_t sub_id);
@@ -324,11 +505,12 @@ int sess__sub_remove(sess_t *s, const char *f, size_t len);
 /* Writes "uvmq-" and 16 random hex digits plus NUL into out (22 bytes). */
 void sess__assign_id(char out[22]);
 /* Detaches s from its connection at close. publish_will per the close
- * reason; a session with expiry 0 is destroyed here. */
+ * reason; a session with expiry 0 is ended here (sess__end). */
 void sess__detach(loop_t *l, sess_t *s, int publish_will);
 /* Publishes s's will now (retained + fan-out) and forgets it. */
 void sess__publish_will(loop_t *l, sess_t *s);
-/* 1 s sweep: due delayed wills and expired offline sessions. */
+/* 1 s sweep of the sessions l owns: due delayed wills, expired offline
+ * sessions (those with a pending claim are left to the claimer). */
 void sess__sweep(loop_t *l, uint64_t now);
 
 #endif

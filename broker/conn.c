@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/log.h"
 #include "../common/xmalloc.h"
@@ -141,31 +142,7 @@ static void format_peer(conn_t *c)
     }
 }
 
-static size_t total_conns(broker_t *b)
-{
-    size_t n = 0;
-    for (unsigned i = 0; i < b->n_loops; i++) n += b->loops[i].n_conns;
-    return n;
-}
-
-/* max_connections reached: close at once, log at most once per 10 s. */
-static void refuse(conn_t *c)
-{
-    broker_t *b = c->loop->b;
-    uint64_t now = uv_now(&c->loop->uv);
-    CNT_INC(b, refused);
-    b->refused_since_log++;
-    if (b->last_refuse_log == 0 || now - b->last_refuse_log >= 10000) {
-        log_warn("max_connections (%u) reached: refused %llu connection(s)",
-                 b->cfg->max_connections,
-                 (unsigned long long)b->refused_since_log);
-        b->last_refuse_log = now;
-        b->refused_since_log = 0;
-    }
-    conn__close_handle(c);
-}
-
-void conn__accept(loop_t *l, uv_stream_t *server)
+void conn__open(loop_t *l, int fd)
 {
     broker_t *b = l->b;
     conn_t *c = xcalloc(1, sizeof *c);
@@ -180,11 +157,13 @@ void conn__accept(loop_t *l, uv_stream_t *server)
     c->accepted_at = c->last_rx = uv_now(&l->uv);
     c->peer_max_packet = UINT32_MAX;
     snprintf(c->peer, sizeof c->peer, "?");
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
+        log_warn("cannot open an accepted socket: %s", uv_strerror(rc));
+        close(fd);
         conn__close_handle(c);
-    } else if (b->stopping || (b->cfg->max_connections != 0 &&
-                               total_conns(b) > b->cfg->max_connections)) {
-        refuse(c);
+    } else if (l->stopping) {
+        conn__close_handle(c);
     } else {
         CNT_INC(b, accepted);
         uv_tcp_nodelay(&c->tcp, 1);
@@ -268,7 +247,7 @@ static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used)
 {
     size_t off = 0;
     int rc = 0;
-    while (rc == 0 && c->state != CONN_CLOSING) {
+    while (rc == 0 && c->state != CONN_CLOSING && c->state != CONN_TAKING) {
         size_t flen = 0, need = 0;
         int fr = pkt_frame(data + off, len - off, c->loop->b->cfg->max_packet_size,
                            &flen, &need);
@@ -360,6 +339,15 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             read_own(c, (size_t)n);
         pause_if_backed_up(c);
     }
+}
+
+void conn__resume(conn_t *c)
+{
+    c->last_rx = uv_now(&c->loop->uv);
+    if (c->in_len > 0) read_own(c, 0); /* input that came with the CONNECT */
+    if (c->state != CONN_ACTIVE) return;
+    pause_if_backed_up(c);
+    if (!c->read_paused) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* ---- write ---- */
@@ -459,8 +447,8 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
             return ERR_INVAL;
         add_scratch(c, written);
     }
-    add_ref(c, m->payload, m->payload_len, msg_retain(m));
-    CNT_INC(c->loop->b, msgs_out);
+    add_ref(c, m->payload, m->payload_len, loop__ref(c->loop, m));
+    c->loop->msgs_out++; /* folded into b->cnt once per tick */
     return 0;
 }
 
@@ -564,7 +552,31 @@ void conn__close_handle(conn_t *c)
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
-/* Runs after any write callback (libuv cancels writes before closing). */
+void conn__free(conn_t *c)
+{
+    batch_dispose(&c->batch[0]);
+    batch_dispose(&c->batch[1]);
+    free(c->in);
+    arena_dispose(&c->arena);
+    if (c->hello.will != NULL) msg_release(&c->hello.will);
+    free(c);
+}
+
+int conn__claim_done(conn_t *c)
+{
+    loop_t *l = c->loop;
+    c->claim_pending = 0;
+    if (!c->parked) return 1;
+    conn_t **pp = &l->parked;
+    while (*pp != c) pp = &(*pp)->park_next;
+    *pp = c->park_next;
+    conn__free(c);
+    return 0;
+}
+
+/* Runs after any write callback (libuv cancels writes before closing). A
+ * connection waiting for its ADOPT or REJECT is parked, not freed: that
+ * item still names it (inbox.c). */
 static void on_close(uv_handle_t *h)
 {
     conn_t *c = h->data;
@@ -576,13 +588,17 @@ static void on_close(uv_handle_t *h)
     else l->conns = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
     l->n_conns--;
-    batch_dispose(&c->batch[0]);
-    batch_dispose(&c->batch[1]);
-    free(c->in);
-    arena_dispose(&c->arena);
-    free(c);
+    atomic_fetch_sub_explicit(&l->load, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&b->n_conns, 1, memory_order_relaxed);
+    if (c->claim_pending) {
+        c->parked = 1;
+        c->park_next = l->parked;
+        l->parked = c;
+    } else {
+        conn__free(c);
+    }
     CNT_INC(b, closed);
-    if (b->stopping && l->n_conns == 0) loop__close_handles(l);
+    if (l->stopping && l->n_conns == 0) loop__close_handles(l);
 }
 
 void conn__sweep(conn_t *c, uint64_t now)
@@ -596,7 +612,8 @@ void conn__sweep(conn_t *c, uint64_t now)
         if (c->keepalive != 0 && now - c->last_rx >= (uint64_t)c->keepalive * 1500)
             conn__close(c, PKT_RC_KEEP_ALIVE_TIMEOUT,
                         CLOSE_DISCONNECT | CLOSE_WILL, "keep-alive timeout");
-    } else if (!c->handle_closing && now - c->closing_since >= CLOSE_GRACE_MS) {
+    } else if (c->state == CONN_CLOSING && !c->handle_closing &&
+               now - c->closing_since >= CLOSE_GRACE_MS) {
         conn__close_handle(c);
     }
 }

@@ -4,9 +4,11 @@
  *
  * The steps are separate functions: decode errors get the CONNACK (or
  * silence) the spec asks for; validation picks a CONNACK reason; apply
- * finds or creates the session, closing a live connection that holds it
- * (takeover); reply sends CONNACK and, for a resumed session, resends the
- * inflight window and drains the queue.
+ * keeps the request in c->hello and claims the session (sess__claim). A
+ * session of this loop is taken over at once (its live connection is
+ * closed); one owned by another loop arrives later by ADOPT (inbox.c),
+ * and conn__on_adopt then does the same. finish sends CONNACK and, for a
+ * resumed session, resends the inflight window and drains the queue.
  */
 #include "broker_int.h"
 
@@ -81,40 +83,6 @@ static int refuse(conn_t *c, uint8_t reason)
     return CONN_GONE;
 }
 
-/* Finds the session for id, closing a live connection holding it, or
- * creates one. Sets *present when an existing session is resumed. */
-static sess_t *take_session(conn_t *c, const char *id, size_t len,
-                            int clean_start, int *present)
-{
-    broker_t *b = c->loop->b;
-    sess_t *s = sess__find(&b->sessions, id, len);
-    *present = 0;
-    if (s != NULL && s->conn != NULL) {
-        /* Takeover (MQTT-3.1.4-3). A resumed session cancels a delayed
-         * will instead of publishing it (design choice, see report). */
-        if (!clean_start && s->will_delay > 0 && s->expiry != 0 && s->will != NULL)
-            msg_release(&s->will);
-        conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
-                    CLOSE_DISCONNECT | CLOSE_WILL, "session taken over");
-        s = sess__find(&b->sessions, id, len); /* expiry 0 ended it */
-    }
-    if (s != NULL && clean_start) {
-        sess__publish_will(c->loop, s); /* a pending delayed will: session ends */
-        sess__unlink(&b->sessions, s);
-        sess__destroy(b, s);
-        s = NULL;
-    }
-    if (s != NULL) {
-        if (s->will != NULL) msg_release(&s->will); /* MQTT-3.1.3-9 */
-        s->will_at = 0;
-        *present = 1;
-    } else {
-        s = sess__create(id, len, b->cfg);
-        sess__insert(&b->sessions, s);
-    }
-    return s;
-}
-
 /* Session expiry interval for this CONNECT, in seconds. */
 static uint32_t session_expiry(const pkt_connect_t *cp)
 {
@@ -171,27 +139,98 @@ static void send_connack(conn_t *c, int present, const char *assigned,
     conn__send_pkt(c, &r);
 }
 
-/* Connection-level settings from the CONNECT (v5 limits, keep-alive). */
-static void apply_limits(conn_t *c, sess_t *s, const pkt_connect_t *cp)
+/* Inflight window for this CONNECT: max_inflight, lowered by a v5
+ * Receive Maximum. Also takes the client's Maximum Packet Size. */
+static uint16_t apply_limits(conn_t *c, const pkt_connect_t *cp)
 {
     size_t window = c->loop->b->cfg->max_inflight;
     if (cp->version == PKT_V5 && PKT_PROP_HAS(&cp->props, PROP_RECEIVE_MAX) &&
         cp->props.receive_max < window)
         window = cp->props.receive_max;
-    inflight_set_max(&s->inflight, window ? window : 1);
     if (cp->version == PKT_V5 && PKT_PROP_HAS(&cp->props, PROP_MAX_PACKET_SIZE))
         c->peer_max_packet = cp->props.max_packet_size;
+    return (uint16_t)(window ? window : 1);
+}
+
+/* Keeps what the CONNECT asks for in c->hello (takes will). */
+static void keep_hello(conn_t *c, const pkt_connect_t *cp, msg_t *will, int assigned)
+{
+    conn_hello_t *h = &c->hello;
+    h->will = will;
+    h->expiry = session_expiry(cp);
+    h->will_delay = will != NULL && cp->version == PKT_V5 ? cp->will_props.will_delay : 0;
+    h->will_expiry = 0;
+    if (will != NULL) {
+        if (will->expiry_at != 0) h->will_expiry = cp->will_props.message_expiry;
+        will->expiry_at = 0; /* stamped when the will is published */
+    }
+    h->window = apply_limits(c, cp);
+    h->clean_start = cp->clean_start;
+    h->assigned = (uint8_t)assigned;
+    h->server_ka = (uint8_t)grant_keepalive(c, cp);
+}
+
+/* Prepares s (owned by c's loop) for c: closes a live connection holding
+ * it (takeover), applies clean start. Returns 1 when the session is
+ * resumed (session present). */
+static int resume_or_reset(conn_t *c, sess_t *s)
+{
+    loop_t *l = c->loop;
+    int clean = c->hello.clean_start;
+    if (s->conn != NULL) {
+        /* Takeover (MQTT-3.1.4-3). A resumed session cancels a delayed
+         * will instead of publishing it (design choice, see report). */
+        if (!clean && s->will_delay > 0 && s->expiry != 0 && s->will != NULL)
+            msg_release(&s->will);
+        s->held = 1; /* an expiry 0 session is marked ended, not freed */
+        conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
+                    CLOSE_DISCONNECT | CLOSE_WILL, "session taken over");
+        s->held = 0;
+    }
+    if (clean || s->ended) {
+        if (clean) sess__publish_will(l, s); /* a pending delayed will: session ends */
+        sess__reset(l, s);
+        return 0;
+    }
+    if (s->will != NULL) msg_release(&s->will); /* MQTT-3.1.3-9 */
+    s->will_at = 0;
+    return 1;
+}
+
+/* Attaches s to c and answers the CONNECT (CONNACK, resend, drain). */
+static void finish(conn_t *c, sess_t *s, int present)
+{
+    conn_hello_t *h = &c->hello;
+    s->conn = c;
+    s->version = c->version;
+    s->expiry = h->expiry;
+    s->will = h->will;
+    h->will = NULL;
+    s->will_delay = h->will_delay;
+    s->will_expiry = h->will_expiry;
+    if (s->will != NULL) s->will->origin = s;
+    s->overflow_logged = 0;
+    c->sess = s;
+    c->state = CONN_ACTIVE;
+    inflight_set_max(&s->inflight, h->window);
+    send_connack(c, present, h->assigned ? s->client_id : NULL, h->server_ka);
+    log_debug("client %s connected from %s (v%u, keep-alive %u, session %s)",
+              s->client_id, c->peer, c->version, c->keepalive,
+              present ? "resumed" : "new");
+    if (present) {
+        sess__resend(s);
+        sess__drain(s);
+    }
 }
 
 static int apply(conn_t *c, const pkt_connect_t *cp)
 {
     broker_t *b = c->loop->b;
     char gen[22];
-    const char *assigned = NULL;
     const char *id = (const char *)cp->client_id.p;
     size_t id_len = cp->client_id.len;
     msg_t *will = NULL;
-    int present = 0;
+    sess_t *s = NULL;
     if (cp->will_flag) {
         will = conn__msg_from(b, cp->will_topic, cp->will_payload,
                               cp->version == PKT_V5 ? &cp->will_props : NULL,
@@ -202,33 +241,19 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
         sess__assign_id(gen);
         id = gen;
         id_len = strlen(gen);
-        if (cp->version == PKT_V5) assigned = gen;
     }
-    sess_t *s = take_session(c, id, id_len, cp->clean_start, &present);
-    s->conn = c;
-    s->loop = c->loop;
-    s->version = cp->version;
-    s->expiry = session_expiry(cp);
-    s->will = will;
-    s->will_delay = will != NULL && cp->version == PKT_V5 ? cp->will_props.will_delay : 0;
-    s->will_expiry = 0;
-    if (will != NULL) {
-        will->origin = s;
-        if (will->expiry_at != 0) s->will_expiry = cp->will_props.message_expiry;
-        will->expiry_at = 0; /* stamped when the will is published */
+    keep_hello(c, cp, will, cp->client_id.len == 0 && cp->version == PKT_V5);
+    int rc = sess__claim(c->loop, c, id, id_len, cp->clean_start, &s);
+    if (rc == SESS_REMOTE) {
+        /* Owned by another loop: wait for ADOPT or REJECT (inbox.c). */
+        c->state = CONN_TAKING;
+        c->claim_pending = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        log_debug("client %s (%s): taking the session over from another loop",
+                  s->client_id, c->peer);
+        return 0;
     }
-    s->overflow_logged = 0;
-    c->sess = s;
-    c->state = CONN_ACTIVE;
-    apply_limits(c, s, cp);
-    send_connack(c, present, assigned, grant_keepalive(c, cp));
-    log_debug("client %s connected from %s (v%u, keep-alive %u, session %s)",
-              s->client_id, c->peer, cp->version, c->keepalive,
-              present ? "resumed" : "new");
-    if (present) {
-        sess__resend(s);
-        sess__drain(s);
-    }
+    finish(c, s, rc == SESS_LOCAL ? resume_or_reset(c, s) : 0);
     return 0;
 }
 
@@ -266,4 +291,37 @@ int conn__handle_disconnect(conn_t *c, const pkt_t *p)
     c->got_disconnect = 1;
     conn__close(c, 0, flags, "client sent DISCONNECT");
     return CONN_GONE;
+}
+
+void conn__on_adopt(loop_t *l, sess_t *s, conn_t *c, uint64_t seq)
+{
+    sess_shard_t *sh = &l->b->sessions.shards[s->hash % SESS_SHARDS];
+    pthread_mutex_lock(&sh->mu);
+    int mine = s->claim_conn == c && s->claim_seq == seq;
+    s->transit = 0;
+    if (mine) s->claim_conn = NULL;
+    int newer = s->claim_conn != NULL;
+    pthread_mutex_unlock(&sh->mu);
+    sess__own(l, s);
+    sess__subscribe_all(l, s);
+    int alive = conn__claim_done(c);
+    if (!mine) {
+        /* Superseded while s travelled: c is ours to close. */
+        if (alive)
+            conn__close(c, 0, 0, "superseded by a newer connection with the same client id");
+        if (newer) sess__handoff(l, s);
+    } else if (!alive || c->state != CONN_TAKING) {
+        /* c is gone: s stays here as an offline session. */
+        if (s->ended || s->expiry == 0) sess__end(l, s);
+    } else {
+        finish(c, s, resume_or_reset(c, s));
+        conn__resume(c);
+    }
+}
+
+void conn__on_reject(loop_t *l, conn_t *c)
+{
+    (void)l;
+    if (conn__claim_done(c))
+        conn__close(c, 0, 0, "superseded by a newer connection with the same client id");
 }

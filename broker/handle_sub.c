@@ -1,7 +1,7 @@
 /*
  * handle_sub.c - SUBSCRIBE and UNSUBSCRIBE.
  *
- * Each filter is checked, added to the router (write lock) and recorded in
+ * Each filter is checked, added to the loop's router and recorded in
  * the session; the SUBACK goes first and the retained messages matching
  * the new filters follow it in the same batch (MQTT-3.8.4-4 ordering).
  * Shared subscriptions ($share/...) are refused until they are supported.
@@ -30,10 +30,11 @@ static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
         return v5 ? PKT_RC_SHARED_SUBS_NOT_SUPPORTED : PKT_RC_UNSPECIFIED;
     if (!topic_filter_valid(f, len) || conn__levels(f, len) > b->cfg->max_topic_levels)
         return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
-    pthread_rwlock_wrlock(&b->router_lock);
-    int rc = router_subscribe(b->router, f, len, c->sess, sub->options, sub_id, &existed);
-    pthread_rwlock_unlock(&b->router_lock);
+    /* Into this loop's router, published before the SUBACK is queued
+     * (ordering guarantee: inbox.c). */
+    int rc = router_subscribe(c->loop->router, f, len, c->sess, sub->options, sub_id, &existed);
     if (rc != 0) return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
+    loop__subs_changed(c->loop);
     sess__sub_add(c->sess, f, len, sub->options, sub_id);
     unsigned rh = (sub->options & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT;
     *send_ret = rh == 0 || (rh == 1 && !existed); /* MQTT-3.3.1-9/10/11 */
@@ -68,16 +69,16 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
 int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
 {
     pkt_unsubscribe_t *up = &p->u.unsubscribe;
-    broker_t *b = c->loop->b;
     uint8_t *reasons = arena_alloc(&c->arena, up->n_filters);
     if (reasons == NULL) return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
     for (uint32_t i = 0; i < up->n_filters; i++) {
         const char *f = (const char *)up->filters[i].p;
         size_t len = up->filters[i].len;
-        pthread_rwlock_wrlock(&b->router_lock);
-        int rc = router_unsubscribe(b->router, f, len, c->sess);
-        pthread_rwlock_unlock(&b->router_lock);
-        if (rc == 0) sess__sub_remove(c->sess, f, len);
+        int rc = router_unsubscribe(c->loop->router, f, len, c->sess);
+        if (rc == 0) {
+            sess__sub_remove(c->sess, f, len);
+            loop__subs_changed(c->loop);
+        }
         reasons[i] = rc == 0 ? PKT_RC_SUCCESS : PKT_RC_NO_SUBSCRIPTION_EXISTED;
     }
     pkt_t r = {.type = PKT_UNSUBACK};

@@ -1,23 +1,29 @@
 /*
- * loop.c - one worker loop: its uv_loop, flush hooks, sweep timer and the
- * vectors it reuses.
+ * loop.c - one worker loop: its uv_loop, flush hooks, sweep timer, router
+ * and the vectors it reuses.
  *
  * Handlers only append to a connection's out-batch and mark it dirty; the
  * flush hooks (uv_prepare before polling, uv_check right after the I/O
- * callbacks) issue one uv_write per dirty connection, so everything one
- * loop turn produces for a client leaves in a single writev.
+ * callbacks) first move the loop's outboxes into other loops' inboxes,
+ * then issue one uv_write per dirty connection, so everything one loop
+ * turn produces for a client leaves in a single writev. The threading
+ * model is described at the top of inbox.c.
  */
 #include "broker_int.h"
 
 #include <stdlib.h>
 
+#include "../common/log.h"
 #include "../common/xmalloc.h"
 
 #define SWEEP_MS 1000
 
-/* Writes every dirty connection (both hooks call this). */
-static void flush_dirty(loop_t *l)
+/* Outboxes first: a PUBLISH forwarded to another loop is in its inbox
+ * before the PUBACK that acknowledges it is written (inbox.c). */
+static void flush_all(loop_t *l)
 {
+    loop__fold_counters(l);
+    loop__flush_outboxes(l->b, l->out);
     while (l->dirty != NULL) {
         conn_t *c = l->dirty;
         l->dirty = c->dirty_next;
@@ -29,15 +35,15 @@ static void flush_dirty(loop_t *l)
 
 static void on_prepare(uv_prepare_t *h)
 {
-    flush_dirty(h->data);
+    flush_all(h->data);
 }
 
 static void on_check(uv_check_t *h)
 {
-    flush_dirty(h->data);
+    flush_all(h->data);
 }
 
-/* Once a second: per-connection timeouts, then session timers. */
+/* Once a second: per-connection timeouts, then the loop's sessions. */
 static void on_sweep(uv_timer_t *t)
 {
     loop_t *l = t->data;
@@ -47,7 +53,7 @@ static void on_sweep(uv_timer_t *t)
         next = c->next; /* conn__sweep may close c; it stays listed */
         conn__sweep(c, now);
     }
-    if (l->index == 0 && !l->b->stopping) sess__sweep(l, now);
+    if (!l->stopping) sess__sweep(l, now);
 }
 
 int loop__init(loop_t *l, broker_t *b, unsigned index)
@@ -60,12 +66,19 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     uv_prepare_init(&l->uv, &l->prepare);
     uv_check_init(&l->uv, &l->check);
     uv_timer_init(&l->uv, &l->sweep);
+    uv_async_init(&l->uv, &l->async, loop__on_async);
     l->prepare.data = l;
     l->check.data = l;
     l->sweep.data = l;
+    l->async.data = l;
     uv_prepare_start(&l->prepare, on_prepare);
     uv_check_start(&l->check, on_check);
     uv_timer_start(&l->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    pthread_mutex_init(&l->inbox_mu, NULL);
+    atomic_init(&l->n_subs, 0);
+    atomic_init(&l->load, 0);
+    l->router = router_create();
+    l->out = xcalloc(b->n_loops, sizeof *l->out);
     router_hits_init(&l->hits);
     l->rbuf = xmalloc(LOOP_READ_BUF);
     return 0;
@@ -73,24 +86,91 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
 
 void loop__close_handles(loop_t *l)
 {
-    if (!uv_is_closing((uv_handle_t *)&l->prepare)) {
-        uv_close((uv_handle_t *)&l->prepare, NULL);
-        uv_close((uv_handle_t *)&l->check, NULL);
-        uv_close((uv_handle_t *)&l->sweep, NULL);
-    }
+    if (uv_is_closing((uv_handle_t *)&l->prepare)) return;
+    /* Under the inbox lock: a producer that saw inbox_closed == 0 has
+     * finished its uv_async_send before the handle starts closing. */
+    pthread_mutex_lock(&l->inbox_mu);
+    l->inbox_closed = 1;
+    pthread_mutex_unlock(&l->inbox_mu);
+    uv_close((uv_handle_t *)&l->prepare, NULL);
+    uv_close((uv_handle_t *)&l->check, NULL);
+    uv_close((uv_handle_t *)&l->sweep, NULL);
+    uv_close((uv_handle_t *)&l->async, NULL);
 }
 
-int loop__dispose(loop_t *l)
+int loop__close_uv(loop_t *l)
 {
-    int rc = uv_loop_close(&l->uv);
+    if (!l->uv_closed) {
+        l->close_rc = uv_loop_close(&l->uv);
+        l->uv_closed = 1;
+    }
+    return l->close_rc;
+}
+
+void loop__dispose(loop_t *l)
+{
+    if (l->rbuf == NULL) return; /* never initialised */
+    while (l->parked != NULL) {
+        conn_t *c = l->parked;
+        l->parked = c->park_next;
+        conn__free(c);
+    }
+    loop__drop_items(&l->inbox);
+    loop__drop_items(&l->work);
+    loop__items_dispose(&l->inbox);
+    loop__items_dispose(&l->work);
+    for (unsigned j = 0; j < l->b->n_loops; j++) {
+        loop__drop_items(&l->out[j]);
+        loop__items_dispose(&l->out[j]);
+    }
+    free(l->out);
+    router_destroy(l->router);
     router_hits_dispose(&l->hits);
+    pthread_mutex_destroy(&l->inbox_mu);
     free(l->bufs);
     free(l->rbuf);
     free(l->mvec);
+    l->out = NULL;
+    l->router = NULL;
     l->bufs = NULL;
     l->rbuf = NULL;
     l->mvec = NULL;
-    return rc;
+}
+
+void loop__fold_counters(loop_t *l)
+{
+    if (l->msgs_out == 0) return;
+    atomic_fetch_add_explicit(&l->b->cnt.msgs_out, l->msgs_out, memory_order_relaxed);
+    l->msgs_out = 0;
+}
+
+msg_t *loop__ref(loop_t *l, msg_t *m)
+{
+    if (l->credit_msg != m || l->credit == 0) return msg_retain(m);
+    l->credit--;
+    return m;
+}
+
+void loop__subs_changed(loop_t *l)
+{
+    size_t n = l->stopping ? 0 : router_count(l->router);
+    /* release: a loop that reads n > 0 and forwards a PUBLISH here finds
+     * the subscription in l->router, which only l's thread reads. */
+    atomic_store_explicit(&l->n_subs, n, memory_order_release);
+}
+
+void loop__stop(loop_t *l)
+{
+    if (l->stopping) return;
+    l->stopping = 1;
+    loop__subs_changed(l); /* others stop forwarding here */
+    atomic_fetch_add_explicit(&l->b->conns_closed_at_stop, l->n_conns,
+                              memory_order_relaxed);
+    for (conn_t *c = l->conns; c != NULL; c = c->next)
+        conn__close(c, PKT_RC_SERVER_SHUTTING_DOWN,
+                    CLOSE_DISCONNECT | CLOSE_QUIET, "server shutting down");
+    if (l->n_conns == 0) loop__close_handles(l);
+    log_debug("worker loop %u stopping", l->index);
 }
 
 void loop__mark_dirty(conn_t *c)

@@ -3,10 +3,12 @@
  * lifecycle (create, detach at close, expiry, destroy) and wills.
  *
  * The map has SESS_SHARDS shards, each a chained hash table behind its own
- * mutex (shard = hash(client id) % SESS_SHARDS), so a later multi-loop
- * broker can look sessions up and take them over from any loop. A session
- * with expiry 0 ends with its connection; others stay offline, keep their
- * subscriptions and queue QoS 1/2 messages until they expire.
+ * mutex (shard = hash(client id) % SESS_SHARDS); the mutex also guards each
+ * session's owner and claim fields, so a loop can find, create or claim a
+ * session atomically (the takeover protocol is described in inbox.c). A
+ * session with expiry 0 ends with its connection; others stay offline,
+ * keep their subscriptions and queue QoS 1/2 messages until they expire.
+ * Each loop sweeps (expiry, delayed wills) only the sessions it owns.
  */
 #include "broker_int.h"
 
@@ -50,7 +52,7 @@ void sess__map_init(sess_map_t *m)
     }
 }
 
-void sess__map_dispose(sess_map_t *m, broker_t *b)
+void sess__map_dispose(sess_map_t *m)
 {
     for (size_t i = 0; i < SESS_SHARDS; i++) {
         sess_shard_t *sh = &m->shards[i];
@@ -58,7 +60,7 @@ void sess__map_dispose(sess_map_t *m, broker_t *b)
             sess_t *s = sh->buckets[k];
             while (s != NULL) {
                 sess_t *next = s->next;
-                sess__destroy(b, s);
+                sess__destroy(NULL, s);
                 s = next;
             }
         }
@@ -69,16 +71,22 @@ void sess__map_dispose(sess_map_t *m, broker_t *b)
     }
 }
 
+/* The session with this id in sh, or NULL (lock held). */
+static sess_t *lookup(sess_shard_t *sh, uint32_t h, const char *id, size_t len)
+{
+    sess_t *s = sh->buckets[bucket_of(sh, h)];
+    while (s != NULL &&
+           !(s->hash == h && s->id_len == len && memcmp(s->client_id, id, len) == 0))
+        s = s->next;
+    return s;
+}
+
 sess_t *sess__find(sess_map_t *m, const char *id, size_t len)
 {
     uint32_t h = hash_id(id, len);
     sess_shard_t *sh = shard_of(m, h);
-    sess_t *s = NULL;
     pthread_mutex_lock(&sh->mu);
-    for (s = sh->buckets[bucket_of(sh, h)]; s != NULL; s = s->next) {
-        if (s->hash == h && s->id_len == len && memcmp(s->client_id, id, len) == 0)
-            break;
-    }
+    sess_t *s = lookup(sh, h, id, len);
     pthread_mutex_unlock(&sh->mu);
     return s;
 }
@@ -103,22 +111,27 @@ static void shard_grow(sess_shard_t *sh)
     free(old);
 }
 
-void sess__insert(sess_map_t *m, sess_t *s)
+/* Links s into sh (lock held). */
+static void insert_locked(sess_shard_t *sh, sess_t *s)
 {
-    sess_shard_t *sh = shard_of(m, s->hash);
-    pthread_mutex_lock(&sh->mu);
     if (sh->count >= sh->n_buckets) shard_grow(sh);
     size_t bi = bucket_of(sh, s->hash);
     s->next = sh->buckets[bi];
     sh->buckets[bi] = s;
     sh->count++;
-    pthread_mutex_unlock(&sh->mu);
 }
 
-void sess__unlink(sess_map_t *m, sess_t *s)
+void sess__insert(sess_map_t *m, sess_t *s)
 {
     sess_shard_t *sh = shard_of(m, s->hash);
     pthread_mutex_lock(&sh->mu);
+    insert_locked(sh, s);
+    pthread_mutex_unlock(&sh->mu);
+}
+
+/* Unlinks s from sh (lock held). */
+static void unlink_locked(sess_shard_t *sh, sess_t *s)
+{
     sess_t **pp = &sh->buckets[bucket_of(sh, s->hash)];
     while (*pp != NULL && *pp != s) pp = &(*pp)->next;
     if (*pp == s) {
@@ -126,6 +139,13 @@ void sess__unlink(sess_map_t *m, sess_t *s)
         sh->count--;
     }
     s->next = NULL;
+}
+
+void sess__unlink(sess_map_t *m, sess_t *s)
+{
+    sess_shard_t *sh = shard_of(m, s->hash);
+    pthread_mutex_lock(&sh->mu);
+    unlink_locked(sh, s);
     pthread_mutex_unlock(&sh->mu);
 }
 
@@ -146,18 +166,33 @@ sess_t *sess__create(const char *id, size_t len, const broker_config_t *cfg)
     s->client_id = xstrndup(id, len);
     s->id_len = len;
     s->hash = hash_id(id, len);
+    atomic_init(&s->loop, NULL);
     queue_init(&s->queue, cfg->max_queued_messages, cfg->max_queued_bytes);
     inflight_init(&s->inflight, cfg->max_inflight ? cfg->max_inflight : 1);
     return s;
 }
 
-void sess__destroy(broker_t *b, sess_t *s)
+void sess__own(loop_t *l, sess_t *s)
 {
-    if (b->router != NULL) {
-        pthread_rwlock_wrlock(&b->router_lock);
-        router_unsubscribe_all(b->router, s);
-        pthread_rwlock_unlock(&b->router_lock);
-    }
+    s->lprev = NULL;
+    s->lnext = l->sessions;
+    if (l->sessions != NULL) l->sessions->lprev = s;
+    l->sessions = s;
+}
+
+/* Removes s from l's list and l's router (s leaves l). */
+static void disown(loop_t *l, sess_t *s)
+{
+    if (s->lprev != NULL) s->lprev->lnext = s->lnext;
+    else if (l->sessions == s) l->sessions = s->lnext;
+    if (s->lnext != NULL) s->lnext->lprev = s->lprev;
+    s->lprev = s->lnext = NULL;
+    if (router_unsubscribe_all(l->router, s) > 0) loop__subs_changed(l);
+}
+
+void sess__destroy(loop_t *l, sess_t *s)
+{
+    if (l != NULL) disown(l, s);
     for (size_t i = 0; i < s->n_subs; i++) free(s->subs[i].filter);
     free(s->subs);
     queue_dispose(&s->queue);
@@ -240,11 +275,10 @@ void sess__publish_will(loop_t *l, sess_t *s)
 
 void sess__detach(loop_t *l, sess_t *s, int publish_will)
 {
-    broker_t *b = l->b;
     if (s->conn != NULL) s->conn->sess = NULL;
     s->conn = NULL;
     s->disconnected_at = uv_now(&l->uv);
-    if (b->stopping) return; /* shutdown: no wills; sessions freed at exit */
+    if (l->stopping) return; /* shutdown: no wills; sessions freed at exit */
     if (publish_will && s->will != NULL) {
         /* v5 Will Delay: publish when the delay passes or the session
          * ends, whichever comes first (MQTT-3.1.3-9). */
@@ -255,10 +289,135 @@ void sess__detach(loop_t *l, sess_t *s, int publish_will)
     } else if (s->will != NULL) {
         msg_release(&s->will); /* MQTT-3.1.2-10: normal DISCONNECT */
     }
-    if (s->expiry == 0) {
-        sess__unlink(&b->sessions, s);
-        sess__destroy(b, s);
+    if (s->expiry == 0) sess__end(l, s);
+}
+
+int sess__end(loop_t *l, sess_t *s)
+{
+    sess_shard_t *sh = shard_of(&l->b->sessions, s->hash);
+    int gone = 0;
+    pthread_mutex_lock(&sh->mu);
+    if (s->held || s->claim_conn != NULL) {
+        s->ended = 1; /* a claimer holds the name: it starts afresh */
+    } else {
+        unlink_locked(sh, s);
+        gone = 1;
     }
+    pthread_mutex_unlock(&sh->mu);
+    if (gone) sess__destroy(l, s);
+    return gone;
+}
+
+void sess__reset(loop_t *l, sess_t *s)
+{
+    if (router_unsubscribe_all(l->router, s) > 0) loop__subs_changed(l);
+    for (size_t i = 0; i < s->n_subs; i++) free(s->subs[i].filter);
+    s->n_subs = 0;
+    queue_clear(&s->queue);
+    inflight_clear(&s->inflight);
+    if (s->will != NULL) msg_release(&s->will);
+    s->will_at = 0;
+    s->ended = 0;
+    s->overflow_logged = 0;
+}
+
+void sess__subscribe_all(loop_t *l, sess_t *s)
+{
+    int existed = 0;
+    for (size_t i = 0; i < s->n_subs; i++) {
+        const sess_sub_t *sub = &s->subs[i];
+        router_subscribe(l->router, sub->filter, strlen(sub->filter), s,
+                         sub->options, sub->sub_id, &existed);
+    }
+    if (s->n_subs > 0) loop__subs_changed(l);
+}
+
+/* Posts REJECT for the pending claim of s (shard lock held). */
+static void reject_claim(loop_t *l, sess_t *s)
+{
+    loop_item_t it = {.kind = ITEM_REJECT, .c = s->claim_conn};
+    loop__post(l, s->claim_loop->index, &it);
+    s->claim_conn = NULL;
+}
+
+/* Records the claim of c on l for s owned elsewhere (shard lock held). */
+static void claim_remote(loop_t *l, conn_t *c, sess_t *s, int clean_start)
+{
+    /* A pending claim already being adopted is closed by its adopter
+     * (conn__on_adopt); any other is rejected here. Exactly one item
+     * names each claiming connection. */
+    int adopting = s->transit && s->transit_seq == s->claim_seq;
+    if (s->claim_conn != NULL && !adopting) reject_claim(l, s);
+    s->claim_loop = l;
+    s->claim_conn = c;
+    s->claim_seq++;
+    s->claim_clean = (uint8_t)(clean_start != 0);
+    if (!s->transit) { /* in transit: the adopter sees the claim */
+        loop_t *owner = atomic_load_explicit(&s->loop, memory_order_relaxed);
+        loop_item_t it = {.kind = ITEM_TAKEOVER, .s = s, .seq = s->claim_seq};
+        loop__post(l, owner->index, &it);
+    }
+}
+
+int sess__claim(loop_t *l, conn_t *c, const char *id, size_t len,
+                int clean_start, sess_t **out)
+{
+    uint32_t h = hash_id(id, len);
+    sess_shard_t *sh = shard_of(&l->b->sessions, h);
+    int rc = SESS_REMOTE;
+    pthread_mutex_lock(&sh->mu);
+    sess_t *s = lookup(sh, h, id, len);
+    if (s == NULL) {
+        s = sess__create(id, len, l->b->cfg);
+        atomic_store_explicit(&s->loop, l, memory_order_relaxed);
+        insert_locked(sh, s);
+        rc = SESS_NEW;
+    } else if (atomic_load_explicit(&s->loop, memory_order_relaxed) == l && !s->transit) {
+        if (s->claim_conn != NULL) reject_claim(l, s); /* the newest wins */
+        s->claim_seq++; /* stale TAKEOVERs are ignored */
+        rc = SESS_LOCAL;
+    } else {
+        claim_remote(l, c, s, clean_start);
+    }
+    pthread_mutex_unlock(&sh->mu);
+    if (rc == SESS_NEW) sess__own(l, s);
+    *out = s;
+    return rc;
+}
+
+void sess__on_takeover(loop_t *l, sess_t *s, uint64_t seq)
+{
+    sess_shard_t *sh = shard_of(&l->b->sessions, s->hash);
+    pthread_mutex_lock(&sh->mu);
+    int ours = atomic_load_explicit(&s->loop, memory_order_relaxed) == l &&
+               !s->transit && s->claim_conn != NULL && s->claim_seq == seq;
+    pthread_mutex_unlock(&sh->mu);
+    if (ours) sess__handoff(l, s); /* else superseded, or already handed on */
+}
+
+void sess__handoff(loop_t *l, sess_t *s)
+{
+    sess_shard_t *sh = shard_of(&l->b->sessions, s->hash);
+    pthread_mutex_lock(&sh->mu);
+    int clean = s->claim_clean;
+    pthread_mutex_unlock(&sh->mu);
+    if (s->conn != NULL) {
+        /* Takeover (MQTT-3.1.4-3), as on one loop: a resumed session
+         * cancels a delayed will instead of publishing it. */
+        if (!clean && s->will_delay > 0 && s->expiry != 0 && s->will != NULL)
+            msg_release(&s->will);
+        conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
+                    CLOSE_DISCONNECT | CLOSE_WILL, "session taken over");
+    }
+    disown(l, s); /* s->subs keeps the subscriptions for the adopter */
+    pthread_mutex_lock(&sh->mu);
+    loop_t *to = s->claim_loop;
+    loop_item_t it = {.kind = ITEM_ADOPT, .s = s, .c = s->claim_conn, .seq = s->claim_seq};
+    atomic_store_explicit(&s->loop, to, memory_order_relaxed);
+    s->transit = 1;
+    s->transit_seq = s->claim_seq;
+    pthread_mutex_unlock(&sh->mu);
+    loop__post(l, to->index, &it);
 }
 
 static int expired(const sess_t *s, uint64_t now)
@@ -267,56 +426,18 @@ static int expired(const sess_t *s, uint64_t now)
            now - s->disconnected_at >= (uint64_t)s->expiry * 1000;
 }
 
-/* Collects (shard lock held): due wills into l->mvec, expired sessions
- * unlinked onto *dead. */
-static void sweep_shard(loop_t *l, sess_shard_t *sh, uint64_t now, sess_t **dead)
-{
-    for (size_t k = 0; k < sh->n_buckets; k++) {
-        sess_t **pp = &sh->buckets[k];
-        while (*pp != NULL) {
-            sess_t *s = *pp;
-            int gone = s->conn == NULL && expired(s, now);
-            int will_due = s->conn == NULL && s->will != NULL &&
-                           (gone || (s->will_at != 0 && now >= s->will_at));
-            if (will_due) {
-                if (l->n_mvec == l->cap_mvec) {
-                    l->cap_mvec = l->cap_mvec ? l->cap_mvec * 2 : 16;
-                    l->mvec = xrealloc(l->mvec, l->cap_mvec * sizeof *l->mvec);
-                }
-                l->mvec[l->n_mvec++] = take_will(s);
-            }
-            if (gone) {
-                *pp = s->next;
-                sh->count--;
-                s->next = *dead;
-                *dead = s;
-            } else {
-                pp = &s->next;
-            }
-        }
-    }
-}
-
 void sess__sweep(loop_t *l, uint64_t now)
 {
-    broker_t *b = l->b;
-    sess_t *dead = NULL;
-    l->n_mvec = 0;
-    for (size_t i = 0; i < SESS_SHARDS; i++) {
-        sess_shard_t *sh = &b->sessions.shards[i];
-        pthread_mutex_lock(&sh->mu);
-        sweep_shard(l, sh, now, &dead);
-        pthread_mutex_unlock(&sh->mu);
-    }
-    for (size_t i = 0; i < l->n_mvec; i++) {
-        broker__publish(l, l->mvec[i]);
-        msg_release(&l->mvec[i]);
-    }
-    l->n_mvec = 0;
-    while (dead != NULL) {
-        sess_t *s = dead;
-        dead = s->next;
-        log_debug("session %s expired", s->client_id);
-        sess__destroy(b, s);
+    sess_t *next = NULL;
+    for (sess_t *s = l->sessions; s != NULL; s = next) {
+        next = s->lnext; /* publishing a will never ends another session */
+        if (s->conn != NULL) continue;
+        int gone = expired(s, now);
+        if (s->will != NULL && (gone || (s->will_at != 0 && now >= s->will_at)))
+            sess__publish_will(l, s);
+        if (gone) {
+            log_debug("session %s expired", s->client_id);
+            sess__end(l, s);
+        }
     }
 }

@@ -4,10 +4,20 @@
  *
  * A message is ONE block: msg_t, then the topic (NUL-terminated), then the
  * encoded forwardable v5 properties, then the payload. Blocks up to 64 KiB
- * (and the small head buffers) come from per-thread free lists of power-of-
- * two classes, so creating and releasing same-size messages in a loop
- * allocates nothing once warm. A block released on another thread simply
- * joins that thread's list.
+ * (and the small head buffers) come from per-thread pools of power-of-two
+ * classes, so creating and releasing same-size messages allocates nothing
+ * once warm.
+ *
+ * Remote free: a hidden header before each pooled block names the pool it
+ * came from. A block released on its own thread joins that thread's free
+ * list; released on another thread it is pushed (CAS, lock-free) onto the
+ * owner pool's return stack for its class, which the owner takes whole
+ * (one atomic exchange) when its free list for that class runs dry. So a
+ * loop that only publishes and a loop that only delivers still reach a
+ * steady state with no allocation. A pool outlives its thread while blocks
+ * it made are alive: refs counts the thread (1) plus its blocks held
+ * outside the owner's free lists; once the thread has exited ("dead"),
+ * blocks coming home are freed, and the last one frees the pool.
  */
 #include "queue.h"
 
@@ -37,10 +47,22 @@ typedef struct pool_class_s {
     size_t count;
 } pool_class_t;
 
-static _Thread_local pool_class_t pool[POOL_CLASSES];
-/* Set once this thread has kept a block, so the key's destructor drains
- * its lists when the thread exits (the main thread calls msg_pool_drain). */
-static _Thread_local int pool_registered;
+typedef struct pool_s {
+    pool_class_t cls[POOL_CLASSES];               /* owner thread only */
+    _Atomic(pool_node_t *) ret[POOL_CLASSES];     /* remote frees (MPSC) */
+    atomic_size_t refs; /* 1 while the thread lives + blocks malloc'd from
+                           this pool, not yet freed, and not on cls[] */
+    atomic_int dead;    /* the owner thread has exited */
+} pool_t;
+
+/* Hidden header before every block pool_alloc returns (16 bytes keeps the
+ * block max-aligned). owner is NULL for blocks too big to pool. */
+typedef struct block_hdr_s {
+    pool_t *owner;
+    void *pad;
+} block_hdr_t;
+
+static _Thread_local pool_t *my_pool;
 static pthread_key_t pool_key;
 static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
 
@@ -66,79 +88,171 @@ static int pool_class_of(size_t n)
     return c < POOL_CLASSES ? c : -1;
 }
 
-/* Returns a block of at least n bytes (NULL when n > limit or memory is
- * short) and its real size in *alloc_size, which pool_free needs. Pooled
- * blocks go through try_malloc too, so xmalloc_count sees every miss. */
-static void *pool_alloc(size_t n, size_t limit, uint32_t *alloc_size)
-{
-    int c = pool_class_of(n);
-    void *p = NULL;
-
-    if (c < 0) {
-        *alloc_size = (uint32_t)n;
-        p = n <= UINT32_MAX ? try_malloc(n, limit) : NULL;
-    } else if (pool[c].head != NULL) {
-        *alloc_size = (uint32_t)class_size(c);
-        p = pool[c].head;
-        pool[c].head = pool[c].head->next;
-        pool[c].count--;
-    } else {
-        *alloc_size = (uint32_t)class_size(c);
-        p = n <= limit ? try_malloc(class_size(c), class_size(c)) : NULL;
-    }
-    return p;
-}
-
-static void on_thread_exit(void *unused)
-{
-    pool_registered = 0; /* a later free re-registers (another round) */
-    msg_pool_drain();
-}
+static void on_thread_exit(void *arg);
 
 static void make_pool_key(void)
 {
     if (pthread_key_create(&pool_key, on_thread_exit) != 0) abort();
 }
 
-/* Arranges for this thread's lists to be drained when it exits. */
-static void pool_register_thread(void)
+/* The calling thread's pool, created on first use; its exit hook marks it
+ * dead (the main thread calls msg_pool_drain instead). */
+static pool_t *pool_get(void)
 {
-    pthread_once(&pool_key_once, make_pool_key);
-    pthread_setspecific(pool_key, &pool_registered);
-    pool_registered = 1;
+    if (my_pool == NULL) {
+        pool_t *p = xcalloc(1, sizeof *p);
+        for (int c = 0; c < POOL_CLASSES; c++) atomic_init(&p->ret[c], NULL);
+        atomic_init(&p->refs, 1);
+        atomic_init(&p->dead, 0);
+        pthread_once(&pool_key_once, make_pool_key);
+        pthread_setspecific(pool_key, p);
+        my_pool = p;
+    }
+    return my_pool;
 }
 
-/* Returns a block to the calling thread's list, or to the system when it
- * is not a class size or the list is at its bound (1024 blocks / 8 MiB). */
-static void pool_free(void *p, uint32_t alloc_size)
+/* Drops n references of p; the last one frees it. */
+static void pool_unref(pool_t *p, size_t n)
 {
+    if (n > 0 && atomic_fetch_sub(&p->refs, n) == n) free(p);
+}
+
+/* Frees every block on p's return stacks; returns how many. */
+static size_t reap_returns(pool_t *p)
+{
+    size_t n = 0;
+    for (int c = 0; c < POOL_CLASSES; c++) {
+        pool_node_t *node = atomic_exchange(&p->ret[c], NULL);
+        while (node != NULL) {
+            pool_node_t *next = node->next;
+            free(node);
+            node = next;
+            n++;
+        }
+    }
+    return n;
+}
+
+/* A block p gets back from another thread. The extra reference keeps p
+ * alive across the push and the dead check; seq_cst on both sides means
+ * either the exiting owner's final exchange sees the block or we see
+ * dead and reap it ourselves. */
+static void pool_push_remote(pool_t *p, int c, pool_node_t *node)
+{
+    atomic_fetch_add(&p->refs, 1);
+    pool_node_t *head = atomic_load_explicit(&p->ret[c], memory_order_relaxed);
+    do {
+        node->next = head;
+    } while (!atomic_compare_exchange_weak(&p->ret[c], &head, node));
+    if (atomic_load(&p->dead)) pool_unref(p, reap_returns(p));
+    pool_unref(p, 1);
+}
+
+/* Refills the owner's empty list of class c from its return stack. */
+static void take_returns(pool_t *p, int c)
+{
+    pool_node_t *node = atomic_exchange_explicit(&p->ret[c], NULL, memory_order_acquire);
+    size_t n = 0;
+    p->cls[c].head = node;
+    for (; node != NULL; node = node->next) n++;
+    p->cls[c].count = n;
+    atomic_fetch_sub(&p->refs, n); /* back on the free list; never the last */
+}
+
+/* Returns a block of at least n bytes (NULL when n > limit or memory is
+ * short) and its real size in *alloc_size, which pool_free needs. Blocks
+ * from malloc go through try_malloc, so xmalloc_count sees every miss. */
+static void *pool_alloc(size_t n, size_t limit, uint32_t *alloc_size)
+{
+    size_t total = n + sizeof(block_hdr_t);
+    int c = pool_class_of(total);
+    block_hdr_t *h = NULL;
+    pool_t *p = NULL;
+
+    if (c < 0) {
+        *alloc_size = (uint32_t)total;
+        h = total <= UINT32_MAX ? try_malloc(total, limit + sizeof *h) : NULL;
+    } else if (n <= limit) {
+        p = pool_get();
+        *alloc_size = (uint32_t)class_size(c);
+        if (p->cls[c].head == NULL) take_returns(p, c);
+        if (p->cls[c].head != NULL) {
+            h = (block_hdr_t *)p->cls[c].head;
+            p->cls[c].head = p->cls[c].head->next;
+            p->cls[c].count--;
+        } else {
+            h = try_malloc(class_size(c), class_size(c));
+        }
+        if (h != NULL) atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    }
+    if (h == NULL) return NULL;
+    h->owner = p;
+    return h + 1;
+}
+
+/* Returns a block to its pool: the owner's free list when released on the
+ * owner thread (or to the system past the bound, 1024 blocks / 8 MiB per
+ * class), else the owner's return stack. Unpooled blocks go to free(). */
+static void pool_free(void *ptr, uint32_t alloc_size)
+{
+    block_hdr_t *h = (block_hdr_t *)ptr - 1;
+    pool_t *p = h->owner;
     int c = pool_class_of(alloc_size);
     size_t bound = POOL_MAX_BLOCKS;
 
-    if (c >= 0 && POOL_MAX_BYTES / alloc_size < bound) bound = POOL_MAX_BYTES / alloc_size;
-    if (c >= 0 && alloc_size == class_size(c) && pool[c].count < bound) {
-        pool_node_t *node = p;
-        if (!pool_registered) pool_register_thread();
-        node->next = pool[c].head;
-        pool[c].head = node;
-        pool[c].count++;
+    if (p == NULL || c < 0) {
+        free(h);
+    } else if (p != my_pool) {
+        pool_push_remote(p, c, (pool_node_t *)h);
     } else {
+        if (POOL_MAX_BYTES / alloc_size < bound) bound = POOL_MAX_BYTES / alloc_size;
+        if (p->cls[c].count < bound) {
+            pool_node_t *node = (pool_node_t *)h;
+            node->next = p->cls[c].head;
+            p->cls[c].head = node;
+            p->cls[c].count++;
+            atomic_fetch_sub_explicit(&p->refs, 1, memory_order_relaxed);
+        } else {
+            free(h);
+            atomic_fetch_sub_explicit(&p->refs, 1, memory_order_relaxed);
+        }
+    }
+}
+
+/* Frees every block on the calling thread's lists and return stacks; the
+ * pool itself too when none of its blocks is still in use. Worker threads
+ * call it before they exit; any thread may call it again later. */
+void msg_pool_drain(void)
+{
+    pool_t *p = my_pool;
+    if (p == NULL) return;
+    for (int c = 0; c < POOL_CLASSES; c++) {
+        while (p->cls[c].head != NULL) {
+            pool_node_t *next = p->cls[c].head->next;
+            free(p->cls[c].head);
+            p->cls[c].head = next;
+        }
+        p->cls[c].count = 0;
+    }
+    atomic_fetch_sub(&p->refs, reap_returns(p)); /* they were counted */
+    if (atomic_load(&p->refs) == 1) { /* nothing of ours is alive */
+        pthread_setspecific(pool_key, NULL);
+        my_pool = NULL;
         free(p);
     }
 }
 
-/* Frees every block on the calling thread's lists. Threads other than
- * main also drain automatically when they exit. */
-void msg_pool_drain(void)
+/* Thread exit: free what can be freed, mark the pool dead so blocks still
+ * alive elsewhere are freed when they come home, drop the thread's ref. */
+static void on_thread_exit(void *arg)
 {
-    for (int c = 0; c < POOL_CLASSES; c++) {
-        while (pool[c].head != NULL) {
-            pool_node_t *next = pool[c].head->next;
-            free(pool[c].head);
-            pool[c].head = next;
-        }
-        pool[c].count = 0;
-    }
+    pool_t *p = arg;
+    if (p != my_pool) return; /* drained and freed already */
+    msg_pool_drain();
+    if (my_pool == NULL) return;
+    my_pool = NULL;
+    atomic_store(&p->dead, 1);
+    pool_unref(p, reap_returns(p) + 1);
 }
 
 /* Creates a message holding copies of topic, props and payload in one

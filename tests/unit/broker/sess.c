@@ -28,12 +28,11 @@ static int setup(void **state)
     log_set_level(LOG_ERROR);
     broker_config_init(&f->cfg);
     f->b.cfg = &f->cfg;
-    f->b.router = router_create();
-    pthread_rwlock_init(&f->b.router_lock, NULL);
     f->b.retained = router_retained_create();
     pthread_mutex_init(&f->b.retained_lock, NULL);
     sess__map_init(&f->b.sessions);
     f->l.b = &f->b;
+    f->l.router = router_create();
     router_hits_init(&f->l.hits);
     *state = f;
     return 0;
@@ -42,12 +41,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    sess__map_dispose(&f->b.sessions, &f->b);
+    sess__map_dispose(&f->b.sessions);
     router_retained_destroy(f->b.retained, NULL, NULL);
-    router_destroy(f->b.router);
+    router_destroy(f->l.router);
     router_hits_dispose(&f->l.hits);
     free(f->l.mvec);
-    pthread_rwlock_destroy(&f->b.router_lock);
     pthread_mutex_destroy(&f->b.retained_lock);
     broker_config_dispose(&f->cfg);
     free(f);
@@ -98,7 +96,7 @@ static void sess_unlink_removes_only_that_session(void **state)
     assert_null(sess__find(&f->b.sessions, "a", 1));
     assert_ptr_equal(sess__find(&f->b.sessions, "b", 1), b);
     assert_int_equal(sess__count(&f->b.sessions), 1);
-    sess__destroy(&f->b, a);
+    sess__destroy(NULL, a);
 }
 
 static void sess_assign_id_is_uvmq_dash_16_hex_digits(void **state)
@@ -136,13 +134,17 @@ static void sess_destroy_removes_its_router_subscriptions(void **state)
     sess_t *s = add(f, "gone");
     sess_t *keep = add(f, "keep");
     int existed = 0;
-    router_subscribe(f->b.router, "x/#", 3, s, 1, 0, &existed);
-    router_subscribe(f->b.router, "y", 1, s, 0, 0, &existed);
-    router_subscribe(f->b.router, "y", 1, keep, 0, 0, &existed);
-    assert_int_equal(router_count(f->b.router), 3);
+    sess__own(&f->l, s);
+    sess__own(&f->l, keep);
+    router_subscribe(f->l.router, "x/#", 3, s, 1, 0, &existed);
+    router_subscribe(f->l.router, "y", 1, s, 0, 0, &existed);
+    router_subscribe(f->l.router, "y", 1, keep, 0, 0, &existed);
+    assert_int_equal(router_count(f->l.router), 3);
     sess__unlink(&f->b.sessions, s);
-    sess__destroy(&f->b, s);
-    assert_int_equal(router_count(f->b.router), 1);
+    sess__destroy(&f->l, s);
+    assert_int_equal(router_count(f->l.router), 1);
+    assert_ptr_equal(f->l.sessions, keep);      /* left the loop's list */
+    assert_null(keep->lnext);
 }
 
 static void offline_session_queues_qos1_and_drops_qos0(void **state)

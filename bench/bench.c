@@ -1,0 +1,1120 @@
+/*
+ * bench.c - main() of uvmq-bench: options, the run's phases, the report.
+ *
+ * Publishers live on the main thread's loop, subscribers on a second loop
+ * in their own thread (bench/uvmq-bench.md is the contract). The two share
+ * only per-publisher atomics (the sequence range of the measured window and
+ * the QoS 0 probe count), a few atomic progress counters, and two uv_async
+ * wake-ups; everything per message is thread-local. A message counts when
+ * its sequence number lies in [win_first, win_end) of its publisher: the
+ * publisher thread records both bounds at the window's start and end, so
+ * warm-up messages never count, whenever they arrive.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "bench/bench_client.h"
+#include "bench/bench_mqtt.h"
+#include "bench/bench_stats.h"
+#include "common/err.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+
+#define HDR_LEN 24               /* index u32, seq u64, send ns u64, magic u32 */
+#define MAGIC 0x75764d51u        /* "uvMQ" */
+#define NO_SEQ UINT64_MAX
+#define PUB_HIGH_WATER (1u << 20) /* stop filling a publisher past 1 MiB unsent */
+#define STALL_NS 200000000ull    /* QoS 0: forgive a window stuck this long */
+#define KEEPALIVE 60
+#define SESSION_EXPIRY 3600      /* v5 with --clean 0 */
+
+enum { MODE_FANOUT, MODE_MANY, MODE_WILDCARD, MODE_IDLE };
+enum { PH_SETUP, PH_WARMUP, PH_WINDOW, PH_DRAIN, PH_DONE };
+
+static const char *const mode_names[] = {"fanout", "many", "wildcard", "idle"};
+
+typedef struct opts_s {
+    const char *host, *label;
+    int port, proto, mode, qos, clean, json_only, broker_pid;
+    long subs, pubs, topics, size, window, conns;
+    double rate, duration, warmup;
+} opts_t;
+
+/* Per-publisher state both threads read; one cache line each. */
+typedef struct pub_shared_s {
+    _Atomic uint64_t win_first;  /* first seq of the window, NO_SEQ before */
+    _Atomic uint64_t win_end;    /* first seq after it, NO_SEQ before */
+    _Atomic uint64_t probe_recv; /* QoS 0: deliveries to its probe subscriber */
+    char pad[40];
+} pub_shared_t;
+
+typedef struct pub_s {
+    bench_conn_t conn;
+    uint64_t next_seq;
+    uint64_t forgiven;     /* QoS 0: stalled messages given up on */
+    uint64_t last_done;    /* QoS 0: probe count at the last stall check */
+    uint64_t stall_ns;     /* QoS 0: when last_done last moved */
+    double tokens;         /* --rate token bucket */
+    uint32_t window;       /* --window, capped by the broker's Receive Maximum */
+    uint32_t inflight;     /* QoS 1/2 */
+    uint16_t *free_pids;   /* QoS 1/2: stack of unused packet ids */
+    uint32_t nfree;
+    uint8_t *pid_state;    /* 0 free, 1 awaiting PUBACK/PUBREC, 2 awaiting PUBCOMP */
+    uint8_t *payload;      /* template: header then filler */
+    char topic[48];
+    size_t topic_len;
+} pub_t;
+
+typedef struct sub_s {
+    bench_conn_t conn;
+    uint64_t *last;        /* per publisher: last seq + 1, 0 = none; lazy */
+} sub_t;
+
+/* The subscriber thread's side; counters are its alone until the join. */
+typedef struct sub_side_s {
+    uv_loop_t loop;
+    bench_loop_t lp;
+    uv_async_t cmd;        /* main -> subscribers: stop */
+    uv_thread_t thread;
+    sub_t *subs;
+    bench_hist_t hist;
+    uint64_t received;     /* in-window deliveries */
+    uint64_t received_all;
+    uint64_t duplicates, order_violations, bad_payloads, unexpected, misrouted, stale;
+    uint64_t t_start_ns;   /* messages sent before this belong to another run */
+    uint64_t qos2_pending; /* PUBRECs sent, PUBREL not yet received */
+    uint64_t lost_conns, connect_errors;
+    int probe_progress;
+    _Atomic uint64_t received_pub; /* copies for the drain check */
+    _Atomic uint64_t pending_pub;
+    _Atomic int setup;     /* 0 running, 1 done, -1 failed */
+    _Atomic int stop;
+} sub_side_t;
+
+typedef struct bench_s {
+    opts_t o;
+    uv_loop_t *loop;
+    bench_loop_t lp;       /* publishers or idle connections */
+    uv_async_t wake;       /* subscribers -> main */
+    uv_timer_t phase_timer, tick_timer, drain_timer;
+    bench_client_cfg_t ccfg;
+    pub_t *pubs;
+    pub_shared_t *shared;
+    bench_conn_t *idle;
+    sub_side_t *ss;
+    int phase, status, subs_started;
+    uint64_t t0, t1, drain_start, last_tick;
+    double cpu0, cpu1, bcpu0, bcpu1;
+    long rss_idle, rss;
+    uint64_t published, expected, pub_lost_conns, pub_connect_errors, stalls, nacks;
+    char addr_text[300];
+} bench_t;
+
+static void finish(bench_t *b);
+static void begin_window(bench_t *b);
+
+/* ---- options ----------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fputs("usage: uvmq-bench [options]\n"
+          "  -H, --host ADDR        broker address (127.0.0.1)\n"
+          "  -p, --port N           broker port (1883)\n"
+          "  -V, --protocol 4|5     MQTT 3.1.1 (4) or 5.0 (5)\n"
+          "  -m, --mode MODE        fanout | many | wildcard | idle (fanout)\n"
+          "  -s, --subs N           subscriber connections (1)\n"
+          "  -P, --pubs N           publisher connections (1)\n"
+          "  -t, --topics N         topics for mode many (1)\n"
+          "  -q, --qos 0|1|2        QoS of publishes and subscriptions (0)\n"
+          "  -S, --size N           payload bytes, >= 24 (64)\n"
+          "  -r, --rate R           total publish rate, msgs/s; 0 = max (0)\n"
+          "  -W, --window N         messages outstanding per publisher (64)\n"
+          "  -d, --duration SECS    measured time (10)\n"
+          "  -w, --warmup SECS      unmeasured time before it (2)\n"
+          "  -c, --conns N          idle mode: connections to hold (10000)\n"
+          "      --broker-pid PID   sample that process's CPU time and RSS\n"
+          "      --label TEXT       copied into the JSON line\n"
+          "      --clean 0|1        clean session / clean start (1)\n"
+          "      --json-only        print only the JSON line\n"
+          "  -h, --help\n", f);
+}
+
+/* Parses a number in [lo, hi] into *out; returns 0 or -1. */
+static int num(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int lnum(const char *s, long lo, long hi, long *out)
+{
+    double v;
+
+    if (num(s, (double)lo, (double)hi, &v) != 0 || v != (double)(long)v) return -1;
+    *out = (long)v;
+    return 0;
+}
+
+static int parse_mode(const char *s)
+{
+    int i;
+
+    for (i = 0; i <= MODE_IDLE; i++)
+        if (strcmp(s, mode_names[i]) == 0) return i;
+    return -1;
+}
+
+static void opts_defaults(opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->label = "";
+    o->port = 1883;
+    o->proto = 4;
+    o->clean = 1;
+    o->subs = o->pubs = o->topics = 1;
+    o->size = 64;
+    o->window = 64;
+    o->conns = 10000;
+    o->duration = 10;
+    o->warmup = 2;
+}
+
+/* Applies one option; returns 0, or -1 for a bad value. */
+static int apply_opt(opts_t *o, int ch, const char *a)
+{
+    long l = 0;
+    int rc = 0;
+
+    switch (ch) {
+    case 'H': o->host = a; break;
+    case 'p': rc = lnum(a, 1, 65535, &l); o->port = (int)l; break;
+    case 'V': rc = lnum(a, 4, 5, &l); o->proto = (int)l; break;
+    case 'm': o->mode = parse_mode(a); rc = o->mode < 0 ? -1 : 0; break;
+    case 's': rc = lnum(a, 0, 1000000, &o->subs); break;
+    case 'P': rc = lnum(a, 0, 100000, &o->pubs); break;
+    case 't': rc = lnum(a, 1, 1000000, &o->topics); break;
+    case 'q': rc = lnum(a, 0, 2, &l); o->qos = (int)l; break;
+    case 'S': rc = lnum(a, HDR_LEN, 64 << 20, &o->size); break;
+    case 'r': rc = num(a, 0, 1e9, &o->rate); break;
+    case 'W': rc = lnum(a, 1, 65535, &o->window); break;
+    case 'd': rc = num(a, 0.001, 1e6, &o->duration); break;
+    case 'w': rc = num(a, 0, 1e6, &o->warmup); break;
+    case 'c': rc = lnum(a, 1, 1000000, &o->conns); break;
+    case 1: rc = lnum(a, 1, 1 << 30, &l); o->broker_pid = (int)l; break;
+    case 2: o->label = a; break;
+    case 3: rc = lnum(a, 0, 1, &l); o->clean = (int)l; break;
+    case 4: o->json_only = 1; break;
+    default: rc = -1; break;
+    }
+    return rc;
+}
+
+/* Returns 0 to run, 1 after --help, 2 for bad options (message printed). */
+static int parse_opts(opts_t *o, int argc, char **argv)
+{
+    static const struct option longs[] = {
+        {"host", 1, 0, 'H'}, {"port", 1, 0, 'p'}, {"protocol", 1, 0, 'V'},
+        {"mode", 1, 0, 'm'}, {"subs", 1, 0, 's'}, {"pubs", 1, 0, 'P'},
+        {"topics", 1, 0, 't'}, {"qos", 1, 0, 'q'}, {"size", 1, 0, 'S'},
+        {"rate", 1, 0, 'r'}, {"window", 1, 0, 'W'}, {"duration", 1, 0, 'd'},
+        {"warmup", 1, 0, 'w'}, {"conns", 1, 0, 'c'}, {"broker-pid", 1, 0, 1},
+        {"label", 1, 0, 2}, {"clean", 1, 0, 3}, {"json-only", 0, 0, 4},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int ch;
+
+    opts_defaults(o);
+    while ((ch = getopt_long(argc, argv, "H:p:V:m:s:P:t:q:S:r:W:d:w:c:h", longs, NULL)) != -1) {
+        if (ch == 'h') {
+            usage(stdout);
+            return 1;
+        }
+        if (ch == '?' || apply_opt(o, ch, optarg) != 0) {
+            if (ch != '?') fprintf(stderr, "uvmq-bench: bad value '%s'\n", optarg);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc || (o->mode == MODE_WILDCARD && o->subs < 1) ||
+        (o->mode != MODE_IDLE && o->pubs < 1)) {
+        fprintf(stderr, "uvmq-bench: %s\n", optind < argc ? "unexpected argument"
+                        : o->pubs < 1 ? "--pubs must be >= 1" : "wildcard needs --subs >= 1");
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- topology: who matches what ----------------------------------------- */
+
+/* Number of subscribers that receive each message of publisher i. */
+static uint64_t matching_subs(const opts_t *o, long i)
+{
+    long t = i % o->topics;
+
+    if (o->mode == MODE_FANOUT) return (uint64_t)o->subs;
+    if (o->mode == MODE_WILDCARD) return 1;
+    return o->subs > t ? (uint64_t)((o->subs - t - 1) / o->topics + 1) : 0;
+}
+
+/* Whether publisher i's messages have a probe subscriber (QoS 0 window). */
+static int has_probe(const opts_t *o, long i)
+{
+    return matching_subs(o, i) > 0;
+}
+
+/* Whether subscriber j is the probe of the publishers it hears from. */
+static int is_probe(const opts_t *o, long j)
+{
+    if (o->mode == MODE_FANOUT) return j == 0;
+    if (o->mode == MODE_MANY) return j < o->topics; /* first of its topic */
+    return 1;                                       /* wildcard: the only one */
+}
+
+/* Whether subscriber j should receive message seq of publisher i. */
+static int sub_matches(const opts_t *o, long j, long i, uint64_t seq)
+{
+    if (o->mode == MODE_MANY) return j % o->topics == i % o->topics;
+    if (o->mode == MODE_WILDCARD) return (uint64_t)j == ((uint64_t)i + seq) % (uint64_t)o->subs;
+    return 1;
+}
+
+/* Writes v in decimal at p; returns the number of digits. */
+static size_t put_uint(char *p, uint64_t v)
+{
+    char tmp[24];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++) p[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* ---- subscribers (their own thread) ------------------------------------- */
+
+/* Accounts one delivered payload header h: order, duplicates, the QoS 0
+ * probe count, and (inside the window) the count and the latency. */
+static void sub_record(sub_side_t *ss, sub_t *s, const uint8_t *h, uint64_t now,
+                       pub_shared_t *shared, const opts_t *o)
+{
+    uint32_t pi, magic;
+    uint64_t seq, sent, first, end;
+
+    memcpy(&pi, h, 4);
+    memcpy(&seq, h + 4, 8);
+    memcpy(&sent, h + 12, 8);
+    memcpy(&magic, h + 20, 4);
+    if (magic != MAGIC || pi >= (uint32_t)o->pubs) {
+        ss->bad_payloads++;
+        return;
+    }
+    if (sent < ss->t_start_ns) { /* an earlier run's message, late: same topics */
+        ss->stale++;
+        return;
+    }
+    if (!sub_matches(o, s->conn.index, pi, seq)) {
+        ss->misrouted++;
+        return;
+    }
+    if (!s->last) s->last = xcalloc((size_t)o->pubs, sizeof *s->last);
+    ss->received_all++;
+    if (s->last[pi] == seq + 1) { /* the same message again */
+        ss->duplicates++;
+        return;
+    }
+    if (s->last[pi] > seq + 1) ss->order_violations++;
+    else s->last[pi] = seq + 1;
+    if (is_probe(o, s->conn.index)) {
+        atomic_fetch_add_explicit(&shared[pi].probe_recv, 1, memory_order_relaxed);
+        ss->probe_progress = 1;
+    }
+    /* Relaxed is enough: the publisher stores a bound before the write()
+     * of the first message past it, and this load follows the read() that
+     * brought that message; the two syscalls order them. */
+    first = atomic_load_explicit(&shared[pi].win_first, memory_order_relaxed);
+    end = atomic_load_explicit(&shared[pi].win_end, memory_order_relaxed);
+    if (seq < first || seq >= end) return;
+    ss->received++;
+    bench_hist_record(&ss->hist, now > sent ? now - sent : 0);
+}
+
+static void sub_on_packet(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
+{
+    bench_t *b = c->lp->data;
+    sub_side_t *ss = b->ss;
+
+    if (p->type == BENCH_PUBREL) {
+        bench_conn_send_ack(c, BENCH_PUBCOMP, p->pid);
+        if (ss->qos2_pending) ss->qos2_pending--;
+        return;
+    }
+    if (p->type != BENCH_PUBLISH) {
+        ss->unexpected++;
+        return;
+    }
+    if (p->qos == 1) bench_conn_send_ack(c, BENCH_PUBACK, p->pid);
+    if (p->qos == 2) {
+        bench_conn_send_ack(c, BENCH_PUBREC, p->pid);
+        ss->qos2_pending++;
+    }
+    if (p->payload_len < HDR_LEN) ss->bad_payloads++;
+    else sub_record(ss, c->data, p->payload, now, b->shared, &b->o);
+}
+
+static void sub_on_tick(bench_loop_t *lp)
+{
+    bench_t *b = lp->data;
+    sub_side_t *ss = b->ss;
+
+    atomic_store_explicit(&ss->received_pub, ss->received, memory_order_relaxed);
+    atomic_store_explicit(&ss->pending_pub, ss->qos2_pending, memory_order_relaxed);
+    if (ss->probe_progress) {
+        ss->probe_progress = 0;
+        uv_async_send(&b->wake);
+    }
+}
+
+static void sub_on_fail(bench_conn_t *c, const char *what, int err)
+{
+    bench_t *b = c->lp->data;
+    int in_setup = atomic_load(&b->ss->setup) == 0;
+
+    if (in_setup && b->ss->connect_errors++ == 0)
+        fprintf(stderr, "uvmq-bench: subscriber %s to %s: %s (%s)\n", c->client_id,
+                b->addr_text, what, err ? err_str(err) : "protocol");
+    if (!in_setup && !atomic_load(&b->ss->stop) && b->ss->lost_conns++ < 5)
+        fprintf(stderr, "uvmq-bench: subscriber %s lost: %s (%s)\n", c->client_id, what,
+                err ? err_str(err) : "protocol");
+}
+
+static void sub_on_setup_done(bench_loop_t *lp)
+{
+    bench_t *b = lp->data;
+
+    atomic_store(&b->ss->setup, lp->nfailed ? -1 : 1);
+    uv_async_send(&b->wake);
+}
+
+static void sub_on_ready(bench_conn_t *c)
+{
+    (void)c;
+}
+
+static void on_sub_cmd(uv_async_t *h)
+{
+    sub_side_t *ss = h->data;
+
+    if (!atomic_load(&ss->stop)) return;
+    bench_loop_close(&ss->lp);
+    uv_close((uv_handle_t *)&ss->cmd, NULL);
+}
+
+static void sub_thread(void *arg)
+{
+    sub_side_t *ss = arg;
+
+    bench_loop_connect(&ss->lp);
+    uv_run(&ss->loop, UV_RUN_DEFAULT);
+}
+
+/* Prepares the subscriber side and starts its thread; returns 0 or a libuv code. */
+static int subs_start(bench_t *b)
+{
+    sub_side_t *ss = xcalloc(1, sizeof *ss);
+    const opts_t *o = &b->o;
+    bench_client_cfg_t cfg = b->ccfg;
+    long j;
+    int rc;
+
+    b->ss = ss;
+    ss->t_start_ns = uv_hrtime();
+    bench_hist_init(&ss->hist);
+    rc = uv_loop_init(&ss->loop);
+    if (rc != 0) return rc;
+    cfg.cbs.on_ready = sub_on_ready;
+    cfg.cbs.on_packet = sub_on_packet;
+    cfg.cbs.on_fail = sub_on_fail;
+    cfg.cbs.on_setup_done = sub_on_setup_done;
+    cfg.cbs.on_tick = sub_on_tick;
+    bench_loop_init(&ss->lp, &ss->loop, &cfg);
+    ss->lp.data = b;
+    uv_async_init(&ss->loop, &ss->cmd, on_sub_cmd);
+    ss->cmd.data = ss;
+    ss->subs = xcalloc((size_t)o->subs, sizeof *ss->subs);
+    for (j = 0; j < o->subs; j++) {
+        bench_conn_t *c = &ss->subs[j].conn;
+        c->index = (uint32_t)j;
+        c->data = &ss->subs[j];
+        snprintf(c->client_id, sizeof c->client_id, "bs%d-%ld", (int)getpid(), j);
+        if (o->mode == MODE_WILDCARD)
+            snprintf(c->filter, sizeof c->filter, "bench/%ld/+", j);
+        else
+            snprintf(c->filter, sizeof c->filter, "bench/%ld",
+                     o->mode == MODE_MANY ? j % o->topics : 0);
+        bench_loop_add(&ss->lp, c);
+    }
+    rc = uv_thread_create(&ss->thread, sub_thread, ss);
+    b->subs_started = rc == 0;
+    return rc;
+}
+
+/* Stops the subscriber thread (DISCONNECT, close) and joins it. */
+static void subs_stop(bench_t *b)
+{
+    sub_side_t *ss = b->ss;
+
+    if (!b->subs_started) return;
+    b->subs_started = 0;
+    atomic_store(&ss->stop, 1);
+    uv_async_send(&ss->cmd);
+    uv_thread_join(&ss->thread);
+}
+
+static void subs_free(bench_t *b)
+{
+    sub_side_t *ss = b->ss;
+    long j;
+
+    if (!ss) return;
+    for (j = 0; j < b->o.subs && ss->subs; j++) free(ss->subs[j].last);
+    free(ss->subs);
+    if (ss->lp.loop) { /* the loop was initialised */
+        bench_loop_dispose(&ss->lp);
+        uv_loop_close(&ss->loop);
+    }
+    free(ss);
+    b->ss = NULL;
+}
+
+/* ---- publishers (main thread) ------------------------------------------- */
+
+static uint64_t pub_outstanding(bench_t *b, pub_t *p)
+{
+    uint64_t done;
+
+    if (b->o.qos) return p->inflight;
+    if (!has_probe(&b->o, p->conn.index)) return 0;
+    done = atomic_load_explicit(&b->shared[p->conn.index].probe_recv, memory_order_relaxed) +
+           p->forgiven;
+    return p->next_seq > done ? p->next_seq - done : 0;
+}
+
+/* Encodes the next message of p into its output. */
+static void pub_send_one(bench_t *b, pub_t *p)
+{
+    uint32_t idx = p->conn.index, magic = MAGIC;
+    uint64_t now = uv_hrtime();
+    uint16_t pid = 0;
+    size_t len;
+    int n;
+
+    if (b->o.mode == MODE_WILDCARD) { /* bench/<k>/x, k cycling over the subscribers */
+        p->topic_len = 6 + put_uint(p->topic + 6, (idx + p->next_seq) % (uint64_t)b->o.subs);
+        memcpy(p->topic + p->topic_len, "/x", 2);
+        p->topic_len += 2;
+    }
+    if (b->o.qos) {
+        pid = p->free_pids[--p->nfree];
+        p->pid_state[pid] = 1;
+        p->inflight++;
+    }
+    memcpy(p->payload, &idx, 4);
+    memcpy(p->payload + 4, &p->next_seq, 8);
+    memcpy(p->payload + 12, &now, 8);
+    memcpy(p->payload + 20, &magic, 4);
+    len = bench_mqtt_publish_len(b->o.proto, b->o.qos, p->topic_len, (size_t)b->o.size);
+    n = bench_mqtt_encode_publish(bench_conn_reserve(&p->conn, len), len, b->o.proto,
+                                  b->o.qos, pid, p->topic, p->topic_len, p->payload,
+                                  (size_t)b->o.size);
+    bench_conn_commit(&p->conn, (size_t)n);
+    p->next_seq++;
+}
+
+/* Publishes while the window, the rate and the output buffer allow. */
+static void pub_fill(bench_t *b, pub_t *p)
+{
+    if ((b->phase != PH_WARMUP && b->phase != PH_WINDOW) ||
+        p->conn.state != BENCH_CONN_READY)
+        return;
+    while (pub_outstanding(b, p) < p->window &&
+           bench_conn_pending(&p->conn) < PUB_HIGH_WATER &&
+           (b->o.rate <= 0 || p->tokens >= 1)) {
+        pub_send_one(b, p);
+        if (b->o.rate > 0) p->tokens -= 1;
+    }
+}
+
+static void pub_release(bench_t *b, pub_t *p, uint16_t pid)
+{
+    p->pid_state[pid] = 0;
+    p->free_pids[p->nfree++] = pid;
+    p->inflight--;
+    pub_fill(b, p);
+}
+
+static void pub_on_packet(bench_conn_t *c, const bench_pkt_t *k, uint64_t now)
+{
+    bench_t *b = c->lp->data;
+    pub_t *p = c->data;
+    uint8_t st = k->pid <= b->o.window ? p->pid_state[k->pid] : 0;
+
+    (void)now;
+    if (k->type == BENCH_PUBACK && st == 1 && b->o.qos == 1) {
+        pub_release(b, p, k->pid);
+    } else if (k->type == BENCH_PUBREC && st == 1 && b->o.qos == 2) {
+        if (k->reason >= 0x80) { /* refused: the exchange ends here */
+            b->nacks++;
+            pub_release(b, p, k->pid);
+        } else {
+            p->pid_state[k->pid] = 2;
+            bench_conn_send_ack(c, BENCH_PUBREL, k->pid);
+        }
+    } else if (k->type == BENCH_PUBCOMP && st == 2) {
+        pub_release(b, p, k->pid);
+    } else if (k->type != BENCH_PUBLISH) {
+        log_warn("publisher %s: unexpected packet type %d (pid %u)", c->client_id,
+                 k->type, k->pid);
+    }
+    if (k->reason >= 0x80 && k->type == BENCH_PUBACK) b->nacks++;
+}
+
+static void pub_on_writable(bench_conn_t *c)
+{
+    pub_fill(c->lp->data, c->data);
+}
+
+static void pub_on_ready(bench_conn_t *c)
+{
+    bench_t *b = c->lp->data;
+    pub_t *p = c->data;
+
+    if (b->o.qos && c->receive_max < p->window) p->window = c->receive_max;
+}
+
+static void pub_on_fail(bench_conn_t *c, const char *what, int err)
+{
+    bench_t *b = c->lp->data;
+    int in_setup = b->phase == PH_SETUP;
+    uint64_t *count = in_setup ? &b->pub_connect_errors : &b->pub_lost_conns;
+
+    if ((*count)++ == 0 && b->phase < PH_DONE)
+        fprintf(stderr, "uvmq-bench: %s %s to %s: %s (%s)\n",
+                b->o.mode == MODE_IDLE ? "connection" : "publisher", c->client_id,
+                b->addr_text, what, err ? err_str(err) : "protocol");
+}
+
+static void pubs_create(bench_t *b)
+{
+    const opts_t *o = &b->o;
+    long i;
+    uint32_t k;
+
+    b->pubs = xcalloc((size_t)o->pubs, sizeof *b->pubs);
+    for (i = 0; i < o->pubs; i++) {
+        pub_t *p = &b->pubs[i];
+        p->conn.index = (uint32_t)i;
+        p->conn.data = p;
+        p->window = (uint32_t)o->window;
+        p->payload = xmalloc((size_t)o->size);
+        memset(p->payload, 'x', (size_t)o->size);
+        p->pid_state = xcalloc((size_t)o->window + 1, 1);
+        p->free_pids = xmalloc((size_t)o->window * sizeof *p->free_pids);
+        for (k = 0; k < (uint32_t)o->window; k++) p->free_pids[k] = (uint16_t)(o->window - k);
+        p->nfree = (uint32_t)o->window;
+        p->topic_len = (size_t)snprintf(p->topic, sizeof p->topic, "bench/%ld",
+                                        o->mode == MODE_MANY ? i % o->topics : 0);
+        snprintf(p->conn.client_id, sizeof p->conn.client_id, "bp%d-%ld", (int)getpid(), i);
+        bench_loop_add(&b->lp, &p->conn);
+    }
+}
+
+static void pubs_free(bench_t *b)
+{
+    long i;
+
+    for (i = 0; b->pubs && i < b->o.pubs; i++) {
+        free(b->pubs[i].payload);
+        free(b->pubs[i].pid_state);
+        free(b->pubs[i].free_pids);
+    }
+    free(b->pubs);
+    b->pubs = NULL;
+}
+
+/* ---- phases (main thread) ------------------------------------------------ */
+
+static double secs(uint64_t ns)
+{
+    return (double)ns / 1e9;
+}
+
+/* 1 ms tick: token bucket refill and QoS 0 stall recovery. */
+static void on_tick_timer(uv_timer_t *t)
+{
+    bench_t *b = t->data;
+    uint64_t now = uv_hrtime();
+    double per_pub = b->o.rate / (double)b->o.pubs;
+    double cap = per_pub / 100 > 1 ? per_pub / 100 : 1; /* at most 10 ms of burst */
+    long i;
+
+    for (i = 0; i < b->o.pubs; i++) {
+        pub_t *p = &b->pubs[i];
+        uint64_t done = atomic_load_explicit(&b->shared[i].probe_recv, memory_order_relaxed);
+        if (b->o.rate > 0) p->tokens += per_pub * secs(now - b->last_tick);
+        if (p->tokens > cap) p->tokens = cap;
+        if (done != p->last_done || pub_outstanding(b, p) < p->window) {
+            p->last_done = done;
+            p->stall_ns = now;
+        } else if (!b->o.qos && now - p->stall_ns > STALL_NS) {
+            p->forgiven += pub_outstanding(b, p); /* lost QoS 0 messages */
+            p->stall_ns = now;
+            b->stalls++;
+        }
+        pub_fill(b, p);
+    }
+    b->last_tick = now;
+}
+
+static int drained(bench_t *b)
+{
+    long i;
+
+    if (b->ss && atomic_load_explicit(&b->ss->received_pub, memory_order_relaxed) < b->expected)
+        return 0;
+    if (!b->o.qos) return 1;
+    for (i = 0; i < b->o.pubs; i++)
+        if (b->pubs[i].inflight) return 0;
+    return !b->ss || atomic_load_explicit(&b->ss->pending_pub, memory_order_relaxed) == 0;
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+    bench_t *b = t->data;
+    uint64_t limit = b->o.qos ? 5000000000ull : 1000000000ull;
+
+    if (drained(b) || uv_hrtime() - b->drain_start >= limit) finish(b);
+}
+
+static void sample_start(bench_t *b)
+{
+    b->t0 = uv_hrtime();
+    b->cpu0 = bench_self_cpu_s();
+    if (b->o.broker_pid) b->bcpu0 = bench_proc_cpu_s(b->o.broker_pid);
+}
+
+static void sample_end(bench_t *b)
+{
+    b->t1 = uv_hrtime();
+    b->cpu1 = bench_self_cpu_s();
+    if (b->o.broker_pid) {
+        b->bcpu1 = bench_proc_cpu_s(b->o.broker_pid);
+        b->rss = bench_proc_rss_kb(b->o.broker_pid);
+    }
+}
+
+static void end_window(bench_t *b);
+
+/* Warm-up over: begin_window; window over: end_window. */
+static void on_phase_timer(uv_timer_t *t)
+{
+    bench_t *b = t->data;
+
+    if (b->phase == PH_WARMUP) begin_window(b);
+    else if (b->phase == PH_WINDOW) end_window(b);
+}
+
+/* Window start: every publisher's next sequence number is its first. */
+static void begin_window(bench_t *b)
+{
+    uint64_t ms = (uint64_t)(b->o.duration * 1000 + 0.5);
+    long i;
+
+    for (i = 0; b->pubs && i < b->o.pubs; i++)
+        atomic_store(&b->shared[i].win_first, b->pubs[i].next_seq);
+    sample_start(b);
+    b->phase = PH_WINDOW;
+    uv_update_time(b->loop); /* the loop's cached time may lag under load */
+    uv_timer_start(&b->phase_timer, on_phase_timer, ms ? ms : 1, 0);
+}
+
+/* Window end: publishing stops; expected deliveries are now known. */
+static void end_window(bench_t *b)
+{
+    long i;
+
+    sample_end(b);
+    if (b->o.mode == MODE_IDLE) {
+        finish(b);
+        return;
+    }
+    b->phase = PH_DRAIN;
+    for (i = 0; i < b->o.pubs; i++) {
+        uint64_t first = atomic_load(&b->shared[i].win_first);
+        uint64_t n = b->pubs[i].next_seq - first;
+        atomic_store(&b->shared[i].win_end, b->pubs[i].next_seq);
+        b->published += n;
+        b->expected += n * matching_subs(&b->o, i);
+    }
+    uv_timer_stop(&b->tick_timer);
+    b->drain_start = uv_hrtime();
+    uv_update_time(b->loop);
+    uv_timer_start(&b->drain_timer, on_drain_timer, 10, 10);
+}
+
+static void start_publishing(bench_t *b)
+{
+    uint64_t ms = (uint64_t)(b->o.warmup * 1000 + 0.5);
+    long i;
+
+    b->phase = PH_WARMUP;
+    b->last_tick = uv_hrtime();
+    if (b->o.mode != MODE_IDLE) {
+        for (i = 0; i < b->o.pubs; i++) b->pubs[i].tokens = 1;
+        /* 1 ms token-bucket tick with --rate; otherwise only the QoS 0
+         * stall check runs, every 20 ms, to keep the generator's CPU low. */
+        uint64_t tick = b->o.rate > 0 ? 1 : 20;
+        uv_timer_start(&b->tick_timer, on_tick_timer, tick, tick);
+        for (i = 0; i < b->o.pubs; i++) pub_fill(b, &b->pubs[i]);
+    }
+    uv_update_time(b->loop);
+    if (ms == 0) begin_window(b);
+    else uv_timer_start(&b->phase_timer, on_phase_timer, ms, 0);
+}
+
+/* ---- set-up and shutdown (main thread) ------------------------------------ */
+
+static void pub_setup_done(bench_loop_t *lp)
+{
+    bench_t *b = lp->data;
+
+    if (b->phase != PH_SETUP) return;
+    if (lp->nfailed && (b->o.mode != MODE_IDLE || lp->nready == 0)) {
+        b->status = 1;
+        finish(b);
+        return;
+    }
+    start_publishing(b);
+}
+
+static void connect_pubs(bench_t *b)
+{
+    pubs_create(b);
+    bench_loop_connect(&b->lp);
+}
+
+/* Subscribers -> main: set-up finished, or a probe saw progress. */
+static void on_wake(uv_async_t *h)
+{
+    bench_t *b = h->data;
+    long i;
+
+    if (b->phase == PH_SETUP && !b->pubs && b->ss) {
+        int st = atomic_load(&b->ss->setup);
+        if (st == 1) connect_pubs(b);
+        if (st == -1) b->status = 1;
+        if (st == -1) finish(b);
+        return;
+    }
+    for (i = 0; b->pubs && i < b->o.pubs; i++) pub_fill(b, &b->pubs[i]);
+}
+
+static void idle_on_ready(bench_conn_t *c)
+{
+    (void)c;
+}
+
+static void idle_on_packet(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
+{
+    (void)now;
+    log_warn("connection %s: unexpected packet type %d", c->client_id, p->type);
+}
+
+static void idle_start(bench_t *b)
+{
+    long k;
+
+    if (b->o.broker_pid) b->rss_idle = bench_proc_rss_kb(b->o.broker_pid);
+    b->idle = xcalloc((size_t)b->o.conns, sizeof *b->idle);
+    for (k = 0; k < b->o.conns; k++) {
+        bench_conn_t *c = &b->idle[k];
+        c->index = (uint32_t)k;
+        snprintf(c->client_id, sizeof c->client_id, "bi%d-%ld", (int)getpid(), k);
+        bench_loop_add(&b->lp, c);
+    }
+    bench_loop_connect(&b->lp);
+}
+
+/* Ends the run: stops the subscriber thread, closes every handle here. */
+static void finish(bench_t *b)
+{
+    if (b->phase == PH_DONE) return;
+    if (b->phase != PH_DRAIN && b->phase != PH_WINDOW) b->status = b->status ? b->status : 1;
+    b->phase = PH_DONE;
+    subs_stop(b);
+    bench_loop_close(&b->lp);
+    uv_close((uv_handle_t *)&b->wake, NULL);
+    uv_close((uv_handle_t *)&b->phase_timer, NULL);
+    uv_close((uv_handle_t *)&b->tick_timer, NULL);
+    uv_close((uv_handle_t *)&b->drain_timer, NULL);
+}
+
+/* ---- report --------------------------------------------------------------- */
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch < 0x20) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
+/* Everything the report prints, computed once. */
+typedef struct result_s {
+    double dur, gen_cpu, bcpu, p50, p90, p99, p999, max;
+    uint64_t received, dups, order, connect_errors;
+    long conns_held;
+} result_t;
+
+static void compute(const bench_t *b, result_t *r)
+{
+    const sub_side_t *ss = b->ss;
+    const bench_hist_t *h = ss ? &ss->hist : NULL;
+
+    memset(r, 0, sizeof *r);
+    r->dur = secs(b->t1 - b->t0);
+    r->gen_cpu = b->cpu1 - b->cpu0;
+    r->bcpu = b->bcpu1 - b->bcpu0;
+    r->received = ss ? ss->received : 0;
+    r->dups = ss ? ss->duplicates : 0;
+    r->order = ss ? ss->order_violations : 0;
+    r->connect_errors = b->pub_connect_errors + (ss ? ss->connect_errors : 0);
+    r->conns_held = b->o.mode == MODE_IDLE ? (long)b->lp.nready : 0;
+    if (h && h->count) {
+        r->p50 = bench_hist_percentile(h, 50);
+        r->p90 = bench_hist_percentile(h, 90);
+        r->p99 = bench_hist_percentile(h, 99);
+        r->p999 = bench_hist_percentile(h, 99.9);
+        r->max = bench_hist_max_us(h);
+    }
+}
+
+static void print_table(const bench_t *b, const result_t *r)
+{
+    const opts_t *o = &b->o;
+    const sub_side_t *ss = b->ss;
+
+    printf("uvmq-bench %s -> %s  MQTT %s  QoS %d  subs %ld  pubs %ld  size %ld%s%s\n",
+           mode_names[o->mode], b->addr_text, o->proto == 5 ? "5.0" : "3.1.1", o->qos,
+           o->mode == MODE_IDLE ? 0 : o->subs, o->mode == MODE_IDLE ? 0 : o->pubs, o->size,
+           o->label[0] ? "  label " : "", o->label);
+    printf("  %-22s %.3f s\n", "measured window", r->dur);
+    if (o->mode == MODE_IDLE) printf("  %-22s %ld\n", "connections held", r->conns_held);
+    printf("  %-22s %" PRIu64 " (%.0f msgs/s)\n", "published", b->published,
+           (double)b->published / r->dur);
+    printf("  %-22s %" PRIu64 "\n", "expected deliveries", b->expected);
+    printf("  %-22s %" PRIu64 " (%.0f deliveries/s)\n", "received", r->received,
+           (double)r->received / r->dur);
+    printf("  %-22s %" PRId64 " / %" PRIu64 " / %" PRIu64 "\n", "lost / dup / order",
+           (int64_t)(b->expected - r->received), r->dups, r->order);
+    printf("  %-22s p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", "latency (us)",
+           r->p50, r->p90, r->p99, r->p999, r->max);
+    printf("  %-22s %.3f s\n", "generator CPU", r->gen_cpu);
+    if (o->broker_pid)
+        printf("  %-22s %.3f s (%.0f deliveries per CPU s), RSS %ld KiB\n", "broker CPU",
+               r->bcpu, r->bcpu > 0 ? (double)r->received / r->bcpu : 0.0, b->rss);
+    printf("  %-22s %" PRIu64 " connect errors, %" PRIu64 " lost connections\n", "connections",
+           r->connect_errors, b->pub_lost_conns + (ss ? ss->lost_conns : 0));
+    if (ss && (ss->bad_payloads || ss->unexpected || ss->misrouted || ss->stale))
+        printf("  %-22s %" PRIu64 " bad payloads, %" PRIu64 " misrouted, %" PRIu64
+               " unexpected packets, %" PRIu64 " from an earlier run\n", "anomalies",
+               ss->bad_payloads, ss->misrouted, ss->unexpected, ss->stale);
+    if (b->stalls || b->nacks)
+        printf("  %-22s %" PRIu64 " QoS 0 window stalls, %" PRIu64 " refused publishes\n",
+               "flow", b->stalls, b->nacks);
+}
+
+static void print_broker_json(const bench_t *b, const result_t *r)
+{
+    const opts_t *o = &b->o;
+
+    if (!o->broker_pid) {
+        printf("\"broker_cpu_s\":null,\"deliveries_per_broker_cpu_s\":null,"
+               "\"broker_rss_kb\":null,\"broker_rss_idle_kb\":null,\"rss_per_conn_b\":null,");
+        return;
+    }
+    printf("\"broker_cpu_s\":%.3f,", r->bcpu);
+    if (r->bcpu > 0) printf("\"deliveries_per_broker_cpu_s\":%.1f,", (double)r->received / r->bcpu);
+    else printf("\"deliveries_per_broker_cpu_s\":null,");
+    printf("\"broker_rss_kb\":%ld,", b->rss);
+    if (o->mode == MODE_IDLE && r->conns_held > 0)
+        printf("\"broker_rss_idle_kb\":%ld,\"rss_per_conn_b\":%.1f,", b->rss_idle,
+               (double)(b->rss - b->rss_idle) * 1024.0 / (double)r->conns_held);
+    else
+        printf("\"broker_rss_idle_kb\":null,\"rss_per_conn_b\":null,");
+}
+
+static void print_json(const bench_t *b, const result_t *r)
+{
+    const opts_t *o = &b->o;
+    int idle = o->mode == MODE_IDLE;
+
+    printf("{\"label\":");
+    json_str(o->label);
+    printf(",\"mode\":\"%s\",\"protocol\":%d,\"qos\":%d,\"subs\":%ld,\"pubs\":%ld,\"size\":%ld,",
+           mode_names[o->mode], o->proto, o->qos, idle ? 0 : o->subs, idle ? 0 : o->pubs,
+           o->size);
+    printf("\"duration_s\":%.3f,\"published\":%" PRIu64 ",\"published_per_s\":%.1f,", r->dur,
+           b->published, (double)b->published / r->dur);
+    printf("\"expected\":%" PRIu64 ",\"received\":%" PRIu64 ",\"deliveries_per_s\":%.1f,",
+           b->expected, r->received, (double)r->received / r->dur);
+    printf("\"lost\":%" PRId64 ",\"duplicates\":%" PRIu64 ",\"order_violations\":%" PRIu64 ",",
+           (int64_t)(b->expected - r->received), r->dups, r->order);
+    printf("\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},",
+           r->p50, r->p90, r->p99, r->p999, r->max);
+    printf("\"gen_cpu_s\":%.3f,", r->gen_cpu);
+    print_broker_json(b, r);
+    printf("\"connect_errors\":%" PRIu64 "}\n", r->connect_errors);
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+/* Raises the open-file limit to the hard limit (10,000 connections). */
+static void raise_nofile(long need)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)need + 64 > rl.rlim_cur)
+        fprintf(stderr, "uvmq-bench: warning: open-file limit %lu is below the %ld "
+                "connections asked for\n", (unsigned long)rl.rlim_cur, need);
+}
+
+/* Resolves host:port into the client config; returns 0 or -1. */
+static int resolve(bench_t *b)
+{
+    struct addrinfo hints, *res = NULL;
+    char port[16];
+    int rc;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    snprintf(port, sizeof port, "%d", b->o.port);
+    rc = getaddrinfo(b->o.host, port, &hints, &res);
+    snprintf(b->addr_text, sizeof b->addr_text, strchr(b->o.host, ':') ? "[%s]:%d" : "%s:%d",
+             b->o.host, b->o.port);
+    if (rc != 0) {
+        fprintf(stderr, "uvmq-bench: cannot resolve broker address %s: %s\n", b->addr_text,
+                gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&b->ccfg.addr, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void setup_config(bench_t *b)
+{
+    const opts_t *o = &b->o;
+    bench_client_cfg_t *cfg = &b->ccfg;
+
+    cfg->proto = o->proto;
+    cfg->clean = o->clean;
+    cfg->keepalive = KEEPALIVE;
+    cfg->session_expiry = (!o->clean && o->proto == 5) ? SESSION_EXPIRY : 0;
+    cfg->sub_qos = o->qos;
+    cfg->max_packet = (size_t)o->size + 1024;
+    cfg->max_in_flight = 500;
+}
+
+/* Creates the main loop's handles and starts the first step of the run. */
+static int run(bench_t *b)
+{
+    bench_client_cfg_t cfg = b->ccfg;
+    int idle = b->o.mode == MODE_IDLE;
+    int rc = 0;
+
+    b->loop = uv_default_loop();
+    b->shared = xcalloc((size_t)(b->o.pubs ? b->o.pubs : 1), sizeof *b->shared);
+    for (long i = 0; i < b->o.pubs; i++) {
+        atomic_init(&b->shared[i].win_first, NO_SEQ);
+        atomic_init(&b->shared[i].win_end, NO_SEQ);
+    }
+    cfg.cbs.on_ready = idle ? idle_on_ready : pub_on_ready;
+    cfg.cbs.on_packet = idle ? idle_on_packet : pub_on_packet;
+    cfg.cbs.on_fail = pub_on_fail;
+    cfg.cbs.on_setup_done = pub_setup_done;
+    cfg.cbs.on_writable = idle ? NULL : pub_on_writable;
+    bench_loop_init(&b->lp, b->loop, &cfg);
+    b->lp.data = b;
+    uv_async_init(b->loop, &b->wake, on_wake);
+    uv_timer_init(b->loop, &b->phase_timer);
+    uv_timer_init(b->loop, &b->tick_timer);
+    uv_timer_init(b->loop, &b->drain_timer);
+    b->wake.data = b->phase_timer.data = b->tick_timer.data = b->drain_timer.data = b;
+    if (idle) idle_start(b);
+    else if (b->o.subs > 0) rc = subs_start(b);
+    else connect_pubs(b);
+    if (rc != 0) {
+        fprintf(stderr, "uvmq-bench: cannot start the subscriber thread: %s\n", uv_strerror(rc));
+        b->status = 1;
+        finish(b);
+    }
+    uv_run(b->loop, UV_RUN_DEFAULT);
+    return b->status;
+}
+
+/* Parses options, runs, prints the report; returns the exit status. */
+int main(int argc, char **argv)
+{
+    bench_t b;
+    result_t r;
+    int status;
+
+    memset(&b, 0, sizeof b);
+    status = parse_opts(&b.o, argc, argv);
+    if (status != 0) return status == 1 ? 0 : 2;
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile(b.o.mode == MODE_IDLE ? b.o.conns : b.o.subs + b.o.pubs);
+    setup_config(&b);
+    if (resolve(&b) != 0) return 1;
+    status = run(&b);
+    if (status == 0) {
+        compute(&b, &r);
+        if (!b.o.json_only) print_table(&b, &r);
+        print_json(&b, &r);
+    } else {
+        fprintf(stderr, "uvmq-bench: could not connect or subscribe to the broker at %s\n",
+                b.addr_text);
+    }
+    bench_loop_dispose(&b.lp);
+    subs_free(&b);
+    pubs_free(&b);
+    free(b.idle);
+    free(b.shared);
+    uv_loop_close(b.loop);
+    return status;
+}

@@ -1,0 +1,463 @@
+/*
+ * bench_client.c - paced MQTT connections with batched I/O on one libuv loop.
+ *
+ * Reads: alloc_cb copies the connection's partial-packet tail to the front
+ * of the loop's shared buffer and offers the 64 KiB after it, so each read
+ * callback sees contiguous bytes and every complete packet is parsed in
+ * place; only the new tail is copied back. Writes: handlers append to the
+ * connection's out buffer; once per loop turn a uv_prepare hook tries
+ * uv_try_write and hands what is left to one uv_write (double buffered).
+ */
+#include "bench/bench_client.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+
+#define WATCHDOG_MS 250
+#define SUB_PID 1
+
+static void start_next(bench_loop_t *lp);
+static void conn_fail(bench_conn_t *c, const char *what, int err);
+static void flush_conn(bench_conn_t *c);
+
+/* ---- connect ----------------------------------------------------------- */
+
+static void send_connect(bench_conn_t *c)
+{
+    const bench_client_cfg_t *cfg = &c->lp->cfg;
+    bench_connect_t cc;
+    uint8_t *p = bench_conn_reserve(c, 64);
+    int n;
+
+    cc.proto = cfg->proto;
+    cc.clean = cfg->clean;
+    cc.keepalive = cfg->keepalive;
+    cc.session_expiry = cfg->session_expiry;
+    cc.client_id = c->client_id;
+    n = bench_mqtt_encode_connect(p, 64, &cc);
+    assert(n > 0);
+    bench_conn_commit(c, (size_t)n);
+    c->state = BENCH_CONN_CONNACK;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    bench_conn_t *c = h->data;
+    bench_loop_t *lp = c->lp;
+
+    (void)hint;
+    if (c->tail_len) memcpy(lp->rbuf + lp->tail_max - c->tail_len, c->tail, c->tail_len);
+    buf->base = (char *)lp->rbuf + lp->tail_max;
+    buf->len = BENCH_READ_SIZE;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    bench_conn_t *c = req->data;
+    int rc = status;
+
+    if (c->state != BENCH_CONN_TCP) return; /* closed meanwhile */
+    if (rc == 0) rc = uv_tcp_nodelay(&c->tcp, 1);
+    if (rc == 0) rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (rc != 0) {
+        conn_fail(c, "TCP connect failed", rc);
+        return;
+    }
+    send_connect(c);
+}
+
+/* Starts the TCP connect of c; failures are reported through conn_fail. */
+static void conn_start(bench_conn_t *c)
+{
+    bench_loop_t *lp = c->lp;
+    int rc;
+
+    c->t_start_ns = uv_hrtime();
+    c->t_sent_ns = c->t_start_ns;
+    c->receive_max = 65535;
+    rc = uv_tcp_init(lp->loop, &c->tcp);
+    if (rc != 0) {
+        c->state = BENCH_CONN_CLOSED; /* no handle to close */
+        lp->nfailed++;
+        lp->cfg.cbs.on_fail(c, "uv_tcp_init failed", rc);
+        return;
+    }
+    c->tcp.data = c;
+    c->creq.data = c;
+    c->state = BENCH_CONN_TCP;
+    lp->in_flight++;
+    rc = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&lp->cfg.addr,
+                        on_connect);
+    if (rc != 0) conn_fail(c, "TCP connect failed", rc);
+}
+
+static void check_setup_done(bench_loop_t *lp)
+{
+    if (lp->setup_reported || lp->nready + lp->nfailed < lp->nconns) return;
+    lp->setup_reported = 1;
+    lp->cfg.cbs.on_setup_done(lp);
+}
+
+/* Starts connects while fewer than max_in_flight are being set up. */
+static void start_next(bench_loop_t *lp)
+{
+    if (lp->starting) return; /* a synchronous failure re-entered: no recursion */
+    lp->starting = 1;
+    while (lp->in_flight < lp->cfg.max_in_flight && lp->next_connect < lp->nconns)
+        conn_start(lp->conns[lp->next_connect++]);
+    lp->starting = 0;
+    check_setup_done(lp);
+}
+
+static void conn_ready(bench_conn_t *c)
+{
+    c->state = BENCH_CONN_READY;
+    c->lp->in_flight--;
+    c->lp->nready++;
+    c->lp->cfg.cbs.on_ready(c);
+    start_next(c->lp);
+}
+
+/* ---- read and dispatch ------------------------------------------------- */
+
+static void handle_connack(bench_conn_t *c, const bench_pkt_t *p)
+{
+    uint8_t *b;
+    int n;
+
+    if (p->type != BENCH_CONNACK) {
+        conn_fail(c, "first packet from the broker is not CONNACK", ERR_INVAL);
+        return;
+    }
+    if (p->reason != 0) {
+        log_error("broker refused CONNECT of %s: reason 0x%02x", c->client_id, p->reason);
+        conn_fail(c, "CONNECT refused", ERR_INVAL);
+        return;
+    }
+    if (p->receive_max) c->receive_max = p->receive_max;
+    if (!c->filter[0]) {
+        conn_ready(c);
+        return;
+    }
+    b = bench_conn_reserve(c, 64);
+    n = bench_mqtt_encode_subscribe(b, 64, c->lp->cfg.proto, SUB_PID, c->filter,
+                                    c->lp->cfg.sub_qos);
+    assert(n > 0);
+    bench_conn_commit(c, (size_t)n);
+    c->state = BENCH_CONN_SUBACK;
+}
+
+static void handle_suback(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
+{
+    if (p->type != BENCH_SUBACK) {
+        c->lp->cfg.cbs.on_packet(c, p, now);
+    } else if (p->pid != SUB_PID || p->reason >= 0x80) {
+        log_error("broker refused SUBSCRIBE %s of %s: reason 0x%02x", c->filter,
+                  c->client_id, p->reason);
+        conn_fail(c, "SUBSCRIBE refused", ERR_INVAL);
+    } else {
+        conn_ready(c);
+    }
+}
+
+/* Handles one packet; c may be closing afterwards. */
+static void dispatch(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
+{
+    if (c->state == BENCH_CONN_CONNACK) {
+        handle_connack(c, p);
+    } else if (c->state == BENCH_CONN_SUBACK) {
+        handle_suback(c, p, now);
+    } else if (p->type == BENCH_DISCONNECT) {
+        log_error("broker sent DISCONNECT to %s: reason 0x%02x", c->client_id, p->reason);
+        conn_fail(c, "broker sent DISCONNECT", ERR_INVAL);
+    } else if (p->type != BENCH_PINGRESP) {
+        c->lp->cfg.cbs.on_packet(c, p, now);
+    }
+}
+
+/* Keeps the n bytes at p as c's partial-packet tail. */
+static int keep_tail(bench_conn_t *c, const uint8_t *p, size_t n)
+{
+    c->tail_len = 0;
+    if (n == 0) return 0;
+    if (n > c->lp->tail_max) return ERR_PKT_TOO_LARGE;
+    if (n > c->tail_cap) {
+        c->tail_cap = n < 256 ? 256 : n;
+        c->tail = xrealloc(c->tail, c->tail_cap);
+    }
+    memmove(c->tail, p, n);
+    c->tail_len = n;
+    return 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    bench_conn_t *c = s->data;
+    const uint8_t *data;
+    size_t total, off = 0;
+    uint64_t now = uv_hrtime();
+    bench_pkt_t pkt;
+    int rc = 0;
+
+    if (nread == 0) return; /* EAGAIN: the tail is still in c->tail */
+    if (nread < 0) {
+        conn_fail(c, nread == UV_EOF ? "broker closed the connection" : "read failed",
+                  (int)nread);
+        return;
+    }
+    data = (const uint8_t *)buf->base - c->tail_len; /* on_alloc put the tail there */
+    total = c->tail_len + (size_t)nread;
+    while (off < total && c->state < BENCH_CONN_CLOSING) {
+        rc = bench_mqtt_parse(data + off, total - off, c->lp->cfg.proto, &pkt);
+        if (rc <= 0) break;
+        dispatch(c, &pkt, now);
+        off += (size_t)rc;
+    }
+    if (c->state >= BENCH_CONN_CLOSING) return;
+    if (rc >= 0) rc = keep_tail(c, data + off, total - off);
+    if (rc < 0) conn_fail(c, "malformed or oversized packet from the broker", rc);
+}
+
+/* ---- write ------------------------------------------------------------- */
+
+/* Returns room for n more output bytes, growing the out buffer. */
+uint8_t *bench_conn_reserve(bench_conn_t *c, size_t n)
+{
+    if (c->out_len + n > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 256;
+        while (cap < c->out_len + n) cap *= 2;
+        c->out = xrealloc(c->out, cap);
+        c->out_cap = cap;
+    }
+    return c->out + c->out_len;
+}
+
+/* Commits n reserved bytes and schedules a flush this loop turn. */
+void bench_conn_commit(bench_conn_t *c, size_t n)
+{
+    bench_loop_t *lp = c->lp;
+
+    c->out_len += n;
+    if (c->dirty || c->state >= BENCH_CONN_CLOSING) return;
+    c->dirty = 1;
+    if (lp->ndirty == lp->conns_cap) return; /* cannot happen: one slot per conn */
+    lp->dirty[lp->ndirty++] = c;
+}
+
+/* Queues a QoS acknowledgement packet. */
+void bench_conn_send_ack(bench_conn_t *c, int type, uint16_t pid)
+{
+    bench_mqtt_encode_ack(bench_conn_reserve(c, 4), 4, type, pid);
+    bench_conn_commit(c, 4);
+}
+
+/* Returns bytes queued but not yet accepted by the kernel. */
+size_t bench_conn_pending(const bench_conn_t *c)
+{
+    return c->out_len + (c->writing ? c->wbuf_len : 0);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    bench_conn_t *c = req->data;
+
+    c->writing = 0;
+    c->wbuf_len = 0;
+    if (c->state >= BENCH_CONN_CLOSING) return;
+    if (status < 0) {
+        conn_fail(c, "write failed", status);
+        return;
+    }
+    if (c->out_len) flush_conn(c);
+    if (!c->writing && c->lp->cfg.cbs.on_writable) c->lp->cfg.cbs.on_writable(c);
+}
+
+/* Writes c's gathered output: uv_try_write, then one uv_write for the rest. */
+static void flush_conn(bench_conn_t *c)
+{
+    uv_buf_t b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+    uint8_t *tmp;
+    size_t cap;
+    int n;
+
+    if (c->writing || c->out_len == 0 || c->state >= BENCH_CONN_CLOSING) return;
+    c->t_sent_ns = uv_hrtime();
+    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == UV_EAGAIN) n = 0;
+    if (n < 0) {
+        conn_fail(c, "write failed", n);
+        return;
+    }
+    if ((size_t)n == c->out_len) {
+        c->out_len = 0;
+        return;
+    }
+    tmp = c->wbuf, cap = c->wbuf_cap; /* swap: out goes in flight */
+    c->wbuf = c->out, c->wbuf_cap = c->out_cap, c->wbuf_len = c->out_len;
+    c->out = tmp, c->out_cap = cap, c->out_len = 0;
+    b = uv_buf_init((char *)c->wbuf + n, (unsigned)(c->wbuf_len - (size_t)n));
+    c->wreq.data = c;
+    n = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (n < 0) conn_fail(c, "write failed", n);
+    else c->writing = 1;
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    bench_loop_t *lp = h->data;
+    size_t i;
+
+    if (lp->cfg.cbs.on_tick) lp->cfg.cbs.on_tick(lp);
+    for (i = 0; i < lp->ndirty; i++) { /* flush_conn never adds to dirty */
+        lp->dirty[i]->dirty = 0;
+        flush_conn(lp->dirty[i]);
+    }
+    lp->ndirty = 0;
+}
+
+/* ---- timeouts, close --------------------------------------------------- */
+
+static void watch_conn(bench_conn_t *c, uint64_t now)
+{
+    uint64_t ka = (uint64_t)c->lp->cfg.keepalive * 1000000000ull;
+
+    if (c->state >= BENCH_CONN_TCP && c->state < BENCH_CONN_READY &&
+        now - c->t_start_ns > BENCH_CONNECT_TIMEOUT_MS * 1000000ull) {
+        conn_fail(c, "connection set-up timed out", UV_ETIMEDOUT);
+    } else if (c->state == BENCH_CONN_READY && ka && now - c->t_sent_ns >= ka) {
+        bench_mqtt_encode_empty(bench_conn_reserve(c, 2), 2, BENCH_PINGREQ);
+        bench_conn_commit(c, 2);
+        c->t_sent_ns = now;
+    }
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    bench_loop_t *lp = t->data;
+    uint64_t now = uv_hrtime();
+    size_t i;
+
+    for (i = 0; i < lp->nconns; i++) watch_conn(lp->conns[i], now);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    bench_conn_t *c = h->data;
+
+    c->state = BENCH_CONN_CLOSED;
+    c->lp->nclosed++;
+    free(c->tail);
+    free(c->out);
+    free(c->wbuf);
+    c->tail = c->out = c->wbuf = NULL;
+    c->tail_len = c->out_len = c->wbuf_len = 0;
+    c->tail_cap = c->out_cap = c->wbuf_cap = 0;
+}
+
+/* Closes c and reports the failure to the owner. */
+static void conn_fail(bench_conn_t *c, const char *what, int err)
+{
+    bench_loop_t *lp = c->lp;
+    int in_setup = c->state < BENCH_CONN_READY;
+
+    if (c->state >= BENCH_CONN_CLOSING) return;
+    c->state = BENCH_CONN_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+    if (in_setup) {
+        lp->in_flight--;
+        lp->nfailed++;
+    }
+    lp->cfg.cbs.on_fail(c, what, err);
+    if (in_setup) start_next(lp);
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+/* Initialises lp and starts its flush hook and watchdog. */
+int bench_loop_init(bench_loop_t *lp, uv_loop_t *loop, const bench_client_cfg_t *cfg)
+{
+    int rc;
+
+    memset(lp, 0, sizeof *lp);
+    lp->loop = loop;
+    lp->cfg = *cfg;
+    lp->tail_max = cfg->max_packet > BENCH_READ_SIZE ? cfg->max_packet : BENCH_READ_SIZE;
+    lp->rbuf = xmalloc(lp->tail_max + BENCH_READ_SIZE);
+    rc = uv_prepare_init(loop, &lp->flush_handle);
+    if (rc == 0) rc = uv_timer_init(loop, &lp->watchdog);
+    if (rc != 0) return rc; /* cannot happen on Linux: neither allocates */
+    lp->flush_handle.data = lp;
+    lp->watchdog.data = lp;
+    uv_prepare_start(&lp->flush_handle, on_prepare);
+    uv_unref((uv_handle_t *)&lp->flush_handle);
+    uv_timer_start(&lp->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
+    uv_unref((uv_handle_t *)&lp->watchdog);
+    return 0;
+}
+
+/* Registers c; it is connected by a later bench_loop_connect. */
+void bench_loop_add(bench_loop_t *lp, bench_conn_t *c)
+{
+    if (lp->nconns == lp->conns_cap) {
+        lp->conns_cap = lp->conns_cap ? lp->conns_cap * 2 : 64;
+        lp->conns = xrealloc(lp->conns, lp->conns_cap * sizeof *lp->conns);
+        lp->dirty = xrealloc(lp->dirty, lp->conns_cap * sizeof *lp->dirty);
+    }
+    c->lp = lp;
+    c->state = BENCH_CONN_NEW;
+    lp->conns[lp->nconns++] = c;
+    lp->setup_reported = 0;
+}
+
+/* Starts the pacer over the connections added so far. */
+void bench_loop_connect(bench_loop_t *lp)
+{
+    start_next(lp);
+}
+
+/* Best effort DISCONNECT (only if nothing else is queued), then close. */
+static void close_conn(bench_conn_t *c)
+{
+    uv_buf_t b;
+
+    if (c->state == BENCH_CONN_NEW) c->state = BENCH_CONN_CLOSED;
+    if (c->state >= BENCH_CONN_CLOSING) return;
+    if (c->state == BENCH_CONN_READY && !c->writing) {
+        bench_mqtt_encode_empty(bench_conn_reserve(c, 2), 2, BENCH_DISCONNECT);
+        c->out_len += 2;
+        b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
+    c->state = BENCH_CONN_CLOSING;
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* Closes every connection and the loop's own handles. */
+void bench_loop_close(bench_loop_t *lp)
+{
+    size_t i;
+
+    for (i = 0; i < lp->nconns; i++) close_conn(lp->conns[i]);
+    lp->ndirty = 0;
+    if (!uv_is_closing((uv_handle_t *)&lp->flush_handle)) {
+        uv_close((uv_handle_t *)&lp->flush_handle, NULL);
+        uv_close((uv_handle_t *)&lp->watchdog, NULL);
+    }
+}
+
+/* Frees the loop's buffers and arrays; connections stay the owner's. */
+void bench_loop_dispose(bench_loop_t *lp)
+{
+    free(lp->rbuf);
+    free(lp->conns);
+    free(lp->dirty);
+    lp->rbuf = NULL;
+    lp->conns = lp->dirty = NULL;
+}
