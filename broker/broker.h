@@ -41,6 +41,12 @@ typedef struct broker_config_s {
                                      per session, 65535 */
     uint32_t connect_timeout_ms;  /* "connect_timeout_ms": time allowed from
                                      accept to CONNECT, 10000 */
+    int throttle_publishers;      /* "throttle_publishers": 1 = an online
+                                     session whose QoS 1/2 queue is full
+                                     pauses the publishers feeding it
+                                     instead of dropping; 0 = drop. 1 */
+    uint32_t session_shards;      /* "session_shards": mutex-guarded shards
+                                     of the session map, 64 */
     int log_level;                /* "log_level": "error"|"warn"|"info"|
                                      "debug" (enum log_level); -v = debug */
 } broker_config_t;

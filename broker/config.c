@@ -49,6 +49,8 @@ void broker_config_init(broker_config_t *c)
     c->max_client_id_len = 65535;
     c->max_inbound_qos2 = 65535;
     c->connect_timeout_ms = 10000;
+    c->throttle_publishers = 1;
+    c->session_shards = 64;
     c->log_level = LOG_INFO;
 }
 

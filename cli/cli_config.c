@@ -25,7 +25,8 @@
  * The 64-bit byte limits stop there; 8 PiB is ample. */
 #define JSON_MAX_EXACT 9007199254740992ull
 
-enum kind { K_UINT, K_STRING, K_BOOL, K_LEVEL };
+/* K_BOOL: an int field, true or false; K_TRIBOOL also takes null (-1). */
+enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_LEVEL };
 
 /* One setting: its JSON key, how it is typed, where it lives in
  * broker_config_t, and for K_UINT its byte width and inclusive range. */
@@ -46,7 +47,9 @@ static const struct setting settings[] = {
     {NUM(http_port, 0, 65535)},
     {"data_dir", K_STRING, FIELD(data_dir), 0, 0},
     {NUM(threads, 0, 1024)},
-    {"allow_anonymous", K_BOOL, FIELD(allow_anonymous), 0, 0},
+    {"allow_anonymous", K_TRIBOOL, FIELD(allow_anonymous), 0, 0},
+    {"throttle_publishers", K_BOOL, FIELD(throttle_publishers), 0, 0},
+    {NUM(session_shards, 1, 4096)},
     /* 268,435,455 is the largest Remaining Length four varint bytes hold. */
     {NUM(max_packet_size, 2, 268435455)},
     /* Receive Maximum 0 is a Protocol Error (MQTT 5.0 section 3.2.2.3.3). */
@@ -203,9 +206,13 @@ static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSO
     else if (s->kind == K_STRING)
         rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be a non-empty string (got %s)",
                   s->key, got);
-    else if (s->kind == K_BOOL && (cJSON_IsBool(item) || cJSON_IsNull(item)))
-        cfg->allow_anonymous = cJSON_IsNull(item) ? -1 : cJSON_IsTrue(item);
+    else if ((s->kind == K_BOOL && cJSON_IsBool(item)) ||
+             (s->kind == K_TRIBOOL && (cJSON_IsBool(item) || cJSON_IsNull(item))))
+        *(int *)((char *)cfg + s->off) = cJSON_IsNull(item) ? -1 : cJSON_IsTrue(item);
     else if (s->kind == K_BOOL)
+        rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be true or false (got %s)",
+                  s->key, got);
+    else if (s->kind == K_TRIBOOL)
         rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be true, false or null (got %s)",
                   s->key, got);
     else if (level >= 0)
