@@ -4,8 +4,9 @@
  * Publishers live on the main thread's loop, subscribers on a second loop
  * in their own thread (bench/uvmq-bench.md is the contract). The two share
  * only per-publisher atomics (the sequence range of the measured window and
- * the QoS 0 probe count), a few atomic progress counters, and two uv_async
- * wake-ups; everything per message is thread-local. A message counts when
+ * the completion ring: a message stays outstanding until every matching
+ * subscriber has it), a few atomic progress counters, and two uv_async
+ * wake-ups; everything else per message is thread-local. A message counts when
  * its sequence number lies in [win_first, win_end) of its publisher: the
  * publisher thread records both bounds at the window's start and end, so
  * warm-up messages never count, whenever they arrive.
@@ -24,6 +25,7 @@
 
 #include "bench/bench_client.h"
 #include "bench/bench_mqtt.h"
+#include "bench/bench_ring.h"
 #include "bench/bench_stats.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -33,7 +35,8 @@
 #define MAGIC 0x75764d51u        /* "uvMQ" */
 #define NO_SEQ UINT64_MAX
 #define PUB_HIGH_WATER (1u << 20) /* stop filling a publisher past 1 MiB unsent */
-#define STALL_NS 200000000ull    /* QoS 0: forgive a window stuck this long */
+#define STALL_NS 1000000000ull   /* give up on a window without progress for 1 s */
+#define DRAIN_MAX_NS 10000000000ull /* the drain's hard limit */
 #define KEEPALIVE 60
 #define SESSION_EXPIRY 3600      /* v5 with --clean 0 */
 
@@ -49,26 +52,24 @@ typedef struct opts_s {
     double rate, duration, warmup;
 } opts_t;
 
-/* Per-publisher state both threads read; one cache line each. */
+/* Per-publisher state both threads read. */
 typedef struct pub_shared_s {
     _Atomic uint64_t win_first;  /* first seq of the window, NO_SEQ before */
     _Atomic uint64_t win_end;    /* first seq after it, NO_SEQ before */
-    _Atomic uint64_t probe_recv; /* QoS 0: deliveries to its probe subscriber */
-    char pad[40];
+    char pad[48];
+    bench_ring_t ring;           /* copies received per outstanding message */
 } pub_shared_t;
 
 typedef struct pub_s {
     bench_conn_t conn;
     uint64_t next_seq;
-    uint64_t forgiven;     /* QoS 0: stalled messages given up on */
-    uint64_t last_done;    /* QoS 0: probe count at the last stall check */
-    uint64_t stall_ns;     /* QoS 0: when last_done last moved */
     double tokens;         /* --rate token bucket */
     uint32_t window;       /* --window, capped by the broker's Receive Maximum */
     uint32_t inflight;     /* QoS 1/2 */
     uint16_t *free_pids;   /* QoS 1/2: stack of unused packet ids */
     uint32_t nfree;
     uint8_t *pid_state;    /* 0 free, 1 awaiting PUBACK/PUBREC, 2 awaiting PUBCOMP */
+    uint64_t *pid_seq;     /* QoS 1/2: sequence sent with each packet id */
     uint8_t *payload;      /* template: header then filler */
     char topic[48];
     size_t topic_len;
@@ -93,8 +94,8 @@ typedef struct sub_side_s {
     uint64_t t_start_ns;   /* messages sent before this belong to another run */
     uint64_t qos2_pending; /* PUBRECs sent, PUBREL not yet received */
     uint64_t lost_conns, connect_errors;
-    int probe_progress;
-    _Atomic uint64_t received_pub; /* copies for the drain check */
+    uint64_t late;         /* copies of messages already given up on */
+    int progress;          /* a message completed since the last tick */
     _Atomic uint64_t pending_pub;
     _Atomic int setup;     /* 0 running, 1 done, -1 failed */
     _Atomic int stop;
@@ -115,7 +116,7 @@ typedef struct bench_s {
     uint64_t t0, t1, drain_start, last_tick;
     double cpu0, cpu1, bcpu0, bcpu1;
     long rss_idle, rss;
-    uint64_t published, expected, pub_lost_conns, pub_connect_errors, stalls, nacks;
+    uint64_t published, expected, pub_lost_conns, pub_connect_errors, timeouts, nacks;
     char addr_text[300];
 } bench_t;
 
@@ -271,20 +272,6 @@ static uint64_t matching_subs(const opts_t *o, long i)
     return o->subs > t ? (uint64_t)((o->subs - t - 1) / o->topics + 1) : 0;
 }
 
-/* Whether publisher i's messages have a probe subscriber (QoS 0 window). */
-static int has_probe(const opts_t *o, long i)
-{
-    return matching_subs(o, i) > 0;
-}
-
-/* Whether subscriber j is the probe of the publishers it hears from. */
-static int is_probe(const opts_t *o, long j)
-{
-    if (o->mode == MODE_FANOUT) return j == 0;
-    if (o->mode == MODE_MANY) return j < o->topics; /* first of its topic */
-    return 1;                                       /* wildcard: the only one */
-}
-
 /* Whether subscriber j should receive message seq of publisher i. */
 static int sub_matches(const opts_t *o, long j, long i, uint64_t seq)
 {
@@ -309,13 +296,15 @@ static size_t put_uint(char *p, uint64_t v)
 
 /* ---- subscribers (their own thread) ------------------------------------- */
 
-/* Accounts one delivered payload header h: order, duplicates, the QoS 0
- * probe count, and (inside the window) the count and the latency. */
+/* Accounts one delivered payload header h: order, duplicates, the
+ * publisher's completion ring, and (inside the window) the count and the
+ * latency. */
 static void sub_record(sub_side_t *ss, sub_t *s, const uint8_t *h, uint64_t now,
                        pub_shared_t *shared, const opts_t *o)
 {
     uint32_t pi, magic;
     uint64_t seq, sent, first, end;
+    int rc;
 
     memcpy(&pi, h, 4);
     memcpy(&seq, h + 4, 8);
@@ -341,10 +330,9 @@ static void sub_record(sub_side_t *ss, sub_t *s, const uint8_t *h, uint64_t now,
     }
     if (s->last[pi] > seq + 1) ss->order_violations++;
     else s->last[pi] = seq + 1;
-    if (is_probe(o, s->conn.index)) {
-        atomic_fetch_add_explicit(&shared[pi].probe_recv, 1, memory_order_relaxed);
-        ss->probe_progress = 1;
-    }
+    rc = bench_ring_count(&shared[pi].ring, seq, now);
+    if (rc > 0) ss->progress = 1;
+    if (rc < 0) ss->late++;
     /* Relaxed is enough: the publisher stores a bound before the write()
      * of the first message past it, and this load follows the read() that
      * brought that message; the two syscalls order them. */
@@ -383,10 +371,9 @@ static void sub_on_tick(bench_loop_t *lp)
     bench_t *b = lp->data;
     sub_side_t *ss = b->ss;
 
-    atomic_store_explicit(&ss->received_pub, ss->received, memory_order_relaxed);
     atomic_store_explicit(&ss->pending_pub, ss->qos2_pending, memory_order_relaxed);
-    if (ss->probe_progress) {
-        ss->probe_progress = 0;
+    if (ss->progress) {
+        ss->progress = 0;
         uv_async_send(&b->wake);
     }
 }
@@ -505,15 +492,13 @@ static void subs_free(bench_t *b)
 
 /* ---- publishers (main thread) ------------------------------------------- */
 
+/* Messages of p still outstanding: not yet received by every matching
+ * subscriber (nor given up on), or, QoS 1/2, not yet acknowledged. */
 static uint64_t pub_outstanding(bench_t *b, pub_t *p)
 {
-    uint64_t done;
+    uint64_t n = bench_ring_outstanding(&b->shared[p->conn.index].ring);
 
-    if (b->o.qos) return p->inflight;
-    if (!has_probe(&b->o, p->conn.index)) return 0;
-    done = atomic_load_explicit(&b->shared[p->conn.index].probe_recv, memory_order_relaxed) +
-           p->forgiven;
-    return p->next_seq > done ? p->next_seq - done : 0;
+    return p->inflight > n ? p->inflight : n;
 }
 
 /* Encodes the next message of p into its output. */
@@ -530,9 +515,11 @@ static void pub_send_one(bench_t *b, pub_t *p)
         memcpy(p->topic + p->topic_len, "/x", 2);
         p->topic_len += 2;
     }
+    bench_ring_arm(&b->shared[idx].ring, now);
     if (b->o.qos) {
         pid = p->free_pids[--p->nfree];
         p->pid_state[pid] = 1;
+        p->pid_seq[pid] = p->next_seq;
         p->inflight++;
     }
     memcpy(p->payload, &idx, 4);
@@ -547,22 +534,34 @@ static void pub_send_one(bench_t *b, pub_t *p)
     p->next_seq++;
 }
 
-/* Publishes while the window, the rate and the output buffer allow. */
+/* Publishes while the window, the rate and the output buffer allow. The
+ * ring is reaped only when the window looks full: its head slot is on a
+ * cache line the subscriber thread writes. */
 static void pub_fill(bench_t *b, pub_t *p)
 {
+    bench_ring_t *ring = &b->shared[p->conn.index].ring;
+
     if ((b->phase != PH_WARMUP && b->phase != PH_WINDOW) ||
         p->conn.state != BENCH_CONN_READY)
         return;
-    while (pub_outstanding(b, p) < p->window &&
-           bench_conn_pending(&p->conn) < PUB_HIGH_WATER &&
+    while (bench_conn_pending(&p->conn) < PUB_HIGH_WATER &&
            (b->o.rate <= 0 || p->tokens >= 1)) {
+        if (pub_outstanding(b, p) >= p->window && (bench_ring_reap(ring) == 0 ||
+                                                    pub_outstanding(b, p) >= p->window))
+            break;
         pub_send_one(b, p);
         if (b->o.rate > 0) p->tokens -= 1;
     }
 }
 
-static void pub_release(bench_t *b, pub_t *p, uint16_t pid)
+/* Frees packet id pid and publishes more. A publish the broker refused
+ * (reason >= 0x80) reaches no subscriber: its ring slot completes at once. */
+static void pub_release(bench_t *b, pub_t *p, uint16_t pid, int refused)
 {
+    if (refused) {
+        b->nacks++;
+        bench_ring_cancel(&b->shared[p->conn.index].ring, p->pid_seq[pid]);
+    }
     p->pid_state[pid] = 0;
     p->free_pids[p->nfree++] = pid;
     p->inflight--;
@@ -577,22 +576,20 @@ static void pub_on_packet(bench_conn_t *c, const bench_pkt_t *k, uint64_t now)
 
     (void)now;
     if (k->type == BENCH_PUBACK && st == 1 && b->o.qos == 1) {
-        pub_release(b, p, k->pid);
+        pub_release(b, p, k->pid, k->reason >= 0x80);
     } else if (k->type == BENCH_PUBREC && st == 1 && b->o.qos == 2) {
         if (k->reason >= 0x80) { /* refused: the exchange ends here */
-            b->nacks++;
-            pub_release(b, p, k->pid);
+            pub_release(b, p, k->pid, 1);
         } else {
             p->pid_state[k->pid] = 2;
             bench_conn_send_ack(c, BENCH_PUBREL, k->pid);
         }
     } else if (k->type == BENCH_PUBCOMP && st == 2) {
-        pub_release(b, p, k->pid);
+        pub_release(b, p, k->pid, 0);
     } else if (k->type != BENCH_PUBLISH) {
         log_warn("publisher %s: unexpected packet type %d (pid %u)", c->client_id,
                  k->type, k->pid);
     }
-    if (k->reason >= 0x80 && k->type == BENCH_PUBACK) b->nacks++;
 }
 
 static void pub_on_writable(bench_conn_t *c)
@@ -635,6 +632,7 @@ static void pubs_create(bench_t *b)
         p->payload = xmalloc((size_t)o->size);
         memset(p->payload, 'x', (size_t)o->size);
         p->pid_state = xcalloc((size_t)o->window + 1, 1);
+        p->pid_seq = xcalloc((size_t)o->window + 1, sizeof *p->pid_seq);
         p->free_pids = xmalloc((size_t)o->window * sizeof *p->free_pids);
         for (k = 0; k < (uint32_t)o->window; k++) p->free_pids[k] = (uint16_t)(o->window - k);
         p->nfree = (uint32_t)o->window;
@@ -652,6 +650,7 @@ static void pubs_free(bench_t *b)
     for (i = 0; b->pubs && i < b->o.pubs; i++) {
         free(b->pubs[i].payload);
         free(b->pubs[i].pid_state);
+        free(b->pubs[i].pid_seq);
         free(b->pubs[i].free_pids);
     }
     free(b->pubs);
@@ -665,51 +664,52 @@ static double secs(uint64_t ns)
     return (double)ns / 1e9;
 }
 
-/* 1 ms tick: token bucket refill and QoS 0 stall recovery. */
+/* Tick (1 ms with --rate, else 20 ms): token bucket refill, and messages
+ * no copy of arrived for STALL_NS are given up on (window_timeouts). */
 static void on_tick_timer(uv_timer_t *t)
 {
     bench_t *b = t->data;
     uint64_t now = uv_hrtime();
     double per_pub = b->o.rate / (double)b->o.pubs;
     double cap = per_pub / 100 > 1 ? per_pub / 100 : 1; /* at most 10 ms of burst */
+    uint64_t expired;
     long i;
 
     for (i = 0; i < b->o.pubs; i++) {
         pub_t *p = &b->pubs[i];
-        uint64_t done = atomic_load_explicit(&b->shared[i].probe_recv, memory_order_relaxed);
         if (b->o.rate > 0) p->tokens += per_pub * secs(now - b->last_tick);
         if (p->tokens > cap) p->tokens = cap;
-        if (done != p->last_done || pub_outstanding(b, p) < p->window) {
-            p->last_done = done;
-            p->stall_ns = now;
-        } else if (!b->o.qos && now - p->stall_ns > STALL_NS) {
-            p->forgiven += pub_outstanding(b, p); /* lost QoS 0 messages */
-            p->stall_ns = now;
-            b->stalls++;
-        }
+        expired = bench_ring_expire(&b->shared[i].ring, now, STALL_NS);
+        if (b->phase == PH_WINDOW) b->timeouts += expired; /* not in the warm-up */
         pub_fill(b, p);
     }
     b->last_tick = now;
 }
 
+/* Whether every message is complete or given up on and every QoS 1/2
+ * exchange, the subscribers' included, has ended. */
 static int drained(bench_t *b)
 {
     long i;
 
-    if (b->ss && atomic_load_explicit(&b->ss->received_pub, memory_order_relaxed) < b->expected)
-        return 0;
-    if (!b->o.qos) return 1;
-    for (i = 0; i < b->o.pubs; i++)
-        if (b->pubs[i].inflight) return 0;
+    for (i = 0; i < b->o.pubs; i++) {
+        bench_ring_reap(&b->shared[i].ring);
+        if (bench_ring_outstanding(&b->shared[i].ring) || b->pubs[i].inflight) return 0;
+    }
     return !b->ss || atomic_load_explicit(&b->ss->pending_pub, memory_order_relaxed) == 0;
 }
 
+/* 10 ms during the drain: the stall guard keeps running, so a lost copy
+ * ends the wait STALL_NS after the last progress. */
 static void on_drain_timer(uv_timer_t *t)
 {
     bench_t *b = t->data;
-    uint64_t limit = b->o.qos ? 5000000000ull : 1000000000ull;
+    uint64_t now = uv_hrtime();
+    long i;
 
-    if (drained(b) || uv_hrtime() - b->drain_start >= limit) finish(b);
+    for (i = 0; i < b->o.pubs; i++)
+        b->timeouts += bench_ring_expire(&b->shared[i].ring, now, STALL_NS);
+    if (drained(b) || now - b->drain_start >= DRAIN_MAX_NS) finish(b);
 }
 
 static void sample_start(bench_t *b)
@@ -787,8 +787,8 @@ static void start_publishing(bench_t *b)
     b->last_tick = uv_hrtime();
     if (b->o.mode != MODE_IDLE) {
         for (i = 0; i < b->o.pubs; i++) b->pubs[i].tokens = 1;
-        /* 1 ms token-bucket tick with --rate; otherwise only the QoS 0
-         * stall check runs, every 20 ms, to keep the generator's CPU low. */
+        /* 1 ms token-bucket tick with --rate; otherwise only the stall
+         * check runs, every 20 ms, to keep the generator's CPU low. */
         uint64_t tick = b->o.rate > 0 ? 1 : 20;
         uv_timer_start(&b->tick_timer, on_tick_timer, tick, tick);
         for (i = 0; i < b->o.pubs; i++) pub_fill(b, &b->pubs[i]);
@@ -819,7 +819,7 @@ static void connect_pubs(bench_t *b)
     bench_loop_connect(&b->lp);
 }
 
-/* Subscribers -> main: set-up finished, or a probe saw progress. */
+/* Subscribers -> main: set-up finished, or messages completed. */
 static void on_wake(uv_async_t *h)
 {
     bench_t *b = h->data;
@@ -949,9 +949,9 @@ static void print_table(const bench_t *b, const result_t *r)
         printf("  %-22s %" PRIu64 " bad payloads, %" PRIu64 " misrouted, %" PRIu64
                " unexpected packets, %" PRIu64 " from an earlier run\n", "anomalies",
                ss->bad_payloads, ss->misrouted, ss->unexpected, ss->stale);
-    if (b->stalls || b->nacks)
-        printf("  %-22s %" PRIu64 " QoS 0 window stalls, %" PRIu64 " refused publishes\n",
-               "flow", b->stalls, b->nacks);
+    if (b->timeouts || b->nacks || (ss && ss->late))
+        printf("  %-22s %" PRIu64 " window timeouts, %" PRIu64 " late copies, %" PRIu64
+               " refused publishes\n", "flow", b->timeouts, ss ? ss->late : 0, b->nacks);
 }
 
 static void print_broker_json(const bench_t *b, const result_t *r)
@@ -994,7 +994,8 @@ static void print_json(const bench_t *b, const result_t *r)
            r->p50, r->p90, r->p99, r->p999, r->max);
     printf("\"gen_cpu_s\":%.3f,", r->gen_cpu);
     print_broker_json(b, r);
-    printf("\"connect_errors\":%" PRIu64 "}\n", r->connect_errors);
+    printf("\"connect_errors\":%" PRIu64 ",\"window_timeouts\":%" PRIu64 "}\n",
+           r->connect_errors, b->timeouts);
 }
 
 /* ---- main ------------------------------------------------------------------ */
@@ -1062,6 +1063,8 @@ static int run(bench_t *b)
     for (long i = 0; i < b->o.pubs; i++) {
         atomic_init(&b->shared[i].win_first, NO_SEQ);
         atomic_init(&b->shared[i].win_end, NO_SEQ);
+        bench_ring_init(&b->shared[i].ring, (uint32_t)b->o.window,
+                        (uint32_t)matching_subs(&b->o, i));
     }
     cfg.cbs.on_ready = idle ? idle_on_ready : pub_on_ready;
     cfg.cbs.on_packet = idle ? idle_on_packet : pub_on_packet;
@@ -1114,6 +1117,7 @@ int main(int argc, char **argv)
     subs_free(&b);
     pubs_free(&b);
     free(b.idle);
+    for (long i = 0; i < b.o.pubs; i++) bench_ring_dispose(&b.shared[i].ring);
     free(b.shared);
     uv_loop_close(b.loop);
     return status;
