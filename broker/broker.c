@@ -95,7 +95,7 @@ static void state_init(broker_t *b)
 {
     b->retained = router_retained_create();
     pthread_mutex_init(&b->retained_lock, NULL);
-    sess__map_init(&b->sessions);
+    sess__map_init(&b->sessions, b->cfg->session_shards);
 }
 
 static void release_retained(void *value, void *ctx)

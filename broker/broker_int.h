@@ -68,10 +68,6 @@ typedef struct broker_counters_s {
 
 /* ---- session map ---- */
 
-/* Compile-time shard count (a "session_shards" setting would go in
- * broker_config_t, which cli/ owns). */
-#define SESS_SHARDS 64
-
 /* sess__claim results. */
 #define SESS_NEW 0    /* created, owned by the calling loop */
 #define SESS_LOCAL 1  /* exists and is owned by the calling loop */
@@ -82,10 +78,13 @@ typedef struct sess_shard_s {
     sess_t **buckets; /* chained hash table; owns the sessions */
     size_t n_buckets; /* power of two */
     size_t count;
+    uint32_t n_shards; /* the map's: bucket = hash / n_shards */
 } sess_shard_t;
 
+/* cfg->session_shards shards, allocated by sess__map_init. */
 typedef struct sess_map_s {
-    sess_shard_t shards[SESS_SHARDS];
+    sess_shard_t *shards; /* owned array */
+    size_t n_shards;
 } sess_map_t;
 
 /* One subscription a session holds (mirrors the router's entry). */
@@ -101,33 +100,40 @@ struct sess_s {
     conn_t *conn;      /* attached connection or NULL (offline); borrowed;
                           first: the one field a QoS 0 delivery reads */
     sess_t *next;      /* hash chain (shard) */
-    uint32_t hash;
-    char *client_id;   /* NUL-terminated, owned; immutable */
-    size_t id_len;
     _Atomic(loop_t *) loop; /* owner loop (shard for writes); during a
                                hand-off already the adopting loop */
-    loop_t *claim_loop;   /* shard: loop of the pending claim */
     conn_t *claim_conn;   /* shard: claiming connection; NULL = no claim */
-    uint64_t claim_seq;   /* shard: bumped by every claim */
-    uint64_t transit_seq; /* shard: claim being adopted while transit */
+    sess_t *lprev, *lnext; /* owner loop's list of its sessions */
+    uint64_t disconnected_at; /* uv_now ms when it went offline */
+    queue_t queue;     /* QoS 1/2 waiting for window room */
+    inflight_t inflight;
+    sess_sub_t *subs;  /* owned array; room for sess.c subs_room(n_subs) */
+    msg_t *will;       /* owned; NULL when none */
+    uint64_t will_at;  /* uv_now ms when a delayed will is due; 0 = none */
+    uint32_t claim_seq;   /* shard: bumped by every claim */
+    uint32_t transit_seq; /* shard: claim being adopted while transit */
+    uint32_t n_subs;
+    uint32_t expiry;   /* session expiry interval, s; 0 = ends with conn */
+    uint32_t will_delay; /* v5 Will Delay Interval, s */
+    uint32_t will_expiry; /* v5 Message Expiry of the will, s; 0 = none;
+                             counted from publication, not from CONNECT */
+    uint32_t hash;
+    uint16_t claim_loop;  /* shard: 1 + index of the pending claim's loop */
+    /* Whole bytes, not bit-fields: these are written by different threads
+     * (under the shard mutex or by the owner), and a bit-field write
+     * rewrites its neighbours. */
     uint8_t claim_clean;  /* shard: clean start of the pending claim */
     uint8_t transit;      /* shard: ADOPT posted, not yet processed */
     uint8_t ended;        /* ended (expiry 0) while claimed: reset on adopt */
     uint8_t held;         /* a takeover on the owner is in progress */
-    sess_t *lprev, *lnext; /* owner loop's list of its sessions */
-    uint8_t version;   /* protocol of the last connection */
-    uint32_t expiry;   /* session expiry interval, s; 0 = ends with conn */
-    uint64_t disconnected_at; /* uv_now ms when it went offline */
-    queue_t queue;     /* QoS 1/2 waiting for window room */
-    inflight_t inflight;
-    sess_sub_t *subs;  /* owned array */
-    size_t n_subs, cap_subs;
-    msg_t *will;       /* owned; NULL when none */
-    uint32_t will_delay; /* v5 Will Delay Interval, s */
-    uint32_t will_expiry; /* v5 Message Expiry of the will, s; 0 = none;
-                             counted from publication, not from CONNECT */
-    uint64_t will_at;  /* uv_now ms when a delayed will is due; 0 = none */
-    uint8_t overflow_logged;
+    /* Owner loop only: */
+    unsigned version : 3; /* protocol of the last connection (3, 4, 5) */
+    unsigned overflow_logged : 1;
+    unsigned congested : 1; /* online, queue past the soft limit, publishers
+                               being throttled (loop->n_congested counts) */
+    char client_id[];  /* NUL-terminated, in the same block (sized with
+                          offsetof: an idle session is this block only);
+                          immutable */
 };
 
 /* ---- out-batch ---- */
@@ -149,7 +155,26 @@ typedef struct out_batch_s {
     size_t bytes; /* total bytes of all entries */
 } out_batch_t;
 
+/* A connection's output while it has any: the two out-batches (one
+ * filling, one being written) and the write request. Taken from the
+ * loop's pool with the first byte to send and given back when a write
+ * completes with nothing pending, so an idle connection holds none; the
+ * arrays stay with the pooled object and are reused. */
+typedef struct conn_out_s {
+    out_batch_t batch[2]; /* batch[conn->pend] fills */
+    uv_write_t wreq;      /* the one write in flight; data = the conn */
+    struct conn_out_s *next_free; /* loop's pool */
+} conn_out_t;
+
 /* ---- connection ---- */
+
+/* Input a connection holds between reads: the start of a packet split
+ * across reads (allocated only then, freed once it is whole). */
+typedef struct conn_in_s {
+    uint32_t len, cap;  /* bytes held; bytes data can hold */
+    uint32_t need;      /* size of the packet being received, or 0 */
+    uint8_t data[];
+} conn_in_t;
 
 /* CONN_TAKING: CONNECT decoded, the session is being taken over from
  * another loop; not reading, no CONNACK yet, until ADOPT or REJECT. */
@@ -172,44 +197,54 @@ struct conn_s {
      * fan-out to 1,000 connections reads two cache lines of each. */
     loop_t *loop;
     sess_t *sess;         /* attached session (borrowed) */
-    conn_t *dirty_next;   /* loop's dirty list */
+    union {
+        conn_t *dirty_next; /* loop's dirty list */
+        conn_t *park_next;  /* loop's parked list (handle closed, so never
+                               dirty again) */
+    };
     size_t unsent;        /* bytes in flight + pending */
+    conn_out_t *out;      /* output, or NULL when there is none */
     uint32_t peer_max_packet; /* client's Maximum Packet Size (v5) */
-    int pend;             /* index of the pending batch; !pend is writing */
-    uint8_t dirty;        /* on the dirty list */
     uint8_t state;        /* enum conn_state */
     uint8_t version;      /* PKT_V31/V311/V5 once CONNECT is decoded */
-    uint8_t writing;      /* a uv_write is in flight */
-    out_batch_t batch[2]; /* double buffer */
-    /* Cold. */
-    uv_tcp_t tcp;      /* tcp.data = this; memory freed in on_close */
-    uv_write_t wreq;   /* the one write in flight */
-    conn_t *prev, *next;  /* loop's list of all its connections */
-    uint8_t handle_closing; /* uv_close was called */
-    uint8_t warned_drop;
-    uint8_t got_disconnect;
-    uint8_t read_paused;  /* reading stopped: unsent output > max_out_bytes */
-    uint8_t claim_pending; /* an ADOPT or REJECT naming c is on its way */
-    uint8_t parked;       /* handle closed; memory kept for that item */
-    conn_t *park_next;    /* loop's parked list */
-    conn_hello_t hello;   /* the CONNECT, until the session is attached */
-    uint8_t *in;          /* partial input (NULL when none held) */
-    size_t in_len, in_cap;
-    size_t need;          /* size of the packet being received (pkt_frame) */
-    arena_t arena;        /* decode temporaries; reset after each packet */
-    uint64_t accepted_at; /* uv_now ms */
-    uint64_t last_rx;     /* uv_now ms of the last packet received */
-    uint64_t closing_since;
+    unsigned dirty : 1;   /* on the dirty list */
+    unsigned writing : 1; /* a uv_write is in flight */
+    unsigned handle_closing : 1; /* uv_close was called */
+    unsigned warned_drop : 1; /* the QoS 0 drop warning was logged */
+    unsigned got_disconnect : 1;
+    unsigned read_paused : 1; /* reading stopped: unsent > max_out_bytes */
+    unsigned claim_pending : 1; /* an ADOPT or REJECT naming c is coming */
+    unsigned parked : 1;  /* handle closed; memory kept for that item */
+    unsigned pend : 1;    /* index of the pending batch; !pend is writing */
+    unsigned peer_family : 3; /* 4, 6, or 0 when unknown */
+    uint8_t throttled;    /* 0, or why c is paused (enum in throttle.c) */
+    uint16_t wait_loop;   /* 1 + index of the loop c waits for */
     uint16_t keepalive;   /* seconds, as granted; 0 = none */
-    uint64_t dropped_qos0;
-    char peer[64];        /* "ip:port" for logs */
+    uint16_t peer_port;
+    /* Cold. Sized with care: an idle connection costs this struct, its
+     * session and nothing else (no buffers, no write request). */
+    uv_tcp_t tcp;      /* tcp.data = this; memory freed in on_close */
+    conn_t *prev, *next;  /* loop's list of all its connections */
+    union {
+        conn_hello_t *hello; /* the CONNECT, until the session is attached
+                                (CONN_NEW, CONN_TAKING); owned */
+        msg_t *probe;     /* throttle.c WAIT_PROBE (CONN_ACTIVE): the
+                             message whose fate c awaits; owned */
+    };
+    conn_in_t *in;        /* partial input, or NULL (owned) */
+    uint8_t peer_addr[16]; /* for logs: conn__peer formats it */
+    uint32_t since;       /* uv_now ms, truncated: accepted (CONN_NEW,
+                             CONN_TAKING) or closing began (CONN_CLOSING) */
+    uint32_t last_rx;     /* uv_now ms, truncated, of the last packet in;
+                             compared by unsigned difference (< 49 days) */
 };
 
 /* ---- inbox items (inbox.c) ---- */
 
 enum loop_item_kind {
     ITEM_ACCEPT = 1, /* fd: a socket accepted by the listener */
-    ITEM_PUBLISH,    /* m: match the loop's router, deliver; one reference */
+    ITEM_PUBLISH,    /* m: match the loop's router, deliver; one reference;
+                        seq: index of the posting loop */
     ITEM_TAKEOVER,   /* s, seq: hand s over to its pending claim */
     ITEM_ADOPT,      /* s, c, seq: s is now this loop's; finish c's CONNECT */
     ITEM_REJECT,     /* c: its claim was superseded; close it */
@@ -269,11 +304,33 @@ struct loop_s {
     uint8_t rbuf_busy;
     msg_t **mvec;         /* reused message vector (retained sends) */
     size_t n_mvec, cap_mvec;
+    arena_t arena;        /* decode temporaries of the packet being
+                             handled, whichever connection it came from;
+                             reset after each packet */
+    conn_out_t *free_outs; /* pool of idle connections' output objects */
+    size_t n_free_outs;
+    size_t outs_low;      /* fewest in the pool since the last trim */
     uint64_t msgs_out;    /* PUBLISH queued since the last fold into
                              b->cnt (one atomic add per tick, not per
                              delivery) */
     msg_t *credit_msg;    /* references of credit_msg taken in bulk by */
     size_t credit;        /* broker__deliver_local, used by deliveries */
+    /* Publisher throttling (throttle.c). */
+    atomic_uint n_congested; /* sessions of this loop that are congested;
+                                read by every loop's throttle timer */
+    atomic_uint backlog;  /* QoS 1/2 PUBLISH items posted to this loop and
+                             not yet delivered (any producer) */
+    atomic_size_t backlog_bytes; /* their topic + payload bytes */
+    unsigned backlog_max; /* a producer pauses a publisher past these */
+    size_t backlog_max_bytes;
+    uint8_t fwd_congested; /* forward(): a target had a congested session */
+    uint16_t fwd_backlog; /* forward(): 1 + index of a target past its
+                             backlog limit, or 0 */
+    uv_timer_t throttle;  /* runs while n_throttled > 0 */
+    conn_t **throttled;   /* this loop's throttled connections */
+    size_t n_throttled, cap_throttled;
+    conn_t **resumable;   /* scratch of the throttle timer */
+    size_t cap_resumable;
 };
 
 /* ---- broker ---- */
@@ -363,12 +420,18 @@ void listener__stop(broker_t *b);
 
 /* Opens a connection on loop l for the accepted socket fd (takes fd). */
 void conn__open(loop_t *l, int fd);
-/* Restarts reading after a deferred CONNECT finished, first processing
- * whatever input arrived meanwhile. */
+/* Restarts reading after a deferred CONNECT finished or a throttle ended,
+ * first processing whatever input arrived meanwhile (unless c is paused
+ * again by backpressure or throttling). */
 void conn__resume(conn_t *c);
 /* The ADOPT or REJECT naming c arrived: clears c->claim_pending. Returns 1
  * when c is still alive, 0 when it had closed (c is freed now). */
 int conn__claim_done(conn_t *c);
+/* Frees an output object (conn_out_t) and its arrays. */
+void conn__out_free(conn_out_t *o);
+/* Frees the pooled output objects l did not need since the last call
+ * (its 1 s sweep). */
+void conn__trim_outs(loop_t *l);
 /* Frees a parked connection (shutdown). */
 void conn__free(conn_t *c);
 /* Appends an encoded control packet to c's pending batch. Returns 0, or
@@ -400,6 +463,9 @@ int conn__fail(conn_t *c, uint8_t reason, const char *why);
 void conn__close_handle(conn_t *c);
 /* Client id for logs ("-" before CONNECT). */
 const char *conn__id(const conn_t *c);
+/* The peer's "ip:port" for logs, in a buffer of the calling thread that
+ * the next call overwrites ("?" when unknown). */
+const char *conn__peer(const conn_t *c);
 /* Sweep step for one connection at uv time now. */
 void conn__sweep(conn_t *c, uint64_t now);
 
@@ -407,6 +473,8 @@ void conn__sweep(conn_t *c, uint64_t now);
 
 /* Handles the first packet of a connection (raw bytes of one frame). */
 int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len);
+/* Frees c->hello (and the will it still holds), if any. */
+void conn__hello_free(conn_t *c);
 /* Handles DISCONNECT from the client. */
 int conn__handle_disconnect(conn_t *c, const pkt_t *p);
 /* ADOPT(s, c, seq) on loop l: s is l's now; finishes c's CONNECT when the
@@ -455,9 +523,49 @@ void sess__resend(sess_t *s);
 void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
                          size_t len, uint8_t granted, uint32_t sub_id);
 
+/* ---- throttle.c ---- */
+
+/* Initialises l's throttle timer (loop__init). */
+void loop__throttle_init(loop_t *l);
+/* Closes the timer (loop__close_handles). */
+void loop__throttle_close(loop_t *l);
+/* Frees the throttle vectors (loop__dispose). */
+void loop__throttle_dispose(loop_t *l);
+/* c has just published the QoS 1/2 message m (broker__publish returned):
+ * pauses c when a delivery on this loop found a congested session, when
+ * m went to a loop with a congested session (until that loop has
+ * delivered m: a probe), or to a loop whose backlog is past its limit.
+ * Borrows m (a probe retains it). */
+void conn__throttle_note(conn_t *c, msg_t *m);
+/* Drops c's throttle state (close): leaves the loop's list, releases the
+ * probe. Safe to call twice. */
+void conn__throttle_forget(conn_t *c);
+/* forward() posts the QoS 1/2 message m from loop l to loop t: counts it
+ * in t's backlog and notes in l whether t is congested or backlogged. */
+void loop__throttle_forwarding(loop_t *l, loop_t *t, msg_t *m);
+/* Loop l has delivered m, forwarded to it by loop index `from`: takes it
+ * off l's backlog and m->fwd_pending, and wakes `from` when a paused
+ * publisher waits for exactly this. Call after the delivery. */
+void loop__throttle_delivered(loop_t *l, msg_t *m, unsigned from);
+/* Resumes the paused connections of l that may go on (async wake-up). */
+void loop__throttle_wake(loop_t *l);
+/* Queues e (taken) for the online session s of loop l, allowing up to
+ * twice the soft limit; marks s congested past the soft limit and, while
+ * it is, marks m with l. Returns 0, or ERR_LIMIT when past the hard limit
+ * (e released, counted in the queue). */
+int sess__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m);
+/* Ends s's congestion when its queue is at or below half the soft limit,
+ * or when force is set (s going offline, reset or leaving l). */
+void sess__congestion_check(loop_t *l, sess_t *s, int force);
+
 /* ---- sess.c ---- */
 
-void sess__map_init(sess_map_t *m);
+/* Sets up an empty map of n_shards shards (0 is taken as 1), each with
+ * its mutex and a small bucket array. */
+void sess__map_init(sess_map_t *m, size_t n_shards);
+/* The shard that holds (or would hold) the session whose id hashes to
+ * hash; its mutex guards the fields marked "shard". */
+sess_shard_t *sess__shard(sess_map_t *m, uint32_t hash);
 /* Destroys every session left (shutdown, all loops joined), then the
  * locks. */
 void sess__map_dispose(sess_map_t *m);

@@ -5,12 +5,17 @@
  * Input: a connection holding no partial packet reads into the loop's
  * shared 64 KiB buffer; only the tail of a packet split across reads is
  * copied into the connection's own buffer, sized to the packet pkt_frame
- * announced. Output: handlers append to the pending out-batch; the loop's
- * flush hook writes it with one uv_write (double-buffered: one batch being
- * written, one filling). Memory is freed only in the uv_close callback.
+ * announced. Output: handlers append to the pending out-batch of the
+ * connection's output object, taken from a per-loop pool with the first
+ * byte and given back once everything is written, so an idle connection
+ * holds neither input nor output memory; the loop's flush hook writes the
+ * batch once per tick (uv_try_write, then one uv_write for any rest;
+ * double-buffered: one batch being written, one filling). Connection
+ * memory is freed only in the uv_close callback.
  */
 #include "broker_int.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,6 +30,12 @@
 /* Batches bigger than this are freed after their write instead of kept. */
 #define BATCH_KEEP_SCRATCH (64 * 1024)
 #define BATCH_KEEP_ENTRIES 4096
+
+/* Idle output objects a loop keeps for reuse at most; more are freed.
+ * The pool is also trimmed to what the last second used (conn__trim_outs),
+ * so it holds what steady traffic needs (a fan-out to N subscribers uses
+ * N per loop turn) without keeping a burst's worth forever. */
+#define OUT_POOL_MAX 65536
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
@@ -61,10 +72,74 @@ static void batch_dispose(out_batch_t *b)
     memset(b, 0, sizeof *b);
 }
 
+/* Frees the pooled output objects unused since the last call. */
+void conn__trim_outs(loop_t *l)
+{
+    for (size_t n = l->outs_low; n > 0 && l->free_outs != NULL; n--) {
+        conn_out_t *o = l->free_outs;
+        l->free_outs = o->next_free;
+        l->n_free_outs--;
+        conn__out_free(o);
+    }
+    l->outs_low = l->n_free_outs;
+}
+
+/* Frees o and its batch arrays (releasing any references left). */
+void conn__out_free(conn_out_t *o)
+{
+    batch_dispose(&o->batch[0]);
+    batch_dispose(&o->batch[1]);
+    free(o);
+}
+
+/* Gives c (which has none) an output object from the loop's pool. Kept
+ * out of line: the delivery path only tests c->out. */
+static __attribute__((noinline)) conn_out_t *out_attach(conn_t *c)
+{
+    loop_t *l = c->loop;
+    conn_out_t *o = l->free_outs;
+    if (o != NULL) {
+        l->free_outs = o->next_free;
+        l->n_free_outs--;
+        if (l->n_free_outs < l->outs_low) l->outs_low = l->n_free_outs;
+    } else {
+        o = xcalloc(1, sizeof *o);
+    }
+    o->next_free = NULL;
+    c->out = o;
+    c->pend = 0;
+    return o;
+}
+
+/* Gives c's output object back to the loop's pool (nothing pending, no
+ * write in flight): an idle connection holds no output memory. Beyond
+ * OUT_POOL_MAX idle objects per loop, it is freed instead. */
+static void out_put(conn_t *c)
+{
+    loop_t *l = c->loop;
+    conn_out_t *o = c->out;
+    c->out = NULL;
+    batch_reset(&o->batch[0]);
+    batch_reset(&o->batch[1]);
+    if (l->n_free_outs >= OUT_POOL_MAX) {
+        conn__out_free(o);
+        return;
+    }
+    o->next_free = l->free_outs;
+    l->free_outs = o;
+    l->n_free_outs++;
+}
+
+/* The batch handlers append to (c gets an output object if needed). */
+static inline out_batch_t *pending(conn_t *c)
+{
+    return &(c->out != NULL ? c->out : out_attach(c))->batch[c->pend];
+}
+
 static out_ent_t *batch_push(out_batch_t *b)
 {
     if (b->n == b->cap) {
-        b->cap = b->cap ? b->cap * 2 : 16;
+        b->cap = b->cap ? b->cap * 2 : 4;
         b->v = xrealloc(b->v, b->cap * sizeof *b->v);
     }
     return &b->v[b->n++];
@@ -75,7 +150,7 @@ static out_ent_t *batch_push(out_batch_t *b)
 static uint8_t *scratch_reserve(out_batch_t *b, size_t n)
 {
     if (b->scratch_len + n > b->scratch_cap) {
-        size_t cap = b->scratch_cap ? b->scratch_cap * 2 : 256;
+        size_t cap = b->scratch_cap ? b->scratch_cap * 2 : 64;
         while (cap < b->scratch_len + n) cap *= 2;
         b->scratch = xrealloc(b->scratch, cap);
         b->scratch_cap = cap;
@@ -87,7 +162,7 @@ static uint8_t *scratch_reserve(out_batch_t *b, size_t n)
  * entry when that one ends exactly where these begin. */
 static void add_scratch(conn_t *c, size_t len)
 {
-    out_batch_t *b = &c->batch[c->pend];
+    out_batch_t *b = pending(c);
     size_t off = b->scratch_len;
     out_ent_t *last = b->n ? &b->v[b->n - 1] : NULL;
     if (last != NULL && last->base == NULL && last->off + last->len == off) {
@@ -108,7 +183,7 @@ static void add_scratch(conn_t *c, size_t len)
 /* Appends borrowed bytes; ref (taken) keeps them alive until written. */
 static void add_ref(conn_t *c, const uint8_t *base, size_t len, msg_t *ref)
 {
-    out_batch_t *b = &c->batch[c->pend];
+    out_batch_t *b = pending(c);
     out_ent_t *e = batch_push(b);
     e->base = base;
     e->off = 0;
@@ -121,25 +196,37 @@ static void add_ref(conn_t *c, const uint8_t *base, size_t len, msg_t *ref)
 
 /* ---- accept ---- */
 
-static void format_peer(conn_t *c)
+/* Keeps the peer's address in binary (19 bytes, not a 64-byte string:
+ * idle connections are many); conn__peer formats it for logs. */
+static void keep_peer(conn_t *c)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    snprintf(c->peer, sizeof c->peer, "?");
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
     if (ss.ss_family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof ip);
-        port = ntohs(a->sin_port);
-        snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
+        memcpy(c->peer_addr, &a->sin_addr, 4);
+        c->peer_port = ntohs(a->sin_port);
+        c->peer_family = 4;
     } else if (ss.ss_family == AF_INET6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, ip, sizeof ip);
-        port = ntohs(a->sin6_port);
-        snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, port);
+        memcpy(c->peer_addr, &a->sin6_addr, 16);
+        c->peer_port = ntohs(a->sin6_port);
+        c->peer_family = 6;
     }
+}
+
+/* "ip:port" of c in a thread-local buffer (see broker_int.h). */
+const char *conn__peer(const conn_t *c)
+{
+    static _Thread_local char buf[INET6_ADDRSTRLEN + 10];
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int af = c->peer_family == 6 ? AF_INET6 : AF_INET;
+    if (c->peer_family == 0 || inet_ntop(af, c->peer_addr, ip, sizeof ip) == NULL)
+        return "?";
+    snprintf(buf, sizeof buf, af == AF_INET6 ? "[%s]:%u" : "%s:%u", ip,
+             (unsigned)c->peer_port);
+    return buf;
 }
 
 void conn__open(loop_t *l, int fd)
@@ -153,10 +240,8 @@ void conn__open(loop_t *l, int fd)
     if (l->conns != NULL) l->conns->prev = c;
     l->conns = c;
     l->n_conns++;
-    arena_init(&c->arena, (1u << 20) + b->cfg->max_packet_size / 2);
-    c->accepted_at = c->last_rx = uv_now(&l->uv);
+    c->since = c->last_rx = (uint32_t)uv_now(&l->uv);
     c->peer_max_packet = UINT32_MAX;
-    snprintf(c->peer, sizeof c->peer, "?");
     int rc = uv_tcp_open(&c->tcp, fd);
     if (rc != 0) {
         log_warn("cannot open an accepted socket: %s", uv_strerror(rc));
@@ -167,26 +252,35 @@ void conn__open(loop_t *l, int fd)
     } else {
         CNT_INC(b, accepted);
         uv_tcp_nodelay(&c->tcp, 1);
-        format_peer(c);
-        log_debug("accepted connection from %s", c->peer);
+        keep_peer(c);
+        log_debug("accepted connection from %s", conn__peer(c));
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
 }
 
 /* ---- read ---- */
 
+/* Bytes of partial input c holds. */
+static size_t in_len(const conn_t *c)
+{
+    return c->in != NULL ? c->in->len : 0;
+}
+
 /* Grows the private input buffer to hold at least want bytes. Peer-sized:
  * bounded by max_packet_size plus one read chunk. */
 static int grow_in(conn_t *c, size_t want)
 {
     size_t limit = (size_t)c->loop->b->cfg->max_packet_size + LOOP_READ_BUF;
-    if (want <= c->in_cap) return 0;
-    uint8_t *p = try_malloc(want, limit);
-    if (p == NULL) return ERR_NOMEM;
-    if (c->in_len) memcpy(p, c->in, c->in_len);
-    free(c->in);
-    c->in = p;
-    c->in_cap = want;
+    conn_in_t *old = c->in;
+    if (old != NULL && want <= old->cap) return 0;
+    conn_in_t *in = try_malloc(sizeof *in + want, sizeof *in + limit);
+    if (in == NULL) return ERR_NOMEM;
+    in->len = old != NULL ? old->len : 0;
+    in->need = old != NULL ? old->need : 0;
+    in->cap = (uint32_t)want; /* < max_packet_size + LOOP_READ_BUF < 2^32 */
+    if (in->len) memcpy(in->data, old->data, in->len);
+    free(old);
+    c->in = in;
     return 0;
 }
 
@@ -194,13 +288,14 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     conn_t *c = h->data;
     loop_t *l = c->loop;
-    size_t want = c->in_len + LOOP_READ_BUF;
-    if (c->in_len == 0 && !l->rbuf_busy) {
+    size_t want = in_len(c) + LOOP_READ_BUF;
+    size_t need = c->in != NULL ? c->in->need : 0;
+    if (in_len(c) == 0 && !l->rbuf_busy) {
         l->rbuf_busy = 1;
         *buf = uv_buf_init((char *)l->rbuf, LOOP_READ_BUF);
-    } else if (grow_in(c, c->need > want ? c->need : want) == 0) {
-        *buf = uv_buf_init((char *)c->in + c->in_len,
-                           (unsigned)(c->in_cap - c->in_len));
+    } else if (grow_in(c, need > want ? need : want) == 0) {
+        *buf = uv_buf_init((char *)c->in->data + c->in->len,
+                           (unsigned)(c->in->cap - c->in->len));
     } else {
         *buf = uv_buf_init(NULL, 0); /* on_read gets UV_ENOBUFS */
     }
@@ -210,9 +305,9 @@ static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
 {
     pkt_t p;
     int rc = 0;
-    c->last_rx = uv_now(&c->loop->uv);
+    c->last_rx = (uint32_t)uv_now(&c->loop->uv);
     if (c->state == CONN_NEW) return conn__handle_connect(c, frame, len);
-    rc = pkt_decode(&p, c->version, frame, len, &c->arena);
+    rc = pkt_decode(&p, c->version, frame, len, &c->loop->arena);
     if (rc < 0) return conn__fail(c, pkt_err_reason(rc), err_str(rc));
     switch (p.type) {
     case PKT_PUBLISH: rc = conn__handle_publish(c, &p); break;
@@ -242,24 +337,31 @@ static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
 }
 
 /* Frames and dispatches every whole packet in data[0..len). Sets *used to
- * the bytes consumed. Returns 0 or CONN_GONE. */
-static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used)
+ * the bytes consumed and *need to the size of the incomplete packet that
+ * follows (0 when unknown). Stops early (bytes left unused) when c is
+ * waiting for a session takeover or is throttled. Returns 0 or CONN_GONE. */
+static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used,
+                   size_t *need)
 {
     size_t off = 0;
     int rc = 0;
-    while (rc == 0 && c->state != CONN_CLOSING && c->state != CONN_TAKING) {
-        size_t flen = 0, need = 0;
+    *need = 0;
+    while (rc == 0 && c->state != CONN_CLOSING && c->state != CONN_TAKING &&
+           !c->throttled) {
+        size_t flen = 0, want = 0;
         int fr = pkt_frame(data + off, len - off, c->loop->b->cfg->max_packet_size,
-                           &flen, &need);
-        c->need = need;
-        if (fr == PKT_NEED_MORE) break;
+                           &flen, &want);
+        if (fr == PKT_NEED_MORE) {
+            *need = want;
+            break;
+        }
         if (fr == ERR_PKT_TOO_LARGE) {
             rc = conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(fr));
         } else if (fr < 0) {
             rc = conn__fail(c, PKT_RC_MALFORMED, err_str(fr));
         } else {
             rc = dispatch(c, data + off, flen);
-            arena_reset(&c->arena);
+            arena_reset(&c->loop->arena);
             off += flen;
         }
     }
@@ -270,29 +372,31 @@ static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used)
 /* Bytes arrived in the loop's shared buffer: process, keep the tail. */
 static void read_shared(conn_t *c, const uint8_t *data, size_t n)
 {
-    size_t used = 0;
-    if (process(c, data, n, &used) == CONN_GONE || used == n) return;
+    size_t used = 0, need = 0;
+    if (process(c, data, n, &used, &need) == CONN_GONE || used == n) return;
     size_t rest = n - used;
-    if (grow_in(c, c->need > rest ? c->need : rest) != 0) {
+    if (grow_in(c, need > rest ? need : rest) != 0) {
         conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
         return;
     }
-    memcpy(c->in, data + used, rest);
-    c->in_len = rest;
+    memcpy(c->in->data, data + used, rest);
+    c->in->len = (uint32_t)rest;
+    c->in->need = (uint32_t)need; /* announced sizes are below 2^28 */
 }
 
 /* Bytes arrived in the private buffer: process, compact the rest. */
 static void read_own(conn_t *c, size_t n)
 {
-    size_t used = 0;
-    c->in_len += n;
-    if (process(c, c->in, c->in_len, &used) == CONN_GONE) return;
-    c->in_len -= used;
-    if (c->in_len > 0 && used > 0) memmove(c->in, c->in + used, c->in_len);
-    if (c->in_len == 0) { /* idle connections hold no input memory */
-        free(c->in);
+    size_t used = 0, need = 0;
+    conn_in_t *in = c->in;
+    in->len += (uint32_t)n;
+    if (process(c, in->data, in->len, &used, &need) == CONN_GONE) return;
+    in->len -= (uint32_t)used;
+    in->need = (uint32_t)need;
+    if (in->len > 0 && used > 0) memmove(in->data, in->data + used, in->len);
+    if (in->len == 0) { /* idle connections hold no input memory */
+        free(in);
         c->in = NULL;
-        c->in_cap = 0;
     }
 }
 
@@ -307,7 +411,8 @@ static void pause_if_backed_up(conn_t *c)
     if (c->unsent <= c->loop->b->cfg->max_out_bytes) return;
     c->read_paused = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    log_debug("client %s (%s): output backed up, reading paused", conn__id(c), c->peer);
+    log_debug("client %s (%s): output backed up, reading paused", conn__id(c),
+              conn__peer(c));
 }
 
 static void resume_if_drained(conn_t *c)
@@ -315,10 +420,10 @@ static void resume_if_drained(conn_t *c)
     if (!c->read_paused || c->state != CONN_ACTIVE) return;
     /* While paused, write progress is the client's sign of life: the
      * keep-alive clock must not run out on bytes we chose not to read. */
-    c->last_rx = uv_now(&c->loop->uv);
+    c->last_rx = (uint32_t)uv_now(&c->loop->uv);
     if (c->unsent > c->loop->b->cfg->max_out_bytes / 2) return;
     c->read_paused = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (!c->throttled) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -343,11 +448,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 void conn__resume(conn_t *c)
 {
-    c->last_rx = uv_now(&c->loop->uv);
-    if (c->in_len > 0) read_own(c, 0); /* input that came with the CONNECT */
+    c->last_rx = (uint32_t)uv_now(&c->loop->uv);
+    if (in_len(c) > 0) read_own(c, 0); /* input that came with the CONNECT */
     if (c->state != CONN_ACTIVE) return;
     pause_if_backed_up(c);
-    if (!c->read_paused) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (!c->read_paused && !c->throttled)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* ---- write ---- */
@@ -357,7 +463,7 @@ int conn__send_pkt(conn_t *c, const pkt_t *p)
     size_t n = pkt_encoded_size(p, c->version);
     size_t written = 0;
     if (n == 0) return ERR_INVAL;
-    uint8_t *dst = scratch_reserve(&c->batch[c->pend], n);
+    uint8_t *dst = scratch_reserve(pending(c), n);
     int rc = pkt_encode(p, c->version, dst, n, &written);
     if (rc == 0) add_scratch(c, written);
     return rc;
@@ -365,7 +471,7 @@ int conn__send_pkt(conn_t *c, const pkt_t *p)
 
 void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len)
 {
-    memcpy(scratch_reserve(&c->batch[c->pend], len), bytes, len);
+    memcpy(scratch_reserve(pending(c), len), bytes, len);
     add_scratch(c, len);
 }
 
@@ -411,9 +517,11 @@ size_t conn__publish_size(conn_t *c, msg_t *m, uint8_t qos,
 static int drop_qos0(conn_t *c)
 {
     CNT_INC(c->loop->b, dropped_qos0);
-    if (c->dropped_qos0++ == 0)
+    if (!c->warned_drop) {
+        c->warned_drop = 1;
         log_warn("client %s (%s) is not reading: dropping QoS 0 messages",
-                 conn__id(c), c->peer);
+                 conn__id(c), conn__peer(c));
+    }
     return ERR_LIMIT;
 }
 
@@ -436,13 +544,16 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
         CNT_INC(c->loop->b, dropped_size);
         return ERR_LIMIT;
     }
-    if (qos == 0 && c->unsent + hlen + m->payload_len > c->loop->b->cfg->max_out_bytes)
+    /* A connection with nothing unsent always takes one message, so a
+     * QoS 0 message larger than max_out_bytes is not always dropped. */
+    if (qos == 0 && c->unsent > 0 &&
+        c->unsent + hlen + m->payload_len > c->loop->b->cfg->max_out_bytes)
         return drop_qos0(c);
     if (head != NULL) {
         add_ref(c, head, hlen, NULL);
     } else {
         size_t written = 0;
-        uint8_t *dst = scratch_reserve(&c->batch[c->pend], hlen);
+        uint8_t *dst = scratch_reserve(pending(c), hlen);
         if (pkt_encode_publish_head(&pub, c->version, dst, hlen, &written) != 0)
             return ERR_INVAL;
         add_scratch(c, written);
@@ -452,15 +563,38 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
     return 0;
 }
 
-void conn__flush(conn_t *c)
+/* The whole pending batch b went out at once: releases it and, as the
+ * write callback would, gives the output object back. */
+static void written_now(conn_t *c, out_batch_t *b)
 {
-    out_batch_t *b = &c->batch[c->pend];
-    loop_t *l = c->loop;
-    if (c->writing || c->handle_closing) return;
-    if (b->n == 0) {
-        if (c->state == CONN_CLOSING) conn__close_handle(c);
-        return;
+    c->unsent -= b->bytes;
+    batch_reset(b); /* releases the message references */
+    out_put(c);
+    if (c->state == CONN_CLOSING)
+        conn__close_handle(c);
+    else
+        resume_if_drained(c);
+}
+
+/* Drops the first n bytes (already written) from bufs[0..*nbufs); returns
+ * the first buffer still to write, adjusted, and its count in *nbufs. */
+static uv_buf_t *skip_written(uv_buf_t *bufs, size_t *nbufs, size_t n)
+{
+    while (*nbufs > 0 && n >= bufs->len) {
+        n -= bufs->len;
+        bufs++;
+        (*nbufs)--;
     }
+    if (*nbufs > 0) {
+        bufs->base += n;
+        bufs->len -= n;
+    }
+    return bufs;
+}
+
+/* Fills the loop's iovec array with the entries of b. */
+static void fill_bufs(loop_t *l, const out_batch_t *b)
+{
     if (b->n > l->cap_bufs) {
         l->cap_bufs = b->n * 2;
         l->bufs = xrealloc(l->bufs, l->cap_bufs * sizeof *l->bufs);
@@ -470,12 +604,39 @@ void conn__flush(conn_t *c)
         const uint8_t *p = e->base ? e->base : b->scratch + e->off;
         l->bufs[i] = uv_buf_init((char *)p, (unsigned)e->len);
     }
-    c->pend ^= 1; /* b is now the writing batch, owned by the request */
-    c->writing = 1;
-    c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, l->bufs,
-                      (unsigned)b->n, on_write);
-    if (rc != 0) {
+}
+
+/* Writes the pending batch of c: first straight to the socket
+ * (uv_try_write), which usually takes it all, so the output object goes
+ * back to the pool at once and a burst of CONNACKs or PINGRESPs does not
+ * hold one per connection until the next loop turn; what the kernel does
+ * not take goes out with one uv_write, completed in on_write. */
+void conn__flush(conn_t *c)
+{
+    conn_out_t *o = c->out;
+    out_batch_t *b = o != NULL ? &o->batch[c->pend] : NULL;
+    loop_t *l = c->loop;
+    if (c->writing || c->handle_closing) return;
+    if (b == NULL || b->n == 0) {
+        if (c->state == CONN_CLOSING) conn__close_handle(c);
+        return;
+    }
+    fill_bufs(l, b);
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, l->bufs, (unsigned)b->n);
+    if (rc >= 0 && (size_t)rc == b->bytes) {
+        written_now(c, b);
+        return;
+    }
+    size_t nbufs = b->n;
+    uv_buf_t *rest = skip_written(l->bufs, &nbufs, rc > 0 ? (size_t)rc : 0);
+    if (rc >= 0 || rc == UV_EAGAIN) {
+        c->pend ^= 1; /* b is now the writing batch, owned by the request */
+        c->writing = 1;
+        o->wreq.data = c;
+        rc = uv_write(&o->wreq, (uv_stream_t *)&c->tcp, rest, (unsigned)nbufs, on_write);
+    }
+    if (rc < 0) {
+        if (c->writing) c->pend ^= 1;
         c->writing = 0;
         c->unsent -= b->bytes;
         batch_reset(b);
@@ -484,23 +645,27 @@ void conn__flush(conn_t *c)
     }
 }
 
+/* The write is done: releases its references; an idle connection gives
+ * its output object back (req lives in it: not used after this). */
 static void on_write(uv_write_t *req, int status)
 {
     conn_t *c = req->data;
-    out_batch_t *w = &c->batch[c->pend ^ 1];
+    out_batch_t *w = &c->out->batch[c->pend ^ 1];
     c->unsent -= w->bytes;
     batch_reset(w); /* releases the message references */
     c->writing = 0;
     if (status < 0) {
         conn__close(c, 0, CLOSE_WILL, uv_strerror(status));
         conn__close_handle(c);
-    } else if (c->batch[c->pend].n > 0) {
+    } else if (c->out->batch[c->pend].n > 0) {
         loop__mark_dirty(c);
         resume_if_drained(c);
-    } else if (c->state == CONN_CLOSING) {
-        conn__close_handle(c);
     } else {
-        resume_if_drained(c);
+        out_put(c);
+        if (c->state == CONN_CLOSING)
+            conn__close_handle(c);
+        else
+            resume_if_drained(c);
     }
 }
 
@@ -516,19 +681,21 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
     int was_active = c->state == CONN_ACTIVE;
     if (c->state == CONN_CLOSING) return;
     c->state = CONN_CLOSING;
-    c->closing_since = uv_now(&c->loop->uv);
+    c->since = (uint32_t)uv_now(&c->loop->uv);
     if (flags & CLOSE_QUIET)
-        log_debug("closing client %s (%s): %s", conn__id(c), c->peer, why);
+        log_debug("closing client %s (%s): %s", conn__id(c), conn__peer(c), why);
     else
-        log_info("closing client %s (%s): %s", conn__id(c), c->peer, why);
+        log_info("closing client %s (%s): %s", conn__id(c), conn__peer(c), why);
     uv_read_stop((uv_stream_t *)&c->tcp);
+    conn__throttle_forget(c);
     if ((flags & CLOSE_DISCONNECT) && was_active && c->version == PKT_V5) {
         pkt_t d = {.type = PKT_DISCONNECT};
         d.u.disconnect.reason = reason;
         conn__send_pkt(c, &d);
     }
     if (c->sess != NULL) sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0);
-    if (!c->writing && c->batch[c->pend].n == 0) conn__close_handle(c);
+    if (!c->writing && (c->out == NULL || c->out->batch[c->pend].n == 0))
+        conn__close_handle(c);
 }
 
 int conn__fail(conn_t *c, uint8_t reason, const char *why)
@@ -554,11 +721,10 @@ void conn__close_handle(conn_t *c)
 
 void conn__free(conn_t *c)
 {
-    batch_dispose(&c->batch[0]);
-    batch_dispose(&c->batch[1]);
+    conn__throttle_forget(c);
+    if (c->out != NULL) conn__out_free(c->out);
     free(c->in);
-    arena_dispose(&c->arena);
-    if (c->hello.will != NULL) msg_release(&c->hello.will);
+    conn__hello_free(c);
     free(c);
 }
 
@@ -604,16 +770,17 @@ static void on_close(uv_handle_t *h)
 void conn__sweep(conn_t *c, uint64_t now)
 {
     const broker_config_t *cfg = c->loop->b->cfg;
+    uint32_t t = (uint32_t)now; /* unsigned differences with since, last_rx */
     if (c->state == CONN_NEW) {
-        if (now - c->accepted_at >= cfg->connect_timeout_ms)
+        if (t - c->since >= cfg->connect_timeout_ms)
             conn__close(c, 0, 0, "no CONNECT within connect_timeout_ms");
     } else if (c->state == CONN_ACTIVE) {
         /* MQTT-3.1.2-24: nothing received for 1.5 x keep-alive. */
-        if (c->keepalive != 0 && now - c->last_rx >= (uint64_t)c->keepalive * 1500)
+        if (c->keepalive != 0 && t - c->last_rx >= (uint32_t)c->keepalive * 1500)
             conn__close(c, PKT_RC_KEEP_ALIVE_TIMEOUT,
                         CLOSE_DISCONNECT | CLOSE_WILL, "keep-alive timeout");
     } else if (c->state == CONN_CLOSING && !c->handle_closing &&
-               now - c->closing_since >= CLOSE_GRACE_MS) {
+               t - c->since >= CLOSE_GRACE_MS) {
         conn__close_handle(c);
     }
 }

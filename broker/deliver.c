@@ -6,7 +6,8 @@
  * cached head when it can). QoS 1/2 takes a packet id in the session's
  * inflight window when there is room and nothing is queued ahead of it;
  * otherwise it waits in the session queue, which acks drain. Offline
- * persistent sessions queue QoS 1/2 and drop QoS 0.
+ * persistent sessions queue QoS 1/2 and drop QoS 0. An online session
+ * whose queue passes its limit throttles its publishers (throttle.c).
  */
 #include "broker_int.h"
 
@@ -54,10 +55,11 @@ static void credit_return(loop_t *l)
 
 /* A large fan-out is bound by cache misses on each subscriber's session
  * and connection (separate allocations): fetch the session PF_SESS hits
- * ahead and its connection's hot lines PF_CONN ahead (measured with
- * bench/micro/deliver.c: about -15%). */
+ * ahead, its connection's hot lines PF_CONN ahead (measured with
+ * bench/micro/deliver.c: about -15%) and its output object PF_OUT ahead. */
 #define PF_SESS 8
 #define PF_CONN 4
+#define PF_OUT 2
 static void prefetch_ahead(const router_hits_t *h, size_t i, size_t n)
 {
     if (i + PF_SESS < n) __builtin_prefetch(h->v[i + PF_SESS].sub);
@@ -66,6 +68,14 @@ static void prefetch_ahead(const router_hits_t *h, size_t i, size_t n)
         if (c != NULL) {
             __builtin_prefetch(c, 1);
             __builtin_prefetch((const char *)c + 64, 1);
+        }
+    }
+    if (i + PF_OUT < n) { /* its output object: a separate block */
+        const conn_t *c = ((const sess_t *)h->v[i + PF_OUT].sub)->conn;
+        const conn_out_t *o = c != NULL ? c->out : NULL;
+        if (o != NULL) {
+            __builtin_prefetch(o, 1);
+            __builtin_prefetch((const char *)o + 64, 1);
         }
     }
 }
@@ -94,19 +104,27 @@ static size_t forward(loop_t *l, msg_t *m)
 {
     broker_t *b = l->b;
     size_t k = 0;
+    int track = m->qos > 0 && b->cfg->throttle_publishers;
     for (unsigned j = 0; j < b->n_loops; j++) {
         loop_t *t = &b->loops[j];
         if (t == l || atomic_load_explicit(&t->n_subs, memory_order_acquire) == 0)
             continue;
-        loop_item_t it = {.kind = ITEM_PUBLISH, .m = msg_retain(m)};
+        loop_item_t it = {.kind = ITEM_PUBLISH, .m = msg_retain(m), .seq = l->index};
         loop__post(l, j, &it);
+        if (track) loop__throttle_forwarding(l, t, m);
         k++;
     }
+    /* Throttling (throttle.c): each target decrements after delivering.
+     * Relaxed: the outbox flush (a mutex) publishes it with the items. */
+    if (k > 0 && track)
+        atomic_fetch_add_explicit(&m->fwd_pending, (uint16_t)k, memory_order_relaxed);
     return k;
 }
 
 size_t broker__publish(loop_t *l, msg_t *m)
 {
+    l->fwd_congested = 0;
+    l->fwd_backlog = 0;
     if (m->retain) retain_store(l->b, m);
     size_t n = broker__deliver_local(l, m);
     return n + forward(l, m);
@@ -182,7 +200,12 @@ void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
             return;
         }
     }
-    if (queue_push(&s->queue, &e) != 0) queue_overflow(l->b, s);
+    /* Online with throttling: up to the hard limit, congestion marks
+     * (throttle.c); offline or throttling off: the soft limit. */
+    int rc = online && l->b->cfg->throttle_publishers
+                 ? sess__queue_online(l, s, &e, m)
+                 : queue_push(&s->queue, &e);
+    if (rc != 0) queue_overflow(l->b, s);
 }
 
 void sess__drain(sess_t *s)
@@ -202,6 +225,7 @@ void sess__drain(sess_t *s)
         else
             queue_entry_dispose(&e);
     }
+    sess__congestion_check(c->loop, s, 0);
 }
 
 /* inflight_foreach callback: resend one slot after a resume. */

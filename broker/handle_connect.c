@@ -12,9 +12,11 @@
  */
 #include "broker_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
+#include "../common/xmalloc.h"
 
 /* Protocol level byte of a CONNECT frame, or -1 when it is not there. */
 static int peek_level(const uint8_t *f, size_t len)
@@ -152,10 +154,21 @@ static uint16_t apply_limits(conn_t *c, const pkt_connect_t *cp)
     return (uint16_t)(window ? window : 1);
 }
 
-/* Keeps what the CONNECT asks for in c->hello (takes will). */
+/* Frees c->hello and the will it still holds; c->hello is NULL after. */
+void conn__hello_free(conn_t *c)
+{
+    if (c->hello == NULL) return;
+    if (c->hello->will != NULL) msg_release(&c->hello->will);
+    free(c->hello);
+    c->hello = NULL;
+}
+
+/* Keeps what the CONNECT asks for in c->hello (takes will). Allocated
+ * only from CONNECT to CONNACK: an attached connection has none. */
 static void keep_hello(conn_t *c, const pkt_connect_t *cp, msg_t *will, int assigned)
 {
-    conn_hello_t *h = &c->hello;
+    conn_hello_t *h = xcalloc(1, sizeof *h);
+    c->hello = h;
     h->will = will;
     h->expiry = session_expiry(cp);
     h->will_delay = will != NULL && cp->version == PKT_V5 ? cp->will_props.will_delay : 0;
@@ -176,7 +189,7 @@ static void keep_hello(conn_t *c, const pkt_connect_t *cp, msg_t *will, int assi
 static int resume_or_reset(conn_t *c, sess_t *s)
 {
     loop_t *l = c->loop;
-    int clean = c->hello.clean_start;
+    int clean = c->hello->clean_start;
     if (s->conn != NULL) {
         /* Takeover (MQTT-3.1.4-3). A resumed session cancels a delayed
          * will instead of publishing it (design choice, see report). */
@@ -200,7 +213,7 @@ static int resume_or_reset(conn_t *c, sess_t *s)
 /* Attaches s to c and answers the CONNECT (CONNACK, resend, drain). */
 static void finish(conn_t *c, sess_t *s, int present)
 {
-    conn_hello_t *h = &c->hello;
+    conn_hello_t *h = c->hello;
     s->conn = c;
     s->version = c->version;
     s->expiry = h->expiry;
@@ -214,8 +227,9 @@ static void finish(conn_t *c, sess_t *s, int present)
     c->state = CONN_ACTIVE;
     inflight_set_max(&s->inflight, h->window);
     send_connack(c, present, h->assigned ? s->client_id : NULL, h->server_ka);
+    conn__hello_free(c);
     log_debug("client %s connected from %s (v%u, keep-alive %u, session %s)",
-              s->client_id, c->peer, c->version, c->keepalive,
+              s->client_id, conn__peer(c), c->version, c->keepalive,
               present ? "resumed" : "new");
     if (present) {
         sess__resend(s);
@@ -250,7 +264,7 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
         c->claim_pending = 1;
         uv_read_stop((uv_stream_t *)&c->tcp);
         log_debug("client %s (%s): taking the session over from another loop",
-                  s->client_id, c->peer);
+                  s->client_id, conn__peer(c));
         return 0;
     }
     finish(c, s, rc == SESS_LOCAL ? resume_or_reset(c, s) : 0);
@@ -265,7 +279,7 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
         /* MQTT-3.1.0-1: the first packet must be CONNECT. */
         return conn__fail(c, PKT_RC_PROTOCOL_ERROR, "first packet is not CONNECT");
     }
-    rc = pkt_decode(&p, 0, frame, len, &c->arena);
+    rc = pkt_decode(&p, 0, frame, len, &c->loop->arena);
     if (rc < 0) return connect_decode_error(c, frame, len, rc);
     c->version = p.u.connect.version;
     uint8_t reason = validate(c, &p.u.connect);
@@ -295,7 +309,7 @@ int conn__handle_disconnect(conn_t *c, const pkt_t *p)
 
 void conn__on_adopt(loop_t *l, sess_t *s, conn_t *c, uint64_t seq)
 {
-    sess_shard_t *sh = &l->b->sessions.shards[s->hash % SESS_SHARDS];
+    sess_shard_t *sh = sess__shard(&l->b->sessions, s->hash);
     pthread_mutex_lock(&sh->mu);
     int mine = s->claim_conn == c && s->claim_seq == seq;
     s->transit = 0;

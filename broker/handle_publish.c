@@ -133,6 +133,7 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, "cannot allocate message");
     }
     size_t n = broker__publish(c->loop, m);
+    if (pub->qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
     msg_release(&m);
     uint8_t reason = n == 0 ? PKT_RC_NO_MATCHING_SUBSCRIBERS : PKT_RC_SUCCESS;
     if (pub->qos == 1) send_ack(c, PKT_PUBACK, pub->packet_id, reason);

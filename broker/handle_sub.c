@@ -46,8 +46,8 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
     pkt_subscribe_t *sp = &p->u.subscribe;
     uint32_t n = sp->n_subs;
     uint32_t sub_id = 0;
-    uint8_t *reasons = arena_alloc(&c->arena, n);
-    uint8_t *send_ret = arena_alloc(&c->arena, n);
+    uint8_t *reasons = arena_alloc(&c->loop->arena, n);
+    uint8_t *send_ret = arena_alloc(&c->loop->arena, n);
     if (reasons == NULL || send_ret == NULL)
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
     if (c->version == PKT_V5 && sp->props.n_sub_ids > 0) sub_id = sp->props.sub_ids[0];
@@ -69,7 +69,7 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
 int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
 {
     pkt_unsubscribe_t *up = &p->u.unsubscribe;
-    uint8_t *reasons = arena_alloc(&c->arena, up->n_filters);
+    uint8_t *reasons = arena_alloc(&c->loop->arena, up->n_filters);
     if (reasons == NULL) return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
     for (uint32_t i = 0; i < up->n_filters; i++) {
         const char *f = (const char *)up->filters[i].p;

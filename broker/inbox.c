@@ -16,8 +16,9 @@
  *   - msg_t: immutable after creation, atomic refcount, blocks go back to
  *     the pool of the thread that made them (queue/msg.c);
  *   - the retained trie, behind b->retained_lock;
- *   - the session map: 64 shards, a mutex each, which also guards each
- *     session's ownership and claim fields (marked "shard" in sess_t);
+ *   - the session map: session_shards shards (64 by default), a mutex
+ *     each, which also guards each session's ownership and claim fields
+ *     (marked "shard" in sess_t);
  *   - per loop: the inbox (behind inbox_mu), n_subs and load (atomics);
  *   - broker-wide atomic counters.
  *
@@ -161,6 +162,9 @@ static void run_item(loop_t *l, loop_item_t *it)
         break;
     case ITEM_PUBLISH:
         if (!l->stopping) broker__deliver_local(l, it->m);
+        /* After any congestion mark: throttle.c. */
+        if (it->m->qos > 0 && l->b->cfg->throttle_publishers)
+            loop__throttle_delivered(l, it->m, (unsigned)it->seq);
         msg_release(&it->m);
         break;
     case ITEM_TAKEOVER:
@@ -189,6 +193,7 @@ void loop__on_async(uv_async_t *h)
     pthread_mutex_unlock(&l->inbox_mu);
     for (size_t i = 0; i < l->work.n; i++) run_item(l, &l->work.v[i]);
     l->work.n = 0;
+    loop__throttle_wake(l); /* another loop may have woken us for this */
 }
 
 void loop__drop_items(item_vec_t *v)

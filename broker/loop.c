@@ -54,6 +54,7 @@ static void on_sweep(uv_timer_t *t)
         conn__sweep(c, now);
     }
     if (!l->stopping) sess__sweep(l, now);
+    conn__trim_outs(l);
 }
 
 int loop__init(loop_t *l, broker_t *b, unsigned index)
@@ -74,6 +75,7 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     uv_prepare_start(&l->prepare, on_prepare);
     uv_check_start(&l->check, on_check);
     uv_timer_start(&l->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    loop__throttle_init(l);
     pthread_mutex_init(&l->inbox_mu, NULL);
     atomic_init(&l->n_subs, 0);
     atomic_init(&l->load, 0);
@@ -81,6 +83,9 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     l->out = xcalloc(b->n_loops, sizeof *l->out);
     router_hits_init(&l->hits);
     l->rbuf = xmalloc(LOOP_READ_BUF);
+    /* One decode arena per loop: a packet is decoded and handled before
+     * the next one, of any connection, is (conn.c process). */
+    arena_init(&l->arena, (1u << 20) + b->cfg->max_packet_size / 2);
     return 0;
 }
 
@@ -96,6 +101,7 @@ void loop__close_handles(loop_t *l)
     uv_close((uv_handle_t *)&l->check, NULL);
     uv_close((uv_handle_t *)&l->sweep, NULL);
     uv_close((uv_handle_t *)&l->async, NULL);
+    loop__throttle_close(l);
 }
 
 int loop__close_uv(loop_t *l)
@@ -130,6 +136,14 @@ void loop__dispose(loop_t *l)
     free(l->bufs);
     free(l->rbuf);
     free(l->mvec);
+    loop__throttle_dispose(l);
+    arena_dispose(&l->arena);
+    while (l->free_outs != NULL) {
+        conn_out_t *o = l->free_outs;
+        l->free_outs = o->next_free;
+        conn__out_free(o);
+    }
+    l->n_free_outs = 0;
     l->out = NULL;
     l->router = NULL;
     l->bufs = NULL;

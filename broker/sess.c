@@ -2,8 +2,9 @@
  * sess.c - sessions: the sharded map keyed by client id, the session
  * lifecycle (create, detach at close, expiry, destroy) and wills.
  *
- * The map has SESS_SHARDS shards, each a chained hash table behind its own
- * mutex (shard = hash(client id) % SESS_SHARDS); the mutex also guards each
+ * The map has session_shards shards (a setting, 64 by default), each a
+ * chained hash table behind its own mutex (shard = hash(client id) %
+ * session_shards); the mutex also guards each
  * session's owner and claim fields, so a loop can find, create or claim a
  * session atomically (the takeover protocol is described in inbox.c). A
  * session with expiry 0 ends with its connection; others stay offline,
@@ -31,21 +32,26 @@ static uint32_t hash_id(const char *id, size_t len)
     return h;
 }
 
-static sess_shard_t *shard_of(sess_map_t *m, uint32_t hash)
+/* The shard of a client id's hash. */
+sess_shard_t *sess__shard(sess_map_t *m, uint32_t hash)
 {
-    return &m->shards[hash % SESS_SHARDS];
+    return &m->shards[hash % m->n_shards];
 }
 
+/* The bucket of hash in sh: the bits above the shard choice. */
 static size_t bucket_of(const sess_shard_t *sh, uint32_t hash)
 {
-    return (hash / SESS_SHARDS) & (sh->n_buckets - 1);
+    return (hash / sh->n_shards) & (sh->n_buckets - 1);
 }
 
-void sess__map_init(sess_map_t *m)
+void sess__map_init(sess_map_t *m, size_t n_shards)
 {
-    for (size_t i = 0; i < SESS_SHARDS; i++) {
+    m->n_shards = n_shards ? n_shards : 1;
+    m->shards = xcalloc(m->n_shards, sizeof *m->shards);
+    for (size_t i = 0; i < m->n_shards; i++) {
         sess_shard_t *sh = &m->shards[i];
         pthread_mutex_init(&sh->mu, NULL);
+        sh->n_shards = (uint32_t)m->n_shards;
         sh->n_buckets = SHARD_INITIAL_BUCKETS;
         sh->buckets = xcalloc(sh->n_buckets, sizeof *sh->buckets);
         sh->count = 0;
@@ -54,7 +60,7 @@ void sess__map_init(sess_map_t *m)
 
 void sess__map_dispose(sess_map_t *m)
 {
-    for (size_t i = 0; i < SESS_SHARDS; i++) {
+    for (size_t i = 0; i < m->n_shards; i++) {
         sess_shard_t *sh = &m->shards[i];
         for (size_t k = 0; k < sh->n_buckets; k++) {
             sess_t *s = sh->buckets[k];
@@ -69,14 +75,18 @@ void sess__map_dispose(sess_map_t *m)
         sh->count = 0;
         pthread_mutex_destroy(&sh->mu);
     }
+    free(m->shards);
+    m->shards = NULL;
+    m->n_shards = 0;
 }
 
 /* The session with this id in sh, or NULL (lock held). */
 static sess_t *lookup(sess_shard_t *sh, uint32_t h, const char *id, size_t len)
 {
     sess_t *s = sh->buckets[bucket_of(sh, h)];
-    while (s != NULL &&
-           !(s->hash == h && s->id_len == len && memcmp(s->client_id, id, len) == 0))
+    /* strnlen first: never read past the stored id's NUL */
+    while (s != NULL && !(s->hash == h && strnlen(s->client_id, len + 1) == len &&
+                          memcmp(s->client_id, id, len) == 0))
         s = s->next;
     return s;
 }
@@ -84,7 +94,7 @@ static sess_t *lookup(sess_shard_t *sh, uint32_t h, const char *id, size_t len)
 sess_t *sess__find(sess_map_t *m, const char *id, size_t len)
 {
     uint32_t h = hash_id(id, len);
-    sess_shard_t *sh = shard_of(m, h);
+    sess_shard_t *sh = sess__shard(m, h);
     pthread_mutex_lock(&sh->mu);
     sess_t *s = lookup(sh, h, id, len);
     pthread_mutex_unlock(&sh->mu);
@@ -114,7 +124,9 @@ static void shard_grow(sess_shard_t *sh)
 /* Links s into sh (lock held). */
 static void insert_locked(sess_shard_t *sh, sess_t *s)
 {
-    if (sh->count >= sh->n_buckets) shard_grow(sh);
+    /* Two sessions per bucket on average before growing: a chain step
+     * compares one hash; the array costs each session 4-8 bytes, not 8-16. */
+    if (sh->count >= 2 * sh->n_buckets) shard_grow(sh);
     size_t bi = bucket_of(sh, s->hash);
     s->next = sh->buckets[bi];
     sh->buckets[bi] = s;
@@ -123,7 +135,7 @@ static void insert_locked(sess_shard_t *sh, sess_t *s)
 
 void sess__insert(sess_map_t *m, sess_t *s)
 {
-    sess_shard_t *sh = shard_of(m, s->hash);
+    sess_shard_t *sh = sess__shard(m, s->hash);
     pthread_mutex_lock(&sh->mu);
     insert_locked(sh, s);
     pthread_mutex_unlock(&sh->mu);
@@ -143,7 +155,7 @@ static void unlink_locked(sess_shard_t *sh, sess_t *s)
 
 void sess__unlink(sess_map_t *m, sess_t *s)
 {
-    sess_shard_t *sh = shard_of(m, s->hash);
+    sess_shard_t *sh = sess__shard(m, s->hash);
     pthread_mutex_lock(&sh->mu);
     unlink_locked(sh, s);
     pthread_mutex_unlock(&sh->mu);
@@ -152,7 +164,7 @@ void sess__unlink(sess_map_t *m, sess_t *s)
 size_t sess__count(sess_map_t *m)
 {
     size_t n = 0;
-    for (size_t i = 0; i < SESS_SHARDS; i++) {
+    for (size_t i = 0; i < m->n_shards; i++) {
         pthread_mutex_lock(&m->shards[i].mu);
         n += m->shards[i].count;
         pthread_mutex_unlock(&m->shards[i].mu);
@@ -162,9 +174,9 @@ size_t sess__count(sess_map_t *m)
 
 sess_t *sess__create(const char *id, size_t len, const broker_config_t *cfg)
 {
-    sess_t *s = xcalloc(1, sizeof *s);
-    s->client_id = xstrndup(id, len);
-    s->id_len = len;
+    /* The id follows the fixed fields (offsetof: not the tail padding). */
+    sess_t *s = xcalloc(1, offsetof(sess_t, client_id) + len + 1);
+    memcpy(s->client_id, id, len);
     s->hash = hash_id(id, len);
     atomic_init(&s->loop, NULL);
     queue_init(&s->queue, cfg->max_queued_messages, cfg->max_queued_bytes);
@@ -188,6 +200,7 @@ static void disown(loop_t *l, sess_t *s)
     if (s->lnext != NULL) s->lnext->lprev = s->lprev;
     s->lprev = s->lnext = NULL;
     if (router_unsubscribe_all(l->router, s) > 0) loop__subs_changed(l);
+    sess__congestion_check(l, s, 1);
 }
 
 void sess__destroy(loop_t *l, sess_t *s)
@@ -198,8 +211,16 @@ void sess__destroy(loop_t *l, sess_t *s)
     queue_dispose(&s->queue);
     inflight_dispose(&s->inflight);
     if (s->will != NULL) msg_release(&s->will);
-    free(s->client_id);
     free(s);
+}
+
+/* Entries the subs array has room for when it holds n: 4, then powers
+ * of two (no capacity field: it would cost every idle session 4 bytes). */
+static uint32_t subs_room(uint32_t n)
+{
+    uint32_t room = 4;
+    while (room < n) room *= 2;
+    return room;
 }
 
 /* Index of the subscription on filter f, or n_subs. */
@@ -217,10 +238,8 @@ void sess__sub_add(sess_t *s, const char *f, size_t len, uint8_t options,
 {
     size_t i = sub_index(s, f, len);
     if (i == s->n_subs) {
-        if (s->n_subs == s->cap_subs) {
-            s->cap_subs = s->cap_subs ? s->cap_subs * 2 : 4;
-            s->subs = xrealloc(s->subs, s->cap_subs * sizeof *s->subs);
-        }
+        if (s->subs == NULL || s->n_subs == subs_room(s->n_subs))
+            s->subs = xrealloc(s->subs, subs_room(s->n_subs + 1) * sizeof *s->subs);
         s->subs[i].filter = xstrndup(f, len);
         s->n_subs++;
     }
@@ -278,6 +297,7 @@ void sess__detach(loop_t *l, sess_t *s, int publish_will)
     if (s->conn != NULL) s->conn->sess = NULL;
     s->conn = NULL;
     s->disconnected_at = uv_now(&l->uv);
+    sess__congestion_check(l, s, 1); /* offline: drops past the soft limit */
     if (l->stopping) return; /* shutdown: no wills; sessions freed at exit */
     if (publish_will && s->will != NULL) {
         /* v5 Will Delay: publish when the delay passes or the session
@@ -294,7 +314,7 @@ void sess__detach(loop_t *l, sess_t *s, int publish_will)
 
 int sess__end(loop_t *l, sess_t *s)
 {
-    sess_shard_t *sh = shard_of(&l->b->sessions, s->hash);
+    sess_shard_t *sh = sess__shard(&l->b->sessions, s->hash);
     int gone = 0;
     pthread_mutex_lock(&sh->mu);
     if (s->held || s->claim_conn != NULL) {
@@ -314,6 +334,7 @@ void sess__reset(loop_t *l, sess_t *s)
     for (size_t i = 0; i < s->n_subs; i++) free(s->subs[i].filter);
     s->n_subs = 0;
     queue_clear(&s->queue);
+    sess__congestion_check(l, s, 1);
     inflight_clear(&s->inflight);
     if (s->will != NULL) msg_release(&s->will);
     s->will_at = 0;
@@ -336,7 +357,7 @@ void sess__subscribe_all(loop_t *l, sess_t *s)
 static void reject_claim(loop_t *l, sess_t *s)
 {
     loop_item_t it = {.kind = ITEM_REJECT, .c = s->claim_conn};
-    loop__post(l, s->claim_loop->index, &it);
+    loop__post(l, (unsigned)s->claim_loop - 1, &it);
     s->claim_conn = NULL;
 }
 
@@ -348,7 +369,7 @@ static void claim_remote(loop_t *l, conn_t *c, sess_t *s, int clean_start)
      * names each claiming connection. */
     int adopting = s->transit && s->transit_seq == s->claim_seq;
     if (s->claim_conn != NULL && !adopting) reject_claim(l, s);
-    s->claim_loop = l;
+    s->claim_loop = (uint16_t)(l->index + 1);
     s->claim_conn = c;
     s->claim_seq++;
     s->claim_clean = (uint8_t)(clean_start != 0);
@@ -363,7 +384,7 @@ int sess__claim(loop_t *l, conn_t *c, const char *id, size_t len,
                 int clean_start, sess_t **out)
 {
     uint32_t h = hash_id(id, len);
-    sess_shard_t *sh = shard_of(&l->b->sessions, h);
+    sess_shard_t *sh = sess__shard(&l->b->sessions, h);
     int rc = SESS_REMOTE;
     pthread_mutex_lock(&sh->mu);
     sess_t *s = lookup(sh, h, id, len);
@@ -387,7 +408,7 @@ int sess__claim(loop_t *l, conn_t *c, const char *id, size_t len,
 
 void sess__on_takeover(loop_t *l, sess_t *s, uint64_t seq)
 {
-    sess_shard_t *sh = shard_of(&l->b->sessions, s->hash);
+    sess_shard_t *sh = sess__shard(&l->b->sessions, s->hash);
     pthread_mutex_lock(&sh->mu);
     int ours = atomic_load_explicit(&s->loop, memory_order_relaxed) == l &&
                !s->transit && s->claim_conn != NULL && s->claim_seq == seq;
@@ -397,7 +418,7 @@ void sess__on_takeover(loop_t *l, sess_t *s, uint64_t seq)
 
 void sess__handoff(loop_t *l, sess_t *s)
 {
-    sess_shard_t *sh = shard_of(&l->b->sessions, s->hash);
+    sess_shard_t *sh = sess__shard(&l->b->sessions, s->hash);
     pthread_mutex_lock(&sh->mu);
     int clean = s->claim_clean;
     pthread_mutex_unlock(&sh->mu);
@@ -411,7 +432,7 @@ void sess__handoff(loop_t *l, sess_t *s)
     }
     disown(l, s); /* s->subs keeps the subscriptions for the adopter */
     pthread_mutex_lock(&sh->mu);
-    loop_t *to = s->claim_loop;
+    loop_t *to = &l->b->loops[s->claim_loop - 1];
     loop_item_t it = {.kind = ITEM_ADOPT, .s = s, .c = s->claim_conn, .seq = s->claim_seq};
     atomic_store_explicit(&s->loop, to, memory_order_relaxed);
     s->transit = 1;

@@ -30,14 +30,13 @@ static size_t clamp_max(size_t max)
 }
 
 /* Sets up an empty window of `max` slots (clamped to 1..65535). The table
- * starts small and grows with use, so an idle session with Receive
- * Maximum 65535 costs 16 slots, not 2 x 65535. */
+ * is allocated by the first inflight_add (16 slots) and grows with use, so
+ * a session that never gets a QoS 1/2 message costs no table, and one with
+ * Receive Maximum 65535 costs 16 slots, not 2 x 65535. */
 void inflight_init(inflight_t *f, size_t max)
 {
     memset(f, 0, sizeof(*f));
     f->max = clamp_max(max);
-    f->cap = INFLIGHT_MIN_CAP;
-    f->slots = xcalloc(f->cap, sizeof(*f->slots));
 }
 
 /* Changes the window; slots already in use stay. */
@@ -66,13 +65,14 @@ static size_t probe(const inflight_t *f, uint16_t id)
     return i;
 }
 
-/* Doubles the table and reinserts every used slot. */
+/* Doubles the table (or makes the first one) and reinserts every used
+ * slot. */
 static void grow(inflight_t *f)
 {
     inflight_slot_t *old = f->slots;
     size_t old_cap = f->cap;
 
-    f->cap = old_cap * 2;
+    f->cap = old_cap ? old_cap * 2 : INFLIGHT_MIN_CAP;
     f->slots = xcalloc(f->cap, sizeof(*f->slots));
     for (size_t i = 0; i < old_cap; i++) {
         if (old[i].state != INFLIGHT_FREE) f->slots[probe(f, old[i].packet_id)] = old[i];
@@ -137,8 +137,8 @@ inflight_slot_t *inflight_add(inflight_t *f, queue_entry_t *e)
 /* Borrows packet_id's slot, or NULL when it is not in use. */
 inflight_slot_t *inflight_get(inflight_t *f, uint16_t packet_id)
 {
-    inflight_slot_t *s = &f->slots[probe(f, packet_id)];
-    return s->state != INFLIGHT_FREE ? s : NULL;
+    inflight_slot_t *s = f->cap ? &f->slots[probe(f, packet_id)] : NULL;
+    return s != NULL && s->state != INFLIGHT_FREE ? s : NULL;
 }
 
 /* Frees the slot on PUBACK (state WAIT_PUBACK) or PUBCOMP (state
@@ -146,13 +146,13 @@ inflight_slot_t *inflight_get(inflight_t *f, uint16_t packet_id)
  * unknown id returns ERR_NOTFOUND and changes nothing. */
 int inflight_complete(inflight_t *f, uint16_t packet_id, uint8_t ack_type)
 {
-    size_t i = probe(f, packet_id);
+    size_t i = f->cap ? probe(f, packet_id) : 0;
     uint8_t want = ack_type == PKT_PUBACK    ? INFLIGHT_WAIT_PUBACK
                    : ack_type == PKT_PUBCOMP ? INFLIGHT_WAIT_PUBCOMP
                                              : INFLIGHT_FREE;
     int rc = ERR_NOTFOUND;
 
-    if (want != INFLIGHT_FREE && f->slots[i].state == want) {
+    if (f->cap != 0 && want != INFLIGHT_FREE && f->slots[i].state == want) {
         queue_entry_dispose(&f->slots[i].e);
         remove_at(f, i);
         rc = 0;
@@ -267,7 +267,7 @@ void inflight_clear(inflight_t *f)
     for (size_t i = 0; i < f->cap; i++) {
         if (f->slots[i].state != INFLIGHT_FREE) queue_entry_dispose(&f->slots[i].e);
     }
-    memset(f->slots, 0, f->cap * sizeof(*f->slots));
+    if (f->slots != NULL) memset(f->slots, 0, f->cap * sizeof(*f->slots));
     f->count = 0;
     f->in_count = 0;
 }

@@ -46,23 +46,33 @@ static void grow(queue_t *q)
     q->cap = cap;
 }
 
-static int is_full(const queue_t *q, size_t add_bytes)
+static int is_full(const queue_t *q, size_t add_bytes, size_t max_len,
+                   size_t max_bytes)
 {
-    return (q->max_len != 0 && q->len >= q->max_len) ||
-           (q->max_bytes != 0 && q->bytes + add_bytes > q->max_bytes);
+    return (max_len != 0 && q->len >= max_len) ||
+           (max_bytes != 0 && q->bytes + add_bytes > max_bytes);
 }
 
-/* Appends e at the tail. Takes e's references whatever happens: on
- * success the queue owns them, on ERR_LIMIT they are released and
- * q->dropped counts the entry. *e is zeroed in both cases. */
+/* Appends e at the tail against the queue's own limits; see
+ * queue_push_bounded. */
 int queue_push(queue_t *q, queue_entry_t *e)
+{
+    return queue_push_bounded(q, e, q->max_len, q->max_bytes);
+}
+
+/* Appends e at the tail unless that would pass max_len entries or
+ * max_bytes bytes (0 = no limit). Takes e's references whatever happens:
+ * on success the queue owns them, on ERR_LIMIT they are released and
+ * q->dropped counts the entry. *e is zeroed in both cases. */
+int queue_push_bounded(queue_t *q, queue_entry_t *e, size_t max_len,
+                       size_t max_bytes)
 {
     int rc = 0;
     size_t add = 0;
 
     assert(e->m != NULL);
     add = entry_bytes(e);
-    if (is_full(q, add)) {
+    if (is_full(q, add, max_len, max_bytes)) {
         queue_entry_dispose(e);
         q->dropped++;
         rc = ERR_LIMIT;

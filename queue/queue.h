@@ -37,6 +37,13 @@ typedef struct msg_s {
     uint32_t payload_len;
     uint32_t props_len;  /* forwardable v5 properties, already encoded */
     uint32_t alloc_size; /* size class of this block (internal) */
+    /* Publisher throttling (broker/throttle.c), in what was padding:
+     * congested_loop is 0, or 1 + the index of a worker loop that queued
+     * this QoS 1/2 message into a congested session; fwd_pending counts
+     * the worker loops the message was forwarded to that have not yet
+     * delivered it. Both start at 0. */
+    _Atomic uint16_t congested_loop;
+    _Atomic uint16_t fwd_pending;
     uint64_t expiry_at;  /* wall-clock ms when it expires; 0 = never */
     const void *origin;  /* publishing session; compared, never dereferenced */
     char *topic;         /* NUL-terminated, inside this block */
@@ -107,6 +114,14 @@ void queue_init(queue_t *q, size_t max_len, size_t max_bytes);
  * released on failure). Returns 0, or ERR_LIMIT when full (counted in
  * q->dropped). */
 int queue_push(queue_t *q, queue_entry_t *e);
+
+/* Like queue_push, but against the limits max_len and max_bytes given
+ * here (0 = unlimited) instead of the queue's own: the broker lets an
+ * online session whose publishers are being throttled hold up to twice
+ * its configured limits. Takes e's references on success and on failure.
+ * Returns 0, or ERR_LIMIT when full (counted in q->dropped). */
+int queue_push_bounded(queue_t *q, queue_entry_t *e, size_t max_len,
+                       size_t max_bytes);
 
 /* Removes the oldest entry into *out (caller owns its references).
  * Returns 0, or ERR_NOTFOUND when empty. */

@@ -74,7 +74,8 @@ static void reset_batches(bench_t *x)
 {
     for (int i = 0; i < SUBSCRIBERS; i++) {
         conn_t *c = x->conns[i];
-        out_batch_t *b = &c->batch[c->pend];
+        if (c->out == NULL) continue;
+        out_batch_t *b = &c->out->batch[c->pend];
         for (size_t k = 0; k < b->n; k++)
             if (b->v[k].ref != NULL) msg_release(&b->v[k].ref);
         b->n = 0;
@@ -91,10 +92,7 @@ static void teardown(bench_t *x)
 {
     for (int i = 0; i < SUBSCRIBERS; i++) {
         conn_t *c = x->conns[i];
-        free(c->batch[0].v);
-        free(c->batch[0].scratch);
-        free(c->batch[1].v);
-        free(c->batch[1].scratch);
+        if (c->out != NULL) conn__out_free(c->out);
         free(c);
         x->sess[i]->conn = NULL;
         sess__destroy(&x->l, x->sess[i]);

@@ -1,7 +1,8 @@
 /*
  * Unit tests for the out-batch of broker/conn.c: how control packets and
  * deliveries are appended, merged, counted against max_out_bytes and the
- * client's Maximum Packet Size, and released. No socket is opened: the
+ * client's Maximum Packet Size, and released; the pooled output object an
+ * idle connection does not hold; the compact peer address. No socket is opened: the
  * connection is built by hand and never flushed.
  */
 #include <setjmp.h>
@@ -39,8 +40,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    batch_dispose(&f->c.batch[0]);
-    batch_dispose(&f->c.batch[1]);
+    if (f->c.out != NULL) conn__out_free(f->c.out);
+    while (f->l.free_outs != NULL) {
+        conn_out_t *o = f->l.free_outs;
+        f->l.free_outs = o->next_free;
+        conn__out_free(o);
+    }
     broker_config_dispose(&f->cfg);
     free(f);
     msg_pool_drain();
@@ -59,7 +64,7 @@ static void control_packets_merge_into_one_entry(void **state)
     pkt_t ping = {.type = PKT_PINGRESP};
     assert_int_equal(conn__send_pkt(&f->c, &ping), 0);
     assert_int_equal(conn__send_pkt(&f->c, &ping), 0);
-    out_batch_t *b = &f->c.batch[f->c.pend];
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
     assert_int_equal(b->n, 1);
     assert_int_equal(b->v[0].len, 4);
     assert_memory_equal(b->scratch, "\xd0\x00\xd0\x00", 4);
@@ -73,7 +78,7 @@ static void qos0_delivery_shares_the_head_and_holds_one_reference(void **state)
     fixture_t *f = *state;
     msg_t *m = make_msg(10);
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
-    out_batch_t *b = &f->c.batch[f->c.pend];
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
     size_t hlen = 0;
     const uint8_t *head = msg_head(m, 0, 0, &hlen);
     assert_int_equal(b->n, 2);
@@ -92,7 +97,7 @@ static void qos1_delivery_encodes_its_own_head_with_packet_id(void **state)
     fixture_t *f = *state;
     msg_t *m = make_msg(2);
     assert_int_equal(conn__send_publish(&f->c, m, 1, 0, 1, 0x1234, NULL, 0), 0);
-    out_batch_t *b = &f->c.batch[f->c.pend];
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
     assert_int_equal(b->n, 2);
     assert_null(b->v[0].base);
     /* 0x3A = PUBLISH, DUP, QoS 1; remaining 2+3+2+2 = 9 */
@@ -109,7 +114,7 @@ static void qos0_past_max_out_bytes_is_dropped_and_counted(void **state)
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), ERR_LIMIT);
-    assert_int_equal(f->c.dropped_qos0, 1);
+    assert_true(f->c.warned_drop);
     assert_int_equal(atomic_load(&f->b.cnt.dropped_qos0), 1);
     assert_int_equal(atomic_load(&m->refs), 3);
     /* QoS 1 is never dropped for backpressure (the window bounds it) */
@@ -137,7 +142,7 @@ static void v5_subscription_ids_get_a_per_subscriber_head(void **state)
     uint32_t ids[2] = {1, 200};
     f->c.version = PKT_V5;
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, ids, 2), 0);
-    out_batch_t *b = &f->c.batch[f->c.pend];
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
     /* 0x30, rem 2+3 + props(1 + 2 + 3) + 1 payload = 12;
      * props: 0B 01, 0B C8 01 */
     assert_int_equal(b->v[0].len, 2 + 5 + 6);
@@ -151,7 +156,7 @@ static void batch_keeps_offsets_valid_across_scratch_growth(void **state)
     msg_t *m = make_msg(1);
     for (uint16_t i = 1; i <= 200; i++) /* scratch reallocs several times */
         conn__send_publish(&f->c, m, 1, 0, 0, i, NULL, 0);
-    out_batch_t *b = &f->c.batch[f->c.pend];
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
     assert_int_equal(b->n, 400);
     assert_int_equal(b->v[398].off, 199 * 9);
     assert_memory_equal(b->scratch + b->v[398].off, "\x32\x08\x00\x03" "a/b" "\x00\xc8", 9);
@@ -159,6 +164,70 @@ static void batch_keeps_offsets_valid_across_scratch_growth(void **state)
     batch_reset(b);
     assert_int_equal(atomic_load(&m->refs), 1);
     msg_release(&m);
+}
+
+static void qos0_larger_than_max_out_bytes_goes_when_nothing_is_unsent(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(1000);
+    f->cfg.max_out_bytes = 500;
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), ERR_LIMIT);
+    assert_int_equal(atomic_load(&f->b.cnt.dropped_qos0), 1);
+    msg_release(&m);
+}
+
+static void idle_connection_gives_its_output_object_back(void **state)
+{
+    fixture_t *f = *state;
+    pkt_t ping = {.type = PKT_PINGRESP};
+    assert_null(f->c.out); /* a new connection holds none */
+    assert_int_equal(conn__send_pkt(&f->c, &ping), 0);
+    conn_out_t *o = f->c.out;
+    assert_non_null(o);
+    f->c.unsent = 0;
+    out_put(&f->c); /* as a write that left nothing pending does */
+    assert_null(f->c.out);
+    assert_ptr_equal(f->l.free_outs, o);
+    assert_int_equal(f->l.n_free_outs, 1);
+    assert_int_equal(o->batch[0].n, 0);
+    assert_int_equal(conn__send_pkt(&f->c, &ping), 0);
+    assert_ptr_equal(f->c.out, o); /* reused, arrays and all */
+    assert_int_equal(f->l.n_free_outs, 0);
+}
+
+static void sweep_trims_output_objects_unused_for_a_second(void **state)
+{
+    fixture_t *f = *state;
+    conn_t c2 = f->c;
+    pkt_t ping = {.type = PKT_PINGRESP};
+    c2.out = NULL;
+    conn__send_pkt(&f->c, &ping);
+    conn__send_pkt(&c2, &ping);
+    out_put(&f->c);
+    out_put(&c2);
+    assert_int_equal(f->l.n_free_outs, 2);
+    conn__trim_outs(&f->l); /* low-water mark 0: both were in use */
+    assert_int_equal(f->l.n_free_outs, 2);
+    conn__send_pkt(&f->c, &ping); /* takes one: low-water 1 */
+    conn__trim_outs(&f->l);
+    assert_int_equal(f->l.n_free_outs, 0); /* the unused one went */
+    conn__trim_outs(&f->l);
+    assert_int_equal(f->l.n_free_outs, 0);
+}
+
+static void peer_address_is_kept_compact_and_formatted_for_logs(void **state)
+{
+    fixture_t *f = *state;
+    static const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+    assert_string_equal(conn__peer(&f->c), "?");
+    memcpy(f->c.peer_addr, "\x7f\x00\x00\x01", 4);
+    f->c.peer_port = 1883;
+    f->c.peer_family = 4;
+    assert_string_equal(conn__peer(&f->c), "127.0.0.1:1883");
+    memcpy(f->c.peer_addr, v6, 16);
+    f->c.peer_family = 6;
+    assert_string_equal(conn__peer(&f->c), "[2001:db8::1]:1883");
 }
 
 int main(void)
@@ -171,6 +240,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(publish_over_client_maximum_packet_size_is_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(v5_subscription_ids_get_a_per_subscriber_head, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_keeps_offsets_valid_across_scratch_growth, setup, teardown),
+        cmocka_unit_test_setup_teardown(qos0_larger_than_max_out_bytes_goes_when_nothing_is_unsent, setup, teardown),
+        cmocka_unit_test_setup_teardown(idle_connection_gives_its_output_object_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(sweep_trims_output_objects_unused_for_a_second, setup, teardown),
+        cmocka_unit_test_setup_teardown(peer_address_is_kept_compact_and_formatted_for_logs, setup, teardown),
     };
     return cmocka_run_group_tests_name("broker/conn", tests, NULL, NULL);
 }

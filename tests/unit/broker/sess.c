@@ -30,7 +30,7 @@ static int setup(void **state)
     f->b.cfg = &f->cfg;
     f->b.retained = router_retained_create();
     pthread_mutex_init(&f->b.retained_lock, NULL);
-    sess__map_init(&f->b.sessions);
+    sess__map_init(&f->b.sessions, f->cfg.session_shards);
     f->l.b = &f->b;
     f->l.router = router_create();
     router_hits_init(&f->l.hits);
@@ -76,6 +76,34 @@ static void sess_map_finds_every_inserted_session(void **state)
         assert_string_equal(s->client_id, id);
     }
     assert_null(sess__find(&f->b.sessions, "client-2000", 11));
+}
+
+static void sess_map_has_the_configured_number_of_shards(void **state)
+{
+    sess_map_t m;
+    char id[32];
+    size_t total = 0, used = 0;
+    (void)state;
+    sess__map_init(&m, 3);
+    assert_int_equal(m.n_shards, 3);
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "c%d", i);
+        sess__insert(&m, sess__create(id, strlen(id), &(broker_config_t){.max_inflight = 1}));
+    }
+    for (size_t i = 0; i < 3; i++) {
+        total += m.shards[i].count;
+        used += m.shards[i].count > 0;
+        assert_int_equal(m.shards[i].n_shards, 3);
+    }
+    assert_int_equal(total, 300);
+    assert_int_equal(used, 3);
+    assert_ptr_equal(sess__shard(&m, 7), &m.shards[1]);
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "c%d", i);
+        assert_non_null(sess__find(&m, id, strlen(id)));
+    }
+    sess__map_dispose(&m);
+    assert_null(m.shards);
 }
 
 static void sess_map_compares_whole_ids_not_prefixes(void **state)
@@ -195,6 +223,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(sess_map_finds_every_inserted_session, setup, teardown),
+        cmocka_unit_test(sess_map_has_the_configured_number_of_shards),
         cmocka_unit_test_setup_teardown(sess_map_compares_whole_ids_not_prefixes, setup, teardown),
         cmocka_unit_test_setup_teardown(sess_unlink_removes_only_that_session, setup, teardown),
         cmocka_unit_test(sess_assign_id_is_uvmq_dash_16_hex_digits),

@@ -38,6 +38,26 @@ static uint16_t add(inflight_t *f, msg_t *m, uint8_t qos)
     return id;
 }
 
+static void inflight_allocates_no_table_until_the_first_add(void **state)
+{
+    inflight_t f;
+    msg_t *m = shared_msg();
+    inflight_init(&f, 65535);
+    assert_null(f.slots); /* an idle session costs no table */
+    assert_int_equal(f.cap, 0);
+    assert_null(inflight_get(&f, 1));
+    assert_int_equal(inflight_complete(&f, 1, PKT_PUBACK), ERR_NOTFOUND);
+    assert_int_equal(inflight_pubrec(&f, 1), ERR_NOTFOUND);
+    inflight_clear(&f);
+    assert_int_equal(add(&f, m, 1), 1);
+    assert_int_equal(f.cap, 16);
+    assert_int_equal(inflight_complete(&f, 1, PKT_PUBACK), 0);
+    inflight_dispose(&f);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+    msg_pool_drain();
+}
+
 static void inflight_ids_skip_used_ids_and_zero_on_wrap(void **state)
 {
     inflight_t f;
@@ -355,6 +375,7 @@ static void inflight_stays_consistent_over_many_cycles(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(inflight_allocates_no_table_until_the_first_add),
         cmocka_unit_test(inflight_ids_skip_used_ids_and_zero_on_wrap),
         cmocka_unit_test(inflight_full_window_returns_null_and_leaves_entry),
         cmocka_unit_test(inflight_qos1_completes_only_on_puback),

@@ -1,7 +1,7 @@
 /*
  * Unit tests for queue/queue.c: FIFO order across ring wrap and growth,
  * count and byte limits (dropped entries are counted and their references
- * released), peek, clear and dispose.
+ * released), limits given per push, peek, clear and dispose.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -127,6 +127,34 @@ static void queue_byte_limit_drops_and_releases(void **state)
     msg_pool_drain();
 }
 
+static void queue_push_bounded_uses_the_given_limits(void **state)
+{
+    queue_t q;
+    msg_t *m = make_msg(7); /* 2 + 10 = 12 bytes */
+    queue_init(&q, 2, 24);
+    for (int i = 0; i < 4; i++) {
+        queue_entry_t e = {.m = msg_retain(m), .qos = 1};
+        assert_int_equal(queue_push_bounded(&q, &e, 4, 48), 0);
+        assert_null(e.m);
+    }
+    assert_int_equal(q.len, 4); /* twice the queue's own limits */
+    assert_int_equal(q.bytes, 48);
+    queue_entry_t e = {.m = msg_retain(m), .qos = 1};
+    assert_int_equal(queue_push_bounded(&q, &e, 5, 48), ERR_LIMIT); /* bytes */
+    assert_null(e.m);
+    assert_int_equal(q.dropped, 1);
+    assert_int_equal(push_ref(&q, m, 0), ERR_LIMIT); /* own limits: full */
+    assert_int_equal(q.dropped, 2);
+    assert_int_equal(atomic_load(&m->refs), 5);
+    e = (queue_entry_t){.m = msg_retain(m), .qos = 1};
+    assert_int_equal(queue_push_bounded(&q, &e, 0, 0), 0); /* unlimited */
+    assert_int_equal(q.len, 5);
+    queue_dispose(&q);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+    msg_pool_drain();
+}
+
 static void queue_clear_releases_wrapped_entries(void **state)
 {
     queue_t q;
@@ -155,6 +183,7 @@ int main(void)
         cmocka_unit_test(queue_keeps_fifo_order_across_wrap_and_growth),
         cmocka_unit_test(queue_len_limit_drops_and_releases),
         cmocka_unit_test(queue_byte_limit_drops_and_releases),
+        cmocka_unit_test(queue_push_bounded_uses_the_given_limits),
         cmocka_unit_test(queue_clear_releases_wrapped_entries),
     };
     return cmocka_run_group_tests_name("queue/queue", tests, NULL, NULL);
