@@ -5,8 +5,9 @@
  * loop, the retained trie (behind a mutex), the session map and the store.
  * Each worker loop runs on its own thread and owns its connections, its
  * router (the subscriptions of its sessions) and the sessions it owns,
- * outright; the threading model and the cross-loop takeover protocol are
- * described at the top of inbox.c. A connection borrows its session while
+ * outright, for the session's whole life; the threading model and how a
+ * connection moves to its session's loop are described at the top of
+ * inbox.c. A connection borrows its session while
  * attached (sess->conn / conn->sess point at each other). Functions shared
  * between broker/ files carry a double underscore (conn__close).
  */
@@ -30,11 +31,23 @@
  * caller must then stop processing its input (the memory stays valid until
  * the uv_close callback, which runs in a later loop phase). */
 #define CONN_GONE 1
+/* The CONNECT handler returns CONN_MIGRATE when the session is owned by
+ * loop c->move_to: the read path then moves the connection there, with
+ * the input from that CONNECT's first byte on (inbox.c). */
+#define CONN_MIGRATE 2
+
+/* Hand-offs of one connection between loops before its CONNECT is
+ * refused with "Server busy" (the session kept being re-created on
+ * another loop meanwhile). */
+#define MIGRATE_MAX_HOPS 8
 
 /* Flags for conn__close. */
 #define CLOSE_DISCONNECT 0x01 /* v5: send DISCONNECT with the reason first */
 #define CLOSE_WILL 0x02       /* abnormal: publish the will */
 #define CLOSE_QUIET 0x04      /* normal close: log at DEBUG, not INFO */
+#define CLOSE_TAKEN 0x08      /* taken over: detach the session without
+                                 ending it (the new connection has it) */
+#define CLOSE_MOVED 0x10      /* moved to another loop: not counted */
 
 /* Session expiry value meaning "never" (v5 0xFFFFFFFF; v3.1.1 clean 0). */
 #define SESS_NEVER_EXPIRES 0xFFFFFFFFu
@@ -68,10 +81,10 @@ typedef struct broker_counters_s {
 
 /* ---- session map ---- */
 
-/* sess__claim results. */
+/* sess__find_or_create results. */
 #define SESS_NEW 0    /* created, owned by the calling loop */
 #define SESS_LOCAL 1  /* exists and is owned by the calling loop */
-#define SESS_REMOTE 2 /* owned by another loop: claimed, ADOPT will follow */
+#define SESS_REMOTE 2 /* owned by another loop: move the connection there */
 
 typedef struct sess_shard_s {
     pthread_mutex_t mu;
@@ -100,9 +113,8 @@ struct sess_s {
     conn_t *conn;      /* attached connection or NULL (offline); borrowed;
                           first: the one field a QoS 0 delivery reads */
     sess_t *next;      /* hash chain (shard) */
-    _Atomic(loop_t *) loop; /* owner loop (shard for writes); during a
-                               hand-off already the adopting loop */
-    conn_t *claim_conn;   /* shard: claiming connection; NULL = no claim */
+    loop_t *loop;      /* owner loop: set at creation, before the session
+                          is linked, and never changed (read: shard) */
     sess_t *lprev, *lnext; /* owner loop's list of its sessions */
     uint64_t disconnected_at; /* uv_now ms when it went offline */
     queue_t queue;     /* QoS 1/2 waiting for window room */
@@ -110,23 +122,12 @@ struct sess_s {
     sess_sub_t *subs;  /* owned array; room for sess.c subs_room(n_subs) */
     msg_t *will;       /* owned; NULL when none */
     uint64_t will_at;  /* uv_now ms when a delayed will is due; 0 = none */
-    uint32_t claim_seq;   /* shard: bumped by every claim */
-    uint32_t transit_seq; /* shard: claim being adopted while transit */
     uint32_t n_subs;
     uint32_t expiry;   /* session expiry interval, s; 0 = ends with conn */
     uint32_t will_delay; /* v5 Will Delay Interval, s */
     uint32_t will_expiry; /* v5 Message Expiry of the will, s; 0 = none;
                              counted from publication, not from CONNECT */
     uint32_t hash;
-    uint16_t claim_loop;  /* shard: 1 + index of the pending claim's loop */
-    /* Whole bytes, not bit-fields: these are written by different threads
-     * (under the shard mutex or by the owner), and a bit-field write
-     * rewrites its neighbours. */
-    uint8_t claim_clean;  /* shard: clean start of the pending claim */
-    uint8_t transit;      /* shard: ADOPT posted, not yet processed */
-    uint8_t ended;        /* ended (expiry 0) while claimed: reset on adopt */
-    uint8_t held;         /* a takeover on the owner is in progress */
-    /* Owner loop only: */
     unsigned version : 3; /* protocol of the last connection (3, 4, 5) */
     unsigned overflow_logged : 1;
     unsigned congested : 1; /* online, queue past the soft limit, publishers
@@ -176,9 +177,7 @@ typedef struct conn_in_s {
     uint8_t data[];
 } conn_in_t;
 
-/* CONN_TAKING: CONNECT decoded, the session is being taken over from
- * another loop; not reading, no CONNACK yet, until ADOPT or REJECT. */
-enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_TAKING, CONN_CLOSING };
+enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSING };
 
 /* What a decoded CONNECT asks for, kept until the session is ours. */
 typedef struct conn_hello_s {
@@ -197,11 +196,7 @@ struct conn_s {
      * fan-out to 1,000 connections reads two cache lines of each. */
     loop_t *loop;
     sess_t *sess;         /* attached session (borrowed) */
-    union {
-        conn_t *dirty_next; /* loop's dirty list */
-        conn_t *park_next;  /* loop's parked list (handle closed, so never
-                               dirty again) */
-    };
+    conn_t *dirty_next;   /* loop's dirty list */
     size_t unsent;        /* bytes in flight + pending */
     conn_out_t *out;      /* output, or NULL when there is none */
     uint32_t peer_max_packet; /* client's Maximum Packet Size (v5) */
@@ -213,12 +208,17 @@ struct conn_s {
     unsigned warned_drop : 1; /* the QoS 0 drop warning was logged */
     unsigned got_disconnect : 1;
     unsigned read_paused : 1; /* reading stopped: unsent > max_out_bytes */
-    unsigned claim_pending : 1; /* an ADOPT or REJECT naming c is coming */
-    unsigned parked : 1;  /* handle closed; memory kept for that item */
+    unsigned moved : 1;   /* handed to another loop: not counted closed */
     unsigned pend : 1;    /* index of the pending batch; !pend is writing */
     unsigned peer_family : 3; /* 4, 6, or 0 when unknown */
     uint8_t throttled;    /* 0, or why c is paused (enum in throttle.c) */
-    uint16_t wait_loop;   /* 1 + index of the loop c waits for */
+    uint8_t hops;         /* times this connection was moved (CONNECT) */
+    union {               /* (in a padding hole: no extra bytes) */
+        uint16_t wait_loop; /* throttle.c (CONN_ACTIVE): 1 + index of the
+                               loop c waits for */
+        uint16_t move_to; /* CONN_MIGRATE (CONN_NEW): index of the loop
+                             owning the session */
+    };
     uint16_t keepalive;   /* seconds, as granted; 0 = none */
     uint16_t peer_port;
     /* Cold. Sized with care: an idle connection costs this struct, its
@@ -227,14 +227,14 @@ struct conn_s {
     conn_t *prev, *next;  /* loop's list of all its connections */
     union {
         conn_hello_t *hello; /* the CONNECT, until the session is attached
-                                (CONN_NEW, CONN_TAKING); owned */
+                                (CONN_NEW); owned */
         msg_t *probe;     /* throttle.c WAIT_PROBE (CONN_ACTIVE): the
                              message whose fate c awaits; owned */
     };
     conn_in_t *in;        /* partial input, or NULL (owned) */
     uint8_t peer_addr[16]; /* for logs: conn__peer formats it */
-    uint32_t since;       /* uv_now ms, truncated: accepted (CONN_NEW,
-                             CONN_TAKING) or closing began (CONN_CLOSING) */
+    uint32_t since;       /* uv_now ms, truncated: accepted or moved here
+                             (CONN_NEW) or closing began (CONN_CLOSING) */
     uint32_t last_rx;     /* uv_now ms, truncated, of the last packet in;
                              compared by unsigned difference (< 49 days) */
 };
@@ -245,19 +245,19 @@ enum loop_item_kind {
     ITEM_ACCEPT = 1, /* fd: a socket accepted by the listener */
     ITEM_PUBLISH,    /* m: match the loop's router, deliver; one reference;
                         seq: index of the posting loop */
-    ITEM_TAKEOVER,   /* s, seq: hand s over to its pending claim */
-    ITEM_ADOPT,      /* s, c, seq: s is now this loop's; finish c's CONNECT */
-    ITEM_REJECT,     /* c: its claim was superseded; close it */
+    ITEM_MIGRATE,    /* fd, bytes, len, hops: a connection moved here
+                        from another loop, its input from its CONNECT on */
     ITEM_STOP        /* shut the loop down */
 };
 
 typedef struct loop_item_s {
     uint8_t kind;
+    uint8_t hops;    /* ITEM_MIGRATE: moves so far, this one included */
     int fd;
     uint64_t seq;
     msg_t *m;
-    sess_t *s;
-    conn_t *c;
+    uint8_t *bytes;  /* ITEM_MIGRATE: owned input bytes (len of them) */
+    size_t len;
 } loop_item_t;
 
 /* A reused vector of items (outboxes, inboxes). */
@@ -293,7 +293,6 @@ struct loop_s {
     item_vec_t work;      /* the swapped-out inbox being processed */
     item_vec_t *out;      /* one outbox per worker loop, flushed per tick */
     sess_t *sessions;     /* sessions this loop owns (sess->lnext) */
-    conn_t *parked;       /* closed connections waiting for their item */
     conn_t *conns;        /* every connection of the loop */
     size_t n_conns;
     conn_t *dirty;        /* connections with pending output */
@@ -420,20 +419,20 @@ void listener__stop(broker_t *b);
 
 /* Opens a connection on loop l for the accepted socket fd (takes fd). */
 void conn__open(loop_t *l, int fd);
+/* ITEM_MIGRATE on l: opens a connection for fd (taken) moved here from
+ * another loop after `hops` moves, processes bytes[0..len) (taken, freed
+ * here; they start with the CONNECT) as if just read, then reads. */
+void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
+                      uint8_t hops);
 /* Restarts reading after a deferred CONNECT finished or a throttle ended,
  * first processing whatever input arrived meanwhile (unless c is paused
  * again by backpressure or throttling). */
 void conn__resume(conn_t *c);
-/* The ADOPT or REJECT naming c arrived: clears c->claim_pending. Returns 1
- * when c is still alive, 0 when it had closed (c is freed now). */
-int conn__claim_done(conn_t *c);
 /* Frees an output object (conn_out_t) and its arrays. */
 void conn__out_free(conn_out_t *o);
 /* Frees the pooled output objects l did not need since the last call
  * (its 1 s sweep). */
 void conn__trim_outs(loop_t *l);
-/* Frees a parked connection (shutdown). */
-void conn__free(conn_t *c);
 /* Appends an encoded control packet to c's pending batch. Returns 0, or
  * ERR_INVAL when p cannot be encoded. */
 int conn__send_pkt(conn_t *c, const pkt_t *p);
@@ -471,17 +470,14 @@ void conn__sweep(conn_t *c, uint64_t now);
 
 /* ---- handle_connect.c ---- */
 
-/* Handles the first packet of a connection (raw bytes of one frame). */
+/* Handles the first packet of a connection (raw bytes of one frame).
+ * Returns 0, CONN_GONE, or CONN_MIGRATE (c->move_to set: the caller
+ * moves c, from this frame on, to its session's loop). */
 int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len);
 /* Frees c->hello (and the will it still holds), if any. */
 void conn__hello_free(conn_t *c);
 /* Handles DISCONNECT from the client. */
 int conn__handle_disconnect(conn_t *c, const pkt_t *p);
-/* ADOPT(s, c, seq) on loop l: s is l's now; finishes c's CONNECT when the
- * claim is still c's, else closes c and passes s to the newer claim. */
-void conn__on_adopt(loop_t *l, sess_t *s, conn_t *c, uint64_t seq);
-/* REJECT(c): c's claim was superseded; closes c without CONNACK. */
-void conn__on_reject(loop_t *l, conn_t *c);
 
 /* ---- handle_publish.c ---- */
 
@@ -578,33 +574,25 @@ void sess__unlink(sess_map_t *m, sess_t *s);
 size_t sess__count(sess_map_t *m);
 /* New offline session with the given id and limits; not in the map. */
 sess_t *sess__create(const char *id, size_t len, const broker_config_t *cfg);
-/* Find-or-create-and-claim for connection c on loop l, atomically under
- * the shard mutex (see inbox.c). Returns SESS_NEW or SESS_LOCAL (s is l's:
- * go on at once) or SESS_REMOTE (a TAKEOVER was posted; c must wait for
- * ADOPT or REJECT). *out is the session in every case. */
-int sess__claim(loop_t *l, conn_t *c, const char *id, size_t len,
-                int clean_start, sess_t **out);
+/* Finds the session with this client id or creates it owned by l,
+ * atomically under the shard mutex (see inbox.c). Returns SESS_NEW or
+ * SESS_LOCAL with *out the session (l's: borrowed), or SESS_REMOTE with
+ * *out NULL and *owner the loop that owns it (the caller moves its
+ * connection there). *owner is set in every case. */
+int sess__find_or_create(loop_t *l, const char *id, size_t len, sess_t **out,
+                         loop_t **owner);
 /* Records s as owned by l (its list for the sweep). */
 void sess__own(loop_t *l, sess_t *s);
 /* Removes s's subscriptions from l's router, releases queue, inflight and
  * will, frees s. s must be unlinked and detached; l is its owner, or NULL
  * at shutdown (routers are freed wholesale). */
 void sess__destroy(loop_t *l, sess_t *s);
-/* Ends a session owned by l: unlinks and destroys it, unless a claim is
- * pending or a takeover holds it, in which case it is marked ended (the
- * next owner starts it afresh). Returns 1 when s was destroyed. */
-int sess__end(loop_t *l, sess_t *s);
+/* Ends a session owned by l: unlinks it under the shard mutex, then
+ * destroys it. */
+void sess__end(loop_t *l, sess_t *s);
 /* Empties s in place for a clean start: subscriptions (and l's router
  * entries), queue, inflight, will. */
 void sess__reset(loop_t *l, sess_t *s);
-/* Adds s's recorded subscriptions to l's router (after adoption). */
-void sess__subscribe_all(loop_t *l, sess_t *s);
-/* TAKEOVER(s, seq) on l: hands s to its pending claim when l still owns
- * it and seq is still the pending claim's. */
-void sess__on_takeover(loop_t *l, sess_t *s, uint64_t seq);
-/* Hands s (owned by l, claim pending) to the claiming loop: closes its
- * connection (0x8E), leaves l's router and sweep, posts ADOPT. */
-void sess__handoff(loop_t *l, sess_t *s);
 /* Records a subscription (replacing one on the same filter). */
 void sess__sub_add(sess_t *s, const char *f, size_t len, uint8_t options,
                    uint32_t sub_id);
@@ -613,12 +601,13 @@ int sess__sub_remove(sess_t *s, const char *f, size_t len);
 /* Writes "uvmq-" and 16 random hex digits plus NUL into out (22 bytes). */
 void sess__assign_id(char out[22]);
 /* Detaches s from its connection at close. publish_will per the close
- * reason; a session with expiry 0 is ended here (sess__end). */
-void sess__detach(loop_t *l, sess_t *s, int publish_will);
+ * reason; a session with expiry 0 is ended here (sess__end) unless keep
+ * is set (takeover: the new connection resets it instead). */
+void sess__detach(loop_t *l, sess_t *s, int publish_will, int keep);
 /* Publishes s's will now (retained + fan-out) and forgets it. */
 void sess__publish_will(loop_t *l, sess_t *s);
 /* 1 s sweep of the sessions l owns: due delayed wills, expired offline
- * sessions (those with a pending claim are left to the claimer). */
+ * sessions. */
 void sess__sweep(loop_t *l, uint64_t now);
 
 #endif

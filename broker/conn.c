@@ -11,11 +11,14 @@
  * holds neither input nor output memory; the loop's flush hook writes the
  * batch once per tick (uv_try_write, then one uv_write for any rest;
  * double-buffered: one batch being written, one filling). Connection
- * memory is freed only in the uv_close callback.
+ * memory is freed only in the uv_close callback. A connection whose
+ * CONNECT names a session of another loop moves there (move_away,
+ * conn__open_moved; inbox.c).
  */
 #include "broker_int.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -229,7 +232,10 @@ const char *conn__peer(const conn_t *c)
     return buf;
 }
 
-void conn__open(loop_t *l, int fd)
+/* Opens a connection on l for fd (taken); `moved` when it comes from
+ * another loop (not counted as accepted). Returns c, ready to read, or
+ * NULL when it is already closing (bad socket, loop stopping). */
+static conn_t *open_fd(loop_t *l, int fd, int moved)
 {
     broker_t *b = l->b;
     conn_t *c = xcalloc(1, sizeof *c);
@@ -247,15 +253,24 @@ void conn__open(loop_t *l, int fd)
         log_warn("cannot open an accepted socket: %s", uv_strerror(rc));
         close(fd);
         conn__close_handle(c);
+        c = NULL;
     } else if (l->stopping) {
         conn__close_handle(c);
+        c = NULL;
     } else {
-        CNT_INC(b, accepted);
+        if (!moved) CNT_INC(b, accepted);
         uv_tcp_nodelay(&c->tcp, 1);
         keep_peer(c);
-        log_debug("accepted connection from %s", conn__peer(c));
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        log_debug("%s connection from %s", moved ? "moved here" : "accepted",
+                  conn__peer(c));
     }
+    return c;
+}
+
+void conn__open(loop_t *l, int fd)
+{
+    conn_t *c = open_fd(l, fd, 0);
+    if (c != NULL) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* ---- read ---- */
@@ -336,18 +351,49 @@ static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
     return rc;
 }
 
+/* CONN_MIGRATE: moves c to loop c->move_to with data[0..len), its input
+ * from the CONNECT on. A duplicate of the socket and a copy of the bytes
+ * go there as ITEM_MIGRATE (which takes them), and c closes quietly here:
+ * closing its handle closes only this loop's descriptor. The target's
+ * load and the broker's connection count include c's successor from now
+ * on (its close subtracts them). Returns CONN_GONE. */
+static int move_away(conn_t *c, const uint8_t *data, size_t len)
+{
+    broker_t *b = c->loop->b;
+    loop_item_t it = {.kind = ITEM_MIGRATE, .hops = (uint8_t)(c->hops + 1),
+                      .fd = -1, .len = len};
+    uv_os_fd_t fd = -1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        it.fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    it.bytes = try_malloc(len, (size_t)b->cfg->max_packet_size + LOOP_READ_BUF);
+    if (it.fd < 0 || it.bytes == NULL) {
+        if (it.fd >= 0) close(it.fd);
+        free(it.bytes);
+        conn__close(c, 0, 0, "cannot move the connection to its session's loop");
+        return CONN_GONE;
+    }
+    memcpy(it.bytes, data, len);
+    atomic_fetch_add_explicit(&b->loops[c->move_to].load, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&b->n_conns, 1, memory_order_relaxed);
+    loop__post(c->loop, c->move_to, &it);
+    conn__close(c, 0, CLOSE_QUIET | CLOSE_MOVED, "moved to its session's loop");
+    return CONN_GONE;
+}
+
 /* Frames and dispatches every whole packet in data[0..len). Sets *used to
  * the bytes consumed and *need to the size of the incomplete packet that
  * follows (0 when unknown). Stops early (bytes left unused) when c is
- * waiting for a session takeover or is throttled. Returns 0 or CONN_GONE. */
+ * throttled. A CONNECT for another loop's session moves c there with the
+ * bytes from that CONNECT on (none is processed here). Returns 0 or
+ * CONN_GONE. */
 static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used,
                    size_t *need)
 {
     size_t off = 0;
     int rc = 0;
     *need = 0;
-    while (rc == 0 && c->state != CONN_CLOSING && c->state != CONN_TAKING &&
-           !c->throttled) {
+    while (rc == 0 && c->state != CONN_CLOSING && !c->throttled) {
         size_t flen = 0, want = 0;
         int fr = pkt_frame(data + off, len - off, c->loop->b->cfg->max_packet_size,
                            &flen, &want);
@@ -362,7 +408,10 @@ static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used,
         } else {
             rc = dispatch(c, data + off, flen);
             arena_reset(&c->loop->arena);
-            off += flen;
+            if (rc == CONN_MIGRATE)
+                rc = move_away(c, data + off, len - off);
+            else
+                off += flen;
         }
     }
     *used = off;
@@ -444,6 +493,25 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             read_own(c, (size_t)n);
         pause_if_backed_up(c);
     }
+}
+
+void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
+                      uint8_t hops)
+{
+    conn_t *c = open_fd(l, fd, 1);
+    if (c != NULL) {
+        c->hops = hops;
+        if (grow_in(c, len) != 0) {
+            conn__close(c, 0, 0, err_str(ERR_NOMEM));
+        } else {
+            memcpy(c->in->data, bytes, len); /* as if just read */
+            read_own(c, len);
+        }
+        if (c->state == CONN_ACTIVE) pause_if_backed_up(c);
+        if (c->state != CONN_CLOSING && !c->read_paused && !c->throttled)
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+    free(bytes);
 }
 
 void conn__resume(conn_t *c)
@@ -693,7 +761,10 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
         d.u.disconnect.reason = reason;
         conn__send_pkt(c, &d);
     }
-    if (c->sess != NULL) sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0);
+    if (flags & CLOSE_MOVED) c->moved = 1;
+    if (c->sess != NULL)
+        sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0,
+                     (flags & CLOSE_TAKEN) != 0);
     if (!c->writing && (c->out == NULL || c->out->batch[c->pend].n == 0))
         conn__close_handle(c);
 }
@@ -719,7 +790,8 @@ void conn__close_handle(conn_t *c)
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
 
-void conn__free(conn_t *c)
+/* Frees c's memory (its handle is closed). */
+static void conn_free(conn_t *c)
 {
     conn__throttle_forget(c);
     if (c->out != NULL) conn__out_free(c->out);
@@ -728,27 +800,13 @@ void conn__free(conn_t *c)
     free(c);
 }
 
-int conn__claim_done(conn_t *c)
-{
-    loop_t *l = c->loop;
-    c->claim_pending = 0;
-    if (!c->parked) return 1;
-    conn_t **pp = &l->parked;
-    while (*pp != c) pp = &(*pp)->park_next;
-    *pp = c->park_next;
-    conn__free(c);
-    return 0;
-}
-
-/* Runs after any write callback (libuv cancels writes before closing). A
- * connection waiting for its ADOPT or REJECT is parked, not freed: that
- * item still names it (inbox.c). */
+/* Runs after any write callback (libuv cancels writes before closing). */
 static void on_close(uv_handle_t *h)
 {
     conn_t *c = h->data;
     loop_t *l = c->loop;
     broker_t *b = l->b;
-    if (c->sess != NULL) sess__detach(l, c->sess, 0); /* never left attached */
+    if (c->sess != NULL) sess__detach(l, c->sess, 0, 0); /* never left attached */
     loop__unmark_dirty(c);
     if (c->prev != NULL) c->prev->next = c->next;
     else l->conns = c->next;
@@ -756,14 +814,8 @@ static void on_close(uv_handle_t *h)
     l->n_conns--;
     atomic_fetch_sub_explicit(&l->load, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&b->n_conns, 1, memory_order_relaxed);
-    if (c->claim_pending) {
-        c->parked = 1;
-        c->park_next = l->parked;
-        l->parked = c;
-    } else {
-        conn__free(c);
-    }
-    CNT_INC(b, closed);
+    if (!c->moved) CNT_INC(b, closed); /* moved: its successor counts */
+    conn_free(c);
     if (l->stopping && l->n_conns == 0) loop__close_handles(l);
 }
 

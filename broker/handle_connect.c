@@ -4,11 +4,12 @@
  *
  * The steps are separate functions: decode errors get the CONNACK (or
  * silence) the spec asks for; validation picks a CONNACK reason; apply
- * keeps the request in c->hello and claims the session (sess__claim). A
- * session of this loop is taken over at once (its live connection is
- * closed); one owned by another loop arrives later by ADOPT (inbox.c),
- * and conn__on_adopt then does the same. finish sends CONNACK and, for a
- * resumed session, resends the inflight window and drains the queue.
+ * finds or creates the session (sess__find_or_create). A session owned by
+ * another loop sends the connection there (CONN_MIGRATE: the read path
+ * moves it, and the CONNECT is handled again there; inbox.c). Otherwise
+ * the request is kept in c->hello, a live connection holding the session
+ * is closed (takeover), and finish sends CONNACK and, for a resumed
+ * session, resends the inflight window and drains the queue.
  */
 #include "broker_int.h"
 
@@ -190,17 +191,17 @@ static int resume_or_reset(conn_t *c, sess_t *s)
 {
     loop_t *l = c->loop;
     int clean = c->hello->clean_start;
+    int ended = 0; /* the old connection's session ended with it */
     if (s->conn != NULL) {
         /* Takeover (MQTT-3.1.4-3). A resumed session cancels a delayed
          * will instead of publishing it (design choice, see report). */
         if (!clean && s->will_delay > 0 && s->expiry != 0 && s->will != NULL)
             msg_release(&s->will);
-        s->held = 1; /* an expiry 0 session is marked ended, not freed */
+        ended = s->expiry == 0; /* kept (CLOSE_TAKEN), reset below */
         conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
-                    CLOSE_DISCONNECT | CLOSE_WILL, "session taken over");
-        s->held = 0;
+                    CLOSE_DISCONNECT | CLOSE_WILL | CLOSE_TAKEN, "session taken over");
     }
-    if (clean || s->ended) {
+    if (clean || ended) {
         if (clean) sess__publish_will(l, s); /* a pending delayed will: session ends */
         sess__reset(l, s);
         return 0;
@@ -237,6 +238,22 @@ static void finish(conn_t *c, sess_t *s, int present)
     }
 }
 
+/* The session is owned by loop `owner`: asks the read path to move c
+ * there (CONN_MIGRATE), or refuses after MIGRATE_MAX_HOPS moves. */
+static int migrate(conn_t *c, loop_t *owner, const char *id, size_t id_len)
+{
+    if (c->hops >= MIGRATE_MAX_HOPS) {
+        log_warn("client %.*s (%s): its session moved between loops %u times "
+                 "during CONNECT: refused (server busy)",
+                 (int)id_len, id, conn__peer(c), (unsigned)c->hops);
+        return refuse(c, PKT_RC_SERVER_BUSY);
+    }
+    c->move_to = (uint16_t)owner->index;
+    log_debug("client %.*s (%s): moving to loop %u, its session's owner",
+              (int)id_len, id, conn__peer(c), owner->index);
+    return CONN_MIGRATE;
+}
+
 static int apply(conn_t *c, const pkt_connect_t *cp)
 {
     broker_t *b = c->loop->b;
@@ -245,6 +262,7 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
     size_t id_len = cp->client_id.len;
     msg_t *will = NULL;
     sess_t *s = NULL;
+    loop_t *owner = NULL;
     if (cp->will_flag) {
         will = conn__msg_from(b, cp->will_topic, cp->will_payload,
                               cp->version == PKT_V5 ? &cp->will_props : NULL,
@@ -256,17 +274,13 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
         id = gen;
         id_len = strlen(gen);
     }
-    keep_hello(c, cp, will, cp->client_id.len == 0 && cp->version == PKT_V5);
-    int rc = sess__claim(c->loop, c, id, id_len, cp->clean_start, &s);
+    int rc = sess__find_or_create(c->loop, id, id_len, &s, &owner);
     if (rc == SESS_REMOTE) {
-        /* Owned by another loop: wait for ADOPT or REJECT (inbox.c). */
-        c->state = CONN_TAKING;
-        c->claim_pending = 1;
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        log_debug("client %s (%s): taking the session over from another loop",
-                  s->client_id, conn__peer(c));
-        return 0;
+        /* A session never changes loops: c goes to it (inbox.c). */
+        if (will != NULL) msg_release(&will);
+        return migrate(c, owner, id, id_len);
     }
+    keep_hello(c, cp, will, cp->client_id.len == 0 && cp->version == PKT_V5);
     finish(c, s, rc == SESS_LOCAL ? resume_or_reset(c, s) : 0);
     return 0;
 }
@@ -305,37 +319,4 @@ int conn__handle_disconnect(conn_t *c, const pkt_t *p)
     c->got_disconnect = 1;
     conn__close(c, 0, flags, "client sent DISCONNECT");
     return CONN_GONE;
-}
-
-void conn__on_adopt(loop_t *l, sess_t *s, conn_t *c, uint64_t seq)
-{
-    sess_shard_t *sh = sess__shard(&l->b->sessions, s->hash);
-    pthread_mutex_lock(&sh->mu);
-    int mine = s->claim_conn == c && s->claim_seq == seq;
-    s->transit = 0;
-    if (mine) s->claim_conn = NULL;
-    int newer = s->claim_conn != NULL;
-    pthread_mutex_unlock(&sh->mu);
-    sess__own(l, s);
-    sess__subscribe_all(l, s);
-    int alive = conn__claim_done(c);
-    if (!mine) {
-        /* Superseded while s travelled: c is ours to close. */
-        if (alive)
-            conn__close(c, 0, 0, "superseded by a newer connection with the same client id");
-        if (newer) sess__handoff(l, s);
-    } else if (!alive || c->state != CONN_TAKING) {
-        /* c is gone: s stays here as an offline session. */
-        if (s->ended || s->expiry == 0) sess__end(l, s);
-    } else {
-        finish(c, s, resume_or_reset(c, s));
-        conn__resume(c);
-    }
-}
-
-void conn__on_reject(loop_t *l, conn_t *c)
-{
-    (void)l;
-    if (conn__claim_done(c))
-        conn__close(c, 0, 0, "superseded by a newer connection with the same client id");
 }

@@ -9,16 +9,17 @@
  * their own thread. A worker OWNS, and is the only thread to touch:
  *   - its connections (conn_t: socket, input, out-batches);
  *   - its router (subscriptions of the sessions it owns; no lock);
- *   - the sessions it owns (sess->loop == l): their connection pointer,
- *     queue, inflight window, subscriptions list, will, expiry;
+ *   - the sessions it owns (sess->loop == l, from creation to the end):
+ *     their connection pointer, queue, inflight window, subscriptions
+ *     list, will, expiry;
  *   - its outboxes, dirty list and reused vectors.
  * Shared between threads, and nothing else:
  *   - msg_t: immutable after creation, atomic refcount, blocks go back to
  *     the pool of the thread that made them (queue/msg.c);
  *   - the retained trie, behind b->retained_lock;
  *   - the session map: session_shards shards (64 by default), a mutex
- *     each, which also guards each session's ownership and claim fields
- *     (marked "shard" in sess_t);
+ *     each, under which a session is found, created (owner set) or
+ *     unlinked;
  *   - per loop: the inbox (behind inbox_mu), n_subs and load (atomics);
  *   - broker-wide atomic counters.
  *
@@ -49,48 +50,49 @@
  * connection is written, so a PUBLISH is in every target inbox before its
  * PUBACK leaves.
  *
- * SESSION TAKEOVER ACROSS LOOPS
+ * SESSIONS STAY; CONNECTIONS MOVE
  *
- * A session is owned by exactly one loop at a time, online or not, and
- * only the owner mutates it. A CONNECT on loop B for a client id calls
- * sess__claim, which under the shard mutex finds or creates the session:
- *   - absent: created, owned by B (SESS_NEW);
- *   - owned by B and not in transit: same-loop takeover, as on a single
- *     loop (SESS_LOCAL); a pending claim of another connection x on loop
- *     X is superseded: REJECT(x) goes to X;
- *   - owned by A != B (or in transit): B records the claim
- *     {B, c, ++claim_seq, clean_start}, REJECTs the previous pending claim
- *     (unless that one is already being adopted: its adopter closes it),
- *     posts TAKEOVER(s, seq) to A, stops reading c (CONN_TAKING) and waits.
- * A on TAKEOVER(s, seq), if it still owns s (not in transit) and seq is the
- * pending claim's: closes s->conn (v5 DISCONNECT 0x8E, will per the usual
- * rules), removes s's subscriptions from its router (s->subs keeps them),
- * drops it from its sweep list, and under the shard mutex sets s->loop to
- * the claimer, transit = 1, then posts ADOPT(s, c, seq). Otherwise it
- * ignores the item (a newer claim's TAKEOVER or adoption handles s).
- * B on ADOPT: clears transit under the mutex; adds s->subs to its router;
- * if s->claim_seq is still seq it clears the claim and finishes the CONNECT
- * exactly like the local path (clean start, session present, CONNACK,
- * resend, drain, resume reading); else c was superseded while s travelled:
- * B closes c and hands s straight on to the pending claim.
- * If c died meanwhile, s simply stays with B as an offline session.
+ * A session is owned by the loop that created it for its whole life,
+ * online or not: only that loop touches it, keeps its subscriptions in
+ * its router, sweeps it and ends it. A CONNECT on loop B calls
+ * sess__find_or_create, which under the shard mutex either creates the
+ * session, owned by B, or returns the existing one's owner A:
+ *   - A == B: the same-loop path (a live connection holding the session
+ *     gets DISCONNECT 0x8E, clean start, session present, CONNACK,
+ *     resend, drain);
+ *   - A != B: the CONNECT handler returns CONN_MIGRATE and the read path,
+ *     which knows the buffer, moves the CONNECTION: it stops reading,
+ *     dup()s the socket, copies the input from the CONNECT's first byte
+ *     on (the CONNECT and whatever the client pipelined after it; none of
+ *     it is processed on B), posts MIGRATE {fd, bytes, hops} to A and
+ *     closes its connection quietly (no will, no CONNACK, DEBUG log, not
+ *     counted as closed; uv_close closes only B's descriptor, the
+ *     duplicate keeps the socket open). A opens the descriptor as on
+ *     ACCEPT, feeds it the bytes as if just read, then reads: the CONNECT
+ *     is handled from scratch and now finds the session A's own.
+ * If the session ended on A and was re-created on another loop C in
+ * between, A moves the connection on to C; after MIGRATE_MAX_HOPS moves
+ * the CONNECT is refused with "Server busy" (v5 0x89, v3.1.1 code 3).
  *
- * Why it is race-free: (1) ownership changes only under the shard mutex
- * and only by the owner, and only to the loop of the pending claim; every
- * other field of s is touched by the owner thread only, and the hand-off
- * (mutex + inbox mutex) orders the old owner's writes before the new
- * owner's reads. (2) Exactly one item names each claiming connection: the
- * ADOPT (claim honoured, or superseded in transit) or the REJECT
- * (superseded before the hand-off), never both, so a CONN_TAKING
- * connection's memory is kept (parked) until that item arrives and then
- * freed exactly once. (3) A never destroys or expires a session with a
- * pending claim (sess__end marks it ended instead; the adopter starts it
- * afresh), so a TAKEOVER or ADOPT never names freed memory. (4) Sessions
- * are freed only by their owner after unlinking them under the mutex with
- * no claim pending, or by the main thread after every loop has stopped.
+ * Why it is race-free: ownership never changes, so no session state ever
+ * crosses threads and a session's router entries never leave its
+ * owner's router: a PUBLISH that matches a session always finds it,
+ * online or offline, at every moment (no window while a session moves).
+ * The only cross-thread steps are the shard-locked find-or-create (whose
+ * result about another loop is only that loop's index: B never touches
+ * A's session) and the descriptor hand-off through A's inbox; a
+ * connection exists on exactly one loop at a time (B stops reading before
+ * it posts, A starts only when the item runs, and the kernel keeps any
+ * bytes that arrive meanwhile). Sessions are freed only by their owner
+ * after unlinking them under the shard mutex, or by the main thread after
+ * every loop has stopped.
  *
- * Known window: a QoS 1/2 message published between A leaving its router
- * and B's ADOPT, matched only by the moving session, is not delivered.
+ * Trade-off: the listener still places each new connection on the least
+ * loaded loop, but a persistent session sticks to its loop, so a
+ * reconnecting persistent client costs one extra hand-off (a dup, a copy
+ * of its CONNECT, an inbox round), and load may skew toward loops that
+ * hold many long-lived sessions (the moved connections are counted in
+ * their new loop's load, so new clients avoid it).
  *
  * SHUTDOWN
  *
@@ -167,14 +169,8 @@ static void run_item(loop_t *l, loop_item_t *it)
             loop__throttle_delivered(l, it->m, (unsigned)it->seq);
         msg_release(&it->m);
         break;
-    case ITEM_TAKEOVER:
-        sess__on_takeover(l, it->s, it->seq);
-        break;
-    case ITEM_ADOPT:
-        conn__on_adopt(l, it->s, it->c, it->seq);
-        break;
-    case ITEM_REJECT:
-        conn__on_reject(l, it->c);
+    case ITEM_MIGRATE:
+        conn__open_moved(l, it->fd, it->bytes, it->len, it->hops);
         break;
     case ITEM_STOP:
         loop__stop(l);
@@ -201,7 +197,8 @@ void loop__drop_items(item_vec_t *v)
     for (size_t i = 0; i < v->n; i++) {
         loop_item_t *it = &v->v[i];
         if (it->kind == ITEM_PUBLISH) msg_release(&it->m);
-        if (it->kind == ITEM_ACCEPT) close(it->fd);
+        if (it->kind == ITEM_ACCEPT || it->kind == ITEM_MIGRATE) close(it->fd);
+        if (it->kind == ITEM_MIGRATE) free(it->bytes);
     }
     v->n = 0;
 }

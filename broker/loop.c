@@ -116,11 +116,6 @@ int loop__close_uv(loop_t *l)
 void loop__dispose(loop_t *l)
 {
     if (l->rbuf == NULL) return; /* never initialised */
-    while (l->parked != NULL) {
-        conn_t *c = l->parked;
-        l->parked = c->park_next;
-        conn__free(c);
-    }
     loop__drop_items(&l->inbox);
     loop__drop_items(&l->work);
     loop__items_dispose(&l->inbox);

@@ -4,12 +4,12 @@
  *
  * The map has session_shards shards (a setting, 64 by default), each a
  * chained hash table behind its own mutex (shard = hash(client id) %
- * session_shards); the mutex also guards each
- * session's owner and claim fields, so a loop can find, create or claim a
- * session atomically (the takeover protocol is described in inbox.c). A
- * session with expiry 0 ends with its connection; others stay offline,
- * keep their subscriptions and queue QoS 1/2 messages until they expire.
- * Each loop sweeps (expiry, delayed wills) only the sessions it owns.
+ * session_shards), so a loop finds or creates a session atomically. A
+ * session is owned, for its whole life, by the loop that created it (a
+ * connection for it on another loop moves there: inbox.c); only that loop
+ * touches it, ends it and sweeps it (expiry, delayed wills). A session
+ * with expiry 0 ends with its connection; others stay offline, keep their
+ * subscriptions and queue QoS 1/2 messages until they expire.
  */
 #include "broker_int.h"
 
@@ -178,7 +178,6 @@ sess_t *sess__create(const char *id, size_t len, const broker_config_t *cfg)
     sess_t *s = xcalloc(1, offsetof(sess_t, client_id) + len + 1);
     memcpy(s->client_id, id, len);
     s->hash = hash_id(id, len);
-    atomic_init(&s->loop, NULL);
     queue_init(&s->queue, cfg->max_queued_messages, cfg->max_queued_bytes);
     inflight_init(&s->inflight, cfg->max_inflight ? cfg->max_inflight : 1);
     return s;
@@ -192,7 +191,7 @@ void sess__own(loop_t *l, sess_t *s)
     l->sessions = s;
 }
 
-/* Removes s from l's list and l's router (s leaves l). */
+/* Removes s from l's list and l's router (s is being destroyed). */
 static void disown(loop_t *l, sess_t *s)
 {
     if (s->lprev != NULL) s->lprev->lnext = s->lnext;
@@ -292,7 +291,7 @@ void sess__publish_will(loop_t *l, sess_t *s)
     msg_release(&m);
 }
 
-void sess__detach(loop_t *l, sess_t *s, int publish_will)
+void sess__detach(loop_t *l, sess_t *s, int publish_will, int keep)
 {
     if (s->conn != NULL) s->conn->sess = NULL;
     s->conn = NULL;
@@ -309,23 +308,17 @@ void sess__detach(loop_t *l, sess_t *s, int publish_will)
     } else if (s->will != NULL) {
         msg_release(&s->will); /* MQTT-3.1.2-10: normal DISCONNECT */
     }
-    if (s->expiry == 0) sess__end(l, s);
+    if (s->expiry == 0 && !keep) sess__end(l, s);
 }
 
-int sess__end(loop_t *l, sess_t *s)
+void sess__end(loop_t *l, sess_t *s)
 {
     sess_shard_t *sh = sess__shard(&l->b->sessions, s->hash);
-    int gone = 0;
+    /* Unlinked first: no other loop can find s once it is being freed. */
     pthread_mutex_lock(&sh->mu);
-    if (s->held || s->claim_conn != NULL) {
-        s->ended = 1; /* a claimer holds the name: it starts afresh */
-    } else {
-        unlink_locked(sh, s);
-        gone = 1;
-    }
+    unlink_locked(sh, s);
     pthread_mutex_unlock(&sh->mu);
-    if (gone) sess__destroy(l, s);
-    return gone;
+    sess__destroy(l, s);
 }
 
 void sess__reset(loop_t *l, sess_t *s)
@@ -338,107 +331,30 @@ void sess__reset(loop_t *l, sess_t *s)
     inflight_clear(&s->inflight);
     if (s->will != NULL) msg_release(&s->will);
     s->will_at = 0;
-    s->ended = 0;
     s->overflow_logged = 0;
 }
 
-void sess__subscribe_all(loop_t *l, sess_t *s)
-{
-    int existed = 0;
-    for (size_t i = 0; i < s->n_subs; i++) {
-        const sess_sub_t *sub = &s->subs[i];
-        router_subscribe(l->router, sub->filter, strlen(sub->filter), s,
-                         sub->options, sub->sub_id, &existed);
-    }
-    if (s->n_subs > 0) loop__subs_changed(l);
-}
-
-/* Posts REJECT for the pending claim of s (shard lock held). */
-static void reject_claim(loop_t *l, sess_t *s)
-{
-    loop_item_t it = {.kind = ITEM_REJECT, .c = s->claim_conn};
-    loop__post(l, (unsigned)s->claim_loop - 1, &it);
-    s->claim_conn = NULL;
-}
-
-/* Records the claim of c on l for s owned elsewhere (shard lock held). */
-static void claim_remote(loop_t *l, conn_t *c, sess_t *s, int clean_start)
-{
-    /* A pending claim already being adopted is closed by its adopter
-     * (conn__on_adopt); any other is rejected here. Exactly one item
-     * names each claiming connection. */
-    int adopting = s->transit && s->transit_seq == s->claim_seq;
-    if (s->claim_conn != NULL && !adopting) reject_claim(l, s);
-    s->claim_loop = (uint16_t)(l->index + 1);
-    s->claim_conn = c;
-    s->claim_seq++;
-    s->claim_clean = (uint8_t)(clean_start != 0);
-    if (!s->transit) { /* in transit: the adopter sees the claim */
-        loop_t *owner = atomic_load_explicit(&s->loop, memory_order_relaxed);
-        loop_item_t it = {.kind = ITEM_TAKEOVER, .s = s, .seq = s->claim_seq};
-        loop__post(l, owner->index, &it);
-    }
-}
-
-int sess__claim(loop_t *l, conn_t *c, const char *id, size_t len,
-                int clean_start, sess_t **out)
+int sess__find_or_create(loop_t *l, const char *id, size_t len, sess_t **out,
+                         loop_t **owner)
 {
     uint32_t h = hash_id(id, len);
     sess_shard_t *sh = sess__shard(&l->b->sessions, h);
-    int rc = SESS_REMOTE;
+    int rc = SESS_LOCAL;
     pthread_mutex_lock(&sh->mu);
     sess_t *s = lookup(sh, h, id, len);
     if (s == NULL) {
         s = sess__create(id, len, l->b->cfg);
-        atomic_store_explicit(&s->loop, l, memory_order_relaxed);
+        s->loop = l; /* for the session's whole life */
         insert_locked(sh, s);
         rc = SESS_NEW;
-    } else if (atomic_load_explicit(&s->loop, memory_order_relaxed) == l && !s->transit) {
-        if (s->claim_conn != NULL) reject_claim(l, s); /* the newest wins */
-        s->claim_seq++; /* stale TAKEOVERs are ignored */
-        rc = SESS_LOCAL;
-    } else {
-        claim_remote(l, c, s, clean_start);
+    } else if (s->loop != l) {
+        rc = SESS_REMOTE;
     }
+    *owner = s->loop; /* read under the lock: s may be freed after it */
     pthread_mutex_unlock(&sh->mu);
     if (rc == SESS_NEW) sess__own(l, s);
-    *out = s;
+    *out = rc == SESS_REMOTE ? NULL : s;
     return rc;
-}
-
-void sess__on_takeover(loop_t *l, sess_t *s, uint64_t seq)
-{
-    sess_shard_t *sh = sess__shard(&l->b->sessions, s->hash);
-    pthread_mutex_lock(&sh->mu);
-    int ours = atomic_load_explicit(&s->loop, memory_order_relaxed) == l &&
-               !s->transit && s->claim_conn != NULL && s->claim_seq == seq;
-    pthread_mutex_unlock(&sh->mu);
-    if (ours) sess__handoff(l, s); /* else superseded, or already handed on */
-}
-
-void sess__handoff(loop_t *l, sess_t *s)
-{
-    sess_shard_t *sh = sess__shard(&l->b->sessions, s->hash);
-    pthread_mutex_lock(&sh->mu);
-    int clean = s->claim_clean;
-    pthread_mutex_unlock(&sh->mu);
-    if (s->conn != NULL) {
-        /* Takeover (MQTT-3.1.4-3), as on one loop: a resumed session
-         * cancels a delayed will instead of publishing it. */
-        if (!clean && s->will_delay > 0 && s->expiry != 0 && s->will != NULL)
-            msg_release(&s->will);
-        conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
-                    CLOSE_DISCONNECT | CLOSE_WILL, "session taken over");
-    }
-    disown(l, s); /* s->subs keeps the subscriptions for the adopter */
-    pthread_mutex_lock(&sh->mu);
-    loop_t *to = &l->b->loops[s->claim_loop - 1];
-    loop_item_t it = {.kind = ITEM_ADOPT, .s = s, .c = s->claim_conn, .seq = s->claim_seq};
-    atomic_store_explicit(&s->loop, to, memory_order_relaxed);
-    s->transit = 1;
-    s->transit_seq = s->claim_seq;
-    pthread_mutex_unlock(&sh->mu);
-    loop__post(l, to->index, &it);
 }
 
 static int expired(const sess_t *s, uint64_t now)

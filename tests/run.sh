@@ -44,6 +44,7 @@ run_one() {
 for t in "$BUILD"/tests/unit/*/*; do
     [ -x "$t" ] || continue
     case "$t" in *.d) continue;; esac
+    [ -f "tests/unit/${t#"$BUILD"/tests/unit/}.c" ] || continue   # stale: source removed
     [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
     run_one "unit/${t#"$BUILD"/tests/unit/}" "$t"
 done
@@ -54,6 +55,7 @@ for threads in ${TEST_THREADS:-1 4}; do
     for t in "$BUILD"/tests/integration/*; do
         [ -x "$t" ] && [ -f "$t" ] || continue
         case "$t" in *.d) continue;; esac
+        [ -f "tests/integration/${t##*/}.c" ] || continue
         [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
         run_one "integration/${t##*/} (threads $threads)" "$t"
     done

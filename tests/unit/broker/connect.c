@@ -1,8 +1,9 @@
 /*
  * Unit tests for the pure steps of broker/handle_connect.c: peeking the
  * protocol level of a CONNECT that failed to decode, the client id and
- * will checks that choose a CONNACK reason, the keep-alive grant and the
- * session expiry a CONNECT asks for.
+ * will checks that choose a CONNACK reason, the keep-alive grant, the
+ * session expiry a CONNECT asks for, and the move to the session's loop
+ * (CONN_MIGRATE, refused with "Server busy" after MIGRATE_MAX_HOPS).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -141,6 +142,53 @@ static void session_expiry_maps_clean_session_and_v5_property(void **state)
     assert_int_equal(session_expiry(&cp), 60);
 }
 
+static void session_of_another_loop_moves_the_connection_there(void **state)
+{
+    loop_t owner;
+    (void)state;
+    memset(&owner, 0, sizeof owner);
+    owner.index = 3;
+    assert_int_equal(migrate(&cn, &owner, "dev", 3), CONN_MIGRATE);
+    assert_int_equal(cn.move_to, 3);
+    cn.hops = MIGRATE_MAX_HOPS - 1;
+    assert_int_equal(migrate(&cn, &owner, "dev", 3), CONN_MIGRATE);
+    assert_int_equal(cn.state, CONN_NEW);
+}
+
+/* The CONNACK return code a refused CONNECT of version v got after
+ * MIGRATE_MAX_HOPS moves (needs a uv handle: conn__close stops it). */
+static uint8_t refused_after_max_hops(uint8_t version)
+{
+    loop_t owner;
+    memset(&owner, 0, sizeof owner);
+    owner.index = 1;
+    assert_int_equal(uv_loop_init(&lp.uv), 0);
+    uv_tcp_init(&lp.uv, &cn.tcp);
+    cn.version = version;
+    cn.hops = MIGRATE_MAX_HOPS;
+    assert_int_equal(migrate(&cn, &owner, "dev", 3), CONN_GONE);
+    assert_int_equal(cn.state, CONN_CLOSING);
+    const out_batch_t *b = &cn.out->batch[cn.pend];
+    assert_int_equal(b->scratch_len, version == PKT_V5 ? 5 : 4); /* CONNACK only */
+    assert_int_equal(b->scratch[0], 0x20);
+    uint8_t rc = b->scratch[3];
+    conn__out_free(cn.out);
+    uv_close((uv_handle_t *)&cn.tcp, NULL);
+    uv_run(&lp.uv, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&lp.uv), 0);
+    return rc;
+}
+
+static void too_many_moves_are_refused_as_server_busy(void **state)
+{
+    (void)state;
+    assert_int_equal(refused_after_max_hops(PKT_V5), PKT_RC_SERVER_BUSY);
+    memset(&cn, 0, sizeof cn);
+    cn.loop = &lp;
+    lp.dirty = NULL;
+    assert_int_equal(refused_after_max_hops(PKT_V311), PKT_RC311_SERVER_UNAVAILABLE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +199,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(v5_authentication_method_is_refused_for_now, setup, teardown),
         cmocka_unit_test_setup_teardown(keepalive_zero_or_over_max_gets_max_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(session_expiry_maps_clean_session_and_v5_property, setup, teardown),
+        cmocka_unit_test_setup_teardown(session_of_another_loop_moves_the_connection_there, setup, teardown),
+        cmocka_unit_test_setup_teardown(too_many_moves_are_refused_as_server_busy, setup, teardown),
     };
     return cmocka_run_group_tests_name("broker/connect", tests, NULL, NULL);
 }
