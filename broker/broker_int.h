@@ -151,7 +151,8 @@ typedef struct out_ent_s {
 typedef struct out_batch_s {
     out_ent_t *v; /* reused array */
     size_t n, cap;
-    uint8_t *scratch; /* encoded control packets and per-subscriber heads */
+    uint8_t *scratch; /* encoded control packets, per-subscriber heads and
+                         small PUBLISH packets copied whole (conn.c) */
     size_t scratch_len, scratch_cap;
     size_t bytes; /* total bytes of all entries */
 } out_batch_t;

@@ -55,6 +55,7 @@ static int teardown(void **state)
 static msg_t *make_msg(size_t payload_len)
 {
     static uint8_t payload[4096];
+    for (size_t i = 0; i < sizeof payload; i++) payload[i] = (uint8_t)('a' + i % 26);
     return msg_create("a/b", 3, payload, payload_len, NULL, 0, 0, 0, 1u << 20);
 }
 
@@ -73,10 +74,57 @@ static void control_packets_merge_into_one_entry(void **state)
     assert_ptr_equal(f->l.dirty, &f->c);
 }
 
-static void qos0_delivery_shares_the_head_and_holds_one_reference(void **state)
+static void small_qos0_deliveries_are_copied_into_one_merged_entry(void **state)
 {
     fixture_t *f = *state;
     msg_t *m = make_msg(10);
+    size_t hlen = 0;
+    const uint8_t *head = msg_head(m, 0, 0, &hlen);
+    assert_int_equal(hlen, 7); /* 0x30 0x0f 0x00 0x03 a/b */
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
+    assert_int_equal(b->n, 1);
+    assert_null(b->v[0].base);
+    assert_null(b->v[0].ref);
+    assert_int_equal(b->v[0].len, 34);
+    assert_memory_equal(b->scratch, head, 7);
+    assert_memory_equal(b->scratch + 7, "abcdefghij", 10);
+    assert_memory_equal(b->scratch + 17, head, 7);
+    assert_memory_equal(b->scratch + 24, "abcdefghij", 10);
+    assert_int_equal(b->bytes, 34);
+    assert_int_equal(f->c.unsent, 34);
+    assert_int_equal(atomic_load(&m->refs), 1); /* no reference held */
+    assert_int_equal(f->l.msgs_out, 2);
+    msg_release(&m);
+}
+
+static void copy_threshold_is_256_bytes_of_head_and_payload(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *at = make_msg(248);    /* 1 + 2 (remaining 253) + 5 + 248 = 256 */
+    msg_t *over = make_msg(249);  /* 257 */
+    assert_int_equal(conn__send_publish(&f->c, at, 0, 0, 0, 0, NULL, 0), 0);
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
+    assert_int_equal(b->n, 1);
+    assert_int_equal(b->v[0].len, 256);
+    assert_int_equal(atomic_load(&at->refs), 1);
+    assert_int_equal(conn__send_publish(&f->c, over, 0, 0, 0, 0, NULL, 0), 0);
+    assert_int_equal(b->n, 3);
+    assert_int_equal(b->v[1].len, 8);
+    assert_ptr_equal(b->v[2].base, over->payload);
+    assert_int_equal(atomic_load(&over->refs), 2);
+    assert_int_equal(f->c.unsent, 256 + 257);
+    batch_reset(b);
+    assert_int_equal(atomic_load(&over->refs), 1);
+    msg_release(&at);
+    msg_release(&over);
+}
+
+static void large_qos0_delivery_shares_the_head_and_holds_one_reference(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(300);
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
     out_batch_t *b = &f->c.out->batch[f->c.pend];
     size_t hlen = 0;
@@ -84,8 +132,8 @@ static void qos0_delivery_shares_the_head_and_holds_one_reference(void **state)
     assert_int_equal(b->n, 2);
     assert_ptr_equal(b->v[0].base, head);            /* shared, not copied */
     assert_ptr_equal(b->v[1].base, m->payload);
-    assert_int_equal(b->v[1].len, 10);
-    assert_int_equal(f->c.unsent, hlen + 10);
+    assert_int_equal(b->v[1].len, 300);
+    assert_int_equal(f->c.unsent, hlen + 300);
     assert_int_equal(atomic_load(&m->refs), 2);
     batch_reset(b);                                   /* as on write done */
     assert_int_equal(atomic_load(&m->refs), 1);
@@ -98,11 +146,32 @@ static void qos1_delivery_encodes_its_own_head_with_packet_id(void **state)
     msg_t *m = make_msg(2);
     assert_int_equal(conn__send_publish(&f->c, m, 1, 0, 1, 0x1234, NULL, 0), 0);
     out_batch_t *b = &f->c.out->batch[f->c.pend];
+    assert_int_equal(b->n, 1); /* small: payload copied right after the head */
+    assert_null(b->v[0].base);
+    assert_null(b->v[0].ref);
+    assert_int_equal(b->v[0].len, 11);
+    /* 0x3A = PUBLISH, DUP, QoS 1; remaining 2+3+2+2 = 9 */
+    assert_memory_equal(b->scratch, "\x3a\x09\x00\x03" "a/b" "\x12\x34" "ab", 11);
+    assert_int_equal(f->c.unsent, 11);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+}
+
+static void large_qos1_delivery_borrows_the_payload_after_its_head(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(300);
+    assert_int_equal(conn__send_publish(&f->c, m, 1, 0, 0, 5, NULL, 0), 0);
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
     assert_int_equal(b->n, 2);
     assert_null(b->v[0].base);
-    /* 0x3A = PUBLISH, DUP, QoS 1; remaining 2+3+2+2 = 9 */
-    assert_memory_equal(b->scratch, "\x3a\x09\x00\x03" "a/b" "\x12\x34", 9);
-    assert_int_equal(f->c.unsent, 11 + 0);
+    assert_int_equal(b->v[0].len, 10); /* 0x32, 2-byte remaining 307, 7 */
+    assert_memory_equal(b->scratch, "\x32\xb3\x02\x00\x03" "a/b" "\x00\x05", 10);
+    assert_ptr_equal(b->v[1].base, m->payload);
+    assert_int_equal(f->c.unsent, 310);
+    assert_int_equal(atomic_load(&m->refs), 2);
+    batch_reset(b);
+    assert_int_equal(atomic_load(&m->refs), 1);
     msg_release(&m);
 }
 
@@ -145,23 +214,39 @@ static void v5_subscription_ids_get_a_per_subscriber_head(void **state)
     out_batch_t *b = &f->c.out->batch[f->c.pend];
     /* 0x30, rem 2+3 + props(1 + 2 + 3) + 1 payload = 12;
      * props: 0B 01, 0B C8 01 */
-    assert_int_equal(b->v[0].len, 2 + 5 + 6);
-    assert_memory_equal(b->scratch, "\x30\x0c\x00\x03" "a/b" "\x05\x0b\x01\x0b\xc8\x01", 13);
+    assert_int_equal(b->n, 1);
+    assert_int_equal(b->v[0].len, 2 + 5 + 6 + 1);
+    assert_memory_equal(b->scratch, "\x30\x0c\x00\x03" "a/b" "\x05\x0b\x01\x0b\xc8\x01" "a", 14);
     msg_release(&m);
 }
 
 static void batch_keeps_offsets_valid_across_scratch_growth(void **state)
 {
     fixture_t *f = *state;
-    msg_t *m = make_msg(1);
+    msg_t *m = make_msg(300); /* zero-copy: a head in scratch, then a ref */
     for (uint16_t i = 1; i <= 200; i++) /* scratch reallocs several times */
         conn__send_publish(&f->c, m, 1, 0, 0, i, NULL, 0);
     out_batch_t *b = &f->c.out->batch[f->c.pend];
     assert_int_equal(b->n, 400);
-    assert_int_equal(b->v[398].off, 199 * 9);
-    assert_memory_equal(b->scratch + b->v[398].off, "\x32\x08\x00\x03" "a/b" "\x00\xc8", 9);
+    assert_int_equal(b->v[398].off, 199 * 10);
+    assert_memory_equal(b->scratch + b->v[398].off, "\x32\xb3\x02\x00\x03" "a/b" "\x00\xc8", 10);
     assert_int_equal(atomic_load(&m->refs), 201);
     batch_reset(b);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+}
+
+static void small_copies_stay_intact_across_scratch_growth(void **state)
+{
+    fixture_t *f = *state;
+    msg_t *m = make_msg(3);
+    for (uint16_t i = 1; i <= 200; i++) /* 12 bytes each: several reallocs */
+        conn__send_publish(&f->c, m, 1, 0, 0, i, NULL, 0);
+    out_batch_t *b = &f->c.out->batch[f->c.pend];
+    assert_int_equal(b->n, 1);
+    assert_int_equal(b->v[0].len, 200 * 12);
+    assert_int_equal(b->bytes, 200 * 12);
+    assert_memory_equal(b->scratch + 199 * 12, "\x32\x0a\x00\x03" "a/b" "\x00\xc8" "abc", 12);
     assert_int_equal(atomic_load(&m->refs), 1);
     msg_release(&m);
 }
@@ -234,12 +319,16 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(control_packets_merge_into_one_entry, setup, teardown),
-        cmocka_unit_test_setup_teardown(qos0_delivery_shares_the_head_and_holds_one_reference, setup, teardown),
+        cmocka_unit_test_setup_teardown(small_qos0_deliveries_are_copied_into_one_merged_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(copy_threshold_is_256_bytes_of_head_and_payload, setup, teardown),
+        cmocka_unit_test_setup_teardown(large_qos0_delivery_shares_the_head_and_holds_one_reference, setup, teardown),
         cmocka_unit_test_setup_teardown(qos1_delivery_encodes_its_own_head_with_packet_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(large_qos1_delivery_borrows_the_payload_after_its_head, setup, teardown),
         cmocka_unit_test_setup_teardown(qos0_past_max_out_bytes_is_dropped_and_counted, setup, teardown),
         cmocka_unit_test_setup_teardown(publish_over_client_maximum_packet_size_is_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(v5_subscription_ids_get_a_per_subscriber_head, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_keeps_offsets_valid_across_scratch_growth, setup, teardown),
+        cmocka_unit_test_setup_teardown(small_copies_stay_intact_across_scratch_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(qos0_larger_than_max_out_bytes_goes_when_nothing_is_unsent, setup, teardown),
         cmocka_unit_test_setup_teardown(idle_connection_gives_its_output_object_back, setup, teardown),
         cmocka_unit_test_setup_teardown(sweep_trims_output_objects_unused_for_a_second, setup, teardown),
