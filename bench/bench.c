@@ -31,7 +31,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 
-#define HDR_LEN 24               /* index u32, seq u64, send ns u64, magic u32 */
+#define HDR_LEN 24               /* index u32, seq u64, send ns u64 (REALTIME), magic u32 */
 #define MAGIC 0x75764d51u        /* "uvMQ" */
 #define NO_SEQ UINT64_MAX
 #define PUB_HIGH_WATER (1u << 20) /* stop filling a publisher past 1 MiB unsent */
@@ -48,6 +48,7 @@ static const char *const mode_names[] = {"fanout", "many", "wildcard", "idle"};
 typedef struct opts_s {
     const char *host, *label;
     int port, proto, mode, qos, clean, json_only, broker_pid;
+    int latency_kernel;    /* --latency kernel (1) or user (0) */
     long subs, pubs, topics, size, window, conns;
     double rate, duration, warmup;
 } opts_t;
@@ -91,7 +92,7 @@ typedef struct sub_side_s {
     uint64_t received;     /* in-window deliveries */
     uint64_t received_all;
     uint64_t duplicates, order_violations, bad_payloads, unexpected, misrouted, stale;
-    uint64_t t_start_ns;   /* messages sent before this belong to another run */
+    uint64_t t_start_ns;   /* CLOCK_REALTIME; messages sent before belong to another run */
     uint64_t qos2_pending; /* PUBRECs sent, PUBREL not yet received */
     uint64_t lost_conns, connect_errors;
     uint64_t late;         /* copies of messages already given up on */
@@ -146,6 +147,7 @@ static void usage(FILE *f)
           "      --label TEXT       copied into the JSON line\n"
           "      --clean 0|1        clean session / clean start (1)\n"
           "      --json-only        print only the JSON line\n"
+          "      --latency SRC      arrival time: kernel (receive timestamp) | user (kernel)\n"
           "  -h, --help\n", f);
 }
 
@@ -194,6 +196,7 @@ static void opts_defaults(opts_t *o)
     o->conns = 10000;
     o->duration = 10;
     o->warmup = 2;
+    o->latency_kernel = 1;
 }
 
 /* Applies one option; returns 0, or -1 for a bad value. */
@@ -221,6 +224,10 @@ static int apply_opt(opts_t *o, int ch, const char *a)
     case 2: o->label = a; break;
     case 3: rc = lnum(a, 0, 1, &l); o->clean = (int)l; break;
     case 4: o->json_only = 1; break;
+    case 5:
+        o->latency_kernel = strcmp(a, "kernel") == 0 ? 1 : 0;
+        rc = o->latency_kernel || strcmp(a, "user") == 0 ? 0 : -1;
+        break;
     default: rc = -1; break;
     }
     return rc;
@@ -235,7 +242,7 @@ static int parse_opts(opts_t *o, int argc, char **argv)
         {"topics", 1, 0, 't'}, {"qos", 1, 0, 'q'}, {"size", 1, 0, 'S'},
         {"rate", 1, 0, 'r'}, {"window", 1, 0, 'W'}, {"duration", 1, 0, 'd'},
         {"warmup", 1, 0, 'w'}, {"conns", 1, 0, 'c'}, {"broker-pid", 1, 0, 1},
-        {"label", 1, 0, 2}, {"clean", 1, 0, 3}, {"json-only", 0, 0, 4},
+        {"label", 1, 0, 2}, {"clean", 1, 0, 3}, {"json-only", 0, 0, 4}, {"latency", 1, 0, 5},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
 
@@ -300,7 +307,7 @@ static size_t put_uint(char *p, uint64_t v)
  * publisher's completion ring, and (inside the window) the count and the
  * latency. */
 static void sub_record(sub_side_t *ss, sub_t *s, const uint8_t *h, uint64_t now,
-                       pub_shared_t *shared, const opts_t *o)
+                       uint64_t rx, pub_shared_t *shared, const opts_t *o)
 {
     uint32_t pi, magic;
     uint64_t seq, sent, first, end;
@@ -340,7 +347,7 @@ static void sub_record(sub_side_t *ss, sub_t *s, const uint8_t *h, uint64_t now,
     end = atomic_load_explicit(&shared[pi].win_end, memory_order_relaxed);
     if (seq < first || seq >= end) return;
     ss->received++;
-    bench_hist_record(&ss->hist, now > sent ? now - sent : 0);
+    bench_hist_record(&ss->hist, rx > sent ? rx - sent : 0); /* both CLOCK_REALTIME */
 }
 
 static void sub_on_packet(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
@@ -363,7 +370,7 @@ static void sub_on_packet(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
         ss->qos2_pending++;
     }
     if (p->payload_len < HDR_LEN) ss->bad_payloads++;
-    else sub_record(ss, c->data, p->payload, now, b->shared, &b->o);
+    else sub_record(ss, c->data, p->payload, now, c->lp->rx_real_ns, b->shared, &b->o);
 }
 
 static void sub_on_tick(bench_loop_t *lp)
@@ -431,7 +438,7 @@ static int subs_start(bench_t *b)
     int rc;
 
     b->ss = ss;
-    ss->t_start_ns = uv_hrtime();
+    ss->t_start_ns = bench_realtime_ns();
     bench_hist_init(&ss->hist);
     rc = uv_loop_init(&ss->loop);
     if (rc != 0) return rc;
@@ -440,6 +447,7 @@ static int subs_start(bench_t *b)
     cfg.cbs.on_fail = sub_on_fail;
     cfg.cbs.on_setup_done = sub_on_setup_done;
     cfg.cbs.on_tick = sub_on_tick;
+    cfg.rx_timestamps = o->latency_kernel;
     bench_loop_init(&ss->lp, &ss->loop, &cfg);
     ss->lp.data = b;
     uv_async_init(&ss->loop, &ss->cmd, on_sub_cmd);
@@ -505,7 +513,7 @@ static uint64_t pub_outstanding(bench_t *b, pub_t *p)
 static void pub_send_one(bench_t *b, pub_t *p)
 {
     uint32_t idx = p->conn.index, magic = MAGIC;
-    uint64_t now = uv_hrtime();
+    uint64_t now = uv_hrtime(), sent = bench_realtime_ns();
     uint16_t pid = 0;
     size_t len;
     int n;
@@ -524,7 +532,7 @@ static void pub_send_one(bench_t *b, pub_t *p)
     }
     memcpy(p->payload, &idx, 4);
     memcpy(p->payload + 4, &p->next_seq, 8);
-    memcpy(p->payload + 12, &now, 8);
+    memcpy(p->payload + 12, &sent, 8);
     memcpy(p->payload + 20, &magic, 4);
     len = bench_mqtt_publish_len(b->o.proto, b->o.qos, p->topic_len, (size_t)b->o.size);
     n = bench_mqtt_encode_publish(bench_conn_reserve(&p->conn, len), len, b->o.proto,
@@ -937,8 +945,12 @@ static void print_table(const bench_t *b, const result_t *r)
            (double)r->received / r->dur);
     printf("  %-22s %" PRId64 " / %" PRIu64 " / %" PRIu64 "\n", "lost / dup / order",
            (int64_t)(b->expected - r->received), r->dups, r->order);
-    printf("  %-22s p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n", "latency (us)",
-           r->p50, r->p90, r->p99, r->p999, r->max);
+    printf("  %-22s p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+           o->latency_kernel ? "latency (us, kernel)" : "latency (us, user)", r->p50, r->p90,
+           r->p99, r->p999, r->max);
+    if (ss && o->latency_kernel && ss->lp.rx_unstamped)
+        printf("  %-22s %" PRIu64 " of %" PRIu64 " reads timed in user space\n", "no kernel stamp",
+               ss->lp.rx_unstamped, ss->lp.rx_unstamped + ss->lp.rx_stamped);
     printf("  %-22s %.3f s\n", "generator CPU", r->gen_cpu);
     if (o->broker_pid)
         printf("  %-22s %.3f s (%.0f deliveries per CPU s), RSS %ld KiB\n", "broker CPU",
@@ -992,6 +1004,7 @@ static void print_json(const bench_t *b, const result_t *r)
            (int64_t)(b->expected - r->received), r->dups, r->order);
     printf("\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},",
            r->p50, r->p90, r->p99, r->p999, r->max);
+    printf("\"latency_source\":\"%s\",", o->latency_kernel ? "kernel" : "user");
     printf("\"gen_cpu_s\":%.3f,", r->gen_cpu);
     print_broker_json(b, r);
     printf("\"connect_errors\":%" PRIu64 ",\"window_timeouts\":%" PRIu64 "}\n",

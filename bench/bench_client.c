@@ -7,12 +7,19 @@
  * place; only the new tail is copied back. Writes: handlers append to the
  * connection's out buffer; once per loop turn a uv_prepare hook tries
  * uv_try_write and hands what is left to one uv_write (double buffered).
+ * Kernel receive timestamps: libuv's read() drops control messages, so
+ * on_alloc (called right before each read) peeks one byte with recvmsg for
+ * the SO_TIMESTAMPNS stamp of the skb at the head of the receive queue.
+ * TCP coalesces queued segments into that skb and keeps the stamp of the
+ * last one appended (see bench/uvmq-bench.md, "Latency").
  */
 #include "bench/bench_client.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -45,18 +52,78 @@ static void send_connect(bench_conn_t *c)
     c->state = BENCH_CONN_CONNACK;
 }
 
+/* Returns the realtime clock in ns. */
+uint64_t bench_realtime_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Returns the SCM_TIMESTAMPNS stamp of msg in ns, 0 if absent. */
+uint64_t bench_cmsg_rx_ns(const struct msghdr *msg)
+{
+    struct cmsghdr *cm;
+    struct timespec ts;
+    uint64_t ns = 0;
+
+    for (cm = CMSG_FIRSTHDR(msg); cm && ns == 0; cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS ||
+            cm->cmsg_len < CMSG_LEN(sizeof ts))
+            continue;
+        memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+        ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    }
+    return ns;
+}
+
+/* Peeks the first unread byte of c's socket for the kernel receive stamp of
+ * the skb holding it (0 when nothing is queued or it carries no stamp). */
+static uint64_t peek_rx_stamp(bench_conn_t *c)
+{
+    union { char buf[CMSG_SPACE(sizeof(struct timespec)) + 64]; struct cmsghdr align; } ctl;
+    struct msghdr msg;
+    struct iovec iov;
+    uv_os_fd_t fd;
+    char byte;
+
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+    memset(&msg, 0, sizeof msg);
+    iov.iov_base = &byte;
+    iov.iov_len = 1;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof ctl.buf;
+    if (recvmsg(fd, &msg, MSG_PEEK | MSG_DONTWAIT) <= 0) return 0;
+    return bench_cmsg_rx_ns(&msg);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     bench_conn_t *c = h->data;
     bench_loop_t *lp = c->lp;
 
     (void)hint;
+    if (lp->cfg.rx_timestamps) c->rx_stamp_ns = peek_rx_stamp(c);
     if (c->tail_len) memcpy(lp->rbuf + lp->tail_max - c->tail_len, c->tail, c->tail_len);
     buf->base = (char *)lp->rbuf + lp->tail_max;
     buf->len = BENCH_READ_SIZE;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Asks the kernel to stamp every segment c receives (SO_TIMESTAMPNS). */
+static int enable_rx_stamps(bench_conn_t *c)
+{
+    uv_os_fd_t fd;
+    int one = 1, rc = uv_fileno((uv_handle_t *)&c->tcp, &fd);
+
+    if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0)
+        rc = uv_translate_sys_error(errno);
+    return rc;
+}
 
 static void on_connect(uv_connect_t *req, int status)
 {
@@ -65,6 +132,7 @@ static void on_connect(uv_connect_t *req, int status)
 
     if (c->state != BENCH_CONN_TCP) return; /* closed meanwhile */
     if (rc == 0) rc = uv_tcp_nodelay(&c->tcp, 1);
+    if (rc == 0 && c->lp->cfg.rx_timestamps) rc = enable_rx_stamps(c);
     if (rc == 0) rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc != 0) {
         conn_fail(c, "TCP connect failed", rc);
@@ -167,6 +235,22 @@ static void handle_suback(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
     }
 }
 
+/* Sets lp->rx_real_ns for the read c just did: the stamp on_alloc peeked,
+ * else (user mode, or nothing was queued at the peek) the time now. */
+static void set_rx_time(bench_conn_t *c)
+{
+    bench_loop_t *lp = c->lp;
+
+    if (c->rx_stamp_ns) {
+        lp->rx_real_ns = c->rx_stamp_ns;
+        lp->rx_stamped++;
+    } else {
+        lp->rx_real_ns = bench_realtime_ns();
+        if (lp->cfg.rx_timestamps) lp->rx_unstamped++;
+    }
+    c->rx_stamp_ns = 0;
+}
+
 /* Handles one packet; c may be closing afterwards. */
 static void dispatch(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
 {
@@ -212,6 +296,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                   (int)nread);
         return;
     }
+    set_rx_time(c);
     data = (const uint8_t *)buf->base - c->tail_len; /* on_alloc put the tail there */
     total = c->tail_len + (size_t)nread;
     while (off < total && c->state < BENCH_CONN_CLOSING) {

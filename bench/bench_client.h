@@ -8,8 +8,10 @@
  * connect pacer (at most max_in_flight set-ups at a time) and a watchdog
  * (connect timeouts, keep-alive PINGREQs). A connection does CONNECT,
  * CONNACK and, when it has a filter, SUBSCRIBE/SUBACK by itself; every
- * other packet goes to the owner's on_packet. One loop, one thread: no
- * function here may be called from another thread.
+ * other packet goes to the owner's on_packet. With rx_timestamps the
+ * loop also asks the kernel when each read's data arrived (SO_TIMESTAMPNS,
+ * read with a 1-byte MSG_PEEK recvmsg just before libuv's read). One loop,
+ * one thread: no function here may be called from another thread.
  */
 #ifndef UVMQ_BENCH_CLIENT_H
 #define UVMQ_BENCH_CLIENT_H
@@ -43,7 +45,8 @@ typedef struct bench_client_cbs_s {
     /* Set-up of c finished (CONNACK accepted, SUBACK granted if it has a filter). */
     void (*on_ready)(bench_conn_t *c);
     /* Any packet the connection does not handle itself; now_ns is the
-     * uv_hrtime() of the read callback that brought it. */
+     * uv_hrtime() of the read callback that brought it, and lp->rx_real_ns
+     * the CLOCK_REALTIME arrival time of that read (see rx_timestamps). */
     void (*on_packet)(bench_conn_t *c, const bench_pkt_t *p, uint64_t now_ns);
     /* c failed (set-up error, timeout, or lost after set-up); what is static
      * text, err a libuv or ERR_* code or 0. c is closing when this runs. */
@@ -66,6 +69,7 @@ typedef struct bench_client_cfg_s {
     int sub_qos;                  /* QoS of SUBSCRIBEs */
     size_t max_packet;            /* largest packet expected from the broker */
     size_t max_in_flight;         /* connect pacing, e.g. 500 */
+    int rx_timestamps;            /* 1: arrival = kernel receive timestamp */
     bench_client_cbs_t cbs;
 } bench_client_cfg_t;
 
@@ -85,6 +89,9 @@ struct bench_loop_s {
     size_t in_flight, nready, nfailed, nclosed;
     int setup_reported;
     int starting;                 /* inside start_next */
+    uint64_t rx_real_ns;          /* CLOCK_REALTIME arrival of the current read */
+    uint64_t rx_stamped;          /* reads timed by the kernel (rx_timestamps) */
+    uint64_t rx_unstamped;        /* reads that fell back to the read time */
     void *data;                   /* the owner's */
 };
 
@@ -110,8 +117,16 @@ struct bench_conn_s {
     size_t wbuf_len, wbuf_cap;
     uint64_t t_start_ns;          /* set-up start, for the connect timeout */
     uint64_t t_sent_ns;           /* last output, for keep-alive */
+    uint64_t rx_stamp_ns;         /* kernel stamp peeked by on_alloc, 0 none */
     void *data;                   /* the owner's */
 };
+
+/* Returns clock_gettime(CLOCK_REALTIME) in ns (the clock of kernel receive
+ * timestamps and of the send time in the payloads). */
+uint64_t bench_realtime_ns(void);
+/* Returns the SCM_TIMESTAMPNS time (CLOCK_REALTIME ns) in the control
+ * messages of msg (borrowed), or 0 when it holds none. */
+uint64_t bench_cmsg_rx_ns(const struct msghdr *msg);
 
 /* Initialises lp on loop with a copy of cfg and starts its handles.
  * Returns 0 or a libuv error. */
