@@ -141,12 +141,37 @@ static void queue_overflow(broker_t *b, sess_t *s)
     }
 }
 
-/* Sends the message of an inflight slot as a PUBLISH with its packet id. */
-static void send_slot(conn_t *c, inflight_slot_t *slot, uint8_t dup)
+/* Ends the flow of a slot whose PUBLISH cannot be sent (over the client's
+ * Maximum Packet Size, which a resumed session may have lowered): the
+ * message was counted as dropped and, as MQTT-3.1.2-25 says, is treated as
+ * sent, so its packet id and window place are freed instead of waiting
+ * for an acknowledgement that cannot come. Never call it from inside
+ * inflight_foreach. */
+static void give_up_slot(inflight_t *f, uint16_t id)
+{
+    inflight_slot_t *slot = inflight_get(f, id);
+    if (slot == NULL) return;
+    if (slot->state == INFLIGHT_WAIT_PUBACK) {
+        inflight_complete(f, id, PKT_PUBACK);
+    } else if (slot->state == INFLIGHT_WAIT_PUBREC) {
+        inflight_pubrec(f, id);
+        inflight_complete(f, id, PKT_PUBCOMP);
+    }
+}
+
+/* Sends the message of an inflight slot as a PUBLISH with its packet id.
+ * Returns 0, or the send's error (the slot is then still in use). */
+static int send_slot(conn_t *c, inflight_slot_t *slot, uint8_t dup)
 {
     queue_entry_t *e = &slot->e;
-    conn__send_publish(c, e->m, e->qos, e->retain, dup, slot->packet_id,
-                       e->ids, e->n_ids);
+    return conn__send_publish(c, e->m, e->qos, e->retain, dup, slot->packet_id,
+                              e->ids, e->n_ids);
+}
+
+/* send_slot for a slot just added: frees it again if it cannot be sent. */
+static void send_new_slot(sess_t *s, inflight_slot_t *slot)
+{
+    if (send_slot(s->conn, slot, 0) != 0) give_up_slot(&s->inflight, slot->packet_id);
 }
 
 /* 1 when m fits the client's Maximum Packet Size; counts a drop if not. */
@@ -196,7 +221,7 @@ void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
     if (online && s->queue.len == 0 && inflight_has_room(&s->inflight)) {
         inflight_slot_t *slot = inflight_add(&s->inflight, &e);
         if (slot != NULL) {
-            send_slot(c, slot, 0);
+            send_new_slot(s, slot);
             return;
         }
     }
@@ -221,30 +246,41 @@ void sess__drain(sess_t *s)
             slot = inflight_add(&s->inflight, &e);
         }
         if (slot != NULL)
-            send_slot(c, slot, 0);
+            send_new_slot(s, slot);
         else
             queue_entry_dispose(&e);
     }
     sess__congestion_check(c->loop, s, 0);
 }
 
+/* What resend_one needs: the connection, and the ids it could not send
+ * (ended after the walk: inflight_foreach forbids completing slots). */
+typedef struct resend_s {
+    conn_t *c;
+    uint16_t *failed;
+    size_t n_failed;
+} resend_t;
+
 /* inflight_foreach callback: resend one slot after a resume. */
 static void resend_one(inflight_slot_t *slot, void *ctx)
 {
-    conn_t *c = ctx;
+    resend_t *r = ctx;
     if (slot->state == INFLIGHT_WAIT_PUBCOMP) {
         pkt_t p = {.type = PKT_PUBREL};
         p.u.ack.packet_id = slot->packet_id;
-        conn__send_pkt(c, &p);
-    } else if (slot->e.m != NULL) {
-        send_slot(c, slot, 1); /* MQTT-4.4.0-1: same id, DUP set */
+        conn__send_pkt(r->c, &p);
+    } else if (slot->e.m != NULL && send_slot(r->c, slot, 1) != 0) {
+        r->failed[r->n_failed++] = slot->packet_id; /* MQTT-4.4.0-1: same id, DUP */
     }
 }
 
 void sess__resend(sess_t *s)
 {
-    if (s->conn == NULL) return;
-    inflight_foreach(&s->inflight, resend_one, s->conn);
+    if (s->conn == NULL || s->inflight.count == 0) return;
+    resend_t r = {s->conn, xmalloc(s->inflight.count * sizeof *r.failed), 0};
+    inflight_foreach(&s->inflight, resend_one, &r);
+    for (size_t i = 0; i < r.n_failed; i++) give_up_slot(&s->inflight, r.failed[i]);
+    free(r.failed);
 }
 
 /* router_retained_match callback: collect references in l->mvec. */

@@ -112,6 +112,55 @@ static void v5_maximum_packet_size_drops_oversize_delivery_for_that_client_only(
     th_close(lim);
 }
 
+/* A persistent v5 session holds an unacknowledged 200-byte QoS 1 message
+ * in a window of one (max_inflight 1). The client comes back with Maximum
+ * Packet Size 64: the message must not be resent (MQTT-3.1.2-25), and it
+ * must not keep its window place either - the next small message arrives. */
+static void resumed_session_with_smaller_maximum_packet_size_frees_the_window(th_ctx_t *t)
+{
+    /* CONNECT v5 "rs", clean start 0, Session Expiry 60. */
+    static const unsigned char connect1[] = {
+        0x10, 0x14, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x00, 0x00, 0x3c,
+        0x05, 0x11, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x02, 'r', 's'};
+    /* The same, plus Maximum Packet Size 64. */
+    static const unsigned char connect2[] = {
+        0x10, 0x19, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x00, 0x00, 0x3c,
+        0x0a, 0x11, 0x00, 0x00, 0x00, 0x3c, 0x27, 0x00, 0x00, 0x00, 0x40,
+        0x00, 0x02, 'r', 's'};
+    static const unsigned char sub[] = {
+        0x82, 0x09, 0x00, 0x01, 0x00, 0x00, 0x03, 'r', '/', '#', 0x01};
+    static const unsigned char suback[] = {0x90, 0x04, 0x00, 0x01, 0x00, 0x01};
+    /* QoS 1 "r/a", id 1, 200 x 'B' (remaining length 207 = cf 01). */
+    unsigned char big[3 + 7 + 200] = {0x32, 0xcf, 0x01, 0x00, 0x03, 'r', '/', 'a', 0x00, 0x01};
+    static const unsigned char puback1[] = {0x40, 0x02, 0x00, 0x01};
+    static const unsigned char small[] = {
+        0x32, 0x09, 0x00, 0x03, 'r', '/', 'a', 0x00, 0x02, 'o', 'k'};
+    static const unsigned char puback2[] = {0x40, 0x02, 0x00, 0x02};
+    unsigned char buf[512];
+    int sp;
+    memset(big + 10, 'B', 200);
+    int fd = connect_raw(t, connect1, sizeof connect1, &sp);
+    th_send(fd, sub, sizeof sub);
+    th_expect(fd, suback, sizeof suback, TH_WAIT_MS);
+    int pub = th_mqtt_open(t->port, 4, "pub", 0x02, 60);
+    th_send(pub, big, sizeof big);
+    th_expect(pub, puback1, sizeof puback1, TH_WAIT_MS);
+    int n = th_read_packet(fd, buf, sizeof buf, TH_WAIT_MS);
+    assert_true(n > 200 && (buf[0] & 0xf0) == 0x30); /* not acknowledged */
+    th_close(fd);
+    fd = connect_raw(t, connect2, sizeof connect2, &sp);
+    assert_int_equal(sp, 1);
+    th_send(pub, small, sizeof small);
+    th_expect(pub, puback2, sizeof puback2, TH_WAIT_MS);
+    n = th_read_packet(fd, buf, sizeof buf, TH_WAIT_MS);
+    if (n < 0 || (buf[0] & 0xf6) != 0x32 || buf[n - 2] != 'o' || buf[n - 1] != 'k') {
+        th_hexdump("expected the small QoS 1 PUBLISH", buf, n > 0 ? (size_t)n : 0);
+        fail_msg("the oversize message still holds the window of one");
+    }
+    th_close(pub);
+    th_close(fd);
+}
+
 /* ---- offline queue ------------------------------------------------------- */
 
 static void offline_queue_overflow_is_bounded(th_ctx_t *t)
@@ -371,6 +420,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TH_TEST(v5_maximum_packet_size_drops_oversize_delivery_for_that_client_only),
+        TH_TEST_CFG(resumed_session_with_smaller_maximum_packet_size_frees_the_window,
+                    "{\"max_inflight\": 1}\n"),
         TH_TEST_CFG(offline_queue_overflow_is_bounded,
                  "{\"max_queued_messages\": 5}\n"),
         TH_TEST(v5_session_expiry_ends_the_session),
