@@ -154,7 +154,7 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
     *out = NULL;
     b->cfg = cfg;
     b->lfd = -1;
-    rc = store_open(&b->store, cfg->data_dir);
+    rc = store_open(&b->store, cfg->data_dir, NULL);
     if (rc != 0) goto fail_store;
     b->n_loops = loop_count(cfg);
     b->loops = xcalloc(b->n_loops, sizeof *b->loops);

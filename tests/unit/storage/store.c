@@ -44,7 +44,7 @@ static void store_creates_missing_dirs_with_mode_0700(void **state)
     struct stat st;
     store_t *s = NULL;
     snprintf(dir, sizeof dir, "%s/a/b/data", tmpl);
-    assert_int_equal(store_open(&s, dir), 0);
+    assert_int_equal(store_open(&s, dir, NULL), 0);
     assert_non_null(s);
     assert_string_equal(store_dir(s), dir);
     assert_int_equal(stat(dir, &st), 0);
@@ -56,12 +56,12 @@ static void store_creates_missing_dirs_with_mode_0700(void **state)
 static void store_refuses_a_dir_another_store_holds(void **state)
 {
     store_t *a = NULL, *b = NULL;
-    assert_int_equal(store_open(&a, tmpl), 0);
-    assert_int_equal(store_open(&b, tmpl), ERR_IO);
+    assert_int_equal(store_open(&a, tmpl, NULL), 0);
+    assert_int_equal(store_open(&b, tmpl, NULL), ERR_IO);
     assert_null(b);
     store_close(a);
     /* The lock goes with the first store: a new one gets it. */
-    assert_int_equal(store_open(&b, tmpl), 0);
+    assert_int_equal(store_open(&b, tmpl, NULL), 0);
     store_close(b);
 }
 
@@ -83,14 +83,14 @@ static void store_refuses_an_unwritable_parent(void **state)
         assert_int_equal(mkdir(ro, 0500), 0);
         snprintf(dir, sizeof dir, "%s/data", ro);
     }
-    assert_int_equal(store_open(&s, dir), ERR_IO);
+    assert_int_equal(store_open(&s, dir, NULL), ERR_IO);
     assert_null(s);
 }
 
 static void store_refuses_an_empty_path(void **state)
 {
     store_t *s = NULL;
-    assert_int_equal(store_open(&s, ""), ERR_IO);
+    assert_int_equal(store_open(&s, "", NULL), ERR_IO);
     assert_null(s);
     store_close(NULL); /* a no-op */
 }
