@@ -139,23 +139,48 @@ struct sess_s {
 
 /* ---- out-batch ---- */
 
-/* One iovec-to-be: either borrowed bytes (base != NULL, kept alive by ref)
- * or an offset into the batch's scratch bytes (base == NULL). */
+/* A PUBLISH of at most this many bytes goes out whole rather than as a
+ * referenced payload: a QoS 0 fan-out shares it from a chunk (chunk.c),
+ * other deliveries copy it into scratch (conn.c says what it measured). */
+#define PUBLISH_COPY_MAX 256
+
+/* Loop-local block of whole small QoS 0 PUBLISH packets that many
+ * connections' batches point into (chunk.c). Not thread-safe: only its
+ * loop builds, references and releases it. */
+typedef struct pkt_chunk_s {
+    loop_t *owner;   /* the loop whose free list it returns to */
+    uint32_t refs;   /* batch entries pointing into it, + 1 while it is
+                        the loop's current chunk for its variant */
+    uint32_t len;    /* bytes used */
+    struct pkt_chunk_s *next_free;
+    uint8_t data[];
+} pkt_chunk_t;
+
+/* One iovec-to-be: borrowed bytes (base != NULL, kept alive by ref or
+ * chunk) or an offset into the batch's scratch bytes (base == NULL). */
 typedef struct out_ent_s {
     const uint8_t *base;
-    size_t off;
-    size_t len;
-    msg_t *ref; /* owned reference released when the write completes */
+    uint32_t off;
+    uint32_t len;
+    msg_t *ref;         /* owned message reference, or NULL */
+    pkt_chunk_t *chunk; /* owned chunk reference, or NULL */
 } out_ent_t;
 
+/* Entries kept inside the batch itself: the first deliveries of a tick
+ * write next to the batch header (no separate array to miss in cache). */
+#define OUT_INLINE 2
+
+/* Hot first (a delivery touches v, n, cap, bytes and inl[0]: one cache
+ * line, the batch being line-aligned), then what control packets use. */
 typedef struct out_batch_s {
-    out_ent_t *v; /* reused array */
-    size_t n, cap;
+    out_ent_t *v; /* inl, or a heap array once more entries are needed */
+    uint32_t n, cap;
+    size_t bytes; /* total bytes of all entries */
+    out_ent_t inl[OUT_INLINE];
     uint8_t *scratch; /* encoded control packets, per-subscriber heads and
                          small PUBLISH packets copied whole (conn.c) */
     size_t scratch_len, scratch_cap;
-    size_t bytes; /* total bytes of all entries */
-} out_batch_t;
+} __attribute__((aligned(64))) out_batch_t;
 
 /* A connection's output while it has any: the two out-batches (one
  * filling, one being written) and the write request. Taken from the
@@ -271,6 +296,9 @@ typedef struct item_vec_s {
 
 /* A worker loop. Every field belongs to the loop's thread except those
  * marked atomic or "inbox". */
+/* Counters in a loop's topic summary (interest.c): 16 KiB per loop. */
+#define LOOP_INTEREST_SLOTS 4096
+
 struct loop_s {
     broker_t *b;
     unsigned index;
@@ -287,6 +315,9 @@ struct loop_s {
     router_t *router;     /* subscriptions of this loop's sessions */
     atomic_size_t n_subs; /* router_count(router) for other loops; 0 once
                              stopping (a stale read is harmless, inbox.c) */
+    /* Which topics router may match, for other loops (interest.c). */
+    _Atomic uint32_t interest_wild; /* filters starting with + or # */
+    _Atomic uint32_t interest[LOOP_INTEREST_SLOTS];
     atomic_uint load;     /* connections handed here and not yet closed */
     pthread_mutex_t inbox_mu;
     item_vec_t inbox;     /* inbox: items posted by other threads */
@@ -313,6 +344,10 @@ struct loop_s {
     uint64_t msgs_out;    /* PUBLISH queued since the last fold into
                              b->cnt (one atomic add per tick, not per
                              delivery) */
+    /* Small QoS 0 PUBLISH packets shared by fan-outs (chunk.c). */
+    pkt_chunk_t *chunk[MSG_VARIANTS]; /* current chunk per variant */
+    pkt_chunk_t *free_chunks; /* released chunks kept for reuse */
+    unsigned n_free_chunks;
     msg_t *credit_msg;    /* references of credit_msg taken in bulk by */
     size_t credit;        /* broker__deliver_local, used by deliveries */
     /* Publisher throttling (throttle.c). */
@@ -386,10 +421,92 @@ void loop__subs_changed(loop_t *l);
 /* Shuts the loop down on STOP: closes every connection (v5 DISCONNECT
  * 0x8B, no wills), then its handles once the last one has closed. */
 void loop__stop(loop_t *l);
-/* Puts c on its loop's dirty list (once) so the flush hook writes it. */
-void loop__mark_dirty(conn_t *c);
+/* Puts c on its loop's dirty list (once) so the flush hook writes it.
+ * Inline: every delivery calls it. */
+static inline void loop__mark_dirty(conn_t *c)
+{
+    if (c->dirty) return;
+    c->dirty = 1;
+    c->dirty_next = c->loop->dirty;
+    c->loop->dirty = c;
+}
 /* Removes c from the dirty list if it is on it. */
 void loop__unmark_dirty(conn_t *c);
+
+/* Out-of-line parts of conn__send_shared (conn.c). */
+conn_out_t *conn__out_attach(conn_t *c);
+void conn__batch_grow(out_batch_t *b);
+int conn__drop_qos0(conn_t *c);
+
+/* Appends a whole QoS 0 PUBLISH built in chunk ch (the fan-out fast
+ * path, deliver.c): retains ch, or extends the previous entry when pkt
+ * follows its bytes in ch. conn__send_publish's QoS 0 rules apply:
+ * dropped and counted (ERR_LIMIT) over the client's maximum packet size
+ * or past max_out_bytes. Returns 0 when queued for writing. Inline: it
+ * runs once per subscriber of a fan-out. */
+static inline int conn__send_shared(conn_t *c, pkt_chunk_t *ch,
+                                    const uint8_t *pkt, size_t len)
+{
+    if (len > c->peer_max_packet) { /* MQTT-3.1.2-25 */
+        CNT_INC(c->loop->b, dropped_size);
+        return ERR_LIMIT;
+    }
+    if (c->unsent > 0 && c->unsent + len > c->loop->b->cfg->max_out_bytes)
+        return conn__drop_qos0(c);
+    out_batch_t *b = &(c->out != NULL ? c->out : conn__out_attach(c))->batch[c->pend];
+    out_ent_t *last = b->n > 0 ? &b->v[b->n - 1] : NULL;
+    if (last != NULL && last->chunk == ch && last->base + last->len == pkt) {
+        last->len += (uint32_t)len; /* the packet before it in ch */
+    } else {
+        if (b->n == b->cap) conn__batch_grow(b);
+        out_ent_t *e = &b->v[b->n++];
+        e->base = pkt;
+        e->off = 0;
+        e->len = (uint32_t)len;
+        e->ref = NULL;
+        e->chunk = ch;
+        ch->refs++;
+    }
+    b->bytes += len;
+    c->unsent += len;
+    loop__mark_dirty(c);
+    c->loop->msgs_out++;
+    return 0;
+}
+
+/* ---- interest.c ---- */
+
+/* Adds or replaces s's subscription in l's router and counts a new one in
+ * l's summary (before returning: queue the SUBACK after). Returns
+ * router_subscribe's result; *existed as it sets it. */
+int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
+                    uint8_t options, uint32_t sub_id, int *existed);
+/* Removes s's subscription to f from l's router and summary. Returns 0 or
+ * ERR_NOTFOUND. */
+int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len);
+/* Removes every subscription of s (listed in s->subs, which the caller
+ * empties afterwards) from l's router and summary. */
+void loop__unsubscribe_all(loop_t *l, sess_t *s);
+/* The two summary keys of a topic: computed once per PUBLISH. */
+void loop__topic_keys(const char *topic, size_t len, uint32_t key[2]);
+/* 1 when l may have a subscription matching the topic of key (any
+ * thread; a false 1 only costs a forward in vain). */
+int loop__may_match(loop_t *l, const uint32_t key[2]);
+
+/* ---- chunk.c ---- */
+
+/* Room for len bytes at the end of l's current chunk of variant v (a new
+ * chunk when it is full); *ch is that chunk. Commit with
+ * loop__chunk_commit. len is at most PUBLISH_COPY_MAX. */
+uint8_t *loop__chunk_reserve(loop_t *l, int v, size_t len, pkt_chunk_t **ch);
+/* Marks len reserved bytes of ch as used. */
+void loop__chunk_commit(pkt_chunk_t *ch, size_t len);
+/* Drops one reference of *chp and NULLs it; the last returns the chunk
+ * to its loop's free list (or frees it past a few). */
+void loop__chunk_release(pkt_chunk_t **chp);
+/* Drops l's current chunks and frees its free list (loop teardown; every
+ * batch must have released its references first). */
+void loop__chunk_dispose(loop_t *l);
 
 /* ---- inbox.c ---- */
 
@@ -449,6 +566,9 @@ size_t conn__publish_size(conn_t *c, msg_t *m, uint8_t qos,
 int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
                        uint8_t dup, uint16_t packet_id, const uint32_t *ids,
                        size_t n_ids);
+/* Releases the references of a written (or abandoned) batch and empties
+ * it, keeping its arrays for reuse up to a size. */
+void conn__batch_reset(out_batch_t *b);
 /* Writes the pending batch of c if no write is in flight (flush hook). */
 void conn__flush(conn_t *c);
 /* Closes c: optional v5 DISCONNECT (flags), detaches the session (will per

@@ -34,7 +34,8 @@
 #define BATCH_KEEP_SCRATCH (64 * 1024)
 #define BATCH_KEEP_ENTRIES 4096
 
-/* A PUBLISH of at most this many bytes (head + payload) is copied into
+/* PUBLISH_COPY_MAX (broker_int.h): a PUBLISH of at most that many bytes
+ * (head + payload) is copied into
  * the batch's scratch bytes instead of queued as two iovecs (shared head,
  * payload) plus a message reference: one memcpy, merged with the entry
  * before it, no reference count traffic, one iovec for a run of small
@@ -46,7 +47,6 @@
  * fanout 1,000 subscribers 3.1 M -> 4.2 M, many (100 x 100, QoS 1)
  * 0.83 M -> 0.94 M. 256 (four cache lines) was not tuned by a sweep;
  * measure larger sizes before raising it. */
-#define PUBLISH_COPY_MAX 256
 
 /* Idle output objects a loop keeps for reuse at most; more are freed.
  * The pool is also trimmed to what the last second used (conn__trim_outs),
@@ -61,10 +61,12 @@ static void on_close(uv_handle_t *h);
 
 /* ---- out-batch ---- */
 
-static void batch_reset(out_batch_t *b)
+void conn__batch_reset(out_batch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
-        if (b->v[i].ref != NULL) msg_release(&b->v[i].ref);
+        out_ent_t *e = &b->v[i];
+        if (e->ref != NULL) msg_release(&e->ref);
+        if (e->chunk != NULL) loop__chunk_release(&e->chunk);
     }
     b->n = 0;
     b->scratch_len = 0;
@@ -76,15 +78,15 @@ static void batch_reset(out_batch_t *b)
     }
     if (b->cap > BATCH_KEEP_ENTRIES) {
         free(b->v);
-        b->v = NULL;
-        b->cap = 0;
+        b->v = b->inl;
+        b->cap = OUT_INLINE;
     }
 }
 
 static void batch_dispose(out_batch_t *b)
 {
-    batch_reset(b);
-    free(b->v);
+    conn__batch_reset(b);
+    if (b->v != b->inl) free(b->v);
     free(b->scratch);
     memset(b, 0, sizeof *b);
 }
@@ -111,7 +113,7 @@ void conn__out_free(conn_out_t *o)
 
 /* Gives c (which has none) an output object from the loop's pool. Kept
  * out of line: the delivery path only tests c->out. */
-static __attribute__((noinline)) conn_out_t *out_attach(conn_t *c)
+__attribute__((noinline)) conn_out_t *conn__out_attach(conn_t *c)
 {
     loop_t *l = c->loop;
     conn_out_t *o = l->free_outs;
@@ -120,7 +122,11 @@ static __attribute__((noinline)) conn_out_t *out_attach(conn_t *c)
         l->n_free_outs--;
         if (l->n_free_outs < l->outs_low) l->outs_low = l->n_free_outs;
     } else {
-        o = xcalloc(1, sizeof *o);
+        o = xaligned_zalloc(_Alignof(conn_out_t), sizeof *o);
+        for (int i = 0; i < 2; i++) {
+            o->batch[i].v = o->batch[i].inl;
+            o->batch[i].cap = OUT_INLINE;
+        }
     }
     o->next_free = NULL;
     c->out = o;
@@ -136,8 +142,8 @@ static void out_put(conn_t *c)
     loop_t *l = c->loop;
     conn_out_t *o = c->out;
     c->out = NULL;
-    batch_reset(&o->batch[0]);
-    batch_reset(&o->batch[1]);
+    conn__batch_reset(&o->batch[0]);
+    conn__batch_reset(&o->batch[1]);
     if (l->n_free_outs >= OUT_POOL_MAX) {
         conn__out_free(o);
         return;
@@ -150,16 +156,29 @@ static void out_put(conn_t *c)
 /* The batch handlers append to (c gets an output object if needed). */
 static inline out_batch_t *pending(conn_t *c)
 {
-    return &(c->out != NULL ? c->out : out_attach(c))->batch[c->pend];
+    return &(c->out != NULL ? c->out : conn__out_attach(c))->batch[c->pend];
 }
 
-static out_ent_t *batch_push(out_batch_t *b)
+/* Moves b's entries to a heap array twice as large (kept out of line:
+ * most batches fit their inline entries or an array from before). */
+__attribute__((noinline)) void conn__batch_grow(out_batch_t *b)
 {
-    if (b->n == b->cap) {
-        b->cap = b->cap ? b->cap * 2 : 4;
+    b->cap *= 2;
+    if (b->v == b->inl) {
+        b->v = xmalloc(b->cap * sizeof *b->v);
+        memcpy(b->v, b->inl, sizeof b->inl);
+    } else {
         b->v = xrealloc(b->v, b->cap * sizeof *b->v);
     }
-    return &b->v[b->n++];
+}
+
+static inline out_ent_t *batch_push(out_batch_t *b)
+{
+    if (b->n == b->cap) conn__batch_grow(b);
+    out_ent_t *e = &b->v[b->n++];
+    e->ref = NULL;
+    e->chunk = NULL;
+    return e;
 }
 
 /* Returns where n scratch bytes may be written; commit with
@@ -187,9 +206,8 @@ static void add_scratch(conn_t *c, size_t len)
     } else {
         out_ent_t *e = batch_push(b);
         e->base = NULL;
-        e->off = off;
-        e->len = len;
-        e->ref = NULL;
+        e->off = (uint32_t)off;
+        e->len = (uint32_t)len;
     }
     b->scratch_len += len;
     b->bytes += len;
@@ -204,7 +222,7 @@ static void add_ref(conn_t *c, const uint8_t *base, size_t len, msg_t *ref)
     out_ent_t *e = batch_push(b);
     e->base = base;
     e->off = 0;
-    e->len = len;
+    e->len = (uint32_t)len;
     e->ref = ref;
     b->bytes += len;
     c->unsent += len;
@@ -596,7 +614,7 @@ size_t conn__publish_size(conn_t *c, msg_t *m, uint8_t qos,
 }
 
 /* QoS 0 over max_out_bytes: drop, count, warn once per connection. */
-static int drop_qos0(conn_t *c)
+__attribute__((noinline)) int conn__drop_qos0(conn_t *c)
 {
     CNT_INC(c->loop->b, dropped_qos0);
     if (!c->warned_drop) {
@@ -658,7 +676,7 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
      * QoS 0 message larger than max_out_bytes is not always dropped. */
     if (qos == 0 && c->unsent > 0 &&
         c->unsent + hlen + m->payload_len > c->loop->b->cfg->max_out_bytes)
-        return drop_qos0(c);
+        return conn__drop_qos0(c);
     int rc = add_publish(c, head, hlen, &pub, m);
     if (rc == 0) c->loop->msgs_out++; /* folded into b->cnt once per tick */
     return rc;
@@ -669,7 +687,7 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
 static void written_now(conn_t *c, out_batch_t *b)
 {
     c->unsent -= b->bytes;
-    batch_reset(b); /* releases the message references */
+    conn__batch_reset(b); /* releases the message references */
     out_put(c);
     if (c->state == CONN_CLOSING)
         conn__close_handle(c);
@@ -740,7 +758,7 @@ void conn__flush(conn_t *c)
         if (c->writing) c->pend ^= 1;
         c->writing = 0;
         c->unsent -= b->bytes;
-        batch_reset(b);
+        conn__batch_reset(b);
         conn__close(c, 0, CLOSE_WILL, uv_strerror(rc));
         conn__close_handle(c);
     }
@@ -753,7 +771,7 @@ static void on_write(uv_write_t *req, int status)
     conn_t *c = req->data;
     out_batch_t *w = &c->out->batch[c->pend ^ 1];
     c->unsent -= w->bytes;
-    batch_reset(w); /* releases the message references */
+    conn__batch_reset(w); /* releases the message references */
     c->writing = 0;
     if (status < 0) {
         conn__close(c, 0, CLOSE_WILL, uv_strerror(status));

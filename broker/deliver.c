@@ -53,30 +53,68 @@ static void credit_return(loop_t *l)
     l->credit = 0;
 }
 
-/* A large fan-out is bound by cache misses on each subscriber's session
- * and connection (separate allocations): fetch the session PF_SESS hits
- * ahead, its connection's hot lines PF_CONN ahead (measured with
- * bench/micro/deliver.c: about -15%) and its output object PF_OUT ahead. */
-#define PF_SESS 8
-#define PF_CONN 4
-#define PF_OUT 2
-static void prefetch_ahead(const router_hits_t *h, size_t i, size_t n)
+/* A large fan-out is bound by each subscriber's session, connection and
+ * batch (separate blocks): the delivery loops fetch the session PF_SESS
+ * hits ahead. The prefetch sits in the loop itself: GCC deletes a call to
+ * a helper that only prefetches (it finds it free of side effects), which
+ * silently removed the earlier ones. Fetching the connection and batch
+ * ahead as well measured no better in bench/micro/deliver.c, nor did
+ * dropping this one at 1,000 subscribers; it is kept for larger ones. */
+#define PF_SESS 16
+
+/* 1 when every variant of m's QoS 0 PUBLISH is at most PUBLISH_COPY_MAX
+ * bytes (head bound: type, 4-byte remaining length, topic length and
+ * topic, 4-byte property length and the properties) and the same for every
+ * subscriber of a variant (no expiry: see msg_head). */
+static int small_message(const msg_t *m)
 {
-    if (i + PF_SESS < n) __builtin_prefetch(h->v[i + PF_SESS].sub);
-    if (i + PF_CONN < n) {
-        const conn_t *c = ((const sess_t *)h->v[i + PF_CONN].sub)->conn;
-        if (c != NULL) {
-            __builtin_prefetch(c, 1);
-            __builtin_prefetch((const char *)c + 64, 1);
-        }
+    size_t head_max = 1 + 4 + 2 + m->topic_len + 4 + m->props_len;
+    return m->expiry_at == 0 && head_max + m->payload_len <= PUBLISH_COPY_MAX;
+}
+
+/* Builds m's whole QoS 0 PUBLISH (retain 0) for v5 into l's current chunk
+ * of that variant: *len bytes in *ch. NULL when msg_head cannot give the
+ * head or the packet is over PUBLISH_COPY_MAX. */
+static const uint8_t *build_small(loop_t *l, msg_t *m, int v5, size_t *len,
+                                  pkt_chunk_t **ch)
+{
+    size_t hlen = 0;
+    const uint8_t *head = msg_head(m, v5, 0, &hlen);
+    uint8_t *p = NULL;
+    if (head != NULL && hlen + m->payload_len <= PUBLISH_COPY_MAX) {
+        *len = hlen + m->payload_len;
+        p = loop__chunk_reserve(l, MSG_VARIANT(v5, 0), *len, ch);
+        memcpy(p, head, hlen);
+        if (m->payload_len > 0) memcpy(p + hlen, m->payload, m->payload_len);
+        loop__chunk_commit(*ch, *len);
     }
-    if (i + PF_OUT < n) { /* its output object: a separate block */
-        const conn_t *c = ((const sess_t *)h->v[i + PF_OUT].sub)->conn;
-        const conn_out_t *o = c != NULL ? c->out : NULL;
-        if (o != NULL) {
-            __builtin_prefetch(o, 1);
-            __builtin_prefetch((const char *)o + 64, 1);
+    return p;
+}
+
+/* The common fan-out, kept tight: a small QoS 0 message without the
+ * retain flag, so every subscriber gets QoS 0, retain 0 and one of two
+ * packets (v3.x or v5), built on first use and shared (chunk.c). A v5
+ * subscriber with subscription ids needs its own head: general path. */
+static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
+{
+    const uint8_t *pkt[2] = {NULL, NULL};
+    size_t len[2] = {0, 0};
+    pkt_chunk_t *ch[2] = {NULL, NULL};
+    unsigned built = 0; /* bit v5: pkt[v5] was built (or could not be) */
+    for (size_t i = 0; i < n; i++) {
+        const router_hit_t *hit = &h->v[i];
+        if (i + PF_SESS < n) __builtin_prefetch(h->v[i + PF_SESS].sub);
+        conn_t *c = ((sess_t *)hit->sub)->conn;
+        if (c == NULL || c->state != CONN_ACTIVE) continue; /* QoS 0: dropped */
+        int v5 = c->version == PKT_V5;
+        if (!(built & (1u << v5))) {
+            pkt[v5] = build_small(l, m, v5, &len[v5], &ch[v5]);
+            built |= 1u << v5;
         }
+        if (pkt[v5] != NULL && !(v5 && hit->id_count > 0))
+            conn__send_shared(c, ch[v5], pkt[v5], len[v5]);
+        else
+            sess__deliver(l, hit->sub, m, 0, 0, h->ids + hit->id_off, hit->id_count);
     }
 }
 
@@ -84,10 +122,14 @@ size_t broker__deliver_local(loop_t *l, msg_t *m)
 {
     router_hits_t *h = &l->hits;
     size_t n = router_match(l->router, m->topic, m->topic_len, m->origin, h);
+    if (m->qos == 0 && !m->retain && small_message(m)) {
+        fanout_small(l, m, h, n);
+        return n;
+    }
     if (n > 1) credit_take(l, m, n);
     for (size_t i = 0; i < n; i++) {
         const router_hit_t *hit = &h->v[i];
-        prefetch_ahead(h, i, n);
+        if (i + PF_SESS < n) __builtin_prefetch(h->v[i + PF_SESS].sub);
         uint8_t qos = hit->qos < m->qos ? hit->qos : m->qos;
         /* MQTT-3.3.1-12/13: retain flag kept only with Retain As Published */
         uint8_t retain = hit->rap ? m->retain : 0;
@@ -98,16 +140,20 @@ size_t broker__deliver_local(loop_t *l, msg_t *m)
     return n;
 }
 
-/* Posts m to every other loop with subscriptions; returns how many. The
- * acquire pairs with loop__subs_changed (ordering guarantee: inbox.c). */
+/* Posts m to every other loop whose subscriptions may match it; returns
+ * how many. The acquires pair with loop__subs_changed and interest.c's
+ * counting (ordering guarantee: inbox.c). */
 static size_t forward(loop_t *l, msg_t *m)
 {
     broker_t *b = l->b;
     size_t k = 0;
     int track = m->qos > 0 && b->cfg->throttle_publishers;
+    uint32_t key[2];
+    if (b->n_loops > 1) loop__topic_keys(m->topic, m->topic_len, key);
     for (unsigned j = 0; j < b->n_loops; j++) {
         loop_t *t = &b->loops[j];
-        if (t == l || atomic_load_explicit(&t->n_subs, memory_order_acquire) == 0)
+        if (t == l || atomic_load_explicit(&t->n_subs, memory_order_acquire) == 0 ||
+            !loop__may_match(t, key))
             continue;
         loop_item_t it = {.kind = ITEM_PUBLISH, .m = msg_retain(m), .seq = l->index};
         loop__post(l, j, &it);

@@ -32,9 +32,8 @@ static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
         return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
     /* Into this loop's router, published before the SUBACK is queued
      * (ordering guarantee: inbox.c). */
-    int rc = router_subscribe(c->loop->router, f, len, c->sess, sub->options, sub_id, &existed);
+    int rc = loop__subscribe(c->loop, c->sess, f, len, sub->options, sub_id, &existed);
     if (rc != 0) return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
-    loop__subs_changed(c->loop);
     sess__sub_add(c->sess, f, len, sub->options, sub_id);
     unsigned rh = (sub->options & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT;
     *send_ret = rh == 0 || (rh == 1 && !existed); /* MQTT-3.3.1-9/10/11 */
@@ -74,11 +73,8 @@ int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
     for (uint32_t i = 0; i < up->n_filters; i++) {
         const char *f = (const char *)up->filters[i].p;
         size_t len = up->filters[i].len;
-        int rc = router_unsubscribe(c->loop->router, f, len, c->sess);
-        if (rc == 0) {
-            sess__sub_remove(c->sess, f, len);
-            loop__subs_changed(c->loop);
-        }
+        int rc = loop__unsubscribe(c->loop, c->sess, f, len);
+        if (rc == 0) sess__sub_remove(c->sess, f, len);
         reasons[i] = rc == 0 ? PKT_RC_SUCCESS : PKT_RC_NO_SUBSCRIPTION_EXISTED;
     }
     pkt_t r = {.type = PKT_UNSUBACK};

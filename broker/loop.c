@@ -139,6 +139,7 @@ void loop__dispose(loop_t *l)
         conn__out_free(o);
     }
     l->n_free_outs = 0;
+    loop__chunk_dispose(l);
     l->out = NULL;
     l->router = NULL;
     l->bufs = NULL;
@@ -180,14 +181,6 @@ void loop__stop(loop_t *l)
                     CLOSE_DISCONNECT | CLOSE_QUIET, "server shutting down");
     if (l->n_conns == 0) loop__close_handles(l);
     log_debug("worker loop %u stopping", l->index);
-}
-
-void loop__mark_dirty(conn_t *c)
-{
-    if (c->dirty) return;
-    c->dirty = 1;
-    c->dirty_next = c->loop->dirty;
-    c->loop->dirty = c;
 }
 
 void loop__unmark_dirty(conn_t *c)

@@ -198,7 +198,7 @@ static void disown(loop_t *l, sess_t *s)
     else if (l->sessions == s) l->sessions = s->lnext;
     if (s->lnext != NULL) s->lnext->lprev = s->lprev;
     s->lprev = s->lnext = NULL;
-    if (router_unsubscribe_all(l->router, s) > 0) loop__subs_changed(l);
+    loop__unsubscribe_all(l, s);
     sess__congestion_check(l, s, 1);
 }
 
@@ -323,7 +323,7 @@ void sess__end(loop_t *l, sess_t *s)
 
 void sess__reset(loop_t *l, sess_t *s)
 {
-    if (router_unsubscribe_all(l->router, s) > 0) loop__subs_changed(l);
+    loop__unsubscribe_all(l, s);
     for (size_t i = 0; i < s->n_subs; i++) free(s->subs[i].filter);
     s->n_subs = 0;
     queue_clear(&s->queue);

@@ -33,6 +33,15 @@ void *xcalloc(size_t count, size_t n)
     return check(calloc(count ? count : 1, n ? n : 1), 1);
 }
 
+void *xaligned_zalloc(size_t align, size_t n)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, align, n ? n : 1) != 0) p = NULL;
+    check(p, n ? n : 1);
+    memset(p, 0, n);
+    return p;
+}
+
 void *xrealloc(void *p, size_t n)
 {
     return check(realloc(p, n ? n : 1), n ? n : 1);

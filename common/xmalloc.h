@@ -18,6 +18,9 @@
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t n);
 void *xrealloc(void *p, size_t n);
+/* Zeroed block aligned to align (a power of two, multiple of
+ * sizeof(void *)); freed with free(). */
+void *xaligned_zalloc(size_t align, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 

@@ -81,13 +81,34 @@
 typedef struct sref_s sref_t;
 typedef struct subr_s subr_t;
 
-/* One subscription, in its node's dense array (walked by router_match). */
+/* One subscription, in its node's dense array (walked by router_match).
+ * It starts with the hit it produces (sub, qos, rap, and the raw
+ * subscription id in id_off, 0 = none), so a node whose entries need no
+ * per-entry decision (nspecial == 0: no No Local, no ids) is copied into
+ * the result as it is. */
 typedef struct subent_s {
-    void *sub;       /* borrowed subscriber */
+    router_hit_t hit;
     sref_t *ref;     /* the subscriber's record of this subscription */
-    uint32_t id;     /* subscription identifier, 0 = none */
     uint8_t options; /* PKT_SUBOPT_* byte */
 } subent_t;
+
+/* 1 when the entry needs a decision per match (see nspecial). */
+static int entry_special(const subent_t *e)
+{
+    return (e->options & SUBOPT_NO_LOCAL) || e->hit.id_off != 0;
+}
+
+/* Sets what a subscription's options and id say in its entry. */
+static void entry_set(router__node_t *n, subent_t *e, uint8_t options, uint32_t id)
+{
+    n->nspecial -= (uint32_t)entry_special(e);
+    e->options = options;
+    e->hit.qos = options & SUBOPT_QOS_MASK;
+    e->hit.rap = (options & SUBOPT_RAP) != 0;
+    e->hit.id_off = id;
+    e->hit.id_count = 0;
+    n->nspecial += (uint32_t)entry_special(e);
+}
 
 /* The subscriber's record of one subscription: where its entry lives. */
 struct sref_s {
@@ -120,6 +141,7 @@ typedef struct mctx_s {
     router_hits_t *h;
     uint64_t seed;  /* the router's hash seed */
     unsigned nodes; /* nodes that contributed at least one hit */
+    uint32_t any_id; /* nonzero when a hit may carry a subscription id */
 } mctx_t;
 
 /* ---- topic syntax ---- */
@@ -464,7 +486,7 @@ static long entry_find(const router__node_t *n, const subr_t *s)
     long idx = -1;
     if (n->nsubs <= s->count) {
         for (uint32_t i = 0; i < n->nsubs && idx < 0; i++)
-            if (e[i].sub == s->sub) idx = (long)i;
+            if (e[i].hit.sub == s->sub) idx = (long)i;
     } else {
         for (const sref_t *r = s->head; r && idx < 0; r = r->next)
             if (r->node == n) idx = (long)r->idx;
@@ -481,7 +503,8 @@ static void entry_add(router_t *rt, router__node_t *n, subr_t *s, uint8_t option
         n->payload = xrealloc(n->payload, n->capsubs * sizeof(subent_t));
     }
     e = (subent_t *)n->payload + n->nsubs;
-    *e = (subent_t){.sub = s->sub, .ref = r, .id = id, .options = options};
+    *e = (subent_t){.hit = {.sub = s->sub}, .ref = r};
+    entry_set(n, e, options, id);
     *r = (sref_t){.node = n, .idx = n->nsubs, .prev = NULL, .next = s->head};
     if (s->head) s->head->prev = r;
     s->head = r;
@@ -504,6 +527,7 @@ static void entry_remove(router_t *rt, router__node_t *n, subr_t *s, uint32_t id
     free(r);
     s->count--;
     rt->count--;
+    n->nspecial -= (uint32_t)entry_special(&e[idx]);
     if (idx != --n->nsubs) {
         e[idx] = e[n->nsubs];
         e[idx].ref->idx = idx;
@@ -615,9 +639,7 @@ int router_subscribe(router_t *rt, const char *filter, size_t len, void *sub, ui
         s = subr_get(rt, sub);
         idx = entry_find(n, s);
         if (idx >= 0) {
-            subent_t *e = (subent_t *)n->payload + idx;
-            e->options = options;
-            e->id = sub_id;
+            entry_set(n, (subent_t *)n->payload + idx, options, sub_id);
             old = 1;
         } else {
             entry_add(rt, n, s, options, sub_id);
@@ -695,26 +717,30 @@ static void hits_reserve(router_hits_t *h, size_t n)
 }
 
 /* Appends one raw hit per subscription on n; the subscription id waits
- * in id_off until place_ids or merge_hits. */
+ * in id_off until place_ids or merge_hits. Locals, not h->v[h->n++]: the
+ * stores cannot alias them, so the loops keep them in registers (a
+ * fan-out runs them once per hit). */
 static void collect(mctx_t *c, const router__node_t *n)
 {
     const subent_t *e = n->payload;
     router_hits_t *h = c->h;
-    size_t before = h->n;
-    if (n->nsubs == 0) return;
-    hits_reserve(h, h->n + n->nsubs);
-    for (uint32_t i = 0; i < n->nsubs; i++) {
-        if ((e[i].options & SUBOPT_NO_LOCAL) && e[i].sub == c->publisher)
-            continue; /* MQTT-3.8.3-3 */
-        h->v[h->n++] = (router_hit_t){
-            .sub = e[i].sub,
-            .qos = e[i].options & SUBOPT_QOS_MASK,
-            .rap = (e[i].options & SUBOPT_RAP) != 0,
-            .id_off = e[i].id,
-            .id_count = 0,
-        };
+    const void *publisher = c->publisher;
+    uint32_t nsubs = n->nsubs;
+    if (nsubs == 0) return;
+    hits_reserve(h, h->n + nsubs);
+    router_hit_t *out = h->v + h->n, *start = out;
+    if (n->nspecial == 0) {
+        for (uint32_t i = 0; i < nsubs; i++) *out++ = e[i].hit;
+    } else {
+        for (uint32_t i = 0; i < nsubs; i++) {
+            if ((e[i].options & SUBOPT_NO_LOCAL) && e[i].hit.sub == publisher)
+                continue; /* MQTT-3.8.3-3 */
+            *out++ = e[i].hit;
+        }
+        c->any_id = 1; /* maybe: place_ids skips hits without one */
     }
-    c->nodes += h->n > before;
+    h->n += (size_t)(out - start);
+    c->nodes += out > start;
 }
 
 /* Collects every subscription under n that matches the topic levels from
@@ -839,7 +865,7 @@ size_t router_match(router_t *rt, const char *topic, size_t len, const void *pub
         walk(&c, rt->root, 0);
         if (c.nodes > 1)
             merge_hits(hits);
-        else
+        else if (c.any_id != 0) /* else every id_off and id_count is 0 */
             place_ids(hits);
     }
     return hits->n;

@@ -28,6 +28,8 @@ struct router__node_s {
     uint32_t nkids, nkb;     /* exact children, buckets (0 or a power of 2) */
     uint32_t nsubs, capsubs; /* subscription trie only: payload entries */
     uint32_t hash, len;      /* of level[0..len) */
+    uint32_t nspecial;       /* subscription trie only: entries with No
+                                Local or a subscription id (router.c) */
     char level[];            /* not NUL-terminated */
 };
 

@@ -115,7 +115,7 @@ static void copy_threshold_is_256_bytes_of_head_and_payload(void **state)
     assert_ptr_equal(b->v[2].base, over->payload);
     assert_int_equal(atomic_load(&over->refs), 2);
     assert_int_equal(f->c.unsent, 256 + 257);
-    batch_reset(b);
+    conn__batch_reset(b);
     assert_int_equal(atomic_load(&over->refs), 1);
     msg_release(&at);
     msg_release(&over);
@@ -135,7 +135,7 @@ static void large_qos0_delivery_shares_the_head_and_holds_one_reference(void **s
     assert_int_equal(b->v[1].len, 300);
     assert_int_equal(f->c.unsent, hlen + 300);
     assert_int_equal(atomic_load(&m->refs), 2);
-    batch_reset(b);                                   /* as on write done */
+    conn__batch_reset(b);                                   /* as on write done */
     assert_int_equal(atomic_load(&m->refs), 1);
     msg_release(&m);
 }
@@ -170,7 +170,7 @@ static void large_qos1_delivery_borrows_the_payload_after_its_head(void **state)
     assert_ptr_equal(b->v[1].base, m->payload);
     assert_int_equal(f->c.unsent, 310);
     assert_int_equal(atomic_load(&m->refs), 2);
-    batch_reset(b);
+    conn__batch_reset(b);
     assert_int_equal(atomic_load(&m->refs), 1);
     msg_release(&m);
 }
@@ -231,7 +231,7 @@ static void batch_keeps_offsets_valid_across_scratch_growth(void **state)
     assert_int_equal(b->v[398].off, 199 * 10);
     assert_memory_equal(b->scratch + b->v[398].off, "\x32\xb3\x02\x00\x03" "a/b" "\x00\xc8", 10);
     assert_int_equal(atomic_load(&m->refs), 201);
-    batch_reset(b);
+    conn__batch_reset(b);
     assert_int_equal(atomic_load(&m->refs), 1);
     msg_release(&m);
 }

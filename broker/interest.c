@@ -1,0 +1,98 @@
+/*
+ * interest.c - a loop's subscriptions, and a summary other loops read.
+ *
+ * Every subscribe and unsubscribe of a loop's sessions goes through here:
+ * the loop's router (which only its thread reads) and, for other loops, a
+ * summary of which topics it may want: a table of counters indexed by the
+ * hash of an exact filter or of the first level of a filter with
+ * wildcards further on, and a count of filters that start with a
+ * wildcard. A publishing loop forwards a message only to loops whose
+ * summary says they may match it (deliver.c forward), instead of to every
+ * loop with a subscription. Hash collisions only forward in vain; a
+ * subscription is counted (release) before its SUBACK is queued, so the
+ * ordering guarantee of inbox.c holds for it as for n_subs.
+ */
+#include "broker_int.h"
+
+#include <string.h>
+
+/* FNV-1a over len bytes, seeded: the exact-filter and first-level keys
+ * use different seeds so "a" as a filter and "a/+" share no slot. */
+static uint32_t fnv(uint32_t seed, const char *s, size_t len)
+{
+    uint32_t h = seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+#define SEED_EXACT 2166136261u
+#define SEED_FIRST 0x9747b28cu
+
+/* Length of the first level of s[0..len). */
+static size_t first_level(const char *s, size_t len)
+{
+    const char *slash = memchr(s, '/', len);
+    return slash != NULL ? (size_t)(slash - s) : len;
+}
+
+/* Counts one filter in or out of l's summary (delta +1 or -1). */
+static void count(loop_t *l, const char *f, size_t len, int delta)
+{
+    _Atomic uint32_t *slot = NULL;
+    size_t first = first_level(f, len);
+    int wild_first = (first == 1 && (f[0] == '+' || f[0] == '#'));
+    if (wild_first) {
+        slot = &l->interest_wild;
+    } else if (memchr(f, '+', len) == NULL && memchr(f, '#', len) == NULL) {
+        slot = &l->interest[fnv(SEED_EXACT, f, len) % LOOP_INTEREST_SLOTS];
+    } else {
+        slot = &l->interest[fnv(SEED_FIRST, f, first) % LOOP_INTEREST_SLOTS];
+    }
+    if (delta > 0)
+        atomic_fetch_add_explicit(slot, 1, memory_order_release);
+    else
+        atomic_fetch_sub_explicit(slot, 1, memory_order_relaxed);
+}
+
+void loop__topic_keys(const char *topic, size_t len, uint32_t key[2])
+{
+    key[0] = fnv(SEED_EXACT, topic, len) % LOOP_INTEREST_SLOTS;
+    key[1] = fnv(SEED_FIRST, topic, first_level(topic, len)) % LOOP_INTEREST_SLOTS;
+}
+
+int loop__may_match(loop_t *l, const uint32_t key[2])
+{
+    return atomic_load_explicit(&l->interest_wild, memory_order_acquire) > 0 ||
+           atomic_load_explicit(&l->interest[key[0]], memory_order_acquire) > 0 ||
+           atomic_load_explicit(&l->interest[key[1]], memory_order_acquire) > 0;
+}
+
+int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
+                    uint8_t options, uint32_t sub_id, int *existed)
+{
+    int rc = router_subscribe(l->router, f, len, s, options, sub_id, existed);
+    if (rc == 0 && !*existed) count(l, f, len, +1);
+    if (rc == 0) loop__subs_changed(l);
+    return rc;
+}
+
+int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
+{
+    int rc = router_unsubscribe(l->router, f, len, s);
+    if (rc == 0) {
+        count(l, f, len, -1);
+        loop__subs_changed(l);
+    }
+    return rc;
+}
+
+void loop__unsubscribe_all(loop_t *l, sess_t *s)
+{
+    if (router_unsubscribe_all(l->router, s) == 0) return;
+    for (uint32_t i = 0; i < s->n_subs; i++)
+        count(l, s->subs[i].filter, strlen(s->subs[i].filter), -1);
+    loop__subs_changed(l);
+}
