@@ -476,16 +476,16 @@ static inline int conn__send_shared(conn_t *c, pkt_chunk_t *ch,
 
 /* ---- interest.c ---- */
 
-/* Adds or replaces s's subscription in l's router and counts a new one in
- * l's summary (before returning: queue the SUBACK after). Returns
- * router_subscribe's result; *existed as it sets it. */
+/* Adds or replaces s's subscription in l's router and in s's record, and
+ * counts a new one in l's summary (before returning: queue the SUBACK
+ * after). Returns router_subscribe's result; *existed as it sets it. */
 int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
                     uint8_t options, uint32_t sub_id, int *existed);
-/* Removes s's subscription to f from l's router and summary. Returns 0 or
- * ERR_NOTFOUND. */
+/* Removes s's subscription to f from l's router and summary and from s's
+ * record. Returns 0 or ERR_NOTFOUND. */
 int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len);
-/* Removes every subscription of s (listed in s->subs, which the caller
- * empties afterwards) from l's router and summary. */
+/* Removes every subscription of s from l's router and summary and empties
+ * s's record. */
 void loop__unsubscribe_all(loop_t *l, sess_t *s);
 /* The two summary keys of a topic: computed once per PUBLISH. */
 void loop__topic_keys(const char *topic, size_t len, uint32_t key[2]);

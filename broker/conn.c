@@ -35,8 +35,8 @@
 #define BATCH_KEEP_ENTRIES 4096
 
 /* PUBLISH_COPY_MAX (broker_int.h): a PUBLISH of at most that many bytes
- * (head + payload) is copied into
- * the batch's scratch bytes instead of queued as two iovecs (shared head,
+ * (head + payload) that is not a shared fan-out packet (deliver.c) is
+ * copied into the batch's scratch bytes instead of queued as two iovecs (shared head,
  * payload) plus a message reference: one memcpy, merged with the entry
  * before it, no reference count traffic, one iovec for a run of small
  * messages at writev time. Larger ones stay zero-copy (copying costs per

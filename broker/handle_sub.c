@@ -34,7 +34,6 @@ static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
      * (ordering guarantee: inbox.c). */
     int rc = loop__subscribe(c->loop, c->sess, f, len, sub->options, sub_id, &existed);
     if (rc != 0) return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
-    sess__sub_add(c->sess, f, len, sub->options, sub_id);
     unsigned rh = (sub->options & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT;
     *send_ret = rh == 0 || (rh == 1 && !existed); /* MQTT-3.3.1-9/10/11 */
     return sub->options & PKT_SUBOPT_QOS_MASK;
@@ -74,7 +73,6 @@ int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
         const char *f = (const char *)up->filters[i].p;
         size_t len = up->filters[i].len;
         int rc = loop__unsubscribe(c->loop, c->sess, f, len);
-        if (rc == 0) sess__sub_remove(c->sess, f, len);
         reasons[i] = rc == 0 ? PKT_RC_SUCCESS : PKT_RC_NO_SUBSCRIPTION_EXISTED;
     }
     pkt_t r = {.type = PKT_UNSUBACK};

@@ -1,8 +1,9 @@
 /*
  * interest.c - a loop's subscriptions, and a summary other loops read.
  *
- * Every subscribe and unsubscribe of a loop's sessions goes through here:
- * the loop's router (which only its thread reads) and, for other loops, a
+ * Every subscribe and unsubscribe of a loop's sessions goes through here,
+ * keeping three things in step: the session's own record (s->subs), the
+ * loop's router (which only its thread reads) and, for other loops, a
  * summary of which topics it may want: a table of counters indexed by the
  * hash of an exact filter or of the first level of a filter with
  * wildcards further on, and a count of filters that start with a
@@ -14,6 +15,7 @@
  */
 #include "broker_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* FNV-1a over len bytes, seeded: the exact-filter and first-level keys
@@ -74,8 +76,11 @@ int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
                     uint8_t options, uint32_t sub_id, int *existed)
 {
     int rc = router_subscribe(l->router, f, len, s, options, sub_id, existed);
-    if (rc == 0 && !*existed) count(l, f, len, +1);
-    if (rc == 0) loop__subs_changed(l);
+    if (rc == 0) {
+        if (!*existed) count(l, f, len, +1);
+        sess__sub_add(s, f, len, options, sub_id);
+        loop__subs_changed(l);
+    }
     return rc;
 }
 
@@ -84,6 +89,7 @@ int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
     int rc = router_unsubscribe(l->router, f, len, s);
     if (rc == 0) {
         count(l, f, len, -1);
+        sess__sub_remove(s, f, len);
         loop__subs_changed(l);
     }
     return rc;
@@ -91,8 +97,11 @@ int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
 
 void loop__unsubscribe_all(loop_t *l, sess_t *s)
 {
-    if (router_unsubscribe_all(l->router, s) == 0) return;
-    for (uint32_t i = 0; i < s->n_subs; i++)
-        count(l, s->subs[i].filter, strlen(s->subs[i].filter), -1);
-    loop__subs_changed(l);
+    size_t removed = router_unsubscribe_all(l->router, s);
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        if (removed > 0) count(l, s->subs[i].filter, strlen(s->subs[i].filter), -1);
+        free(s->subs[i].filter);
+    }
+    s->n_subs = 0;
+    if (removed > 0) loop__subs_changed(l);
 }

@@ -324,8 +324,6 @@ void sess__end(loop_t *l, sess_t *s)
 void sess__reset(loop_t *l, sess_t *s)
 {
     loop__unsubscribe_all(l, s);
-    for (size_t i = 0; i < s->n_subs; i++) free(s->subs[i].filter);
-    s->n_subs = 0;
     queue_clear(&s->queue);
     sess__congestion_check(l, s, 1);
     inflight_clear(&s->inflight);

@@ -2,12 +2,14 @@
  * store_batch.c - building batches of storage operations, lock-free.
  *
  * Every operation copies the record it is given: the strings and blobs go
- * into one allocation (sized first, then filled by a packer) and the copied
+ * into the batch's arena (sized first, then filled by a packer; one malloc
+ * per 4 KiB of small operations, not one per operation) and the copied
  * record's pointers are redirected into it, so the caller's buffers can be
  * reused as soon as the call returns.
  */
 #include "store_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,13 +68,31 @@ static store_op_t *push_op(store_batch_t *b, enum store_op_kind kind)
     return op;
 }
 
-/* Pushes a keyed operation whose strings are copied into op->data. */
+/* Room for n copied bytes in b's arena, or NULL past OP_DATA_LIMIT or
+ * when memory is short (only peer-sized copies can get there). */
+static char *copy_room(store_batch_t *b, size_t n)
+{
+    return n <= OP_DATA_LIMIT ? arena_alloc(&b->copies, n) : NULL;
+}
+
+/* copy_room for the small, fixed-size copies: aborts when memory is
+ * short, like xmalloc. */
+static char *key_room(store_batch_t *b, size_t n)
+{
+    char *p = copy_room(b, n);
+    if (p == NULL) {
+        fprintf(stderr, "uvmq: out of memory allocating %zu bytes\n", n);
+        abort();
+    }
+    return p;
+}
+
+/* Pushes a keyed operation whose strings are copied into b's arena. */
 static store_op_t *push_key(store_batch_t *b, enum store_op_kind kind,
                             const char *k1, const char *k2)
 {
     store_op_t *op = push_op(b, kind);
-    pack_t pk = { xmalloc(str_size(k1) + str_size(k2) + 1), 0 };
-    op->data = pk.base;
+    pack_t pk = { key_room(b, str_size(k1) + str_size(k2) + 1), 0 };
     op->u.key.client_id = pack_str(&pk, k1);
     op->u.key.filter = pack_str(&pk, k2);
     return op;
@@ -82,13 +102,15 @@ static store_op_t *push_key(store_batch_t *b, enum store_op_kind kind,
  * store_submit or store_batch_destroy. */
 store_batch_t *store_batch_create(void)
 {
-    return xcalloc(1, sizeof(store_batch_t));
+    store_batch_t *b = xcalloc(1, sizeof(store_batch_t));
+    arena_init(&b->copies, SIZE_MAX);
+    return b;
 }
 
 /* Frees b, its operations and their copies; b becomes invalid. */
 void store__batch_free(store_batch_t *b)
 {
-    for (size_t i = 0; i < b->n; i++) free(b->ops[i].data);
+    arena_dispose(&b->copies);
     free(b->ops);
     free(b);
 }
@@ -111,13 +133,12 @@ int store_batch_session_put(store_batch_t *b, const store_session_t *sess)
 {
     size_t n = str_size(sess->client_id) + str_size(sess->will_topic) +
                sess->will_payload_len + sess->will_props_len + 1;
-    pack_t pk = { try_malloc(n, OP_DATA_LIMIT), 0 };
+    pack_t pk = { copy_room(b, n), 0 };
     int rc = 0;
     if (pk.base == NULL) {
         rc = ERR_NOMEM;
     } else {
         store_op_t *op = push_op(b, OP_SESSION_PUT);
-        op->data = pk.base;
         op->u.sess = *sess;
         op->u.sess.client_id = pack_str(&pk, sess->client_id);
         op->u.sess.will_topic = pack_str(&pk, sess->will_topic);
@@ -140,8 +161,7 @@ void store_batch_session_del(store_batch_t *b, const char *client_id)
 void store_batch_sub_put(store_batch_t *b, const store_sub_t *sub)
 {
     store_op_t *op = push_op(b, OP_SUB_PUT);
-    pack_t pk = { xmalloc(str_size(sub->client_id) + str_size(sub->filter) + 1), 0 };
-    op->data = pk.base;
+    pack_t pk = { key_room(b, str_size(sub->client_id) + str_size(sub->filter) + 1), 0 };
     op->u.sub = *sub;
     op->u.sub.client_id = pack_str(&pk, sub->client_id);
     op->u.sub.filter = pack_str(&pk, sub->filter);
@@ -158,13 +178,12 @@ void store_batch_sub_del(store_batch_t *b, const char *client_id, const char *fi
 int store_batch_msg_put(store_batch_t *b, const store_msg_t *m)
 {
     size_t n = str_size(m->topic) + m->payload_len + m->props_len + 1;
-    pack_t pk = { try_malloc(n, OP_DATA_LIMIT), 0 };
+    pack_t pk = { copy_room(b, n), 0 };
     int rc = 0;
     if (pk.base == NULL) {
         rc = ERR_NOMEM;
     } else {
         store_op_t *op = push_op(b, OP_MSG_PUT);
-        op->data = pk.base;
         op->u.msg = *m;
         op->u.msg.topic = pack_str(&pk, m->topic);
         op->u.msg.payload = pack_bytes(&pk, m->payload, m->payload_len);
@@ -186,8 +205,7 @@ int store_batch_entry_add(store_batch_t *b, const store_entry_t *e)
         size_t ids = e->n_sub_ids * sizeof(uint32_t);
         store_op_t *op = push_op(b, OP_ENTRY_ADD);
         /* The ids go first so they stay 4-byte aligned. */
-        pack_t pk = { xmalloc(ids + str_size(e->client_id) + 1), 0 };
-        op->data = pk.base;
+        pack_t pk = { key_room(b, ids + str_size(e->client_id) + 1), 0 };
         op->u.entry = *e;
         op->u.entry.sub_ids = pack_bytes(&pk, e->sub_ids, ids);
         op->u.entry.client_id = pack_str(&pk, e->client_id);

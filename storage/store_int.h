@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 
 #include "store.h"
+#include "../common/arena.h"
 
 #define STORE_SCHEMA_VERSION 1
 #define STORE_DB_NAME "uvmq.db"
@@ -42,13 +43,13 @@ typedef struct store_op_s {
         store_msg_t msg;
         store_entry_t entry;
         store_key_t key;
-    } u;
-    void *data; /* owns every string and blob the record points at */
+    } u; /* strings and blobs point into the batch's arena */
 } store_op_t;
 
 struct store_batch_s {
     store_op_t *ops;
     size_t n, cap;
+    arena_t copies; /* every string and blob the operations point at */
     store_done_cb cb; /* NULL once called (STORE_BATCH acks at submit) */
     void *ctx;
     int status;
