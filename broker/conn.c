@@ -111,9 +111,17 @@ void conn__out_free(conn_out_t *o)
     free(o);
 }
 
-/* Gives c (which has none) an output object from the loop's pool. Kept
- * out of line: the delivery path only tests c->out. */
-__attribute__((noinline)) conn_out_t *conn__out_attach(conn_t *c)
+/* Makes batch p of c's output object the pending one. */
+static void set_pend(conn_t *c, unsigned p)
+{
+    c->pend = p & 1;
+    c->batch = &c->out->batch[c->pend];
+}
+
+/* Gives c (which has none) an output object from the loop's pool and
+ * returns its pending batch. Kept out of line: the delivery path only
+ * tests c->batch. */
+__attribute__((noinline)) out_batch_t *conn__out_attach(conn_t *c)
 {
     loop_t *l = c->loop;
     conn_out_t *o = l->free_outs;
@@ -130,8 +138,8 @@ __attribute__((noinline)) conn_out_t *conn__out_attach(conn_t *c)
     }
     o->next_free = NULL;
     c->out = o;
-    c->pend = 0;
-    return o;
+    set_pend(c, 0);
+    return c->batch;
 }
 
 /* Gives c's output object back to the loop's pool (nothing pending, no
@@ -142,6 +150,7 @@ static void out_put(conn_t *c)
     loop_t *l = c->loop;
     conn_out_t *o = c->out;
     c->out = NULL;
+    c->batch = NULL;
     conn__batch_reset(&o->batch[0]);
     conn__batch_reset(&o->batch[1]);
     if (l->n_free_outs >= OUT_POOL_MAX) {
@@ -156,7 +165,7 @@ static void out_put(conn_t *c)
 /* The batch handlers append to (c gets an output object if needed). */
 static inline out_batch_t *pending(conn_t *c)
 {
-    return &(c->out != NULL ? c->out : conn__out_attach(c))->batch[c->pend];
+    return c->batch != NULL ? c->batch : conn__out_attach(c);
 }
 
 /* Moves b's entries to a heap array twice as large (kept out of line:
@@ -733,7 +742,7 @@ static void fill_bufs(loop_t *l, const out_batch_t *b)
 void conn__flush(conn_t *c)
 {
     conn_out_t *o = c->out;
-    out_batch_t *b = o != NULL ? &o->batch[c->pend] : NULL;
+    out_batch_t *b = c->batch;
     loop_t *l = c->loop;
     if (c->writing || c->handle_closing) return;
     if (b == NULL || b->n == 0) {
@@ -749,13 +758,14 @@ void conn__flush(conn_t *c)
     size_t nbufs = b->n;
     uv_buf_t *rest = skip_written(l->bufs, &nbufs, rc > 0 ? (size_t)rc : 0);
     if (rc >= 0 || rc == UV_EAGAIN) {
-        c->pend ^= 1; /* b is now the writing batch, owned by the request */
+        set_pend(c, c->pend ^ 1); /* b is now the writing batch, owned
+                                     by the request */
         c->writing = 1;
         o->wreq.data = c;
         rc = uv_write(&o->wreq, (uv_stream_t *)&c->tcp, rest, (unsigned)nbufs, on_write);
     }
     if (rc < 0) {
-        if (c->writing) c->pend ^= 1;
+        if (c->writing) set_pend(c, c->pend ^ 1);
         c->writing = 0;
         c->unsent -= b->bytes;
         conn__batch_reset(b);
@@ -776,7 +786,7 @@ static void on_write(uv_write_t *req, int status)
     if (status < 0) {
         conn__close(c, 0, CLOSE_WILL, uv_strerror(status));
         conn__close_handle(c);
-    } else if (c->out->batch[c->pend].n > 0) {
+    } else if (c->batch->n > 0) {
         loop__mark_dirty(c);
         resume_if_drained(c);
     } else {
@@ -816,7 +826,7 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
     if (c->sess != NULL)
         sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0,
                      (flags & CLOSE_TAKEN) != 0);
-    if (!c->writing && (c->out == NULL || c->out->batch[c->pend].n == 0))
+    if (!c->writing && (c->batch == NULL || c->batch->n == 0))
         conn__close_handle(c);
 }
 

@@ -73,63 +73,88 @@ static int small_message(const msg_t *m)
 }
 
 /* Builds m's whole QoS 0 PUBLISH (retain 0) for v5 into l's current chunk
- * of that variant: *len bytes in *ch. NULL when msg_head cannot give the
- * head or the packet is over PUBLISH_COPY_MAX. */
-static const uint8_t *build_small(loop_t *l, msg_t *m, int v5, size_t *len,
-                                  pkt_chunk_t **ch)
+ * of that variant: sp->p, sp->len and sp->ch. sp->p stays NULL when
+ * msg_head cannot give the head or the packet is over PUBLISH_COPY_MAX. */
+static void build_small(loop_t *l, msg_t *m, int v5, shared_pkt_t *sp)
 {
     size_t hlen = 0;
     const uint8_t *head = msg_head(m, v5, 0, &hlen);
-    uint8_t *p = NULL;
     if (head != NULL && hlen + m->payload_len <= PUBLISH_COPY_MAX) {
-        *len = hlen + m->payload_len;
-        p = loop__chunk_reserve(l, MSG_VARIANT(v5, 0), *len, ch);
+        uint8_t *p = loop__chunk_reserve(l, MSG_VARIANT(v5, 0),
+                                         hlen + m->payload_len, &sp->ch);
         memcpy(p, head, hlen);
         if (m->payload_len > 0) memcpy(p + hlen, m->payload, m->payload_len);
-        loop__chunk_commit(*ch, *len);
+        sp->len = hlen + m->payload_len;
+        loop__chunk_commit(sp->ch, sp->len);
+        sp->p = p;
     }
-    return p;
+}
+
+/* State of one small QoS 0 fan-out (fanout_small). */
+typedef struct fan_s {
+    loop_t *l;
+    msg_t *m;
+    const router_hits_t *h;
+    shared_pkt_t pkt[2]; /* v3.x, v5; p == NULL: not built or cannot be */
+    uint8_t tried[2];    /* build_small was called for the variant */
+    size_t max_out;      /* the broker's max_out_bytes */
+} fan_t;
+
+/* One delivery of a fan-out off its fast path: builds the variant's
+ * packet on first use, then shares it or, when it cannot be built or the
+ * v5 subscriber has subscription ids (its own head), takes the general
+ * path. Returns 1 when it queued the shared packet (counted by the
+ * caller), else 0. */
+static __attribute__((noinline)) int fan_slow(fan_t *f, const router_hit_t *hit,
+                                              conn_t *c, int v5)
+{
+    shared_pkt_t *sp = &f->pkt[v5];
+    if (!f->tried[v5]) {
+        build_small(f->l, f->m, v5, sp);
+        f->tried[v5] = 1;
+    }
+    if (sp->p != NULL && !(v5 && hit->id_count > 0))
+        return conn__send_shared(c, sp, f->max_out) == 0;
+    sess__deliver(f->l, hit->sub, f->m, 0, 0, f->h->ids + hit->id_off, hit->id_count);
+    return 0;
 }
 
 /* The common fan-out, kept tight: a small QoS 0 message without the
  * retain flag, so every subscriber gets QoS 0, retain 0 and one of two
  * packets (v3.x or v5), built on first use and shared (chunk.c). A v5
- * subscriber with subscription ids needs its own head: general path. */
+ * subscriber with subscription ids needs its own head: general path.
+ * What does not change per subscriber (the hits array, whether any hit
+ * has ids, max_out_bytes) is read once, and msgs_out is counted once. */
 static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
 {
-    const uint8_t *pkt[2] = {NULL, NULL};
-    size_t len[2] = {0, 0};
-    pkt_chunk_t *ch[2] = {NULL, NULL};
-    unsigned built = 0; /* bit v5: pkt[v5] was built (or could not be) */
+    fan_t f = {.l = l, .m = m, .h = h, .max_out = l->b->cfg->max_out_bytes};
+    const router_hit_t *v = h->hit;
+    size_t max_out = f.max_out;
+    int ids = h->n_ids > 0;
+    uint64_t sent = 0;
     for (size_t i = 0; i < n; i++) {
-        const router_hit_t *hit = &h->v[i];
-        if (i + PF_SESS < n) __builtin_prefetch(h->v[i + PF_SESS].sub);
-        conn_t *c = ((sess_t *)hit->sub)->conn;
+        if (i + PF_SESS < n) __builtin_prefetch(v[i + PF_SESS].sub);
+        conn_t *c = ((sess_t *)v[i].sub)->conn;
         if (c == NULL || c->state != CONN_ACTIVE) continue; /* QoS 0: dropped */
         int v5 = c->version == PKT_V5;
-        if (!(built & (1u << v5))) {
-            pkt[v5] = build_small(l, m, v5, &len[v5], &ch[v5]);
-            built |= 1u << v5;
-        }
-        if (pkt[v5] != NULL && !(v5 && hit->id_count > 0))
-            conn__send_shared(c, ch[v5], pkt[v5], len[v5]);
+        const shared_pkt_t *sp = &f.pkt[v5];
+        if (sp->p != NULL && !(ids && v5 && v[i].id_count > 0))
+            sent += conn__send_shared(c, sp, max_out) == 0;
         else
-            sess__deliver(l, hit->sub, m, 0, 0, h->ids + hit->id_off, hit->id_count);
+            sent += (uint64_t)fan_slow(&f, &v[i], c, v5);
     }
+    l->msgs_out += sent;
 }
 
-size_t broker__deliver_local(loop_t *l, msg_t *m)
+/* The general fan-out: each hit's QoS, retain flag and subscription ids
+ * through sess__deliver, with the message references taken in bulk. */
+static void deliver_each(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
 {
-    router_hits_t *h = &l->hits;
-    size_t n = router_match(l->router, m->topic, m->topic_len, m->origin, h);
-    if (m->qos == 0 && !m->retain && small_message(m)) {
-        fanout_small(l, m, h, n);
-        return n;
-    }
+    const router_hit_t *v = h->hit;
     if (n > 1) credit_take(l, m, n);
     for (size_t i = 0; i < n; i++) {
-        const router_hit_t *hit = &h->v[i];
-        if (i + PF_SESS < n) __builtin_prefetch(h->v[i + PF_SESS].sub);
+        const router_hit_t *hit = &v[i];
+        if (i + PF_SESS < n) __builtin_prefetch(v[i + PF_SESS].sub);
         uint8_t qos = hit->qos < m->qos ? hit->qos : m->qos;
         /* MQTT-3.3.1-12/13: retain flag kept only with Retain As Published */
         uint8_t retain = hit->rap ? m->retain : 0;
@@ -137,6 +162,19 @@ size_t broker__deliver_local(loop_t *l, msg_t *m)
                       hit->id_count);
     }
     credit_return(l);
+}
+
+size_t broker__deliver_local(loop_t *l, msg_t *m)
+{
+    router_hits_t *h = &l->hits;
+    size_t n = router_match(l->router, m->topic, m->topic_len, m->origin, h);
+    l->delivering = 1; /* h->hit may be the router's: no (un)subscribe */
+    if (m->qos == 0 && !m->retain && small_message(m)) {
+        fanout_small(l, m, h, n);
+    } else {
+        deliver_each(l, m, h, n);
+    }
+    l->delivering = 0;
     return n;
 }
 

@@ -15,6 +15,7 @@
  */
 #include "broker_int.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,7 @@ int loop__may_match(loop_t *l, const uint32_t key[2])
 int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
                     uint8_t options, uint32_t sub_id, int *existed)
 {
+    assert(!l->delivering); /* it may be reading the router's arrays */
     int rc = router_subscribe(l->router, f, len, s, options, sub_id, existed);
     if (rc == 0) {
         if (!*existed) count(l, f, len, +1);
@@ -86,6 +88,7 @@ int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
 
 int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
 {
+    assert(!l->delivering);
     int rc = router_unsubscribe(l->router, f, len, s);
     if (rc == 0) {
         count(l, f, len, -1);
@@ -97,6 +100,7 @@ int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
 
 void loop__unsubscribe_all(loop_t *l, sess_t *s)
 {
+    assert(!l->delivering);
     size_t removed = router_unsubscribe_all(l->router, s);
     for (uint32_t i = 0; i < s->n_subs; i++) {
         if (removed > 0) count(l, s->subs[i].filter, strlen(s->subs[i].filter), -1);

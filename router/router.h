@@ -52,9 +52,13 @@ typedef struct router_hit_s {
 } router_hit_t;
 
 /* Result vector, reused across calls (caller owns it; the steady state
- * allocates nothing once it has grown). */
+ * allocates nothing once it has grown). Read the result through hit: it
+ * is v, or, when a single node matched with nothing to filter or merge,
+ * that node's own array (no copy), which stays valid only until the
+ * router changes: no subscribe or unsubscribe while the hits are used. */
 typedef struct router_hits_s {
-    router_hit_t *v;
+    const router_hit_t *hit; /* the n hits */
+    router_hit_t *v;         /* owned storage behind hit (when copied) */
     size_t n, cap;
     uint32_t *ids;
     size_t n_ids, cap_ids;
@@ -80,7 +84,8 @@ size_t router_unsubscribe_all(router_t *rt, void *sub);
 /* Fills hits (cleared first) with one entry per subscriber whose
  * subscriptions match topic, merged as described at router_hit_t.
  * Subscriptions with No Local whose subscriber == publisher are skipped.
- * Returns the number of hits. */
+ * Returns the number of hits (hits->hit[0..n), borrowed from rt: see
+ * router_hits_t). */
 size_t router_match(router_t *rt, const char *topic, size_t len,
                     const void *publisher, router_hits_t *hits);
 

@@ -24,7 +24,7 @@ struct router__node_s {
     router__node_t *inl;     /* the one bucket of a small table */
     router__node_t *plus;    /* "+" child (subscription trie only) */
     router__node_t *pound;   /* "#" child (subscription trie only) */
-    void *payload;           /* subscriptions: subent array; retained: value */
+    void *payload;           /* subscriptions: entry block (router.c); retained: value */
     uint32_t nkids, nkb;     /* exact children, buckets (0 or a power of 2) */
     uint32_t nsubs, capsubs; /* subscription trie only: payload entries */
     uint32_t hash, len;      /* of level[0..len) */

@@ -191,6 +191,43 @@ static void qos0_past_max_out_bytes_is_dropped_and_counted(void **state)
     msg_release(&m);
 }
 
+/* A fan-out's shared packets (conn__send_shared): consecutive ones of a
+ * chunk merge into one entry holding one chunk reference, anything in
+ * between starts a new one; max_out applies once bytes are unsent; the
+ * caller counts msgs_out; c->batch is the pending batch. */
+static void shared_packets_merge_within_their_chunk(void **state)
+{
+    fixture_t *f = *state;
+    shared_pkt_t a = {.len = 40}, b = {.len = 40};
+    pkt_t ping = {.type = PKT_PINGRESP};
+    a.p = loop__chunk_reserve(&f->l, MSG_VARIANT(0, 0), 40, &a.ch);
+    loop__chunk_commit(a.ch, 40);
+    b.p = loop__chunk_reserve(&f->l, MSG_VARIANT(0, 0), 40, &b.ch);
+    loop__chunk_commit(b.ch, 40);
+    assert_ptr_equal(b.p, a.p + 40);
+    assert_int_equal(conn__send_shared(&f->c, &a, 100), 0);
+    assert_ptr_equal(f->c.batch, &f->c.out->batch[f->c.pend]);
+    assert_int_equal(conn__send_shared(&f->c, &b, 100), 0);
+    out_batch_t *ob = f->c.batch;
+    assert_int_equal(ob->n, 1);
+    assert_int_equal(ob->v[0].len, 80);
+    assert_int_equal(ob->bytes, 80);
+    assert_int_equal(f->c.unsent, 80);
+    assert_int_equal(a.ch->refs, 2); /* the loop's and the entry's */
+    assert_int_equal(f->l.msgs_out, 0);
+    assert_int_equal(conn__send_shared(&f->c, &a, 100), ERR_LIMIT); /* 120 */
+    assert_int_equal(atomic_load(&f->b.cnt.dropped_qos0), 1);
+    assert_int_equal(conn__send_pkt(&f->c, &ping), 0);
+    assert_int_equal(conn__send_shared(&f->c, &b, 1000), 0);
+    assert_int_equal(ob->n, 3);
+    assert_int_equal(a.ch->refs, 3);
+    conn__out_free(f->c.out);
+    f->c.out = NULL;
+    f->c.batch = NULL;
+    assert_int_equal(a.ch->refs, 1);
+    loop__chunk_dispose(&f->l);
+}
+
 static void publish_over_client_maximum_packet_size_is_dropped(void **state)
 {
     fixture_t *f = *state;
@@ -287,6 +324,7 @@ static void sweep_trims_output_objects_unused_for_a_second(void **state)
     conn_t c2 = f->c;
     pkt_t ping = {.type = PKT_PINGRESP};
     c2.out = NULL;
+    c2.batch = NULL;
     conn__send_pkt(&f->c, &ping);
     conn__send_pkt(&c2, &ping);
     out_put(&f->c);
@@ -325,6 +363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(qos1_delivery_encodes_its_own_head_with_packet_id, setup, teardown),
         cmocka_unit_test_setup_teardown(large_qos1_delivery_borrows_the_payload_after_its_head, setup, teardown),
         cmocka_unit_test_setup_teardown(qos0_past_max_out_bytes_is_dropped_and_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(shared_packets_merge_within_their_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(publish_over_client_maximum_packet_size_is_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(v5_subscription_ids_get_a_per_subscriber_head, setup, teardown),
         cmocka_unit_test_setup_teardown(batch_keeps_offsets_valid_across_scratch_growth, setup, teardown),

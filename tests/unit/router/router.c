@@ -132,7 +132,7 @@ static void trie_follows_the_table_one_filter_at_a_time(void **state)
             size_t n = match_str(rt, r->topic, NULL, &h);
             if (n != (size_t)r->match)
                 fail_msg("row %zu: \"%s\" vs \"%s\": %zu hits", i, r->filter, r->topic, n);
-            if (n) assert_ptr_equal(h.v[0].sub, r);
+            if (n) assert_ptr_equal(h.hit[0].sub, r);
         }
         router_destroy(rt);
     }
@@ -156,7 +156,7 @@ static void trie_with_every_filter_agrees_with_topic_matches(void **state)
         }
         assert_int_equal(n, want);
         for (size_t k = 0; k < n; k++) {
-            const match_row_t *r = h.v[k].sub;
+            const match_row_t *r = h.hit[k].sub;
             assert_true(topic_matches(r->filter, strlen(r->filter), topic, strlen(topic)));
         }
     }
@@ -261,9 +261,9 @@ static const router_hit_t *hit_of(const router_hits_t *h, const void *sub)
 {
     const router_hit_t *found = NULL;
     for (size_t i = 0; i < h->n; i++) {
-        if (h->v[i].sub == sub) {
+        if (h->hit[i].sub == sub) {
             assert_null(found); /* one hit per subscriber */
-            found = &h->v[i];
+            found = &h->hit[i];
         }
     }
     return found;
@@ -303,10 +303,10 @@ static void overlapping_subscriptions_merge_into_one_hit(void **state)
 
     /* "a/c": only a's "a/+", "a/#" and "#" match. */
     assert_int_equal(match_str(rt, "a/c", NULL, &h), 1);
-    assert_ptr_equal(h.v[0].sub, &a);
-    assert_int_equal(h.v[0].qos, 2);
-    assert_int_equal(h.v[0].rap, 0);
-    assert_int_equal(h.v[0].id_count, 2);
+    assert_ptr_equal(h.hit[0].sub, &a);
+    assert_int_equal(h.hit[0].qos, 2);
+    assert_int_equal(h.hit[0].rap, 0);
+    assert_int_equal(h.hit[0].id_count, 2);
     router_hits_dispose(&h);
     router_destroy(rt);
 }
@@ -343,7 +343,7 @@ static void no_local_skips_only_the_publishers_own_subscription(void **state)
     assert_int_equal(sub_str(rt, "t", &a, QOS2 | NO_LOCAL, 1), 0);
     assert_int_equal(sub_str(rt, "t", &b, NO_LOCAL, 2), 0);
     assert_int_equal(match_str(rt, "t", &a, &h), 1);
-    assert_ptr_equal(h.v[0].sub, &b);
+    assert_ptr_equal(h.hit[0].sub, &b);
     assert_int_equal(match_str(rt, "t", NULL, &h), 2);
 
     /* a's "#" without No Local still delivers, at that subscription's QoS
@@ -430,7 +430,7 @@ static void unsubscribe_all_removes_only_that_subscriber(void **state)
     assert_int_equal(router_unsubscribe_all(rt, &a), 0);
     assert_int_equal(router_count(rt), 1);
     assert_int_equal(match_str(rt, "a/b", NULL, &h), 1);
-    assert_ptr_equal(h.v[0].sub, &b);
+    assert_ptr_equal(h.hit[0].sub, &b);
     assert_int_equal(match_str(rt, "a", NULL, &h), 0);
     assert_int_equal(router_unsubscribe_all(rt, &b), 1);
     assert_int_equal(router_count(rt), 0);
@@ -462,6 +462,65 @@ static void removing_every_other_subscriber_of_one_filter_keeps_the_rest(void **
     router_destroy(rt);
 }
 
+/* Each subscription keeps its options and id while its node's entry
+ * block grows and shrinks (the side entries move inside it). */
+static void options_and_ids_survive_a_node_growing_and_shrinking(void **state)
+{
+    enum { N = 200, KEEP = 10 };
+    static char subs[N];
+    router_t *rt = router_create();
+    router_hits_t h;
+    router_hits_init(&h);
+    for (int i = 0; i < N; i++) {
+        uint8_t opts = QOS1 | (i % 3 == 0 ? NO_LOCAL : 0);
+        assert_int_equal(sub_str(rt, "g/h", &subs[i], opts, (uint32_t)i + 1), 0);
+    }
+    for (int i = 0; i < N - KEEP; i++)
+        assert_int_equal(router_unsubscribe(rt, "g/h", 3, &subs[i]), 0);
+    for (int k = N - KEEP; k < N; k++) {
+        assert_int_equal(match_str(rt, "g/h", &subs[k], &h), KEEP - (k % 3 == 0));
+        for (int i = N - KEEP; i < N; i++) {
+            const router_hit_t *x = hit_of(&h, &subs[i]);
+            if (i == k && k % 3 == 0) {
+                assert_null(x);
+                continue;
+            }
+            assert_non_null(x);
+            assert_int_equal(x->qos, 1);
+            assert_int_equal(x->id_count, 1);
+            assert_int_equal(h.ids[x->id_off], (uint32_t)i + 1);
+        }
+    }
+    router_hits_dispose(&h);
+    router_destroy(rt);
+}
+
+/* A match on one node with nothing to filter or merge hands out that
+ * node's own array; a second matching node makes it copy and merge. */
+static void one_plain_node_is_lent_and_two_are_merged(void **state)
+{
+    static char subs[3];
+    router_t *rt = router_create();
+    router_hits_t h;
+    router_hits_init(&h);
+    assert_int_equal(sub_str(rt, "a/b", &subs[0], 0, 0), 0);
+    assert_int_equal(sub_str(rt, "a/b", &subs[1], QOS1, 0), 0);
+    assert_int_equal(match_str(rt, "a/b", NULL, &h), 2);
+    assert_true(h.hit != h.v);
+    assert_int_equal(hit_of(&h, &subs[1])->qos, 1);
+    assert_int_equal(sub_str(rt, "a/+", &subs[1], QOS2, 0), 0);
+    assert_int_equal(sub_str(rt, "a/+", &subs[2], 0, 0), 0);
+    assert_int_equal(match_str(rt, "a/b", NULL, &h), 3);
+    assert_ptr_equal(h.hit, h.v);
+    assert_int_equal(hit_of(&h, &subs[0])->qos, 0);
+    assert_int_equal(hit_of(&h, &subs[1])->qos, 2);
+    assert_non_null(hit_of(&h, &subs[2]));
+    assert_int_equal(match_str(rt, "a/c", NULL, &h), 2);
+    assert_true(h.hit != h.v);
+    router_hits_dispose(&h);
+    router_destroy(rt);
+}
+
 static void ten_thousand_subscribers_on_distinct_filters(void **state)
 {
     enum { N = 10000 };
@@ -482,9 +541,9 @@ static void ten_thousand_subscribers_on_distinct_filters(void **state)
     for (int i = 0; i < N; i += 37) {
         snprintf(f, sizeof f, "dev/%d/temp", i);
         assert_int_equal(match_str(rt, f, NULL, &h), 1);
-        assert_ptr_equal(h.v[0].sub, &subs[i]);
-        assert_int_equal(h.v[0].id_count, 1);
-        assert_int_equal(h.ids[h.v[0].id_off], (uint32_t)i + 1);
+        assert_ptr_equal(h.hit[0].sub, &subs[i]);
+        assert_int_equal(h.hit[0].id_count, 1);
+        assert_int_equal(h.ids[h.hit[0].id_off], (uint32_t)i + 1);
     }
     assert_int_equal(match_str(rt, "dev/10000/temp", NULL, &h), 0);
     assert_int_equal(match_str(rt, "dev/5", NULL, &h), 0);
@@ -659,6 +718,8 @@ int main(void)
         cmocka_unit_test(unsubscribe_removes_one_and_prunes_nodes),
         cmocka_unit_test(unsubscribe_all_removes_only_that_subscriber),
         cmocka_unit_test(removing_every_other_subscriber_of_one_filter_keeps_the_rest),
+        cmocka_unit_test(options_and_ids_survive_a_node_growing_and_shrinking),
+        cmocka_unit_test(one_plain_node_is_lent_and_two_are_merged),
         cmocka_unit_test(ten_thousand_subscribers_on_distinct_filters),
         cmocka_unit_test(match_allocates_nothing_once_hits_have_grown),
         cmocka_unit_test(empty_topic_matches_nothing),
