@@ -154,7 +154,10 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
     *out = NULL;
     b->cfg = cfg;
     b->lfd = -1;
-    rc = store_open(&b->store, cfg->data_dir, NULL);
+    store_opts_t so = {.durability = cfg->durability ? STORE_BATCH : STORE_FULL,
+                       .batch_ms = cfg->batch_ms,
+                       .max_db_pages = (uint32_t)(cfg->max_db_bytes / STORE_PAGE_SIZE)};
+    rc = store_open(&b->store, cfg->data_dir, &so);
     if (rc != 0) goto fail_store;
     b->n_loops = loop_count(cfg);
     b->loops = xcalloc(b->n_loops, sizeof *b->loops);
@@ -164,7 +167,8 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
         log_error("cannot create the event loops: %s", uv_strerror(rc));
         goto fail_loops;
     }
-    rc = listener__start(b);
+    rc = broker__recover(b);
+    if (rc == 0) rc = listener__start(b);
     if (rc != 0) goto fail_loops;
     *out = b;
     return 0;
@@ -172,9 +176,9 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
 fail_loops:
     close_unrun_loops(b);
     close_listener_loop(b);
+    store_close(b->store); /* before the loops: its last callbacks post there */
     state_dispose(b);
     loops_free(b);
-    store_close(b->store);
 fail_store:
     free(b);
     return rc;
@@ -198,6 +202,14 @@ static void log_stop_line(broker_t *b)
              cnt(&k->msgs_out), cnt(&k->dropped_qos0), cnt(&k->dropped_queue),
              cnt(&k->dropped_size), cnt(&k->expired), cnt(&k->malformed),
              cnt(&k->too_large), cnt(&k->protocol_error));
+    store_stats_t st;
+    store_stats(b->store, &st);
+    log_info("storage: %llu commits (%llu failed), %llu batches, %llu operations; "
+             "commit time avg %llu us, max %llu us",
+             (unsigned long long)st.commits, (unsigned long long)st.failed_commits,
+             (unsigned long long)st.batches, (unsigned long long)st.ops,
+             (unsigned long long)(st.commits ? st.sum_commit_us / st.commits : 0),
+             (unsigned long long)st.max_commit_us);
 }
 
 /* Body of a worker thread: runs the loop until STOP has closed every
@@ -206,6 +218,7 @@ static void worker_main(void *arg)
 {
     loop_t *l = arg;
     uv_run(&l->uv, UV_RUN_DEFAULT);
+    persist__flush(l); /* what the closing connections wrote */
     loop__fold_counters(l);
     if (loop__close_uv(l) != 0)
         log_error("uv_loop_close (worker %u): %s", l->index, uv_strerror(l->close_rc));
@@ -268,9 +281,11 @@ void broker_destroy(broker_t *b)
     b->stopping = 1;
     close_unrun_loops(b);
     close_listener_loop(b);
+    store_close(b->store); /* commits the last batches; before the loops:
+                              its callbacks post to their inboxes */
+    b->store = NULL;
     state_dispose(b);
     loops_free(b);
     msg_pool_drain();
-    store_close(b->store);
     free(b);
 }

@@ -47,6 +47,16 @@ typedef struct broker_config_s {
                                      instead of dropping; 0 = drop. 1 */
     uint32_t session_shards;      /* "session_shards": mutex-guarded shards
                                      of the session map, 64 */
+    int durability;               /* "durability": "full" (0): PUBACK/PUBREC
+                                     after the commit's fsync; "batch" (1):
+                                     at once, committed within batch_ms */
+    uint32_t batch_ms;            /* "batch_ms": batch commit interval, 10 */
+    uint32_t max_session_expiry;  /* "max_session_expiry": seconds after
+                                     which an offline v3.1.1 persistent
+                                     session ends; 0 = never (default) */
+    uint64_t max_db_bytes;        /* "max_db_bytes": database size cap;
+                                     commits past it fail (negative acks);
+                                     0 = none (default) */
     int log_level;                /* "log_level": "error"|"warn"|"info"|
                                      "debug" (enum log_level); -v = debug */
 } broker_config_t;

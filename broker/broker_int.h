@@ -127,8 +127,12 @@ struct sess_s {
     uint32_t will_delay; /* v5 Will Delay Interval, s */
     uint32_t will_expiry; /* v5 Message Expiry of the will, s; 0 = none;
                              counted from publication, not from CONNECT */
+    uint64_t store_seq; /* last queue entry seq given out (persist.c) */
     uint32_t hash;
     unsigned version : 3; /* protocol of the last connection (3, 4, 5) */
+    unsigned stored : 1;  /* persistent: its row is in the store (or in
+                             the loop's pending batch); its filters count
+                             in the loop's durable summary */
     unsigned overflow_logged : 1;
     unsigned congested : 1; /* online, queue past the soft limit, publishers
                                being throttled (loop->n_congested counts) */
@@ -191,6 +195,9 @@ typedef struct conn_out_s {
     out_batch_t batch[2]; /* batch[conn->pend] fills */
     uv_write_t wreq;      /* the one write in flight; data = the conn */
     struct conn_out_s *next_free; /* loop's pool */
+    uint64_t hold_gen;    /* not written until this generation of the
+                             loop's batches is committed (persist.c);
+                             here, not in conn_t: only output is held */
 } conn_out_t;
 
 /* ---- connection ---- */
@@ -260,6 +267,8 @@ struct conn_s {
                              message whose fate c awaits; owned */
     };
     conn_in_t *in;        /* partial input, or NULL (owned) */
+    struct ack_fifo_s *acks; /* acknowledgements waiting for commits, in
+                                order (persist.c); NULL when none */
     uint8_t peer_addr[16]; /* for logs: conn__peer formats it */
     uint32_t since;       /* uv_now ms, truncated: accepted or moved here
                              (CONN_NEW) or closing began (CONN_CLOSING) */
@@ -275,16 +284,25 @@ enum loop_item_kind {
                         seq: index of the posting loop */
     ITEM_MIGRATE,    /* fd, bytes, len, hops: a connection moved here
                         from another loop, its input from its CONNECT on */
-    ITEM_STOP        /* shut the loop down */
+    ITEM_STOP,       /* shut the loop down */
+    ITEM_COMMITTED,  /* ptr: a commit of this loop's batch finished
+                        (persist.c; posted by the storage thread) */
+    ITEM_ACK_WAKE    /* a message this loop published may now be
+                        acknowledged: run the ack queues (persist.c) */
 };
 
 typedef struct loop_item_s {
     uint8_t kind;
     uint8_t hops;    /* ITEM_MIGRATE: moves so far, this one included */
+    uint8_t report;  /* ITEM_PUBLISH: counted in m->persist_wait; report
+                        once this loop's entries of m are committed */
     int fd;
     uint64_t seq;
     msg_t *m;
-    uint8_t *bytes;  /* ITEM_MIGRATE: owned input bytes (len of them) */
+    union {
+        uint8_t *bytes; /* ITEM_MIGRATE: owned input bytes (len of them) */
+        void *ptr;      /* ITEM_COMMITTED: owned commit record */
+    };
     size_t len;
 } loop_item_t;
 
@@ -320,6 +338,11 @@ struct loop_s {
     /* Which topics router may match, for other loops (interest.c). */
     _Atomic uint32_t interest_wild; /* filters starting with + or # */
     _Atomic uint32_t interest[LOOP_INTEREST_SLOTS];
+    /* The same for the filters of stored (persistent) sessions only: a
+     * publisher's acknowledgement waits for the loops that may hold
+     * durable destinations of its message (persist.c). */
+    _Atomic uint32_t durable_wild;
+    _Atomic uint32_t durable[LOOP_INTEREST_SLOTS];
     atomic_uint load;     /* connections handed here and not yet closed */
     pthread_mutex_t inbox_mu;
     item_vec_t inbox;     /* inbox: items posted by other threads */
@@ -330,6 +353,8 @@ struct loop_s {
     conn_t *conns;        /* every connection of the loop */
     size_t n_conns;
     conn_t *dirty;        /* connections with pending output */
+    conn_t *held;         /* dirty ones whose output waits for a commit
+                             (out->hold_gen); back on dirty after one */
     router_hits_t hits;   /* reused match vector */
     uint8_t delivering;   /* broker__deliver_local is walking hits, which
                              may be the router's own array: the router
@@ -355,6 +380,22 @@ struct loop_s {
     unsigned n_free_chunks;
     msg_t *credit_msg;    /* references of credit_msg taken in bulk by */
     size_t credit;        /* broker__deliver_local, used by deliveries */
+    /* Persistence (persist.c): the batch this tick fills, submitted by the
+     * flush hook; generations count submitted batches. */
+    struct store_batch_s *batch; /* NULL until the tick's first write */
+    uint64_t batch_gen;   /* generation of the batch being filled */
+    uint64_t committed_gen; /* highest generation whose commit ended */
+    uint64_t put_id;      /* last message written into batch */
+    uint64_t next_msg_id; /* store ids: index + k * n_loops + base */
+    msg_t **reports;      /* other loops' messages with entries in batch:
+                             reported to their publisher once committed */
+    size_t n_reports, cap_reports;
+    conn_t **ack_conns;   /* connections with waiting acknowledgements */
+    size_t n_ack_conns, cap_ack_conns;
+    uint8_t *wake;        /* per loop: post ITEM_ACK_WAKE this tick */
+    uint8_t wake_any;
+    uint8_t want_commit;  /* durability batch: something waits for this
+                             tick's commit (submit a barrier with notice) */
     /* Publisher throttling (throttle.c). */
     atomic_uint n_congested; /* sessions of this loop that are congested;
                                 read by every loop's throttle timer */
@@ -509,6 +550,101 @@ void loop__topic_keys(const char *topic, size_t len, uint32_t key[2]);
 /* 1 when l may have a subscription matching the topic of key (any
  * thread; a false 1 only costs a forward in vain). */
 int loop__may_match(loop_t *l, const uint32_t key[2]);
+/* The same, for the subscriptions of l's stored sessions only. */
+int loop__may_match_durable(loop_t *l, const uint32_t key[2]);
+/* Counts s's filters in (delta +1) or out (-1) of l's durable summary:
+ * s->stored is changing. */
+void loop__durable_count(loop_t *l, sess_t *s, int delta);
+
+/* ---- persist.c ---- */
+
+/* Every function here does nothing when the broker has no store (the
+ * in-process benchmarks) or, for the per-session ones, when the session
+ * is not stored. Writes go into the loop's batch for this tick. */
+
+/* The loop that owns every stored (persistent) session: loop 0. Their
+ * writes then share one batch per tick, so what a QoS 2 PUBLISH stores
+ * (its inbound id and every durable queue entry) commits atomically
+ * (storage.md says why). */
+loop_t *persist__loop(broker_t *b);
+/* The store id for a new message of l (unique across loops). */
+uint64_t persist__new_id(loop_t *l);
+/* Operations in l's pending batch (0 when none): a handler compares the
+ * count before and after to learn whether its acknowledgement must wait
+ * for the commit. */
+size_t persist__ops(const loop_t *l);
+/* Writes s's session row (client id, protocol, expiry, will, online or
+ * not) and marks it stored; the first time counts its filters durable. */
+void persist__session_put(loop_t *l, sess_t *s);
+/* Deletes s's stored state (row, subscriptions, entries, inbound QoS 2
+ * ids) and marks it not stored. */
+void persist__session_del(loop_t *l, sess_t *s);
+/* Writes or deletes one subscription of stored session s. */
+void persist__sub_put(loop_t *l, sess_t *s, const char *f, size_t len,
+                      uint8_t options, uint32_t sub_id);
+void persist__sub_del(loop_t *l, sess_t *s, const char *f, size_t len);
+/* Writes queue entry e (its seq set) of stored session s, holding m,
+ * with packet_id and state (STORE_ENTRY_*); writes m first if this batch
+ * does not hold it yet. */
+void persist__entry_add(loop_t *l, sess_t *s, msg_t *m, const queue_entry_t *e,
+                        uint16_t packet_id, uint8_t state);
+/* Moves entry seq of s to packet_id/state; drop_msg releases its message
+ * (QoS 2 after PUBREC). */
+void persist__entry_update(loop_t *l, sess_t *s, uint64_t seq, uint16_t packet_id,
+                           uint8_t state, int drop_msg);
+/* Deletes entry seq of s (no-op for seq 0). */
+void persist__entry_del(loop_t *l, sess_t *s, uint64_t seq);
+/* Records (add 1) or forgets (add 0) an inbound QoS 2 packet id of s. */
+void persist__inq2(loop_t *l, sess_t *s, uint16_t packet_id, int add);
+/* Stores m as its topic's retained message, or deletes the topic's
+ * retained message when m's payload is empty. */
+void persist__retained(loop_t *l, msg_t *m);
+/* 1 when the target loop t must report its commit of m back (t may hold
+ * a durable destination of m and acks wait for commits). */
+int persist__must_report(loop_t *l, loop_t *t, msg_t *m, const uint32_t key[2]);
+/* A forwarded m was delivered on l with report set: once l's entries of
+ * it are committed (now, if l wrote none), tells m's publishing loop. */
+void persist__delivered(loop_t *l, msg_t *m, size_t ops_before);
+/* Sends acknowledgement `type` (PUBACK, PUBREC, PUBCOMP) for packet id
+ * now, or queues it behind c's waiting ones until generation gen of c's
+ * loop is committed (gen 0: nothing to wait for) and, when m is not NULL,
+ * until every other loop holding m durably has reported. Returns 0, or
+ * CONN_GONE when c was closed (a v3.1.1 client whose message could not be
+ * stored). */
+int persist__ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason,
+                 msg_t *m, uint64_t gen);
+/* The same for SUBACK/UNSUBACK (type) with n reason codes (copied when
+ * it must wait): a subscription of a stored session is acknowledged once
+ * it is committed. Returns 0. */
+int persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reasons,
+                     uint32_t n, uint64_t gen);
+/* The generation a handler's acknowledgement waits for: l's pending one
+ * when the batch grew past ops_before, else 0. */
+uint64_t persist__gen_since(loop_t *l, size_t ops_before);
+/* Flush hook: submits the tick's batch and wakes the publishing loops of
+ * messages whose reports are complete. */
+void persist__flush(loop_t *l);
+/* ITEM_COMMITTED on l: records the generation, reports the messages of
+ * other loops, sends acknowledgements that are now due. */
+void persist__committed(loop_t *l, void *rec);
+/* ITEM_ACK_WAKE: sends acknowledgements that are now due. */
+void persist__run_acks(loop_t *l);
+/* Holds c's output until what l's batches hold now is committed: c was
+ * just sent a QoS 2 PUBLISH or PUBREL whose stored state is not yet on
+ * disk (a crash in between would make the client see it twice). Call it
+ * after queuing the packet (the hold lives in c->out). */
+void persist__hold(conn_t *c);
+/* c is closing: drops its waiting acknowledgements. */
+void persist__conn_gone(conn_t *c);
+/* Frees an ITEM_COMMITTED record that was never run (shutdown). */
+void persist__drop_record(void *rec);
+
+/* ---- recover.c ---- */
+
+/* Loads the store into the loops, the session map and the retained trie
+ * before the worker threads start; logs what it recovered. Returns 0 or
+ * the store's error. */
+int broker__recover(broker_t *b);
 
 /* ---- chunk.c ---- */
 
@@ -536,6 +672,9 @@ void loop__items_append(item_vec_t *v, const loop_item_t *item);
  * inbox (one lock each) and wakes each target once. Any thread; out is
  * the calling thread's own array. */
 void loop__flush_outboxes(broker_t *b, item_vec_t *out);
+/* Appends item to t's inbox under its lock and wakes t: for threads that
+ * have no outboxes (the storage thread). Takes the item's references. */
+void loop__post_direct(loop_t *t, const loop_item_t *item);
 /* uv_async callback of a worker: swaps the inbox out, runs every item. */
 void loop__on_async(uv_async_t *h);
 /* Releases the references of items never processed (shutdown). */
@@ -623,6 +762,8 @@ int conn__handle_publish(conn_t *c, pkt_t *p);
 /* Number of levels in a topic name or filter ("a/b" -> 2). */
 size_t conn__levels(const char *t, size_t len);
 int conn__handle_ack(conn_t *c, const pkt_t *p); /* PUBACK/REC/REL/COMP */
+/* Queues PUBACK/PUBREC/PUBREL/PUBCOMP for packet id (reason: v5 only). */
+void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason);
 /* Builds a msg from topic, payload and the forwardable subset of props
  * (v5), with expiry from Message Expiry Interval. NULL when too large. */
 msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
@@ -712,13 +853,14 @@ void sess__unlink(sess_map_t *m, sess_t *s);
 size_t sess__count(sess_map_t *m);
 /* New offline session with the given id and limits; not in the map. */
 sess_t *sess__create(const char *id, size_t len, const broker_config_t *cfg);
-/* Finds the session with this client id or creates it owned by l,
- * atomically under the shard mutex (see inbox.c). Returns SESS_NEW or
- * SESS_LOCAL with *out the session (l's: borrowed), or SESS_REMOTE with
- * *out NULL and *owner the loop that owns it (the caller moves its
- * connection there). *owner is set in every case. */
+/* Finds the session with this client id or, when create_on is l,
+ * creates it owned by l, atomically under the shard mutex (see inbox.c).
+ * Returns SESS_NEW or SESS_LOCAL with *out the session (l's: borrowed),
+ * or SESS_REMOTE with *out NULL and *owner the loop that owns it, or
+ * create_on when there is none (the caller moves its connection there).
+ * *owner is set in every case. */
 int sess__find_or_create(loop_t *l, const char *id, size_t len, sess_t **out,
-                         loop_t **owner);
+                         loop_t **owner, loop_t *create_on);
 /* Records s as owned by l (its list for the sweep). */
 void sess__own(loop_t *l, sess_t *s);
 /* Removes s's subscriptions from l's router, releases queue, inflight and

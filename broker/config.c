@@ -27,6 +27,9 @@
  * that a typo cannot ask for a million loops. */
 #define MAX_THREADS 1024u
 
+/* Smallest database cap: room for the schema and some rows (1 MiB). */
+#define MIN_DB_BYTES (1024u * 1024u)
+
 /* Fills c with the documented defaults. Strings are xstrdup'd and owned by
  * c until broker_config_dispose. */
 void broker_config_init(broker_config_t *c)
@@ -51,6 +54,10 @@ void broker_config_init(broker_config_t *c)
     c->connect_timeout_ms = 10000;
     c->throttle_publishers = 1;
     c->session_shards = 64;
+    c->durability = 0;
+    c->batch_ms = 10;
+    c->max_session_expiry = 0;
+    c->max_db_bytes = 0;
     c->log_level = LOG_INFO;
 }
 
@@ -121,6 +128,13 @@ static int check_ranges(const broker_config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "threads must be 0..%u (got %u)", MAX_THREADS, c->threads);
     else if (c->data_dir == NULL || c->data_dir[0] == '\0')
         snprintf(err, errlen, "data_dir must be a non-empty path");
+    else if (c->max_db_bytes != 0 && c->max_db_bytes < MIN_DB_BYTES)
+        snprintf(err, errlen, "max_db_bytes must be 0 (no cap) or at least %u (got %llu)",
+                 MIN_DB_BYTES, (unsigned long long)c->max_db_bytes);
+    else if (c->durability != 0 && c->durability != 1)
+        snprintf(err, errlen, "durability must be full or batch");
+    else if (c->batch_ms == 0)
+        snprintf(err, errlen, "batch_ms must be 1..60000 (got 0)");
     else if (c->log_level < LOG_ERROR || c->log_level > LOG_DEBUG)
         snprintf(err, errlen, "log_level must be error, warn, info or debug");
     else

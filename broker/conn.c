@@ -137,6 +137,7 @@ __attribute__((noinline)) out_batch_t *conn__out_attach(conn_t *c)
         }
     }
     o->next_free = NULL;
+    o->hold_gen = 0;
     c->out = o;
     set_pend(c, 0);
     return c->batch;
@@ -817,6 +818,7 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
         log_info("closing client %s (%s): %s", conn__id(c), conn__peer(c), why);
     uv_read_stop((uv_stream_t *)&c->tcp);
     conn__throttle_forget(c);
+    persist__conn_gone(c); /* acks it still waits for: never sent */
     if ((flags & CLOSE_DISCONNECT) && was_active && c->version == PKT_V5) {
         pkt_t d = {.type = PKT_DISCONNECT};
         d.u.disconnect.reason = reason;
@@ -855,6 +857,7 @@ void conn__close_handle(conn_t *c)
 static void conn_free(conn_t *c)
 {
     conn__throttle_forget(c);
+    persist__conn_gone(c);
     if (c->out != NULL) conn__out_free(c->out);
     free(c->in);
     conn__hello_free(c);

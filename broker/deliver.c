@@ -187,6 +187,7 @@ static size_t forward(loop_t *l, msg_t *m)
     size_t k = 0;
     int track = m->qos > 0 && b->cfg->throttle_publishers;
     uint32_t key[2];
+    uint16_t reports = 0;
     if (b->n_loops > 1) loop__topic_keys(m->topic, m->topic_len, key);
     for (unsigned j = 0; j < b->n_loops; j++) {
         loop_t *t = &b->loops[j];
@@ -194,6 +195,8 @@ static size_t forward(loop_t *l, msg_t *m)
             !loop__may_match(t, key))
             continue;
         loop_item_t it = {.kind = ITEM_PUBLISH, .m = msg_retain(m), .seq = l->index};
+        it.report = (uint8_t)persist__must_report(l, t, m, key);
+        reports += it.report;
         loop__post(l, j, &it);
         if (track) loop__throttle_forwarding(l, t, m);
         k++;
@@ -202,6 +205,10 @@ static size_t forward(loop_t *l, msg_t *m)
      * Relaxed: the outbox flush (a mutex) publishes it with the items. */
     if (k > 0 && track)
         atomic_fetch_add_explicit(&m->fwd_pending, (uint16_t)k, memory_order_relaxed);
+    /* persist.c: the targets count down after their commits (relaxed:
+     * the outbox flush publishes it with the items) */
+    if (reports > 0)
+        atomic_fetch_add_explicit(&m->persist_wait, reports, memory_order_relaxed);
     return k;
 }
 
@@ -209,7 +216,14 @@ size_t broker__publish(loop_t *l, msg_t *m)
 {
     l->fwd_congested = 0;
     l->fwd_backlog = 0;
-    if (m->retain) retain_store(l->b, m);
+    m->home = (uint16_t)l->index;
+    /* before anyone else sees m: other loops may store it (persist.c) */
+    if (m->store_id == 0 && (m->qos > 0 || m->retain) && l->b->store != NULL)
+        m->store_id = persist__new_id(l);
+    if (m->retain) {
+        retain_store(l->b, m);
+        persist__retained(l, m);
+    }
     size_t n = broker__deliver_local(l, m);
     return n + forward(l, m);
 }
@@ -231,10 +245,12 @@ static void queue_overflow(broker_t *b, sess_t *s)
  * sent, so its packet id and window place are freed instead of waiting
  * for an acknowledgement that cannot come. Never call it from inside
  * inflight_foreach. */
-static void give_up_slot(inflight_t *f, uint16_t id)
+static void give_up_slot(sess_t *s, uint16_t id)
 {
+    inflight_t *f = &s->inflight;
     inflight_slot_t *slot = inflight_get(f, id);
     if (slot == NULL) return;
+    persist__entry_del(s->loop, s, slot->e.seq);
     if (slot->state == INFLIGHT_WAIT_PUBACK) {
         inflight_complete(f, id, PKT_PUBACK);
     } else if (slot->state == INFLIGHT_WAIT_PUBREC) {
@@ -252,10 +268,16 @@ static int send_slot(conn_t *c, inflight_slot_t *slot, uint8_t dup)
                               e->ids, e->n_ids);
 }
 
-/* send_slot for a slot just added: frees it again if it cannot be sent. */
+/* send_slot for a slot just added: frees it again if it cannot be sent.
+ * A QoS 2 PUBLISH to a stored session leaves after its entry (with the
+ * packet id) is committed: sent earlier, a crash could deliver it twice. */
 static void send_new_slot(sess_t *s, inflight_slot_t *slot)
 {
-    if (send_slot(s->conn, slot, 0) != 0) give_up_slot(&s->inflight, slot->packet_id);
+    int qos2 = slot->e.qos == 2; /* the slot may be gone after the send */
+    if (send_slot(s->conn, slot, 0) != 0)
+        give_up_slot(s, slot->packet_id);
+    else if (s->stored && qos2)
+        persist__hold(s->conn);
 }
 
 /* 1 when m fits the client's Maximum Packet Size; counts a drop if not. */
@@ -266,6 +288,12 @@ static int fits(conn_t *c, msg_t *m, uint8_t qos, const uint32_t *ids,
     if (conn__publish_size(c, m, qos, ids, n_ids) <= c->peer_max_packet) return 1;
     CNT_INC(c->loop->b, dropped_size); /* MQTT-3.1.2-25: act as if sent */
     return 0;
+}
+
+/* The store's state for an inflight slot just sent. */
+static uint8_t slot_state(const inflight_slot_t *slot)
+{
+    return slot->state == INFLIGHT_WAIT_PUBACK ? STORE_ENTRY_PUBACK : STORE_ENTRY_PUBREC;
 }
 
 /* Builds a queue entry for m (retains m, copies ids). */
@@ -302,19 +330,25 @@ void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
     }
     if (online && !fits(c, m, qos, ids, n_ids)) return;
     make_entry(&e, m, qos, retain, ids, n_ids);
+    if (s->stored) e.seq = ++s->store_seq;
     if (online && s->queue.len == 0 && inflight_has_room(&s->inflight)) {
         inflight_slot_t *slot = inflight_add(&s->inflight, &e);
         if (slot != NULL) {
+            persist__entry_add(l, s, m, &slot->e, slot->packet_id, slot_state(slot));
             send_new_slot(s, slot);
             return;
         }
     }
+    queue_entry_t rec = e; /* for the store: the queue takes e */
     /* Online with throttling: up to the hard limit, congestion marks
      * (throttle.c); offline or throttling off: the soft limit. */
     int rc = online && l->b->cfg->throttle_publishers
                  ? sess__queue_online(l, s, &e, m)
                  : queue_push(&s->queue, &e);
-    if (rc != 0) queue_overflow(l->b, s);
+    if (rc != 0)
+        queue_overflow(l->b, s);
+    else
+        persist__entry_add(l, s, m, &rec, 0, STORE_ENTRY_QUEUED);
 }
 
 void sess__drain(sess_t *s)
@@ -329,10 +363,14 @@ void sess__drain(sess_t *s)
         } else if (fits(c, e.m, e.qos, e.ids, e.n_ids)) {
             slot = inflight_add(&s->inflight, &e);
         }
-        if (slot != NULL)
+        if (slot != NULL) {
+            persist__entry_update(c->loop, s, slot->e.seq, slot->packet_id,
+                                  slot_state(slot), 0);
             send_new_slot(s, slot);
-        else
+        } else {
+            persist__entry_del(c->loop, s, e.seq);
             queue_entry_dispose(&e);
+        }
     }
     sess__congestion_check(c->loop, s, 0);
 }
@@ -363,8 +401,9 @@ void sess__resend(sess_t *s)
     if (s->conn == NULL || s->inflight.count == 0) return;
     resend_t r = {s->conn, xmalloc(s->inflight.count * sizeof *r.failed), 0};
     inflight_foreach(&s->inflight, resend_one, &r);
-    for (size_t i = 0; i < r.n_failed; i++) give_up_slot(&s->inflight, r.failed[i]);
+    for (size_t i = 0; i < r.n_failed; i++) give_up_slot(s, r.failed[i]);
     free(r.failed);
+    if (s->stored) persist__hold(s->conn); /* states may still be pending */
 }
 
 /* router_retained_match callback: collect references in l->mvec. */

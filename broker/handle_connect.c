@@ -87,9 +87,10 @@ static int refuse(conn_t *c, uint8_t reason)
 }
 
 /* Session expiry interval for this CONNECT, in seconds. */
-static uint32_t session_expiry(const pkt_connect_t *cp)
+static uint32_t session_expiry(const pkt_connect_t *cp, const broker_config_t *cfg)
 {
-    if (cp->version != PKT_V5) return cp->clean_start ? 0 : SESS_NEVER_EXPIRES;
+    uint32_t v3 = cfg->max_session_expiry ? cfg->max_session_expiry : SESS_NEVER_EXPIRES;
+    if (cp->version != PKT_V5) return cp->clean_start ? 0 : v3;
     return PKT_PROP_HAS(&cp->props, PROP_SESSION_EXPIRY) ? cp->props.session_expiry : 0;
 }
 
@@ -171,7 +172,7 @@ static void keep_hello(conn_t *c, const pkt_connect_t *cp, msg_t *will, int assi
     conn_hello_t *h = xcalloc(1, sizeof *h);
     c->hello = h;
     h->will = will;
-    h->expiry = session_expiry(cp);
+    h->expiry = session_expiry(cp, c->loop->b->cfg);
     h->will_delay = will != NULL && cp->version == PKT_V5 ? cp->will_props.will_delay : 0;
     h->will_expiry = 0;
     if (will != NULL) {
@@ -227,6 +228,10 @@ static void finish(conn_t *c, sess_t *s, int present)
     c->sess = s;
     c->state = CONN_ACTIVE;
     inflight_set_max(&s->inflight, h->window);
+    if (s->expiry != 0)
+        persist__session_put(c->loop, s); /* persistent: stored */
+    else
+        persist__session_del(c->loop, s); /* no longer persistent */
     send_connack(c, present, h->assigned ? s->client_id : NULL, h->server_ka);
     conn__hello_free(c);
     log_debug("client %s connected from %s (v%u, keep-alive %u, session %s)",
@@ -236,6 +241,22 @@ static void finish(conn_t *c, sess_t *s, int present)
         sess__resend(s);
         sess__drain(s);
     }
+}
+
+/* A CONNECT asking for a persistent session found a clean session of its
+ * id (live: clean ones end with their connection) on c's loop, which is
+ * not the loop of stored sessions: that session is taken over and ends
+ * here (its will as on any takeover), and the new one is created there.
+ * The client gets "session present 0", as it would for the reset of a
+ * clean session. */
+static void replace_elsewhere(conn_t *c, sess_t *s)
+{
+    loop_t *l = c->loop;
+    if (s->conn != NULL)
+        conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
+                    CLOSE_DISCONNECT | CLOSE_WILL | CLOSE_TAKEN, "session taken over");
+    sess__publish_will(l, s); /* a delayed one: the session ends now */
+    sess__end(l, s);
 }
 
 /* The session is owned by loop `owner`: asks the read path to move c
@@ -274,7 +295,15 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
         id = gen;
         id_len = strlen(gen);
     }
-    int rc = sess__find_or_create(c->loop, id, id_len, &s, &owner);
+    /* A persistent session lives on the loop of stored sessions. */
+    loop_t *home = session_expiry(cp, b->cfg) != 0 && b->store != NULL ? persist__loop(b)
+                                                                        : c->loop;
+    int rc = sess__find_or_create(c->loop, id, id_len, &s, &owner, home);
+    if (rc == SESS_LOCAL && home != c->loop) {
+        replace_elsewhere(c, s); /* a live clean session of this id */
+        rc = SESS_REMOTE;
+        owner = home;
+    }
     if (rc == SESS_REMOTE) {
         /* A session never changes loops: c goes to it (inbox.c). */
         if (will != NULL) msg_release(&will);

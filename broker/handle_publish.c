@@ -71,8 +71,7 @@ msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
     return m;
 }
 
-/* Sends PUBACK/PUBREC/PUBREL/PUBCOMP with a v5 reason. */
-static void send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
+void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
 {
     pkt_t r = {.type = type};
     r.u.ack.packet_id = id;
@@ -95,16 +94,26 @@ static uint8_t check_topic(conn_t *c, const pkt_publish_t *pub)
     return 0;
 }
 
+/* The generation a repeated acknowledgement waits for: the newest of c's
+ * loop that may hold the first one's writes (pending, or submitted). */
+static uint64_t gen_repeat(loop_t *l)
+{
+    uint64_t gen = persist__gen_since(l, 0);
+    return gen != 0 ? gen : (l->b->cfg->durability == 0 && l->b->store ? l->batch_gen - 1 : 0);
+}
+
 /* QoS 2 bookkeeping before delivery. Returns 1 to deliver, 0 when it was
  * answered here (a resend, or refused), CONN_GONE when c was closed. */
 static int qos2_admit(conn_t *c, uint16_t id)
 {
     int r = inflight_in_add(&c->sess->inflight, id, c->loop->b->cfg->max_inbound_qos2);
     int out = r == 1 ? 1 : 0;
-    if (r == 0) { /* MQTT-4.3.3-10: resend before PUBREL: no second delivery */
-        send_ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS);
+    if (r == 1) persist__inq2(c->loop, c->sess, id, 1);
+    if (r == 0) { /* MQTT-4.3.3-10: resend before PUBREL: no second delivery;
+                     acknowledged after the first one (persist.c) */
+        out = persist__ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS, NULL, gen_repeat(c->loop));
     } else if (r < 0 && c->version == PKT_V5) {
-        send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
+        conn__send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
     } else if (r < 0) {
         out = conn__fail(c, PKT_RC_QUOTA_EXCEEDED, "too many QoS 2 messages awaiting PUBREL");
     }
@@ -121,6 +130,8 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
         return conn__fail(c, bad, bad == PKT_RC_TOPIC_ALIAS_INVALID
                                       ? "topic alias sent (Topic Alias Maximum is 0)"
                                       : "invalid PUBLISH topic or properties");
+    loop_t *l = c->loop;
+    size_t ops = persist__ops(l); /* did this PUBLISH write? (persist.c) */
     if (pub->qos == 2) {
         int r = qos2_admit(c, pub->packet_id);
         if (r != 1) return r;
@@ -130,15 +141,18 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
                               pub->qos, pub->retain, c->sess);
     if (m == NULL) {
         if (pub->qos == 2) inflight_in_remove(&c->sess->inflight, pub->packet_id);
+        if (pub->qos == 2) persist__inq2(l, c->sess, pub->packet_id, 0);
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, "cannot allocate message");
     }
-    size_t n = broker__publish(c->loop, m);
+    size_t n = broker__publish(l, m);
     if (pub->qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
-    msg_release(&m);
     uint8_t reason = n == 0 ? PKT_RC_NO_MATCHING_SUBSCRIBERS : PKT_RC_SUCCESS;
-    if (pub->qos == 1) send_ack(c, PKT_PUBACK, pub->packet_id, reason);
-    if (pub->qos == 2) send_ack(c, PKT_PUBREC, pub->packet_id, reason);
-    return 0;
+    int rc = 0;
+    if (pub->qos > 0)
+        rc = persist__ack(c, pub->qos == 1 ? PKT_PUBACK : PKT_PUBREC, pub->packet_id,
+                          reason, m, persist__gen_since(l, ops));
+    msg_release(&m);
+    return rc;
 }
 
 /* PUBREC for one of our QoS 2 deliveries. */
@@ -147,18 +161,24 @@ static void on_pubrec(conn_t *c, const pkt_ack_t *a)
     inflight_t *f = &c->sess->inflight;
     inflight_slot_t *slot = inflight_get(f, a->packet_id);
     if (slot != NULL && slot->state == INFLIGHT_WAIT_PUBCOMP) {
-        send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS); /* duplicate */
+        conn__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS); /* duplicate */
     } else if (c->version == PKT_V5 && a->reason >= 0x80) {
         /* v5 4.3.3: a failing PUBREC ends the flow; the id is free again. */
-        if (inflight_pubrec(f, a->packet_id) == 0)
+        uint64_t seq = slot != NULL ? slot->e.seq : 0;
+        if (inflight_pubrec(f, a->packet_id) == 0) {
             inflight_complete(f, a->packet_id, PKT_PUBCOMP);
+            persist__entry_del(c->loop, c->sess, seq);
+        }
         sess__drain(c->sess);
     } else if (inflight_pubrec(f, a->packet_id) == 0) {
-        send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS);
+        persist__entry_update(c->loop, c->sess, slot->e.seq, a->packet_id,
+                              STORE_ENTRY_PUBCOMP, 1);
+        conn__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS);
+        if (c->sess->stored) persist__hold(c); /* written after the stage */
     } else {
         log_debug("client %s: PUBREC for unknown id %u", conn__id(c), a->packet_id);
         if (c->version == PKT_V5)
-            send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_PACKET_ID_NOT_FOUND);
+            conn__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_PACKET_ID_NOT_FOUND);
     }
 }
 
@@ -166,24 +186,35 @@ int conn__handle_ack(conn_t *c, const pkt_t *p)
 {
     const pkt_ack_t *a = &p->u.ack;
     inflight_t *f = &c->sess->inflight;
+    inflight_slot_t *slot = NULL;
+    uint64_t seq = 0;
+    size_t ops = persist__ops(c->loop);
+    int rc = 0;
     switch (p->type) {
     case PKT_PUBACK:
     case PKT_PUBCOMP:
-        if (inflight_complete(f, a->packet_id, p->type) == 0)
+        slot = inflight_get(f, a->packet_id);
+        seq = slot != NULL ? slot->e.seq : 0;
+        if (inflight_complete(f, a->packet_id, p->type) == 0) {
+            persist__entry_del(c->loop, c->sess, seq);
             sess__drain(c->sess);
-        else
+        } else {
             log_debug("client %s: %s for unknown id %u", conn__id(c),
                       pkt_type_name(p->type), a->packet_id);
+        }
         break;
     case PKT_PUBREC:
         on_pubrec(c, a);
         break;
-    default: /* PUBREL: the last step of an inbound QoS 2 flow */
-        if (inflight_in_remove(f, a->packet_id) == 0)
-            send_ack(c, PKT_PUBCOMP, a->packet_id, PKT_RC_SUCCESS);
-        else
-            send_ack(c, PKT_PUBCOMP, a->packet_id, PKT_RC_PACKET_ID_NOT_FOUND);
+    default: { /* PUBREL: the last step of an inbound QoS 2 flow */
+        int known = inflight_in_remove(f, a->packet_id) == 0;
+        if (known) persist__inq2(c->loop, c->sess, a->packet_id, 0);
+        /* after the id is forgotten on disk too: the client may reuse it */
+        rc = persist__ack(c, PKT_PUBCOMP, a->packet_id,
+                          known ? PKT_RC_SUCCESS : PKT_RC_PACKET_ID_NOT_FOUND, NULL,
+                          known ? persist__gen_since(c->loop, ops) : gen_repeat(c->loop));
         break;
     }
-    return 0;
+    }
+    return rc;
 }

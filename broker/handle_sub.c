@@ -34,6 +34,7 @@ static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
      * (ordering guarantee: inbox.c). */
     int rc = loop__subscribe(c->loop, c->sess, f, len, sub->options, sub_id, &existed);
     if (rc != 0) return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
+    persist__sub_put(c->loop, c->sess, f, len, sub->options, sub_id);
     unsigned rh = (sub->options & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT;
     *send_ret = rh == 0 || (rh == 1 && !existed); /* MQTT-3.3.1-9/10/11 */
     return sub->options & PKT_SUBOPT_QOS_MASK;
@@ -46,16 +47,16 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
     uint32_t sub_id = 0;
     uint8_t *reasons = arena_alloc(&c->loop->arena, n);
     uint8_t *send_ret = arena_alloc(&c->loop->arena, n);
+    size_t ops = persist__ops(c->loop);
     if (reasons == NULL || send_ret == NULL)
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
     if (c->version == PKT_V5 && sp->props.n_sub_ids > 0) sub_id = sp->props.sub_ids[0];
     for (uint32_t i = 0; i < n; i++)
         reasons[i] = subscribe_one(c, &sp->subs[i], sub_id, &send_ret[i]);
-    pkt_t r = {.type = PKT_SUBACK};
-    r.u.suback.packet_id = sp->packet_id;
-    r.u.suback.reasons = reasons;
-    r.u.suback.n_reasons = n;
-    conn__send_pkt(c, &r);
+    /* After the commit (persist.c); retained messages may go first, as
+     * MQTT-3.8.4 allows. */
+    persist__ack_sub(c, PKT_SUBACK, sp->packet_id, reasons, n,
+                     persist__gen_since(c->loop, ops));
     for (uint32_t i = 0; i < n; i++) {
         if (!send_ret[i]) continue;
         sess__send_retained(c->loop, c->sess, (const char *)sp->subs[i].filter.p,
@@ -68,17 +69,16 @@ int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
 {
     pkt_unsubscribe_t *up = &p->u.unsubscribe;
     uint8_t *reasons = arena_alloc(&c->loop->arena, up->n_filters);
+    size_t ops = persist__ops(c->loop);
     if (reasons == NULL) return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
     for (uint32_t i = 0; i < up->n_filters; i++) {
         const char *f = (const char *)up->filters[i].p;
         size_t len = up->filters[i].len;
         int rc = loop__unsubscribe(c->loop, c->sess, f, len);
+        if (rc == 0) persist__sub_del(c->loop, c->sess, f, len);
         reasons[i] = rc == 0 ? PKT_RC_SUCCESS : PKT_RC_NO_SUBSCRIPTION_EXISTED;
     }
-    pkt_t r = {.type = PKT_UNSUBACK};
-    r.u.suback.packet_id = up->packet_id;
-    r.u.suback.reasons = reasons;
-    r.u.suback.n_reasons = c->version == PKT_V5 ? up->n_filters : 0;
-    conn__send_pkt(c, &r);
-    return 0;
+    return persist__ack_sub(c, PKT_UNSUBACK, up->packet_id, reasons,
+                            c->version == PKT_V5 ? up->n_filters : 0,
+                            persist__gen_since(c->loop, ops));
 }

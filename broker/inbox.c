@@ -155,6 +155,14 @@ void loop__flush_outboxes(broker_t *b, item_vec_t *out)
     }
 }
 
+void loop__post_direct(loop_t *t, const loop_item_t *item)
+{
+    pthread_mutex_lock(&t->inbox_mu);
+    *items_push(&t->inbox) = *item;
+    if (!t->inbox_closed) uv_async_send(&t->async); /* see loop__close_handles */
+    pthread_mutex_unlock(&t->inbox_mu);
+}
+
 /* Runs one item on its target loop l. */
 static void run_item(loop_t *l, loop_item_t *it)
 {
@@ -162,12 +170,21 @@ static void run_item(loop_t *l, loop_item_t *it)
     case ITEM_ACCEPT:
         conn__open(l, it->fd);
         break;
-    case ITEM_PUBLISH:
+    case ITEM_PUBLISH: {
+        size_t ops = persist__ops(l);
         if (!l->stopping) broker__deliver_local(l, it->m);
+        if (it->report) persist__delivered(l, it->m, ops);
         /* After any congestion mark: throttle.c. */
         if (it->m->qos > 0 && l->b->cfg->throttle_publishers)
             loop__throttle_delivered(l, it->m, (unsigned)it->seq);
         msg_release(&it->m);
+        break;
+    }
+    case ITEM_COMMITTED:
+        persist__committed(l, it->ptr);
+        break;
+    case ITEM_ACK_WAKE:
+        persist__run_acks(l);
         break;
     case ITEM_MIGRATE:
         conn__open_moved(l, it->fd, it->bytes, it->len, it->hops);
@@ -199,6 +216,7 @@ void loop__drop_items(item_vec_t *v)
         if (it->kind == ITEM_PUBLISH) msg_release(&it->m);
         if (it->kind == ITEM_ACCEPT || it->kind == ITEM_MIGRATE) close(it->fd);
         if (it->kind == ITEM_MIGRATE) free(it->bytes);
+        if (it->kind == ITEM_COMMITTED) persist__drop_record(it->ptr);
     }
     v->n = 0;
 }

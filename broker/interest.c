@@ -11,7 +11,11 @@
  * summary says they may match it (deliver.c forward), instead of to every
  * loop with a subscription. Hash collisions only forward in vain; a
  * subscription is counted (release) before its SUBACK is queued, so the
- * ordering guarantee of inbox.c holds for it as for n_subs.
+ * ordering guarantee of inbox.c holds for it as for n_subs. A second table
+ * of the same shape counts only the filters of stored (persistent)
+ * sessions: a publisher's acknowledgement waits for the loops it may
+ * match (persist.c); s->stored says which table a filter is counted in,
+ * and persist.c recounts a session's filters when it changes.
  */
 #include "broker_int.h"
 
@@ -41,23 +45,36 @@ static size_t first_level(const char *s, size_t len)
     return slash != NULL ? (size_t)(slash - s) : len;
 }
 
-/* Counts one filter in or out of l's summary (delta +1 or -1). */
-static void count(loop_t *l, const char *f, size_t len, int delta)
+/* The summary slot of filter f: 1 in *wild for a filter starting with a
+ * wildcard (no slot), else the key of the whole filter (exact) or of its
+ * first level (wildcards further on). */
+static size_t key_of(const char *f, size_t len, int *wild)
 {
-    _Atomic uint32_t *slot = NULL;
     size_t first = first_level(f, len);
-    int wild_first = (first == 1 && (f[0] == '+' || f[0] == '#'));
-    if (wild_first) {
-        slot = &l->interest_wild;
-    } else if (memchr(f, '+', len) == NULL && memchr(f, '#', len) == NULL) {
-        slot = &l->interest[fnv(SEED_EXACT, f, len) % LOOP_INTEREST_SLOTS];
-    } else {
-        slot = &l->interest[fnv(SEED_FIRST, f, first) % LOOP_INTEREST_SLOTS];
-    }
+    *wild = first == 1 && (f[0] == '+' || f[0] == '#');
+    if (*wild) return 0;
+    if (memchr(f, '+', len) == NULL && memchr(f, '#', len) == NULL)
+        return fnv(SEED_EXACT, f, len) % LOOP_INTEREST_SLOTS;
+    return fnv(SEED_FIRST, f, first) % LOOP_INTEREST_SLOTS;
+}
+
+/* Adds delta (+1 or -1) to a summary counter. */
+static void bump(_Atomic uint32_t *slot, int delta)
+{
     if (delta > 0)
         atomic_fetch_add_explicit(slot, 1, memory_order_release);
     else
         atomic_fetch_sub_explicit(slot, 1, memory_order_relaxed);
+}
+
+/* Counts one filter in or out (delta +1 or -1) of l's summary and, when
+ * durable, of its durable summary (same keys). */
+static void count(loop_t *l, const char *f, size_t len, int delta, int durable)
+{
+    int wild = 0;
+    size_t k = key_of(f, len, &wild);
+    bump(wild ? &l->interest_wild : &l->interest[k], delta);
+    if (durable) bump(wild ? &l->durable_wild : &l->durable[k], delta);
 }
 
 void loop__topic_keys(const char *topic, size_t len, uint32_t key[2])
@@ -73,13 +90,29 @@ int loop__may_match(loop_t *l, const uint32_t key[2])
            atomic_load_explicit(&l->interest[key[1]], memory_order_acquire) > 0;
 }
 
+int loop__may_match_durable(loop_t *l, const uint32_t key[2])
+{
+    return atomic_load_explicit(&l->durable_wild, memory_order_acquire) > 0 ||
+           atomic_load_explicit(&l->durable[key[0]], memory_order_acquire) > 0 ||
+           atomic_load_explicit(&l->durable[key[1]], memory_order_acquire) > 0;
+}
+
+void loop__durable_count(loop_t *l, sess_t *s, int delta)
+{
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        int wild = 0;
+        size_t k = key_of(s->subs[i].filter, strlen(s->subs[i].filter), &wild);
+        bump(wild ? &l->durable_wild : &l->durable[k], delta);
+    }
+}
+
 int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
                     uint8_t options, uint32_t sub_id, int *existed)
 {
     assert(!l->delivering); /* it may be reading the router's arrays */
     int rc = router_subscribe(l->router, f, len, s, options, sub_id, existed);
     if (rc == 0) {
-        if (!*existed) count(l, f, len, +1);
+        if (!*existed) count(l, f, len, +1, s->stored);
         sess__sub_add(s, f, len, options, sub_id);
         loop__subs_changed(l);
     }
@@ -91,7 +124,7 @@ int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
     assert(!l->delivering);
     int rc = router_unsubscribe(l->router, f, len, s);
     if (rc == 0) {
-        count(l, f, len, -1);
+        count(l, f, len, -1, s->stored);
         sess__sub_remove(s, f, len);
         loop__subs_changed(l);
     }
@@ -103,7 +136,7 @@ void loop__unsubscribe_all(loop_t *l, sess_t *s)
     assert(!l->delivering);
     size_t removed = router_unsubscribe_all(l->router, s);
     for (uint32_t i = 0; i < s->n_subs; i++) {
-        if (removed > 0) count(l, s->subs[i].filter, strlen(s->subs[i].filter), -1);
+        if (removed > 0) count(l, s->subs[i].filter, strlen(s->subs[i].filter), -1, s->stored);
         free(s->subs[i].filter);
     }
     s->n_subs = 0;

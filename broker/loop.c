@@ -23,10 +23,17 @@
 static void flush_all(loop_t *l)
 {
     loop__fold_counters(l);
+    persist__flush(l); /* its wake-ups go out with the outboxes */
     loop__flush_outboxes(l->b, l->out);
     while (l->dirty != NULL) {
         conn_t *c = l->dirty;
         l->dirty = c->dirty_next;
+        if (c->out != NULL && c->out->hold_gen > l->committed_gen) {
+            /* persist.c: stays dirty */
+            c->dirty_next = l->held;
+            l->held = c;
+            continue;
+        }
         c->dirty_next = NULL;
         c->dirty = 0;
         conn__flush(c);
@@ -81,6 +88,9 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     atomic_init(&l->load, 0);
     l->router = router_create();
     l->out = xcalloc(b->n_loops, sizeof *l->out);
+    l->wake = xcalloc(b->n_loops, 1);
+    l->batch_gen = 1;
+    l->next_msg_id = index + 1; /* broker__recover moves it past the store */
     router_hits_init(&l->hits);
     l->rbuf = xmalloc(LOOP_READ_BUF);
     /* One decode arena per loop: a packet is decoded and handled before
@@ -125,6 +135,11 @@ void loop__dispose(loop_t *l)
         loop__items_dispose(&l->out[j]);
     }
     free(l->out);
+    free(l->wake);
+    store_batch_destroy(l->batch);
+    for (size_t i = 0; i < l->n_reports; i++) msg_release(&l->reports[i]);
+    free(l->reports);
+    free(l->ack_conns);
     router_destroy(l->router);
     router_hits_dispose(&l->hits);
     pthread_mutex_destroy(&l->inbox_mu);
@@ -188,6 +203,10 @@ void loop__unmark_dirty(conn_t *c)
     if (!c->dirty) return;
     conn_t **pp = &c->loop->dirty;
     while (*pp != NULL && *pp != c) pp = &(*pp)->dirty_next;
+    if (*pp == NULL) { /* on the held list instead */
+        pp = &c->loop->held;
+        while (*pp != NULL && *pp != c) pp = &(*pp)->dirty_next;
+    }
     if (*pp == c) *pp = c->dirty_next;
     c->dirty_next = NULL;
     c->dirty = 0;

@@ -286,6 +286,7 @@ void sess__publish_will(loop_t *l, sess_t *s)
 {
     msg_t *m = take_will(s);
     if (m == NULL) return;
+    if (s->stored && s->conn == NULL) persist__session_put(l, s); /* will gone */
     log_debug("publishing will of %s on %s", s->client_id, m->topic);
     broker__publish(l, m);
     msg_release(&m);
@@ -297,7 +298,11 @@ void sess__detach(loop_t *l, sess_t *s, int publish_will, int keep)
     s->conn = NULL;
     s->disconnected_at = uv_now(&l->uv);
     sess__congestion_check(l, s, 1); /* offline: drops past the soft limit */
-    if (l->stopping) return; /* shutdown: no wills; sessions freed at exit */
+    if (l->stopping) { /* shutdown: no wills (a stored will waits for the
+                          restart); sessions freed at exit */
+        if (s->stored) persist__session_put(l, s);
+        return;
+    }
     if (publish_will && s->will != NULL) {
         /* v5 Will Delay: publish when the delay passes or the session
          * ends, whichever comes first (MQTT-3.1.3-9). */
@@ -308,7 +313,10 @@ void sess__detach(loop_t *l, sess_t *s, int publish_will, int keep)
     } else if (s->will != NULL) {
         msg_release(&s->will); /* MQTT-3.1.2-10: normal DISCONNECT */
     }
-    if (s->expiry == 0 && !keep) sess__end(l, s);
+    if (s->expiry == 0 && !keep)
+        sess__end(l, s);
+    else if (s->stored && !keep)
+        persist__session_put(l, s); /* offline since now, its will */
 }
 
 void sess__end(loop_t *l, sess_t *s)
@@ -318,11 +326,13 @@ void sess__end(loop_t *l, sess_t *s)
     pthread_mutex_lock(&sh->mu);
     unlink_locked(sh, s);
     pthread_mutex_unlock(&sh->mu);
+    persist__session_del(l, s);
     sess__destroy(l, s);
 }
 
 void sess__reset(loop_t *l, sess_t *s)
 {
+    persist__session_del(l, s);
     loop__unsubscribe_all(l, s);
     queue_clear(&s->queue);
     sess__congestion_check(l, s, 1);
@@ -333,22 +343,23 @@ void sess__reset(loop_t *l, sess_t *s)
 }
 
 int sess__find_or_create(loop_t *l, const char *id, size_t len, sess_t **out,
-                         loop_t **owner)
+                         loop_t **owner, loop_t *create_on)
 {
     uint32_t h = hash_id(id, len);
     sess_shard_t *sh = sess__shard(&l->b->sessions, h);
     int rc = SESS_LOCAL;
     pthread_mutex_lock(&sh->mu);
     sess_t *s = lookup(sh, h, id, len);
-    if (s == NULL) {
+    if (s == NULL && create_on == l) {
         s = sess__create(id, len, l->b->cfg);
         s->loop = l; /* for the session's whole life */
         insert_locked(sh, s);
         rc = SESS_NEW;
-    } else if (s->loop != l) {
+    } else if (s == NULL || s->loop != l) {
         rc = SESS_REMOTE;
     }
-    *owner = s->loop; /* read under the lock: s may be freed after it */
+    *owner = s != NULL ? s->loop : create_on; /* read under the lock: s may
+                                                 be freed after it */
     pthread_mutex_unlock(&sh->mu);
     if (rc == SESS_NEW) sess__own(l, s);
     *out = rc == SESS_REMOTE ? NULL : s;

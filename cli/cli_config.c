@@ -26,7 +26,7 @@
 #define JSON_MAX_EXACT 9007199254740992ull
 
 /* K_BOOL: an int field, true or false; K_TRIBOOL also takes null (-1). */
-enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_LEVEL };
+enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_LEVEL, K_DURABILITY };
 
 /* One setting: its JSON key, how it is typed, where it lives in
  * broker_config_t, and for K_UINT its byte width and inclusive range. */
@@ -65,6 +65,11 @@ static const struct setting settings[] = {
     /* At most 65535 packet ids can await PUBREL at once. */
     {NUM(max_inbound_qos2, 1, 65535)},
     {NUM(connect_timeout_ms, 1, UINT32_MAX)},
+    {"durability", K_DURABILITY, FIELD(durability), 0, 0},
+    {NUM(batch_ms, 1, 60000)},
+    {NUM(max_session_expiry, 0, UINT32_MAX)},
+    /* 0 = no cap; otherwise at least 1 MiB (the schema and a few rows). */
+    {NUM(max_db_bytes, 0, JSON_MAX_EXACT)},
     {"log_level", K_LEVEL, FIELD(log_level), 0, 0},
 };
 
@@ -182,26 +187,54 @@ static int apply_uint(broker_config_t *cfg, const struct setting *s, const cJSON
     return 0;
 }
 
-/* Maps a level name to enum log_level; -1 if unknown. */
-static int parse_level(const char *name)
-{
-    int level = -1;
+/* Indexed by the int a "durability" value stores (0 full, 1 batch). */
+static const char *const durability_names[] = {"full", "batch"};
 
-    for (int i = 0; i < (int)(sizeof level_names / sizeof level_names[0]); i++)
-        if (strcmp(level_names[i], name) == 0) level = i;
-    return level;
+/* Index of item's string in names[0..n), or -1 if it is none of them. */
+static int parse_name(const char *const *names, size_t n, const cJSON *item)
+{
+    int found = -1;
+
+    for (size_t i = 0; cJSON_IsString(item) && i < n; i++)
+        if (strcmp(names[i], item->valuestring) == 0) found = (int)i;
+    return found;
 }
 
-/* Applies a string, boolean or log level key. */
+/* Applies a key whose value is one of a fixed list of names, storing its
+ * index into the int field (log_level, durability). */
+static int apply_named(broker_config_t *cfg, const struct setting *s, const cJSON *item,
+                       const char *path, char *err, size_t errlen)
+{
+    int lvl = s->kind == K_LEVEL;
+    const char *const *names = lvl ? level_names : durability_names;
+    size_t n = lvl ? sizeof level_names / sizeof level_names[0]
+                   : sizeof durability_names / sizeof durability_names[0];
+    int v = parse_name(names, n, item);
+    char got[64];
+
+    if (v >= 0) {
+        *(int *)((char *)cfg + s->off) = v;
+        return 0;
+    }
+    describe(item, got, sizeof got);
+    return lvl ? fail(ERR_CONFIG, err, errlen, path,
+                      "\"%s\" must be \"error\", \"warn\", \"info\" or \"debug\" (got %s)",
+                      s->key, got)
+               : fail(ERR_CONFIG, err, errlen, path,
+                      "\"%s\" must be \"full\" or \"batch\" (got %s)", s->key, got);
+}
+
+/* Applies a string or boolean key. */
 static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSON *item,
                        const char *path, char *err, size_t errlen)
 {
     char got[64];
-    int level = cJSON_IsString(item) ? parse_level(item->valuestring) : -1;
     int rc = 0;
 
     describe(item, got, sizeof got);
-    if (s->kind == K_STRING && cJSON_IsString(item) && item->valuestring[0] != '\0')
+    if (s->kind == K_LEVEL || s->kind == K_DURABILITY)
+        rc = apply_named(cfg, s, item, path, err, errlen);
+    else if (s->kind == K_STRING && cJSON_IsString(item) && item->valuestring[0] != '\0')
         store_string(cfg, s, item->valuestring);
     else if (s->kind == K_STRING)
         rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be a non-empty string (got %s)",
@@ -212,15 +245,9 @@ static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSO
     else if (s->kind == K_BOOL)
         rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be true or false (got %s)",
                   s->key, got);
-    else if (s->kind == K_TRIBOOL)
+    else
         rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be true, false or null (got %s)",
                   s->key, got);
-    else if (level >= 0)
-        cfg->log_level = level;
-    else
-        rc =
-            fail(ERR_CONFIG, err, errlen, path,
-                 "\"%s\" must be \"error\", \"warn\", \"info\" or \"debug\" (got %s)", s->key, got);
     return rc;
 }
 

@@ -134,6 +134,24 @@ inflight_slot_t *inflight_add(inflight_t *f, queue_entry_t *e)
     return s;
 }
 
+/* Takes e into slot packet_id in state st; see queue.h. */
+int inflight_restore(inflight_t *f, uint16_t packet_id, uint8_t st, queue_entry_t *e)
+{
+    int ok = packet_id != 0 && st >= INFLIGHT_WAIT_PUBACK && st <= INFLIGHT_WAIT_PUBCOMP &&
+             (st == INFLIGHT_WAIT_PUBCOMP || e->m != NULL) && inflight_get(f, packet_id) == NULL;
+    if (!ok) return ERR_INVAL;
+    if ((f->count + 1) * 2 > f->cap) grow(f);
+    inflight_slot_t *s = &f->slots[probe(f, packet_id)];
+    s->packet_id = packet_id;
+    s->state = st;
+    s->seq = f->next_seq++;
+    s->e = *e;
+    memset(e, 0, sizeof(*e));
+    f->count++;
+    if (packet_id > f->next_id) f->next_id = packet_id; /* new ids follow */
+    return 0;
+}
+
 /* Borrows packet_id's slot, or NULL when it is not in use. */
 inflight_slot_t *inflight_get(inflight_t *f, uint16_t packet_id)
 {

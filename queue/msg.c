@@ -171,7 +171,9 @@ static void *pool_alloc(size_t n, size_t limit, uint32_t *alloc_size)
 
     if (c < 0) {
         *alloc_size = (uint32_t)total;
-        h = total <= UINT32_MAX ? try_malloc(total, limit + sizeof *h) : NULL;
+        h = total <= UINT32_MAX
+                ? try_malloc(total, limit > SIZE_MAX - sizeof *h ? SIZE_MAX : limit + sizeof *h)
+                : NULL;
     } else if (n <= limit) {
         p = pool_get();
         *alloc_size = (uint32_t)class_size(c);

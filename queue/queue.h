@@ -44,6 +44,15 @@ typedef struct msg_s {
      * delivered it. Both start at 0. */
     _Atomic uint16_t congested_loop;
     _Atomic uint16_t fwd_pending;
+    /* Persistence (broker/persist.c): persist_wait counts the other loops
+     * that must commit their queue entries of this message before its
+     * publisher is acknowledged; persist_failed is set when one of those
+     * commits failed; home is the publishing loop's index. All start 0. */
+    _Atomic uint16_t persist_wait;
+    uint16_t home;
+    _Atomic uint8_t persist_failed;
+    uint64_t store_id;   /* id of its row in the store; 0 = none yet (set
+                            by the publishing loop before it is shared) */
     uint64_t expiry_at;  /* wall-clock ms when it expires; 0 = never */
     const void *origin;  /* publishing session; compared, never dereferenced */
     char *topic;         /* NUL-terminated, inside this block */
@@ -96,6 +105,7 @@ typedef struct queue_entry_s {
     uint8_t retain;    /* retain flag to send */
     uint8_t n_ids;     /* subscription identifiers to attach */
     uint32_t *ids;     /* n_ids entries, owned (xmalloc), NULL when 0 */
+    uint64_t seq;      /* its row in the store (per session), 0 = none */
 } queue_entry_t;
 
 typedef struct queue_s {
@@ -179,6 +189,14 @@ int inflight_has_room(const inflight_t *f);
  * in state WAIT_PUBACK (qos 1) or WAIT_PUBREC (qos 2) and returns the
  * slot. Returns NULL when the window is full; e is then untouched. */
 inflight_slot_t *inflight_add(inflight_t *f, queue_entry_t *e);
+
+/* Recovery: takes e into a slot with this packet id (non-zero, unused)
+ * in state (WAIT_PUBACK, WAIT_PUBREC, or WAIT_PUBCOMP with e->m NULL),
+ * ignoring the window size; slots restored in send order resend in that
+ * order. Returns 0, or ERR_INVAL (bad id or state, id in use: e is then
+ * untouched). */
+int inflight_restore(inflight_t *f, uint16_t packet_id, uint8_t state,
+                     queue_entry_t *e);
 
 /* Borrow the slot for packet_id, or NULL. */
 inflight_slot_t *inflight_get(inflight_t *f, uint16_t packet_id);

@@ -25,6 +25,9 @@ enum {
     STORE_ENTRY_PUBCOMP = 3, /* PUBREC received, PUBREL sent, waiting for PUBCOMP */
 };
 
+/* Page size of the database (SQLite's default, which store_open keeps):
+ * turns a byte cap into store_opts_t.max_db_pages. */
+#define STORE_PAGE_SIZE 4096
 #define STORE_MAX_SUB_IDS 32  /* subscription ids kept per queue entry */
 #define STORE_HIST_BUCKETS 12 /* commit latency buckets, the last is +Inf */
 
@@ -169,6 +172,11 @@ const char *store_dir(const store_t *s);
  * the number of rows. */
 int store_recover(store_t *s, const store_recover_cb_t *cbs, void *ctx,
                   store_recover_stats_t *st);
+
+/* Operations submitted and not yet committed (any thread): how far the
+ * storage thread is behind. The broker's batch durability stops
+ * acknowledging at once past a limit (docs/storage.md). */
+size_t store_backlog(const store_t *s);
 
 /* Copies the counters; any thread, any time. */
 void store_stats(const store_t *s, store_stats_t *out);

@@ -94,6 +94,7 @@ struct store_s {
     uint32_t applied_max_pages;
     _Atomic uint32_t max_pages;
     _Atomic uint64_t commits, batches, ops, failed_commits;
+    _Atomic uint64_t backlog; /* operations submitted, not yet committed */
     _Atomic uint64_t last_commit_us, max_commit_us, sum_commit_us;
     _Atomic uint64_t hist[STORE_HIST_BUCKETS]; /* per bucket, not cumulative */
 };

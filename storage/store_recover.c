@@ -201,7 +201,7 @@ int store_recover(store_t *s, const store_recover_cb_t *cbs, void *ctx,
     r.st->elapsed_ms = (store__now_us() - t0) / 1000u;
     pthread_mutex_unlock(&s->db_mu);
     if (rc == 0)
-        log_info("%s: recovered %llu messages, %llu sessions, %llu subscriptions, %llu queue"
+        log_debug("%s: recovered %llu messages, %llu sessions, %llu subscriptions, %llu queue"
                  " entries, %llu inbound QoS 2 ids, %llu retained in %llu ms", s->db_path,
                  (unsigned long long)r.st->msgs, (unsigned long long)r.st->sessions,
                  (unsigned long long)r.st->subs, (unsigned long long)r.st->entries,

@@ -364,6 +364,129 @@ void th_broker_dump_log(const th_broker_t *b)
     fprintf(stderr, "# ---- end of broker log ----\n");
 }
 
+/* ---- broker restarts on the same data dir ------------------------------- */
+
+#define RESTART_SAME_PORT_TRIES 3
+#define RESTART_RETRY_MS 300
+
+/* Stops the broker, keeping its temp dir; see harness.h. */
+int th_broker_stop_keep(th_broker_t *b)
+{
+    return stop_process(b);
+}
+
+/* Writes extra_json (if not NULL) as the config file, then returns the
+ * config path to pass with -c, or NULL when there is no config file. */
+static const char *config_for_run(const th_broker_t *b, const char *extra_json,
+                                  char *cfg, size_t cap)
+{
+    struct stat st;
+    if (b->dir[0] == '\0')
+        th_fail("the broker's temp dir is gone (th_broker_stop ran?)");
+    if (b->pid > 0)
+        th_fail("broker pid %d is still running", (int)b->pid);
+    snprintf(cfg, cap, "%s/config.json", b->dir);
+    if (extra_json != NULL)
+        write_file(cfg, extra_json);
+    return stat(cfg, &st) == 0 ? cfg : NULL;
+}
+
+/* Restarts the broker on its temp dir; see harness.h. */
+size_t th_broker_restart(th_broker_t *b, const char *extra_json)
+{
+    char cfg[160];
+    const char *cfg_path = config_for_run(b, extra_json, cfg, sizeof cfg);
+    size_t from = th_broker_log_size(b);
+    for (int i = 0; i < RESTART_SAME_PORT_TRIES + START_ATTEMPTS; i++) {
+        /* The same port first: clients of the test keep using it. */
+        if (i >= RESTART_SAME_PORT_TRIES)
+            b->port = pick_port();
+        else if (i > 0)
+            th_sleep_ms(RESTART_RETRY_MS);
+        if (spawn_and_wait(b, cfg_path) == 0)
+            return from;
+    }
+    th_broker_dump_log(b);
+    th_fail("broker exited at restart %d times in a row (see log above)",
+            RESTART_SAME_PORT_TRIES + START_ATTEMPTS);
+}
+
+/* Runs the broker expecting it to exit by itself; see harness.h. */
+int th_broker_run_expect_exit(th_broker_t *b, const char *extra_json,
+                              int timeout_ms, size_t *log_from)
+{
+    char cfg[160];
+    const char *cfg_path = config_for_run(b, extra_json, cfg, sizeof cfg);
+    int rc;
+    if (log_from != NULL)
+        *log_from = th_broker_log_size(b);
+    fflush(NULL);
+    signal(SIGPIPE, SIG_IGN);
+    b->pid = fork();
+    if (b->pid < 0)
+        th_fail("fork: %s", strerror(errno));
+    if (b->pid == 0)
+        exec_broker(b, cfg_path);
+    rc = reap_within(b, timeout_ms);
+    if (rc == -1) {
+        th_broker_dump_log(b);
+        th_broker_kill(b);
+        th_fail("broker still running %d ms after start; expected it to exit",
+                timeout_ms);
+    }
+    b->pid = 0;
+    return rc;
+}
+
+/* Size of the broker log; see harness.h. */
+size_t th_broker_log_size(const th_broker_t *b)
+{
+    struct stat st;
+    return stat(b->log_path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* The log from offset `from`; see harness.h. */
+char *th_broker_log(const th_broker_t *b, size_t from)
+{
+    size_t size = th_broker_log_size(b);
+    size_t len = size > from ? size - from : 0, got = 0;
+    char *text = malloc(len + 1);
+    FILE *f = len > 0 ? fopen(b->log_path, "r") : NULL;
+    assert_non_null(text);
+    if (f != NULL && fseek(f, (long)from, SEEK_SET) == 0)
+        got = fread(text, 1, len, f);
+    if (f != NULL)
+        fclose(f);
+    text[got] = '\0';
+    return text;
+}
+
+/* Waits for needle in the log; see harness.h. */
+bool th_broker_wait_log(const th_broker_t *b, size_t from, const char *needle,
+                        int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    bool found = false;
+    for (;;) {
+        char *text = th_broker_log(b, from);
+        found = strstr(text, needle) != NULL;
+        free(text);
+        if (found || th_now_ms() >= deadline)
+            break;
+        th_sleep_ms(20);
+    }
+    return found;
+}
+
+/* Path inside the data dir; see harness.h. */
+void th_broker_data_path(const th_broker_t *b, const char *name, char *out,
+                         size_t cap)
+{
+    int n = snprintf(out, cap, "%s/data%s%s", b->dir, *name ? "/" : "", name);
+    if (n < 0 || (size_t)n >= cap)
+        th_fail("data path of '%s' does not fit in %zu bytes", name, cap);
+}
+
 /* ---- TH_TEST fixtures ---------------------------------------------------- */
 
 /* Makes TH_TEST tests use a group's broker; see harness.h. */
@@ -755,6 +878,272 @@ int th_mqtt_open(uint16_t port, int version, const char *client_id,
         th_fail("CONNECT of '%s' refused", client_id);
     }
     return fd;
+}
+
+/* ---- raw MQTT packets ---------------------------------------------------- */
+
+/* Growing output of a packet builder: fails the test instead of
+ * overflowing cap. */
+typedef struct wbuf_s {
+    unsigned char *p;
+    size_t n, cap;
+} wbuf_t;
+
+/* Appends len bytes. */
+static void put_bytes(wbuf_t *w, const void *src, size_t len)
+{
+    if (len > w->cap - w->n)
+        th_fail("packet of more than %zu bytes does not fit", w->cap);
+    if (len > 0)
+        memcpy(w->p + w->n, src, len);
+    w->n += len;
+}
+
+/* Appends one byte. */
+static void put_u8(wbuf_t *w, unsigned v)
+{
+    unsigned char c = (unsigned char)v;
+    put_bytes(w, &c, 1);
+}
+
+/* Appends a big-endian 16-bit integer. */
+static void put_u16(wbuf_t *w, unsigned v)
+{
+    put_u8(w, (v >> 8) & 0xff);
+    put_u8(w, v & 0xff);
+}
+
+/* Appends a big-endian 32-bit integer. */
+static void put_u32(wbuf_t *w, uint32_t v)
+{
+    put_u16(w, v >> 16);
+    put_u16(w, v & 0xffff);
+}
+
+/* Appends a length-prefixed string or binary value. */
+static void put_str(wbuf_t *w, const void *s, size_t len)
+{
+    put_u16(w, (unsigned)len);
+    put_bytes(w, s, len);
+}
+
+/* Appends a variable byte integer (MQTT 5.0 1.5.5: 7 bits a byte, low
+ * bits first, high bit = more). */
+static void put_varint(wbuf_t *w, size_t v)
+{
+    do {
+        put_u8(w, (v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v > 0);
+}
+
+/* Writes the fixed header `first` + remaining length of the body already
+ * built at out+5 and moves the body to follow it; returns the length. */
+static size_t finish_packet(unsigned char *out, uint8_t first, size_t body)
+{
+    unsigned char hdr[5];
+    wbuf_t h = {hdr, 0, sizeof hdr};
+    put_u8(&h, first);
+    put_varint(&h, body);
+    memmove(out + h.n, out + 5, body);
+    memcpy(out, hdr, h.n);
+    return h.n + body;
+}
+
+/* Starts a body 5 bytes into out, leaving room for the fixed header. */
+static wbuf_t body_of(unsigned char *out, size_t cap)
+{
+    if (cap < 5)
+        th_fail("packet buffer of %zu bytes is too small", cap);
+    return (wbuf_t){out + 5, 0, cap - 5};
+}
+
+/* The CONNECT's v5 property list: Session Expiry Interval if set. */
+static void put_connect_props(wbuf_t *w, const th_connect_t *c)
+{
+    put_varint(w, c->session_expiry ? 5 : 0);
+    if (c->session_expiry) {
+        put_u8(w, 0x11);
+        put_u32(w, c->session_expiry);
+    }
+}
+
+/* Builds a CONNECT; see harness.h. */
+size_t th_build_connect(unsigned char *out, size_t cap, const th_connect_t *c)
+{
+    wbuf_t w = body_of(out, cap);
+    unsigned flags = (c->clean ? 0x02 : 0) |
+                     (c->will_topic ? 0x04 | (unsigned)c->will_qos << 3 |
+                                          (c->will_retain ? 0x20 : 0)
+                                    : 0);
+    put_str(&w, "MQTT", 4);
+    put_u8(&w, (unsigned)c->version);
+    put_u8(&w, flags);
+    put_u16(&w, c->keepalive);
+    if (c->version == 5)
+        put_connect_props(&w, c);
+    put_str(&w, c->client_id, strlen(c->client_id));
+    if (c->will_topic != NULL && c->version == 5) {
+        put_varint(&w, c->will_delay ? 5 : 0); /* will properties */
+        if (c->will_delay) {
+            put_u8(&w, 0x18);
+            put_u32(&w, c->will_delay);
+        }
+    }
+    if (c->will_topic != NULL) {
+        put_str(&w, c->will_topic, strlen(c->will_topic));
+        put_str(&w, c->will_payload, strlen(c->will_payload));
+    }
+    return finish_packet(out, 0x10, w.n);
+}
+
+/* Builds a PUBLISH; see harness.h. */
+size_t th_build_publish(unsigned char *out, size_t cap, int version,
+                        const char *topic, int qos, bool retain, bool dup,
+                        uint16_t id, const void *payload, size_t len)
+{
+    wbuf_t w = body_of(out, cap);
+    uint8_t first = (uint8_t)(0x30 | (dup ? 0x08 : 0) | qos << 1 |
+                              (retain ? 0x01 : 0));
+    put_str(&w, topic, strlen(topic));
+    if (qos > 0)
+        put_u16(&w, id);
+    if (version == 5)
+        put_varint(&w, 0);
+    put_bytes(&w, payload, len);
+    return finish_packet(out, first, w.n);
+}
+
+/* Builds a SUBSCRIBE; see harness.h. */
+size_t th_build_subscribe(unsigned char *out, size_t cap, int version,
+                          uint16_t id, const char *filter, int qos)
+{
+    wbuf_t w = body_of(out, cap);
+    put_u16(&w, id);
+    if (version == 5)
+        put_varint(&w, 0);
+    put_str(&w, filter, strlen(filter));
+    put_u8(&w, (unsigned)qos);
+    return finish_packet(out, 0x82, w.n);
+}
+
+/* Reads a variable byte integer at pkt[*off] (at most 4 bytes, below n);
+ * returns false if malformed. */
+static bool get_varint(const unsigned char *pkt, size_t n, size_t *off,
+                       size_t *v)
+{
+    size_t i = 0;
+    *v = 0;
+    do {
+        if (*off >= n || i == 4)
+            return false;
+        *v |= (size_t)(pkt[*off] & 0x7f) << (7 * i++);
+    } while (pkt[(*off)++] & 0x80);
+    return true;
+}
+
+/* Parses a PUBLISH; see harness.h. */
+bool th_parse_publish(const unsigned char *pkt, size_t n, int version,
+                      th_publish_t *p)
+{
+    size_t off = 1, rem = 0, plen = 0;
+    memset(p, 0, sizeof *p);
+    if (n < 2 || (pkt[0] & 0xf0) != 0x30 || !get_varint(pkt, n, &off, &rem) ||
+        off + rem != n || off + 2 > n)
+        return false;
+    p->qos = (pkt[0] >> 1) & 3;
+    p->dup = (pkt[0] & 0x08) != 0;
+    p->retain = (pkt[0] & 0x01) != 0;
+    p->topic_len = (size_t)pkt[off] << 8 | pkt[off + 1];
+    p->topic = (const char *)pkt + off + 2;
+    off += 2 + p->topic_len;
+    if (p->qos > 0 && off + 2 <= n)
+        p->id = (uint16_t)(pkt[off] << 8 | pkt[off + 1]);
+    off += p->qos > 0 ? 2 : 0;
+    if (version == 5 && (!get_varint(pkt, n, &off, &plen) || plen > n - off))
+        return false;
+    off += plen;
+    if (p->qos == 3 || off > n)
+        return false;
+    p->payload = pkt + off;
+    p->len = n - off;
+    return true;
+}
+
+/* Connects with a built CONNECT; see harness.h. */
+int th_mqtt_connect(uint16_t port, const th_connect_t *c,
+                    bool *session_present)
+{
+    unsigned char pkt[1024], buf[512];
+    size_t n = th_build_connect(pkt, sizeof pkt, c);
+    int fd = th_connect(port), len;
+    th_send(fd, pkt, n);
+    len = th_read_type(fd, 0x20, buf, sizeof buf, TH_WAIT_MS);
+    if (len < 4 || buf[3] != 0x00) {
+        th_hexdump("CONNACK", buf, (size_t)len);
+        th_fail("CONNECT of '%s' refused", c->client_id);
+    }
+    if (session_present != NULL)
+        *session_present = (buf[2] & 0x01) != 0;
+    return fd;
+}
+
+/* Subscribes one filter and checks the SUBACK; see harness.h. */
+void th_mqtt_subscribe(int fd, int version, uint16_t id, const char *filter,
+                       int qos)
+{
+    unsigned char pkt[512], buf[256];
+    size_t n = th_build_subscribe(pkt, sizeof pkt, version, id, filter, qos);
+    size_t off = 1, rem = 0, plen = 0;
+    int len;
+    th_send(fd, pkt, n);
+    len = th_read_type(fd, 0x90, buf, sizeof buf, TH_WAIT_MS);
+    bool ok = get_varint(buf, (size_t)len, &off, &rem) && off + 2 <= (size_t)len &&
+              (buf[off] << 8 | buf[off + 1]) == id;
+    off += 2;
+    if (ok && version == 5)
+        ok = get_varint(buf, (size_t)len, &off, &plen);
+    off += plen;
+    if (!ok || off >= (size_t)len || buf[off] != qos) {
+        th_hexdump("SUBACK", buf, (size_t)len);
+        th_fail("SUBACK for %s (id %u) does not grant QoS %d", filter,
+                (unsigned)id, qos);
+    }
+}
+
+/* Sends a 4-byte acknowledgement; see harness.h. */
+void th_send_ack(int fd, uint8_t first, uint16_t id)
+{
+    unsigned char ack[] = {first, 0x02, (unsigned char)(id >> 8),
+                           (unsigned char)(id & 0xff)};
+    th_send(fd, ack, sizeof ack);
+}
+
+/* Reads and checks an acknowledgement; see harness.h. */
+uint8_t th_expect_ack(int fd, uint8_t first, uint16_t id, int timeout_ms)
+{
+    unsigned char buf[256];
+    int n = th_read_packet(fd, buf, sizeof buf, timeout_ms);
+    if (buf[0] != first || n < 4 || (buf[2] << 8 | buf[3]) != id) {
+        th_hexdump("received", buf, (size_t)n);
+        th_fail("expected ack 0x%02x for packet id %u", first, (unsigned)id);
+    }
+    return n >= 5 ? buf[4] : 0x00;
+}
+
+/* Sends DISCONNECT and waits for the close; see harness.h. */
+void th_mqtt_disconnect(int fd)
+{
+    static const unsigned char disconnect[] = {0xe0, 0x00};
+    unsigned char buf[256];
+    int64_t deadline = th_now_ms() + TH_WAIT_MS;
+    if (th_try_send(fd, disconnect, sizeof disconnect) == 0) {
+        /* Packets still in flight may arrive before the close. */
+        while (th_now_ms() < deadline &&
+               th_try_read_packet(fd, buf, sizeof buf, 100) != 0) {
+        }
+    }
+    th_close(fd);
 }
 
 /* ---- libmosquitto clients ----------------------------------------------- */

@@ -116,6 +116,47 @@ void th_broker_kill(th_broker_t *b);
 /* Prints the last lines of the broker log to stderr as TAP comments. */
 void th_broker_dump_log(const th_broker_t *b);
 
+/* --- broker restarts on the same data dir (durable storage) ------------ */
+
+/* Stops the broker like th_broker_stop (SIGTERM, bounded wait) but keeps
+ * its temp dir (data dir, config file, log) for th_broker_restart.
+ * Returns the exit status as th_broker_stop does. */
+int th_broker_stop_keep(th_broker_t *b);
+
+/* Starts the broker again on b's temp dir after th_broker_kill or
+ * th_broker_stop_keep: same data dir, same log (appended to), and the same
+ * port when it can be bound again, else a fresh one (read b->port after).
+ * extra_json non-NULL replaces the config file; NULL keeps the previous
+ * one, if any. Returns the log offset where this run's output starts (for
+ * th_broker_log). Fails the test if the broker does not come up. */
+size_t th_broker_restart(th_broker_t *b, const char *extra_json);
+
+/* Runs the broker on b's temp dir (b must not be running) expecting it to
+ * exit by itself, e.g. refusing its data dir or config; extra_json as for
+ * th_broker_restart. Returns the exit status (128 + signal if a signal
+ * ended it) and sets *log_from, if not NULL, to the log offset where this
+ * run's output starts. Fails the test if the broker still runs after
+ * timeout_ms (it is SIGKILLed then). */
+int th_broker_run_expect_exit(th_broker_t *b, const char *extra_json,
+                              int timeout_ms, size_t *log_from);
+
+/* Size of the broker log in bytes: an offset for th_broker_log. */
+size_t th_broker_log_size(const th_broker_t *b);
+
+/* The broker log from byte offset `from` to its end, as a malloc'd string
+ * the caller frees ("" when there is nothing). */
+char *th_broker_log(const th_broker_t *b, size_t from);
+
+/* Waits at most timeout_ms until the log after offset `from` contains
+ * needle; returns whether it does. */
+bool th_broker_wait_log(const th_broker_t *b, size_t from,
+                        const char *needle, int timeout_ms);
+
+/* Writes "<temp dir>/data/<name>" (name "" gives the data dir itself)
+ * into out[0..cap); fails the test if it does not fit. */
+void th_broker_data_path(const th_broker_t *b, const char *name, char *out,
+                         size_t cap);
+
 /* --- raw sockets ------------------------------------------------------- */
 
 /* Tracks an fd the test opened itself, so TH_TEST's teardown closes it if
@@ -194,6 +235,76 @@ int64_t th_now_ms(void);
 
 /* Sleeps ms milliseconds. */
 void th_sleep_ms(int ms);
+
+/* --- raw MQTT packets built by the test, not by the project's encoder --- */
+
+/* What th_build_connect puts into a CONNECT. */
+typedef struct th_connect_s {
+    int version;             /* 4 (v3.1.1) or 5 */
+    const char *client_id;
+    bool clean;              /* clean session (v3.1.1) / clean start (v5) */
+    uint16_t keepalive;      /* seconds */
+    uint32_t session_expiry; /* v5 Session Expiry Interval; 0 = absent */
+    const char *will_topic;  /* NULL = no will */
+    const char *will_payload;
+    int will_qos;
+    bool will_retain;
+    uint32_t will_delay;     /* v5 Will Delay Interval; 0 = absent */
+} th_connect_t;
+
+/* A PUBLISH as th_parse_publish reads it; pointers point into the packet. */
+typedef struct th_publish_s {
+    int qos;
+    bool dup, retain;
+    uint16_t id;             /* 0 for QoS 0 */
+    const char *topic;       /* not NUL-terminated */
+    size_t topic_len;
+    const unsigned char *payload;
+    size_t len;
+} th_publish_t;
+
+/* Builds a CONNECT into out[0..cap); returns its length. Fails the test if
+ * it does not fit. */
+size_t th_build_connect(unsigned char *out, size_t cap, const th_connect_t *c);
+
+/* Builds a PUBLISH (id ignored at QoS 0; v5: empty property list) into
+ * out[0..cap); returns its length; fails the test if it does not fit. */
+size_t th_build_publish(unsigned char *out, size_t cap, int version,
+                        const char *topic, int qos, bool retain, bool dup,
+                        uint16_t id, const void *payload, size_t len);
+
+/* Builds a SUBSCRIBE of one filter (v5: empty properties, options = qos)
+ * into out[0..cap); returns its length. */
+size_t th_build_subscribe(unsigned char *out, size_t cap, int version,
+                          uint16_t id, const char *filter, int qos);
+
+/* Parses a PUBLISH packet of n bytes; returns false if it is not a
+ * well-formed PUBLISH. */
+bool th_parse_publish(const unsigned char *pkt, size_t n, int version,
+                      th_publish_t *p);
+
+/* Connects, sends c's CONNECT and reads the CONNACK within TH_WAIT_MS.
+ * Returns the fd (tracked) and sets *session_present if not NULL; fails
+ * the test unless the CONNACK is a success. */
+int th_mqtt_connect(uint16_t port, const th_connect_t *c,
+                    bool *session_present);
+
+/* Sends a SUBSCRIBE of one filter and fails the test unless its SUBACK
+ * (same id) grants exactly qos within TH_WAIT_MS. */
+void th_mqtt_subscribe(int fd, int version, uint16_t id, const char *filter,
+                       int qos);
+
+/* Sends a 4-byte acknowledgement: first is byte 0 (0x40 PUBACK, 0x50
+ * PUBREC, 0x62 PUBREL, 0x70 PUBCOMP); valid in v3.1.1 and v5 (reason 0). */
+void th_send_ack(int fd, uint8_t first, uint16_t id);
+
+/* Reads an acknowledgement of type first (exact byte 0) and fails the test
+ * unless its packet id is id; returns its reason code (0 when a v5 packet
+ * omits it, and always 0 for v3.1.1). */
+uint8_t th_expect_ack(int fd, uint8_t first, uint16_t id, int timeout_ms);
+
+/* Sends DISCONNECT (0xe0 0x00), waits (bounded) for the close, th_close. */
+void th_mqtt_disconnect(int fd);
 
 /* --- libmosquitto clients ---------------------------------------------- */
 

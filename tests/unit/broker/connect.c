@@ -131,15 +131,20 @@ static void keepalive_zero_or_over_max_gets_max_keepalive(void **state)
 static void session_expiry_maps_clean_session_and_v5_property(void **state)
 {
     (void)state;
+    broker_config_t bc;
+    broker_config_init(&bc);
     pkt_connect_t cp = connect_of(PKT_V311, "s", 0);
-    assert_int_equal(session_expiry(&cp), SESS_NEVER_EXPIRES);
+    assert_int_equal(session_expiry(&cp, &bc), SESS_NEVER_EXPIRES);
+    bc.max_session_expiry = 90; /* caps v3.1.1 persistent sessions only */
+    assert_int_equal(session_expiry(&cp, &bc), 90);
     cp.clean_start = 1;
-    assert_int_equal(session_expiry(&cp), 0);
+    assert_int_equal(session_expiry(&cp, &bc), 0);
     cp = connect_of(PKT_V5, "s", 0);
-    assert_int_equal(session_expiry(&cp), 0);
+    assert_int_equal(session_expiry(&cp, &bc), 0);
     PKT_PROP_SET(&cp.props, PROP_SESSION_EXPIRY);
-    cp.props.session_expiry = 60;
-    assert_int_equal(session_expiry(&cp), 60);
+    cp.props.session_expiry = 600;
+    assert_int_equal(session_expiry(&cp, &bc), 600);
+    broker_config_dispose(&bc);
 }
 
 static void session_of_another_loop_moves_the_connection_there(void **state)

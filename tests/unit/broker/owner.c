@@ -64,7 +64,7 @@ static sess_t *get(fixture_t *f, unsigned loop, int want, loop_t *want_owner)
 {
     sess_t *s = (sess_t *)&s; /* must be overwritten */
     loop_t *owner = NULL;
-    assert_int_equal(sess__find_or_create(&f->l[loop], "dev", 3, &s, &owner), want);
+    assert_int_equal(sess__find_or_create(&f->l[loop], "dev", 3, &s, &owner, &f->l[loop]), want);
     assert_ptr_equal(owner, want_owner);
     return s;
 }
@@ -125,13 +125,30 @@ static void ended_session_is_created_afresh_by_the_next_loop(void **state)
     get(f, 0, SESS_REMOTE, &f->l[1]);
 }
 
+static void a_session_is_created_only_on_the_loop_asked_for(void **state)
+{
+    fixture_t *f = *state;
+    sess_t *s = NULL;
+    loop_t *owner = NULL;
+    /* persistent sessions live on one loop: a CONNECT elsewhere moves */
+    assert_int_equal(sess__find_or_create(&f->l[1], "p", 1, &s, &owner, &f->l[0]), SESS_REMOTE);
+    assert_null(s);
+    assert_ptr_equal(owner, &f->l[0]);
+    assert_int_equal(sess__count(&f->b.sessions), 0);
+    assert_int_equal(sess__find_or_create(&f->l[0], "p", 1, &s, &owner, &f->l[0]), SESS_NEW);
+    assert_ptr_equal(s->loop, &f->l[0]);
+    /* found: the owner answers, whatever create_on says */
+    assert_int_equal(sess__find_or_create(&f->l[1], "p", 1, &s, &owner, &f->l[1]), SESS_REMOTE);
+    assert_ptr_equal(owner, &f->l[0]);
+}
+
 static void different_ids_get_different_sessions(void **state)
 {
     fixture_t *f = *state;
     sess_t *a = NULL, *b = NULL;
     loop_t *owner = NULL;
-    assert_int_equal(sess__find_or_create(&f->l[0], "dev", 3, &a, &owner), SESS_NEW);
-    assert_int_equal(sess__find_or_create(&f->l[1], "de", 2, &b, &owner), SESS_NEW);
+    assert_int_equal(sess__find_or_create(&f->l[0], "dev", 3, &a, &owner, &f->l[0]), SESS_NEW);
+    assert_int_equal(sess__find_or_create(&f->l[1], "de", 2, &b, &owner, &f->l[1]), SESS_NEW);
     assert_ptr_not_equal(a, b);
     assert_ptr_equal(owner, &f->l[1]);
     assert_ptr_equal(b->loop, &f->l[1]);
@@ -146,6 +163,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(lookup_from_another_loop_names_the_owner_only, setup, teardown),
         cmocka_unit_test_setup_teardown(owner_keeps_the_session_after_many_remote_lookups, setup, teardown),
         cmocka_unit_test_setup_teardown(ended_session_is_created_afresh_by_the_next_loop, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_session_is_created_only_on_the_loop_asked_for, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(different_ids_get_different_sessions, setup, teardown),
     };
     return cmocka_run_group_tests_name("broker/owner", tests, NULL, NULL);

@@ -117,6 +117,10 @@ static void config_defaults_match_broker_h(void **state)
     assert_int_equal(c->max_client_id_len, 65535);
     assert_int_equal(c->max_inbound_qos2, 65535);
     assert_int_equal(c->connect_timeout_ms, 10000);
+    assert_int_equal(c->durability, 0);
+    assert_int_equal(c->batch_ms, 10);
+    assert_int_equal(c->max_session_expiry, 0);
+    assert_true(c->max_db_bytes == 0);
     assert_int_equal(c->log_level, LOG_INFO);
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
 }
@@ -144,6 +148,10 @@ static void config_file_sets_every_key(void **state)
                              "  \"max_client_id_len\": 23,\n"
                              "  \"max_inbound_qos2\": 100,\n"
                              "  \"connect_timeout_ms\": 2500,\n"
+                             "  \"durability\": \"batch\",\n"
+                             "  \"batch_ms\": 25,\n"
+                             "  \"max_session_expiry\": 3600,\n"
+                             "  \"max_db_bytes\": 1073741824,\n"
                              "  \"log_level\": \"warn\"\n"
                              "}\n"),
                      0);
@@ -164,6 +172,10 @@ static void config_file_sets_every_key(void **state)
     assert_int_equal(c->max_client_id_len, 23);
     assert_int_equal(c->max_inbound_qos2, 100);
     assert_int_equal(c->connect_timeout_ms, 2500);
+    assert_int_equal(c->durability, 1);
+    assert_int_equal(c->batch_ms, 25);
+    assert_int_equal(c->max_session_expiry, 3600);
+    assert_true(c->max_db_bytes == 1073741824ull);
     assert_int_equal(c->log_level, LOG_WARN);
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
 }
@@ -221,6 +233,10 @@ static void config_file_rejects_wrong_types_naming_the_key(void **state)
     expect_load_error(f, "{\"log_level\": \"trace\"}",
                       "\"log_level\" must be \"error\", \"warn\", \"info\" or \"debug\" (got "
                       "\"trace\")");
+    expect_load_error(f, "{\"durability\": \"fast\"}",
+                      "\"durability\" must be \"full\" or \"batch\" (got \"fast\")");
+    expect_load_error(f, "{\"batch_ms\": 0}",
+                      "\"batch_ms\" must be an integer 1..60000 (got 0)");
     expect_load_error(f, "{\"log_level\": 3}",
                       "\"log_level\" must be \"error\", \"warn\", \"info\" or \"debug\" (got 3)");
 }

@@ -229,6 +229,50 @@ static void inflight_foreach_visits_in_send_order_after_deletions(void **state)
     msg_pool_drain();
 }
 
+static void inflight_restore_keeps_ids_states_and_order_past_the_window(void **state)
+{
+    inflight_t f;
+    visit_t v = { .n = 0 };
+    msg_t *m = shared_msg();
+    static const uint16_t ids[] = {900, 7, 65535, 12};
+    static const uint8_t st[] = {INFLIGHT_WAIT_PUBACK, INFLIGHT_WAIT_PUBREC,
+                                 INFLIGHT_WAIT_PUBCOMP, INFLIGHT_WAIT_PUBACK};
+    inflight_init(&f, 2); /* smaller than what was stored */
+    for (int i = 0; i < 4; i++) {
+        queue_entry_t e = { .m = st[i] == INFLIGHT_WAIT_PUBCOMP ? NULL : msg_retain(m),
+                            .qos = st[i] == INFLIGHT_WAIT_PUBACK ? 1 : 2, .seq = 100u + i };
+        assert_int_equal(inflight_restore(&f, ids[i], st[i], &e), 0);
+        assert_null(e.m);
+    }
+    assert_int_equal(f.count, 4);
+    assert_int_equal(inflight_get(&f, 7)->state, INFLIGHT_WAIT_PUBREC);
+    assert_int_equal(inflight_get(&f, 65535)->state, INFLIGHT_WAIT_PUBCOMP);
+    assert_true(inflight_get(&f, 12)->e.seq == 103);
+    assert_false(inflight_has_room(&f));
+    inflight_foreach(&f, on_visit, &v); /* restore order is send order */
+    assert_int_equal(v.n, 4);
+    for (int i = 0; i < 4; i++) assert_int_equal(v.ids[i], ids[i]);
+    /* refused: id in use, id 0, a state without its message */
+    queue_entry_t dup = { .m = msg_retain(m), .qos = 1 };
+    assert_int_equal(inflight_restore(&f, 7, INFLIGHT_WAIT_PUBACK, &dup), ERR_INVAL);
+    assert_int_equal(inflight_restore(&f, 0, INFLIGHT_WAIT_PUBACK, &dup), ERR_INVAL);
+    assert_ptr_equal(dup.m, m);
+    queue_entry_dispose(&dup);
+    queue_entry_t none = { .qos = 1 };
+    assert_int_equal(inflight_restore(&f, 5, INFLIGHT_WAIT_PUBACK, &none), ERR_INVAL);
+    /* the PUBREC stage goes on as usual, and new ids skip the restored */
+    assert_int_equal(inflight_pubrec(&f, 7), 0);
+    assert_int_equal(inflight_complete(&f, 7, PKT_PUBCOMP), 0);
+    assert_int_equal(inflight_complete(&f, 900, PKT_PUBACK), 0);
+    assert_int_equal(inflight_complete(&f, 65535, PKT_PUBCOMP), 0);
+    assert_int_equal(f.count, 1);
+    assert_int_equal(add(&f, m, 1), 1); /* after 65535 comes 1 */
+    inflight_dispose(&f);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+    msg_pool_drain();
+}
+
 static void inflight_inbound_qos2_set_dedups_and_limits(void **state)
 {
     inflight_t f;
@@ -381,6 +425,7 @@ int main(void)
         cmocka_unit_test(inflight_qos1_completes_only_on_puback),
         cmocka_unit_test(inflight_qos2_goes_pubrec_then_pubcomp),
         cmocka_unit_test(inflight_foreach_visits_in_send_order_after_deletions),
+        cmocka_unit_test(inflight_restore_keeps_ids_states_and_order_past_the_window),
         cmocka_unit_test(inflight_inbound_qos2_set_dedups_and_limits),
         cmocka_unit_test(inflight_stays_consistent_over_many_cycles),
     };

@@ -148,11 +148,13 @@ static void store_batch_mode_acks_before_the_commit(void **state)
     assert_int_equal(atomic_load(&acked), 1); /* called inside store_submit */
     store_stats(s, &st);
     assert_int_equal(st.commits, 0);
+    assert_int_equal(store_backlog(s), 2); /* msg put + entry, not committed */
     /* A barrier commits at once and waits for it. */
     assert_int_equal(submit_wait(s, store_batch_create()), 0);
     store_stats(s, &st);
     assert_int_equal(st.commits, 1);
     assert_int_equal(st.ops, 2);
+    assert_int_equal(store_backlog(s), 0);
     store_close(s);
 }
 
