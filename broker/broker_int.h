@@ -396,6 +396,8 @@ struct loop_s {
     uint8_t wake_any;
     uint8_t want_commit;  /* durability batch: something waits for this
                              tick's commit (submit a barrier with notice) */
+    uint32_t batch_bad;   /* operations that could not be added to batch:
+                             what waits for it is refused (persist.c) */
     /* Publisher throttling (throttle.c). */
     atomic_uint n_congested; /* sessions of this loop that are congested;
                                 read by every loop's throttle timer */
@@ -485,6 +487,15 @@ void loop__unmark_dirty(conn_t *c);
 out_batch_t *conn__out_attach(conn_t *c);
 void conn__batch_grow(out_batch_t *b);
 int conn__drop_qos0(conn_t *c);
+/* The admission rules of every PUBLISH sent, both paths (conn.c and the
+ * shared fan-out below, which calls it only when one fails): a packet
+ * over the client's Maximum Packet Size is dropped and counted
+ * (MQTT-3.1.2-25); a QoS 0 one that would take the unsent bytes past
+ * max_out is dropped and counted, unless nothing is unsent (so one larger
+ * than max_out still goes). Returns 0 to send it, or ERR_LIMIT. Out of
+ * line: inlined, it kept conn__send_shared from being inlined (+16 %
+ * instructions in bench/micro/deliver.c). */
+int conn__admit(conn_t *c, size_t len, int qos0, size_t max_out);
 
 /* A whole small QoS 0 PUBLISH that a fan-out shares among the
  * subscribers of one wire variant: len bytes at p in chunk ch (chunk.c). */
@@ -507,11 +518,8 @@ static inline int conn__send_shared(conn_t *c, const shared_pkt_t *sp,
                                     size_t max_out)
 {
     size_t len = sp->len, unsent = c->unsent;
-    if (len > c->peer_max_packet) { /* MQTT-3.1.2-25 */
-        CNT_INC(c->loop->b, dropped_size);
-        return ERR_LIMIT;
-    }
-    if (unsent > 0 && unsent + len > max_out) return conn__drop_qos0(c);
+    if (len > c->peer_max_packet || (unsent > 0 && unsent + len > max_out))
+        return conn__admit(c, len, 1, max_out); /* drops and counts */
     out_batch_t *b = c->batch != NULL ? c->batch : conn__out_attach(c);
     uint32_t n = b->n;
     out_ent_t *last = &b->v[n > 0 ? n - 1 : 0];
@@ -618,6 +626,10 @@ int persist__ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason,
  * it is committed. Returns 0. */
 int persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reasons,
                      uint32_t n, uint64_t gen);
+/* The generation that holds everything l has written so far, when
+ * acknowledgements wait for commits; else 0. For answers that repeat an
+ * earlier one (a resent QoS 2 PUBLISH, an unknown PUBREL) and for holds. */
+uint64_t persist__gen_now(loop_t *l);
 /* The generation a handler's acknowledgement waits for: l's pending one
  * when the batch grew past ops_before, else 0. */
 uint64_t persist__gen_since(loop_t *l, size_t ops_before);

@@ -623,6 +623,17 @@ size_t conn__publish_size(conn_t *c, msg_t *m, uint8_t qos,
     return h == 0 ? SIZE_MAX : h + m->payload_len;
 }
 
+/* See broker_int.h: the admission rules of every PUBLISH sent. */
+int conn__admit(conn_t *c, size_t len, int qos0, size_t max_out)
+{
+    if (len > c->peer_max_packet) {
+        CNT_INC(c->loop->b, dropped_size);
+        return ERR_LIMIT;
+    }
+    if (qos0 && c->unsent > 0 && c->unsent + len > max_out) return conn__drop_qos0(c);
+    return 0;
+}
+
 /* QoS 0 over max_out_bytes: drop, count, warn once per connection. */
 __attribute__((noinline)) int conn__drop_qos0(conn_t *c)
 {
@@ -677,17 +688,9 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
         hlen = pkt_publish_head_size(&pub, c->version);
         if (hlen == 0) return ERR_INVAL;
     }
-    if (hlen + m->payload_len > c->peer_max_packet) {
-        /* MQTT-3.1.2-25: never send more than the client's maximum. */
-        CNT_INC(c->loop->b, dropped_size);
-        return ERR_LIMIT;
-    }
-    /* A connection with nothing unsent always takes one message, so a
-     * QoS 0 message larger than max_out_bytes is not always dropped. */
-    if (qos == 0 && c->unsent > 0 &&
-        c->unsent + hlen + m->payload_len > c->loop->b->cfg->max_out_bytes)
-        return conn__drop_qos0(c);
-    int rc = add_publish(c, head, hlen, &pub, m);
+    int rc = conn__admit(c, hlen + m->payload_len, qos == 0, c->loop->b->cfg->max_out_bytes);
+    if (rc != 0) return rc;
+    rc = add_publish(c, head, hlen, &pub, m);
     if (rc == 0) c->loop->msgs_out++; /* folded into b->cnt once per tick */
     return rc;
 }

@@ -11,6 +11,7 @@
  */
 #include "broker_int.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,6 +168,7 @@ static void deliver_each(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
 size_t broker__deliver_local(loop_t *l, msg_t *m)
 {
     router_hits_t *h = &l->hits;
+    assert(!l->delivering); /* no nested fan-out: it would reuse l->hits */
     size_t n = router_match(l->router, m->topic, m->topic_len, m->origin, h);
     l->delivering = 1; /* h->hit may be the router's: no (un)subscribe */
     if (m->qos == 0 && !m->retain && small_message(m)) {

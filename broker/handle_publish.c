@@ -94,14 +94,6 @@ static uint8_t check_topic(conn_t *c, const pkt_publish_t *pub)
     return 0;
 }
 
-/* The generation a repeated acknowledgement waits for: the newest of c's
- * loop that may hold the first one's writes (pending, or submitted). */
-static uint64_t gen_repeat(loop_t *l)
-{
-    uint64_t gen = persist__gen_since(l, 0);
-    return gen != 0 ? gen : (l->b->cfg->durability == 0 && l->b->store ? l->batch_gen - 1 : 0);
-}
-
 /* QoS 2 bookkeeping before delivery. Returns 1 to deliver, 0 when it was
  * answered here (a resend, or refused), CONN_GONE when c was closed. */
 static int qos2_admit(conn_t *c, uint16_t id)
@@ -111,7 +103,7 @@ static int qos2_admit(conn_t *c, uint16_t id)
     if (r == 1) persist__inq2(c->loop, c->sess, id, 1);
     if (r == 0) { /* MQTT-4.3.3-10: resend before PUBREL: no second delivery;
                      acknowledged after the first one (persist.c) */
-        out = persist__ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS, NULL, gen_repeat(c->loop));
+        out = persist__ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS, NULL, persist__gen_now(c->loop));
     } else if (r < 0 && c->version == PKT_V5) {
         conn__send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
     } else if (r < 0) {
@@ -140,8 +132,10 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
                               c->version == PKT_V5 ? &pub->props : NULL,
                               pub->qos, pub->retain, c->sess);
     if (m == NULL) {
-        if (pub->qos == 2) inflight_in_remove(&c->sess->inflight, pub->packet_id);
-        if (pub->qos == 2) persist__inq2(l, c->sess, pub->packet_id, 0);
+        if (pub->qos == 2) {
+            inflight_in_remove(&c->sess->inflight, pub->packet_id);
+            persist__inq2(l, c->sess, pub->packet_id, 0);
+        }
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, "cannot allocate message");
     }
     size_t n = broker__publish(l, m);
@@ -212,7 +206,7 @@ int conn__handle_ack(conn_t *c, const pkt_t *p)
         /* after the id is forgotten on disk too: the client may reuse it */
         rc = persist__ack(c, PKT_PUBCOMP, a->packet_id,
                           known ? PKT_RC_SUCCESS : PKT_RC_PACKET_ID_NOT_FOUND, NULL,
-                          known ? persist__gen_since(c->loop, ops) : gen_repeat(c->loop));
+                          known ? persist__gen_since(c->loop, ops) : persist__gen_now(c->loop));
         break;
     }
     }

@@ -47,6 +47,7 @@ typedef struct commit_rec_s {
     int status;    /* store_done_cb's */
     msg_t **msgs;  /* other loops' messages with entries in the batch */
     size_t n_msgs;
+    uint8_t bad;   /* an operation could not be added: count it failed */
 } commit_rec_t;
 
 /* 1 when l writes: it has a store. */
@@ -102,7 +103,8 @@ uint64_t persist__new_id(loop_t *l)
 
 size_t persist__ops(const loop_t *l)
 {
-    return l->batch != NULL ? store_batch_count(l->batch) : 0;
+    /* failed operations count: what caused one must wait, to be refused */
+    return (l->batch != NULL ? store_batch_count(l->batch) : 0) + l->batch_bad;
 }
 
 uint64_t persist__gen_since(loop_t *l, size_t ops_before)
@@ -118,9 +120,10 @@ static void forget_put(loop_t *l)
 }
 
 /* Logs a batch operation that could not be added (memory). */
-static void op_failed(const char *what, const char *id, int rc)
+static void op_failed(loop_t *l, const char *what, const char *id, int rc)
 {
     log_error("storage: cannot record %s of %s: %s", what, id, err_str(rc));
+    l->batch_bad++; /* what waits for this batch is refused, not acked */
 }
 
 /* ---- sessions and subscriptions ---- */
@@ -144,7 +147,7 @@ void persist__session_put(loop_t *l, sess_t *s)
         r.will_expiry_s = s->will_expiry;
     }
     int rc = store_batch_session_put(batch(l), &r);
-    if (rc != 0) op_failed("the session", s->client_id, rc);
+    if (rc != 0) op_failed(l, "the session", s->client_id, rc);
     if (!s->stored) {
         s->stored = 1;
         loop__durable_count(l, s, +1);
@@ -195,7 +198,7 @@ static void put_msg(loop_t *l, msg_t *m)
                      .props_len = m->props_len, .qos = m->qos, .retain = m->retain != 0,
                      .expiry_at = m->expiry_at};
     int rc = store_batch_msg_put(batch(l), &r);
-    if (rc != 0) op_failed("a message", m->topic, rc);
+    if (rc != 0) op_failed(l, "a message", m->topic, rc);
     else l->put_id = m->store_id;
 }
 
@@ -209,7 +212,7 @@ void persist__entry_add(loop_t *l, sess_t *s, msg_t *m, const queue_entry_t *e,
                        .qos = e->qos, .retain = e->retain != 0, .packet_id = packet_id,
                        .state = state, .n_sub_ids = n_ids, .sub_ids = e->ids};
     int rc = store_batch_entry_add(batch(l), &r);
-    if (rc != 0) op_failed("a queue entry", s->client_id, rc);
+    if (rc != 0) op_failed(l, "a queue entry", s->client_id, rc);
 }
 
 void persist__entry_update(loop_t *l, sess_t *s, uint64_t seq, uint16_t packet_id,
@@ -472,6 +475,7 @@ static void submit(loop_t *l)
         r = xcalloc(1, sizeof *r);
         r->l = l;
         r->gen = l->batch_gen;
+        r->bad = l->batch_bad > 0;
         r->msgs = l->reports;
         r->n_msgs = l->n_reports;
         l->reports = NULL;
@@ -484,6 +488,7 @@ static void submit(loop_t *l)
     l->batch_gen++;
     l->put_id = 0;
     l->want_commit = 0;
+    l->batch_bad = 0;
 }
 
 void persist__flush(loop_t *l)
@@ -502,25 +507,25 @@ void persist__flush(loop_t *l)
     }
 }
 
-/* The generation that holds what l has written so far: the pending
- * batch's, or the last submitted one's. */
-static uint64_t newest_gen(const loop_t *l)
+uint64_t persist__gen_now(loop_t *l)
 {
-    return l->batch != NULL ? l->batch_gen : l->batch_gen - 1;
+    if (!will_wait(l)) return 0;
+    /* the pending batch; else the last submitted one, or in batch mode
+     * (no notice for submitted batches) a barrier alone brings one */
+    if (l->batch != NULL || l->b->cfg->durability != 0) return l->batch_gen;
+    return l->batch_gen - 1;
 }
 
 void persist__hold(conn_t *c)
 {
-    loop_t *l = c->loop;
-    if (c->out == NULL || !will_wait(l)) return;
-    /* batch mode: the pending batch, or a barrier alone, brings the notice */
-    uint64_t gen = l->b->cfg->durability != 0 ? l->batch_gen : newest_gen(l);
-    if (gen > l->committed_gen && gen > c->out->hold_gen) c->out->hold_gen = gen;
+    uint64_t gen = c->out != NULL ? persist__gen_now(c->loop) : 0;
+    if (gen > c->loop->committed_gen && gen > c->out->hold_gen) c->out->hold_gen = gen;
 }
 
 void persist__committed(loop_t *l, void *rec)
 {
     commit_rec_t *r = rec;
+    int failed = r->status != 0 || r->bad;
     if (r->gen > l->committed_gen) l->committed_gen = r->gen;
     while (l->held != NULL) { /* the flush hook checks them again */
         conn_t *c = l->held;
@@ -528,9 +533,9 @@ void persist__committed(loop_t *l, void *rec)
         c->dirty_next = l->dirty;
         l->dirty = c;
     }
-    if (r->status != 0) mark_failed(l, r->gen);
+    if (failed) mark_failed(l, r->gen);
     for (size_t i = 0; i < r->n_msgs; i++) {
-        report(l, r->msgs[i], r->status != 0);
+        report(l, r->msgs[i], failed);
         msg_release(&r->msgs[i]);
     }
     free(r->msgs);

@@ -286,7 +286,6 @@ void sess__publish_will(loop_t *l, sess_t *s)
 {
     msg_t *m = take_will(s);
     if (m == NULL) return;
-    if (s->stored && s->conn == NULL) persist__session_put(l, s); /* will gone */
     log_debug("publishing will of %s on %s", s->client_id, m->topic);
     broker__publish(l, m);
     msg_release(&m);
@@ -379,8 +378,10 @@ void sess__sweep(loop_t *l, uint64_t now)
         next = s->lnext; /* publishing a will never ends another session */
         if (s->conn != NULL) continue;
         int gone = expired(s, now);
-        if (s->will != NULL && (gone || (s->will_at != 0 && now >= s->will_at)))
+        if (s->will != NULL && (gone || (s->will_at != 0 && now >= s->will_at))) {
             sess__publish_will(l, s);
+            if (!gone && s->stored) persist__session_put(l, s); /* will gone */
+        }
         if (gone) {
             log_debug("session %s expired", s->client_id);
             sess__end(l, s);

@@ -27,7 +27,7 @@ void arena_init(arena_t *a, size_t limit)
     a->limit = limit;
 }
 
-void *arena_alloc(arena_t *a, size_t n)
+void *arena_alloc_raw(arena_t *a, size_t n)
 {
     n = (n + 7u) & ~(size_t)7u;
     if (n == 0) n = 8;
@@ -46,7 +46,13 @@ void *arena_alloc(arena_t *a, size_t n)
     void *p = c->data + c->used;
     c->used += n;
     a->used_total += n;
-    memset(p, 0, n);
+    return p;
+}
+
+void *arena_alloc(arena_t *a, size_t n)
+{
+    void *p = arena_alloc_raw(a, n);
+    if (p != NULL) memset(p, 0, n);
     return p;
 }
 

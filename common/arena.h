@@ -23,6 +23,8 @@ typedef struct arena_s {
 void arena_init(arena_t *a, size_t limit);
 /* Returns 8-byte aligned zeroed memory, or NULL when the limit is reached. */
 void *arena_alloc(arena_t *a, size_t n);
+/* The same without zeroing, for memory the caller overwrites at once. */
+void *arena_alloc_raw(arena_t *a, size_t n);
 /* Frees all but the first chunk; earlier arena_alloc pointers are invalid. */
 void arena_reset(arena_t *a);
 void arena_dispose(arena_t *a);

@@ -27,8 +27,9 @@
 #define MSG_VARIANTS 4
 #define MSG_VARIANT(v5, retain) ((((v5) ? 1 : 0) << 1) | ((retain) ? 1 : 0))
 
-/* A published message. Fields are read-only after msg_create, except the
- * head cache, which msg_head fills lazily and thread-safely. */
+/* A published message. Fields are read-only once it is shared, except the
+ * head cache, which msg_head fills lazily and thread-safely, and the
+ * atomics below; the publishing loop sets store_id and home first. */
 typedef struct msg_s {
     atomic_uint refs;
     uint8_t qos;         /* QoS as published */

@@ -166,7 +166,8 @@ const char *store_dir(const store_t *s);
 
 /* Streams the stored state back through cbs, in this order: messages (by
  * id), sessions, subscriptions, queue entries (per session in seq order),
- * inbound QoS 2, retained. First removes unreferenced messages (logged).
+ * inbound QoS 2, retained; then removes messages nothing references
+ * (logged).
  * Call once after store_open, before submitting. Returns 0, a callback's
  * non-zero value, or ERR_IO. st may be NULL. Memory use does not grow with
  * the number of rows. */
@@ -207,7 +208,8 @@ int store_batch_session_put(store_batch_t *b, const store_session_t *sess);
 void store_batch_session_del(store_batch_t *b, const char *client_id);
 void store_batch_sub_put(store_batch_t *b, const store_sub_t *sub);
 void store_batch_sub_del(store_batch_t *b, const char *client_id, const char *filter);
-/* Stores a message once (replaces a message with the same id). It must gain
+/* Stores a message once (a message with the same id is already the same
+ * message: the put does nothing then; ids are never reused). It must gain
  * a reference (entry or retained) in the same or a later batch; one left
  * without is removed by the next store_recover. */
 int store_batch_msg_put(store_batch_t *b, const store_msg_t *m);
@@ -231,7 +233,9 @@ size_t store_batch_count(const store_batch_t *b);
 
 /* Queues b for the next commit; takes b (also on failure). cb may be NULL.
  * An empty batch with a cb is a barrier: cb runs after everything submitted
- * before it is committed (in both durability modes). Returns 0, or ERR_INVAL
+ * before it is committed (in both durability modes), with the first
+ * failure of any batch since the previous barrier (STORE_BATCH callers
+ * learn of failures this way). Returns 0, or ERR_INVAL
  * when b is NULL. Any thread. */
 int store_submit(store_t *s, store_batch_t *b, store_done_cb cb, void *ctx);
 

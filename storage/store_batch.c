@@ -72,7 +72,7 @@ static store_op_t *push_op(store_batch_t *b, enum store_op_kind kind)
  * when memory is short (only peer-sized copies can get there). */
 static char *copy_room(store_batch_t *b, size_t n)
 {
-    return n <= OP_DATA_LIMIT ? arena_alloc(&b->copies, n) : NULL;
+    return n <= OP_DATA_LIMIT ? arena_alloc_raw(&b->copies, n) : NULL; /* all overwritten */
 }
 
 /* copy_room for the small, fixed-size copies: aborts when memory is

@@ -91,6 +91,8 @@ struct store_s {
     bool barrier; /* an empty batch is queued: commit without waiting */
 
     bool failing; /* in a failure episode (logged once); storage thread */
+    int failed_since_barrier; /* first batch failure since the last
+                                 barrier (carry_failures); storage thread */
     uint32_t applied_max_pages;
     _Atomic uint32_t max_pages;
     _Atomic uint64_t commits, batches, ops, failed_commits;

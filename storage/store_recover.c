@@ -184,7 +184,8 @@ static int remove_orphans(store_t *s, rec_t *r)
 }
 
 /* See store.h. Holds the database mutex throughout, so a commit never
- * interleaves with it; logs one info line with the counts on success. */
+ * interleaves with it; logs one debug line with the counts on success
+ * (the broker logs the info line). */
 int store_recover(store_t *s, const store_recover_cb_t *cbs, void *ctx,
                   store_recover_stats_t *st)
 {

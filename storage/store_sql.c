@@ -62,11 +62,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_SESS_DEL_INQ2] = "DELETE FROM inq2 WHERE client_id=?1",
     [ST_SUB_PUT] = "INSERT OR REPLACE INTO sub VALUES(?1,?2,?3,?4,?5,?6,?7)",
     [ST_SUB_DEL] = "DELETE FROM sub WHERE client_id=?1 AND filter=?2",
+    /* A message id names one content forever: a second put of it (another
+     * loop's batch) leaves the row and its references alone. */
     [ST_MSG_PUT] = "INSERT INTO msg VALUES(?1,0,?2,?3,?4,?5,?6,?7)"
-                   " ON CONFLICT(id) DO UPDATE SET qos=excluded.qos,"
-                   " retain=excluded.retain, expiry_at=excluded.expiry_at,"
-                   " topic=excluded.topic, props=excluded.props,"
-                   " payload=excluded.payload",
+                   " ON CONFLICT(id) DO NOTHING",
     [ST_MSG_REF] = "UPDATE msg SET refs=refs+?2 WHERE id=?1",
     [ST_MSG_GC] = "DELETE FROM msg WHERE id=?1 AND refs<=0",
     [ST_ENTRY_ADD] = "INSERT INTO entry VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",

@@ -43,7 +43,8 @@ static int apply_batch(store_t *s, store_batch_t *b)
         rc = store__run(s->st[ST_RELEASE]);
     } else if (batch_local(rc)) {
         log_warn("%s: a storage batch was rejected (%s) and rolled back alone",
-                 s->db_path, rc == ERR_INVAL ? "reference to a missing message"
+                 s->db_path, rc == ERR_INVAL ? "an invalid operation: a reference to a "
+                                               "missing message, or a message without id"
                                              : sqlite3_errstr(rc));
         b->status = ERR_INVAL;
         rc = store__run(s->st[ST_ROLLBACK_TO]);
@@ -120,6 +121,23 @@ static void commit_list(store_t *s, store_batch_t *list)
     pthread_mutex_unlock(&s->db_mu);
 }
 
+/* A barrier reports the first failure of any batch since the previous
+ * barrier, in this list or an earlier one: in STORE_BATCH mode the
+ * batches' own callbacks ran at submit time, and the barrier is the only
+ * way a caller learns that what it submitted did not commit. Storage
+ * thread only. */
+static void carry_failures(store_t *s, store_batch_t *list)
+{
+    for (store_batch_t *b = list; b != NULL; b = b->next) {
+        if (b->n > 0 && b->status != 0 && s->failed_since_barrier == 0)
+            s->failed_since_barrier = b->status;
+        if (b->n == 0) {
+            if (b->status == 0) b->status = s->failed_since_barrier;
+            s->failed_since_barrier = 0;
+        }
+    }
+}
+
 /* Runs the callbacks in submission order and frees the batches. */
 static void finish_list(store_batch_t *list)
 {
@@ -159,6 +177,7 @@ static void *thread_main(void *arg)
     while ((list = take_list(s)) != NULL) {
         pthread_mutex_unlock(&s->mu);
         commit_list(s, list);
+        carry_failures(s, list);
         finish_list(list);
         pthread_mutex_lock(&s->mu);
     }

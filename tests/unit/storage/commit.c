@@ -158,6 +158,22 @@ static void store_batch_mode_acks_before_the_commit(void **state)
     store_close(s);
 }
 
+static void store_batch_mode_barrier_reports_an_earlier_failure(void **state)
+{
+    store_t *s = NULL;
+    store_opts_t opts = { .durability = STORE_BATCH, .batch_ms = 300 };
+    _Atomic int acked = 0;
+    assert_int_equal(store_open(&s, dir, &opts), 0);
+    store_batch_t *b = store_batch_create();
+    store_entry_t e = { .client_id = "c", .seq = 1, .msg_id = 77, .qos = 1 }; /* no msg 77 */
+    assert_int_equal(store_batch_entry_add(b, &e), 0);
+    assert_int_equal(store_submit(s, b, flag_done, &acked), 0);
+    assert_int_equal(atomic_load(&acked), 1); /* status 0 at submit, as documented */
+    assert_int_equal(submit_wait(s, store_batch_create()), ERR_INVAL);
+    assert_int_equal(submit_wait(s, store_batch_create()), 0); /* reported once */
+    store_close(s);
+}
+
 static void store_batch_mode_commits_within_batch_ms(void **state)
 {
     store_t *s = NULL;
@@ -228,6 +244,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(store_groups_concurrent_batches_into_few_commits),
         T(store_batch_mode_acks_before_the_commit),
+        T(store_batch_mode_barrier_reports_an_earlier_failure),
         T(store_batch_mode_commits_within_batch_ms),
         T(store_full_mode_calls_back_after_the_commit),
         T(store_close_drains_every_submitted_batch),
