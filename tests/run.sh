@@ -15,7 +15,7 @@ export UVMQ_BIN="$PWD/$BUILD/uvmq"
 export CMOCKA_MESSAGE_OUTPUT=TAP
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp}
 LIMIT=${TEST_TIMEOUT:-300}
 LOGDIR="$PWD/$BUILD/test-logs"
 rm -rf "$LOGDIR"; mkdir -p "$LOGDIR"
