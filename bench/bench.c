@@ -115,6 +115,8 @@ typedef struct bench_s {
     sub_side_t *ss;
     int phase, status, subs_started;
     uint64_t t0, t1, drain_start, last_tick;
+    uint64_t rt_off;       /* CLOCK_REALTIME - uv_hrtime(), read once: send
+                              times cost no clock read per message */
     double cpu0, cpu1, bcpu0, bcpu1;
     long rss_idle, rss;
     uint64_t published, expected, pub_lost_conns, pub_connect_errors, timeouts, nacks;
@@ -509,11 +511,13 @@ static uint64_t pub_outstanding(bench_t *b, pub_t *p)
     return p->inflight > n ? p->inflight : n;
 }
 
-/* Encodes the next message of p into its output. */
-static void pub_send_one(bench_t *b, pub_t *p)
+/* Encodes the next message of p into its output; now is the uv_hrtime()
+ * of the callback that sends it (all of one callback's messages leave in
+ * one write). */
+static void pub_send_one(bench_t *b, pub_t *p, uint64_t now)
 {
     uint32_t idx = p->conn.index, magic = MAGIC;
-    uint64_t now = uv_hrtime(), sent = bench_realtime_ns();
+    uint64_t sent = now + b->rt_off;
     uint16_t pid = 0;
     size_t len;
     int n;
@@ -545,7 +549,7 @@ static void pub_send_one(bench_t *b, pub_t *p)
 /* Publishes while the window, the rate and the output buffer allow. The
  * ring is reaped only when the window looks full: its head slot is on a
  * cache line the subscriber thread writes. */
-static void pub_fill(bench_t *b, pub_t *p)
+static void pub_fill(bench_t *b, pub_t *p, uint64_t now)
 {
     bench_ring_t *ring = &b->shared[p->conn.index].ring;
 
@@ -557,14 +561,14 @@ static void pub_fill(bench_t *b, pub_t *p)
         if (pub_outstanding(b, p) >= p->window && (bench_ring_reap(ring) == 0 ||
                                                     pub_outstanding(b, p) >= p->window))
             break;
-        pub_send_one(b, p);
+        pub_send_one(b, p, now);
         if (b->o.rate > 0) p->tokens -= 1;
     }
 }
 
 /* Frees packet id pid and publishes more. A publish the broker refused
  * (reason >= 0x80) reaches no subscriber: its ring slot completes at once. */
-static void pub_release(bench_t *b, pub_t *p, uint16_t pid, int refused)
+static void pub_release(bench_t *b, pub_t *p, uint16_t pid, int refused, uint64_t now)
 {
     if (refused) {
         b->nacks++;
@@ -573,7 +577,7 @@ static void pub_release(bench_t *b, pub_t *p, uint16_t pid, int refused)
     p->pid_state[pid] = 0;
     p->free_pids[p->nfree++] = pid;
     p->inflight--;
-    pub_fill(b, p);
+    pub_fill(b, p, now);
 }
 
 static void pub_on_packet(bench_conn_t *c, const bench_pkt_t *k, uint64_t now)
@@ -582,18 +586,17 @@ static void pub_on_packet(bench_conn_t *c, const bench_pkt_t *k, uint64_t now)
     pub_t *p = c->data;
     uint8_t st = k->pid <= b->o.window ? p->pid_state[k->pid] : 0;
 
-    (void)now;
     if (k->type == BENCH_PUBACK && st == 1 && b->o.qos == 1) {
-        pub_release(b, p, k->pid, k->reason >= 0x80);
+        pub_release(b, p, k->pid, k->reason >= 0x80, now);
     } else if (k->type == BENCH_PUBREC && st == 1 && b->o.qos == 2) {
         if (k->reason >= 0x80) { /* refused: the exchange ends here */
-            pub_release(b, p, k->pid, 1);
+            pub_release(b, p, k->pid, 1, now);
         } else {
             p->pid_state[k->pid] = 2;
             bench_conn_send_ack(c, BENCH_PUBREL, k->pid);
         }
     } else if (k->type == BENCH_PUBCOMP && st == 2) {
-        pub_release(b, p, k->pid, 0);
+        pub_release(b, p, k->pid, 0, now);
     } else if (k->type != BENCH_PUBLISH) {
         log_warn("publisher %s: unexpected packet type %d (pid %u)", c->client_id,
                  k->type, k->pid);
@@ -602,7 +605,7 @@ static void pub_on_packet(bench_conn_t *c, const bench_pkt_t *k, uint64_t now)
 
 static void pub_on_writable(bench_conn_t *c)
 {
-    pub_fill(c->lp->data, c->data);
+    pub_fill(c->lp->data, c->data, uv_hrtime());
 }
 
 static void pub_on_ready(bench_conn_t *c)
@@ -689,7 +692,7 @@ static void on_tick_timer(uv_timer_t *t)
         if (p->tokens > cap) p->tokens = cap;
         expired = bench_ring_expire(&b->shared[i].ring, now, STALL_NS);
         if (b->phase == PH_WINDOW) b->timeouts += expired; /* not in the warm-up */
-        pub_fill(b, p);
+        pub_fill(b, p, now);
     }
     b->last_tick = now;
 }
@@ -799,7 +802,7 @@ static void start_publishing(bench_t *b)
          * check runs, every 20 ms, to keep the generator's CPU low. */
         uint64_t tick = b->o.rate > 0 ? 1 : 20;
         uv_timer_start(&b->tick_timer, on_tick_timer, tick, tick);
-        for (i = 0; i < b->o.pubs; i++) pub_fill(b, &b->pubs[i]);
+        for (i = 0; i < b->o.pubs; i++) pub_fill(b, &b->pubs[i], b->last_tick);
     }
     uv_update_time(b->loop);
     if (ms == 0) begin_window(b);
@@ -840,7 +843,8 @@ static void on_wake(uv_async_t *h)
         if (st == -1) finish(b);
         return;
     }
-    for (i = 0; b->pubs && i < b->o.pubs; i++) pub_fill(b, &b->pubs[i]);
+    uint64_t now = uv_hrtime();
+    for (i = 0; b->pubs && i < b->o.pubs; i++) pub_fill(b, &b->pubs[i], now);
 }
 
 static void idle_on_ready(bench_conn_t *c)
@@ -1116,6 +1120,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(b.o.mode == MODE_IDLE ? b.o.conns : b.o.subs + b.o.pubs);
     setup_config(&b);
+    b.rt_off = bench_realtime_ns() - uv_hrtime();
     if (resolve(&b) != 0) return 1;
     status = run(&b);
     if (status == 0) {
