@@ -241,27 +241,35 @@ static void fill_p_batch(unsigned char *batch, uint16_t *next_id)
     }
 }
 
-/* Sends QoS 1 publishes on the non-blocking fd for at most 10 s until the
- * socket stays unwritable for a whole second (the broker stopped reading).
- * Returns the number of whole packets sent, or -1 if it never paused. */
-static long flood_until_paused(int fd)
-{
+/* A flooding client's stream: a send can stop in the middle of a packet,
+ * so the next flood must finish that batch before it starts another, or
+ * the broker would read a truncated packet followed by a new one. */
+typedef struct flood_s {
     unsigned char batch[P_BATCH * P_PKT];
-    size_t off = sizeof batch;
-    uint16_t next_id = 1;
+    size_t off; /* bytes of batch sent; sizeof batch: refill first */
+    uint16_t next_id;
+} flood_t;
+
+/* Sends QoS 1 publishes on the non-blocking fd for at most 10 s until the
+ * socket stays unwritable for a whole second (the broker stopped reading),
+ * going on from where the last flood of f stopped. Returns the number of
+ * batches' packets sent whole, or -1 if it never paused. */
+static long flood_until_paused(int fd, flood_t *f)
+{
+    unsigned char *batch = f->batch;
     long sent = 0;
     bool paused = false;
     int64_t deadline = th_now_ms() + 10000;
     while (!paused && th_now_ms() < deadline) {
-        if (off == sizeof batch) {
-            fill_p_batch(batch, &next_id);
-            off = 0;
+        if (f->off == sizeof f->batch) {
+            fill_p_batch(batch, &f->next_id);
+            f->off = 0;
         }
-        ssize_t n = send(fd, batch + off, sizeof batch - off,
+        ssize_t n = send(fd, batch + f->off, sizeof f->batch - f->off,
                          MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
-            off += (size_t)n;
-            sent += off == sizeof batch ? P_BATCH : 0;
+            f->off += (size_t)n;
+            sent += f->off == sizeof f->batch ? P_BATCH : 0;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd pfd = {.fd = fd, .events = POLLOUT};
             paused = poll(&pfd, 1, 1000) == 0;
@@ -298,11 +306,14 @@ static void client_that_publishes_without_reading_is_paused_not_buffered(th_ctx_
         0x10, 0x12, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02, 0x00, 0x3c,
         0x00, 0x06, 'f', 'l', 'o', 'o', 'd', 'r'};
     static const unsigned char connack[] = {0x20, 0x02, 0x00, 0x00};
+    static flood_t flood; /* 17 KiB: not on the stack */
+    flood.off = sizeof flood.batch;
+    flood.next_id = 1;
     int fd = connect_small_rcvbuf(t->port);
     th_send(fd, connect, sizeof connect);
     th_expect(fd, connack, sizeof connack, TH_WAIT_MS);
     assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
-    long sent = flood_until_paused(fd);
+    long sent = flood_until_paused(fd, &flood);
     long rss = broker_rss_kib(t->broker);
     fprintf(stderr, "# %ld QoS 1 publishes sent before EAGAIN; broker "
                     "VmRSS %ld KiB\n", sent, rss);
@@ -316,7 +327,7 @@ static void client_that_publishes_without_reading_is_paused_not_buffered(th_ctx_
      * never keeps reading: a second flood blocks again and the broker's
      * memory stays bounded. (A "no POLLOUT right now" check here was
      * flaky under ThreadSanitizer: it tested kernel buffer timing.) */
-    if (flood_until_paused(fd) < 0)
+    if (flood_until_paused(fd, &flood) < 0)
         fail_msg("after a round trip, sends never blocked again: the broker "
                  "kept reading a client that reads nothing");
     assert_true(broker_rss_kib(t->broker) < RSS_LIMIT_KIB);
