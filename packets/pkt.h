@@ -346,6 +346,13 @@ size_t pkt_props_size(const pkt_props_t *props);
  * message's forwardable properties as bytes. */
 size_t pkt_props_write(const pkt_props_t *props, uint8_t *out);
 
+/* Decodes a property block of packet type `type` WITHOUT its length prefix
+ * (what pkt_props_write wrote, e.g. a message's forwardable properties)
+ * into *out; strings borrow buf, the user property array comes from `a`.
+ * Returns 0 or a negative ERR_PKT_* / ERR_NOMEM. */
+int pkt_props_parse(const uint8_t *buf, size_t len, uint8_t type,
+                    pkt_props_t *out, arena_t *a);
+
 /* ---- small helpers shared with broker/ ---- */
 
 /* Writes v as a variable byte integer; returns 1-4 bytes used.

@@ -185,6 +185,21 @@ static int collect_user(pkt_props_t *props, arena_t *a)
     return 0;
 }
 
+/* Decodes every property of buf[0..len) into *props (raw = the block):
+ * the part pkt__props_decode and pkt_props_parse share. */
+static int decode_block(const uint8_t *buf, size_t len, pkt_props_t *props,
+                        uint8_t ctx, arena_t *a)
+{
+    pkt__rd_t block = {buf, buf + len};
+    int rc = 0;
+    props->raw.p = buf;
+    props->raw.len = len;
+    while (rc == 0 && pkt__rd_left(&block) > 0)
+        rc = read_prop(&block, props, ctx);
+    if (rc == 0 && props->n_user > 0) rc = collect_user(props, a);
+    return rc;
+}
+
 /* See packets_int.h. props->raw borrows the block in r; user property
  * slices borrow it too, their array is arena memory. */
 int pkt__props_decode(pkt__rd_t *r, pkt_props_t *props, uint8_t ctx,
@@ -194,14 +209,16 @@ int pkt__props_decode(pkt__rd_t *r, pkt_props_t *props, uint8_t ctx,
     int rc = pkt__rd_varint(r, &len);
     if (rc != 0) return rc;
     if (pkt__rd_left(r) < len) return ERR_PKT_SHORT;
-    pkt__rd_t block = {r->p, r->p + len};
-    props->raw.p = r->p;
-    props->raw.len = len;
+    const uint8_t *p = r->p;
     r->p += len;
-    while (rc == 0 && pkt__rd_left(&block) > 0)
-        rc = read_prop(&block, props, ctx);
-    if (rc == 0 && props->n_user > 0) rc = collect_user(props, a);
-    return rc;
+    return decode_block(p, len, props, ctx, a);
+}
+
+int pkt_props_parse(const uint8_t *buf, size_t len, uint8_t type,
+                    pkt_props_t *out, arena_t *a)
+{
+    memset(out, 0, sizeof *out);
+    return decode_block(buf, len, out, type, a);
 }
 
 /* ---- sizing and writing ---- */
