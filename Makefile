@@ -17,7 +17,8 @@ TEST_PKGS := cmocka libmosquitto
 
 ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
 DEPS_OK := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) && \
-	command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && echo yes)
+	command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && \
+	command -v curl >/dev/null && command -v nghttp >/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
 DEPS_RC := $(shell ./scripts/install-deps.sh >&2; echo $$?)
 ifneq ($(DEPS_RC),0)

@@ -154,6 +154,8 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
     *out = NULL;
     b->cfg = cfg;
     b->lfd = -1;
+    b->hfd = -1;
+    b->started_ms = uv_hrtime() / 1000000;
     store_opts_t so = {.durability = cfg->durability ? STORE_BATCH : STORE_FULL,
                        .batch_ms = cfg->batch_ms,
                        .max_db_pages = (uint32_t)(cfg->max_db_bytes / STORE_PAGE_SIZE)};

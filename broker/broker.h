@@ -21,6 +21,10 @@ typedef struct broker_config_s {
     char *bind;                   /* "bind": listen address, "127.0.0.1" */
     uint16_t port;                /* "port": MQTT over TCP, 1883 */
     uint16_t http_port;           /* "http_port": HTTP/2 h2c, 8080; 0 = off */
+    uint32_t http_max_streams;    /* "http_max_streams": concurrent streams
+                                     per HTTP/2 connection, 100 */
+    uint32_t http_idle_timeout;   /* "http_idle_timeout": seconds an HTTP/2
+                                     connection may have no stream open, 60 */
     char *data_dir;               /* "data_dir": "./data" */
     unsigned threads;             /* "threads": worker loops; 0 = cores */
     int allow_anonymous;          /* "allow_anonymous": -1 = unset (auto) */

@@ -74,6 +74,9 @@ typedef struct broker_counters_s {
     atomic_uint_fast64_t dropped_size;  /* over the client's max packet size */
     atomic_uint_fast64_t dropped_queue; /* session queue full */
     atomic_uint_fast64_t expired;       /* messages expired before sending */
+    atomic_uint_fast64_t bytes_in;      /* bytes read from clients */
+    atomic_uint_fast64_t bytes_out;     /* bytes handed to the socket */
+    atomic_uint_fast64_t http_requests; /* HTTP/2 requests answered */
 } broker_counters_t;
 
 #define CNT_INC(b, field) \
@@ -116,7 +119,13 @@ struct sess_s {
     loop_t *loop;      /* owner loop: set at creation, before the session
                           is linked, and never changed (read: shard) */
     sess_t *lprev, *lnext; /* owner loop's list of its sessions */
-    uint64_t disconnected_at; /* uv_now ms when it went offline */
+    union {
+        uint64_t disconnected_at; /* uv_now ms when it went offline */
+        struct http_stream_s *http; /* an HTTP/2 event stream's session
+                                       (conn->state == CONN_HTTP, never
+                                       offline, stored or in the map):
+                                       the stream it feeds (http_api.c) */
+    };
     queue_t queue;     /* QoS 1/2 waiting for window room */
     inflight_t inflight;
     sess_sub_t *subs;  /* owned array; room for sess.c subs_room(n_subs) */
@@ -210,7 +219,16 @@ typedef struct conn_in_s {
     uint8_t data[];
 } conn_in_t;
 
-enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSING };
+/* CONN_HTTP: an HTTP/2 connection past its preface (http.c); before it
+ * an HTTP/2 connection is CONN_NEW, under the same connect timeout. A
+ * delivery sees the state of its session's connection, so an event
+ * stream's session (whose conn is CONN_HTTP) costs MQTT subscribers no
+ * extra compare: they are CONN_ACTIVE (deliver.c). */
+enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSING, CONN_HTTP };
+
+/* What a listening socket speaks: the kind of the connections it hands
+ * out (ITEM_ACCEPT). */
+enum listener_kind { LISTENER_MQTT = 0, LISTENER_HTTP = 1 };
 
 /* What a decoded CONNECT asks for, kept until the session is ours. */
 typedef struct conn_hello_s {
@@ -269,6 +287,8 @@ struct conn_s {
     conn_in_t *in;        /* partial input, or NULL (owned) */
     struct ack_fifo_s *acks; /* acknowledgements waiting for commits, in
                                 order (persist.c); NULL when none */
+    struct http_conn_s *http; /* HTTP/2 state (http.c), owned; NULL for
+                                 MQTT: the connection's kind */
     uint8_t peer_addr[16]; /* for logs: conn__peer formats it */
     uint32_t since;       /* uv_now ms, truncated: accepted or moved here
                              (CONN_NEW) or closing began (CONN_CLOSING) */
@@ -296,6 +316,7 @@ typedef struct loop_item_s {
     uint8_t hops;    /* ITEM_MIGRATE: moves so far, this one included */
     uint8_t report;  /* ITEM_PUBLISH: counted in m->persist_wait; report
                         once this loop's entries of m are committed */
+    uint8_t listener; /* ITEM_ACCEPT: enum listener_kind of the socket */
     int fd;
     uint64_t seq;
     msg_t *m;
@@ -374,6 +395,10 @@ struct loop_s {
     uint64_t msgs_out;    /* PUBLISH queued since the last fold into
                              b->cnt (one atomic add per tick, not per
                              delivery) */
+    uint64_t bytes_in, bytes_out; /* the same for bytes read and written */
+    atomic_size_t queued; /* QoS 1/2 messages in the queues of l's
+                             sessions, at the last sweep (stats) */
+    atomic_size_t inflight; /* sent and not yet acknowledged, the same */
     /* Small QoS 0 PUBLISH packets shared by fan-outs (chunk.c). */
     pkt_chunk_t *chunk[MSG_VARIANTS]; /* current chunk per variant */
     pkt_chunk_t *free_chunks; /* released chunks kept for reuse */
@@ -428,6 +453,10 @@ struct broker_s {
     uint8_t luv_init;
     int lfd;       /* listening socket, -1 when closed */
     uv_poll_t lpoll;
+    int hfd;       /* HTTP/2 (h2c) listening socket, -1 when none */
+    uv_poll_t hpoll;
+    uint64_t started_ms; /* uv_hrtime ms at broker_create (uptime) */
+    atomic_uint n_http;  /* HTTP/2 connections open (http.c) */
     uv_signal_t sigint, sigterm;
     uv_async_t stop_async;
     item_vec_t *lout; /* listener's outboxes (ACCEPT, STOP) */
@@ -480,6 +509,12 @@ static inline void loop__mark_dirty(conn_t *c)
 }
 /* Removes c from the dirty list if it is on it. */
 void loop__unmark_dirty(conn_t *c);
+/* 1 when c is past its handshake and not closing: an MQTT connection
+ * after CONNACK or an HTTP/2 one after its preface. */
+static inline int conn__running(const conn_t *c)
+{
+    return c->state == CONN_ACTIVE || c->state == CONN_HTTP;
+}
 
 /* Out-of-line parts of conn__send_shared (conn.c). conn__out_attach
  * gives c (which has none) an output object and returns its pending
@@ -619,8 +654,11 @@ void persist__delivered(loop_t *l, msg_t *m, size_t ops_before);
  * until every other loop holding m durably has reported. Returns 0, or
  * CONN_GONE when c was closed (a v3.1.1 client whose message could not be
  * stored). */
-int persist__ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason,
+int persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason,
                  msg_t *m, uint64_t gen);
+/* persist__ack's type for an HTTP/2 publish (0: no MQTT packet type):
+ * id is the stream; the answer is http__ack's. */
+#define ACK_HTTP 0
 /* The same for SUBACK/UNSUBACK (type) with n reason codes (copied when
  * it must wait): a subscription of a stored session is acknowledged once
  * it is committed. Returns 0. */
@@ -703,8 +741,9 @@ void listener__stop(broker_t *b);
 
 /* ---- conn.c ---- */
 
-/* Opens a connection on loop l for the accepted socket fd (takes fd). */
-void conn__open(loop_t *l, int fd);
+/* Opens a connection on loop l for the accepted socket fd (takes fd), of
+ * the listener's kind (enum listener_kind). */
+void conn__open(loop_t *l, int fd, unsigned kind);
 /* ITEM_MIGRATE on l: opens a connection for fd (taken) moved here from
  * another loop after `hops` moves, processes bytes[0..len) (taken, freed
  * here; they start with the CONNECT) as if just read, then reads. */
@@ -809,6 +848,37 @@ void sess__resend(sess_t *s);
 /* Sends the retained messages matching filter to s (after SUBACK). */
 void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
                          size_t len, uint8_t granted, uint32_t sub_id);
+
+/* ---- http.c, http_api.c: the HTTP/2 API (http_int.h has the rest) ----
+ *
+ * The hooks conn.c, deliver.c and persist.c call. Bytes in come from the
+ * socket (or, later, from TLS) through http__input; bytes out go into the
+ * connection's out-batch in http__pull, which conn__flush calls first. */
+
+/* c (new, CONN_NEW) speaks HTTP/2: creates its nghttp2 server session
+ * and queues our SETTINGS. Returns 0 or ERR_NOMEM (c is then closed). */
+int http__open(conn_t *c);
+/* n bytes read from c: into its session (and its requests). */
+void http__input(conn_t *c, const uint8_t *data, size_t n);
+/* Flush hook: frames from c's session into its pending batch, while it
+ * holds fewer than HTTP_PULL_MAX unsent bytes; closes a finished session. */
+void http__pull(conn_t *c);
+/* A write of c completed: asks for another flush if frames wait. */
+void http__written(conn_t *c);
+/* c is closing: queues GOAWAY (and its last frames) unless the session
+ * ended, ends its event streams' sessions. */
+void http__closing(conn_t *c);
+/* Frees c's HTTP/2 state (handle closed). */
+void http__free(conn_t *c);
+/* 1 s sweep of c (CONN_HTTP): closes it after http_idle_timeout seconds
+ * without a request open (GOAWAY). now is uv_now, truncated. */
+void http__sweep(conn_t *c, uint32_t now);
+/* Delivers m to the event stream of session s (s->conn is CONN_HTTP):
+ * one event, or counted as dropped past the connection's limits. */
+void http__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain);
+/* The acknowledgement persist.c held for stream `id` is due: answers
+ * 204, or 503 when the commit failed. A stream gone meanwhile is skipped. */
+void http__ack(conn_t *c, uint32_t id, int failed);
 
 /* ---- throttle.c ---- */
 

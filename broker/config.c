@@ -38,6 +38,8 @@ void broker_config_init(broker_config_t *c)
     c->bind = xstrdup("127.0.0.1");
     c->port = 1883;
     c->http_port = 8080;
+    c->http_max_streams = 100;
+    c->http_idle_timeout = 60;
     c->data_dir = xstrdup("./data");
     c->threads = 0;
     c->allow_anonymous = -1;
@@ -119,6 +121,12 @@ static int check_ranges(const broker_config_t *c, char *err, size_t errlen)
 
     if (c->port == 0)
         snprintf(err, errlen, "port must be 1..65535 (got 0)");
+    else if (c->http_port != 0 && c->http_port == c->port)
+        snprintf(err, errlen, "http_port must differ from port (both %u)", (unsigned)c->port);
+    else if (c->http_max_streams == 0)
+        snprintf(err, errlen, "http_max_streams must be 1..65535 (got 0)");
+    else if (c->http_idle_timeout == 0)
+        snprintf(err, errlen, "http_idle_timeout must be 1..86400 (got 0)");
     else if (c->max_packet_size < 2 || c->max_packet_size > MQTT_MAX_PACKET)
         snprintf(err, errlen, "max_packet_size must be 2..%u (got %u)", MQTT_MAX_PACKET,
                  (unsigned)c->max_packet_size);

@@ -309,10 +309,15 @@ static conn_t *open_fd(loop_t *l, int fd, int moved)
     return c;
 }
 
-void conn__open(loop_t *l, int fd)
+void conn__open(loop_t *l, int fd, unsigned kind)
 {
     conn_t *c = open_fd(l, fd, 0);
-    if (c != NULL) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c == NULL) return;
+    if (kind == LISTENER_HTTP && http__open(c) != 0) {
+        conn__close(c, 0, 0, err_str(ERR_NOMEM));
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 /* ---- read ---- */
@@ -501,7 +506,7 @@ static void read_own(conn_t *c, size_t n)
  * what one connection can make the broker hold. */
 static void pause_if_backed_up(conn_t *c)
 {
-    if (c->read_paused || c->state != CONN_ACTIVE) return;
+    if (c->read_paused || !conn__running(c)) return;
     if (c->unsent <= c->loop->b->cfg->max_out_bytes) return;
     c->read_paused = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -511,13 +516,25 @@ static void pause_if_backed_up(conn_t *c)
 
 static void resume_if_drained(conn_t *c)
 {
-    if (!c->read_paused || c->state != CONN_ACTIVE) return;
+    if (!c->read_paused || !conn__running(c)) return;
     /* While paused, write progress is the client's sign of life: the
      * keep-alive clock must not run out on bytes we chose not to read. */
     c->last_rx = (uint32_t)uv_now(&c->loop->uv);
     if (c->unsent > c->loop->b->cfg->max_out_bytes / 2) return;
     c->read_paused = 0;
     if (!c->throttled) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* HTTP/2 bytes: nghttp2 takes them all (it keeps what it needs), so an
+ * HTTP/2 connection holds no input of its own; bytes that went to c->in
+ * (the shared buffer was busy) are dropped from it once taken. */
+static void read_http(conn_t *c, const uint8_t *data, size_t n)
+{
+    http__input(c, data, n);
+    if (c->in != NULL) {
+        free(c->in);
+        c->in = NULL;
+    }
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -532,7 +549,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                     n == UV_EOF ? "connection closed by peer"
                                 : uv_strerror((int)n));
     } else if (n > 0 && c->state != CONN_CLOSING) {
-        if (shared)
+        l->bytes_in += (uint64_t)n;
+        if (c->http != NULL)
+            read_http(c, (const uint8_t *)buf->base, (size_t)n);
+        else if (shared)
             read_shared(c, l->rbuf, (size_t)n);
         else
             read_own(c, (size_t)n);
@@ -563,7 +583,7 @@ void conn__resume(conn_t *c)
 {
     c->last_rx = (uint32_t)uv_now(&c->loop->uv);
     if (in_len(c) > 0) read_own(c, 0); /* input that came with the CONNECT */
-    if (c->state != CONN_ACTIVE) return;
+    if (!conn__running(c)) return;
     pause_if_backed_up(c);
     if (!c->read_paused && !c->throttled)
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -705,10 +725,12 @@ static void written_now(conn_t *c, out_batch_t *b)
     c->unsent -= b->bytes;
     conn__batch_reset(b); /* releases the message references */
     out_put(c);
-    if (c->state == CONN_CLOSING)
+    if (c->state == CONN_CLOSING) {
         conn__close_handle(c);
-    else
+    } else {
         resume_if_drained(c);
+        if (c->http != NULL) http__written(c);
+    }
 }
 
 /* Drops the first n bytes (already written) from bufs[0..*nbufs); returns
@@ -752,11 +774,17 @@ void conn__flush(conn_t *c)
     out_batch_t *b = c->batch;
     loop_t *l = c->loop;
     if (c->writing || c->handle_closing) return;
+    if (c->http != NULL && c->state != CONN_CLOSING) {
+        http__pull(c); /* may close c, or give it a batch */
+        o = c->out;
+        b = c->batch;
+    }
     if (b == NULL || b->n == 0) {
         if (c->state == CONN_CLOSING) conn__close_handle(c);
         return;
     }
     fill_bufs(l, b);
+    l->bytes_out += b->bytes;
     int rc = uv_try_write((uv_stream_t *)&c->tcp, l->bufs, (unsigned)b->n);
     if (rc >= 0 && (size_t)rc == b->bytes) {
         written_now(c, b);
@@ -798,10 +826,12 @@ static void on_write(uv_write_t *req, int status)
         resume_if_drained(c);
     } else {
         out_put(c);
-        if (c->state == CONN_CLOSING)
+        if (c->state == CONN_CLOSING) {
             conn__close_handle(c);
-        else
+        } else {
             resume_if_drained(c);
+            if (c->http != NULL) http__written(c);
+        }
     }
 }
 
@@ -809,6 +839,7 @@ static void on_write(uv_write_t *req, int status)
 
 const char *conn__id(const conn_t *c)
 {
+    if (c->http != NULL) return "(http)";
     return c->sess != NULL ? c->sess->client_id : "-";
 }
 
@@ -831,6 +862,7 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
         conn__send_pkt(c, &d);
     }
     if (flags & CLOSE_MOVED) c->moved = 1;
+    if (c->http != NULL) http__closing(c); /* GOAWAY, event streams end */
     if (c->sess != NULL)
         sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0,
                      (flags & CLOSE_TAKEN) != 0);
@@ -867,6 +899,7 @@ static void conn_free(conn_t *c)
     if (c->out != NULL) conn__out_free(c->out);
     free(c->in);
     conn__hello_free(c);
+    if (c->http != NULL) http__free(c);
     free(c);
 }
 
@@ -895,7 +928,11 @@ void conn__sweep(conn_t *c, uint64_t now)
     uint32_t t = (uint32_t)now; /* unsigned differences with since, last_rx */
     if (c->state == CONN_NEW) {
         if (t - c->since >= cfg->connect_timeout_ms)
-            conn__close(c, 0, 0, "no CONNECT within connect_timeout_ms");
+            conn__close(c, 0, 0, c->http != NULL
+                                     ? "no HTTP/2 preface within connect_timeout_ms"
+                                     : "no CONNECT within connect_timeout_ms");
+    } else if (c->state == CONN_HTTP) {
+        http__sweep(c, t);
     } else if (c->state == CONN_ACTIVE) {
         /* MQTT-3.1.2-24: nothing received for 1.5 x keep-alive. */
         if (c->keepalive != 0 && t - c->last_rx >= (uint32_t)c->keepalive * 1500)

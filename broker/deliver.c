@@ -120,6 +120,16 @@ static __attribute__((noinline)) int fan_slow(fan_t *f, const router_hit_t *hit,
     return 0;
 }
 
+/* A fan-out's subscriber whose connection is not an active MQTT one:
+ * an HTTP/2 event stream takes the event; others (closing, not yet
+ * connected) drop QoS 0. Out of line: the loop below stays as it was for
+ * MQTT subscribers (no compare added for them). */
+static __attribute__((noinline, cold)) void fan_other(loop_t *l, sess_t *s, conn_t *c,
+                                                      msg_t *m)
+{
+    if (c->state == CONN_HTTP) http__deliver(l, s, m, 0, 0);
+}
+
 /* The common fan-out, kept tight: a small QoS 0 message without the
  * retain flag, so every subscriber gets QoS 0, retain 0 and one of two
  * packets (v3.x or v5), built on first use and shared (chunk.c). A v5
@@ -136,7 +146,10 @@ static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (i + PF_SESS < n) __builtin_prefetch(v[i + PF_SESS].sub);
         conn_t *c = ((sess_t *)v[i].sub)->conn;
-        if (c == NULL || c->state != CONN_ACTIVE) continue; /* QoS 0: dropped */
+        if (c == NULL || c->state != CONN_ACTIVE) { /* QoS 0: dropped, */
+            if (c != NULL) fan_other(l, v[i].sub, c, m); /* or an event stream */
+            continue;
+        }
         int v5 = c->version == PKT_V5;
         const shared_pkt_t *sp = &f.pkt[v5];
         if (sp->p != NULL && !(ids && v5 && v[i].id_count > 0))
@@ -322,6 +335,10 @@ void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
     queue_entry_t e;
     if (m->expiry_at != 0 && msg_expired(m, msg_now_ms())) {
         CNT_INC(l->b, expired);
+        return;
+    }
+    if (!online && c != NULL && c->state == CONN_HTTP) { /* never for MQTT */
+        http__deliver(l, s, m, qos, retain);
         return;
     }
     if (c != NULL && c->version != PKT_V5) n_ids = 0;

@@ -168,7 +168,7 @@ static void run_item(loop_t *l, loop_item_t *it)
 {
     switch (it->kind) {
     case ITEM_ACCEPT:
-        conn__open(l, it->fd);
+        conn__open(l, it->fd, it->listener);
         break;
     case ITEM_PUBLISH: {
         size_t ops = persist__ops(l);

@@ -164,9 +164,14 @@ void loop__dispose(loop_t *l)
 
 void loop__fold_counters(loop_t *l)
 {
-    if (l->msgs_out == 0) return;
-    atomic_fetch_add_explicit(&l->b->cnt.msgs_out, l->msgs_out, memory_order_relaxed);
-    l->msgs_out = 0;
+    broker_counters_t *k = &l->b->cnt;
+    if (l->msgs_out != 0)
+        atomic_fetch_add_explicit(&k->msgs_out, l->msgs_out, memory_order_relaxed);
+    if (l->bytes_in != 0)
+        atomic_fetch_add_explicit(&k->bytes_in, l->bytes_in, memory_order_relaxed);
+    if (l->bytes_out != 0)
+        atomic_fetch_add_explicit(&k->bytes_out, l->bytes_out, memory_order_relaxed);
+    l->msgs_out = l->bytes_in = l->bytes_out = 0;
 }
 
 msg_t *loop__ref(loop_t *l, msg_t *m)

@@ -28,8 +28,9 @@ typedef struct ack_s {
     uint64_t gen;  /* generation of the loop's batch to wait for; 0 none */
     uint8_t *reasons; /* SUBACK/UNSUBACK reason codes (owned once queued) */
     uint32_t n_reasons;
-    uint16_t id;
-    uint8_t type;  /* PKT_PUBACK, PUBREC, PUBCOMP, SUBACK or UNSUBACK */
+    uint32_t id;   /* packet id; for ACK_HTTP the stream id */
+    uint8_t type;  /* PKT_PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK or
+                      ACK_HTTP */
     uint8_t reason;
     uint8_t failed; /* the commit it waited for failed */
 } ack_t;
@@ -361,7 +362,7 @@ static int send_one(conn_t *c, ack_t *a)
     if (a->type == PKT_SUBACK || a->type == PKT_UNSUBACK) {
         /* the subscription works in memory either way: sent as decided */
         pkt_t r = {.type = a->type};
-        r.u.suback.packet_id = a->id;
+        r.u.suback.packet_id = (uint16_t)a->id;
         r.u.suback.reasons = a->reasons;
         r.u.suback.n_reasons = a->n_reasons;
         conn__send_pkt(c, &r);
@@ -369,14 +370,19 @@ static int send_one(conn_t *c, ack_t *a)
     }
     int failed = a->failed ||
                  (a->m != NULL && atomic_load_explicit(&a->m->persist_failed, memory_order_relaxed));
+    if (a->type == ACK_HTTP) {
+        http__ack(c, a->id, failed);
+        return 0;
+    }
     if (!failed || a->type == PKT_PUBCOMP) {
-        conn__send_ack(c, a->type, a->id, a->reason);
+        conn__send_ack(c, a->type, (uint16_t)a->id, a->reason);
         return 0;
     }
     if (c->version != PKT_V5)
         return conn__fail(c, PKT_RC_UNSPECIFIED, "the message could not be stored");
-    if (a->type == PKT_PUBREC && c->sess != NULL) inflight_in_remove(&c->sess->inflight, a->id);
-    conn__send_ack(c, a->type, a->id, PKT_RC_UNSPECIFIED);
+    if (a->type == PKT_PUBREC && c->sess != NULL)
+        inflight_in_remove(&c->sess->inflight, (uint16_t)a->id);
+    conn__send_ack(c, a->type, (uint16_t)a->id, PKT_RC_UNSPECIFIED);
     return 0;
 }
 
@@ -388,7 +394,7 @@ static void drain(conn_t *c)
         ack_t a = f->v[f->head];
         f->head = (f->head + 1) & (f->cap - 1);
         f->n--;
-        int rc = c->state == CONN_ACTIVE ? send_one(c, &a) : 0;
+        int rc = conn__running(c) ? send_one(c, &a) : 0;
         if (a.m != NULL) msg_release(&a.m);
         free(a.reasons);
         if (rc == CONN_GONE) return; /* the close freed the queue */
@@ -403,7 +409,7 @@ void persist__run_acks(loop_t *l)
         if (i < l->n_ack_conns) drain(l->ack_conns[i]);
 }
 
-int persist__ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason, msg_t *m,
+int persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason, msg_t *m,
                  uint64_t gen)
 {
     loop_t *l = c->loop;

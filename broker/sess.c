@@ -374,8 +374,11 @@ static int expired(const sess_t *s, uint64_t now)
 void sess__sweep(loop_t *l, uint64_t now)
 {
     sess_t *next = NULL;
+    size_t queued = 0, inflight = 0;
     for (sess_t *s = l->sessions; s != NULL; s = next) {
         next = s->lnext; /* publishing a will never ends another session */
+        queued += s->queue.len;
+        inflight += s->inflight.count;
         if (s->conn != NULL) continue;
         int gone = expired(s, now);
         if (s->will != NULL && (gone || (s->will_at != 0 && now >= s->will_at))) {
@@ -387,4 +390,7 @@ void sess__sweep(loop_t *l, uint64_t now)
             sess__end(l, s);
         }
     }
+    /* for the stats (http_stats.c): other threads read them */
+    atomic_store_explicit(&l->queued, queued, memory_order_relaxed);
+    atomic_store_explicit(&l->inflight, inflight, memory_order_relaxed);
 }

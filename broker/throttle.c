@@ -200,7 +200,7 @@ void conn__throttle_note(conn_t *c, msg_t *m)
 {
     loop_t *l = c->loop;
     uint16_t mark = atomic_load_explicit(&m->congested_loop, memory_order_relaxed);
-    if (c->throttled || c->state != CONN_ACTIVE) return;
+    if (c->throttled || !conn__running(c)) return;
     if (may_throttle(c, mark)) {
         pause_conn(c, WAIT_CONGESTED, mark);
     } else if (l->fwd_congested) {
@@ -302,7 +302,7 @@ static void resume_ready(loop_t *l)
         conn_t *c = l->resumable[i];
         c->throttled = WAIT_NONE;
         c->wait_loop = 0;
-        if (c->state == CONN_ACTIVE) conn__resume(c);
+        if (conn__running(c)) conn__resume(c);
     }
 }
 

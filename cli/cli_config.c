@@ -45,6 +45,8 @@ static const struct setting settings[] = {
     {"bind", K_STRING, FIELD(bind), 0, 0},
     {NUM(port, 1, 65535)},
     {NUM(http_port, 0, 65535)},
+    {NUM(http_max_streams, 1, 65535)},
+    {NUM(http_idle_timeout, 1, 86400)},
     {"data_dir", K_STRING, FIELD(data_dir), 0, 0},
     {NUM(threads, 0, 1024)},
     {"allow_anonymous", K_TRIBOOL, FIELD(allow_anonymous), 0, 0},

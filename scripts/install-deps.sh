@@ -3,11 +3,13 @@
 # what is missing; through sudo when not root).
 #
 #   scripts/install-deps.sh          build and test: libraries, cmocka,
-#                                    mosquitto-clients, libmosquitto
+#                                    mosquitto-clients, libmosquitto, curl,
+#                                    nghttp2-client (nghttp, h2load)
 #   scripts/install-deps.sh --bench  bench/fanout.sh: mosquitto (the broker
 #                                    uvmq is compared with), gnuplot-nox (the
 #                                    chart), util-linux (taskset), jq (reads
-#                                    the generator's JSON)
+#                                    the generator's JSON), h2o (the HTTP/2
+#                                    server bench/h2.sh compares with)
 #
 # The Makefile calls the first form when pkg-config cannot find a
 # dependency; bench/fanout.sh calls the second.
@@ -18,11 +20,11 @@ case "${1:-}" in
     WHAT=install-deps
     PKGS="build-essential pkg-config libuv1-dev libssl-dev libsqlite3-dev \
 libcjson-dev libnghttp2-dev libcmocka-dev mosquitto-clients libmosquitto-dev \
-curl"
+curl nghttp2-client"
     ;;
 --bench)
     WHAT=install-bench-deps
-    PKGS="mosquitto gnuplot-nox util-linux jq"
+    PKGS="mosquitto gnuplot-nox util-linux jq h2o nghttp2-client"
     ;;
 *)
     echo "usage: $0 [--bench]" >&2

@@ -13,85 +13,9 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 UVMQ_BIN=${UVMQ_BIN:-$PWD/build/uvmq}
-TMP=$(mktemp -d /tmp/uvmq-clients-XXXXXX) || exit 1
-PORT=
-BROKER_PID=
-PIDS=()
-n=0
-failed=0
+. tests/integration/harness/clients.bash
 
 echo "1..9"
-
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do
-        kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null
-    done
-    if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-        kill -KILL "$BROKER_PID" 2>/dev/null
-    fi
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# ok NAME / not_ok NAME [FILE]: one TAP line; FILE is shown as comments.
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-    n=$((n + 1)); failed=$((failed + 1))
-    echo "not ok $n - $1"
-    [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/#   /' "$2" | tail -30
-    return 0
-}
-
-# Prints a port the kernel just handed out on 127.0.0.1.
-pick_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_for FILE TEXT: waits at most 5 s for TEXT to appear in FILE.
-wait_for() {
-    local i
-    for i in $(seq 1 250); do
-        grep -qF "$2" "$1" 2>/dev/null && return 0
-        sleep 0.02
-    done
-    return 1
-}
-
-# wait_exit PID SECONDS: waits (bounded) for one of our children to end.
-wait_exit() {
-    local i
-    for i in $(seq 1 $(($2 * 50))); do
-        kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null; return $?; }
-        sleep 0.02
-    done
-    return 124
-}
-
-# Starts the broker and waits up to 10 s for its port; retries with a new
-# port if it exits early (e.g. the port was taken in between).
-start_broker() {
-    local attempt i
-    mkdir -p "$TMP/data"
-    for attempt in 1 2 3 4 5; do
-        PORT=$(pick_port) || return 1
-        "$UVMQ_BIN" -p "$PORT" --http-port 0 -b 127.0.0.1 --data-dir "$TMP/data" \
-            ${UVMQ_TEST_THREADS:+--threads "$UVMQ_TEST_THREADS"} \
-            >>"$TMP/broker.log" 2>&1 &
-        BROKER_PID=$!
-        for i in $(seq 1 500); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-                return 0
-            fi
-            kill -0 "$BROKER_PID" 2>/dev/null || break
-            sleep 0.02
-        done
-        kill -0 "$BROKER_PID" 2>/dev/null && { kill -KILL "$BROKER_PID"; wait "$BROKER_PID"; }
-        wait "$BROKER_PID" 2>/dev/null
-        BROKER_PID=
-    done
-    return 1
-}
 
 # start_sub OUT ARGS...: a background mosquitto_sub (debug output, one
 # message, 5 s limit) that is subscribed when this returns 0.
@@ -168,16 +92,6 @@ else
     not_ok "the will of a SIGKILLed client reaches another subscriber" "$out"
 fi
 
-# Clean shutdown: SIGTERM -> exit 0 within 15 s.
-kill -TERM "$BROKER_PID"
-wait_exit "$BROKER_PID" 15
-rc=$?
-if [ "$rc" -eq 0 ]; then
-    BROKER_PID=
-    ok "broker exits 0 on SIGTERM"
-else
-    echo "# broker exit status $rc (124 = still running)"
-    not_ok "broker exits 0 on SIGTERM" "$TMP/broker.log"
-fi
+stop_broker
 
 [ "$failed" -eq 0 ]

@@ -53,6 +53,7 @@ static int g_fds[MAX_TRACKED_FDS];
 static int g_n_fds;
 static bool g_mosq_init;
 static th_broker_t *g_shared; /* see th_share_broker */
+static bool g_http;           /* see th_http_enable */
 
 static void th_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -124,7 +125,7 @@ static void write_file(const char *path, const char *text)
 static void exec_broker(const th_broker_t *b, const char *cfg_path)
 {
     const char *bin = getenv("UVMQ_BIN");
-    char port[8], data[160];
+    char port[8], hport[8], data[160];
     const char *argv[16];
     int n = 0;
     int log = open(b->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -137,9 +138,10 @@ static void exec_broker(const th_broker_t *b, const char *cfg_path)
     for (int fd = 3; fd < 1024; fd++)
         close(fd);
     snprintf(port, sizeof port, "%u", (unsigned)b->port);
+    snprintf(hport, sizeof hport, "%u", (unsigned)b->http_port);
     snprintf(data, sizeof data, "%s/data", b->dir);
     const char *fixed[] = {bin && *bin ? bin : "./build/uvmq",
-                           "-p", port, "--http-port", "0", "-b",
+                           "-p", port, "--http-port", hport, "-b",
                            "127.0.0.1", "--data-dir", data};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         argv[n++] = fixed[i];
@@ -188,7 +190,7 @@ static int spawn_and_wait(th_broker_t *b, const char *cfg_path)
     if (b->pid == 0)
         exec_broker(b, cfg_path);
     while (rc == -1 && th_now_ms() < deadline) {
-        if (port_accepts(b->port)) {
+        if (port_accepts(b->port) && (b->http_port == 0 || port_accepts(b->http_port))) {
             rc = 0;
         } else if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
             b->pid = 0;
@@ -204,6 +206,11 @@ static int spawn_and_wait(th_broker_t *b, const char *cfg_path)
                 (unsigned)b->port, START_TIMEOUT_MS);
     }
     return rc;
+}
+
+void th_http_enable(bool on)
+{
+    g_http = on;
 }
 
 /* Starts the broker; see harness.h. */
@@ -226,6 +233,7 @@ void th_broker_start(th_broker_t *b, const char *extra_json)
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < START_ATTEMPTS; i++) {
         b->port = pick_port();
+        b->http_port = g_http ? pick_port() : 0;
         if (spawn_and_wait(b, cfg_path) == 0)
             return;
     }
@@ -399,8 +407,10 @@ size_t th_broker_restart(th_broker_t *b, const char *extra_json)
     size_t from = th_broker_log_size(b);
     for (int i = 0; i < RESTART_SAME_PORT_TRIES + START_ATTEMPTS; i++) {
         /* The same port first: clients of the test keep using it. */
-        if (i >= RESTART_SAME_PORT_TRIES)
+        if (i >= RESTART_SAME_PORT_TRIES) {
             b->port = pick_port();
+            if (b->http_port != 0) b->http_port = pick_port();
+        }
         else if (i > 0)
             th_sleep_ms(RESTART_RETRY_MS);
         if (spawn_and_wait(b, cfg_path) == 0)

@@ -24,6 +24,7 @@ struct mosquitto;
 typedef struct th_broker_s {
     pid_t pid;          /* 0 once it has been reaped */
     uint16_t port;      /* MQTT port on 127.0.0.1 */
+    uint16_t http_port; /* HTTP/2 port (th_http_enable), 0 = off */
     char dir[64];       /* temp dir: data dir, config file and log */
     char log_path[128]; /* broker stdout + stderr */
 } th_broker_t;
@@ -95,6 +96,11 @@ int th_teardown(void **state);
  * passed with -c. Waits at most 10 s for the port to accept. Fails the test
  * if the broker does not come up. */
 void th_broker_start(th_broker_t *b, const char *extra_json);
+
+/* With on, brokers started from now on also listen for HTTP/2 (h2c) on a
+ * free port (b->http_port; restarts keep it when they can); off (the
+ * default) passes --http-port 0. */
+void th_http_enable(bool on);
 
 /* Sends SIGTERM and waits at most 15 s (then SIGKILL). Returns the exit
  * code (0 = clean), 128 + signal if it died of a signal, or -1 if it had to

@@ -103,6 +103,8 @@ static void config_defaults_match_broker_h(void **state)
     assert_string_equal(c->bind, "127.0.0.1");
     assert_int_equal(c->port, 1883);
     assert_int_equal(c->http_port, 8080);
+    assert_int_equal(c->http_max_streams, 100);
+    assert_int_equal(c->http_idle_timeout, 60);
     assert_string_equal(c->data_dir, "./data");
     assert_int_equal(c->threads, 0);
     assert_int_equal(c->allow_anonymous, -1);
@@ -134,6 +136,8 @@ static void config_file_sets_every_key(void **state)
                              "  \"bind\": \"0.0.0.0\",\n"
                              "  \"port\": 1884,\n"
                              "  \"http_port\": 0,\n"
+                             "  \"http_max_streams\": 65535,\n"
+                             "  \"http_idle_timeout\": 86400,\n"
                              "  \"data_dir\": \"/var/lib/uvmq\",\n"
                              "  \"threads\": 3,\n"
                              "  \"allow_anonymous\": false,\n"
@@ -158,6 +162,8 @@ static void config_file_sets_every_key(void **state)
     assert_string_equal(c->bind, "0.0.0.0");
     assert_int_equal(c->port, 1884);
     assert_int_equal(c->http_port, 0);
+    assert_int_equal(c->http_max_streams, 65535);
+    assert_int_equal(c->http_idle_timeout, 86400);
     assert_string_equal(c->data_dir, "/var/lib/uvmq");
     assert_int_equal(c->threads, 3);
     assert_int_equal(c->allow_anonymous, 0);
@@ -464,6 +470,19 @@ static void check_refuses_bad_bind_and_ranges(void **state)
     assert_string_equal(f->err, "threads must be 0..1024 (got 1025)");
     c->threads = 1024;
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
+    c->http_port = c->port;
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_string_equal(f->err, "http_port must differ from port (both 1883)");
+    c->http_port = 0; /* off: no clash */
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
+}
+
+static void config_file_http_limits_name_the_key(void **state)
+{
+    expect_load_error(*state, "{\"http_max_streams\": 0}",
+                      "\"http_max_streams\" must be an integer 1..65535 (got 0)");
+    expect_load_error(*state, "{\"http_idle_timeout\": 86401}",
+                      "\"http_idle_timeout\" must be an integer 1..86400 (got 86401)");
 }
 
 static void usage_lists_every_flag_with_defaults(void **state)
@@ -517,6 +536,7 @@ int main(void)
         T(check_refuses_non_loopback_bind_without_allow_anonymous),
         T(check_accepts_every_loopback_form),
         T(check_refuses_bad_bind_and_ranges),
+        T(config_file_http_limits_name_the_key),
         T(usage_lists_every_flag_with_defaults),
     };
 
