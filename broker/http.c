@@ -319,6 +319,21 @@ static nghttp2_nv nv(const char *name, const char *value)
     return v;
 }
 
+/* Decimal digits of v into out (room for 21); returns out. Not snprintf:
+ * at 10^5 requests/s the printf machinery showed in profiles. */
+static const char *u64_str(uint64_t v, char *out)
+{
+    char tmp[21];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return out;
+}
+
 /* Submits st's response headers (+ nv extras) with out as the body
  * source when `body` is set. Returns 0 or -1. */
 static int submit(http_stream_t *st, unsigned status, const char *ctype,
@@ -326,9 +341,8 @@ static int submit(http_stream_t *st, unsigned status, const char *ctype,
 {
     nghttp2_nv h[12];
     size_t n = 0;
-    char code[8];
-    snprintf(code, sizeof code, "%u", status);
-    h[n++] = nv(":status", code);
+    char code[24];
+    h[n++] = nv(":status", u64_str(status, code));
     if (ctype != NULL) h[n++] = nv("content-type", ctype);
     if (clen != NULL) h[n++] = nv("content-length", clen);
     for (size_t i = 0; i < n_extra && n < sizeof h / sizeof h[0]; i++)
@@ -348,15 +362,14 @@ int http__respond(http_stream_t *st, unsigned status, const char *ctype,
 {
     char clen[24];
     if (st->answered) return -1;
-    snprintf(clen, sizeof clen, "%zu", len);
     if (len > 0 && http__buf_put(&st->out, body, len, SIZE_MAX) != 0) {
         static const char e[] = "{\"error\":\"out of memory\",\"reason_code\":128}\n";
         status = 503;
         ctype = "application/json";
         http__buf_put(&st->out, e, sizeof e - 1, SIZE_MAX);
-        snprintf(clen, sizeof clen, "%zu", sizeof e - 1);
+        len = sizeof e - 1;
     }
-    return submit(st, status, ctype, status == 204 || status == 304 ? NULL : clen, extra,
+    return submit(st, status, ctype, status == 204 ? NULL : u64_str(len, clen), extra,
                   n_extra, st->out.len > 0);
 }
 

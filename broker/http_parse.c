@@ -251,14 +251,30 @@ static uint32_t parse_expiry(const uint8_t *s, size_t len)
     return v > UINT32_MAX ? 0 : (uint32_t)v;
 }
 
-/* One header into props; 0, or ERR_INVAL with *err set. */
+/* The property a single-valued header sets, or 0 for any other. */
+static uint8_t prop_of(const uint8_t *hb, const http_hdr_t *h)
+{
+    if (name_is(hb, h, "x-mqtt-correlation-data")) return PROP_CORRELATION_DATA;
+    if (name_is(hb, h, "content-type")) return PROP_CONTENT_TYPE;
+    if (name_is(hb, h, "x-mqtt-message-expiry")) return PROP_MESSAGE_EXPIRY;
+    if (name_is(hb, h, "x-mqtt-response-topic")) return PROP_RESPONSE_TOPIC;
+    return 0;
+}
+
+/* One header into props; 0, or ERR_INVAL with *err set. A property that
+ * MQTT allows once is refused when its header comes twice (and cbuf, sized
+ * for the first correlation header, is written once). */
 static int prop_from(const uint8_t *hb, const http_hdr_t *h, pkt_props_t *props,
                      uint8_t *cbuf, http_err_t *err)
 {
     const uint8_t *v = hb + h->val;
+    uint8_t id = prop_of(hb, h);
+    if (id == 0) return 0;
+    if (PKT_PROP_HAS(props, id))
+        return fail(err, 400, PKT_RC_MALFORMED, "a property header is given twice");
     if (h->val_len > UINT16_MAX)
         return fail(err, 400, PKT_RC_MALFORMED, "a property header is longer than 65535 bytes");
-    if (name_is(hb, h, "x-mqtt-correlation-data")) {
+    if (id == PROP_CORRELATION_DATA) {
         long n = http__b64_decode((const char *)v, h->val_len, cbuf);
         if (n < 0)
             return fail(err, 400, PKT_RC_MALFORMED, "x-mqtt-correlation-data must be base64");

@@ -227,12 +227,16 @@ static void bad_property_headers_are_refused(void **state)
         {"x-mqtt-response-topic", "a/+", "response-topic"},
         {"content-type", "\xc3\x28", "UTF-8"},
         {"x-mqtt-user-k", "\xff", "UTF-8"},
+        {"x-mqtt-correlation-data", "AA==", "twice"}, /* given twice: below */
+        {"content-type", "a", "twice"},
     };
     (void)state;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *nv[] = {cases[i][0], cases[i][1], NULL};
+        int twice = strcmp(cases[i][2], "twice") == 0;
+        const char *nv[] = {cases[i][0], cases[i][1], twice ? cases[i][0] : NULL,
+                            "AAAAAAAAAAAAAAAAAAAA", NULL};
         http_buf_t hb = {0};
-        http_hdr_t hdrs[1];
+        http_hdr_t hdrs[2];
         uint8_t cbuf[32];
         pkt_props_t p;
         http_err_t e = {0};

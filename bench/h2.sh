@@ -1,0 +1,116 @@
+#!/bin/bash
+# bench/h2.sh - the HTTP/2 API under h2load, next to h2o in the same run.
+#
+# For each body size (3 B, 16 KiB, 64 KiB): h2load -c100 -m32 POSTs that
+# body to uvmq's POST /v1/publish/bench/x (QoS 0, no subscriber: the
+# request, the routing and the 204), then GETs a static file of the same
+# size from h2o (the Debian package, a temp config on a free loopback
+# port). Both are h2c with prior knowledge, both servers run one worker
+# thread pinned to CPU 0, h2load runs one thread pinned to CPU 1. Prints
+# a table: req/s of both and uvmq / h2o. The TLS half (h2 over TLS) comes
+# with the TLS listeners.
+#
+# Environment: DURATION (seconds measured per run, 5), WARMUP (1), SIZES
+# ("3 16384 65536"), CLIENTS (100), STREAMS (32), UVMQ, SKIP_BUILD.
+# Installs h2o and nghttp2-client (h2load) if missing
+# (scripts/install-deps.sh --bench).
+set -u
+cd "$(dirname "$0")/.." || exit 1
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+SIZES=${SIZES:-"3 16384 65536"}
+CLIENTS=${CLIENTS:-100}
+STREAMS=${STREAMS:-32}
+UVMQ=${UVMQ:-build/uvmq}
+TMP=$(mktemp -d /tmp/uvmq-h2bench-XXXXXX)
+PIDS=()
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    sleep 0.2
+    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+say() { echo "h2.sh: $*" >&2; }
+
+[ "${SKIP_BUILD:-0}" = 1 ] || make -s "$UVMQ" >&2 || exit 1
+./scripts/install-deps.sh --bench >&2 || say "install-deps.sh --bench failed; going on"
+command -v h2load >/dev/null || { say "needs h2load (nghttp2-client)"; exit 1; }
+H2O=$(command -v h2o || echo /usr/sbin/h2o)
+[ -x "$H2O" ] || { say "needs h2o"; exit 1; }
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT: up to 10 s for it to accept.
+wait_port() {
+    local i
+    for i in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# h2load_rps ARGS...: runs h2load pinned to CPU 1; prints req/s (or 0 when
+# any request failed or h2load did not finish).
+h2load_rps() {
+    local out="$TMP/h2load.$RANDOM"
+    timeout $((DURATION + WARMUP + 60)) taskset -c 1 h2load -t1 -c"$CLIENTS" -m"$STREAMS" \
+        -D "$DURATION" --warm-up-time="$WARMUP" "$@" >"$out" 2>&1
+    local rps failed
+    rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$out")
+    failed=$(sed -n 's/^requests: .* \([0-9]*\) failed.*/\1/p' "$out")
+    if [ -z "$rps" ] || [ "${failed:-1}" != 0 ]; then
+        say "h2load $*: no clean result"
+        sed 's/^/    /' "$out" | tail -8 >&2
+        echo 0
+    else
+        echo "$rps"
+    fi
+}
+
+# uvmq: one worker loop on CPU 0, HTTP/2 on a free port.
+UPORT=$(free_port)
+HPORT=$(free_port)
+mkdir -p "$TMP/uvmq"
+taskset -c 0 "$UVMQ" -p "$UPORT" --http-port "$HPORT" --threads 1 --data-dir "$TMP/uvmq" \
+    >"$TMP/uvmq.log" 2>&1 &
+PIDS+=("$!")
+wait_port "$HPORT" || { say "uvmq did not start"; cat "$TMP/uvmq.log" >&2; exit 1; }
+
+# h2o: a static directory holding one file per size, one thread on CPU 0.
+OPORT=$(free_port)
+mkdir -p "$TMP/www"
+for s in $SIZES; do head -c "$s" /dev/urandom >"$TMP/www/body-$s"; done
+# As root h2o would switch to "nobody", who cannot read $TMP: stay root.
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user: root"
+cat >"$TMP/h2o.conf" <<EOF
+$user_line
+listen:
+  host: 127.0.0.1
+  port: $OPORT
+num-threads: 1
+error-log: $TMP/h2o-error.log
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $TMP/www
+EOF
+taskset -c 0 "$H2O" -c "$TMP/h2o.conf" >"$TMP/h2o.out" 2>&1 &
+PIDS+=("$!")
+wait_port "$OPORT" || { say "h2o did not start"; cat "$TMP/h2o.out" "$TMP/h2o-error.log" >&2; exit 1; }
+
+say "h2load -c$CLIENTS -m$STREAMS, ${DURATION}s per run after ${WARMUP}s warm-up"
+printf '%-10s %14s %14s %8s\n' "body" "uvmq req/s" "h2o req/s" "ratio"
+for s in $SIZES; do
+    u=$(h2load_rps -d "$TMP/www/body-$s" "http://127.0.0.1:$HPORT/v1/publish/bench/x")
+    o=$(h2load_rps "http://127.0.0.1:$OPORT/body-$s")
+    ratio=$(awk -v u="$u" -v o="$o" 'BEGIN { if (o > 0) printf "%.2f", u / o; else print "-" }')
+    printf '%-10s %14.0f %14.0f %8s\n' "$s B" "$u" "$o" "$ratio"
+done
