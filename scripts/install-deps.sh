@@ -7,7 +7,8 @@
 #   scripts/install-deps.sh --bench  bench/fanout.sh: mosquitto (the broker
 #                                    uvmq is compared with), gnuplot-nox (the
 #                                    chart), util-linux (taskset), jq (reads
-#                                    the generator's JSON)
+#                                    the generator's JSON); bench/tls.sh:
+#                                    openssl (the CLI makes its certificates)
 #
 # The Makefile calls the first form when pkg-config cannot find a
 # dependency; bench/fanout.sh calls the second.
@@ -22,7 +23,7 @@ curl"
     ;;
 --bench)
     WHAT=install-bench-deps
-    PKGS="mosquitto gnuplot-nox util-linux jq"
+    PKGS="mosquitto gnuplot-nox util-linux jq openssl"
     ;;
 *)
     echo "usage: $0 [--bench]" >&2
