@@ -18,7 +18,11 @@
  * after every write) to show what that mode costs. Last, the OpenSSL heap
  * one server session holds once connected: quiet (buffers released, as
  * tls__sweep leaves an idle connection) and busy (buffers kept). Run it
- * pinned (taskset -c 1). Usage: tls [scale] (default 1: ~2 s).
+ * pinned (taskset -c 1). Usage: tls [scale [case method]] (default scale
+ * 1: ~15 s). With a case and a method (indexes from 0, as printed) only
+ * that one runs: for instruction counts under callgrind, whose
+ * --toggle-collect=conn__tls_encrypt --toggle-collect=simple counts the
+ * passes alone (docs/tls.md has the command).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +37,8 @@
 
 #define ROUNDS       5
 #define SEPARATE_MAX 32
+
+static int g_case = -1, g_method = -1; /* run only these (>= 0) */
 
 typedef struct bench_s {
     pair_t p;
@@ -82,7 +88,7 @@ static void fill(bench_t *x, const bcase_t *k, msg_t *m)
 
 /* The simple path: one SSL_write_ex per entry (or per MQTT packet, each
  * packet being plen bytes), then the write completion's release loop. */
-static int simple(bench_t *x, int per_message, size_t plen)
+__attribute__((noinline)) static int simple(bench_t *x, int per_message, size_t plen)
 {
     conn_t *c = &x->c;
     loop_t *l = &x->l;
@@ -176,9 +182,14 @@ static void bench_case(bench_t *x, const bcase_t *k, double scale, const char *d
     if (pair_open(&x->p, dir, NULL, NULL) != 0) exit(1);
     x->c.tls = x->p.srv;
     check(x, k, m);
+    memset(ns, 0, sizeof ns);
+    memset(recs, 0, sizeof recs);
+    memset(allocs, 0, sizeof allocs);
+    memset(ours, 0, sizeof ours);
     for (int r = 0; r < ROUNDS; r++)
         for (int mt = 0; mt < N_METHODS; mt++)
-            ns[mt][r] = run(x, k, mt, n < 1 ? 1 : n, m, &recs[mt], &allocs[mt], &ours[mt]);
+            if (g_method < 0 || mt == g_method)
+                ns[mt][r] = run(x, k, mt, n < 1 ? 1 : n, m, &recs[mt], &allocs[mt], &ours[mt]);
     printf("%-28s", k->name);
     for (int mt = 0; mt < N_METHODS; mt++) {
         qsort(ns[mt], ROUNDS, sizeof ns[mt][0], cmp_double);
@@ -255,6 +266,10 @@ int main(int argc, char **argv)
         {"64 KiB x4", 65536, 4, 0, 1250},
     };
     double scale = argc > 1 ? strtod(argv[1], NULL) : 1.0;
+    if (argc > 3) {
+        g_case = atoi(argv[2]);
+        g_method = atoi(argv[3]);
+    }
     char dir[] = "/tmp/uvmq-tls-bench-XXXXXX";
     bench_t *x = calloc(1, sizeof *x);
     pair_count_openssl();
@@ -268,7 +283,7 @@ int main(int argc, char **argv)
         printf(" | %-20s", method_names[mt]);
     printf("\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        bench_case(x, &cases[i], scale, dir);
+        if (g_case < 0 || (size_t)g_case == i) bench_case(x, &cases[i], scale, dir);
     printf("one connected server session holds %lld B of OpenSSL heap when quiet "
            "(buffers released), %lld B when busy (buffers kept)\n",
            (long long)session_bytes(dir, 0), (long long)session_bytes(dir, 1));
