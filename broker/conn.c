@@ -19,9 +19,9 @@
  * behind one test of that pointer: their reads go through tls_on_read,
  * which decrypts into the loop's shared buffer and feeds the same framing
  * path; their flush encrypts the whole pending batch in one pass into the
- * other batch's scratch bytes and writes that (conn__tls_encrypt); and
- * their close ends with close_notify. A plain connection pays nothing but
- * the pointer.
+ * loop's ciphertext buffer and writes that (conn__tls_encrypt,
+ * flush_tls); and their close ends with close_notify. A plain connection
+ * pays nothing but the pointer (docs/tls.md).
  */
 #include "broker_int.h"
 

@@ -8,7 +8,7 @@
  * appending to whatever array the caller named for the current write pass,
  * or, outside a pass (handshake flights, alerts, session tickets), to a
  * small array of t's own that the next pass emits first, so bytes leave
- * in the order OpenSSL made them. memory BIOs (BIO_s_mem) would cost a
+ * in the order OpenSSL made them. Memory BIOs (BIO_s_mem) would cost a
  * copy each way and keep their high-water buffers per idle connection.
  *
  * The write pass gathers small pieces into full records in a borrowed

@@ -347,6 +347,71 @@ static void a_quiet_session_frees_openssl_buffers_and_a_busy_one_keeps_them(void
     assert_int_equal(pass_of(p, sizes, 1, buf, &len), 0); /* and they come back */
 }
 
+/* Replaces p's server with one made from server.{crt,key} and the
+ * settings of cfg (cert and key filled in here). */
+static void replace_server(pair_t *p, tls_config_t cfg)
+{
+    char cert[128], key[128], err[400];
+    snprintf(cert, sizeof cert, "%s/server.crt", g_dir);
+    snprintf(key, sizeof key, "%s/server.key", g_dir);
+    cfg.cert = cert;
+    cfg.key = key;
+    tls__destroy(p->srv);
+    tls__ctx_release(&p->sctx);
+    assert_int_equal(
+        tls__ctx_create(&p->sctx, &cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, err, sizeof err),
+        0);
+    p->srv = tls__create(p->sctx);
+}
+
+static void min_version_1_3_refuses_a_tls_1_2_client(void **state)
+{
+    pair_t p;
+    (void)state;
+    assert_int_equal(pair_start(&p, g_dir, NULL, NULL), 0);
+    replace_server(&p, (tls_config_t){.min_version = TLS_MIN_1_3});
+    SSL_set_max_proto_version(p.cli, TLS1_2_VERSION);
+    assert_int_equal(pair_handshake(&p), -1);
+    assert_non_null(strstr(tls__strerror(), "TLS handshake failed: unsupported protocol"));
+    pair_close(&p);
+    assert_int_equal(pair_start(&p, g_dir, NULL, NULL), 0); /* the default takes 1.2 */
+    SSL_set_max_proto_version(p.cli, TLS1_2_VERSION);
+    assert_int_equal(pair_handshake(&p), 0);
+    pair_close(&p);
+}
+
+static void ciphers_and_ciphersuites_limit_what_is_agreed(void **state)
+{
+    pair_t p;
+    char d[96];
+    (void)state;
+    /* TLS 1.2: only the listed cipher; a client without it fails. */
+    assert_int_equal(pair_start(&p, g_dir, NULL, NULL), 0);
+    replace_server(
+        &p, (tls_config_t){.min_version = TLS_MIN_1_2, .ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"});
+    SSL_set_max_proto_version(p.cli, TLS1_2_VERSION);
+    SSL_set_cipher_list(p.cli, "ECDHE-ECDSA-CHACHA20-POLY1305");
+    assert_int_equal(pair_handshake(&p), -1);
+    assert_non_null(strstr(tls__strerror(), "no shared cipher"));
+    pair_close(&p);
+    assert_int_equal(pair_start(&p, g_dir, NULL, NULL), 0);
+    replace_server(
+        &p, (tls_config_t){.min_version = TLS_MIN_1_2, .ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"});
+    SSL_set_max_proto_version(p.cli, TLS1_2_VERSION);
+    assert_int_equal(pair_handshake(&p), 0);
+    tls__describe(p.srv, d, sizeof d);
+    assert_string_equal(d, "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256");
+    pair_close(&p);
+    /* TLS 1.3: the suites. */
+    assert_int_equal(pair_start(&p, g_dir, NULL, NULL), 0);
+    replace_server(&p, (tls_config_t){.min_version = TLS_MIN_1_3,
+                                      .ciphersuites = "TLS_CHACHA20_POLY1305_SHA256"});
+    assert_int_equal(pair_handshake(&p), 0);
+    tls__describe(p.srv, d, sizeof d);
+    assert_string_equal(d, "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256");
+    pair_close(&p);
+}
+
 /* ---- the pass over a connection's out-batch (conn.c) ---- */
 
 typedef struct conn_fixture_s {
@@ -456,6 +521,8 @@ int main(void)
         cmocka_unit_test(the_client_certificate_cn_is_read),
         cmocka_unit_test(expired_and_untrusted_client_certificates_fail_with_the_reason),
         cmocka_unit_test(a_context_names_the_key_and_the_file_it_cannot_use),
+        cmocka_unit_test(min_version_1_3_refuses_a_tls_1_2_client),
+        cmocka_unit_test(ciphers_and_ciphersuites_limit_what_is_agreed),
         cmocka_unit_test(the_conn_pass_releases_references_as_it_encrypts),
         cmocka_unit_test(the_conn_pass_sends_close_notify_when_closing),
     };
