@@ -241,27 +241,38 @@ static void fill_p_batch(unsigned char *batch, uint16_t *next_id)
     }
 }
 
+/* A flood's stream position: the batch being sent and how much of it went
+ * out. It outlives one flood_until_paused, which may stop in the middle of
+ * a packet: the next flood must finish that packet first, or the broker
+ * reads garbage (it closed the client for a "reserved packet type" under
+ * ThreadSanitizer, where sends stop at odd offsets). */
+typedef struct flood_s {
+    unsigned char batch[P_BATCH * P_PKT];
+    size_t off;       /* bytes of batch sent */
+    uint16_t next_id; /* packet id of the next batch's first PUBLISH */
+} flood_t;
+
 /* Sends QoS 1 publishes on the non-blocking fd for at most 10 s until the
  * socket stays unwritable for a whole second (the broker stopped reading).
- * Returns the number of whole packets sent, or -1 if it never paused. */
-static long flood_until_paused(int fd)
+ * Goes on from f's position. Returns the number of whole batches' packets
+ * sent, or -1 if it never paused. */
+static long flood_until_paused(int fd, flood_t *f)
 {
-    unsigned char batch[P_BATCH * P_PKT];
-    size_t off = sizeof batch;
-    uint16_t next_id = 1;
+    unsigned char *batch = f->batch;
+    size_t off = f->off;
     long sent = 0;
     bool paused = false;
     int64_t deadline = th_now_ms() + 10000;
     while (!paused && th_now_ms() < deadline) {
-        if (off == sizeof batch) {
-            fill_p_batch(batch, &next_id);
+        if (off == sizeof f->batch) {
+            fill_p_batch(batch, &f->next_id);
             off = 0;
         }
-        ssize_t n = send(fd, batch + off, sizeof batch - off,
+        ssize_t n = send(fd, batch + off, sizeof f->batch - off,
                          MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n > 0) {
             off += (size_t)n;
-            sent += off == sizeof batch ? P_BATCH : 0;
+            sent += off == sizeof f->batch ? P_BATCH : 0;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd pfd = {.fd = fd, .events = POLLOUT};
             paused = poll(&pfd, 1, 1000) == 0;
@@ -269,6 +280,7 @@ static long flood_until_paused(int fd)
             fail_msg("send on the flooding client: %s", strerror(errno));
         }
     }
+    f->off = off;
     return paused ? sent : -1;
 }
 
@@ -302,7 +314,10 @@ static void client_that_publishes_without_reading_is_paused_not_buffered(th_ctx_
     th_send(fd, connect, sizeof connect);
     th_expect(fd, connack, sizeof connack, TH_WAIT_MS);
     assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
-    long sent = flood_until_paused(fd);
+    static flood_t flood; /* large: not on the stack */
+    flood.off = sizeof flood.batch;
+    flood.next_id = 1;
+    long sent = flood_until_paused(fd, &flood);
     long rss = broker_rss_kib(t->broker);
     fprintf(stderr, "# %ld QoS 1 publishes sent before EAGAIN; broker "
                     "VmRSS %ld KiB\n", sent, rss);
@@ -316,7 +331,7 @@ static void client_that_publishes_without_reading_is_paused_not_buffered(th_ctx_
      * never keeps reading: a second flood blocks again and the broker's
      * memory stays bounded. (A "no POLLOUT right now" check here was
      * flaky under ThreadSanitizer: it tested kernel buffer timing.) */
-    if (flood_until_paused(fd) < 0)
+    if (flood_until_paused(fd, &flood) < 0)
         fail_msg("after a round trip, sends never blocked again: the broker "
                  "kept reading a client that reads nothing");
     assert_true(broker_rss_kib(t->broker) < RSS_LIMIT_KIB);
