@@ -23,6 +23,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "bench/bench_client.h"
 #include "bench/bench_mqtt.h"
 #include "bench/bench_ring.h"
@@ -49,6 +51,8 @@ typedef struct opts_s {
     const char *host, *label;
     int port, proto, mode, qos, clean, json_only, broker_pid;
     int latency_kernel;    /* --latency kernel (1) or user (0) */
+    int tls;               /* --tls (implied by --cafile) */
+    const char *cafile, *cert, *key;
     long subs, pubs, topics, size, window, conns;
     double rate, duration, warmup;
 } opts_t;
@@ -150,6 +154,10 @@ static void usage(FILE *f)
           "      --clean 0|1        clean session / clean start (1)\n"
           "      --json-only        print only the JSON line\n"
           "      --latency SRC      arrival time: kernel (receive timestamp) | user (kernel)\n"
+          "      --tls              connect with TLS (every connection)\n"
+          "      --cafile FILE      CA to verify the broker with (implies --tls)\n"
+          "      --cert FILE        client certificate (with --key)\n"
+          "      --key FILE         its private key\n"
           "  -h, --help\n", f);
 }
 
@@ -230,6 +238,10 @@ static int apply_opt(opts_t *o, int ch, const char *a)
         o->latency_kernel = strcmp(a, "kernel") == 0 ? 1 : 0;
         rc = o->latency_kernel || strcmp(a, "user") == 0 ? 0 : -1;
         break;
+    case 6: o->tls = 1; break;
+    case 7: o->cafile = a; o->tls = 1; break;
+    case 8: o->cert = a; break;
+    case 9: o->key = a; break;
     default: rc = -1; break;
     }
     return rc;
@@ -245,6 +257,7 @@ static int parse_opts(opts_t *o, int argc, char **argv)
         {"rate", 1, 0, 'r'}, {"window", 1, 0, 'W'}, {"duration", 1, 0, 'd'},
         {"warmup", 1, 0, 'w'}, {"conns", 1, 0, 'c'}, {"broker-pid", 1, 0, 1},
         {"label", 1, 0, 2}, {"clean", 1, 0, 3}, {"json-only", 0, 0, 4}, {"latency", 1, 0, 5},
+        {"tls", 0, 0, 6}, {"cafile", 1, 0, 7}, {"cert", 1, 0, 8}, {"key", 1, 0, 9},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
 
@@ -259,6 +272,10 @@ static int parse_opts(opts_t *o, int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if ((o->cert != NULL) != (o->key != NULL) || (o->cert != NULL && !o->tls)) {
+        fprintf(stderr, "uvmq-bench: --cert and --key go together, with --tls or --cafile\n");
+        return 2;
     }
     if (optind < argc || (o->mode == MODE_WILDCARD && o->subs < 1) ||
         (o->mode != MODE_IDLE && o->pubs < 1)) {
@@ -936,8 +953,8 @@ static void print_table(const bench_t *b, const result_t *r)
     const opts_t *o = &b->o;
     const sub_side_t *ss = b->ss;
 
-    printf("uvmq-bench %s -> %s  MQTT %s  QoS %d  subs %ld  pubs %ld  size %ld%s%s\n",
-           mode_names[o->mode], b->addr_text, o->proto == 5 ? "5.0" : "3.1.1", o->qos,
+    printf("uvmq-bench %s -> %s%s  MQTT %s  QoS %d  subs %ld  pubs %ld  size %ld%s%s\n",
+           mode_names[o->mode], b->addr_text, o->tls ? " (TLS)" : "", o->proto == 5 ? "5.0" : "3.1.1", o->qos,
            o->mode == MODE_IDLE ? 0 : o->subs, o->mode == MODE_IDLE ? 0 : o->pubs, o->size,
            o->label[0] ? "  label " : "", o->label);
     printf("  %-22s %.3f s\n", "measured window", r->dur);
@@ -997,9 +1014,10 @@ static void print_json(const bench_t *b, const result_t *r)
 
     printf("{\"label\":");
     json_str(o->label);
-    printf(",\"mode\":\"%s\",\"protocol\":%d,\"qos\":%d,\"subs\":%ld,\"pubs\":%ld,\"size\":%ld,",
-           mode_names[o->mode], o->proto, o->qos, idle ? 0 : o->subs, idle ? 0 : o->pubs,
-           o->size);
+    printf(",\"mode\":\"%s\",\"protocol\":%d,\"tls\":%s,\"qos\":%d,\"subs\":%ld,\"pubs\":%ld,"
+           "\"size\":%ld,",
+           mode_names[o->mode], o->proto, o->tls ? "true" : "false", o->qos, idle ? 0 : o->subs,
+           idle ? 0 : o->pubs, o->size);
     printf("\"duration_s\":%.3f,\"published\":%" PRIu64 ",\"published_per_s\":%.1f,", r->dur,
            b->published, (double)b->published / r->dur);
     printf("\"expected\":%" PRIu64 ",\"received\":%" PRIu64 ",\"deliveries_per_s\":%.1f,",
@@ -1051,6 +1069,32 @@ static int resolve(bench_t *b)
     }
     memcpy(&b->ccfg.addr, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
+    return 0;
+}
+
+/* The client TLS context of --tls / --cafile / --cert / --key: the
+ * broker's certificate is verified against --cafile (else the system's
+ * CAs) and must name --host. Returns 0 or -1 (message printed). */
+static int setup_tls(bench_t *b)
+{
+    const opts_t *o = &b->o;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    int ok = ctx != NULL;
+
+    if (ok && o->cafile) ok = SSL_CTX_load_verify_locations(ctx, o->cafile, NULL) == 1;
+    else if (ok) ok = SSL_CTX_set_default_verify_paths(ctx) == 1;
+    if (ok && o->cert) ok = SSL_CTX_use_certificate_chain_file(ctx, o->cert) == 1 &&
+                            SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) == 1;
+    if (!ok) {
+        unsigned long e = ERR_peek_last_error();
+        fprintf(stderr, "uvmq-bench: TLS set-up: %s\n",
+                e ? ERR_reason_error_string(e) : "cannot create a context");
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    b->ccfg.tls = ctx;
+    snprintf(b->ccfg.tls_host, sizeof b->ccfg.tls_host, "%s", o->host);
     return 0;
 }
 
@@ -1121,7 +1165,7 @@ int main(int argc, char **argv)
     raise_nofile(b.o.mode == MODE_IDLE ? b.o.conns : b.o.subs + b.o.pubs);
     setup_config(&b);
     b.rt_off = bench_realtime_ns() - uv_hrtime();
-    if (resolve(&b) != 0) return 1;
+    if (resolve(&b) != 0 || (b.o.tls && setup_tls(&b) != 0)) return 1;
     status = run(&b);
     if (status == 0) {
         compute(&b, &r);
@@ -1137,6 +1181,7 @@ int main(int argc, char **argv)
     free(b.idle);
     for (long i = 0; i < b.o.pubs; i++) bench_ring_dispose(&b.shared[i].ring);
     free(b.shared);
+    SSL_CTX_free(b.ccfg.tls);
     uv_loop_close(b.loop);
     return status;
 }

@@ -15,8 +15,11 @@
  */
 #include "bench/bench_client.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +34,7 @@
 static void start_next(bench_loop_t *lp);
 static void conn_fail(bench_conn_t *c, const char *what, int err);
 static void flush_conn(bench_conn_t *c);
+static void tls_start(bench_conn_t *c);
 
 /* ---- connect ----------------------------------------------------------- */
 
@@ -138,7 +142,10 @@ static void on_connect(uv_connect_t *req, int status)
         conn_fail(c, "TCP connect failed", rc);
         return;
     }
-    send_connect(c);
+    if (c->lp->cfg.tls != NULL)
+        tls_start(c); /* CONNECT once the handshake is done */
+    else
+        send_connect(c);
 }
 
 /* Starts the TCP connect of c; failures are reported through conn_fail. */
@@ -281,24 +288,14 @@ static int keep_tail(bench_conn_t *c, const uint8_t *p, size_t n)
     return 0;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Parses and dispatches every whole packet of data[0..total) (c's old
+ * tail first), keeping the partial rest as the new tail. */
+static void parse_input(bench_conn_t *c, const uint8_t *data, size_t total, uint64_t now)
 {
-    bench_conn_t *c = s->data;
-    const uint8_t *data;
-    size_t total, off = 0;
-    uint64_t now = uv_hrtime();
+    size_t off = 0;
     bench_pkt_t pkt;
     int rc = 0;
 
-    if (nread == 0) return; /* EAGAIN: the tail is still in c->tail */
-    if (nread < 0) {
-        conn_fail(c, nread == UV_EOF ? "broker closed the connection" : "read failed",
-                  (int)nread);
-        return;
-    }
-    set_rx_time(c);
-    data = (const uint8_t *)buf->base - c->tail_len; /* on_alloc put the tail there */
-    total = c->tail_len + (size_t)nread;
     while (off < total && c->state < BENCH_CONN_CLOSING) {
         rc = bench_mqtt_parse(data + off, total - off, c->lp->cfg.proto, &pkt);
         if (rc <= 0) break;
@@ -308,6 +305,123 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->state >= BENCH_CONN_CLOSING) return;
     if (rc >= 0) rc = keep_tail(c, data + off, total - off);
     if (rc < 0) conn_fail(c, "malformed or oversized packet from the broker", rc);
+}
+
+/* ---- TLS --------------------------------------------------------------- */
+
+/* Describes OpenSSL's last error for a failure message; clears it. */
+static const char *tls_why(void)
+{
+    static char buf[160];
+    unsigned long e = ERR_peek_last_error();
+    snprintf(buf, sizeof buf, "%s", e ? ERR_reason_error_string(e) : "TLS failure");
+    ERR_clear_error();
+    return buf;
+}
+
+/* Queues what OpenSSL wrote (handshake, records) for this turn's flush. */
+static void tls_pending_out(bench_conn_t *c)
+{
+    if (BIO_ctrl_pending(c->wbio) > 0) bench_conn_commit(c, 0);
+}
+
+/* A session for c on memory BIOs; sends the ClientHello. */
+static void tls_start(bench_conn_t *c)
+{
+    const bench_client_cfg_t *cfg = &c->lp->cfg;
+    unsigned char ip[16];
+    X509_VERIFY_PARAM *vp;
+
+    c->ssl = SSL_new(cfg->tls);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        c->rbio = c->wbio = NULL;
+        conn_fail(c, "cannot create a TLS session", ERR_NOMEM);
+        return;
+    }
+    SSL_set_bio(c->ssl, c->rbio, c->wbio);
+    SSL_set_connect_state(c->ssl);
+    vp = SSL_get0_param(c->ssl);
+    if (inet_pton(AF_INET, cfg->tls_host, ip) == 1 || inet_pton(AF_INET6, cfg->tls_host, ip) == 1)
+        X509_VERIFY_PARAM_set1_ip_asc(vp, cfg->tls_host);
+    else
+        SSL_set1_host(c->ssl, cfg->tls_host);
+    c->state = BENCH_CONN_TLS;
+    SSL_do_handshake(c->ssl); /* WANT_READ: the ClientHello is in wbio */
+    tls_pending_out(c);
+}
+
+/* Ciphertext arrived: finishes the handshake (then sends CONNECT), and
+ * decrypts into the read buffer, after c's tail, to parse as plaintext. */
+static void tls_input(bench_conn_t *c, const uint8_t *data, size_t n, uint64_t now)
+{
+    bench_loop_t *lp = c->lp;
+    uint8_t *base = lp->rbuf + lp->tail_max;
+    size_t got = 0;
+
+    BIO_write(c->rbio, data, (int)n);
+    if (c->state == BENCH_CONN_TLS) {
+        int r = SSL_do_handshake(c->ssl);
+        if (r == 1) send_connect(c);
+        else if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
+            conn_fail(c, tls_why(), ERR_INVAL);
+            return;
+        }
+    }
+    while (c->state > BENCH_CONN_TLS && c->state < BENCH_CONN_CLOSING &&
+           SSL_read_ex(c->ssl, base, BENCH_READ_SIZE, &got) == 1) {
+        if (c->tail_len) memcpy(base - c->tail_len, c->tail, c->tail_len);
+        parse_input(c, base - c->tail_len, c->tail_len + got, now);
+    }
+    if (c->state < BENCH_CONN_CLOSING) {
+        int e = SSL_get_error(c->ssl, 0);
+        if (e == SSL_ERROR_SSL || e == SSL_ERROR_ZERO_RETURN) {
+            conn_fail(c, e == SSL_ERROR_SSL ? tls_why() : "broker closed TLS", ERR_INVAL);
+            return;
+        }
+        ERR_clear_error();
+        tls_pending_out(c);
+    }
+}
+
+/* Encrypts c's plaintext output in one SSL_write and replaces it with the
+ * ciphertext OpenSSL has for the socket (handshake bytes included). */
+static int tls_wrap(bench_conn_t *c)
+{
+    size_t done = 0, pend;
+    if (c->out_len > 0 && c->state > BENCH_CONN_TLS) {
+        if (SSL_write_ex(c->ssl, c->out, c->out_len, &done) != 1) return -1;
+        c->out_len = 0;
+    }
+    pend = BIO_ctrl_pending(c->wbio);
+    if (pend > 0) {
+        uint8_t *p = bench_conn_reserve(c, pend);
+        c->out_len += (size_t)BIO_read(c->wbio, p, (int)pend);
+    }
+    return 0;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    bench_conn_t *c = s->data;
+    uint64_t now = uv_hrtime();
+
+    if (nread == 0) return; /* EAGAIN: the tail is still in c->tail */
+    if (nread < 0) {
+        conn_fail(c, nread == UV_EOF ? "broker closed the connection" : "read failed",
+                  (int)nread);
+        return;
+    }
+    set_rx_time(c);
+    if (c->ssl != NULL) {
+        tls_input(c, (const uint8_t *)buf->base, (size_t)nread, now);
+        return;
+    }
+    /* on_alloc put the tail right before buf->base */
+    parse_input(c, (const uint8_t *)buf->base - c->tail_len, c->tail_len + (size_t)nread, now);
 }
 
 /* ---- write ------------------------------------------------------------- */
@@ -372,7 +486,13 @@ static void flush_conn(bench_conn_t *c)
     size_t cap;
     int n;
 
-    if (c->writing || c->out_len == 0 || c->state >= BENCH_CONN_CLOSING) return;
+    if (c->writing || c->state >= BENCH_CONN_CLOSING) return;
+    if (c->ssl != NULL && tls_wrap(c) != 0) {
+        conn_fail(c, tls_why(), ERR_INVAL);
+        return;
+    }
+    if (c->out_len == 0) return;
+    b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
     c->t_sent_ns = uv_hrtime();
     n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n == UV_EAGAIN) n = 0;
@@ -438,6 +558,9 @@ static void on_close(uv_handle_t *h)
 
     c->state = BENCH_CONN_CLOSED;
     c->lp->nclosed++;
+    SSL_free(c->ssl); /* and its BIOs */
+    c->ssl = NULL;
+    c->rbio = c->wbio = NULL;
     free(c->tail);
     free(c->out);
     free(c->wbuf);
@@ -517,8 +640,10 @@ static void close_conn(bench_conn_t *c)
     if (c->state == BENCH_CONN_READY && !c->writing) {
         bench_mqtt_encode_empty(bench_conn_reserve(c, 2), 2, BENCH_DISCONNECT);
         c->out_len += 2;
-        b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (c->ssl == NULL || tls_wrap(c) == 0) {
+            b = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+            uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        }
     }
     c->state = BENCH_CONN_CLOSING;
     uv_close((uv_handle_t *)&c->tcp, on_close);

@@ -10,7 +10,10 @@
  * CONNACK and, when it has a filter, SUBSCRIBE/SUBACK by itself; every
  * other packet goes to the owner's on_packet. With rx_timestamps the
  * loop also asks the kernel when each read's data arrived (SO_TIMESTAMPNS,
- * read with a 1-byte MSG_PEEK recvmsg just before libuv's read). One loop,
+ * read with a 1-byte MSG_PEEK recvmsg just before libuv's read). With a TLS
+ * context in the config every connection runs TLS on memory BIOs: the
+ * handshake comes before CONNECT, each turn's output is encrypted in one
+ * SSL_write, and reads are decrypted into the same parse buffer. One loop,
  * one thread: no function here may be called from another thread.
  */
 #ifndef UVMQ_BENCH_CLIENT_H
@@ -19,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "bench/bench_mqtt.h"
@@ -33,6 +37,7 @@ typedef struct bench_conn_s bench_conn_t;
 enum {
     BENCH_CONN_NEW = 0,    /* waiting for the pacer */
     BENCH_CONN_TCP,        /* TCP connect in progress */
+    BENCH_CONN_TLS,        /* TLS handshake in progress */
     BENCH_CONN_CONNACK,    /* CONNECT sent */
     BENCH_CONN_SUBACK,     /* SUBSCRIBE sent */
     BENCH_CONN_READY,      /* set up; traffic flows */
@@ -70,6 +75,9 @@ typedef struct bench_client_cfg_s {
     size_t max_packet;            /* largest packet expected from the broker */
     size_t max_in_flight;         /* connect pacing, e.g. 500 */
     int rx_timestamps;            /* 1: arrival = kernel receive timestamp */
+    SSL_CTX *tls;                 /* client TLS context (borrowed), or NULL */
+    char tls_host[64];            /* name or IP the broker's certificate must
+                                     hold (with tls) */
     bench_client_cbs_t cbs;
 } bench_client_cfg_t;
 
@@ -118,6 +126,8 @@ struct bench_conn_s {
     uint64_t t_start_ns;          /* set-up start, for the connect timeout */
     uint64_t t_sent_ns;           /* last output, for keep-alive */
     uint64_t rx_stamp_ns;         /* kernel stamp peeked by on_alloc, 0 none */
+    SSL *ssl;                     /* TLS session, or NULL; owned */
+    BIO *rbio, *wbio;             /* its memory BIOs (owned by ssl) */
     void *data;                   /* the owner's */
 };
 

@@ -20,11 +20,11 @@
 #include "../common/log.h"
 #include "../common/xmalloc.h"
 
-/* Closes the listener loop's handles (listening socket, signals, stop). */
+/* Closes the listener loop's handles (listening sockets, signals, stop). */
 static void close_own_handles(broker_t *b)
 {
     uv_handle_t *hs[] = {(uv_handle_t *)&b->sigint, (uv_handle_t *)&b->sigterm,
-                         (uv_handle_t *)&b->stop_async};
+                         (uv_handle_t *)&b->sighup, (uv_handle_t *)&b->stop_async};
     listener__stop(b);
     for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++) {
         if (hs[i]->loop != NULL && !uv_is_closing(hs[i])) uv_close(hs[i], NULL);
@@ -48,6 +48,14 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     log_info("received %s, stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
     begin_stop(h->data);
+}
+
+/* SIGHUP: TLS listeners reload their certificates (listener.c). */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    broker_t *b = h->data;
+    (void)signum;
+    if (!b->stopping) listener__reload(b);
 }
 
 static void on_stop_async(uv_async_t *h)
@@ -129,8 +137,13 @@ static int loops_init(broker_t *b)
     if (rc != 0) return rc;
     uv_signal_init(&b->luv, &b->sigint);
     uv_signal_init(&b->luv, &b->sigterm);
+    uv_signal_init(&b->luv, &b->sighup);
     uv_async_init(&b->luv, &b->stop_async, on_stop_async);
-    b->sigint.data = b->sigterm.data = b->stop_async.data = b;
+    b->sigint.data = b->sigterm.data = b->sighup.data = b->stop_async.data = b;
+    /* Caught from here on: a signal during start-up waits for the loop. */
+    uv_signal_start(&b->sigint, on_signal, SIGINT);
+    uv_signal_start(&b->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&b->sighup, on_hup, SIGHUP);
     return 0;
 }
 
@@ -153,8 +166,6 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
     int rc = 0;
     *out = NULL;
     b->cfg = cfg;
-    b->lfd = -1;
-    b->hfd = -1;
     b->started_ms = uv_hrtime() / 1000000;
     store_opts_t so = {.durability = cfg->durability ? STORE_BATCH : STORE_FULL,
                        .batch_ms = cfg->batch_ms,
@@ -181,6 +192,7 @@ fail_loops:
     store_close(b->store); /* before the loops: its last callbacks post there */
     state_dispose(b);
     loops_free(b);
+    listener__free(b);
 fail_store:
     free(b);
     return rc;
@@ -199,11 +211,12 @@ static void log_stop_line(broker_t *b)
     broker_counters_t *k = &b->cnt;
     log_info("uvmq stopped: %llu connections closed; messages in %llu, out %llu; "
              "dropped: %llu qos0, %llu queue-full, %llu too-large-for-client, "
-             "%llu expired; malformed %llu, too large %llu, protocol errors %llu",
+             "%llu expired; malformed %llu, too large %llu, protocol errors %llu, "
+             "TLS failures %llu",
              cnt(&b->conns_closed_at_stop), cnt(&k->msgs_in),
              cnt(&k->msgs_out), cnt(&k->dropped_qos0), cnt(&k->dropped_queue),
              cnt(&k->dropped_size), cnt(&k->expired), cnt(&k->malformed),
-             cnt(&k->too_large), cnt(&k->protocol_error));
+             cnt(&k->too_large), cnt(&k->protocol_error), cnt(&k->tls_failed));
     store_stats_t st;
     store_stats(b->store, &st);
     log_info("storage: %llu commits (%llu failed), %llu batches, %llu operations; "
@@ -257,8 +270,6 @@ int broker_run(broker_t *b)
 {
     int rc = 0;
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error, not a kill */
-    uv_signal_start(&b->sigint, on_signal, SIGINT);
-    uv_signal_start(&b->sigterm, on_signal, SIGTERM);
     log_info("%u worker loop(s) (threads=%u requested)", b->n_loops, b->cfg->threads);
     rc = start_workers(b);
     if (rc != 0) begin_stop(b);
@@ -288,6 +299,7 @@ void broker_destroy(broker_t *b)
     b->store = NULL;
     state_dispose(b);
     loops_free(b);
+    listener__free(b); /* after the loops: their items borrow listeners */
     msg_pool_drain();
     free(b);
 }

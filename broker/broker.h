@@ -15,6 +15,47 @@
 
 typedef struct broker_s broker_t;
 
+/* What a listener speaks: the kind of the connections it hands out.
+ * HTTP is HTTP/2: h2c with prior knowledge on a plain listener, h2 (ALPN)
+ * on a TLS one. */
+enum listener_kind { LISTENER_MQTT = 0, LISTENER_HTTP = 1 };
+
+/* TLS minimum protocol versions ("min_version"). */
+enum tls_min_version { TLS_MIN_1_2 = 12, TLS_MIN_1_3 = 13 };
+
+/* A listener's "tls" object (docs/configuration.md). Strings are owned;
+ * NULL means "not set". */
+typedef struct tls_config_s {
+    char *cert;                   /* "cert": PEM certificate chain, required */
+    char *key;                    /* "key": PEM private key, required */
+    char *ca;                     /* "ca": PEM CA bundle that client
+                                     certificates must chain to; NULL = no
+                                     client certificates are asked for */
+    char *ciphers;                /* "ciphers": TLS 1.2 cipher list; NULL =
+                                     OpenSSL's default */
+    char *ciphersuites;           /* "ciphersuites": TLS 1.3 suites; NULL =
+                                     OpenSSL's default */
+    int min_version;              /* "min_version": enum tls_min_version,
+                                     "1.2" (default) or "1.3" */
+    int require_certificate;      /* "require_certificate": a client without
+                                     a valid certificate fails the handshake;
+                                     needs "ca". false */
+    int use_identity_as_username; /* "use_identity_as_username": the client
+                                     certificate's CN replaces the CONNECT
+                                     user name; needs "ca". false */
+} tls_config_t;
+
+/* One entry of "listeners". The default MQTT listener (bind/port) and
+ * the default HTTP/2 one (bind/http_port) are not among them. */
+typedef struct listener_config_s {
+    int kind;          /* "type": enum listener_kind; "mqtt" or "http" */
+    char *bind;        /* "bind": owned; NULL = the top-level bind */
+    uint16_t port;     /* "port": default with "tls" 8883 (mqtt) or 8443
+                          (http); else required */
+    int has_tls;       /* a "tls" object was given */
+    tls_config_t tls;  /* "tls" */
+} listener_config_t;
+
 /* Every setting, with its JSON key in the config file (docs/configuration.md
  * lists them). Strings are owned by the config (xstrdup'd). */
 typedef struct broker_config_s {
@@ -63,16 +104,27 @@ typedef struct broker_config_s {
                                      0 = none (default) */
     int log_level;                /* "log_level": "error"|"warn"|"info"|
                                      "debug" (enum log_level); -v = debug */
+    listener_config_t *listeners; /* "listeners": more listeners (TLS, other
+                                     ports); owned array, NULL when none */
+    size_t n_listeners;
+    char *config_file;            /* the -c file the listeners came from,
+                                     for messages; owned, NULL when none */
 } broker_config_t;
 
 /* Fills c with the defaults above. */
 void broker_config_init(broker_config_t *c);
-/* Frees the strings c owns. */
+/* Frees the strings and the listener array c owns. */
 void broker_config_dispose(broker_config_t *c);
+/* Appends a listener with defaults (kind MQTT, no bind, port 0, no TLS,
+ * min_version 1.2) to c and returns it (owned by c). */
+listener_config_t *broker_config_add_listener(broker_config_t *c);
 
 /* Checks cross-setting rules (e.g. a non-loopback bind needs an explicit
- * allow_anonymous). Returns 0, or ERR_CONFIG after writing a message naming
- * the setting into err[0..errlen). */
+ * allow_anonymous) and each listener: a TLS listener's certificate, key,
+ * CA and ciphers are loaded once, so an unreadable file or a key that does
+ * not match fails here, before the broker starts. Returns 0, or ERR_CONFIG
+ * after writing a message naming the setting (for a listener: the config
+ * file and "listeners[i].tls.key") into err[0..errlen). */
 int broker_config_check(const broker_config_t *c, char *err, size_t errlen);
 
 /* Creates the broker: opens the data dir, binds the listeners. On failure

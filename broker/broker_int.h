@@ -26,6 +26,7 @@
 #include "../router/router.h"
 #include "../storage/store.h"
 #include "broker.h"
+#include "tls.h"
 
 /* Handlers return 0, or CONN_GONE when they closed the connection: the
  * caller must then stop processing its input (the memory stays valid until
@@ -77,6 +78,8 @@ typedef struct broker_counters_s {
     atomic_uint_fast64_t bytes_in;      /* bytes read from clients */
     atomic_uint_fast64_t bytes_out;     /* bytes handed to the socket */
     atomic_uint_fast64_t http_requests; /* HTTP/2 requests answered */
+    atomic_uint_fast64_t tls_failed;    /* TLS connections closed by a failed
+                                           handshake or a TLS error */
 } broker_counters_t;
 
 #define CNT_INC(b, field) \
@@ -226,10 +229,6 @@ typedef struct conn_in_s {
  * extra compare: they are CONN_ACTIVE (deliver.c). */
 enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSING, CONN_HTTP };
 
-/* What a listening socket speaks: the kind of the connections it hands
- * out (ITEM_ACCEPT). */
-enum listener_kind { LISTENER_MQTT = 0, LISTENER_HTTP = 1 };
-
 /* What a decoded CONNECT asks for, kept until the session is ours. */
 typedef struct conn_hello_s {
     msg_t *will;          /* owned until attached to the session */
@@ -285,6 +284,8 @@ struct conn_s {
                              message whose fate c awaits; owned */
     };
     conn_in_t *in;        /* partial input, or NULL (owned) */
+    tls_t *tls;           /* TLS state (owned), or NULL on a plain TCP
+                             connection: all TLS costs a plain one */
     struct ack_fifo_s *acks; /* acknowledgements waiting for commits, in
                                 order (persist.c); NULL when none */
     struct http_conn_s *http; /* HTTP/2 state (http.c), owned; NULL for
@@ -299,11 +300,13 @@ struct conn_s {
 /* ---- inbox items (inbox.c) ---- */
 
 enum loop_item_kind {
-    ITEM_ACCEPT = 1, /* fd: a socket accepted by the listener */
+    ITEM_ACCEPT = 1, /* fd: a socket accepted by listener ptr (borrowed);
+                        tls_ctx: a reference to its TLS context, or NULL */
     ITEM_PUBLISH,    /* m: match the loop's router, deliver; one reference;
                         seq: index of the posting loop */
-    ITEM_MIGRATE,    /* fd, bytes, len, hops: a connection moved here
-                        from another loop, its input from its CONNECT on */
+    ITEM_MIGRATE,    /* fd, bytes, len, hops, tls: a connection moved here
+                        from another loop, its input from its CONNECT on
+                        (plaintext; tls holds any ciphertext after it) */
     ITEM_STOP,       /* shut the loop down */
     ITEM_COMMITTED,  /* ptr: a commit of this loop's batch finished
                         (persist.c; posted by the storage thread) */
@@ -316,13 +319,17 @@ typedef struct loop_item_s {
     uint8_t hops;    /* ITEM_MIGRATE: moves so far, this one included */
     uint8_t report;  /* ITEM_PUBLISH: counted in m->persist_wait; report
                         once this loop's entries of m are committed */
-    uint8_t listener; /* ITEM_ACCEPT: enum listener_kind of the socket */
     int fd;
     uint64_t seq;
-    msg_t *m;
+    union {
+        msg_t *m;           /* ITEM_PUBLISH */
+        tls_ctx_t *tls_ctx; /* ITEM_ACCEPT: owned reference, or NULL */
+        tls_t *tls;         /* ITEM_MIGRATE: owned, or NULL (plain) */
+    };
     union {
         uint8_t *bytes; /* ITEM_MIGRATE: owned input bytes (len of them) */
-        void *ptr;      /* ITEM_COMMITTED: owned commit record */
+        void *ptr;      /* ITEM_COMMITTED: owned commit record;
+                           ITEM_ACCEPT: the listener (borrowed) */
     };
     size_t len;
 } loop_item_t;
@@ -384,6 +391,15 @@ struct loop_s {
     size_t cap_bufs;
     uint8_t *rbuf;        /* shared read buffer, LOOP_READ_BUF bytes */
     uint8_t rbuf_busy;
+    uint8_t *tls_in;      /* TLS connections' ciphertext read buffer,
+                             LOOP_READ_BUF bytes; allocated with the
+                             loop's first TLS connection */
+    uint8_t *tls_stage;   /* TLS_RECORD_MAX bytes a write pass gathers
+                             small pieces in (conn__tls_encrypt) */
+    uint8_t *tls_out;     /* ciphertext of the pass being written; given
+                             to a connection whose write the kernel did
+                             not take whole (conn.c write_rest) */
+    size_t tls_out_len, tls_out_cap;
     msg_t **mvec;         /* reused message vector (retained sends) */
     size_t n_mvec, cap_mvec;
     arena_t arena;        /* decode temporaries of the packet being
@@ -443,21 +459,37 @@ struct loop_s {
 
 /* ---- broker ---- */
 
+/* One listening socket (listener.c), on the listener loop. Worker loops
+ * read kind and name (immutable once started); tls is the listener
+ * thread's alone: it hands each accepted socket a reference. */
+typedef struct listener_s {
+    broker_t *b;
+    uint8_t kind;          /* enum listener_kind */
+    const char *bind;      /* borrowed from the config */
+    uint16_t port;
+    const tls_config_t *tls_cfg; /* borrowed; NULL = plain TCP */
+    tls_ctx_t *tls;        /* current context for new connections (a
+                              reference); replaced on SIGHUP */
+    int fd;                /* listening socket, -1 when closed */
+    uv_poll_t poll;
+    char name[80];         /* "127.0.0.1:8883 (mqtt, tls)", for logs */
+} listener_t;
+
 /* The listener loop runs on the main thread; its fields are the main
  * thread's alone unless marked atomic. */
 struct broker_s {
     const broker_config_t *cfg;
     loop_t *loops; /* n_loops worker loops */
     unsigned n_loops;
-    uv_loop_t luv; /* listener loop: listening socket, signals, stop */
+    uv_loop_t luv; /* listener loop: listening sockets, signals, stop */
     uint8_t luv_init;
-    int lfd;       /* listening socket, -1 when closed */
-    uv_poll_t lpoll;
-    int hfd;       /* HTTP/2 (h2c) listening socket, -1 when none */
-    uv_poll_t hpoll;
+    listener_t *listeners; /* the default MQTT listener, then
+                              cfg->listeners; owned array */
+    unsigned n_listeners;
     uint64_t started_ms; /* uv_hrtime ms at broker_create (uptime) */
     atomic_uint n_http;  /* HTTP/2 connections open (http.c) */
     uv_signal_t sigint, sigterm;
+    uv_signal_t sighup;    /* reloads TLS certificates */
     uv_async_t stop_async;
     item_vec_t *lout; /* listener's outboxes (ACCEPT, STOP) */
     unsigned rr;      /* round-robin start for ties */
@@ -733,22 +765,41 @@ void loop__items_dispose(item_vec_t *v);
 
 /* ---- listener.c ---- */
 
-/* Creates the listening socket on cfg->bind:cfg->port and starts watching
- * it on the listener loop. Returns 0 or a negative error (logged). */
+/* Creates the listeners (the default MQTT one on cfg->bind:cfg->port,
+ * then cfg->listeners, with their TLS contexts) and starts watching them
+ * on the listener loop. Returns 0 or a negative error (logged); what was
+ * opened is closed by listener__stop and freed by listener__free. */
 int listener__start(broker_t *b);
-/* Stops accepting and closes the listening socket. */
+/* Stops accepting and closes the listening sockets (asynchronously). */
 void listener__stop(broker_t *b);
+/* SIGHUP: builds a new TLS context for each TLS listener from its files;
+ * new connections get it, existing ones keep theirs. One log line per
+ * listener: reloaded, or why not (the old context stays). */
+void listener__reload(broker_t *b);
+/* Frees the listeners (after the listener loop closed their handles). */
+void listener__free(broker_t *b);
 
 /* ---- conn.c ---- */
 
-/* Opens a connection on loop l for the accepted socket fd (takes fd), of
- * the listener's kind (enum listener_kind). */
-void conn__open(loop_t *l, int fd, unsigned kind);
+/* Opens a connection of the listener's kind (enum listener_kind) on loop
+ * l for the accepted socket fd (takes fd); TLS when ctx is not NULL
+ * (borrowed: the connection's session takes its own reference). */
+void conn__open(loop_t *l, int fd, unsigned kind, tls_ctx_t *ctx);
 /* ITEM_MIGRATE on l: opens a connection for fd (taken) moved here from
- * another loop after `hops` moves, processes bytes[0..len) (taken, freed
- * here; they start with the CONNECT) as if just read, then reads. */
+ * another loop after `hops` moves, with its TLS state tls (taken; NULL
+ * for plain TCP), processes bytes[0..len) (plaintext, taken, freed here;
+ * they start with the CONNECT) as if just read, then reads. */
 void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
-                      uint8_t hops);
+                      uint8_t hops, tls_t *tls);
+/* TLS: encrypts c's pending batch, after anything OpenSSL made outside a
+ * pass, into the loop's ciphertext buffer l->tls_out[0..tls_out_len), in
+ * one pass: small entries are gathered into full records, large ones
+ * encrypted in place, and each entry's reference is released as soon as
+ * its bytes are encrypted, so no write completion has anything to
+ * release. The pending batch is left empty and its bytes leave unsent
+ * (the caller writes the ciphertext at once). Adds close_notify after
+ * tls__shutdown. No write of c may be in flight. Returns 0 or ERR_TLS. */
+int conn__tls_encrypt(conn_t *c);
 /* Restarts reading after a deferred CONNECT finished or a throttle ended,
  * first processing whatever input arrived meanwhile (unless c is paused
  * again by backpressure or throttling). */

@@ -5,7 +5,9 @@
  * change all three together. cli/cli_config.c checks each value's type and
  * range as it reads it; broker_config_check is the last gate before
  * broker_create and holds the rules that span settings, chiefly: a listener
- * on a non-loopback address needs an explicit allow_anonymous.
+ * on a non-loopback address needs an explicit allow_anonymous, and a TLS
+ * listener's files must load (they are loaded once here, so a missing key
+ * is a configuration error, exit 2, not a start-up failure).
  */
 #include "broker/broker.h"
 
@@ -18,6 +20,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "broker/tls.h"
 
 /* The largest Remaining Length a fixed header can encode (MQTT 3.1.1
  * section 2.2.3 and 5.0 section 1.5.5: four varint bytes, 268,435,455). */
@@ -63,13 +66,44 @@ void broker_config_init(broker_config_t *c)
     c->log_level = LOG_INFO;
 }
 
-/* Frees the strings c owns and NULLs them; c may be disposed twice. */
+/* Frees the strings of one listener. */
+static void listener_dispose(listener_config_t *l)
+{
+    free(l->bind);
+    free(l->tls.cert);
+    free(l->tls.key);
+    free(l->tls.ca);
+    free(l->tls.ciphers);
+    free(l->tls.ciphersuites);
+}
+
+/* Frees the strings and listeners c owns and NULLs them; c may be disposed
+ * twice. */
 void broker_config_dispose(broker_config_t *c)
 {
+    for (size_t i = 0; i < c->n_listeners; i++)
+        listener_dispose(&c->listeners[i]);
+    free(c->listeners);
     free(c->bind);
     free(c->data_dir);
+    free(c->config_file);
+    c->listeners = NULL;
+    c->n_listeners = 0;
     c->bind = NULL;
     c->data_dir = NULL;
+    c->config_file = NULL;
+}
+
+/* Appends a listener with its defaults; see broker.h. */
+listener_config_t *broker_config_add_listener(broker_config_t *c)
+{
+    listener_config_t *l;
+    c->listeners = xrealloc(c->listeners, (c->n_listeners + 1) * sizeof *c->listeners);
+    l = &c->listeners[c->n_listeners++];
+    memset(l, 0, sizeof *l);
+    l->kind = LISTENER_MQTT;
+    l->tls.min_version = TLS_MIN_1_2;
+    return l;
 }
 
 /* Classifies an address string: 1 loopback, 0 other valid address, -1 not
@@ -91,26 +125,72 @@ static int addr_kind(const char *s)
     return kind;
 }
 
-/* Checks the bind address and the anonymous rule; 0 or ERR_CONFIG. */
-static int check_bind(const broker_config_t *c, char *err, size_t errlen)
+/* Checks one bind address (what: "bind" or "listeners[i].bind", with
+ * the file prefix) and the anonymous rule; 0 or ERR_CONFIG. */
+static int check_bind(const broker_config_t *c, const char *what, const char *bind, char *err,
+                      size_t errlen)
 {
-    int kind = c->bind != NULL ? addr_kind(c->bind) : -1;
+    int kind = bind != NULL ? addr_kind(bind) : -1;
 
     if (kind < 0) {
-        snprintf(err, errlen, "bind \"%.64s\" is not an IPv4 or IPv6 address (or \"localhost\")",
-                 c->bind != NULL ? c->bind : "");
+        snprintf(err, errlen, "%s \"%.64s\" is not an IPv4 or IPv6 address (or \"localhost\")",
+                 what, bind != NULL ? bind : "");
         return ERR_CONFIG;
     }
     /* As mosquitto 2 does: anonymous clients are allowed by default only
      * when nobody off this host can reach the listener. */
     if (kind == 0 && c->allow_anonymous < 0) {
         snprintf(err, errlen,
-                 "bind %s is not a loopback address: set allow_anonymous (true to "
+                 "%s %s is not a loopback address: set allow_anonymous (true to "
                  "accept anonymous clients from the network) in the config file",
-                 c->bind);
+                 what, bind);
         return ERR_CONFIG;
     }
     return 0;
+}
+
+/* Checks listener i's TLS settings by building its context once. */
+static int check_tls(const broker_config_t *c, size_t i, const char *where, char *err,
+                     size_t errlen)
+{
+    const tls_config_t *t = &c->listeners[i].tls;
+    tls_ctx_t *ctx = NULL;
+    char why[400];
+    int rc = 0;
+
+    if ((t->require_certificate || t->use_identity_as_username) && t->ca == NULL) {
+        snprintf(why, sizeof why, "%s: needs \"ca\" (the CA client certificates chain to)",
+                 t->require_certificate ? "require_certificate" : "use_identity_as_username");
+        rc = ERR_CONFIG;
+    } else {
+        rc = tls__ctx_create_for(&ctx, t, c->listeners[i].kind, why, sizeof why);
+    }
+    tls__ctx_release(&ctx);
+    if (rc != 0) snprintf(err, errlen, "%s.tls.%s", where, why);
+    return rc;
+}
+
+/* Checks every entry of "listeners": address, port, TLS files. Messages
+ * name the config file and "listeners[i].key". */
+static int check_listeners(const broker_config_t *c, char *err, size_t errlen)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < c->n_listeners && rc == 0; i++) {
+        const listener_config_t *l = &c->listeners[i];
+        char where[128], what[160];
+        snprintf(where, sizeof where, "%s%slisteners[%zu]",
+                 c->config_file != NULL ? c->config_file : "", c->config_file != NULL ? ": " : "",
+                 i);
+        snprintf(what, sizeof what, "%s.bind", where);
+        rc = check_bind(c, what, l->bind != NULL ? l->bind : c->bind, err, errlen);
+        if (rc == 0 && l->port == 0) {
+            snprintf(err, errlen, "%s.port: required for a listener without \"tls\"", where);
+            rc = ERR_CONFIG;
+        }
+        if (rc == 0 && l->has_tls) rc = check_tls(c, i, where, err, errlen);
+    }
+    return rc;
 }
 
 /* Checks the numeric settings whose limits come from the protocol or from
@@ -154,8 +234,9 @@ static int check_ranges(const broker_config_t *c, char *err, size_t errlen)
  * or ERR_CONFIG after writing one line naming the setting into err. */
 int broker_config_check(const broker_config_t *c, char *err, size_t errlen)
 {
-    int rc = check_bind(c, err, errlen);
+    int rc = check_bind(c, "bind", c->bind, err, errlen);
 
     if (rc == 0) rc = check_ranges(c, err, errlen);
+    if (rc == 0) rc = check_listeners(c, err, errlen);
     return rc;
 }

@@ -14,10 +14,19 @@
  * memory is freed only in the uv_close callback. A connection whose
  * CONNECT names a session of another loop moves there (move_away,
  * conn__open_moved; inbox.c).
+ *
+ * TLS connections (c->tls, tls.h) differ in three places only, each
+ * behind one test of that pointer: their reads go through tls_on_read,
+ * which decrypts into the loop's shared buffer and feeds the same framing
+ * path; their flush encrypts the whole pending batch in one pass into the
+ * loop's ciphertext buffer and writes that (conn__tls_encrypt,
+ * flush_tls); and their close ends with close_notify. A plain connection
+ * pays nothing but the pointer (docs/tls.md).
  */
 #include "broker_int.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +65,9 @@
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void tls_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void flush_tls(conn_t *c);
 static void on_write(uv_write_t *req, int status);
 static void on_close(uv_handle_t *h);
 
@@ -309,15 +321,32 @@ static conn_t *open_fd(loop_t *l, int fd, int moved)
     return c;
 }
 
-void conn__open(loop_t *l, int fd, unsigned kind)
+/* Starts (or restarts) reading c with the callbacks of its transport. */
+static void start_reading(conn_t *c)
+{
+    if (c->tls != NULL)
+        uv_read_start((uv_stream_t *)&c->tcp, tls_on_alloc, tls_on_read);
+    else
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void conn__open(loop_t *l, int fd, unsigned kind, tls_ctx_t *ctx)
 {
     conn_t *c = open_fd(l, fd, 0);
     if (c == NULL) return;
+    if (ctx != NULL && kind == LISTENER_HTTP) { /* the next commit serves it */
+        conn__close(c, 0, 0, "HTTP/2 over TLS is not served yet");
+        return;
+    }
+    if (ctx != NULL && (c->tls = tls__create(ctx)) == NULL) {
+        conn__close(c, 0, 0, "cannot create a TLS session");
+        return;
+    }
     if (kind == LISTENER_HTTP && http__open(c) != 0) {
         conn__close(c, 0, 0, err_str(ERR_NOMEM));
         return;
     }
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    start_reading(c);
 }
 
 /* ---- read ---- */
@@ -411,6 +440,13 @@ static int move_away(conn_t *c, const uint8_t *data, size_t len)
                       .fd = -1, .len = len};
     uv_os_fd_t fd = -1;
     uv_read_stop((uv_stream_t *)&c->tcp);
+    /* TLS: the session goes along, with the ciphertext not yet decrypted
+     * (in the loop's buffer until kept). Nothing of ours is in flight: the
+     * client sent its CONNECT after our last handshake flight arrived. */
+    if (c->tls != NULL && (c->writing || tls__keep_input(c->tls) != 0)) {
+        conn__close(c, 0, 0, "cannot move the TLS connection to its session's loop");
+        return CONN_GONE;
+    }
     /* dup() and then FD_CLOEXEC rather than F_DUPFD_CLOEXEC: the broker
      * never forks, and ThreadSanitizer sees a dup() (it does not model
      * fcntl's), so it knows the target loop's descriptor is a new one. */
@@ -424,6 +460,8 @@ static int move_away(conn_t *c, const uint8_t *data, size_t len)
         return CONN_GONE;
     }
     memcpy(it.bytes, data, len);
+    it.tls = c->tls; /* moves; this side closes without close_notify */
+    c->tls = NULL;
     atomic_fetch_add_explicit(&b->loops[c->move_to].load, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->n_conns, 1, memory_order_relaxed);
     loop__post(c->loop, c->move_to, &it);
@@ -522,7 +560,7 @@ static void resume_if_drained(conn_t *c)
     c->last_rx = (uint32_t)uv_now(&c->loop->uv);
     if (c->unsent > c->loop->b->cfg->max_out_bytes / 2) return;
     c->read_paused = 0;
-    if (!c->throttled) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (!c->throttled) start_reading(c);
 }
 
 /* HTTP/2 bytes: nghttp2 takes them all (it keeps what it needs), so an
@@ -560,21 +598,110 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+/* ---- TLS read ---- */
+
+/* Ciphertext goes into a second per-loop buffer: the shared one
+ * receives the plaintext. OpenSSL copies what it needs out of it during
+ * this callback, so one buffer serves every TLS connection of the loop. */
+static void tls_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    loop_t *l = c->loop;
+    (void)hint;
+    if (l->tls_in == NULL) l->tls_in = xmalloc(LOOP_READ_BUF);
+    *buf = uv_buf_init((char *)l->tls_in, LOOP_READ_BUF);
+}
+
+/* Plaintext data[0..n) in the loop's shared buffer: framed and handled as
+ * bytes read from a plain socket are. */
+static void plain_input(conn_t *c, const uint8_t *data, size_t n)
+{
+    size_t have = in_len(c);
+    if (have == 0) {
+        read_shared(c, data, n);
+    } else if (grow_in(c, have + n) != 0) {
+        conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
+    } else {
+        memcpy(c->in->data + have, data, n);
+        read_own(c, n);
+    }
+}
+
+/* The session failed: count it and close, logging the reason once. The
+ * fatal alert OpenSSL made for the peer goes out first (conn__close
+ * waits for it). */
+static void tls_failed(conn_t *c)
+{
+    CNT_INC(c->loop->b, tls_failed);
+    conn__close(c, 0, CLOSE_WILL, tls__strerror());
+}
+
+/* Ciphertext data[0..n) arrived (NULL, 0: only what the session kept when
+ * c moved here): runs the handshake, decrypts into the shared buffer, up
+ * to LOOP_READ_BUF bytes at a time, and processes the plaintext. Every
+ * byte fed is used before returning (the buffer is the loop's), even
+ * while c is paused: the plaintext then waits in c->in, as on a plain
+ * connection, bounded by one read. Stops when c closes or moves. */
+static void tls_input(conn_t *c, const uint8_t *data, size_t n)
+{
+    loop_t *l = c->loop;
+    int was_done = tls__handshake_done(c->tls);
+    int rc = tls__feed(c->tls, data, n);
+    assert(!l->rbuf_busy);
+    while (rc == 0 && c->tls != NULL && c->state != CONN_CLOSING) {
+        size_t got = 0, k = 0;
+        while (got < LOOP_READ_BUF &&
+               (rc = tls__read(c->tls, l->rbuf + got, LOOP_READ_BUF - got, &k)) == 0)
+            got += k;
+        if (!was_done && tls__handshake_done(c->tls)) {
+            char d[96];
+            was_done = 1;
+            tls__describe(c->tls, d, sizeof d);
+            log_debug("TLS handshake with %s done: %s", conn__peer(c), d);
+        }
+        if (got > 0) plain_input(c, l->rbuf, got);
+        if (rc == TLS_WANT_READ) break;
+        /* rc == 0: the buffer filled up, more may wait decrypted */
+    }
+    if (c->tls == NULL) return; /* moved to another loop with its session */
+    if (rc == ERR_TLS)
+        tls_failed(c);
+    else if (rc == TLS_CLOSED)
+        conn__close(c, 0, CLOSE_WILL, "connection closed by peer (TLS close_notify)");
+    if (tls__has_output(c->tls)) loop__mark_dirty(c);
+}
+
+static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (n < 0) {
+        conn__close(c, 0, CLOSE_WILL,
+                    n == UV_EOF ? "connection closed by peer" : uv_strerror((int)n));
+    } else if (n > 0 && c->state != CONN_CLOSING) {
+        c->loop->bytes_in += (uint64_t)n; /* ciphertext, as read */
+        tls_input(c, (const uint8_t *)buf->base, (size_t)n);
+        if (c->state == CONN_ACTIVE) pause_if_backed_up(c);
+    }
+}
+
 void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
-                      uint8_t hops)
+                      uint8_t hops, tls_t *tls)
 {
     conn_t *c = open_fd(l, fd, 1);
+    if (c == NULL) tls__destroy(tls);
     if (c != NULL) {
         c->hops = hops;
+        c->tls = tls;
         if (grow_in(c, len) != 0) {
             conn__close(c, 0, 0, err_str(ERR_NOMEM));
         } else {
             memcpy(c->in->data, bytes, len); /* as if just read */
             read_own(c, len);
         }
+        if (c->tls != NULL && c->state != CONN_CLOSING) tls_input(c, NULL, 0);
         if (c->state == CONN_ACTIVE) pause_if_backed_up(c);
         if (c->state != CONN_CLOSING && !c->read_paused && !c->throttled)
-            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+            start_reading(c);
     }
     free(bytes);
 }
@@ -585,8 +712,7 @@ void conn__resume(conn_t *c)
     if (in_len(c) > 0) read_own(c, 0); /* input that came with the CONNECT */
     if (!conn__running(c)) return;
     pause_if_backed_up(c);
-    if (!c->read_paused && !c->throttled)
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (!c->read_paused && !c->throttled) start_reading(c);
 }
 
 /* ---- write ---- */
@@ -773,6 +899,10 @@ void conn__flush(conn_t *c)
     conn_out_t *o = c->out;
     out_batch_t *b = c->batch;
     loop_t *l = c->loop;
+    if (c->tls != NULL) {
+        flush_tls(c);
+        return;
+    }
     if (c->writing || c->handle_closing) return;
     if (c->http != NULL && c->state != CONN_CLOSING) {
         http__pull(c); /* may close c, or give it a batch */
@@ -809,6 +939,109 @@ void conn__flush(conn_t *c)
     }
 }
 
+/* ---- TLS write ---- */
+
+/* The loop's ciphertext buffer (l->tls_out) is kept between passes up to
+ * this size; a larger one (a pass of big messages) is freed after it. */
+#define TLS_OUT_KEEP (1024 * 1024)
+
+/* See broker_int.h. The one loop over the entries both encrypts and
+ * releases; tls__pass_put gathers or encrypts in place. */
+int conn__tls_encrypt(conn_t *c)
+{
+    loop_t *l = c->loop;
+    out_batch_t *b = c->batch;
+    size_t plain = b->bytes;
+    uint32_t n = b->n;
+    tls_pass_t p;
+    if (l->tls_stage == NULL) l->tls_stage = xmalloc(TLS_RECORD_MAX);
+    l->tls_out_len = 0;
+    tls__pass_begin(&p, c->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
+    for (uint32_t i = 0; i < n; i++) {
+        out_ent_t *e = &b->v[i];
+        tls__pass_put(&p, e->base != NULL ? e->base : b->scratch + e->off, e->len, i + 1 < n);
+        if (e->ref != NULL) msg_release(&e->ref);
+        if (e->chunk != NULL) loop__chunk_release(&e->chunk);
+    }
+    int rc = tls__pass_end(&p);
+    b->n = 0;
+    b->bytes = 0;
+    b->scratch_len = 0;
+    c->unsent -= plain;
+    return rc;
+}
+
+/* The kernel took only done bytes of the ciphertext in l->tls_out: the
+ * loop's buffer becomes the scratch of c's writing batch until on_write,
+ * and the loop takes that batch's old array as its next buffer (no copy,
+ * no allocation). Writes the rest; returns uv_write's result. */
+static int write_rest(conn_t *c, size_t done)
+{
+    loop_t *l = c->loop;
+    out_batch_t *w = &c->out->batch[c->pend ^ 1];
+    uint8_t *spare = w->scratch;
+    size_t spare_cap = w->scratch_cap;
+    w->scratch = l->tls_out;
+    w->scratch_cap = l->tls_out_cap;
+    w->scratch_len = l->tls_out_len;
+    w->bytes = l->tls_out_len - done;
+    l->tls_out = spare;
+    l->tls_out_cap = spare_cap;
+    l->tls_out_len = 0;
+    c->unsent += w->bytes;
+    uv_buf_t buf = uv_buf_init((char *)w->scratch + done, (unsigned)w->bytes);
+    c->out->wreq.data = c;
+    int rc = uv_write(&c->out->wreq, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc == 0) {
+        c->writing = 1;
+    } else {
+        c->unsent -= w->bytes;
+        conn__batch_reset(w);
+    }
+    return rc;
+}
+
+/* conn__flush for TLS: one pass over the pending batch into the loop's
+ * ciphertext buffer, then one write of it: straight to the socket, which
+ * usually takes it all (no memory of c's holds it afterwards), else the
+ * rest with uv_write (write_rest). */
+static void flush_tls(conn_t *c)
+{
+    loop_t *l = c->loop;
+    int rc = 0;
+    if (c->writing || c->handle_closing) return;
+    if ((c->batch == NULL || c->batch->n == 0) && !tls__has_output(c->tls)) {
+        if (c->state == CONN_CLOSING) conn__close_handle(c);
+        return;
+    }
+    if (c->batch == NULL) conn__out_attach(c);
+    rc = conn__tls_encrypt(c);
+    if (rc == 0 && l->tls_out_len > 0) {
+        uv_buf_t buf = uv_buf_init((char *)l->tls_out, (unsigned)l->tls_out_len);
+        l->bytes_out += l->tls_out_len; /* ciphertext: what the socket gets */
+        rc = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+        if (rc == UV_EAGAIN) rc = 0;
+        if (rc >= 0) rc = (size_t)rc < l->tls_out_len ? write_rest(c, (size_t)rc) : 0;
+    }
+    l->tls_out_len = 0;
+    if (l->tls_out_cap > TLS_OUT_KEEP) {
+        free(l->tls_out);
+        l->tls_out = NULL;
+        l->tls_out_cap = 0;
+    }
+    if (rc < 0) {
+        if (rc == ERR_TLS) CNT_INC(l->b, tls_failed);
+        conn__close(c, 0, CLOSE_WILL, rc == ERR_TLS ? tls__strerror() : uv_strerror(rc));
+        conn__close_handle(c);
+    } else if (!c->writing) { /* all written, as on_write would finish */
+        out_put(c);
+        if (c->state == CONN_CLOSING)
+            conn__close_handle(c);
+        else
+            resume_if_drained(c);
+    }
+}
+
 /* The write is done: releases its references; an idle connection gives
  * its output object back (req lives in it: not used after this). */
 static void on_write(uv_write_t *req, int status)
@@ -821,7 +1054,7 @@ static void on_write(uv_write_t *req, int status)
     if (status < 0) {
         conn__close(c, 0, CLOSE_WILL, uv_strerror(status));
         conn__close_handle(c);
-    } else if (c->batch->n > 0) {
+    } else if (c->batch->n > 0 || (c->tls != NULL && tls__has_output(c->tls))) {
         loop__mark_dirty(c);
         resume_if_drained(c);
     } else {
@@ -866,7 +1099,12 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
     if (c->sess != NULL)
         sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0,
                      (flags & CLOSE_TAKEN) != 0);
-    if (!c->writing && (c->batch == NULL || c->batch->n == 0))
+    if (c->tls != NULL) {
+        tls__shutdown(c->tls); /* close_notify after the last data */
+        if (tls__has_output(c->tls)) loop__mark_dirty(c);
+    }
+    if (!c->writing && (c->batch == NULL || c->batch->n == 0) &&
+        (c->tls == NULL || !tls__has_output(c->tls)))
         conn__close_handle(c);
 }
 
@@ -898,6 +1136,7 @@ static void conn_free(conn_t *c)
     persist__conn_gone(c);
     if (c->out != NULL) conn__out_free(c->out);
     free(c->in);
+    tls__destroy(c->tls);
     conn__hello_free(c);
     if (c->http != NULL) http__free(c);
     free(c);
@@ -942,4 +1181,5 @@ void conn__sweep(conn_t *c, uint64_t now)
                t - c->since >= CLOSE_GRACE_MS) {
         conn__close_handle(c);
     }
+    if (c->tls != NULL && !c->writing) tls__sweep(c->tls); /* idle: free buffers */
 }

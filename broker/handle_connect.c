@@ -77,6 +77,39 @@ static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
     return reason;
 }
 
+/* Longest certificate common name taken as a user name (X.520 allows 64
+ * characters; UTF-8 may take four bytes each). */
+#define IDENTITY_MAX 257
+
+/* use_identity_as_username, as mosquitto has it: on such a TLS listener
+ * the client certificate's common name is the user name, whatever the
+ * CONNECT says, and its password is ignored; a client without a
+ * certificate or a CN is not authorized. The name lives in the loop's
+ * arena while the CONNECT is handled. Returns the CONNACK reason. */
+static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
+{
+    char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
+    int rc = cn != NULL ? tls__peer_cn(c->tls, cn, IDENTITY_MAX) : ERR_NOMEM;
+    if (rc != 0) {
+        log_info("client %.*s (%s): no usable common name in its certificate (%s): "
+                 "not authorized",
+                 cp->client_id.len ? (int)cp->client_id.len : 1,
+                 cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c),
+                 err_str(rc));
+        return PKT_RC_NOT_AUTHORIZED;
+    }
+    cp->username.p = (const uint8_t *)cn;
+    cp->username.len = (uint32_t)strlen(cn);
+    cp->has_username = 1;
+    cp->password.p = NULL;
+    cp->password.len = 0;
+    cp->has_password = 0;
+    log_debug("client %.*s (%s): user name \"%s\" from its certificate",
+              cp->client_id.len ? (int)cp->client_id.len : 1,
+              cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c), cn);
+    return PKT_RC_SUCCESS;
+}
+
 static int refuse(conn_t *c, uint8_t reason)
 {
     pkt_t r = {.type = PKT_CONNACK};
@@ -326,6 +359,8 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     if (rc < 0) return connect_decode_error(c, frame, len, rc);
     c->version = p.u.connect.version;
     uint8_t reason = validate(c, &p.u.connect);
+    if (reason == PKT_RC_SUCCESS && c->tls != NULL && tls__identity_as_username(c->tls))
+        reason = identity_username(c, &p.u.connect);
     if (reason != PKT_RC_SUCCESS) return refuse(c, reason);
     return apply(c, &p.u.connect);
 }

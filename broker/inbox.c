@@ -163,12 +163,21 @@ void loop__post_direct(loop_t *t, const loop_item_t *item)
     pthread_mutex_unlock(&t->inbox_mu);
 }
 
+/* A socket from a listener: a connection of the listener's kind (MQTT or
+ * HTTP/2), over TLS when the listener has a context. */
+static void accept_item(loop_t *l, loop_item_t *it)
+{
+    const listener_t *ls = it->ptr;
+    conn__open(l, it->fd, ls->kind, it->tls_ctx);
+    tls__ctx_release(&it->tls_ctx); /* the connection took its own */
+}
+
 /* Runs one item on its target loop l. */
 static void run_item(loop_t *l, loop_item_t *it)
 {
     switch (it->kind) {
     case ITEM_ACCEPT:
-        conn__open(l, it->fd, it->listener);
+        accept_item(l, it);
         break;
     case ITEM_PUBLISH: {
         size_t ops = persist__ops(l);
@@ -187,7 +196,7 @@ static void run_item(loop_t *l, loop_item_t *it)
         persist__run_acks(l);
         break;
     case ITEM_MIGRATE:
-        conn__open_moved(l, it->fd, it->bytes, it->len, it->hops);
+        conn__open_moved(l, it->fd, it->bytes, it->len, it->hops, it->tls);
         break;
     case ITEM_STOP:
         loop__stop(l);
@@ -215,7 +224,11 @@ void loop__drop_items(item_vec_t *v)
         loop_item_t *it = &v->v[i];
         if (it->kind == ITEM_PUBLISH) msg_release(&it->m);
         if (it->kind == ITEM_ACCEPT || it->kind == ITEM_MIGRATE) close(it->fd);
-        if (it->kind == ITEM_MIGRATE) free(it->bytes);
+        if (it->kind == ITEM_ACCEPT) tls__ctx_release(&it->tls_ctx);
+        if (it->kind == ITEM_MIGRATE) {
+            free(it->bytes);
+            tls__destroy(it->tls);
+        }
         if (it->kind == ITEM_COMMITTED) persist__drop_record(it->ptr);
     }
     v->n = 0;

@@ -145,6 +145,9 @@ void loop__dispose(loop_t *l)
     pthread_mutex_destroy(&l->inbox_mu);
     free(l->bufs);
     free(l->rbuf);
+    free(l->tls_in);
+    free(l->tls_stage);
+    free(l->tls_out);
     free(l->mvec);
     loop__throttle_dispose(l);
     arena_dispose(&l->arena);
@@ -159,6 +162,9 @@ void loop__dispose(loop_t *l)
     l->router = NULL;
     l->bufs = NULL;
     l->rbuf = NULL;
+    l->tls_in = NULL;
+    l->tls_stage = NULL;
+    l->tls_out = NULL;
     l->mvec = NULL;
 }
 

@@ -25,8 +25,9 @@
  * The 64-bit byte limits stop there; 8 PiB is ample. */
 #define JSON_MAX_EXACT 9007199254740992ull
 
-/* K_BOOL: an int field, true or false; K_TRIBOOL also takes null (-1). */
-enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_LEVEL, K_DURABILITY };
+/* K_BOOL: an int field, true or false; K_TRIBOOL also takes null (-1).
+ * K_LISTENERS: the "listeners" array (apply_listeners). */
+enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_LEVEL, K_DURABILITY, K_LISTENERS };
 
 /* One setting: its JSON key, how it is typed, where it lives in
  * broker_config_t, and for K_UINT its byte width and inclusive range. */
@@ -73,6 +74,7 @@ static const struct setting settings[] = {
     /* 0 = no cap; otherwise at least 1 MiB (the schema and a few rows). */
     {NUM(max_db_bytes, 0, JSON_MAX_EXACT)},
     {"log_level", K_LEVEL, FIELD(log_level), 0, 0},
+    {"listeners", K_LISTENERS, FIELD(listeners), 0, 0},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -253,6 +255,221 @@ static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSO
     return rc;
 }
 
+/* ---- "listeners" ---- */
+
+/* TLS port when a listener gives none: IANA "secure-mqtt" for MQTT, the
+ * common HTTPS alternative for HTTP/2 (443 needs privileges). */
+#define DEFAULT_TLS_PORT 8883
+#define DEFAULT_HTTPS_PORT 8443
+
+/* Names of a listener's members and of its "tls" object's, for the
+ * unknown / repeated key checks. */
+static const char *const listener_keys[] = {"type", "bind", "port", "tls"};
+static const char *const tls_keys[] = {"cert", "key", "ca", "ciphers", "ciphersuites",
+                                       "min_version", "require_certificate",
+                                       "use_identity_as_username"};
+
+/* Index of key in keys[0..n), or -1. */
+static int key_index(const char *const *keys, size_t n, const char *key)
+{
+    int found = -1;
+
+    for (size_t i = 0; i < n && found < 0; i++)
+        if (strcmp(keys[i], key) == 0) found = (int)i;
+    return found;
+}
+
+/* Checks that obj (at "where") is an object whose members are all in
+ * keys[0..n), each once. */
+static int check_members(const cJSON *obj, const char *where, const char *const *keys,
+                         size_t n, const char *path, char *err, size_t errlen)
+{
+    unsigned char seen[16] = {0};
+    char got[64];
+    int rc = 0;
+
+    if (!cJSON_IsObject(obj)) {
+        describe(obj, got, sizeof got);
+        return fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be an object (got %s)", where,
+                    got);
+    }
+    for (const cJSON *m = obj->child; m != NULL && rc == 0; m = m->next) {
+        int k = key_index(keys, n, m->string);
+        if (k < 0)
+            rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\": unknown key \"%.64s\"", where,
+                      m->string);
+        else if (seen[k]++)
+            rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\": key \"%s\" appears twice", where,
+                      m->string);
+    }
+    return rc;
+}
+
+/* Copies member key of obj, a non-empty string, into *out (replacing it);
+ * absent leaves *out alone. */
+static int member_string(const cJSON *obj, const char *where, const char *key, char **out,
+                         const char *path, char *err, size_t errlen)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char got[64];
+
+    if (m == NULL) return 0;
+    if (!cJSON_IsString(m) || m->valuestring[0] == '\0') {
+        describe(m, got, sizeof got);
+        return fail(ERR_CONFIG, err, errlen, path, "\"%s.%s\" must be a non-empty string (got %s)",
+                    where, key, got);
+    }
+    free(*out);
+    *out = xstrdup(m->valuestring);
+    return 0;
+}
+
+/* Reads member key of obj, true or false, into *out; absent leaves it. */
+static int member_bool(const cJSON *obj, const char *where, const char *key, int *out,
+                       const char *path, char *err, size_t errlen)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char got[64];
+
+    if (m == NULL) return 0;
+    if (!cJSON_IsBool(m)) {
+        describe(m, got, sizeof got);
+        return fail(ERR_CONFIG, err, errlen, path, "\"%s.%s\" must be true or false (got %s)",
+                    where, key, got);
+    }
+    *out = cJSON_IsTrue(m);
+    return 0;
+}
+
+/* Reads member key of obj, one of names[0..n), as its index into *out. */
+static int member_named(const cJSON *obj, const char *where, const char *key,
+                        const char *const *names, size_t n, int *out, const char *path,
+                        char *err, size_t errlen)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, key);
+    int v = m != NULL ? parse_name(names, n, m) : 0;
+    char got[64], list[96] = "";
+
+    if (m == NULL) return 0;
+    if (v >= 0) {
+        *out = v;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
+                 i == 0 ? "" : i + 1 == n ? " or " : ", ", names[i]);
+    describe(m, got, sizeof got);
+    return fail(ERR_CONFIG, err, errlen, path, "\"%s.%s\" must be %s (got %s)", where, key,
+                list, got);
+}
+
+/* Indexed by enum listener_kind. */
+static const char *const listener_types[] = {"mqtt", "http"};
+/* Indexed by (min_version - TLS_MIN_1_2). */
+static const char *const tls_versions[] = {"1.2", "1.3"};
+
+/* Reads listeners[i].tls into l->tls. */
+static int apply_tls(listener_config_t *l, const cJSON *obj, const char *where,
+                     const char *path, char *err, size_t errlen)
+{
+    tls_config_t *t = &l->tls;
+    int v = t->min_version - TLS_MIN_1_2;
+    int rc = check_members(obj, where, tls_keys, sizeof tls_keys / sizeof tls_keys[0], path,
+                           err, errlen);
+
+    if (rc == 0) rc = member_string(obj, where, "cert", &t->cert, path, err, errlen);
+    if (rc == 0) rc = member_string(obj, where, "key", &t->key, path, err, errlen);
+    if (rc == 0) rc = member_string(obj, where, "ca", &t->ca, path, err, errlen);
+    if (rc == 0) rc = member_string(obj, where, "ciphers", &t->ciphers, path, err, errlen);
+    if (rc == 0)
+        rc = member_string(obj, where, "ciphersuites", &t->ciphersuites, path, err, errlen);
+    if (rc == 0)
+        rc = member_named(obj, where, "min_version", tls_versions, 2, &v, path, err, errlen);
+    if (rc == 0)
+        rc = member_bool(obj, where, "require_certificate", &t->require_certificate, path, err,
+                         errlen);
+    if (rc == 0)
+        rc = member_bool(obj, where, "use_identity_as_username", &t->use_identity_as_username,
+                         path, err, errlen);
+    t->min_version = TLS_MIN_1_2 + v;
+    if (rc == 0 && (t->cert == NULL || t->key == NULL))
+        rc = fail(ERR_CONFIG, err, errlen, path, "\"%s.%s\" is required", where,
+                  t->cert == NULL ? "cert" : "key");
+    l->has_tls = 1;
+    return rc;
+}
+
+/* Reads the port of a listener: an integer 1..65535. */
+static int listener_port(listener_config_t *l, const cJSON *obj, const char *where,
+                         const char *path, char *err, size_t errlen)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, "port");
+    double d = cJSON_IsNumber(m) ? m->valuedouble : -1.0;
+    char got[64];
+
+    if (m == NULL) return 0;
+    if (!cJSON_IsNumber(m) || d < 1 || d > 65535 || (double)(int)d != d) {
+        describe(m, got, sizeof got);
+        return fail(ERR_CONFIG, err, errlen, path,
+                    "\"%s.port\" must be an integer 1..65535 (got %s)", where, got);
+    }
+    l->port = (uint16_t)d;
+    return 0;
+}
+
+/* Reads one element of "listeners" (at index i) into a new listener. */
+static int apply_listener(broker_config_t *cfg, const cJSON *obj, size_t i, const char *path,
+                          char *err, size_t errlen)
+{
+    listener_config_t *l = broker_config_add_listener(cfg);
+    const cJSON *tls = NULL;
+    char where[48], tls_where[64];
+    int rc;
+
+    snprintf(where, sizeof where, "listeners[%zu]", i);
+    snprintf(tls_where, sizeof tls_where, "%s.tls", where);
+    rc = check_members(obj, where, listener_keys, sizeof listener_keys / sizeof listener_keys[0],
+                       path, err, errlen);
+    if (rc == 0)
+        rc = member_named(obj, where, "type", listener_types,
+                          sizeof listener_types / sizeof listener_types[0], &l->kind, path, err,
+                          errlen);
+    if (rc == 0) rc = member_string(obj, where, "bind", &l->bind, path, err, errlen);
+    if (rc == 0) rc = listener_port(l, obj, where, path, err, errlen);
+    if (rc == 0 && (tls = cJSON_GetObjectItemCaseSensitive(obj, "tls")) != NULL)
+        rc = apply_tls(l, tls, tls_where, path, err, errlen);
+    if (rc == 0 && l->has_tls && l->port == 0)
+        l->port = l->kind == LISTENER_HTTP ? DEFAULT_HTTPS_PORT : DEFAULT_TLS_PORT;
+    /* Like the top-level bind: "localhost" is 127.0.0.1, not looked up. */
+    if (rc == 0 && l->bind != NULL && strcmp(l->bind, "localhost") == 0) {
+        free(l->bind);
+        l->bind = xstrdup("127.0.0.1");
+    }
+    return rc;
+}
+
+/* Applies "listeners": an array of listener objects, replacing any
+ * listeners cfg had. */
+static int apply_listeners(broker_config_t *cfg, const cJSON *item, const char *path, char *err,
+                           size_t errlen)
+{
+    const cJSON *e;
+    size_t i = 0;
+    char got[64];
+    int rc = 0;
+
+    if (!cJSON_IsArray(item)) {
+        describe(item, got, sizeof got);
+        return fail(ERR_CONFIG, err, errlen, path, "\"listeners\" must be an array (got %s)",
+                    got);
+    }
+    cJSON_ArrayForEach(e, item)
+    {
+        if (rc == 0) rc = apply_listener(cfg, e, i++, path, err, errlen);
+    }
+    return rc;
+}
+
 /* Applies every member of the top-level object; stops at the first error.
  * A key may appear once: JSON leaves duplicates undefined. */
 static int apply_object(broker_config_t *cfg, const cJSON *root, const char *path, char *err,
@@ -271,6 +488,8 @@ static int apply_object(broker_config_t *cfg, const cJSON *root, const char *pat
             rc = fail(ERR_CONFIG, err, errlen, path, "key \"%s\" appears twice", s->key);
         else if (s->kind == K_UINT)
             rc = apply_uint(cfg, s, item, path, err, errlen);
+        else if (s->kind == K_LISTENERS)
+            rc = apply_listeners(cfg, item, path, err, errlen);
         else
             rc = apply_other(cfg, s, item, path, err, errlen);
     }
@@ -342,6 +561,8 @@ int cli_config_load_file(broker_config_t *cfg, const char *path, char *err, size
     }
     cJSON_Delete(root);
     free(text);
+    free(cfg->config_file); /* for the listener checks' messages */
+    cfg->config_file = xstrdup(path);
     return rc;
 }
 

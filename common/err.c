@@ -16,6 +16,7 @@ const char *err_str(int code)
     case ERR_EXISTS: return "already exists";
     case ERR_CONFIG: return "invalid configuration";
     case ERR_IO: return "I/O error";
+    case ERR_TLS: return "TLS failure";
     case ERR_PKT_REMLEN: return "malformed remaining length";
     case ERR_PKT_TYPE: return "reserved packet type";
     case ERR_PKT_FLAGS: return "invalid fixed header flags";

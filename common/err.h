@@ -20,6 +20,7 @@ enum {
     ERR_EXISTS = ERR_BASE - 5,     /* already present */
     ERR_CONFIG = ERR_BASE - 6,     /* bad configuration */
     ERR_IO = ERR_BASE - 7,         /* file or storage I/O failed */
+    ERR_TLS = ERR_BASE - 8,        /* TLS handshake or record failure */
 
     /* packets/: decode errors (each maps to a v5 reason code) */
     ERR_PKT_REMLEN = ERR_BASE - 100,     /* remaining length varint > 4 bytes */

@@ -9,7 +9,9 @@
 #                                    uvmq is compared with), gnuplot-nox (the
 #                                    chart), util-linux (taskset), jq (reads
 #                                    the generator's JSON), h2o (the HTTP/2
-#                                    server bench/h2.sh compares with)
+#                                    server bench/h2.sh compares with);
+#                                    bench/tls.sh and bench/h2.sh: openssl
+#                                    (the CLI makes their certificates)
 #
 # The Makefile calls the first form when pkg-config cannot find a
 # dependency; bench/fanout.sh calls the second.
@@ -24,7 +26,7 @@ curl nghttp2-client"
     ;;
 --bench)
     WHAT=install-bench-deps
-    PKGS="mosquitto gnuplot-nox util-linux jq h2o nghttp2-client"
+    PKGS="mosquitto gnuplot-nox util-linux jq h2o nghttp2-client openssl"
     ;;
 *)
     echo "usage: $0 [--bench]" >&2

@@ -120,6 +120,29 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* Writes the config json to path with @PORT2@ and @PORT3@ replaced by
+ * b's extra ports. */
+static void write_config(const th_broker_t *b, const char *path, const char *json)
+{
+    size_t cap = strlen(json) + 64, n = 0;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    for (const char *p = json; *p != '\0' && n + 8 < cap;) {
+        uint16_t port = strncmp(p, "@PORT2@", 7) == 0   ? b->port2
+                        : strncmp(p, "@PORT3@", 7) == 0 ? b->port3
+                                                        : 0;
+        if (port != 0) {
+            n += (size_t)snprintf(out + n, cap - n, "%u", (unsigned)port);
+            p += 7;
+        } else {
+            out[n++] = *p++;
+        }
+    }
+    out[n] = '\0';
+    write_file(path, out);
+    free(out);
+}
+
 /* In the child: stdout/stderr to the log, no inherited fds, die with the
  * test process, then exec the broker. Never returns. */
 static void exec_broker(const th_broker_t *b, const char *cfg_path)
@@ -227,13 +250,16 @@ void th_broker_start(th_broker_t *b, const char *extra_json)
     mkdir(data, 0700);
     if (extra_json != NULL) {
         snprintf(cfg, sizeof cfg, "%s/config.json", b->dir);
-        write_file(cfg, extra_json);
         cfg_path = cfg;
     }
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < START_ATTEMPTS; i++) {
         b->port = pick_port();
         b->http_port = g_http ? pick_port() : 0;
+        b->port2 = pick_port();
+        b->port3 = pick_port();
+        if (cfg_path != NULL)
+            write_config(b, cfg_path, extra_json);
         if (spawn_and_wait(b, cfg_path) == 0)
             return;
     }
@@ -345,6 +371,13 @@ void th_broker_kill(th_broker_t *b)
         waitpid(b->pid, &status, 0);
         b->pid = 0;
     }
+}
+
+/* Signals the broker we started; see harness.h. */
+void th_broker_signal(th_broker_t *b, int sig)
+{
+    if (b->pid <= 0 || kill(b->pid, sig) != 0)
+        th_fail("cannot signal the broker (pid %d): not running", (int)b->pid);
 }
 
 /* Prints the last LOG_TAIL_LINES lines of the broker log; see harness.h. */
@@ -1212,12 +1245,9 @@ static void mosq_cleanup(void)
     mosquitto_lib_cleanup();
 }
 
-/* Creates and connects a libmosquitto client; see harness.h. */
-void th_mosq_open(th_mosq_t *c, uint16_t port, const char *id, int version,
-                  bool clean)
+/* Creates a libmosquitto client with the harness's callbacks. */
+static void mosq_new(th_mosq_t *c, const char *id, int version, bool clean)
 {
-    int64_t deadline = th_now_ms() + TH_WAIT_MS;
-    int rc;
     if (!g_mosq_init && mosquitto_lib_init() == MOSQ_ERR_SUCCESS)
         atexit(mosq_cleanup);
     g_mosq_init = true;
@@ -1232,14 +1262,45 @@ void th_mosq_open(th_mosq_t *c, uint16_t port, const char *id, int version,
     mosquitto_publish_callback_set(c->m, on_publish);
     mosquitto_disconnect_callback_set(c->m, on_disconnect);
     mosquitto_message_callback_set(c->m, on_message);
+}
+
+/* Connects a libmosquitto client, TLS optional; see harness.h. */
+int th_mosq_try_open(th_mosq_t *c, uint16_t port, const char *id, int version,
+                     bool clean, const th_tls_t *tls, const char *username)
+{
+    int64_t deadline = th_now_ms() + TH_WAIT_MS;
+    int rc = MOSQ_ERR_SUCCESS;
+    mosq_new(c, id, version, clean);
+    if (tls != NULL)
+        rc = mosquitto_tls_set(c->m, tls->ca, NULL, tls->cert, tls->key, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        th_fail("mosquitto_tls_set '%s': %s", id, mosquitto_strerror(rc));
+    if (username != NULL)
+        mosquitto_username_pw_set(c->m, username, "secret");
     rc = mosquitto_connect(c->m, "127.0.0.1", port, 60);
     if (rc != MOSQ_ERR_SUCCESS)
-        th_fail("mosquitto_connect '%s': %s", id, mosquitto_strerror(rc));
-    while (c->connack_rc == -1 && th_now_ms() < deadline)
-        mosquitto_loop(c->m, 10, 1);
-    if (c->connack_rc != 0)
-        th_fail("client '%s': CONNACK %d (-1 = none within %d ms)", id,
-                c->connack_rc, TH_WAIT_MS);
+        return -1; /* e.g. a TLS handshake refused during the connect */
+    while (c->connack_rc == -1 && !c->disconnected && th_now_ms() < deadline) {
+        if (mosquitto_loop(c->m, 10, 1) != MOSQ_ERR_SUCCESS)
+            break; /* the broker closed the connection */
+    }
+    return c->connack_rc;
+}
+
+/* Creates and connects a libmosquitto client; see harness.h. */
+void th_mosq_open(th_mosq_t *c, uint16_t port, const char *id, int version,
+                  bool clean)
+{
+    th_mosq_open_tls(c, port, id, version, clean, NULL);
+}
+
+/* Creates and connects a libmosquitto client over TLS; see harness.h. */
+void th_mosq_open_tls(th_mosq_t *c, uint16_t port, const char *id, int version,
+                      bool clean, const th_tls_t *tls)
+{
+    int rc = th_mosq_try_open(c, port, id, version, clean, tls, NULL);
+    if (rc != 0)
+        th_fail("client '%s': CONNACK %d (-1 = none within %d ms)", id, rc, TH_WAIT_MS);
 }
 
 /* Subscribes and waits for the SUBACK; see harness.h. */

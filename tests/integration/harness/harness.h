@@ -25,6 +25,8 @@ typedef struct th_broker_s {
     pid_t pid;          /* 0 once it has been reaped */
     uint16_t port;      /* MQTT port on 127.0.0.1 */
     uint16_t http_port; /* HTTP/2 port (th_http_enable), 0 = off */
+    uint16_t port2;     /* more free ports, written where the config */
+    uint16_t port3;     /* says @PORT2@ and @PORT3@ (extra listeners) */
     char dir[64];       /* temp dir: data dir, config file and log */
     char log_path[128]; /* broker stdout + stderr */
 } th_broker_t;
@@ -93,8 +95,9 @@ int th_teardown(void **state);
 
 /* Starts UVMQ_BIN (default ./build/uvmq) on a free 127.0.0.1 port with a
  * fresh temp data dir; extra_json, if not NULL, is written to a config file
- * passed with -c. Waits at most 10 s for the port to accept. Fails the test
- * if the broker does not come up. */
+ * passed with -c, with @PORT2@ and @PORT3@ replaced by two more free ports
+ * (b->port2, b->port3). Waits at most 10 s for the port to accept. Fails
+ * the test if the broker does not come up. */
 void th_broker_start(th_broker_t *b, const char *extra_json);
 
 /* With on, brokers started from now on also listen for HTTP/2 (h2c) on a
@@ -118,6 +121,10 @@ int th_count(const char *text, const char *needle);
 /* SIGKILLs the broker (only the pid we started) and reaps it; the temp dir
  * stays until th_broker_stop. */
 void th_broker_kill(th_broker_t *b);
+
+/* Sends sig (e.g. SIGHUP) to the broker we started; fails the test when it
+ * is not running. */
+void th_broker_signal(th_broker_t *b, int sig);
 
 /* Prints the last lines of the broker log to stderr as TAP comments. */
 void th_broker_dump_log(const th_broker_t *b);
@@ -319,6 +326,23 @@ void th_mqtt_disconnect(int fd);
 void th_mosq_open(th_mosq_t *c, uint16_t port, const char *id, int version,
                   bool clean);
 
+/* TLS files of a libmosquitto client: CA to verify the broker with, and
+ * its own certificate and key (NULL: none). */
+typedef struct th_tls_s {
+    const char *ca, *cert, *key;
+} th_tls_t;
+
+/* Like th_mosq_open, over TLS when tls is not NULL and with a user name
+ * when username is not NULL, but never fails the test: returns the
+ * CONNACK code, or -1 when none came within TH_WAIT_MS (connection or
+ * handshake refused). c must be th_mosq_close'd either way. */
+int th_mosq_try_open(th_mosq_t *c, uint16_t port, const char *id, int version,
+                     bool clean, const th_tls_t *tls, const char *username);
+
+/* th_mosq_try_open that fails the test unless the CONNACK is a success. */
+void th_mosq_open_tls(th_mosq_t *c, uint16_t port, const char *id, int version,
+                      bool clean, const th_tls_t *tls);
+
 /* Subscribes and waits at most TH_WAIT_MS for the SUBACK. */
 void th_mosq_subscribe(th_mosq_t *c, const char *filter, int qos);
 
@@ -339,5 +363,45 @@ void th_mosq_wait_published(th_mosq_t *a, th_mosq_t *b, int n,
 
 /* Disconnects (bounded), destroys the client and frees its messages. */
 void th_mosq_close(th_mosq_t *c);
+
+/* --- TLS (tests/integration/harness/tls.c) ------------------------------ */
+
+/* Makes tests/pki.h's set of certificates (ca, rogue-ca, server, client,
+ * expired, rogue, nocn) in a fresh temp dir, written into dir[0..cap).
+ * Fails the test on error. Remove it with th_rmtree. */
+void th_pki_make(char *dir, size_t cap);
+
+/* "dir/name.ext" as a string that stays valid and unchanged for the
+ * whole run (interned; at most 64 distinct paths), for config strings and
+ * th_tls_t. */
+const char *th_pki_path(const char *dir, const char *name, const char *ext);
+
+/* Connects to 127.0.0.1:port over TLS trusting the CA file ca (and nothing
+ * else), then writes the subject CN of the certificate the server showed
+ * into out[0..cap). Returns 0, or -1 when the handshake fails. */
+int th_tls_server_cn(uint16_t port, const char *ca, char *out, size_t cap);
+
+/* Removes a directory tree (temp dirs the test made). */
+void th_rmtree(const char *dir);
+
+/* --- child processes (tests/integration/harness/proc.c) ------------------ */
+
+/* Starts argv[0] (searched in PATH) with stdout and stderr appended to
+ * out_path (NULL: /dev/null); the child dies with the test process.
+ * Returns its pid; fails the test if it cannot be started. */
+pid_t th_cmd_start(const char *const argv[], const char *out_path);
+
+/* Waits at most timeout_ms for a child from th_cmd_start; returns its exit
+ * status (128 + signal), or -1 after SIGKILLing it on timeout. */
+int th_cmd_wait(pid_t pid, int timeout_ms);
+
+/* th_cmd_start then th_cmd_wait. */
+int th_cmd_run(const char *const argv[], const char *out_path, int timeout_ms);
+
+/* Waits at most timeout_ms until the file at path contains needle. */
+bool th_file_wait(const char *path, const char *needle, int timeout_ms);
+
+/* The whole file at path as a malloc'd string ("" when unreadable). */
+char *th_file_read(const char *path);
 
 #endif

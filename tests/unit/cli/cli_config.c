@@ -15,10 +15,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <ftw.h>
+
 #include "broker/broker.h"
 #include "cli/cli_config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "tests/pki.h"
 
 /* Per-test state: a temp dir, the config file path in it, a config. */
 struct fixture {
@@ -298,6 +301,10 @@ static void example_config_file_holds_the_defaults(void **state)
     assert_int_equal(cli_config_load_file(&f->cfg, "uvmq.example.json", f->err, sizeof f->err), 0);
     assert_string_equal(f->cfg.bind, d.bind);
     assert_string_equal(f->cfg.data_dir, d.data_dir);
+    assert_int_equal(f->cfg.n_listeners, 0);
+    /* Which file was read is not a setting. */
+    free(f->cfg.config_file);
+    f->cfg.config_file = NULL;
     /* Past the two strings every field is a number: compare the bytes. */
     assert_memory_equal((char *)&f->cfg + offsetof(broker_config_t, port),
                         (char *)&d + offsetof(broker_config_t, port),
@@ -485,6 +492,175 @@ static void config_file_http_limits_name_the_key(void **state)
                       "\"http_idle_timeout\" must be an integer 1..86400 (got 86401)");
 }
 
+static void config_file_listeners_take_tls_with_their_defaults(void **state)
+{
+    struct fixture *f = *state;
+    const listener_config_t *l;
+
+    assert_int_equal(load(f, "{\"listeners\": [\n"
+                             "  {\"type\": \"mqtt\", \"tls\": {\"cert\": \"s.crt\", \"key\": \"s.key\"}},\n"
+                             "  {\"bind\": \"localhost\", \"port\": 1999},\n"
+                             "  {\"bind\": \"::1\", \"port\": 8884, \"tls\": {\"cert\": \"c\", \"key\": \"k\",\n"
+                             "   \"ca\": \"ca.crt\", \"min_version\": \"1.3\", \"ciphers\": \"HIGH\",\n"
+                             "   \"ciphersuites\": \"TLS_AES_128_GCM_SHA256\",\n"
+                             "   \"require_certificate\": true, \"use_identity_as_username\": true}}]}"),
+                     0);
+    assert_int_equal(f->cfg.n_listeners, 3);
+    l = &f->cfg.listeners[0];
+    assert_int_equal(l->kind, LISTENER_MQTT);
+    assert_null(l->bind);
+    assert_int_equal(l->port, 8883); /* the TLS default */
+    assert_int_equal(l->has_tls, 1);
+    assert_string_equal(l->tls.cert, "s.crt");
+    assert_string_equal(l->tls.key, "s.key");
+    assert_null(l->tls.ca);
+    assert_null(l->tls.ciphers);
+    assert_int_equal(l->tls.min_version, TLS_MIN_1_2);
+    assert_int_equal(l->tls.require_certificate, 0);
+    assert_int_equal(l->tls.use_identity_as_username, 0);
+    l = &f->cfg.listeners[1];
+    assert_string_equal(l->bind, "127.0.0.1");
+    assert_int_equal(l->port, 1999);
+    assert_int_equal(l->has_tls, 0);
+    l = &f->cfg.listeners[2];
+    assert_string_equal(l->bind, "::1");
+    assert_int_equal(l->port, 8884);
+    assert_string_equal(l->tls.ca, "ca.crt");
+    assert_string_equal(l->tls.ciphers, "HIGH");
+    assert_string_equal(l->tls.ciphersuites, "TLS_AES_128_GCM_SHA256");
+    assert_int_equal(l->tls.min_version, TLS_MIN_1_3);
+    assert_int_equal(l->tls.require_certificate, 1);
+    assert_int_equal(l->tls.use_identity_as_username, 1);
+    assert_string_equal(f->cfg.config_file, f->path);
+}
+
+static void config_file_listeners_take_http_with_and_without_tls(void **state)
+{
+    struct fixture *f = *state;
+    const listener_config_t *l;
+
+    assert_int_equal(load(f, "{\"listeners\": [\n"
+                             "  {\"type\": \"http\", \"port\": 8081},\n"
+                             "  {\"type\": \"http\", \"tls\": {\"cert\": \"s.crt\", \"key\": \"s.key\"}},\n"
+                             "  {\"type\": \"http\", \"port\": 9443, \"bind\": \"::1\",\n"
+                             "   \"tls\": {\"cert\": \"s.crt\", \"key\": \"s.key\"}}]}"),
+                     0);
+    assert_int_equal(f->cfg.n_listeners, 3);
+    l = &f->cfg.listeners[0];
+    assert_int_equal(l->kind, LISTENER_HTTP);
+    assert_int_equal(l->port, 8081);
+    assert_int_equal(l->has_tls, 0);
+    l = &f->cfg.listeners[1];
+    assert_int_equal(l->kind, LISTENER_HTTP);
+    assert_int_equal(l->port, 8443); /* the TLS default of an http listener */
+    assert_int_equal(l->has_tls, 1);
+    l = &f->cfg.listeners[2];
+    assert_int_equal(l->kind, LISTENER_HTTP);
+    assert_int_equal(l->port, 9443);
+    assert_string_equal(l->bind, "::1");
+}
+
+static void config_file_listeners_reject_bad_values_naming_the_key(void **state)
+{
+    struct fixture *f = *state;
+
+    expect_load_error(f, "{\"listeners\": {}}", "\"listeners\" must be an array (got an object)");
+    expect_load_error(f, "{\"listeners\": [1]}", "\"listeners[0]\" must be an object (got 1)");
+    expect_load_error(f, "{\"listeners\": [{\"type\": \"ws\", \"port\": 1}]}",
+                      "\"listeners[0].type\" must be \"mqtt\" or \"http\" (got \"ws\")");
+    expect_load_error(f, "{\"listeners\": [{\"port\": 1}, {\"prot\": 2}]}",
+                      "\"listeners[1]\": unknown key \"prot\"");
+    expect_load_error(f, "{\"listeners\": [{\"port\": 1, \"port\": 2}]}",
+                      "\"listeners[0]\": key \"port\" appears twice");
+    expect_load_error(f, "{\"listeners\": [{\"port\": 0}]}",
+                      "\"listeners[0].port\" must be an integer 1..65535 (got 0)");
+    expect_load_error(f, "{\"listeners\": [{\"port\": 1, \"bind\": \"\"}]}",
+                      "\"listeners[0].bind\" must be a non-empty string (got \"\")");
+    expect_load_error(f, "{\"listeners\": [{\"tls\": true}]}",
+                      "\"listeners[0].tls\" must be an object (got true)");
+    expect_load_error(f, "{\"listeners\": [{\"tls\": {\"cert\": \"c\"}}]}",
+                      "\"listeners[0].tls.key\" is required");
+    expect_load_error(f, "{\"listeners\": [{\"tls\": {\"cert\": \"c\", \"key\": \"k\", "
+                         "\"min_version\": \"1.1\"}}]}",
+                      "\"listeners[0].tls.min_version\" must be \"1.2\" or \"1.3\" (got \"1.1\")");
+    expect_load_error(f, "{\"listeners\": [{\"tls\": {\"cert\": \"c\", \"key\": \"k\", "
+                         "\"require_certificate\": 1}}]}",
+                      "\"listeners[0].tls.require_certificate\" must be true or false (got 1)");
+    expect_load_error(f, "{\"listeners\": [{\"tls\": {\"cert\": \"c\", \"key\": \"k\", "
+                         "\"crt\": \"x\"}}]}",
+                      "\"listeners[0].tls\": unknown key \"crt\"");
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Loads a config with one TLS listener whose tls object is `tls` (paths
+ * relative to f->dir written as %s), then checks it. */
+static int check_tls(struct fixture *f, const char *tls)
+{
+    char text[1024], obj[768];
+
+    snprintf(obj, sizeof obj, tls, f->dir, f->dir, f->dir);
+    snprintf(text, sizeof text, "{\"listeners\": [{\"port\": 8883, \"tls\": %s}]}", obj);
+    broker_config_dispose(&f->cfg);
+    broker_config_init(&f->cfg);
+    assert_int_equal(load(f, text), 0);
+    return broker_config_check(&f->cfg, f->err, sizeof f->err);
+}
+
+static void check_loads_tls_files_naming_the_key_and_the_file(void **state)
+{
+    struct fixture *f = *state;
+    char want[512];
+
+    assert_int_equal(pki_make_set(f->dir), 0);
+    assert_int_equal(check_tls(f, "{\"cert\": \"%s/server.crt\", \"key\": \"%s/server.key\","
+                                  " \"ca\": \"%s/ca.crt\", \"require_certificate\": true}"),
+                     0);
+    assert_int_equal(check_tls(f, "{\"cert\": \"%s/nope.crt\", \"key\": \"%s/server.key\"}"),
+                     ERR_CONFIG);
+    snprintf(want, sizeof want,
+             "%s: listeners[0].tls.cert: cannot read \"%s/nope.crt\": No such file or directory",
+             f->path, f->dir);
+    assert_string_equal(f->err, want);
+    assert_int_equal(check_tls(f, "{\"cert\": \"%s/server.crt\", \"key\": \"%s/client.key\"}"),
+                     ERR_CONFIG);
+    assert_non_null(strstr(f->err, "listeners[0].tls.key: cannot use the private key in"));
+    assert_int_equal(check_tls(f, "{\"cert\": \"%s/server.crt\", \"key\": \"%s/server.key\","
+                                  " \"ca\": \"%s/server.key\"}"),
+                     ERR_CONFIG);
+    assert_non_null(strstr(f->err, "listeners[0].tls.ca: cannot load the CA certificates in"));
+    assert_int_equal(check_tls(f, "{\"cert\": \"%s/server.crt\", \"key\": \"%s/server.key\","
+                                  " \"use_identity_as_username\": true}"),
+                     ERR_CONFIG);
+    assert_non_null(strstr(f->err, "listeners[0].tls.use_identity_as_username: needs \"ca\""));
+    nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    mkdir(f->dir, 0700); /* teardown removes it */
+}
+
+static void check_applies_the_listener_rules(void **state)
+{
+    struct fixture *f = *state;
+    char want[512];
+
+    assert_int_equal(load(f, "{\"listeners\": [{\"bind\": \"0.0.0.0\", \"port\": 1999}]}"), 0);
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), ERR_CONFIG);
+    snprintf(want, sizeof want,
+             "%s: listeners[0].bind 0.0.0.0 is not a loopback address: set allow_anonymous "
+             "(true to accept anonymous clients from the network) in the config file",
+             f->path);
+    assert_string_equal(f->err, want);
+    f->cfg.allow_anonymous = 1;
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), 0);
+    broker_config_add_listener(&f->cfg); /* no port, no tls */
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), ERR_CONFIG);
+    assert_non_null(strstr(f->err, "listeners[1].port: required for a listener without \"tls\""));
+}
+
 static void usage_lists_every_flag_with_defaults(void **state)
 {
     char *text = NULL;
@@ -537,6 +713,11 @@ int main(void)
         T(check_accepts_every_loopback_form),
         T(check_refuses_bad_bind_and_ranges),
         T(config_file_http_limits_name_the_key),
+        T(config_file_listeners_take_tls_with_their_defaults),
+        T(config_file_listeners_take_http_with_and_without_tls),
+        T(config_file_listeners_reject_bad_values_naming_the_key),
+        T(check_loads_tls_files_naming_the_key_and_the_file),
+        T(check_applies_the_listener_rules),
         T(usage_lists_every_flag_with_defaults),
     };
 
