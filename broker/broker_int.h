@@ -241,6 +241,23 @@ typedef struct conn_hello_s {
     uint8_t server_ka;    /* v5: report the granted keep-alive */
 } conn_hello_t;
 
+/* What only some connections have, behind one pointer (conn_t.ext), so
+ * that a plain MQTT connection pays 8 bytes for all of it. Idle memory is
+ * counted in malloc's 16-byte steps: conn_t at 376 bytes takes a 384-byte
+ * chunk, at 384 or 392 a 400-byte one (architecture.md, "Memory"). Made
+ * by conn__ext on first need; owned by the connection and freed with it,
+ * or sooner by conn__ext_trim once nothing is left in it. */
+typedef struct conn_ext_s {
+    tls_t *tls;               /* TLS state (owned), or NULL on plain TCP */
+    struct http_conn_s *http; /* HTTP/2 state (http.c, owned), or NULL:
+                                 MQTT, or HTTP over TLS before ALPN chose
+                                 "h2" */
+    struct ack_fifo_s *acks;  /* acknowledgements waiting for commits, in
+                                 order (persist.c); NULL when none */
+    uint8_t kind;             /* enum listener_kind of the listener the
+                                 connection came from */
+} conn_ext_t;
+
 struct conn_s {
     /* Hot: every delivery touches these; kept together at the top so a
      * fan-out to 1,000 connections reads two cache lines of each. */
@@ -284,12 +301,8 @@ struct conn_s {
                              message whose fate c awaits; owned */
     };
     conn_in_t *in;        /* partial input, or NULL (owned) */
-    tls_t *tls;           /* TLS state (owned), or NULL on a plain TCP
-                             connection: all TLS costs a plain one */
-    struct ack_fifo_s *acks; /* acknowledgements waiting for commits, in
-                                order (persist.c); NULL when none */
-    struct http_conn_s *http; /* HTTP/2 state (http.c), owned; NULL for
-                                 MQTT: the connection's kind */
+    conn_ext_t *ext;      /* TLS, HTTP/2, waiting acks (owned), or NULL:
+                             all that costs a plain idle connection */
     uint8_t peer_addr[16]; /* for logs: conn__peer formats it */
     uint32_t since;       /* uv_now ms, truncated: accepted or moved here
                              (CONN_NEW) or closing began (CONN_CLOSING) */
@@ -541,6 +554,26 @@ static inline void loop__mark_dirty(conn_t *c)
 }
 /* Removes c from the dirty list if it is on it. */
 void loop__unmark_dirty(conn_t *c);
+/* c's TLS state, or NULL on plain TCP. */
+static inline tls_t *conn__tls(const conn_t *c)
+{
+    return c->ext != NULL ? c->ext->tls : NULL;
+}
+/* c's HTTP/2 state, or NULL (MQTT, or TLS before ALPN chose "h2"). */
+static inline struct http_conn_s *conn__http(const conn_t *c)
+{
+    return c->ext != NULL ? c->ext->http : NULL;
+}
+/* 1 when c came from an HTTP listener (h2c, or h2 over TLS). */
+static inline int conn__is_http(const conn_t *c)
+{
+    return c->ext != NULL && c->ext->kind == LISTENER_HTTP;
+}
+/* c's extension, made (zeroed, kind MQTT) when c has none. */
+conn_ext_t *conn__ext(conn_t *c);
+/* Frees c's extension once it holds nothing (no TLS, HTTP/2 or acks, kind
+ * MQTT); c->ext is then NULL. */
+void conn__ext_trim(conn_t *c);
 /* 1 when c is past its handshake and not closing: an MQTT connection
  * after CONNACK or an HTTP/2 one after its preface. */
 static inline int conn__running(const conn_t *c)

@@ -15,13 +15,16 @@
  * CONNECT names a session of another loop moves there (move_away,
  * conn__open_moved; inbox.c).
  *
- * TLS connections (c->tls, tls.h) differ in three places only, each
- * behind one test of that pointer: their reads go through tls_on_read,
+ * TLS connections (conn__tls(c), tls.h) differ in three places only, each
+ * behind one test of c->ext: their reads go through tls_on_read,
  * which decrypts into the loop's shared buffer and feeds the same framing
  * path; their flush encrypts the whole pending batch in one pass into the
  * loop's ciphertext buffer and writes that (conn__tls_encrypt,
- * flush_tls); and their close ends with close_notify. A plain connection
- * pays nothing but the pointer (docs/tls.md).
+ * flush_tls); and their close ends with close_notify. HTTP/2 connections
+ * (conn__http(c), http.c) are fed and pulled through hooks behind the same
+ * test. A plain connection pays nothing but the c->ext pointer, which also
+ * holds the acknowledgements waiting for commits (persist.c) of the
+ * connections that have some (docs/tls.md, docs/architecture.md).
  */
 #include "broker_int.h"
 
@@ -321,10 +324,28 @@ static conn_t *open_fd(loop_t *l, int fd, int moved)
     return c;
 }
 
+/* ---- extension ---- */
+
+conn_ext_t *conn__ext(conn_t *c)
+{
+    if (c->ext == NULL) c->ext = xcalloc(1, sizeof *c->ext); /* kind MQTT */
+    return c->ext;
+}
+
+void conn__ext_trim(conn_t *c)
+{
+    conn_ext_t *x = c->ext;
+    if (x == NULL || x->tls != NULL || x->http != NULL || x->acks != NULL ||
+        x->kind != LISTENER_MQTT)
+        return;
+    free(x);
+    c->ext = NULL;
+}
+
 /* Starts (or restarts) reading c with the callbacks of its transport. */
 static void start_reading(conn_t *c)
 {
-    if (c->tls != NULL)
+    if (conn__tls(c) != NULL)
         uv_read_start((uv_stream_t *)&c->tcp, tls_on_alloc, tls_on_read);
     else
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -338,7 +359,8 @@ void conn__open(loop_t *l, int fd, unsigned kind, tls_ctx_t *ctx)
         conn__close(c, 0, 0, "HTTP/2 over TLS is not served yet");
         return;
     }
-    if (ctx != NULL && (c->tls = tls__create(ctx)) == NULL) {
+    if (kind != LISTENER_MQTT) conn__ext(c)->kind = (uint8_t)kind;
+    if (ctx != NULL && (conn__ext(c)->tls = tls__create(ctx)) == NULL) {
         conn__close(c, 0, 0, "cannot create a TLS session");
         return;
     }
@@ -443,7 +465,7 @@ static int move_away(conn_t *c, const uint8_t *data, size_t len)
     /* TLS: the session goes along, with the ciphertext not yet decrypted
      * (in the loop's buffer until kept). Nothing of ours is in flight: the
      * client sent its CONNECT after our last handshake flight arrived. */
-    if (c->tls != NULL && (c->writing || tls__keep_input(c->tls) != 0)) {
+    if (conn__tls(c) != NULL && (c->writing || tls__keep_input(c->ext->tls) != 0)) {
         conn__close(c, 0, 0, "cannot move the TLS connection to its session's loop");
         return CONN_GONE;
     }
@@ -460,8 +482,10 @@ static int move_away(conn_t *c, const uint8_t *data, size_t len)
         return CONN_GONE;
     }
     memcpy(it.bytes, data, len);
-    it.tls = c->tls; /* moves; this side closes without close_notify */
-    c->tls = NULL;
+    if (c->ext != NULL) { /* moves; this side closes without close_notify */
+        it.tls = c->ext->tls;
+        c->ext->tls = NULL;
+    }
     atomic_fetch_add_explicit(&b->loops[c->move_to].load, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->n_conns, 1, memory_order_relaxed);
     loop__post(c->loop, c->move_to, &it);
@@ -588,7 +612,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                                 : uv_strerror((int)n));
     } else if (n > 0 && c->state != CONN_CLOSING) {
         l->bytes_in += (uint64_t)n;
-        if (c->http != NULL)
+        if (conn__http(c) != NULL)
             read_http(c, (const uint8_t *)buf->base, (size_t)n);
         else if (shared)
             read_shared(c, l->rbuf, (size_t)n);
@@ -645,30 +669,31 @@ static void tls_failed(conn_t *c)
 static void tls_input(conn_t *c, const uint8_t *data, size_t n)
 {
     loop_t *l = c->loop;
-    int was_done = tls__handshake_done(c->tls);
-    int rc = tls__feed(c->tls, data, n);
+    tls_t *t = c->ext->tls;
+    int was_done = tls__handshake_done(t);
+    int rc = tls__feed(t, data, n);
     assert(!l->rbuf_busy);
-    while (rc == 0 && c->tls != NULL && c->state != CONN_CLOSING) {
+    while (rc == 0 && conn__tls(c) != NULL && c->state != CONN_CLOSING) {
         size_t got = 0, k = 0;
         while (got < LOOP_READ_BUF &&
-               (rc = tls__read(c->tls, l->rbuf + got, LOOP_READ_BUF - got, &k)) == 0)
+               (rc = tls__read(t, l->rbuf + got, LOOP_READ_BUF - got, &k)) == 0)
             got += k;
-        if (!was_done && tls__handshake_done(c->tls)) {
+        if (!was_done && tls__handshake_done(t)) {
             char d[96];
             was_done = 1;
-            tls__describe(c->tls, d, sizeof d);
+            tls__describe(t, d, sizeof d);
             log_debug("TLS handshake with %s done: %s", conn__peer(c), d);
         }
         if (got > 0) plain_input(c, l->rbuf, got);
         if (rc == TLS_WANT_READ) break;
         /* rc == 0: the buffer filled up, more may wait decrypted */
     }
-    if (c->tls == NULL) return; /* moved to another loop with its session */
+    if (conn__tls(c) == NULL) return; /* moved to another loop with its session */
     if (rc == ERR_TLS)
         tls_failed(c);
     else if (rc == TLS_CLOSED)
         conn__close(c, 0, CLOSE_WILL, "connection closed by peer (TLS close_notify)");
-    if (tls__has_output(c->tls)) loop__mark_dirty(c);
+    if (tls__has_output(t)) loop__mark_dirty(c);
 }
 
 static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -691,14 +716,14 @@ void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
     if (c == NULL) tls__destroy(tls);
     if (c != NULL) {
         c->hops = hops;
-        c->tls = tls;
+        if (tls != NULL) conn__ext(c)->tls = tls;
         if (grow_in(c, len) != 0) {
             conn__close(c, 0, 0, err_str(ERR_NOMEM));
         } else {
             memcpy(c->in->data, bytes, len); /* as if just read */
             read_own(c, len);
         }
-        if (c->tls != NULL && c->state != CONN_CLOSING) tls_input(c, NULL, 0);
+        if (conn__tls(c) != NULL && c->state != CONN_CLOSING) tls_input(c, NULL, 0);
         if (c->state == CONN_ACTIVE) pause_if_backed_up(c);
         if (c->state != CONN_CLOSING && !c->read_paused && !c->throttled)
             start_reading(c);
@@ -855,7 +880,7 @@ static void written_now(conn_t *c, out_batch_t *b)
         conn__close_handle(c);
     } else {
         resume_if_drained(c);
-        if (c->http != NULL) http__written(c);
+        if (conn__http(c) != NULL) http__written(c);
     }
 }
 
@@ -899,12 +924,13 @@ void conn__flush(conn_t *c)
     conn_out_t *o = c->out;
     out_batch_t *b = c->batch;
     loop_t *l = c->loop;
-    if (c->tls != NULL) {
+    conn_ext_t *x = c->ext; /* NULL on a plain MQTT connection */
+    if (x != NULL && x->tls != NULL) {
         flush_tls(c);
         return;
     }
     if (c->writing || c->handle_closing) return;
-    if (c->http != NULL && c->state != CONN_CLOSING) {
+    if (x != NULL && x->http != NULL && c->state != CONN_CLOSING) {
         http__pull(c); /* may close c, or give it a batch */
         o = c->out;
         b = c->batch;
@@ -956,7 +982,7 @@ int conn__tls_encrypt(conn_t *c)
     tls_pass_t p;
     if (l->tls_stage == NULL) l->tls_stage = xmalloc(TLS_RECORD_MAX);
     l->tls_out_len = 0;
-    tls__pass_begin(&p, c->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
+    tls__pass_begin(&p, c->ext->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
     for (uint32_t i = 0; i < n; i++) {
         out_ent_t *e = &b->v[i];
         tls__pass_put(&p, e->base != NULL ? e->base : b->scratch + e->off, e->len, i + 1 < n);
@@ -1010,7 +1036,7 @@ static void flush_tls(conn_t *c)
     loop_t *l = c->loop;
     int rc = 0;
     if (c->writing || c->handle_closing) return;
-    if ((c->batch == NULL || c->batch->n == 0) && !tls__has_output(c->tls)) {
+    if ((c->batch == NULL || c->batch->n == 0) && !tls__has_output(c->ext->tls)) {
         if (c->state == CONN_CLOSING) conn__close_handle(c);
         return;
     }
@@ -1054,7 +1080,7 @@ static void on_write(uv_write_t *req, int status)
     if (status < 0) {
         conn__close(c, 0, CLOSE_WILL, uv_strerror(status));
         conn__close_handle(c);
-    } else if (c->batch->n > 0 || (c->tls != NULL && tls__has_output(c->tls))) {
+    } else if (c->batch->n > 0 || (conn__tls(c) != NULL && tls__has_output(c->ext->tls))) {
         loop__mark_dirty(c);
         resume_if_drained(c);
     } else {
@@ -1063,7 +1089,7 @@ static void on_write(uv_write_t *req, int status)
             conn__close_handle(c);
         } else {
             resume_if_drained(c);
-            if (c->http != NULL) http__written(c);
+            if (conn__http(c) != NULL) http__written(c);
         }
     }
 }
@@ -1072,7 +1098,7 @@ static void on_write(uv_write_t *req, int status)
 
 const char *conn__id(const conn_t *c)
 {
-    if (c->http != NULL) return "(http)";
+    if (conn__is_http(c)) return "(http)";
     return c->sess != NULL ? c->sess->client_id : "-";
 }
 
@@ -1095,16 +1121,16 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
         conn__send_pkt(c, &d);
     }
     if (flags & CLOSE_MOVED) c->moved = 1;
-    if (c->http != NULL) http__closing(c); /* GOAWAY, event streams end */
+    if (conn__http(c) != NULL) http__closing(c); /* GOAWAY, event streams end */
     if (c->sess != NULL)
         sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0,
                      (flags & CLOSE_TAKEN) != 0);
-    if (c->tls != NULL) {
-        tls__shutdown(c->tls); /* close_notify after the last data */
-        if (tls__has_output(c->tls)) loop__mark_dirty(c);
+    if (conn__tls(c) != NULL) {
+        tls__shutdown(c->ext->tls); /* close_notify after the last data */
+        if (tls__has_output(c->ext->tls)) loop__mark_dirty(c);
     }
     if (!c->writing && (c->batch == NULL || c->batch->n == 0) &&
-        (c->tls == NULL || !tls__has_output(c->tls)))
+        (conn__tls(c) == NULL || !tls__has_output(c->ext->tls)))
         conn__close_handle(c);
 }
 
@@ -1136,9 +1162,12 @@ static void conn_free(conn_t *c)
     persist__conn_gone(c);
     if (c->out != NULL) conn__out_free(c->out);
     free(c->in);
-    tls__destroy(c->tls);
     conn__hello_free(c);
-    if (c->http != NULL) http__free(c);
+    if (c->ext != NULL) { /* persist__conn_gone took the acks */
+        tls__destroy(c->ext->tls);
+        if (c->ext->http != NULL) http__free(c);
+        free(c->ext);
+    }
     free(c);
 }
 
@@ -1167,7 +1196,7 @@ void conn__sweep(conn_t *c, uint64_t now)
     uint32_t t = (uint32_t)now; /* unsigned differences with since, last_rx */
     if (c->state == CONN_NEW) {
         if (t - c->since >= cfg->connect_timeout_ms)
-            conn__close(c, 0, 0, c->http != NULL
+            conn__close(c, 0, 0, conn__is_http(c)
                                      ? "no HTTP/2 preface within connect_timeout_ms"
                                      : "no CONNECT within connect_timeout_ms");
     } else if (c->state == CONN_HTTP) {
@@ -1181,5 +1210,5 @@ void conn__sweep(conn_t *c, uint64_t now)
                t - c->since >= CLOSE_GRACE_MS) {
         conn__close_handle(c);
     }
-    if (c->tls != NULL && !c->writing) tls__sweep(c->tls); /* idle: free buffers */
+    if (conn__tls(c) != NULL && !c->writing) tls__sweep(c->ext->tls); /* idle: free buffers */
 }

@@ -89,7 +89,7 @@ static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
 static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
 {
     char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
-    int rc = cn != NULL ? tls__peer_cn(c->tls, cn, IDENTITY_MAX) : ERR_NOMEM;
+    int rc = cn != NULL ? tls__peer_cn(conn__tls(c), cn, IDENTITY_MAX) : ERR_NOMEM;
     if (rc != 0) {
         log_info("client %.*s (%s): no usable common name in its certificate (%s): "
                  "not authorized",
@@ -359,7 +359,7 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     if (rc < 0) return connect_decode_error(c, frame, len, rc);
     c->version = p.u.connect.version;
     uint8_t reason = validate(c, &p.u.connect);
-    if (reason == PKT_RC_SUCCESS && c->tls != NULL && tls__identity_as_username(c->tls))
+    if (reason == PKT_RC_SUCCESS && conn__tls(c) != NULL && tls__identity_as_username(c->ext->tls))
         reason = identity_username(c, &p.u.connect);
     if (reason != PKT_RC_SUCCESS) return refuse(c, reason);
     return apply(c, &p.u.connect);

@@ -403,7 +403,7 @@ void http__sse_wake(http_stream_t *st)
 
 void http__ack(conn_t *c, uint32_t id, int failed)
 {
-    http_conn_t *h = c->http;
+    http_conn_t *h = conn__http(c);
     http_stream_t *st = h != NULL ? stream_of(h->ng, (int32_t)id) : NULL;
     if (st == NULL || st->answered) return; /* reset by the client */
     if (failed) {
@@ -463,7 +463,7 @@ int http__open(conn_t *c)
 {
     http_conn_t *h = xcalloc(1, sizeof *h);
     h->c = c;
-    c->http = h;
+    conn__ext(c)->http = h;
     atomic_fetch_add_explicit(&c->loop->b->n_http, 1, memory_order_relaxed);
     if (session_new(h) != 0) {
         log_error("http: cannot create an HTTP/2 session for %s", conn__peer(c));
@@ -493,14 +493,14 @@ static void answer_http1(conn_t *c)
                      "Content-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s",
                      sizeof H1_BODY - 1, H1_BODY);
-    c->http->ending = 2; /* no GOAWAY after it: not an HTTP/2 peer */
+    c->ext->http->ending = 2; /* no GOAWAY after it: not an HTTP/2 peer */
     conn__send_raw(c, (const uint8_t *)reply, (size_t)n);
     conn__close(c, 0, 0, "HTTP/1.x request on the HTTP/2 port (answered 505)");
 }
 
 void http__input(conn_t *c, const uint8_t *data, size_t n)
 {
-    http_conn_t *h = c->http;
+    http_conn_t *h = c->ext->http;
     ssize_t rv = nghttp2_session_mem_recv(h->ng, data, n);
     arena_reset(&c->loop->arena); /* what the requests' handlers used */
     if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC && !h->got_input && looks_http1(data, n)) {
@@ -521,7 +521,7 @@ void http__input(conn_t *c, const uint8_t *data, size_t n)
  * `max` unsent bytes. Returns 0, or -1 when the session failed. */
 static int pull(conn_t *c, size_t max)
 {
-    http_conn_t *h = c->http;
+    http_conn_t *h = c->ext->http;
     while (c->unsent < max) {
         const uint8_t *p = NULL;
         ssize_t n = nghttp2_session_mem_send(h->ng, &p);
@@ -538,7 +538,7 @@ static int pull(conn_t *c, size_t max)
 
 void http__pull(conn_t *c)
 {
-    http_conn_t *h = c->http;
+    http_conn_t *h = c->ext->http;
     if (!h->got_input) return; /* nothing sent before the client spoke */
     int rc = pull(c, HTTP_PULL_MAX);
     if (rc != 0) {
@@ -551,7 +551,7 @@ void http__pull(conn_t *c)
 
 void http__written(conn_t *c)
 {
-    if (nghttp2_session_want_write(c->http->ng)) loop__mark_dirty(c);
+    if (nghttp2_session_want_write(c->ext->http->ng)) loop__mark_dirty(c);
 }
 
 /* Ends every event stream's session (their connection is going). */
@@ -562,7 +562,7 @@ static void end_sessions(http_conn_t *h)
 
 void http__closing(conn_t *c)
 {
-    http_conn_t *h = c->http;
+    http_conn_t *h = c->ext->http;
     end_sessions(h);
     if (h->ending == 2) return; /* nothing more to say on this session */
     if (!h->ending) nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
@@ -572,18 +572,18 @@ void http__closing(conn_t *c)
 
 void http__free(conn_t *c)
 {
-    http_conn_t *h = c->http;
+    http_conn_t *h = c->ext->http;
     end_sessions(h);
     nghttp2_session_del(h->ng); /* NULL: nothing; runs no callback */
     while (h->streams != NULL) stream_free(h->streams);
     atomic_fetch_sub_explicit(&c->loop->b->n_http, 1, memory_order_relaxed);
     free(h);
-    c->http = NULL;
+    c->ext->http = NULL;
 }
 
 void http__sweep(conn_t *c, uint32_t now)
 {
-    http_conn_t *h = c->http;
+    http_conn_t *h = c->ext->http;
     uint32_t idle_ms = c->loop->b->cfg->http_idle_timeout * 1000u;
     if (h->n_streams == 0 && now - c->last_rx >= idle_ms)
         conn__close(c, 0, CLOSE_QUIET, "HTTP/2 connection idle (http_idle_timeout)");

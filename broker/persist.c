@@ -312,12 +312,19 @@ static void list_remove(loop_t *l, conn_t *c)
     }
 }
 
+/* c's queue of waiting acknowledgements, or NULL (it lives in c->ext,
+ * which a connection has only when something needs it). */
+static struct ack_fifo_s *fifo_of(const conn_t *c)
+{
+    return c->ext != NULL ? c->ext->acks : NULL;
+}
+
 /* Appends a to c's queue (made on first use). */
 static void enqueue(conn_t *c, const ack_t *a)
 {
-    struct ack_fifo_s *f = c->acks;
+    struct ack_fifo_s *f = fifo_of(c);
     if (f == NULL) {
-        f = c->acks = xcalloc(1, sizeof *f);
+        f = conn__ext(c)->acks = xcalloc(1, sizeof *f);
         list_add(c->loop, c);
     }
     if (f->n == f->cap) { /* unroll the ring into a bigger array */
@@ -332,10 +339,11 @@ static void enqueue(conn_t *c, const ack_t *a)
     f->v[(f->head + f->n++) & (f->cap - 1)] = *a;
 }
 
-/* Frees c's queue and takes c off the list. */
+/* Frees c's queue and takes c off the list; an extension left empty
+ * goes too. */
 static void fifo_free(conn_t *c)
 {
-    struct ack_fifo_s *f = c->acks;
+    struct ack_fifo_s *f = c->ext->acks;
     for (size_t i = 0; i < f->n; i++) {
         ack_t *a = &f->v[(f->head + i) & (f->cap - 1)];
         if (a->m != NULL) msg_release(&a->m);
@@ -343,7 +351,8 @@ static void fifo_free(conn_t *c)
     }
     free(f->v);
     free(f);
-    c->acks = NULL;
+    c->ext->acks = NULL;
+    conn__ext_trim(c);
     list_remove(c->loop, c);
 }
 
@@ -389,7 +398,7 @@ static int send_one(conn_t *c, ack_t *a)
 /* Sends c's acknowledgements that are due, in order. */
 static void drain(conn_t *c)
 {
-    struct ack_fifo_s *f = c->acks;
+    struct ack_fifo_s *f = c->ext->acks;
     while (f->n > 0 && ready(c->loop, &f->v[f->head])) {
         ack_t a = f->v[f->head];
         f->head = (f->head + 1) & (f->cap - 1);
@@ -417,7 +426,7 @@ int persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason, msg_t *m,
     ack_t a = {.m = remote ? msg_retain(m) : NULL, .gen = gen, .id = id, .type = type,
                .reason = reason,
                .failed = m != NULL && atomic_load_explicit(&m->persist_failed, memory_order_relaxed)};
-    if (c->acks == NULL && ready(l, &a)) {
+    if (fifo_of(c) == NULL && ready(l, &a)) {
         if (a.m != NULL) msg_release(&a.m);
         return send_one(c, &a);
     }
@@ -430,7 +439,7 @@ int persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reason
 {
     ack_t a = {.gen = gen, .id = id, .type = type, .reasons = (uint8_t *)reasons,
                .n_reasons = n};
-    if (c->acks == NULL && ready(c->loop, &a)) return send_one(c, &a);
+    if (fifo_of(c) == NULL && ready(c->loop, &a)) return send_one(c, &a);
     a.reasons = NULL;
     if (n > 0) { /* the caller's array is the decode arena's */
         a.reasons = xmalloc(n);
@@ -442,14 +451,14 @@ int persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reason
 
 void persist__conn_gone(conn_t *c)
 {
-    if (c->acks != NULL) fifo_free(c);
+    if (fifo_of(c) != NULL) fifo_free(c);
 }
 
 /* Marks the waiting acks of generation gen failed (its commit failed). */
 static void mark_failed(loop_t *l, uint64_t gen)
 {
     for (size_t i = 0; i < l->n_ack_conns; i++) {
-        struct ack_fifo_s *f = l->ack_conns[i]->acks;
+        struct ack_fifo_s *f = l->ack_conns[i]->ext->acks;
         for (size_t k = 0; k < f->n; k++) {
             ack_t *a = &f->v[(f->head + k) & (f->cap - 1)];
             if (a->gen == gen) a->failed = 1;

@@ -46,6 +46,7 @@ typedef struct bench_s {
     broker_t b;
     loop_t l;
     conn_t c;
+    conn_ext_t ext; /* c.ext: its TLS state */
     uint8_t small_bytes[SEPARATE_MAX][16]; /* 3-byte PUBLISH packets */
 } bench_t;
 
@@ -95,7 +96,7 @@ __attribute__((noinline)) static int simple(bench_t *x, int per_message, size_t 
     out_batch_t *b = c->batch;
     tls_pass_t pass;
     l->tls_out_len = 0;
-    tls__pass_begin(&pass, c->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
+    tls__pass_begin(&pass, c->ext->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
     for (uint32_t i = 0; i < b->n; i++) {
         const out_ent_t *e = &b->v[i];
         const uint8_t *p = e->base != NULL ? e->base : b->scratch + e->off;
@@ -118,8 +119,8 @@ static double run(bench_t *x, const bcase_t *k, int method, int n, msg_t *m, dou
     conn_t *c = &x->c;
     uint64_t t = 0, recs = 0, a0 = xmalloc_count(), o0 = pair_ossl_allocs;
     size_t plen = k->separate ? 10 : conn__publish_size(c, m, 0, NULL, 0);
-    SSL_set_mode(c->tls->ssl, method == M_RELEASE ? SSL_MODE_RELEASE_BUFFERS : 0);
-    if (method != M_RELEASE) SSL_clear_mode(c->tls->ssl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_mode(c->ext->tls->ssl, method == M_RELEASE ? SSL_MODE_RELEASE_BUFFERS : 0);
+    if (method != M_RELEASE) SSL_clear_mode(c->ext->tls->ssl, SSL_MODE_RELEASE_BUFFERS);
     for (int i = 0; i < n; i++) {
         fill(x, k, m);
         uint64_t t0 = now_ns();
@@ -180,7 +181,8 @@ static void bench_case(bench_t *x, const bcase_t *k, double scale, const char *d
     /* A fresh session per case: the client reads the first pass. */
     pair_close(&x->p);
     if (pair_open(&x->p, dir, NULL, NULL) != 0) exit(1);
-    x->c.tls = x->p.srv;
+    x->ext.tls = x->p.srv;
+    x->c.ext = &x->ext;
     check(x, k, m);
     memset(ns, 0, sizeof ns);
     memset(recs, 0, sizeof recs);
@@ -245,7 +247,8 @@ static void setup(bench_t *x, const char *dir)
     x->c.version = PKT_V311;
     x->c.state = CONN_ACTIVE;
     x->c.peer_max_packet = UINT32_MAX;
-    x->c.tls = x->p.srv;
+    x->ext.tls = x->p.srv;
+    x->c.ext = &x->ext;
     for (int i = 0; i < SEPARATE_MAX; i++) /* 30 08 00 03 "a/b" "xyz" */
         memcpy(x->small_bytes[i],
                "\x30\x08\x00\x03"

@@ -420,6 +420,7 @@ typedef struct conn_fixture_s {
     broker_t b;
     loop_t l;
     conn_t c;
+    conn_ext_t ext; /* c.ext: its TLS state */
 } conn_fixture_t;
 
 static void conn_setup(conn_fixture_t *f)
@@ -433,7 +434,8 @@ static void conn_setup(conn_fixture_t *f)
     f->c.version = PKT_V311;
     f->c.state = CONN_ACTIVE;
     f->c.peer_max_packet = UINT32_MAX;
-    f->c.tls = f->p.srv;
+    f->ext.tls = f->p.srv;
+    f->c.ext = &f->ext;
 }
 
 static void conn_teardown(conn_fixture_t *f)
@@ -493,7 +495,7 @@ static void the_conn_pass_sends_close_notify_when_closing(void **state)
     (void)state;
     conn_setup(&f);
     assert_int_equal(conn__send_pkt(&f.c, &ping), 0);
-    tls__shutdown(f.c.tls);
+    tls__shutdown(f.ext.tls);
     assert_int_equal(conn__tls_encrypt(&f.c), 0);
     assert_int_equal(pair_client_read(&f.p, f.l.tls_out, f.l.tls_out_len, got, sizeof got, &closed),
                      2);
