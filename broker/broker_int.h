@@ -936,18 +936,21 @@ void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
 /* ---- http.c, http_api.c: the HTTP/2 API (http_int.h has the rest) ----
  *
  * The hooks conn.c, deliver.c and persist.c call. Bytes in come from the
- * socket (or, later, from TLS) through http__input; bytes out go into the
- * connection's out-batch in http__pull, which conn__flush calls first. */
+ * socket (h2c) or from the TLS read path (h2) through http__input; bytes
+ * out go into the connection's out-batch in http__pull, which conn__flush
+ * calls first (before the TLS write pass encrypts the batch). */
 
 /* c (new, CONN_NEW) speaks HTTP/2: creates its nghttp2 server session
- * and queues our SETTINGS. Returns 0 or ERR_NOMEM (c is then closed). */
+ * and queues our SETTINGS. Called at accept for h2c, once ALPN chose "h2"
+ * for TLS. Returns 0 or ERR_NOMEM (the caller closes c). */
 int http__open(conn_t *c);
 /* n bytes read from c: into its session (and its requests). */
 void http__input(conn_t *c, const uint8_t *data, size_t n);
 /* Flush hook: frames from c's session into its pending batch, while it
  * holds fewer than HTTP_PULL_MAX unsent bytes; closes a finished session. */
 void http__pull(conn_t *c);
-/* A write of c completed: asks for another flush if frames wait. */
+/* A write of c completed (over TLS: of the ciphertext): asks for another
+ * flush if frames wait. */
 void http__written(conn_t *c);
 /* c is closing: queues GOAWAY (and its last frames) unless the session
  * ended, ends its event streams' sessions. */

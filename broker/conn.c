@@ -355,16 +355,13 @@ void conn__open(loop_t *l, int fd, unsigned kind, tls_ctx_t *ctx)
 {
     conn_t *c = open_fd(l, fd, 0);
     if (c == NULL) return;
-    if (ctx != NULL && kind == LISTENER_HTTP) { /* the next commit serves it */
-        conn__close(c, 0, 0, "HTTP/2 over TLS is not served yet");
-        return;
-    }
     if (kind != LISTENER_MQTT) conn__ext(c)->kind = (uint8_t)kind;
     if (ctx != NULL && (conn__ext(c)->tls = tls__create(ctx)) == NULL) {
         conn__close(c, 0, 0, "cannot create a TLS session");
         return;
     }
-    if (kind == LISTENER_HTTP && http__open(c) != 0) {
+    /* h2c starts its HTTP/2 session now; h2 once ALPN chose it */
+    if (kind == LISTENER_HTTP && ctx == NULL && http__open(c) != 0) {
         conn__close(c, 0, 0, err_str(ERR_NOMEM));
         return;
     }
@@ -651,6 +648,44 @@ static void plain_input(conn_t *c, const uint8_t *data, size_t n)
     }
 }
 
+/* Decrypted bytes: to the HTTP/2 session, or framed as MQTT. */
+static void tls_plaintext(conn_t *c, const uint8_t *data, size_t n)
+{
+    if (c->ext->http != NULL)
+        http__input(c, data, n); /* nghttp2 takes them all */
+    else
+        plain_input(c, data, n);
+}
+
+/* The handshake of c just finished. A connection of an HTTP listener
+ * speaks HTTP/2 only when ALPN chose "h2" (RFC 9113 sections 3.2, 3.3:
+ * over TLS, HTTP/2 is always negotiated by ALPN, never assumed): its
+ * HTTP/2 session starts now, before any application byte is read. One
+ * that negotiated nothing (it offered no ALPN: a client offering others
+ * was refused in the handshake, tls.c alpn_select) is closed with one
+ * line, counted as a TLS failure. Returns 0, or -1 when c was closed. */
+static int tls_established(conn_t *c)
+{
+    tls_t *t = c->ext->tls;
+    char d[96];
+    size_t n = 0;
+    const uint8_t *p = NULL;
+    tls__describe(t, d, sizeof d);
+    log_debug("TLS handshake with %s done: %s", conn__peer(c), d);
+    if (!conn__is_http(c)) return 0;
+    p = tls__alpn(t, &n);
+    if (p == NULL || n != 2 || memcmp(p, "h2", 2) != 0) {
+        CNT_INC(c->loop->b, tls_failed);
+        conn__close(c, 0, 0, "HTTP/2 over TLS needs ALPN \"h2\" (the client negotiated none)");
+        return -1;
+    }
+    if (http__open(c) != 0) {
+        conn__close(c, 0, 0, err_str(ERR_NOMEM));
+        return -1;
+    }
+    return 0;
+}
+
 /* The session failed: count it and close, logging the reason once. The
  * fatal alert OpenSSL made for the peer goes out first (conn__close
  * waits for it). */
@@ -662,7 +697,8 @@ static void tls_failed(conn_t *c)
 
 /* Ciphertext data[0..n) arrived (NULL, 0: only what the session kept when
  * c moved here): runs the handshake, decrypts into the shared buffer, up
- * to LOOP_READ_BUF bytes at a time, and processes the plaintext. Every
+ * to LOOP_READ_BUF bytes at a time, and processes the plaintext (MQTT
+ * framing, or the HTTP/2 session once ALPN chose "h2"). Every
  * byte fed is used before returning (the buffer is the loop's), even
  * while c is paused: the plaintext then waits in c->in, as on a plain
  * connection, bounded by one read. Stops when c closes or moves. */
@@ -679,12 +715,10 @@ static void tls_input(conn_t *c, const uint8_t *data, size_t n)
                (rc = tls__read(t, l->rbuf + got, LOOP_READ_BUF - got, &k)) == 0)
             got += k;
         if (!was_done && tls__handshake_done(t)) {
-            char d[96];
             was_done = 1;
-            tls__describe(t, d, sizeof d);
-            log_debug("TLS handshake with %s done: %s", conn__peer(c), d);
+            if (tls_established(c) != 0) break;
         }
-        if (got > 0) plain_input(c, l->rbuf, got);
+        if (got > 0) tls_plaintext(c, l->rbuf, got);
         if (rc == TLS_WANT_READ) break;
         /* rc == 0: the buffer filled up, more may wait decrypted */
     }
@@ -705,7 +739,7 @@ static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     } else if (n > 0 && c->state != CONN_CLOSING) {
         c->loop->bytes_in += (uint64_t)n; /* ciphertext, as read */
         tls_input(c, (const uint8_t *)buf->base, (size_t)n);
-        if (c->state == CONN_ACTIVE) pause_if_backed_up(c);
+        pause_if_backed_up(c); /* running connections only */
     }
 }
 
@@ -1027,15 +1061,21 @@ static int write_rest(conn_t *c, size_t done)
     return rc;
 }
 
-/* conn__flush for TLS: one pass over the pending batch into the loop's
- * ciphertext buffer, then one write of it: straight to the socket, which
- * usually takes it all (no memory of c's holds it afterwards), else the
- * rest with uv_write (write_rest). */
+/* conn__flush for TLS: one pass over the pending batch (for HTTP/2, after
+ * http__pull put its frames there) into the loop's ciphertext buffer,
+ * then one write of it: straight to the socket, which usually takes it
+ * all (no memory of c's holds it afterwards), else the rest with uv_write
+ * (write_rest). Once the ciphertext is written, here or in on_write,
+ * HTTP/2 hears of it (http__written). */
 static void flush_tls(conn_t *c)
 {
     loop_t *l = c->loop;
     int rc = 0;
     if (c->writing || c->handle_closing) return;
+    if (c->ext->http != NULL && c->state != CONN_CLOSING) {
+        http__pull(c); /* HTTP/2 frames into the batch; may close c */
+        if (c->handle_closing) return;
+    }
     if ((c->batch == NULL || c->batch->n == 0) && !tls__has_output(c->ext->tls)) {
         if (c->state == CONN_CLOSING) conn__close_handle(c);
         return;
@@ -1061,10 +1101,12 @@ static void flush_tls(conn_t *c)
         conn__close_handle(c);
     } else if (!c->writing) { /* all written, as on_write would finish */
         out_put(c);
-        if (c->state == CONN_CLOSING)
+        if (c->state == CONN_CLOSING) {
             conn__close_handle(c);
-        else
+        } else {
             resume_if_drained(c);
+            if (c->ext->http != NULL) http__written(c);
+        }
     }
 }
 

@@ -4,13 +4,15 @@
  *
  * The connection is an ordinary conn_t: conn.c reads, writes, flushes,
  * closes and frees it, and calls the hooks here (broker_int.h). Bytes in
- * go to nghttp2_session_mem_recv (http__input: from the socket today, from
- * TLS once it lands), whose callbacks build one http_stream_t per request
+ * go to nghttp2_session_mem_recv (http__input: from the socket for h2c,
+ * decrypted by conn.c for h2 over TLS, which opens the session only once
+ * ALPN chose "h2"), whose callbacks build one http_stream_t per request
  * and hand finished requests to http_api.c. Bytes out are pulled with
  * nghttp2_session_mem_send into the connection's out-batch by the flush
  * hook (http__pull), so everything a tick produces still leaves in one
- * write; a pull stops at HTTP_PULL_MAX unsent bytes, and what is not
- * pulled stays in nghttp2 and in the streams, where HTTP/2 flow control
+ * write (over TLS, one encryption pass of that batch); a pull stops at
+ * HTTP_PULL_MAX unsent bytes, and what is not pulled stays in nghttp2
+ * and in the streams, where HTTP/2 flow control
  * (the client's windows) decides when it may go. nghttp2 functions that
  * send are never called from inside an nghttp2 callback: a handler only
  * submits, and the next flush pulls.

@@ -23,7 +23,7 @@ typedef struct snap_s {
     uint64_t conns, http_conns, accepted, refused, closed;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, http_requests;
     uint64_t drop_qos0, drop_queue, drop_size, expired;
-    uint64_t malformed, too_large, protocol_error;
+    uint64_t malformed, too_large, protocol_error, tls_failed;
     uint64_t subs, retained, sessions, queued, inflight;
     store_stats_t st;
 } snap_t;
@@ -55,6 +55,7 @@ static void take(broker_t *b, snap_t *s)
     s->malformed = ld(&k->malformed);
     s->too_large = ld(&k->too_large);
     s->protocol_error = ld(&k->protocol_error);
+    s->tls_failed = ld(&k->tls_failed);
     for (unsigned i = 0; i < b->n_loops; i++) {
         loop_t *l = &b->loops[i];
         s->subs += atomic_load_explicit(&l->n_subs, memory_order_relaxed);
@@ -97,8 +98,9 @@ int http__stats_json(broker_t *b, char **out)
     add_obj(r, "dropped",
             (const char *const[]){"qos0", "queue_full", "too_large_for_client", "expired", NULL},
             (uint64_t[]){s.drop_qos0, s.drop_queue, s.drop_size, s.expired});
-    add_obj(r, "bad_input", (const char *const[]){"malformed", "too_large", "protocol_error", NULL},
-            (uint64_t[]){s.malformed, s.too_large, s.protocol_error});
+    add_obj(r, "bad_input",
+            (const char *const[]){"malformed", "too_large", "protocol_error", "tls_failed", NULL},
+            (uint64_t[]){s.malformed, s.too_large, s.protocol_error, s.tls_failed});
     cJSON_AddNumberToObject(r, "subscriptions", (double)s.subs);
     cJSON_AddNumberToObject(r, "retained", (double)s.retained);
     cJSON_AddNumberToObject(r, "sessions", (double)s.sessions);
@@ -198,6 +200,8 @@ int http__metrics_text(broker_t *b, http_buf_t *out)
         M("uvmq_malformed_total", "counter", "Malformed packets or frames.", malformed),
         M("uvmq_too_large_total", "counter", "Packets over max_packet_size.", too_large),
         M("uvmq_protocol_errors_total", "counter", "Protocol violations.", protocol_error),
+        M("uvmq_tls_failures_total", "counter",
+          "TLS connections closed by a failed handshake, a TLS error or no ALPN h2.", tls_failed),
         M("uvmq_subscriptions", "gauge", "Subscriptions (filter, subscriber).", subs),
         M("uvmq_retained_messages", "gauge", "Retained messages.", retained),
         M("uvmq_sessions", "gauge", "MQTT sessions, online or not.", sessions),

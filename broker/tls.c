@@ -43,6 +43,8 @@ struct tls_ctx_s {
     SSL_CTX *ssl_ctx;
     atomic_uint refs;
     uint8_t identity_as_username;
+    uint8_t alpn_required; /* a client offering ALPN without one of ours
+                              fails the handshake (HTTP/2 listeners) */
     uint8_t alpn_len;
     uint8_t alpn[ALPN_MAX]; /* protocols we accept, wire format */
 };
@@ -64,6 +66,7 @@ struct tls_s {
     unsigned want_shutdown : 1;
     unsigned shutdown_sent : 1;
     unsigned active : 1; /* used since the last tls__sweep */
+    unsigned alpn_refused : 1; /* alpn_select refused the client's list */
 };
 
 static _Thread_local char last_error[256];
@@ -101,6 +104,11 @@ static int fail(tls_t *t)
 {
     t->failed = 1;
     note_failure(t->ssl, SSL_is_init_finished(t->ssl) ? "TLS error: " : "TLS handshake failed: ");
+    if (t->alpn_refused) /* say which protocol the client did not offer */
+        snprintf(last_error, sizeof last_error,
+                 "TLS handshake failed: no application protocol (the client's ALPN list "
+                 "lacks \"%.*s\")",
+                 t->ctx->alpn[0], (const char *)t->ctx->alpn + 1);
     return ERR_TLS;
 }
 
@@ -193,17 +201,24 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
-/* Picks our first protocol the client offers; without one, goes on
- * without ALPN (a client that insists will end the handshake itself). */
+/* Picks our first protocol the client offers. Without one: an MQTT
+ * listener goes on without ALPN (a client that insists will end the
+ * handshake itself); an HTTP/2 one (alpn_required) answers with the fatal
+ * no_application_protocol alert, as RFC 7301 section 3.2 says a server
+ * supporting none of the client's protocols does. A client that offers no
+ * ALPN at all is not seen here (conn.c checks tls__alpn after the
+ * handshake). */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned inlen, void *arg)
 {
     tls_ctx_t *c = arg;
     unsigned char *sel = NULL;
-    (void)ssl;
     if (c->alpn_len == 0 || SSL_select_next_proto(&sel, outlen, c->alpn, c->alpn_len, in, inlen) !=
-                                OPENSSL_NPN_NEGOTIATED)
-        return SSL_TLSEXT_ERR_NOACK;
+                                OPENSSL_NPN_NEGOTIATED) {
+        if (!c->alpn_required) return SSL_TLSEXT_ERR_NOACK;
+        ((tls_t *)BIO_get_data(SSL_get_rbio(ssl)))->alpn_refused = 1;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
     *out = sel; /* points into c->alpn, which outlives the handshake */
     return SSL_TLSEXT_ERR_OK;
 }
@@ -318,9 +333,12 @@ int tls__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const char *alpn, 
 int tls__ctx_create_for(tls_ctx_t **out, const tls_config_t *cfg, int kind, char *err,
                         size_t errlen)
 {
-    if (kind == LISTENER_HTTP)
-        return tls__ctx_create(out, cfg, TLS_ALPN_H2, sizeof TLS_ALPN_H2 - 1, err, errlen);
-    return tls__ctx_create(out, cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, err, errlen);
+    int rc;
+    if (kind != LISTENER_HTTP)
+        return tls__ctx_create(out, cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, err, errlen);
+    rc = tls__ctx_create(out, cfg, TLS_ALPN_H2, sizeof TLS_ALPN_H2 - 1, err, errlen);
+    if (rc == 0) (*out)->alpn_required = 1; /* HTTP/2 over TLS is h2 or nothing */
+    return rc;
 }
 
 tls_ctx_t *tls__ctx_retain(tls_ctx_t *c)

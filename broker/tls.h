@@ -69,7 +69,9 @@ typedef struct tls_pass_s {
 int tls__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const char *alpn, size_t alpn_len,
                     char *err, size_t errlen) __attribute__((warn_unused_result));
 /* tls__ctx_create with the ALPN list of a listener of kind (enum
- * listener_kind): "mqtt" for MQTT, "h2" for HTTP. */
+ * listener_kind): "mqtt" for MQTT; "h2" for HTTP, where a client offering
+ * ALPN without "h2" fails the handshake (no_application_protocol alert,
+ * RFC 7301 section 3.2; tls__strerror says so). */
 int tls__ctx_create_for(tls_ctx_t **out, const tls_config_t *cfg, int kind, char *err,
                         size_t errlen) __attribute__((warn_unused_result));
 /* Takes one more reference (any thread); returns c. */

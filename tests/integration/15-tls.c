@@ -203,17 +203,6 @@ static void witness_receives(th_ctx_t *t, th_mosq_t *w, int n)
     th_mosq_close(&pub);
 }
 
-/* The log from `from` holds needle exactly once. */
-static void logged_once(th_ctx_t *t, size_t from, const char *needle)
-{
-    if (!th_broker_wait_log(t->broker, from, needle, TH_WAIT_MS))
-        fail_msg("no \"%s\" in the broker log", needle);
-    char *log = th_broker_log(t->broker, from);
-    int n = th_count(log, needle);
-    free(log);
-    if (n != 1) fail_msg("\"%s\" logged %d times, expected once", needle, n);
-}
-
 static void plaintext_on_a_tls_port_is_closed_and_logged_once(th_ctx_t *t)
 {
     th_mosq_t w;
@@ -227,7 +216,8 @@ static void plaintext_on_a_tls_port_is_closed_and_logged_once(th_ctx_t *t)
     th_send(fd, pkt, n);
     th_expect_closed(fd, TH_WAIT_MS); /* not one byte back */
     th_close(fd);
-    logged_once(t, from, "not a TLS handshake (first byte 0x10: plaintext on a TLS port?)");
+    th_broker_logged_once(t->broker, from,
+                          "not a TLS handshake (first byte 0x10: plaintext on a TLS port?)");
     witness_receives(t, &w, 1);
     th_mosq_close(&w);
 }
@@ -240,14 +230,16 @@ static void bad_client_certificates_are_refused_and_others_go_on(th_ctx_t *t)
     size_t from = th_broker_log_size(t->broker);
     assert_int_equal(th_mosq_try_open(&c, t->broker->port3, "no-cert", 4, true, &none, NULL), -1);
     th_mosq_close(&c);
-    logged_once(t, from, "TLS handshake failed: peer did not return a certificate");
+    th_broker_logged_once(t->broker, from,
+                          "TLS handshake failed: peer did not return a certificate");
     assert_int_equal(th_mosq_try_open(&c, t->broker->port3, "expired", 4, true, &expired, NULL),
                      -1);
     th_mosq_close(&c);
-    logged_once(t, from, "certificate verify failed (certificate has expired)");
+    th_broker_logged_once(t->broker, from, "certificate verify failed (certificate has expired)");
     assert_int_equal(th_mosq_try_open(&c, t->broker->port3, "rogue", 4, true, &rogue, NULL), -1);
     th_mosq_close(&c);
-    logged_once(t, from, "certificate verify failed (unable to get local issuer certificate)");
+    th_broker_logged_once(t->broker, from,
+                          "certificate verify failed (unable to get local issuer certificate)");
     witness_receives(t, &w, 1);
     /* The failures are counted once each in the stop line. */
     th_mosq_close(&w);
@@ -264,8 +256,8 @@ static void the_certificate_cn_becomes_the_user_name(th_ctx_t *t)
     /* The CONNECT names another user; the certificate wins. */
     assert_int_equal(th_mosq_try_open(&c, t->broker->port3, "cn-user", 4, true, &mtls, "mallory"),
                      0);
-    logged_once(t, from, "client cn-user (127.0.0.1:");
-    logged_once(t, from, "): user name \"tls-user\" from its certificate");
+    th_broker_logged_once(t->broker, from, "client cn-user (127.0.0.1:");
+    th_broker_logged_once(t->broker, from, "): user name \"tls-user\" from its certificate");
     char *log = th_broker_log(t->broker, from);
     assert_null(strstr(log, "mallory"));
     free(log);
@@ -283,8 +275,8 @@ static void without_a_usable_certificate_cn_a_client_is_not_authorized(th_ctx_t 
     assert_int_equal(th_mosq_try_open(&c, t->broker->port2, "nocn", 5, true, &nocn, NULL),
                      0x87); /* v5 Not authorized */
     th_mosq_close(&c);
-    logged_once(t, from, "client anon (");
-    logged_once(t, from, "client nocn (");
+    th_broker_logged_once(t->broker, from, "client anon (");
+    th_broker_logged_once(t->broker, from, "client nocn (");
     char *log = th_broker_log(t->broker, from);
     assert_int_equal(th_count(log, "no usable common name in its certificate (not found): "
                                    "not authorized"),
@@ -308,7 +300,7 @@ static void sighup_reloads_the_certificate_and_keeps_connections(th_ctx_t *t)
     assert_int_equal(pki_issue(g_pki, "ca", "reload", "second", PKI_SERVER, -1, 30), 0);
     size_t from = th_broker_log_size(t->broker);
     th_broker_signal(t->broker, SIGHUP);
-    logged_once(t, from, "(mqtt, tls): certificates reloaded from");
+    th_broker_logged_once(t->broker, from, "(mqtt, tls): certificates reloaded from");
     assert_int_equal(th_tls_server_cn(p2, PATH("ca", "crt"), cn, sizeof cn), 0);
     assert_string_equal(cn, "second");
     /* Bad files: one error line, the old context stays. */
@@ -318,8 +310,9 @@ static void sighup_reloads_the_certificate_and_keeps_connections(th_ctx_t *t)
     fclose(f);
     from = th_broker_log_size(t->broker);
     th_broker_signal(t->broker, SIGHUP);
-    logged_once(t, from, "cannot reload certificates: key: cannot use the private key in");
-    logged_once(t, from, "keeping the old ones");
+    th_broker_logged_once(t->broker, from,
+                          "cannot reload certificates: key: cannot use the private key in");
+    th_broker_logged_once(t->broker, from, "keeping the old ones");
     assert_int_equal(th_tls_server_cn(p2, PATH("ca", "crt"), cn, sizeof cn), 0);
     assert_string_equal(cn, "second");
     /* The subscriber from before both reloads is still served. */

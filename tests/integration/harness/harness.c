@@ -521,6 +521,17 @@ bool th_broker_wait_log(const th_broker_t *b, size_t from, const char *needle,
     return found;
 }
 
+/* The log after `from` holds needle once; see harness.h. */
+void th_broker_logged_once(const th_broker_t *b, size_t from, const char *needle)
+{
+    if (!th_broker_wait_log(b, from, needle, TH_WAIT_MS))
+        th_fail("no \"%s\" in the broker log", needle);
+    char *log = th_broker_log(b, from);
+    int n = th_count(log, needle);
+    free(log);
+    if (n != 1) th_fail("\"%s\" logged %d times, expected once", needle, n);
+}
+
 /* Path inside the data dir; see harness.h. */
 void th_broker_data_path(const th_broker_t *b, const char *name, char *out,
                          size_t cap)

@@ -165,6 +165,11 @@ char *th_broker_log(const th_broker_t *b, size_t from);
 bool th_broker_wait_log(const th_broker_t *b, size_t from,
                         const char *needle, int timeout_ms);
 
+/* Waits (TH_WAIT_MS) until the log after offset `from` contains needle,
+ * then fails the test unless it holds needle exactly once: a failure
+ * that must be logged once, not per retry or per step. */
+void th_broker_logged_once(const th_broker_t *b, size_t from, const char *needle);
+
 /* Writes "<temp dir>/data/<name>" (name "" gives the data dir itself)
  * into out[0..cap); fails the test if it does not fit. */
 void th_broker_data_path(const th_broker_t *b, const char *name, char *out,

@@ -116,6 +116,58 @@ static void a_client_offering_other_protocols_goes_on_without_alpn(void **state)
     pair_close(&p);
 }
 
+/* A pair whose server has an HTTP listener's context (ALPN "h2" only,
+ * required), the client offering alpn; then the handshake. 0 or -1. */
+static int pair_open_http(pair_t *p, const char *alpn)
+{
+    char cert[256], key[256], err[400];
+    tls_config_t cfg = {.cert = cert, .key = key, .min_version = TLS_MIN_1_2};
+    snprintf(cert, sizeof cert, "%s/server.crt", g_dir);
+    snprintf(key, sizeof key, "%s/server.key", g_dir);
+    if (pair_start(p, g_dir, NULL, alpn) != 0) return -1;
+    tls__destroy(p->srv);
+    tls__ctx_release(&p->sctx);
+    assert_int_equal(tls__ctx_create_for(&p->sctx, &cfg, LISTENER_HTTP, err, sizeof err), 0);
+    p->srv = tls__create(p->sctx);
+    return pair_handshake(p);
+}
+
+static void an_http_context_selects_h2(void **state)
+{
+    pair_t p;
+    size_t len = 0;
+    const uint8_t *proto;
+    (void)state;
+    assert_int_equal(pair_open_http(&p, "\x08http/1.1\x02h2"), 0);
+    proto = tls__alpn(p.srv, &len);
+    assert_non_null(proto);
+    assert_int_equal(len, 2);
+    assert_memory_equal(proto, "h2", 2);
+    pair_close(&p);
+}
+
+static void an_http_context_refuses_a_client_whose_alpn_lacks_h2(void **state)
+{
+    pair_t p;
+    (void)state;
+    assert_int_equal(pair_open_http(&p, "\x08http/1.1"), -1);
+    assert_string_equal(tls__strerror(), "TLS handshake failed: no application protocol (the "
+                                         "client's ALPN list lacks \"h2\")");
+    assert_true(tls__has_output(p.srv)); /* the alert for the client */
+    pair_close(&p);
+}
+
+static void an_http_context_lets_a_client_without_alpn_finish_unselected(void **state)
+{
+    pair_t p;
+    size_t len = 1;
+    (void)state;
+    assert_int_equal(pair_open_http(&p, NULL), 0); /* conn.c then closes it */
+    assert_null(tls__alpn(p.srv, &len));
+    assert_int_equal(len, 0);
+    pair_close(&p);
+}
+
 static void small_pieces_are_gathered_into_one_record(void **state)
 {
     pair_t *p = *state;
@@ -510,6 +562,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(handshake_completes_and_selects_alpn_mqtt),
         cmocka_unit_test(a_client_offering_other_protocols_goes_on_without_alpn),
+        cmocka_unit_test(an_http_context_selects_h2),
+        cmocka_unit_test(an_http_context_refuses_a_client_whose_alpn_lacks_h2),
+        cmocka_unit_test(an_http_context_lets_a_client_without_alpn_finish_unselected),
         T(small_pieces_are_gathered_into_one_record),
         T(small_pieces_fill_records_of_16_kib),
         T(a_large_piece_is_encrypted_in_place_after_the_staged_ones),
