@@ -1,24 +1,31 @@
 #!/bin/bash
 # bench/h2.sh - the HTTP/2 API under h2load, next to h2o in the same run.
 #
-# For each body size (3 B, 16 KiB, 64 KiB): h2load -c100 -m32 POSTs that
-# body to uvmq's POST /v1/publish/bench/x (QoS 0, no subscriber: the
-# request, the routing and the 204), then GETs a static file of the same
-# size from h2o (the Debian package, a temp config on a free loopback
-# port). Both are h2c with prior knowledge, both servers run one worker
-# thread pinned to CPU 0, h2load runs one thread pinned to CPU 1. Prints
-# a table: req/s of both and uvmq / h2o. The TLS half (h2 over TLS) comes
-# with the TLS listeners.
+# For each transport (h2c with prior knowledge, then h2 over TLS) and each
+# body size (3 B, 16 KiB, 64 KiB): h2load -c100 -m32 POSTs that body to
+# uvmq's POST /v1/publish/bench/x (QoS 0, no subscriber: the request, the
+# routing and the 204), then GETs a static file of the same size from h2o
+# (the Debian package, a temp config on free loopback ports). Over TLS
+# both servers have the same certificate (EC P-256, made with the openssl
+# CLI, bench/certs.bash); h2load negotiates h2 by ALPN and offers only
+# the TLS 1.3 suite TLS13_SUITE, so both servers do the same cipher work
+# (left alone, uvmq prefers AES-256-GCM and h2o follows the client's
+# AES-128-GCM); the table notes what each negotiated.
+# Both servers run one worker thread pinned to CPU 0, h2load runs one
+# thread pinned to CPU 1. Prints a table per transport: req/s of both and
+# uvmq / h2o.
 #
 # Environment: DURATION (seconds measured per run, 5), WARMUP (1), SIZES
-# ("3 16384 65536"), CLIENTS (100), STREAMS (32), UVMQ, SKIP_BUILD.
-# Installs h2o and nghttp2-client (h2load) if missing
-# (scripts/install-deps.sh --bench).
+# ("3 16384 65536"), TRANSPORTS ("h2c tls"), TLS13_SUITE
+# (TLS_AES_128_GCM_SHA256), CLIENTS (100), STREAMS (32), UVMQ, SKIP_BUILD. Installs h2o, nghttp2-client (h2load) and openssl if
+# missing (scripts/install-deps.sh --bench).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 SIZES=${SIZES:-"3 16384 65536"}
+TRANSPORTS=${TRANSPORTS:-"h2c tls"}
+TLS13_SUITE=${TLS13_SUITE:-TLS_AES_128_GCM_SHA256}
 CLIENTS=${CLIENTS:-100}
 STREAMS=${STREAMS:-32}
 UVMQ=${UVMQ:-build/uvmq}
@@ -40,6 +47,9 @@ say() { echo "h2.sh: $*" >&2; }
 command -v h2load >/dev/null || { say "needs h2load (nghttp2-client)"; exit 1; }
 H2O=$(command -v h2o || echo /usr/sbin/h2o)
 [ -x "$H2O" ] || { say "needs h2o"; exit 1; }
+command -v openssl >/dev/null || { say "needs openssl"; exit 1; }
+. bench/certs.bash
+make_certs "$TMP" || { say "openssl could not make the certificates"; exit 1; }
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -56,12 +66,18 @@ wait_port() {
 }
 
 # h2load_rps ARGS...: runs h2load pinned to CPU 1; prints req/s (or 0 when
-# any request failed or h2load did not finish).
+# any request failed or h2load did not finish). Over TLS, the first run
+# against each server notes its protocol and cipher in $TMP/cipher.*.
 h2load_rps() {
     local out="$TMP/h2load.$RANDOM"
     timeout $((DURATION + WARMUP + 60)) taskset -c 1 h2load -t1 -c"$CLIENTS" -m"$STREAMS" \
         -D "$DURATION" --warm-up-time="$WARMUP" "$@" >"$out" 2>&1
-    local rps failed
+    local rps failed server=${*: -1}
+    server=${server#https://}
+    server=${server%%/*}
+    grep -q '^TLS Protocol:' "$out" && [ ! -e "$TMP/cipher.$server" ] &&
+        sed -n 's/^TLS Protocol: \(.*\)/\1/p; s/^Cipher: \(.*\)/\1/p' "$out" | tr '\n' ' ' \
+            >"$TMP/cipher.$server"
     rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$out")
     failed=$(sed -n 's/^requests: .* \([0-9]*\) failed.*/\1/p' "$out")
     if [ -z "$rps" ] || [ "${failed:-1}" != 0 ]; then
@@ -73,17 +89,24 @@ h2load_rps() {
     fi
 }
 
-# uvmq: one worker loop on CPU 0, HTTP/2 on a free port.
+# uvmq: one worker loop on CPU 0; h2c on a free port, h2 over TLS on
+# another (a listener of type http with tls).
 UPORT=$(free_port)
 HPORT=$(free_port)
+HTPORT=$(free_port)
 mkdir -p "$TMP/uvmq"
+printf '{"listeners": [{"type": "http", "port": %s, "tls": {"cert": "%s", "key": "%s"}}]}\n' \
+    "$HTPORT" "$TMP/server.crt" "$TMP/server.key" >"$TMP/uvmq.json"
 taskset -c 0 "$UVMQ" -p "$UPORT" --http-port "$HPORT" --threads 1 --data-dir "$TMP/uvmq" \
-    >"$TMP/uvmq.log" 2>&1 &
+    -c "$TMP/uvmq.json" >"$TMP/uvmq.log" 2>&1 &
 PIDS+=("$!")
-wait_port "$HPORT" || { say "uvmq did not start"; cat "$TMP/uvmq.log" >&2; exit 1; }
+# The MQTT port opens last: once it accepts, the others do too.
+wait_port "$UPORT" || { say "uvmq did not start"; cat "$TMP/uvmq.log" >&2; exit 1; }
 
-# h2o: a static directory holding one file per size, one thread on CPU 0.
+# h2o: a static directory holding one file per size, one thread on CPU 0;
+# h2c on OPORT, h2 over TLS on OTPORT.
 OPORT=$(free_port)
+OTPORT=$(free_port)
 mkdir -p "$TMP/www"
 for s in $SIZES; do head -c "$s" /dev/urandom >"$TMP/www/body-$s"; done
 # As root h2o would switch to "nobody", who cannot read $TMP: stay root.
@@ -94,6 +117,12 @@ $user_line
 listen:
   host: 127.0.0.1
   port: $OPORT
+listen:
+  host: 127.0.0.1
+  port: $OTPORT
+  ssl:
+    certificate-file: $TMP/server.crt
+    key-file: $TMP/server.key
 num-threads: 1
 error-log: $TMP/h2o-error.log
 hosts:
@@ -104,13 +133,29 @@ hosts:
 EOF
 taskset -c 0 "$H2O" -c "$TMP/h2o.conf" >"$TMP/h2o.out" 2>&1 &
 PIDS+=("$!")
-wait_port "$OPORT" || { say "h2o did not start"; cat "$TMP/h2o.out" "$TMP/h2o-error.log" >&2; exit 1; }
+for p in "$OPORT" "$OTPORT"; do
+    wait_port "$p" || { say "h2o did not start"; cat "$TMP/h2o.out" "$TMP/h2o-error.log" >&2; exit 1; }
+done
 
 say "h2load -c$CLIENTS -m$STREAMS, ${DURATION}s per run after ${WARMUP}s warm-up"
-printf '%-10s %14s %14s %8s\n' "body" "uvmq req/s" "h2o req/s" "ratio"
-for s in $SIZES; do
-    u=$(h2load_rps -d "$TMP/www/body-$s" "http://127.0.0.1:$HPORT/v1/publish/bench/x")
-    o=$(h2load_rps "http://127.0.0.1:$OPORT/body-$s")
-    ratio=$(awk -v u="$u" -v o="$o" 'BEGIN { if (o > 0) printf "%.2f", u / o; else print "-" }')
-    printf '%-10s %14.0f %14.0f %8s\n' "$s B" "$u" "$o" "$ratio"
+for tr in $TRANSPORTS; do
+    if [ "$tr" = tls ]; then
+        ubase="https://127.0.0.1:$HTPORT" obase="https://127.0.0.1:$OTPORT"
+        suite=(--tls13-ciphers="$TLS13_SUITE")
+    else
+        ubase="http://127.0.0.1:$HPORT" obase="http://127.0.0.1:$OPORT"
+        suite=()
+    fi
+    echo "$tr:"
+    printf '%-10s %14s %14s %8s\n' "body" "uvmq req/s" "h2o req/s" "ratio"
+    for s in $SIZES; do
+        u=$(h2load_rps "${suite[@]}" -d "$TMP/www/body-$s" "$ubase/v1/publish/bench/x")
+        o=$(h2load_rps "${suite[@]}" "$obase/body-$s")
+        ratio=$(awk -v u="$u" -v o="$o" 'BEGIN { if (o > 0) printf "%.2f", u / o; else print "-" }')
+        printf '%-10s %14.0f %14.0f %8s\n' "$s B" "$u" "$o" "$ratio"
+    done
+    if [ "$tr" = tls ]; then
+        echo "  uvmq: $(cat "$TMP/cipher.127.0.0.1:$HTPORT" 2>/dev/null)"
+        echo "  h2o:  $(cat "$TMP/cipher.127.0.0.1:$OTPORT" 2>/dev/null)"
+    fi
 done

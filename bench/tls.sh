@@ -53,17 +53,8 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
-# A CA and a server certificate (EC P-256) for 127.0.0.1 in $TMP.
-make_certs() {
-    local ec=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
-    openssl req -x509 "${ec[@]}" -keyout "$TMP/ca.key" -out "$TMP/ca.crt" -days 2 \
-        -subj "/CN=uvmq bench CA" 2>/dev/null &&
-    openssl req "${ec[@]}" -keyout "$TMP/server.key" -out "$TMP/server.csr" \
-        -subj "/CN=localhost" 2>/dev/null &&
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$TMP/san.ext" &&
-    openssl x509 -req -in "$TMP/server.csr" -CA "$TMP/ca.crt" -CAkey "$TMP/ca.key" \
-        -CAcreateserial -out "$TMP/server.crt" -days 2 -extfile "$TMP/san.ext" 2>/dev/null
-}
+# make_certs DIR: a CA and a server certificate for 127.0.0.1.
+. bench/certs.bash
 
 # True while PID exists and is not a zombie (kill -0 says yes to those).
 alive() {
@@ -143,7 +134,7 @@ run() {
         "\(.latency_us.p99) us, lost \(.lost)" end)' <<<"$(tail -n 1 "$TMP/runs.jsonl")" >&2
 }
 
-make_certs || die "openssl could not make the certificates"
+make_certs "$TMP" || die "openssl could not make the certificates"
 : >"$TMP/runs.jsonl"
 for r in $(seq 1 "$ROUNDS"); do
     for sc in $SCENARIOS; do
