@@ -3,7 +3,7 @@
  * and no event loop in sight: ciphertext comes in as bytes the caller read,
  * plaintext goes out into the caller's buffer, and what OpenSSL wants to
  * send is appended to a byte array the caller then writes. MQTT
- * connections (conn.c) use it today; HTTP/2 connections use the same calls.
+ * and HTTP/2 connections (conn.c) use the same calls.
  *
  * Broker-internal (hence tls__): listener.c makes one tls_ctx_t per TLS
  * listener (and a new one on SIGHUP), each connection gets a tls_t.
