@@ -170,6 +170,8 @@ typedef struct inflight_s {
     size_t count;           /* slots in use */
     size_t max;             /* window size (Receive Maximum / max_inflight) */
     uint16_t next_id;       /* last packet id handed out */
+    uint32_t displaced;     /* used slots not in their home slot (in
+                               what was padding) */
     uint64_t next_seq;
     /* inbound QoS 2: packet ids whose PUBREC was sent, PUBREL not yet seen */
     uint16_t *in_ids;

@@ -38,6 +38,18 @@ static uint16_t add(inflight_t *f, msg_t *m, uint8_t qos)
     return id;
 }
 
+/* Slots whose member is not in its home slot: f->displaced must agree
+ * (remove_at and next_free_id rely on it). */
+static size_t count_displaced(const inflight_t *f)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->cap; i++) {
+        if (f->slots[i].state != INFLIGHT_FREE)
+            n += i != (f->slots[i].packet_id & (f->cap - 1));
+    }
+    return n;
+}
+
 static void inflight_allocates_no_table_until_the_first_add(void **state)
 {
     inflight_t f;
@@ -273,6 +285,45 @@ static void inflight_restore_keeps_ids_states_and_order_past_the_window(void **s
     msg_pool_drain();
 }
 
+/* Restored ids that share a home slot (1, 17, 33 in a 16-slot table) are
+ * displaced; removals shift them home and new ids avoid taken homes, so
+ * the table returns to the no-displacement steady state. */
+static void inflight_displaced_members_shift_home(void **state)
+{
+    inflight_t f;
+    msg_t *m = shared_msg();
+    static const uint16_t ids[] = {1, 17, 33};
+    inflight_init(&f, 8);
+    for (int i = 0; i < 3; i++) {
+        queue_entry_t e = { .m = msg_retain(m), .qos = 1 };
+        assert_int_equal(inflight_restore(&f, ids[i], INFLIGHT_WAIT_PUBACK, &e), 0);
+    }
+    assert_int_equal(f.cap, 16);
+    assert_int_equal(f.displaced, 2);
+    assert_int_equal(f.displaced, count_displaced(&f));
+    assert_int_equal(add(&f, m, 1), 34); /* after the highest restored */
+    assert_int_equal(f.displaced, count_displaced(&f));
+    assert_int_equal(inflight_complete(&f, 1, PKT_PUBACK), 0);
+    assert_int_equal(f.displaced, count_displaced(&f));
+    assert_non_null(inflight_get(&f, 17));
+    assert_non_null(inflight_get(&f, 33));
+    assert_int_equal(inflight_complete(&f, 17, PKT_PUBACK), 0);
+    assert_int_equal(f.displaced, 0);
+    assert_non_null(inflight_get(&f, 33));
+    /* 33 and 34 are home (slots 1, 2) now: ids 49 and 50 are skipped */
+    f.next_id = 48;
+    assert_int_equal(add(&f, m, 1), 51);
+    assert_int_equal(f.displaced, 0);
+    assert_int_equal(inflight_complete(&f, 33, PKT_PUBACK), 0);
+    assert_int_equal(inflight_complete(&f, 34, PKT_PUBACK), 0);
+    assert_int_equal(inflight_complete(&f, 51, PKT_PUBACK), 0);
+    assert_int_equal(f.count, 0);
+    inflight_dispose(&f);
+    assert_int_equal(atomic_load(&m->refs), 1);
+    msg_release(&m);
+    msg_pool_drain();
+}
+
 static void inflight_inbound_qos2_set_dedups_and_limits(void **state)
 {
     inflight_t f;
@@ -320,6 +371,7 @@ static void check_consistent(inflight_t *f, model_t *md, msg_t *m)
 {
     size_t used = 0;
     assert_int_equal(f->count, (size_t)md->n_live);
+    assert_int_equal(f->displaced, count_displaced(f));
     for (size_t i = 0; i < f->cap; i++) {
         if (f->slots[i].state == INFLIGHT_FREE) continue;
         used++;
@@ -426,6 +478,7 @@ int main(void)
         cmocka_unit_test(inflight_qos2_goes_pubrec_then_pubcomp),
         cmocka_unit_test(inflight_foreach_visits_in_send_order_after_deletions),
         cmocka_unit_test(inflight_restore_keeps_ids_states_and_order_past_the_window),
+        cmocka_unit_test(inflight_displaced_members_shift_home),
         cmocka_unit_test(inflight_inbound_qos2_set_dedups_and_limits),
         cmocka_unit_test(inflight_stays_consistent_over_many_cycles),
     };
