@@ -47,7 +47,7 @@ void broker_config_init(broker_config_t *c)
     c->threads = 0;
     c->allow_anonymous = -1;
     c->max_packet_size = 16u * 1024 * 1024;
-    c->max_inflight = 64;
+    c->max_inflight = 256;
     c->max_queued_messages = 1000;
     c->max_queued_bytes = 64u * 1024 * 1024;
     c->max_out_bytes = 8u * 1024 * 1024;

@@ -112,7 +112,7 @@ static void config_defaults_match_broker_h(void **state)
     assert_int_equal(c->threads, 0);
     assert_int_equal(c->allow_anonymous, -1);
     assert_int_equal(c->max_packet_size, 16777216);
-    assert_int_equal(c->max_inflight, 64);
+    assert_int_equal(c->max_inflight, 256);
     assert_int_equal(c->max_queued_messages, 1000);
     assert_int_equal(c->max_queued_bytes, 67108864);
     assert_int_equal(c->max_out_bytes, 8388608);
