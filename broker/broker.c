@@ -198,6 +198,59 @@ fail_store:
     return rc;
 }
 
+static uint64_t ld(atomic_uint_fast64_t *v)
+{
+    return (uint64_t)atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* The per-loop figures each loop publishes (atomics) and the counters a
+ * loop folds at the end of its ticks (broker_counters_t). */
+static void stats_counters(broker_t *b, broker_stats_t *s)
+{
+    broker_counters_t *k = &b->cnt;
+    s->accepted = ld(&k->accepted);
+    s->refused = ld(&k->refused);
+    s->closed = ld(&k->closed);
+    s->msgs_in = ld(&k->msgs_in);
+    s->msgs_out = ld(&k->msgs_out);
+    s->bytes_in = ld(&k->bytes_in);
+    s->bytes_out = ld(&k->bytes_out);
+    s->http_requests = ld(&k->http_requests);
+    s->pkts_in = ld(&k->pkts_in);
+    s->pkts_out = ld(&k->pkts_out) + s->msgs_out;
+    s->connects = ld(&k->connects);
+    s->drop_qos0 = ld(&k->dropped_qos0);
+    s->drop_queue = ld(&k->dropped_queue);
+    s->drop_size = ld(&k->dropped_size);
+    s->expired = ld(&k->expired);
+    s->malformed = ld(&k->malformed);
+    s->too_large = ld(&k->too_large);
+    s->protocol_error = ld(&k->protocol_error);
+    s->tls_failed = ld(&k->tls_failed);
+    s->sess_expired = ld(&k->sess_expired);
+}
+
+void broker__stats(broker_t *b, broker_stats_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->uptime_s = (uv_hrtime() / 1000000 - b->started_ms) / 1000;
+    s->conns = atomic_load_explicit(&b->n_conns, memory_order_relaxed);
+    s->http_conns = atomic_load_explicit(&b->n_http, memory_order_relaxed);
+    stats_counters(b, s);
+    for (unsigned i = 0; i < b->n_loops; i++) {
+        loop_t *l = &b->loops[i];
+        s->subs += atomic_load_explicit(&l->n_subs, memory_order_relaxed);
+        s->queued += atomic_load_explicit(&l->queued, memory_order_relaxed);
+        s->inflight += atomic_load_explicit(&l->inflight, memory_order_relaxed);
+        s->online += atomic_load_explicit(&l->online, memory_order_relaxed);
+    }
+    pthread_mutex_lock(&b->retained_lock);
+    s->retained = router_retained_count(b->retained);
+    pthread_mutex_unlock(&b->retained_lock);
+    s->sessions = sess__count(&b->sessions);
+    if (b->store != NULL) store_stats(b->store, &s->st);
+}
+
 /* Counter value for the stop line. */
 static unsigned long long cnt(atomic_uint_fast64_t *v)
 {

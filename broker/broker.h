@@ -102,6 +102,9 @@ typedef struct broker_config_s {
     uint64_t max_db_bytes;        /* "max_db_bytes": database size cap;
                                      commits past it fail (negative acks);
                                      0 = none (default) */
+    uint32_t sys_interval;        /* "sys_interval": seconds between $SYS
+                                     statistics updates, 10; 0 = none
+                                     (docs/sys.md) */
     int log_level;                /* "log_level": "error"|"warn"|"info"|
                                      "debug" (enum log_level); -v = debug */
     listener_config_t *listeners; /* "listeners": more listeners (TLS, other

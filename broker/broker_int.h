@@ -80,6 +80,11 @@ typedef struct broker_counters_s {
     atomic_uint_fast64_t http_requests; /* HTTP/2 requests answered */
     atomic_uint_fast64_t tls_failed;    /* TLS connections closed by a failed
                                            handshake or a TLS error */
+    atomic_uint_fast64_t pkts_in;       /* MQTT packets received, any type */
+    atomic_uint_fast64_t pkts_out;      /* MQTT packets other than PUBLISH
+                                           sent (msgs_out counts those) */
+    atomic_uint_fast64_t connects;      /* CONNECT packets received */
+    atomic_uint_fast64_t sess_expired;  /* offline sessions ended by expiry */
 } broker_counters_t;
 
 #define CNT_INC(b, field) \
@@ -425,9 +430,14 @@ struct loop_s {
                              b->cnt (one atomic add per tick, not per
                              delivery) */
     uint64_t bytes_in, bytes_out; /* the same for bytes read and written */
+    uint64_t pkts_in, pkts_out, connects; /* the same for MQTT packets in,
+                                     control packets out, CONNECTs in */
     atomic_size_t queued; /* QoS 1/2 messages in the queues of l's
                              sessions, at the last sweep (stats) */
     atomic_size_t inflight; /* sent and not yet acknowledged, the same */
+    atomic_size_t online; /* l's sessions with a connection, the same */
+    struct sys_s *sys;    /* the $SYS publisher (sys.c): loop 0 only, and
+                             only when sys_interval is not 0; else NULL */
     /* Small QoS 0 PUBLISH packets shared by fan-outs (chunk.c). */
     pkt_chunk_t *chunk[MSG_VARIANTS]; /* current chunk per variant */
     pkt_chunk_t *free_chunks; /* released chunks kept for reuse */
@@ -517,6 +527,40 @@ struct broker_s {
     uint64_t last_refuse_log; /* uv_now ms; rate limit for refusals */
     uint64_t refused_since_log;
 };
+
+/* ---- broker.c ---- */
+
+/* One snapshot of everything the statistics report: GET /v1/stats and
+ * /metrics (http_stats.c) and $SYS (sys.c). Counters are totals since the
+ * start; queue, inflight and online are as of each loop's last 1 s sweep. */
+typedef struct broker_stats_s {
+    uint64_t uptime_s;
+    uint64_t conns, http_conns, accepted, refused, closed;
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out, http_requests;
+    uint64_t pkts_in, pkts_out, connects; /* pkts_out: PUBLISH included */
+    uint64_t drop_qos0, drop_queue, drop_size, expired;
+    uint64_t malformed, too_large, protocol_error, tls_failed;
+    uint64_t subs, retained, sessions, online, sess_expired, queued, inflight;
+    store_stats_t st;
+} broker_stats_t;
+
+/* Fills s from b's counters, each loop's published figures, the retained
+ * trie (its lock), the session map (its shard locks) and the store. Any
+ * thread. */
+void broker__stats(broker_t *b, broker_stats_t *s);
+
+/* ---- sys.c ---- */
+
+/* Starts the $SYS publisher on loop l (loop 0, from loop__init) when
+ * sys_interval is not 0: a timer whose first update runs as soon as the
+ * loop does. Sets l->sys. */
+void sys__start(loop_t *l);
+/* Closes l's $SYS timer, if any (loop__close_handles); its memory goes
+ * in the close callback. l->sys is NULL after. */
+void sys__close(loop_t *l);
+/* 1 when a topic name's first level is "$SYS": the broker's own topics,
+ * which clients may read but not publish to (docs/protocol.md). */
+int broker__topic_is_sys(const char *topic, size_t len);
 
 /* ---- loop.c ---- */
 
@@ -918,6 +962,10 @@ int conn__handle_unsubscribe(conn_t *c, pkt_t *p);
  * retains). Returns the local matches plus the loops forwarded to, so 0
  * means "no matching subscribers" for sure. */
 size_t broker__publish(loop_t *l, msg_t *m);
+/* broker__publish for the broker's own retained $SYS messages (QoS 0):
+ * the retained copy is kept in memory only, never written to the store
+ * (sys.c regenerates them after a restart). Borrows m. */
+void broker__publish_sys(loop_t *l, msg_t *m);
 /* Matches m against l's own router and delivers to those sessions only.
  * Borrows m. Returns the number of matches. */
 size_t broker__deliver_local(loop_t *l, msg_t *m);

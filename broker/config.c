@@ -63,6 +63,7 @@ void broker_config_init(broker_config_t *c)
     c->batch_ms = 10;
     c->max_session_expiry = 0;
     c->max_db_bytes = 0;
+    c->sys_interval = 10; /* mosquitto's default */
     c->log_level = LOG_INFO;
 }
 

@@ -415,9 +415,18 @@ static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
 {
     pkt_t p;
     int rc = 0;
-    c->last_rx = (uint32_t)uv_now(&c->loop->uv);
-    if (c->state == CONN_NEW) return conn__handle_connect(c, frame, len);
-    rc = pkt_decode(&p, c->version, frame, len, &c->loop->arena);
+    loop_t *l = c->loop;
+    c->last_rx = (uint32_t)uv_now(&l->uv);
+    if (c->state == CONN_NEW) {
+        rc = conn__handle_connect(c, frame, len);
+        if (rc != CONN_MIGRATE) { /* a moved CONNECT counts where handled */
+            l->pkts_in++;
+            l->connects += (frame[0] >> 4) == PKT_CONNECT;
+        }
+        return rc;
+    }
+    l->pkts_in++; /* folded into b->cnt once per tick */
+    rc = pkt_decode(&p, c->version, frame, len, &l->arena);
     if (rc < 0) return conn__fail(c, pkt_err_reason(rc), err_str(rc));
     switch (p.type) {
     case PKT_PUBLISH: rc = conn__handle_publish(c, &p); break;
@@ -783,7 +792,10 @@ int conn__send_pkt(conn_t *c, const pkt_t *p)
     if (n == 0) return ERR_INVAL;
     uint8_t *dst = scratch_reserve(pending(c), n);
     int rc = pkt_encode(p, c->version, dst, n, &written);
-    if (rc == 0) add_scratch(c, written);
+    if (rc == 0) {
+        add_scratch(c, written);
+        c->loop->pkts_out++; /* folded into b->cnt once per tick */
+    }
     return rc;
 }
 

@@ -243,6 +243,17 @@ size_t broker__publish(loop_t *l, msg_t *m)
     return n + forward(l, m);
 }
 
+void broker__publish_sys(loop_t *l, msg_t *m)
+{
+    assert(m->retain && m->qos == 0 && m->store_id == 0);
+    l->fwd_congested = 0;
+    l->fwd_backlog = 0;
+    m->home = (uint16_t)l->index;
+    retain_store(l->b, m); /* no persist__retained: memory only */
+    broker__deliver_local(l, m);
+    forward(l, m);
+}
+
 /* Queue-full: count and log once per session. */
 static void queue_overflow(broker_t *b, sess_t *s)
 {

@@ -112,6 +112,19 @@ static int qos2_admit(conn_t *c, uint16_t id)
     return out;
 }
 
+/* A client's PUBLISH to a $SYS topic: dropped, as mosquitto does (its
+ * ACL denies writes under $SYS); QoS 1/2 still get their acknowledgement,
+ * in order with the others, v5 with 0x87 Not authorized, which ends a
+ * QoS 2 flow (docs/protocol.md). Returns 0 or CONN_GONE. */
+static int drop_sys(conn_t *c, const pkt_publish_t *pub)
+{
+    log_debug("client %s: PUBLISH to %.*s dropped: $SYS topics are the broker's",
+              conn__id(c), (int)pub->topic.len, (const char *)pub->topic.p);
+    if (pub->qos == 0) return 0;
+    return persist__ack(c, pub->qos == 1 ? PKT_PUBACK : PKT_PUBREC, pub->packet_id,
+                        PKT_RC_NOT_AUTHORIZED, NULL, persist__gen_now(c->loop));
+}
+
 int conn__handle_publish(conn_t *c, pkt_t *p)
 {
     pkt_publish_t *pub = &p->u.publish;
@@ -122,6 +135,8 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
         return conn__fail(c, bad, bad == PKT_RC_TOPIC_ALIAS_INVALID
                                       ? "topic alias sent (Topic Alias Maximum is 0)"
                                       : "invalid PUBLISH topic or properties");
+    if (broker__topic_is_sys((const char *)pub->topic.p, pub->topic.len))
+        return drop_sys(c, pub);
     loop_t *l = c->loop;
     size_t ops = persist__ops(l); /* did this PUBLISH write? (persist.c) */
     if (pub->qos == 2) {

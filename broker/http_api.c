@@ -109,6 +109,10 @@ static int publish_check(http_stream_t *st, http_pub_opts_t *o, char **topic, si
     split_path(st, &path, &plen, &query, &qlen);
     *topic = topic_of(st, path, plen, sizeof P_PUBLISH - 1, tlen);
     if (*topic == NULL) return -1;
+    if (broker__topic_is_sys(*topic, *tlen)) {
+        answer(st, 403, PKT_RC_NOT_AUTHORIZED, "$SYS topics are published by the broker only");
+        return -1;
+    }
     if (http__parse_publish_query(query, qlen, o, &err) != 0) {
         http__respond_error(st, &err);
         return -1;

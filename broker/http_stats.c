@@ -2,11 +2,10 @@
  * http_stats.c - GET /v1/stats (JSON, cJSON) and GET /metrics (Prometheus
  * text format 0.0.4) from one snapshot of the broker's counters.
  *
- * Any worker loop answers these: everything read here is an atomic (the
- * broker counters, each loop's n_subs, queued and inflight), behind a
- * mutex (the retained trie, the session map's shards) or copied by the
- * store under its own lock (store_stats). Queue depth is as of each
- * loop's last 1 s sweep. docs/http.md lists every field.
+ * Any worker loop answers these from broker__stats (broker.c), which
+ * reads only atomics, state behind a mutex (the retained trie, the session
+ * map's shards) and the store's own copy (store_stats); sys.c publishes
+ * the same snapshot under $SYS. docs/http.md lists every field.
  */
 #include "http_int.h"
 
@@ -16,58 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Everything both formats report. */
-typedef struct snap_s {
-    uint64_t uptime_s;
-    uint64_t conns, http_conns, accepted, refused, closed;
-    uint64_t msgs_in, msgs_out, bytes_in, bytes_out, http_requests;
-    uint64_t drop_qos0, drop_queue, drop_size, expired;
-    uint64_t malformed, too_large, protocol_error, tls_failed;
-    uint64_t subs, retained, sessions, queued, inflight;
-    store_stats_t st;
-} snap_t;
-
-static uint64_t ld(atomic_uint_fast64_t *v)
-{
-    return (uint64_t)atomic_load_explicit(v, memory_order_relaxed);
-}
-
-static void take(broker_t *b, snap_t *s)
-{
-    broker_counters_t *k = &b->cnt;
-    memset(s, 0, sizeof *s);
-    s->uptime_s = (uv_hrtime() / 1000000 - b->started_ms) / 1000;
-    s->conns = atomic_load_explicit(&b->n_conns, memory_order_relaxed);
-    s->http_conns = atomic_load_explicit(&b->n_http, memory_order_relaxed);
-    s->accepted = ld(&k->accepted);
-    s->refused = ld(&k->refused);
-    s->closed = ld(&k->closed);
-    s->msgs_in = ld(&k->msgs_in);
-    s->msgs_out = ld(&k->msgs_out);
-    s->bytes_in = ld(&k->bytes_in);
-    s->bytes_out = ld(&k->bytes_out);
-    s->http_requests = ld(&k->http_requests);
-    s->drop_qos0 = ld(&k->dropped_qos0);
-    s->drop_queue = ld(&k->dropped_queue);
-    s->drop_size = ld(&k->dropped_size);
-    s->expired = ld(&k->expired);
-    s->malformed = ld(&k->malformed);
-    s->too_large = ld(&k->too_large);
-    s->protocol_error = ld(&k->protocol_error);
-    s->tls_failed = ld(&k->tls_failed);
-    for (unsigned i = 0; i < b->n_loops; i++) {
-        loop_t *l = &b->loops[i];
-        s->subs += atomic_load_explicit(&l->n_subs, memory_order_relaxed);
-        s->queued += atomic_load_explicit(&l->queued, memory_order_relaxed);
-        s->inflight += atomic_load_explicit(&l->inflight, memory_order_relaxed);
-    }
-    pthread_mutex_lock(&b->retained_lock);
-    s->retained = router_retained_count(b->retained);
-    pthread_mutex_unlock(&b->retained_lock);
-    s->sessions = sess__count(&b->sessions);
-    if (b->store != NULL) store_stats(b->store, &s->st);
-}
 
 /* ---- JSON ---- */
 
@@ -82,8 +29,8 @@ static void add_obj(cJSON *root, const char *name, const char *const *keys,
 
 int http__stats_json(broker_t *b, char **out)
 {
-    snap_t s;
-    take(b, &s);
+    broker_stats_t s;
+    broker__stats(b, &s);
     cJSON *r = cJSON_CreateObject();
     if (r == NULL) return ERR_NOMEM;
     cJSON_AddStringToObject(r, "version", UVMQ_VERSION);
@@ -144,7 +91,7 @@ static int metric(http_buf_t *b, const char *name, const char *type, const char 
 }
 
 /* The drops, one labelled series per kind. */
-static int drops(http_buf_t *b, const snap_t *s)
+static int drops(http_buf_t *b, const broker_stats_t *s)
 {
     static const char *const kind[] = {"qos0", "queue_full", "too_large_for_client", "expired"};
     const uint64_t v[] = {s->drop_qos0, s->drop_queue, s->drop_size, s->expired};
@@ -178,13 +125,13 @@ static int commit_hist(http_buf_t *b, const store_stats_t *st)
 
 int http__metrics_text(broker_t *b, http_buf_t *out)
 {
-    snap_t s;
-    take(b, &s);
+    broker_stats_t s;
+    broker__stats(b, &s);
     static const struct {
         const char *name, *type, *help;
         size_t off;
     } m[] = {
-#define M(n, t, h, f) {n, t, h, offsetof(snap_t, f)}
+#define M(n, t, h, f) {n, t, h, offsetof(broker_stats_t, f)}
         M("uvmq_uptime_seconds", "gauge", "Seconds since the broker started.", uptime_s),
         M("uvmq_connections", "gauge", "Open client connections (MQTT and HTTP/2).", conns),
         M("uvmq_http_connections", "gauge", "Open HTTP/2 connections.", http_conns),

@@ -96,6 +96,7 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     /* One decode arena per loop: a packet is decoded and handled before
      * the next one, of any connection, is (conn.c process). */
     arena_init(&l->arena, (1u << 20) + b->cfg->max_packet_size / 2);
+    if (index == 0) sys__start(l);
     return 0;
 }
 
@@ -112,6 +113,7 @@ void loop__close_handles(loop_t *l)
     uv_close((uv_handle_t *)&l->sweep, NULL);
     uv_close((uv_handle_t *)&l->async, NULL);
     loop__throttle_close(l);
+    sys__close(l);
 }
 
 int loop__close_uv(loop_t *l)
@@ -178,6 +180,11 @@ void loop__fold_counters(loop_t *l)
     if (l->bytes_out != 0)
         atomic_fetch_add_explicit(&k->bytes_out, l->bytes_out, memory_order_relaxed);
     l->msgs_out = l->bytes_in = l->bytes_out = 0;
+    if ((l->pkts_in | l->pkts_out | l->connects) == 0) return;
+    atomic_fetch_add_explicit(&k->pkts_in, l->pkts_in, memory_order_relaxed);
+    atomic_fetch_add_explicit(&k->pkts_out, l->pkts_out, memory_order_relaxed);
+    atomic_fetch_add_explicit(&k->connects, l->connects, memory_order_relaxed);
+    l->pkts_in = l->pkts_out = l->connects = 0;
 }
 
 msg_t *loop__ref(loop_t *l, msg_t *m)

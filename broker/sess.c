@@ -286,6 +286,12 @@ void sess__publish_will(loop_t *l, sess_t *s)
 {
     msg_t *m = take_will(s);
     if (m == NULL) return;
+    if (broker__topic_is_sys(m->topic, m->topic_len)) { /* as a PUBLISH there */
+        log_debug("will of %s on %s dropped: $SYS topics are the broker's", s->client_id,
+                  m->topic);
+        msg_release(&m);
+        return;
+    }
     log_debug("publishing will of %s on %s", s->client_id, m->topic);
     broker__publish(l, m);
     msg_release(&m);
@@ -374,11 +380,12 @@ static int expired(const sess_t *s, uint64_t now)
 void sess__sweep(loop_t *l, uint64_t now)
 {
     sess_t *next = NULL;
-    size_t queued = 0, inflight = 0;
+    size_t queued = 0, inflight = 0, online = 0;
     for (sess_t *s = l->sessions; s != NULL; s = next) {
         next = s->lnext; /* publishing a will never ends another session */
         queued += s->queue.len;
         inflight += s->inflight.count;
+        online += s->conn != NULL;
         if (s->conn != NULL) continue;
         int gone = expired(s, now);
         if (s->will != NULL && (gone || (s->will_at != 0 && now >= s->will_at))) {
@@ -387,10 +394,12 @@ void sess__sweep(loop_t *l, uint64_t now)
         }
         if (gone) {
             log_debug("session %s expired", s->client_id);
+            CNT_INC(l->b, sess_expired);
             sess__end(l, s);
         }
     }
-    /* for the stats (http_stats.c): other threads read them */
+    /* for the stats (broker__stats): other threads read them */
     atomic_store_explicit(&l->queued, queued, memory_order_relaxed);
     atomic_store_explicit(&l->inflight, inflight, memory_order_relaxed);
+    atomic_store_explicit(&l->online, online, memory_order_relaxed);
 }

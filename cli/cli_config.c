@@ -73,6 +73,8 @@ static const struct setting settings[] = {
     {NUM(max_session_expiry, 0, UINT32_MAX)},
     /* 0 = no cap; otherwise at least 1 MiB (the schema and a few rows). */
     {NUM(max_db_bytes, 0, JSON_MAX_EXACT)},
+    /* 0 = off; at most a day between $SYS updates. */
+    {NUM(sys_interval, 0, 86400)},
     {"log_level", K_LEVEL, FIELD(log_level), 0, 0},
     {"listeners", K_LISTENERS, FIELD(listeners), 0, 0},
 };

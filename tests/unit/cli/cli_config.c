@@ -126,6 +126,7 @@ static void config_defaults_match_broker_h(void **state)
     assert_int_equal(c->batch_ms, 10);
     assert_int_equal(c->max_session_expiry, 0);
     assert_true(c->max_db_bytes == 0);
+    assert_int_equal(c->sys_interval, 10);
     assert_int_equal(c->log_level, LOG_INFO);
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
 }
@@ -159,6 +160,7 @@ static void config_file_sets_every_key(void **state)
                              "  \"batch_ms\": 25,\n"
                              "  \"max_session_expiry\": 3600,\n"
                              "  \"max_db_bytes\": 1073741824,\n"
+                             "  \"sys_interval\": 0,\n"
                              "  \"log_level\": \"warn\"\n"
                              "}\n"),
                      0);
@@ -185,6 +187,7 @@ static void config_file_sets_every_key(void **state)
     assert_int_equal(c->batch_ms, 25);
     assert_int_equal(c->max_session_expiry, 3600);
     assert_true(c->max_db_bytes == 1073741824ull);
+    assert_int_equal(c->sys_interval, 0);
     assert_int_equal(c->log_level, LOG_WARN);
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
 }
@@ -246,6 +249,8 @@ static void config_file_rejects_wrong_types_naming_the_key(void **state)
                       "\"durability\" must be \"full\" or \"batch\" (got \"fast\")");
     expect_load_error(f, "{\"batch_ms\": 0}",
                       "\"batch_ms\" must be an integer 1..60000 (got 0)");
+    expect_load_error(f, "{\"sys_interval\": 86401}",
+                      "\"sys_interval\" must be an integer 0..86400 (got 86401)");
     expect_load_error(f, "{\"log_level\": 3}",
                       "\"log_level\" must be \"error\", \"warn\", \"info\" or \"debug\" (got 3)");
 }
