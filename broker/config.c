@@ -63,6 +63,8 @@ void broker_config_init(broker_config_t *c)
     c->batch_ms = 10;
     c->max_session_expiry = 0;
     c->max_db_bytes = 0;
+    c->topic_alias_max = 10;
+    c->response_information_prefix = xstrdup("resp");
     c->log_level = LOG_INFO;
 }
 
@@ -87,6 +89,8 @@ void broker_config_dispose(broker_config_t *c)
     free(c->bind);
     free(c->data_dir);
     free(c->config_file);
+    free(c->response_information_prefix);
+    c->response_information_prefix = NULL;
     c->listeners = NULL;
     c->n_listeners = 0;
     c->bind = NULL;
