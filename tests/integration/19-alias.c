@@ -15,7 +15,8 @@
  * none gets whole topics from the same fan-out; a resumed session's
  * resends assign aliases afresh on the new connection; a message dropped
  * for the client's Maximum Packet Size leaves no alias behind.
- * libmosquitto v5 clients use aliases both ways without noticing.
+ * A libmosquitto v5 publisher's aliases reach a libmosquitto subscriber
+ * as whole topics.
  * Request Response Information 1 gets Response Information
  * "resp/<client id>". Response Topic, Correlation Data, User Properties,
  * Content Type and Payload Format Indicator arrive as sent. A CONNECT
@@ -494,12 +495,14 @@ static void m5_close(m5_t *c)
     c->m = NULL;
 }
 
-static void libmosquitto_v5_uses_aliases_both_ways(th_ctx_t *t)
+/* libmosquitto 2.0.11 (Debian 12) cannot take a PUBLISH with an empty
+ * topic and an alias (it drops the connection: eclipse/mosquitto#1468),
+ * so its subscriber here does not allow aliases; the raw clients above
+ * check that direction. */
+static void libmosquitto_v5_publishes_with_aliases(th_ctx_t *t)
 {
     m5_t sub, pub;
-    mosquitto_property *p = NULL;
-    assert_int_equal(mosquitto_property_add_int16(&p, MQTT_PROP_TOPIC_ALIAS_MAXIMUM, 10), 0);
-    assert_int_equal(m5_try_open(&sub, t->port, "m5-sub", p), 0);
+    assert_int_equal(m5_try_open(&sub, t->port, "m5-sub", NULL), 0);
     m5_subscribe(&sub, "lib/#");
     assert_int_equal(m5_try_open(&pub, t->port, "m5-pub", NULL), 0);
     /* The publisher sets alias 3 for lib/one, then uses it alone (no
@@ -679,7 +682,7 @@ int main(void)
         TH_TEST(subscriber_allowing_aliases_gets_each_topic_once_then_the_alias),
         TH_TEST(resent_messages_assign_aliases_on_the_new_connection),
         TH_TEST(message_dropped_for_maximum_packet_size_leaves_no_alias),
-        TH_TEST(libmosquitto_v5_uses_aliases_both_ways),
+        TH_TEST(libmosquitto_v5_publishes_with_aliases),
         TH_TEST(request_response_information_gets_resp_and_the_client_id),
         TH_TEST_CFG(response_information_off_sends_none,
                     "{\"response_information_prefix\": null}"),
