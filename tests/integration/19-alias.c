@@ -54,7 +54,7 @@ static int v5_open(uint16_t port, const char *id, uint8_t flags, const uint8_t *
     pkt[n++] = 0;
     pkt[n++] = 60;
     pkt[n++] = (unsigned char)np;
-    memcpy(pkt + n, props, np);
+    if (np > 0) memcpy(pkt + n, props, np);
     n += np;
     pkt[n++] = 0;
     pkt[n++] = (unsigned char)idlen;
