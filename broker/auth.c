@@ -96,7 +96,8 @@ static auth_step_t step_of(conn_t *c, const pkt_props_t *props)
     return st;
 }
 
-/* Sets the Authentication Method of a and the data st->out, if any. */
+/* Puts a's Authentication Method into pp, and data[0..len) as its
+ * Authentication Data when len > 0. */
 static void put_method(const auth_conn_t *a, const uint8_t *data, size_t len, pkt_props_t *pp)
 {
     PKT_PROP_SET(pp, PROP_AUTH_METHOD);

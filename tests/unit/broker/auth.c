@@ -468,6 +468,28 @@ static void auth_without_a_method_in_connect_is_a_protocol_error(void **state)
     assert_int_equal(g_started, 0);
 }
 
+static void connection_moves_to_its_sessions_loop_before_the_exchange(void **state)
+{
+    fixture_t *f = *state;
+    uint8_t fr[512];
+    loop_t *other = xcalloc(1, sizeof *other);
+    sess_t *s = NULL;
+    loop_t *owner = NULL;
+    other->b = &f->b;
+    other->index = 1;
+    other->router = router_create();
+    assert_int_equal(sess__find_or_create(other, "dev", 3, &s, &owner, other), SESS_NEW);
+    /* The exchange must run where the CONNECT will complete: no AUTH yet. */
+    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), CONN_MIGRATE);
+    assert_int_equal(f->c->move_to, 1);
+    nothing_out(f);
+    assert_int_equal(g_started, 0);
+    assert_false(auth__connecting(f->c));
+    sess__end(other, s);
+    router_destroy(other->router);
+    free(other);
+}
+
 static void connection_closed_mid_exchange_ends_the_method(void **state)
 {
     fixture_t *f = *state;
@@ -496,6 +518,7 @@ int main(void)
         T(reauthentication_with_another_method_is_a_protocol_error),
         T(continue_without_a_reauthentication_is_a_protocol_error),
         T(auth_without_a_method_in_connect_is_a_protocol_error),
+        T(connection_moves_to_its_sessions_loop_before_the_exchange),
         T(connection_closed_mid_exchange_ends_the_method),
     };
     return cmocka_run_group_tests_name("broker/auth", tests, NULL, NULL);
