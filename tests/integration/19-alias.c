@@ -36,6 +36,7 @@
 #include <mqtt_protocol.h>
 
 #include "tests/integration/harness/harness.h"
+#include "tests/integration/harness/mosq5.h"
 
 /* ---- raw v5 packets ---- */
 
@@ -364,136 +365,7 @@ static void message_dropped_for_maximum_packet_size_leaves_no_alias(th_ctx_t *t)
     th_close(sub);
 }
 
-/* ---- libmosquitto v5 ---- */
-
-/* A libmosquitto v5 client and what it saw. */
-typedef struct m5_s {
-    struct mosquitto *m;
-    int connack;       /* -1 until CONNACK */
-    char resp_info[64]; /* its Response Information ("" when none) */
-    int subacks;
-    int n_msgs;
-    char topics[8][64];
-    char payloads[8][64];
-    /* properties of the last message */
-    char response_topic[64], content_type[64], user[2][2][32];
-    unsigned char corr[32];
-    uint16_t corr_len;
-    int n_user;
-    int pfi; /* payload format indicator, -1 when absent */
-} m5_t;
-
-static void m5_on_connect(struct mosquitto *m, void *obj, int rc, int flags,
-                          const mosquitto_property *props)
-{
-    m5_t *c = obj;
-    char *s = NULL;
-    c->connack = rc;
-    if (mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_INFORMATION, &s, false) != NULL) {
-        snprintf(c->resp_info, sizeof c->resp_info, "%s", s);
-        free(s);
-    }
-}
-
-static void m5_on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
-                            const mosquitto_property *props)
-{
-    ((m5_t *)obj)->subacks++;
-}
-
-static void m5_on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
-                          const mosquitto_property *props)
-{
-    m5_t *c = obj;
-    if (c->n_msgs >= 8) return;
-    snprintf(c->topics[c->n_msgs], sizeof c->topics[0], "%s", msg->topic);
-    snprintf(c->payloads[c->n_msgs], sizeof c->payloads[0], "%.*s", msg->payloadlen,
-             (const char *)msg->payload);
-    c->n_msgs++;
-    char *s = NULL, *k = NULL;
-    void *v = NULL;
-    uint8_t b = 0;
-    c->response_topic[0] = c->content_type[0] = '\0';
-    c->corr_len = 0;
-    c->n_user = 0;
-    c->pfi = -1;
-    if (mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &s, false) != NULL) {
-        snprintf(c->response_topic, sizeof c->response_topic, "%s", s);
-        free(s);
-    }
-    if (mosquitto_property_read_string(props, MQTT_PROP_CONTENT_TYPE, &s, false) != NULL) {
-        snprintf(c->content_type, sizeof c->content_type, "%s", s);
-        free(s);
-    }
-    if (mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &v, &c->corr_len,
-                                       false) != NULL) {
-        memcpy(c->corr, v, c->corr_len < sizeof c->corr ? c->corr_len : sizeof c->corr);
-        free(v);
-    }
-    if (mosquitto_property_read_byte(props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, &b, false) != NULL)
-        c->pfi = b;
-    const mosquitto_property *p = props;
-    int skip = 0;
-    while (c->n_user < 2 &&
-           (p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &k, &s, skip)) !=
-               NULL) {
-        snprintf(c->user[c->n_user][0], sizeof c->user[0][0], "%s", k);
-        snprintf(c->user[c->n_user][1], sizeof c->user[0][1], "%s", s);
-        free(k);
-        free(s);
-        c->n_user++;
-        skip = 1;
-    }
-}
-
-/* Creates a v5 client and connects it with CONNECT properties props
- * (taken); returns the CONNACK reason (-1: none in time). */
-static int m5_try_open(m5_t *c, uint16_t port, const char *id, mosquitto_property *props)
-{
-    memset(c, 0, sizeof *c);
-    c->connack = -1;
-    c->m = mosquitto_new(id, true, c);
-    assert_non_null(c->m);
-    mosquitto_int_option(c->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-    mosquitto_connect_v5_callback_set(c->m, m5_on_connect);
-    mosquitto_subscribe_v5_callback_set(c->m, m5_on_subscribe);
-    mosquitto_message_v5_callback_set(c->m, m5_on_message);
-    int rc = mosquitto_connect_bind_v5(c->m, "127.0.0.1", port, 60, NULL, props);
-    mosquitto_property_free_all(&props);
-    if (rc != MOSQ_ERR_SUCCESS) return -1;
-    int64_t deadline = th_now_ms() + TH_WAIT_MS;
-    while (c->connack == -1 && th_now_ms() < deadline)
-        if (mosquitto_loop(c->m, 10, 1) != MOSQ_ERR_SUCCESS) break;
-    return c->connack;
-}
-
-static void m5_subscribe(m5_t *c, const char *filter)
-{
-    int want = c->subacks + 1;
-    int64_t deadline = th_now_ms() + TH_WAIT_MS;
-    assert_int_equal(mosquitto_subscribe_v5(c->m, NULL, filter, 1, 0, NULL), MOSQ_ERR_SUCCESS);
-    while (c->subacks < want && th_now_ms() < deadline) mosquitto_loop(c->m, 10, 1);
-    assert_int_equal(c->subacks, want);
-}
-
-/* Runs both loops until a has n messages; fails the test if not in time. */
-static void m5_wait(m5_t *a, m5_t *b, int n)
-{
-    int64_t deadline = th_now_ms() + TH_WAIT_MS;
-    while (a->n_msgs < n && th_now_ms() < deadline) {
-        mosquitto_loop(a->m, 5, 1);
-        if (b != NULL) mosquitto_loop(b->m, 5, 1);
-    }
-    if (a->n_msgs < n) fail_msg("expected %d messages, got %d", n, a->n_msgs);
-}
-
-static void m5_close(m5_t *c)
-{
-    mosquitto_disconnect(c->m);
-    mosquitto_loop(c->m, 10, 1);
-    mosquitto_destroy(c->m);
-    c->m = NULL;
-}
+/* ---- libmosquitto v5 (th_m5_*) ---- */
 
 /* libmosquitto 2.0.11 (Debian 12) cannot take a PUBLISH with an empty
  * topic and an alias (it drops the connection: eclipse/mosquitto#1468),
@@ -501,10 +373,11 @@ static void m5_close(m5_t *c)
  * check that direction. */
 static void libmosquitto_v5_publishes_with_aliases(th_ctx_t *t)
 {
-    m5_t sub, pub;
-    assert_int_equal(m5_try_open(&sub, t->port, "m5-sub", NULL), 0);
-    m5_subscribe(&sub, "lib/#");
-    assert_int_equal(m5_try_open(&pub, t->port, "m5-pub", NULL), 0);
+    th_m5_t sub = {0}, pub = {0};
+    th_m5_opts_t so = {.id = "m5-sub", .clean = true}, po = {.id = "m5-pub", .clean = true};
+    th_m5_open(&sub, t->port, &so);
+    assert_int_equal(th_m5_subscribe(&sub, "lib/#", 0, NULL), 0);
+    th_m5_open(&pub, t->port, &po);
     /* The publisher sets alias 3 for lib/one, then uses it alone (no
      * topic: libmosquitto sends an empty one with the alias). */
     for (int i = 0; i < 3; i++) {
@@ -512,22 +385,21 @@ static void libmosquitto_v5_publishes_with_aliases(th_ctx_t *t)
         char payload[8];
         snprintf(payload, sizeof payload, "p%d", i);
         assert_int_equal(mosquitto_property_add_int16(&pp, MQTT_PROP_TOPIC_ALIAS, 3), 0);
-        assert_int_equal(mosquitto_publish_v5(pub.m, NULL, i == 0 ? "lib/one" : NULL,
-                                              (int)strlen(payload), payload, 0, false, pp),
-                         MOSQ_ERR_SUCCESS);
+        th_m5_publish(&pub, i == 0 ? "lib/one" : NULL, payload, (int)strlen(payload), 0, false,
+                      pp);
         mosquitto_property_free_all(&pp);
     }
-    assert_int_equal(mosquitto_publish(pub.m, NULL, "lib/two", 2, "p3", 0, false), 0);
-    m5_wait(&sub, &pub, 4);
+    th_m5_publish(&pub, "lib/two", "p3", 2, 0, false, NULL);
+    th_m5_wait_msgs(&sub, &pub, 4, TH_WAIT_MS);
     static const char *const topics[] = {"lib/one", "lib/one", "lib/one", "lib/two"};
     for (int i = 0; i < 4; i++) {
         char payload[8];
         snprintf(payload, sizeof payload, "p%d", i);
-        assert_string_equal(sub.topics[i], topics[i]);
-        assert_string_equal(sub.payloads[i], payload);
+        assert_string_equal(sub.msgs[i].topic, topics[i]);
+        assert_string_equal((const char *)sub.msgs[i].payload, payload);
     }
-    m5_close(&pub);
-    m5_close(&sub);
+    th_m5_close(&pub);
+    th_m5_close(&sub);
 }
 
 /* ---- Response Information ---- */
@@ -571,21 +443,42 @@ static void response_information_off_sends_none(th_ctx_t *t)
 
 /* ---- request/response properties ---- */
 
+/* The User Properties of p, in order, as "k=v;k=v;". */
+static void user_props(const mosquitto_property *p, char *out, size_t cap)
+{
+    char *k = NULL, *v = NULL;
+    bool skip = false;
+    size_t n = 0;
+    out[0] = '\0';
+    while ((p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &k, &v, skip)) !=
+           NULL) {
+        n += (size_t)snprintf(out + n, n < cap ? cap - n : 0, "%s=%s;", k, v);
+        free(k);
+        free(v);
+        skip = true;
+    }
+}
+
 static void request_response_properties_arrive_unchanged(th_ctx_t *t)
 {
-    m5_t responder, requester;
+    th_m5_t responder = {0}, requester = {0};
     mosquitto_property *ri = NULL;
     assert_int_equal(mosquitto_property_add_byte(&ri, MQTT_PROP_REQUEST_RESPONSE_INFORMATION, 1),
                      0);
-    assert_int_equal(m5_try_open(&requester, t->port, "requester", ri), 0);
-    assert_int_equal(m5_try_open(&responder, t->port, "responder", NULL), 0);
-    m5_subscribe(&responder, "svc/echo");
+    th_m5_opts_t qo = {.id = "requester", .clean = true, .props = ri};
+    th_m5_opts_t ro = {.id = "responder", .clean = true};
+    th_m5_open(&requester, t->port, &qo);
+    mosquitto_property_free_all(&ri);
+    th_m5_open(&responder, t->port, &ro);
+    assert_int_equal(th_m5_subscribe(&responder, "svc/echo", 1, NULL), 1);
     /* The requester builds its response topics on its Response Information. */
-    assert_string_equal(requester.resp_info, "resp/requester");
-    char filter[80], rtopic[80];
-    snprintf(filter, sizeof filter, "%s/#", requester.resp_info);
-    snprintf(rtopic, sizeof rtopic, "%s/1", requester.resp_info);
-    m5_subscribe(&requester, filter);
+    char info[64], filter[80], rtopic[80];
+    assert_true(th_m5_prop_string(requester.connack_props, MQTT_PROP_RESPONSE_INFORMATION, info,
+                                  sizeof info));
+    assert_string_equal(info, "resp/requester");
+    snprintf(filter, sizeof filter, "%s/#", info);
+    snprintf(rtopic, sizeof rtopic, "%s/1", info);
+    assert_int_equal(th_m5_subscribe(&requester, filter, 1, NULL), 1);
     static const unsigned char corr[] = {0x00, 0x01, 0xfe, 0xff, 'c'};
     mosquitto_property *pp = NULL;
     assert_int_equal(mosquitto_property_add_string(&pp, MQTT_PROP_RESPONSE_TOPIC, rtopic), 0);
@@ -598,36 +491,42 @@ static void request_response_properties_arrive_unchanged(th_ctx_t *t)
     assert_int_equal(mosquitto_property_add_string(&pp, MQTT_PROP_CONTENT_TYPE,
                                                    "application/json"), 0);
     assert_int_equal(mosquitto_property_add_byte(&pp, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, 1), 0);
-    assert_int_equal(mosquitto_publish_v5(requester.m, NULL, "svc/echo", 7, "{\"q\":1}", 1, false,
-                                          pp), MOSQ_ERR_SUCCESS);
+    th_m5_publish(&requester, "svc/echo", "{\"q\":1}", 7, 1, false, pp);
     mosquitto_property_free_all(&pp);
-    m5_wait(&responder, &requester, 1);
-    assert_string_equal(responder.payloads[0], "{\"q\":1}");
-    assert_string_equal(responder.response_topic, "resp/requester/1");
-    assert_int_equal(responder.corr_len, sizeof corr);
-    assert_memory_equal(responder.corr, corr, sizeof corr);
-    assert_int_equal(responder.n_user, 2); /* in order, duplicates kept */
-    assert_string_equal(responder.user[0][0], "k1");
-    assert_string_equal(responder.user[0][1], "v1");
-    assert_string_equal(responder.user[1][0], "k1");
-    assert_string_equal(responder.user[1][1], "v2");
-    assert_string_equal(responder.content_type, "application/json");
-    assert_int_equal(responder.pfi, 1);
+    th_m5_wait_msgs(&responder, &requester, 1, TH_WAIT_MS);
+    const th_m5_msg_t *req = &responder.msgs[0];
+    char got[128];
+    unsigned char cd[32];
+    size_t cd_len = 0;
+    uint8_t pfi = 0;
+    assert_string_equal((const char *)req->payload, "{\"q\":1}");
+    assert_true(th_m5_prop_string(req->props, MQTT_PROP_RESPONSE_TOPIC, got, sizeof got));
+    assert_string_equal(got, rtopic);
+    assert_true(th_m5_prop_binary(req->props, MQTT_PROP_CORRELATION_DATA, cd, sizeof cd, &cd_len));
+    assert_int_equal(cd_len, sizeof corr);
+    assert_memory_equal(cd, corr, sizeof corr);
+    user_props(req->props, got, sizeof got);
+    assert_string_equal(got, "k1=v1;k1=v2;"); /* in order, repeats kept */
+    assert_true(th_m5_prop_string(req->props, MQTT_PROP_CONTENT_TYPE, got, sizeof got));
+    assert_string_equal(got, "application/json");
+    assert_true(th_m5_prop_byte(req->props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, &pfi));
+    assert_int_equal(pfi, 1);
     /* The response goes to the Response Topic with the Correlation Data. */
     pp = NULL;
-    assert_int_equal(mosquitto_property_add_binary(&pp, MQTT_PROP_CORRELATION_DATA,
-                                                   responder.corr, responder.corr_len), 0);
-    assert_int_equal(mosquitto_publish_v5(responder.m, NULL, responder.response_topic, 2, "ok", 1,
-                                          false, pp), MOSQ_ERR_SUCCESS);
+    assert_int_equal(mosquitto_property_add_binary(&pp, MQTT_PROP_CORRELATION_DATA, cd,
+                                                   (uint16_t)cd_len), 0);
+    th_m5_publish(&responder, rtopic, "ok", 2, 1, false, pp);
     mosquitto_property_free_all(&pp);
-    m5_wait(&requester, &responder, 1);
-    assert_string_equal(requester.topics[0], "resp/requester/1");
-    assert_string_equal(requester.payloads[0], "ok");
-    assert_int_equal(requester.corr_len, sizeof corr);
-    assert_memory_equal(requester.corr, corr, sizeof corr);
-    assert_int_equal(requester.pfi, -1);
-    m5_close(&responder);
-    m5_close(&requester);
+    th_m5_wait_msgs(&requester, &responder, 1, TH_WAIT_MS);
+    const th_m5_msg_t *resp = &requester.msgs[0];
+    assert_string_equal(resp->topic, rtopic);
+    assert_string_equal((const char *)resp->payload, "ok");
+    assert_true(th_m5_prop_binary(resp->props, MQTT_PROP_CORRELATION_DATA, cd, sizeof cd, &cd_len));
+    assert_int_equal(cd_len, sizeof corr);
+    assert_memory_equal(cd, corr, sizeof corr);
+    assert_false(th_m5_prop_byte(resp->props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, &pfi));
+    th_m5_close(&responder);
+    th_m5_close(&requester);
 }
 
 /* ---- enhanced authentication ---- */
@@ -645,12 +544,14 @@ static void authentication_method_gets_connack_0x8c(th_ctx_t *t)
     th_close(fd);
     th_broker_logged_once(t->broker, from, "authentication method \"xyz\" not supported");
     /* libmosquitto v5 */
-    m5_t c;
+    th_m5_t c = {0};
     mosquitto_property *p = NULL;
     assert_int_equal(mosquitto_property_add_string(&p, MQTT_PROP_AUTHENTICATION_METHOD, "xyz"),
                      0);
-    assert_int_equal(m5_try_open(&c, t->port, "auth-lib", p), 0x8C);
-    mosquitto_destroy(c.m);
+    th_m5_opts_t o = {.id = "auth-lib", .clean = true, .props = p};
+    assert_int_equal(th_m5_try_open(&c, t->port, &o), 0x8C);
+    mosquitto_property_free_all(&p);
+    th_m5_close(&c);
     /* mosquitto_pub -V mqttv5 -D connect authentication-method xyz */
     char port[8], out[128];
     snprintf(port, sizeof port, "%u", t->port);
@@ -673,7 +574,6 @@ static void auth_after_a_plain_connect_is_a_protocol_error(th_ctx_t *t)
 
 int main(void)
 {
-    mosquitto_lib_init();
     const struct CMUnitTest tests[] = {
         TH_TEST(connack_advertises_ten_aliases_and_the_broker_resolves_them),
         TH_TEST(invalid_aliases_get_the_reason_codes_of_the_spec),
@@ -690,7 +590,5 @@ int main(void)
         TH_TEST(authentication_method_gets_connack_0x8c),
         TH_TEST(auth_after_a_plain_connect_is_a_protocol_error),
     };
-    int rc = cmocka_run_group_tests_name("19-alias", tests, NULL, NULL);
-    mosquitto_lib_cleanup();
-    return rc;
+    return cmocka_run_group_tests_name("19-alias", tests, NULL, NULL);
 }
