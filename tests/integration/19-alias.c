@@ -21,7 +21,8 @@
  * "resp/<client id>". Response Topic, Correlation Data, User Properties,
  * Content Type and Payload Format Indicator arrive as sent. A CONNECT
  * with an Authentication Method gets CONNACK 0x8C (raw, libmosquitto and
- * mosquitto_pub), and AUTH after a plain CONNECT DISCONNECT 0x82.
+ * mosquitto_pub), one with Authentication Data and no method CONNACK
+ * 0x82, and AUTH after a plain CONNECT DISCONNECT 0x82.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -562,6 +563,17 @@ static void authentication_method_gets_connack_0x8c(th_ctx_t *t)
     assert_int_not_equal(th_cmd_run(argv, out, TH_WAIT_MS), 0);
 }
 
+static void authentication_data_without_a_method_gets_connack_0x82(th_ctx_t *t)
+{
+    static const uint8_t data[] = {0x16, 0x00, 0x01, 'd'};
+    unsigned char ack[256];
+    int n = 0;
+    int fd = v5_open(t->port, "auth-data", 0x02, data, sizeof data, ack, sizeof ack, &n);
+    assert_int_equal(ack[3], 0x82); /* 3.1.2.11.10 */
+    th_expect_closed(fd, TH_WAIT_MS);
+    th_close(fd);
+}
+
 static void auth_after_a_plain_connect_is_a_protocol_error(th_ctx_t *t)
 {
     /* AUTH 0x19 Re-authenticate, method "xyz". */
@@ -588,6 +600,7 @@ int main(void)
                     "{\"response_information_prefix\": null}"),
         TH_TEST(request_response_properties_arrive_unchanged),
         TH_TEST(authentication_method_gets_connack_0x8c),
+        TH_TEST(authentication_data_without_a_method_gets_connack_0x82),
         TH_TEST(auth_after_a_plain_connect_is_a_protocol_error),
     };
     return cmocka_run_group_tests_name("19-alias", tests, NULL, NULL);
