@@ -105,6 +105,14 @@ typedef struct broker_config_s {
     uint32_t sys_interval;        /* "sys_interval": seconds between $SYS
                                      statistics updates, 10; 0 = none
                                      (docs/sys.md) */
+    uint16_t topic_alias_max;     /* "topic_alias_max": MQTT 5 topic aliases
+                                     a client may set (our Topic Alias
+                                     Maximum) and the most we use towards a
+                                     client; 0 = none either way. 10 */
+    char *response_information_prefix; /* "response_information_prefix":
+                                     a v5 client asking for Response
+                                     Information gets "<prefix>/<client
+                                     id>"; NULL (JSON null) = none. "resp" */
     int log_level;                /* "log_level": "error"|"warn"|"info"|
                                      "debug" (enum log_level); -v = debug */
     listener_config_t *listeners; /* "listeners": more listeners (TLS, other

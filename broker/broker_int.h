@@ -36,6 +36,9 @@
  * loop c->move_to: the read path then moves the connection there, with
  * the input from that CONNECT's first byte on (inbox.c). */
 #define CONN_MIGRATE 2
+/* auth.c: the CONNECT waits for the client's next AUTH packet (an AUTH
+ * 0x18 went out); handled like 0 by the read path. */
+#define AUTH_PENDING 3
 
 /* Hand-offs of one connection between loops before its CONNECT is
  * refused with "Server busy" (the session kept being re-created on
@@ -49,6 +52,9 @@
 #define CLOSE_TAKEN 0x08      /* taken over: detach the session without
                                  ending it (the new connection has it) */
 #define CLOSE_MOVED 0x10      /* moved to another loop: not counted */
+
+/* Enhanced authentication methods a broker can hold (auth.c). */
+#define AUTH_METHODS_MAX 8
 
 /* Session expiry value meaning "never" (v5 0xFFFFFFFF; v3.1.1 clean 0). */
 #define SESS_NEVER_EXPIRES 0xFFFFFFFFu
@@ -244,6 +250,9 @@ typedef struct conn_hello_s {
     uint8_t clean_start;
     uint8_t assigned;     /* v5: report the generated id in CONNACK */
     uint8_t server_ka;    /* v5: report the granted keep-alive */
+    uint8_t response_info; /* v5: Request Response Information was 1 */
+    uint16_t alias_max;   /* v5: the client's Topic Alias Maximum, capped
+                             by topic_alias_max (0: no outbound aliases) */
 } conn_hello_t;
 
 /* What only some connections have, behind one pointer (conn_t.ext), so
@@ -259,6 +268,8 @@ typedef struct conn_ext_s {
                                  "h2" */
     struct ack_fifo_s *acks;  /* acknowledgements waiting for commits, in
                                  order (persist.c); NULL when none */
+    struct conn_v5_s *v5;     /* topic aliases and enhanced authentication
+                                 (alias.c, auth.c), or NULL */
     uint8_t kind;             /* enum listener_kind of the listener the
                                  connection came from */
 } conn_ext_t;
@@ -285,6 +296,9 @@ struct conn_s {
     unsigned moved : 1;   /* handed to another loop: not counted closed */
     unsigned pend : 1;    /* index of the pending batch; !pend is writing */
     unsigned peer_family : 3; /* 4, 6, or 0 when unknown */
+    unsigned alias_out : 1; /* v5 client takes topic aliases from us: its
+                               PUBLISH packets are encoded per connection
+                               (alias.c; counted in loop->n_alias_out) */
     uint8_t throttled;    /* 0, or why c is paused (enum in throttle.c) */
     uint8_t hops;         /* times this connection was moved (CONNECT) */
     union {               /* (in a padding hole: no extra bytes) */
@@ -442,6 +456,8 @@ struct loop_s {
     pkt_chunk_t *chunk[MSG_VARIANTS]; /* current chunk per variant */
     pkt_chunk_t *free_chunks; /* released chunks kept for reuse */
     unsigned n_free_chunks;
+    unsigned n_alias_out; /* connections with c->alias_out: while 0 the
+                             small fan-out never looks at the bit */
     msg_t *credit_msg;    /* references of credit_msg taken in bulk by */
     size_t credit;        /* broker__deliver_local, used by deliveries */
     /* Persistence (persist.c): the batch this tick fills, submitted by the
@@ -526,6 +542,10 @@ struct broker_s {
     atomic_uint_fast64_t conns_closed_at_stop;
     uint64_t last_refuse_log; /* uv_now ms; rate limit for refusals */
     uint64_t refused_since_log;
+    /* Enhanced authentication methods (auth.c): registered before the
+     * loops start, read-only after (so loops read them without a lock). */
+    const struct auth_method_s *auth_methods[AUTH_METHODS_MAX];
+    unsigned n_auth_methods;
 };
 
 /* ---- broker.c ---- */
@@ -891,7 +911,9 @@ void conn__trim_outs(loop_t *l);
 int conn__send_pkt(conn_t *c, const pkt_t *p);
 /* Appends raw bytes (copied) to c's pending batch. */
 void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len);
-/* Bytes the PUBLISH of m would take for c (head + payload). */
+/* Bytes the PUBLISH of m would take for c (head + payload), with the
+ * whole topic and no topic alias (conn__send_publish decides on an alias
+ * and checks the size again). */
 size_t conn__publish_size(conn_t *c, msg_t *m, uint8_t qos,
                           const uint32_t *ids, size_t n_ids);
 /* Appends a PUBLISH of m (retains m for the write). QoS 0 is dropped and
@@ -932,8 +954,172 @@ void conn__sweep(conn_t *c, uint64_t now);
 int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len);
 /* Frees c->hello (and the will it still holds), if any. */
 void conn__hello_free(conn_t *c);
+/* Refuses c's CONNECT: CONNACK with reason (v3: its nearest return
+ * code), then closes. Returns CONN_GONE. */
+int conn__refuse(conn_t *c, uint8_t reason);
 /* Handles DISCONNECT from the client. */
 int conn__handle_disconnect(conn_t *c, const pkt_t *p);
+
+/* ---- alias.c: topic aliases (MQTT 5.0 section 3.3.2.3.4) ----
+ *
+ * Per connection, both directions, behind c->ext->v5 (made on first
+ * need, freed with the connection: aliases never outlive a network
+ * connection, MQTT-3.3.2-7). The policy is described at the top of
+ * alias.c and in docs/protocol.md. */
+
+/* A topic an alias stands for: an owned copy, cap bytes allocated. */
+typedef struct alias_topic_s {
+    char *p;
+    uint32_t len, cap;
+} alias_topic_t;
+
+/* Client to server: what the client set each alias to. */
+typedef struct alias_in_s {
+    alias_topic_t *v; /* v[alias - 1], max entries; NULL until the first
+                         alias the client sets */
+    uint16_t max;     /* entries in v (topic_alias_max when made) */
+} alias_in_t;
+
+/* One alias we gave the client: its topic, hash and LRU links (aliases,
+ * 0 = none). */
+typedef struct alias_out_ent_s {
+    alias_topic_t t;
+    uint32_t hash;
+    uint16_t prev, next;
+} alias_out_ent_t;
+
+/* Server to client: topic -> alias, the least recently used one taken
+ * over when all are in use. */
+typedef struct alias_out_s {
+    alias_out_ent_t *ent; /* ent[alias], max + 1 entries (0 unused); NULL
+                             until the first PUBLISH to the client */
+    uint16_t *slots;      /* open-addressing index by topic hash: an
+                             alias, or 0 for an empty slot; mask + 1 */
+    uint32_t mask;
+    uint16_t max;         /* aliases we may use: the client's Topic Alias
+                             Maximum capped by topic_alias_max */
+    uint16_t used;        /* aliases given out so far: 1..used */
+    uint16_t head, tail;  /* most and least recently used alias */
+} alias_out_t;
+
+/* MQTT 5 state that only some connections have (c->ext->v5). */
+typedef struct conn_v5_s {
+    alias_in_t in;
+    alias_out_t out;
+    struct auth_conn_s *auth; /* auth.c: the CONNECT had an Authentication
+                                 Method; NULL otherwise */
+} conn_v5_t;
+
+/* What conn__send_publish does about the topic of one PUBLISH. */
+typedef struct alias_pick_s {
+    uint16_t alias; /* 0: no alias, the whole topic */
+    uint8_t known;  /* the client has this alias for this topic: the
+                       topic goes empty */
+    uint32_t hash;
+} alias_pick_t;
+
+/* c's MQTT 5 extension, made (zeroed) when c has none. */
+conn_v5_t *conn__v5(conn_t *c);
+/* Frees c's MQTT 5 extension (alias tables, authentication state). */
+void conn__v5_free(conn_t *c);
+/* A PUBLISH from c carries a Topic Alias: checks it against
+ * topic_alias_max (0 or above: 0x94, MQTT-3.3.2-8/-9) and, when its topic
+ * is empty, replaces it with the topic the alias stands for (borrowed
+ * from the table until the next PUBLISH of c), or returns 0x82 when the
+ * client never set that alias. Returns 0 or the v5 reason to close with. */
+uint8_t alias__in_resolve(conn_t *c, pkt_publish_t *pub);
+/* Records that alias stands for topic (validated) from now on. */
+void alias__in_set(conn_t *c, uint16_t alias, const pkt_bin_t *topic);
+/* The client allows max aliases (capped): c->alias_out is set and
+ * counted in its loop; the tables are made with the first PUBLISH. */
+void alias__out_enable(conn_t *c, uint16_t max);
+/* Undoes alias__out_enable's count (the connection is freed). */
+void alias__out_disable(conn_t *c);
+/* Decides the alias for topic t of a PUBLISH to c (c->alias_out set)
+ * without changing anything: the alias the client knows, a new one, the
+ * least recently used one, or none (short topics). */
+void alias__out_pick(conn_t *c, const char *t, size_t len, alias_pick_t *pk);
+/* Records pk once the PUBLISH carrying it is queued, so a packet dropped
+ * for its size or for max_out_bytes leaves no alias the client never
+ * saw. */
+void alias__out_commit(conn_t *c, const char *t, size_t len, const alias_pick_t *pk);
+
+/* ---- auth.c: enhanced authentication (MQTT 5.0 section 4.12) ----
+ *
+ * A registry of methods per broker and the exchange of AUTH packets that
+ * a method drives, at CONNECT and for re-authentication. No method is
+ * built in: an Authentication Method in CONNECT gets CONNACK 0x8C until
+ * one is registered. */
+
+/* What one step of a method decided. */
+enum auth_verdict {
+    AUTH_SUCCESS = 0, /* authenticated (CONNACK 0x00 / AUTH 0x00) */
+    AUTH_CONTINUE,    /* send step->out in AUTH 0x18, wait for the next */
+    AUTH_FAIL         /* refused (CONNACK / DISCONNECT 0x87) */
+};
+
+/* One step of an exchange: the client's Authentication Data in (in_len 0
+ * when absent) and the method's answer out (owned by the method, valid
+ * until its next call or end; NULL when none). client_id is the CONNECT's
+ * (possibly empty: the server assigns one) or the session's. */
+typedef struct auth_step_s {
+    conn_t *c;
+    const char *client_id;
+    size_t client_id_len;
+    const uint8_t *in;
+    size_t in_len;
+    const uint8_t *out;
+    size_t out_len;
+} auth_step_t;
+
+/* An authentication method: callbacks run on the connection's loop. */
+typedef struct auth_method_s {
+    const char *name; /* the Authentication Method, compared exactly */
+    /* Begins an exchange (CONNECT, or AUTH 0x19 re-authenticate); may
+     * set *state, which end frees. Returns enum auth_verdict. */
+    int (*start)(void **state, auth_step_t *step);
+    /* The client's AUTH 0x18 with the next data. */
+    int (*cont)(void *state, auth_step_t *step);
+    /* Ends an exchange, whatever its outcome (also when the connection
+     * closes in the middle); frees state. May be NULL. */
+    void (*end)(void *state);
+} auth_method_t;
+
+/* Adds method m (borrowed for the broker's life) to b before the loops
+ * start. Returns 0, ERR_EXISTS for a name already there, or ERR_LIMIT
+ * past AUTH_METHODS_MAX. */
+int auth__register(broker_t *b, const auth_method_t *m);
+/* The method named name[0..len), or NULL. */
+const auth_method_t *auth__find(const broker_t *b, const uint8_t *name, size_t len);
+/* Starts the exchange of a v5 CONNECT that has an Authentication Method
+ * (frame[0..len) is that CONNECT: kept while the exchange goes on).
+ * Returns 0 when authenticated (go on with the CONNECT: its CONNACK
+ * carries the method, auth__connack; then auth__connect_done),
+ * AUTH_PENDING when an AUTH 0x18 went out and c waits
+ * (auth__connecting), or CONN_GONE when refused with CONNACK 0x8C
+ * (unknown method) or 0x87 (the method said no). */
+int auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame, size_t len);
+/* 1 while c's CONNECT waits for the client's next AUTH. */
+int auth__connecting(const conn_t *c);
+/* A packet of c while its CONNECT waits: an AUTH 0x18 with the same
+ * method steps the exchange; DISCONNECT closes; anything else is refused
+ * with CONNACK 0x82 (or the decode error's reason). Returns as
+ * auth__connect_start; on 0, *connect and *connect_len are the kept
+ * CONNECT frame (valid until auth__connect_done). */
+int auth__connect_step(conn_t *c, const uint8_t *frame, size_t len, const uint8_t **connect,
+                       size_t *connect_len);
+/* Adds Authentication Method and the method's last data to c's CONNACK
+ * properties pp (no-op without enhanced authentication). */
+void auth__connack(conn_t *c, pkt_props_t *pp);
+/* The CONNECT was answered or refused: ends the method's exchange and
+ * frees the kept frame; the method stays for re-authentication. */
+void auth__connect_done(conn_t *c);
+/* AUTH from a connected client: re-authentication (0x19, then 0x18), or
+ * 0x82 without an Authentication Method in CONNECT. Returns 0 or
+ * CONN_GONE. */
+int conn__handle_auth(conn_t *c, const pkt_t *p);
+/* Frees c's authentication state (ending an exchange under way). */
+void auth__free(conn_t *c);
 
 /* ---- handle_publish.c ---- */
 
@@ -1063,6 +1249,9 @@ sess_shard_t *sess__shard(sess_map_t *m, uint32_t hash);
 void sess__map_dispose(sess_map_t *m);
 /* Returns the session with this client id, or NULL (borrowed). */
 sess_t *sess__find(sess_map_t *m, const char *id, size_t len);
+/* The loop that owns the session with this client id (read under its
+ * shard mutex), or NULL when there is none. */
+loop_t *sess__owner_of(sess_map_t *m, const char *id, size_t len);
 /* Adds s (the map takes it); the id must not be present. */
 void sess__insert(sess_map_t *m, sess_t *s);
 /* Removes s from the map (the caller then owns it). */

@@ -64,6 +64,8 @@ void broker_config_init(broker_config_t *c)
     c->max_session_expiry = 0;
     c->max_db_bytes = 0;
     c->sys_interval = 10; /* mosquitto's default */
+    c->topic_alias_max = 10;
+    c->response_information_prefix = xstrdup("resp");
     c->log_level = LOG_INFO;
 }
 
@@ -88,6 +90,8 @@ void broker_config_dispose(broker_config_t *c)
     free(c->bind);
     free(c->data_dir);
     free(c->config_file);
+    free(c->response_information_prefix);
+    c->response_information_prefix = NULL;
     c->listeners = NULL;
     c->n_listeners = 0;
     c->bind = NULL;

@@ -336,7 +336,7 @@ void conn__ext_trim(conn_t *c)
 {
     conn_ext_t *x = c->ext;
     if (x == NULL || x->tls != NULL || x->http != NULL || x->acks != NULL ||
-        x->kind != LISTENER_MQTT)
+        x->v5 != NULL || x->kind != LISTENER_MQTT)
         return;
     free(x);
     c->ext = NULL;
@@ -445,9 +445,7 @@ static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
     case PKT_CONNECT: /* MQTT-3.1.0-2: a second CONNECT is a protocol error */
         rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "second CONNECT");
         break;
-    case PKT_AUTH: /* enhanced authentication is not supported yet */
-        rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "AUTH not supported");
-        break;
+    case PKT_AUTH: rc = conn__handle_auth(c, &p); break; /* auth.c */
     default:
         rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "unexpected packet type");
         break;
@@ -894,6 +892,27 @@ static int add_publish(conn_t *c, const uint8_t *head, size_t hlen,
     return rc != 0 ? ERR_INVAL : 0;
 }
 
+/* Puts the topic alias alias.c picks for c into pub and returns the
+ * head size: the alias alone (empty topic) when the client knows it, the
+ * topic and a new alias otherwise, or the topic alone when that new alias
+ * would take the packet past the client's Maximum Packet Size (pk->alias
+ * is then 0: nothing to record). */
+static size_t alias_head(conn_t *c, pkt_publish_t *pub, msg_t *m, alias_pick_t *pk)
+{
+    alias__out_pick(c, m->topic, m->topic_len, pk);
+    if (pk->alias == 0) return pkt_publish_head_size(pub, c->version);
+    PKT_PROP_SET(&pub->props, PROP_TOPIC_ALIAS);
+    pub->props.topic_alias = pk->alias;
+    if (pk->known) pub->topic.len = 0;
+    size_t hlen = pkt_publish_head_size(pub, c->version);
+    if (!pk->known && hlen + m->payload_len > c->peer_max_packet) {
+        pub->props.present &= ~(1ull << PROP_TOPIC_ALIAS);
+        pk->alias = 0;
+        hlen = pkt_publish_head_size(pub, c->version);
+    }
+    return hlen;
+}
+
 int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
                        uint8_t dup, uint16_t packet_id, const uint32_t *ids,
                        size_t n_ids)
@@ -902,15 +921,19 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
     size_t hlen = 0;
     const uint8_t *head = NULL;
     pkt_publish_t pub;
-    if (qos == 0 && (!v5 || n_ids == 0)) head = msg_head(m, v5, retain, &hlen);
+    alias_pick_t pk = {0};
+    /* With outbound aliases every head is c's own (alias.c). */
+    if (qos == 0 && (!v5 || n_ids == 0) && !c->alias_out) head = msg_head(m, v5, retain, &hlen);
     if (head == NULL) {
         fill_pub(c, &pub, m, qos, retain, dup, packet_id, ids, n_ids);
-        hlen = pkt_publish_head_size(&pub, c->version);
+        hlen = c->alias_out ? alias_head(c, &pub, m, &pk)
+                            : pkt_publish_head_size(&pub, c->version);
         if (hlen == 0) return ERR_INVAL;
     }
     int rc = conn__admit(c, hlen + m->payload_len, qos == 0, c->loop->b->cfg->max_out_bytes);
     if (rc != 0) return rc;
     rc = add_publish(c, head, hlen, &pub, m);
+    if (rc == 0 && pk.alias != 0) alias__out_commit(c, m->topic, m->topic_len, &pk);
     if (rc == 0) c->loop->msgs_out++; /* folded into b->cnt once per tick */
     return rc;
 }
@@ -1217,7 +1240,9 @@ static void conn_free(conn_t *c)
     if (c->out != NULL) conn__out_free(c->out);
     free(c->in);
     conn__hello_free(c);
+    alias__out_disable(c);
     if (c->ext != NULL) { /* persist__conn_gone took the acks */
+        conn__v5_free(c);
         tls__destroy(c->ext->tls);
         if (c->ext->http != NULL) http__free(c);
         free(c->ext);

@@ -101,11 +101,18 @@ typedef struct fan_s {
     size_t max_out;      /* the broker's max_out_bytes */
 } fan_t;
 
+/* 1 when a v5 subscriber needs a PUBLISH of its own rather than the
+ * shared one: subscription ids, or topic aliases (alias.c). */
+static inline int own_head(const conn_t *c, const router_hit_t *hit)
+{
+    return hit->id_count > 0 || c->alias_out;
+}
+
 /* One delivery of a fan-out off its fast path: builds the variant's
  * packet on first use, then shares it or, when it cannot be built or the
- * v5 subscriber has subscription ids (its own head), takes the general
- * path. Returns 1 when it queued the shared packet (counted by the
- * caller), else 0. */
+ * v5 subscriber needs its own head (own_head), takes the general path.
+ * Returns 1 when it queued the shared packet (counted by the caller),
+ * else 0. */
 static __attribute__((noinline)) int fan_slow(fan_t *f, const router_hit_t *hit,
                                               conn_t *c, int v5)
 {
@@ -114,7 +121,7 @@ static __attribute__((noinline)) int fan_slow(fan_t *f, const router_hit_t *hit,
         build_small(f->l, f->m, v5, sp);
         f->tried[v5] = 1;
     }
-    if (sp->p != NULL && !(v5 && hit->id_count > 0))
+    if (sp->p != NULL && !(v5 && own_head(c, hit)))
         return conn__send_shared(c, sp, f->max_out) == 0;
     sess__deliver(f->l, hit->sub, f->m, 0, 0, f->h->ids + hit->id_off, hit->id_count);
     return 0;
@@ -133,15 +140,18 @@ static __attribute__((noinline, cold)) void fan_other(loop_t *l, sess_t *s, conn
 /* The common fan-out, kept tight: a small QoS 0 message without the
  * retain flag, so every subscriber gets QoS 0, retain 0 and one of two
  * packets (v3.x or v5), built on first use and shared (chunk.c). A v5
- * subscriber with subscription ids needs its own head: general path.
- * What does not change per subscriber (the hits array, whether any hit
- * has ids, max_out_bytes) is read once, and msgs_out is counted once. */
+ * subscriber with subscription ids or outbound topic aliases needs its
+ * own head: general path. What does not change per subscriber (the hits
+ * array, whether any hit has ids or any connection of l takes aliases,
+ * max_out_bytes) is read once, and msgs_out is counted once: while no
+ * connection of l takes aliases, the loop below is what it was without
+ * them. */
 static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
 {
     fan_t f = {.l = l, .m = m, .h = h, .max_out = l->b->cfg->max_out_bytes};
     const router_hit_t *v = h->hit;
     size_t max_out = f.max_out;
-    int ids = h->n_ids > 0;
+    int own = h->n_ids > 0 || l->n_alias_out > 0;
     uint64_t sent = 0;
     for (size_t i = 0; i < n; i++) {
         if (i + PF_SESS < n) __builtin_prefetch(v[i + PF_SESS].sub);
@@ -152,7 +162,7 @@ static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
         }
         int v5 = c->version == PKT_V5;
         const shared_pkt_t *sp = &f.pkt[v5];
-        if (sp->p != NULL && !(ids && v5 && v[i].id_count > 0))
+        if (sp->p != NULL && !(own && v5 && own_head(c, &v[i])))
             sent += conn__send_shared(c, sp, max_out) == 0;
         else
             sent += (uint64_t)fan_slow(&f, &v[i], c, v5);

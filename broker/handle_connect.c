@@ -13,6 +13,7 @@
  */
 #include "broker_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,8 +61,9 @@ static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
     const broker_config_t *cfg = c->loop->b->cfg;
     int v5 = cp->version == PKT_V5;
     uint8_t reason = PKT_RC_SUCCESS;
-    if (v5 && PKT_PROP_HAS(&cp->props, PROP_AUTH_METHOD)) {
-        reason = PKT_RC_BAD_AUTH_METHOD; /* enhanced auth comes later */
+    if (v5 && PKT_PROP_HAS(&cp->props, PROP_AUTH_DATA) &&
+        !PKT_PROP_HAS(&cp->props, PROP_AUTH_METHOD)) {
+        reason = PKT_RC_PROTOCOL_ERROR; /* 3.1.2.11.10: data without a method */
     } else if (cp->client_id.len == 0 && !v5 &&
                (cp->version == PKT_V31 || !cp->clean_start)) {
         /* MQTT-3.1.3-8: empty id with clean session 0 is rejected. */
@@ -110,7 +112,9 @@ static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
     return PKT_RC_SUCCESS;
 }
 
-static int refuse(conn_t *c, uint8_t reason)
+/* See broker_int.h. The CONNACK carries no properties; c is closing
+ * after (its memory stays valid until the uv_close callback). */
+int conn__refuse(conn_t *c, uint8_t reason)
 {
     pkt_t r = {.type = PKT_CONNACK};
     r.u.connack.reason = c->version == PKT_V5 ? reason : pkt_connack_rc311(reason);
@@ -141,12 +145,30 @@ static int grant_keepalive(conn_t *c, const pkt_connect_t *cp)
     return changed;
 }
 
-static void send_connack(conn_t *c, int present, const char *assigned,
-                         int server_ka)
+/* Response Information for a client that asked for it (3.1.2.11.6,
+ * 3.2.2.3.15; MQTT-3.1.2-28: never unasked):
+ * "<response_information_prefix>/<client id>", in a buffer the caller
+ * frees; NULL when the prefix is off or the id holds + or # (the result
+ * would not be a topic name). */
+static char *response_info(const broker_config_t *cfg, const char *id)
+{
+    const char *pre = cfg->response_information_prefix;
+    if (pre == NULL || strpbrk(id, "+#") != NULL) return NULL;
+    size_t n = strlen(pre) + 1 + strlen(id) + 1;
+    char *v = xmalloc(n);
+    snprintf(v, n, "%s/%s", pre, id);
+    return v;
+}
+
+/* Sends the CONNACK of a CONNECT that attached session s, with the
+ * properties c->hello asked for. */
+static void send_connack(conn_t *c, const sess_t *s, int present)
 {
     const broker_config_t *cfg = c->loop->b->cfg;
+    const conn_hello_t *h = c->hello;
     pkt_t r = {.type = PKT_CONNACK};
     pkt_props_t *pp = &r.u.connack.props;
+    char *info = NULL;
     r.u.connack.session_present = (uint8_t)present;
     if (c->version == PKT_V5) {
         PKT_PROP_SET(pp, PROP_RECEIVE_MAX);
@@ -154,7 +176,7 @@ static void send_connack(conn_t *c, int present, const char *assigned,
         PKT_PROP_SET(pp, PROP_MAX_PACKET_SIZE);
         pp->max_packet_size = cfg->max_packet_size;
         PKT_PROP_SET(pp, PROP_TOPIC_ALIAS_MAX);
-        pp->topic_alias_max = 0;
+        pp->topic_alias_max = cfg->topic_alias_max;
         PKT_PROP_SET(pp, PROP_RETAIN_AVAILABLE);
         pp->retain_available = 1;
         PKT_PROP_SET(pp, PROP_WILDCARD_SUB_AVAILABLE);
@@ -163,17 +185,24 @@ static void send_connack(conn_t *c, int present, const char *assigned,
         pp->sub_id_available = 1;
         PKT_PROP_SET(pp, PROP_SHARED_SUB_AVAILABLE);
         pp->shared_sub_available = 0;
-        if (assigned != NULL) {
+        if (h->assigned) {
             PKT_PROP_SET(pp, PROP_ASSIGNED_CLIENT_ID);
-            pp->assigned_client_id.p = (const uint8_t *)assigned;
-            pp->assigned_client_id.len = (uint32_t)strlen(assigned);
+            pp->assigned_client_id.p = (const uint8_t *)s->client_id;
+            pp->assigned_client_id.len = (uint32_t)strlen(s->client_id);
         }
-        if (server_ka) {
+        if (h->server_ka) {
             PKT_PROP_SET(pp, PROP_SERVER_KEEP_ALIVE);
             pp->server_keep_alive = c->keepalive;
         }
+        if (h->response_info && (info = response_info(cfg, s->client_id)) != NULL) {
+            PKT_PROP_SET(pp, PROP_RESPONSE_INFO);
+            pp->response_info.p = (const uint8_t *)info;
+            pp->response_info.len = (uint32_t)strlen(info);
+        }
+        auth__connack(c, pp);
     }
     conn__send_pkt(c, &r);
+    free(info);
 }
 
 /* Inflight window for this CONNECT: max_inflight, lowered by a v5
@@ -216,6 +245,14 @@ static void keep_hello(conn_t *c, const pkt_connect_t *cp, msg_t *will, int assi
     h->clean_start = cp->clean_start;
     h->assigned = (uint8_t)assigned;
     h->server_ka = (uint8_t)grant_keepalive(c, cp);
+    if (cp->version == PKT_V5) {
+        const broker_config_t *cfg = c->loop->b->cfg;
+        h->response_info = PKT_PROP_HAS(&cp->props, PROP_REQUEST_RESPONSE_INFO) &&
+                           cp->props.request_response_info == 1;
+        /* MQTT-3.3.2-11: never an alias above the client's maximum. */
+        uint16_t want = PKT_PROP_HAS(&cp->props, PROP_TOPIC_ALIAS_MAX) ? cp->props.topic_alias_max : 0;
+        h->alias_max = want < cfg->topic_alias_max ? want : cfg->topic_alias_max;
+    }
 }
 
 /* Prepares s (owned by c's loop) for c: closes a live connection holding
@@ -261,11 +298,12 @@ static void finish(conn_t *c, sess_t *s, int present)
     c->sess = s;
     c->state = CONN_ACTIVE;
     inflight_set_max(&s->inflight, h->window);
+    if (h->alias_max > 0) alias__out_enable(c, h->alias_max); /* before any PUBLISH */
     if (s->expiry != 0)
         persist__session_put(c->loop, s); /* persistent: stored */
     else
         persist__session_del(c->loop, s); /* no longer persistent */
-    send_connack(c, present, h->assigned ? s->client_id : NULL, h->server_ka);
+    send_connack(c, s, present);
     conn__hello_free(c);
     log_debug("client %s connected from %s (v%u, keep-alive %u, session %s)",
               s->client_id, conn__peer(c), c->version, c->keepalive,
@@ -300,12 +338,20 @@ static int migrate(conn_t *c, loop_t *owner, const char *id, size_t id_len)
         log_warn("client %.*s (%s): its session moved between loops %u times "
                  "during CONNECT: refused (server busy)",
                  (int)id_len, id, conn__peer(c), (unsigned)c->hops);
-        return refuse(c, PKT_RC_SERVER_BUSY);
+        return conn__refuse(c, PKT_RC_SERVER_BUSY);
     }
     c->move_to = (uint16_t)owner->index;
     log_debug("client %.*s (%s): moving to loop %u, its session's owner",
               (int)id_len, id, conn__peer(c), owner->index);
     return CONN_MIGRATE;
+}
+
+/* The loop a new session for cp is created on: a persistent one lives on
+ * the loop of stored sessions, a clean one on c's. */
+static loop_t *home_loop(conn_t *c, const pkt_connect_t *cp)
+{
+    broker_t *b = c->loop->b;
+    return session_expiry(cp, b->cfg) != 0 && b->store != NULL ? persist__loop(b) : c->loop;
 }
 
 static int apply(conn_t *c, const pkt_connect_t *cp)
@@ -321,16 +367,14 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
         will = conn__msg_from(b, cp->will_topic, cp->will_payload,
                               cp->version == PKT_V5 ? &cp->will_props : NULL,
                               cp->will_qos, cp->will_retain, NULL);
-        if (will == NULL) return refuse(c, PKT_RC_PACKET_TOO_LARGE);
+        if (will == NULL) return conn__refuse(c, PKT_RC_PACKET_TOO_LARGE);
     }
     if (id_len == 0) { /* MQTT-3.1.3-6: the server assigns an id */
         sess__assign_id(gen);
         id = gen;
         id_len = strlen(gen);
     }
-    /* A persistent session lives on the loop of stored sessions. */
-    loop_t *home = session_expiry(cp, b->cfg) != 0 && b->store != NULL ? persist__loop(b)
-                                                                        : c->loop;
+    loop_t *home = home_loop(c, cp);
     int rc = sess__find_or_create(c->loop, id, id_len, &s, &owner, home);
     if (rc == SESS_LOCAL && home != c->loop) {
         replace_elsewhere(c, s); /* a live clean session of this id */
@@ -347,10 +391,65 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
     return 0;
 }
 
+/* A v5 CONNECT with an Authentication Method (auth.c). The exchange runs
+ * on the loop that owns the session (or would create it), so c moves
+ * there first: once the client has seen an AUTH, the CONNECT can no
+ * longer be handed to another loop and handled again from its first byte.
+ * A session found on c's own loop keeps c here. Returns what
+ * conn__handle_connect returns. */
+static int authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame, size_t len)
+{
+    const char *id = (const char *)cp->client_id.p;
+    const pkt_bin_t *m = &cp->props.auth_method;
+    if (auth__find(c->loop->b, m->p, m->len) != NULL) {
+        loop_t *owner = cp->client_id.len > 0
+                            ? sess__owner_of(&c->loop->b->sessions, id, cp->client_id.len)
+                            : NULL;
+        if (owner == NULL) owner = home_loop(c, cp);
+        if (owner != c->loop) return migrate(c, owner, id, cp->client_id.len);
+    }
+    int rc = auth__connect_start(c, cp, frame, len);
+    if (rc == AUTH_PENDING) return 0;
+    if (rc == 0) {
+        rc = apply(c, cp); /* may move c: nothing was sent yet */
+        auth__connect_done(c);
+    }
+    return rc;
+}
+
+/* A packet of c while its CONNECT waits for an enhanced authentication
+ * exchange: steps it and, once it succeeds, handles the kept CONNECT. */
+static int authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
+{
+    const uint8_t *f = NULL;
+    size_t flen = 0;
+    pkt_t p;
+    int rc = auth__connect_step(c, frame, len, &f, &flen);
+    if (rc == AUTH_PENDING) return 0;
+    if (rc != 0) return rc;
+    arena_reset(&c->loop->arena); /* the AUTH is done with */
+    rc = pkt_decode(&p, 0, f, flen, &c->loop->arena);
+    if (rc != 0) { /* cannot happen: it decoded the first time */
+        rc = conn__refuse(c, PKT_RC_UNSPECIFIED);
+    } else if ((rc = apply(c, &p.u.connect)) == CONN_MIGRATE) {
+        /* The session moved to another loop during the exchange (rare: a
+         * race, or a clean session of this id on this loop replaced by a
+         * persistent one); the client tries again. */
+        log_warn("client %.*s (%s): its session changed loops during authentication: "
+                 "refused (server busy)",
+                 (int)p.u.connect.client_id.len, (const char *)p.u.connect.client_id.p,
+                 conn__peer(c));
+        rc = conn__refuse(c, PKT_RC_SERVER_BUSY);
+    }
+    auth__connect_done(c);
+    return rc;
+}
+
 int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
 {
     pkt_t p;
     int rc = 0;
+    if (auth__connecting(c)) return authenticate_step(c, frame, len);
     if ((frame[0] >> 4) != PKT_CONNECT) {
         /* MQTT-3.1.0-1: the first packet must be CONNECT. */
         return conn__fail(c, PKT_RC_PROTOCOL_ERROR, "first packet is not CONNECT");
@@ -361,7 +460,9 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     uint8_t reason = validate(c, &p.u.connect);
     if (reason == PKT_RC_SUCCESS && conn__tls(c) != NULL && tls__identity_as_username(c->ext->tls))
         reason = identity_username(c, &p.u.connect);
-    if (reason != PKT_RC_SUCCESS) return refuse(c, reason);
+    if (reason != PKT_RC_SUCCESS) return conn__refuse(c, reason);
+    if (c->version == PKT_V5 && PKT_PROP_HAS(&p.u.connect.props, PROP_AUTH_METHOD))
+        return authenticate(c, &p.u.connect, frame, len);
     return apply(c, &p.u.connect);
 }
 

@@ -101,6 +101,17 @@ sess_t *sess__find(sess_map_t *m, const char *id, size_t len)
     return s;
 }
 
+loop_t *sess__owner_of(sess_map_t *m, const char *id, size_t len)
+{
+    uint32_t h = hash_id(id, len);
+    sess_shard_t *sh = sess__shard(m, h);
+    pthread_mutex_lock(&sh->mu);
+    sess_t *s = lookup(sh, h, id, len);
+    loop_t *owner = s != NULL ? s->loop : NULL;
+    pthread_mutex_unlock(&sh->mu);
+    return owner;
+}
+
 /* Doubles the bucket array of sh (lock held). */
 static void shard_grow(sess_shard_t *sh)
 {

@@ -26,8 +26,11 @@
 #define JSON_MAX_EXACT 9007199254740992ull
 
 /* K_BOOL: an int field, true or false; K_TRIBOOL also takes null (-1).
- * K_LISTENERS: the "listeners" array (apply_listeners). */
-enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_LEVEL, K_DURABILITY, K_LISTENERS };
+ * K_TOPIC: a string field holding a topic name prefix (no + or #), or
+ * null (NULL: the feature is off). K_LISTENERS: the "listeners" array
+ * (apply_listeners). */
+enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_TOPIC, K_LEVEL, K_DURABILITY,
+            K_LISTENERS };
 
 /* One setting: its JSON key, how it is typed, where it lives in
  * broker_config_t, and for K_UINT its byte width and inclusive range. */
@@ -75,6 +78,9 @@ static const struct setting settings[] = {
     {NUM(max_db_bytes, 0, JSON_MAX_EXACT)},
     /* 0 = off; at most a day between $SYS updates. */
     {NUM(sys_interval, 0, 86400)},
+    /* Topic Alias Maximum is a two-byte integer (3.2.2.3.8). */
+    {NUM(topic_alias_max, 0, 65535)},
+    {"response_information_prefix", K_TOPIC, FIELD(response_information_prefix), 0, 0},
     {"log_level", K_LEVEL, FIELD(log_level), 0, 0},
     {"listeners", K_LISTENERS, FIELD(listeners), 0, 0},
 };
@@ -230,6 +236,34 @@ static int apply_named(broker_config_t *cfg, const struct setting *s, const cJSO
                       "\"%s\" must be \"full\" or \"batch\" (got %s)", s->key, got);
 }
 
+/* Longest K_TOPIC value: room for a client id after it in one topic. */
+#define TOPIC_PREFIX_MAX 1024
+
+/* Applies a K_TOPIC key: a non-empty string of at most TOPIC_PREFIX_MAX
+ * bytes without + or # (it starts topic names), or null (off). */
+static int apply_topic(broker_config_t *cfg, const struct setting *s, const cJSON *item,
+                       const char *path, char *err, size_t errlen)
+{
+    char **p = (char **)((char *)cfg + s->off);
+    const char *v = cJSON_IsString(item) ? item->valuestring : NULL;
+    char got[64];
+
+    if (cJSON_IsNull(item)) {
+        free(*p);
+        *p = NULL;
+        return 0;
+    }
+    if (v != NULL && v[0] != '\0' && strlen(v) <= TOPIC_PREFIX_MAX && strpbrk(v, "+#") == NULL) {
+        store_string(cfg, s, v);
+        return 0;
+    }
+    describe(item, got, sizeof got);
+    return fail(ERR_CONFIG, err, errlen, path,
+                "\"%s\" must be null or a non-empty topic of at most %d bytes without + or # "
+                "(got %s)",
+                s->key, TOPIC_PREFIX_MAX, got);
+}
+
 /* Applies a string or boolean key. */
 static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSON *item,
                        const char *path, char *err, size_t errlen)
@@ -240,6 +274,8 @@ static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSO
     describe(item, got, sizeof got);
     if (s->kind == K_LEVEL || s->kind == K_DURABILITY)
         rc = apply_named(cfg, s, item, path, err, errlen);
+    else if (s->kind == K_TOPIC)
+        rc = apply_topic(cfg, s, item, path, err, errlen);
     else if (s->kind == K_STRING && cJSON_IsString(item) && item->valuestring[0] != '\0')
         store_string(cfg, s, item->valuestring);
     else if (s->kind == K_STRING)

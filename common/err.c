@@ -40,6 +40,7 @@ const char *err_str(int code)
     case ERR_PKT_VERSION: return "packet type not in this protocol version";
     case ERR_PKT_PAYLOAD_FORMAT: return "payload is not valid UTF-8";
     case ERR_PKT_CLIENT_ID: return "client identifier too long";
+    case ERR_PKT_NO_TOPIC: return "empty topic name without a topic alias";
     default:
         if (code > ERR_BASE) return uv_strerror(code);
         return "unknown error";

@@ -46,6 +46,7 @@ enum {
     ERR_PKT_VERSION = ERR_BASE - 120,    /* packet type not in this protocol version */
     ERR_PKT_PAYLOAD_FORMAT = ERR_BASE - 121, /* payload format 1 but payload not UTF-8 */
     ERR_PKT_CLIENT_ID = ERR_BASE - 122,  /* v3.1 client id longer than 23 bytes */
+    ERR_PKT_NO_TOPIC = ERR_BASE - 123,   /* v5 empty topic name without a Topic Alias */
 };
 
 /* Returns a static, human-readable description of any code (ours or libuv's). */

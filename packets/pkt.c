@@ -372,13 +372,15 @@ static int decode_connack(pkt__rd_t *r, pkt_connack_t *c, uint8_t version,
 }
 
 /* Topic Name rules (4.7.3, MQTT-3.3.2-2): no wildcards; empty only in v5
- * with a Topic Alias (3.3.2.3.4). */
+ * with a Topic Alias (3.3.2.3.4), and without one a Protocol Error there
+ * (3.3.2.1). Whether the alias is valid is for the receiver to say: its
+ * range is the receiver's Topic Alias Maximum (0 included: 0x94). */
 static int check_topic_name(const pkt_publish_t *p, uint8_t version)
 {
     if (pkt__has_wildcard(&p->topic)) return ERR_PKT_TOPIC;
-    if (p->topic.len == 0 &&
-        (version != PKT_V5 || !PKT_PROP_HAS(&p->props, PROP_TOPIC_ALIAS)))
-        return ERR_PKT_TOPIC;
+    if (p->topic.len == 0 && version != PKT_V5) return ERR_PKT_TOPIC;
+    if (p->topic.len == 0 && !PKT_PROP_HAS(&p->props, PROP_TOPIC_ALIAS))
+        return ERR_PKT_NO_TOPIC;
     return 0;
 }
 
@@ -611,6 +613,7 @@ int pkt_decode(pkt_t *out, uint8_t version, const uint8_t *buf, size_t len,
  *                                  Error to include it more than once / a
  *                                  value of 0 / other than 0 or 1"
  *   EMPTY                  0x82    3.8.3, 3.10.3: no payload = Protocol Error
+ *   NO_TOPIC               0x82    3.3.2.1: v5 empty topic, no Topic Alias
  *   PACKET_ID, REASON,     0x82    well-formed but not allowed
  *   VERSION
  *   TOPIC                  0x90    Topic Name invalid
@@ -632,6 +635,7 @@ uint8_t pkt_err_reason(int err)
         return PKT_RC_MALFORMED;
     case ERR_PKT_PROP_DUP: case ERR_PKT_PROP_VALUE: case ERR_PKT_EMPTY:
     case ERR_PKT_PACKET_ID: case ERR_PKT_REASON: case ERR_PKT_VERSION:
+    case ERR_PKT_NO_TOPIC:
         return PKT_RC_PROTOCOL_ERROR;
     case ERR_PKT_TOPIC: return PKT_RC_TOPIC_NAME_INVALID;
     case ERR_PKT_TOO_LARGE: return PKT_RC_PACKET_TOO_LARGE;

@@ -54,7 +54,9 @@ static const prop_info_t prop_info[PROP_ID_MAX + 1] = {
     [PROP_REASON_STRING] = {PT_STR, 0, W(PKT_CONNACK) | W_ACKS | W(PKT_SUBACK) | W(PKT_UNSUBACK) | W(PKT_DISCONNECT) | W(PKT_AUTH), F(reason_string)},
     [PROP_RECEIVE_MAX] = {PT_U16, 1, W(PKT_CONNECT) | W(PKT_CONNACK), F(receive_max)},
     [PROP_TOPIC_ALIAS_MAX] = {PT_U16, 0, W(PKT_CONNECT) | W(PKT_CONNACK), F(topic_alias_max)},
-    [PROP_TOPIC_ALIAS] = {PT_U16, 1, W(PKT_PUBLISH), F(topic_alias)},
+    /* 0 is the receiver's to refuse, with 0x94 like any alias over its
+     * maximum (3.3.4), not a decode error. */
+    [PROP_TOPIC_ALIAS] = {PT_U16, 0, W(PKT_PUBLISH), F(topic_alias)},
     [PROP_MAXIMUM_QOS] = {PT_BYTE, 0, W(PKT_CONNACK), F(maximum_qos)},
     [PROP_RETAIN_AVAILABLE] = {PT_BYTE, 0, W(PKT_CONNACK), F(retain_available)},
     [PROP_USER_PROPERTY] = {PT_PAIR, 0, W_ALL, F(user)},

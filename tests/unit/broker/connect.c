@@ -100,12 +100,14 @@ static void will_topic_with_wildcard_is_refused(void **state)
     assert_int_equal(validate(&cn, &cp), PKT_RC_SUCCESS);
 }
 
-static void v5_authentication_method_is_refused_for_now(void **state)
+static void v5_authentication_method_is_left_to_auth_c(void **state)
 {
     (void)state;
     pkt_connect_t cp = connect_of(PKT_V5, "x", 1);
-    PKT_PROP_SET(&cp.props, PROP_AUTH_METHOD);
-    assert_int_equal(validate(&cn, &cp), PKT_RC_BAD_AUTH_METHOD);
+    PKT_PROP_SET(&cp.props, PROP_AUTH_DATA);
+    assert_int_equal(validate(&cn, &cp), PKT_RC_PROTOCOL_ERROR); /* data, no method */
+    PKT_PROP_SET(&cp.props, PROP_AUTH_METHOD); /* 0x8C comes from auth.c */
+    assert_int_equal(validate(&cn, &cp), PKT_RC_SUCCESS);
 }
 
 static void keepalive_zero_or_over_max_gets_max_keepalive(void **state)
@@ -201,7 +203,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(empty_client_id_rules_follow_the_protocol_version, setup, teardown),
         cmocka_unit_test_setup_teardown(client_id_over_max_client_id_len_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(will_topic_with_wildcard_is_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(v5_authentication_method_is_refused_for_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(v5_authentication_method_is_left_to_auth_c, setup, teardown),
         cmocka_unit_test_setup_teardown(keepalive_zero_or_over_max_gets_max_keepalive, setup, teardown),
         cmocka_unit_test_setup_teardown(session_expiry_maps_clean_session_and_v5_property, setup, teardown),
         cmocka_unit_test_setup_teardown(session_of_another_loop_moves_the_connection_there, setup, teardown),

@@ -127,6 +127,8 @@ static void config_defaults_match_broker_h(void **state)
     assert_int_equal(c->max_session_expiry, 0);
     assert_true(c->max_db_bytes == 0);
     assert_int_equal(c->sys_interval, 10);
+    assert_int_equal(c->topic_alias_max, 10);
+    assert_string_equal(c->response_information_prefix, "resp");
     assert_int_equal(c->log_level, LOG_INFO);
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
 }
@@ -161,6 +163,8 @@ static void config_file_sets_every_key(void **state)
                              "  \"max_session_expiry\": 3600,\n"
                              "  \"max_db_bytes\": 1073741824,\n"
                              "  \"sys_interval\": 0,\n"
+                             "  \"topic_alias_max\": 0,\n"
+                             "  \"response_information_prefix\": \"replies/to\",\n"
                              "  \"log_level\": \"warn\"\n"
                              "}\n"),
                      0);
@@ -188,6 +192,8 @@ static void config_file_sets_every_key(void **state)
     assert_int_equal(c->max_session_expiry, 3600);
     assert_true(c->max_db_bytes == 1073741824ull);
     assert_int_equal(c->sys_interval, 0);
+    assert_int_equal(c->topic_alias_max, 0);
+    assert_string_equal(c->response_information_prefix, "replies/to");
     assert_int_equal(c->log_level, LOG_WARN);
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
 }
@@ -201,6 +207,8 @@ static void config_file_allow_anonymous_takes_true_and_null(void **state)
     assert_int_equal(f->cfg.log_level, LOG_DEBUG);
     assert_int_equal(load(f, "{\"allow_anonymous\": null}"), 0);
     assert_int_equal(f->cfg.allow_anonymous, -1);
+    assert_int_equal(load(f, "{\"response_information_prefix\": null}"), 0);
+    assert_null(f->cfg.response_information_prefix); /* off */
     assert_int_equal(load(f, "{}"), 0);
     assert_int_equal(f->cfg.port, 1883);
 }
@@ -251,6 +259,14 @@ static void config_file_rejects_wrong_types_naming_the_key(void **state)
                       "\"batch_ms\" must be an integer 1..60000 (got 0)");
     expect_load_error(f, "{\"sys_interval\": 86401}",
                       "\"sys_interval\" must be an integer 0..86400 (got 86401)");
+    expect_load_error(f, "{\"topic_alias_max\": 65536}",
+                      "\"topic_alias_max\" must be an integer 0..65535 (got 65536)");
+    expect_load_error(f, "{\"response_information_prefix\": \"a/#\"}",
+                      "\"response_information_prefix\" must be null or a non-empty topic of at "
+                      "most 1024 bytes without + or # (got \"a/#\")");
+    expect_load_error(f, "{\"response_information_prefix\": \"\"}",
+                      "\"response_information_prefix\" must be null or a non-empty topic of at "
+                      "most 1024 bytes without + or # (got \"\")");
     expect_load_error(f, "{\"log_level\": 3}",
                       "\"log_level\" must be \"error\", \"warn\", \"info\" or \"debug\" (got 3)");
 }
@@ -310,13 +326,18 @@ static void example_config_file_holds_the_defaults(void **state)
     /* Which file was read is not a setting. */
     free(f->cfg.config_file);
     f->cfg.config_file = NULL;
-    /* Past the two strings every field is a number: compare the bytes. */
+    assert_string_equal(f->cfg.response_information_prefix, d.response_information_prefix);
+    /* Between the strings every field is a number: compare the bytes. */
     assert_memory_equal((char *)&f->cfg + offsetof(broker_config_t, port),
                         (char *)&d + offsetof(broker_config_t, port),
                         offsetof(broker_config_t, data_dir) - offsetof(broker_config_t, port));
     assert_memory_equal((char *)&f->cfg + offsetof(broker_config_t, threads),
                         (char *)&d + offsetof(broker_config_t, threads),
-                        sizeof d - offsetof(broker_config_t, threads));
+                        offsetof(broker_config_t, response_information_prefix) -
+                            offsetof(broker_config_t, threads));
+    assert_memory_equal((char *)&f->cfg + offsetof(broker_config_t, log_level),
+                        (char *)&d + offsetof(broker_config_t, log_level),
+                        sizeof d - offsetof(broker_config_t, log_level));
     broker_config_dispose(&d);
 }
 

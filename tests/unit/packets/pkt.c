@@ -774,7 +774,7 @@ static void pkt_err_reason_maps_every_decode_error(void **state)
         {ERR_PKT_PROP_PLACE, 0x81}, {ERR_PKT_PROP_DUP, 0x82},
         {ERR_PKT_PROP_VALUE, 0x82}, {ERR_PKT_EMPTY, 0x82},
         {ERR_PKT_PACKET_ID, 0x82}, {ERR_PKT_REASON, 0x82},
-        {ERR_PKT_VERSION, 0x82}, {ERR_PKT_TOPIC, 0x90},
+        {ERR_PKT_VERSION, 0x82}, {ERR_PKT_NO_TOPIC, 0x82}, {ERR_PKT_TOPIC, 0x90},
         {ERR_PKT_TOO_LARGE, 0x95}, {ERR_PKT_PROTO_NAME, 0x84},
         {ERR_PKT_PROTO_LEVEL, 0x84}, {ERR_PKT_CLIENT_ID, 0x85},
         {ERR_PKT_PAYLOAD_FORMAT, 0x99}, {ERR_NOMEM, 0x97}, {ERR_IO, 0x80},
