@@ -749,6 +749,9 @@ void persist__run_acks(loop_t *l);
  * disk (a crash in between would make the client see it twice). Call it
  * after queuing the packet (the hold lives in c->out). */
 void persist__hold(conn_t *c);
+/* PUBACKs and PUBCOMPs waiting in c's queue: QoS 1/2 publishes of c not
+ * yet answered (v5 Receive Maximum counts them). */
+size_t persist__open_acks(const conn_t *c);
 /* c is closing: drops its waiting acknowledgements. */
 void persist__conn_gone(conn_t *c);
 /* Frees an ITEM_COMMITTED record that was never run (shutdown). */
