@@ -787,6 +787,17 @@ int conn__send_pkt(conn_t *c, const pkt_t *p)
     return rc;
 }
 
+void conn__reason_string(const conn_t *c, pkt_t *p, pkt_props_t *props, const char *why)
+{
+    int always = p->type == PKT_CONNACK || p->type == PKT_DISCONNECT;
+    if (why == NULL || c->version != PKT_V5 || (c->no_problem_info && !always)) return;
+    PKT_PROP_SET(props, PROP_REASON_STRING);
+    props->reason_string.p = (const uint8_t *)why;
+    props->reason_string.len = (uint32_t)strlen(why);
+    if (pkt_encoded_size(p, PKT_V5) > c->peer_max_packet)
+        props->present &= ~(1ull << PROP_REASON_STRING);
+}
+
 void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len)
 {
     memcpy(scratch_reserve(pending(c), len), bytes, len);
@@ -1160,6 +1171,7 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
     if ((flags & CLOSE_DISCONNECT) && was_active && c->version == PKT_V5) {
         pkt_t d = {.type = PKT_DISCONNECT};
         d.u.disconnect.reason = reason;
+        conn__reason_string(c, &d, &d.u.disconnect.props, why); /* 3.14.2.2.3 */
         conn__send_pkt(c, &d);
     }
     if (flags & CLOSE_MOVED) c->moved = 1;

@@ -71,11 +71,25 @@ msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
     return m;
 }
 
+/* Reason String of a v5 PUBACK, PUBREC, PUBREL or PUBCOMP with this
+ * reason code (3.4.2.2.2 and after), or NULL for success. */
+static const char *ack_text(uint8_t reason)
+{
+    switch (reason) {
+    case PKT_RC_NO_MATCHING_SUBSCRIBERS: return "no matching subscribers";
+    case PKT_RC_QUOTA_EXCEEDED: return "too many QoS 2 messages awaiting PUBREL";
+    case PKT_RC_PACKET_ID_NOT_FOUND: return "packet identifier not found";
+    case PKT_RC_UNSPECIFIED: return "the message could not be stored";
+    default: return NULL;
+    }
+}
+
 void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
 {
     pkt_t r = {.type = type};
     r.u.ack.packet_id = id;
     r.u.ack.reason = c->version == PKT_V5 ? reason : 0;
+    if (reason != PKT_RC_SUCCESS) conn__reason_string(c, &r, &r.u.ack.props, ack_text(reason));
     conn__send_pkt(c, &r);
 }
 

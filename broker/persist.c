@@ -377,6 +377,8 @@ static int send_one(conn_t *c, ack_t *a)
         r.u.suback.packet_id = (uint16_t)a->id;
         r.u.suback.reasons = a->reasons;
         r.u.suback.n_reasons = a->n_reasons;
+        conn__reason_string(c, &r, &r.u.suback.props,
+                            conn__sub_reason_text(a->reasons, a->n_reasons));
         conn__send_pkt(c, &r);
         return 0;
     }
