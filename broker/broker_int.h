@@ -283,6 +283,8 @@ struct conn_s {
     unsigned no_problem_info : 1; /* v5 Request Problem Information 0:
                                      Reason Strings only in CONNACK and
                                      DISCONNECT (MQTT-3.1.2-29) */
+    unsigned linger : 1;    /* we sent DISCONNECT: linger once it is out */
+    unsigned lingering : 1; /* FIN sent, dropping input until EOF (conn.c) */
     uint8_t throttled;    /* 0, or why c is paused (enum in throttle.c) */
     uint8_t hops;         /* times this connection was moved (CONNECT) */
     union {               /* (in a padding hole: no extra bytes) */
