@@ -249,6 +249,13 @@ static void no_local_keeps_a_clients_own_messages_from_it(th_ctx_t *t)
     th_m5_publish(&other, "nl/t", "theirs", 6, 1, false, NULL);
     th_m5_wait_msgs(&me, &other, 1, TH_WAIT_MS);
     expect_msg(&me, 0, "nl/t", "theirs");
+    /* An overlapping subscription without No Local still delivers, once
+     * (docs/protocol.md: No Local applies per subscription). */
+    th_m5_subscribe(&me, "nl/#", 1, NULL);
+    th_m5_publish(&me, "nl/t", "mine again", 10, 1, false, NULL);
+    th_m5_wait_msgs(&me, &other, 2, TH_WAIT_MS);
+    expect_msg(&me, 1, "nl/t", "mine again");
+    th_m5_expect_no_msg(&me, &other, 300);
     th_m5_close(&other);
     th_m5_close(&me);
 }
@@ -448,6 +455,52 @@ static void live_message_carries_its_expiry_interval(th_ctx_t *t)
     th_m5_close(&sub);
 }
 
+static void expired_retained_message_is_not_sent_on_subscribe(th_ctx_t *t)
+{
+    th_m5_t pub, sub;
+    uint32_t left = 0;
+    open_clean(&pub, t, "mer-pub");
+    props_t *one = add_int32(NULL, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 1);
+    props_t *sixty = add_int32(NULL, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 60);
+    th_m5_publish(&pub, "mer/short", "s", 1, 1, true, one);
+    th_m5_publish(&pub, "mer/long", "l", 1, 1, true, sixty);
+    th_m5_wait_acks(&pub, NULL, 2, TH_WAIT_MS);
+    mosquitto_property_free_all(&one);
+    mosquitto_property_free_all(&sixty);
+    th_sleep_ms(2200);
+    open_clean(&sub, t, "mer-sub");
+    th_m5_subscribe(&sub, "mer/#", 1, NULL);
+    th_m5_wait_msgs(&sub, NULL, 1, TH_WAIT_MS);
+    expect_msg(&sub, 0, "mer/long", "l"); /* MQTT-3.3.2-5: retained too */
+    assert_true(sub.msgs[0].retain);
+    assert_true(th_m5_prop_int32(sub.msgs[0].props,
+                                 MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, &left));
+    assert_in_range(left, 50, 58);
+    th_m5_expect_no_msg(&sub, NULL, 300);
+    th_m5_close(&sub);
+    th_m5_close(&pub);
+}
+
+static void queued_message_keeps_its_subscription_identifier(th_ctx_t *t)
+{
+    th_m5_t sub, pub;
+    uint32_t ids[4];
+    open_se(&sub, t, "qsid", true, 300);
+    th_m5_subscribe_id(&sub, "qsid/t", 1, 5);
+    th_m5_close(&sub); /* offline: the message waits in its queue */
+    open_clean(&pub, t, "qsid-pub");
+    th_m5_publish(&pub, "qsid/t", "later", 5, 1, false, NULL);
+    th_m5_wait_acks(&pub, NULL, 1, TH_WAIT_MS);
+    open_se(&sub, t, "qsid", false, 300);
+    assert_true(sub.session_present);
+    th_m5_wait_msgs(&sub, NULL, 1, TH_WAIT_MS);
+    expect_msg(&sub, 0, "qsid/t", "later");
+    assert_int_equal(th_m5_sub_ids(sub.msgs[0].props, ids, 4), 1);
+    assert_int_equal(ids[0], 5); /* MQTT-3.3.4-3, for a queued delivery */
+    th_m5_close(&pub);
+    th_m5_close(&sub);
+}
+
 /* ---- Session Expiry Interval -------------------------------------------- */
 
 static void session_is_kept_for_its_expiry_interval_then_ends(th_ctx_t *t)
@@ -501,6 +554,16 @@ static void session_expiry_changed_at_disconnect_is_honoured(th_ctx_t *t)
     th_sleep_ms(2500);
     open_se(&c, t, "sed", false, 300);
     assert_true(c.session_present);
+    th_m5_close(&c);
+    /* 0 at CONNECT cannot become more at DISCONNECT (MQTT-3.14.2-2): a
+     * protocol error, and the session still ends. */
+    open_se(&c, t, "sed0", true, 0);
+    th_m5_subscribe(&c, "sed/t", 1, NULL);
+    more = add_int32(NULL, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 300);
+    th_m5_close_with(&c, 0, more);
+    mosquitto_property_free_all(&more);
+    open_se(&c, t, "sed0", false, 300);
+    assert_false(c.session_present);
     th_m5_close(&c);
 }
 
@@ -698,6 +761,14 @@ static void message_over_the_clients_maximum_packet_size_is_not_sent_to_it(th_ct
     expect_msg(&small, 1, "mps/t", "after");
     th_m5_expect_no_msg(&small, NULL, 300);
     assert_false(small.disconnected);
+    /* The same for a retained message sent on subscribe. */
+    th_m5_publish(&pub, "mps/r", payload, (int)sizeof payload, 1, true, NULL);
+    th_m5_publish(&pub, "mps/r2", "fits", 4, 1, true, NULL);
+    th_m5_wait_acks(&pub, NULL, 5, TH_WAIT_MS);
+    th_m5_subscribe(&small, "mps/+", 1, NULL);
+    th_m5_wait_msgs(&small, NULL, 3, TH_WAIT_MS);
+    expect_msg(&small, 2, "mps/r2", "fits");
+    th_m5_expect_no_msg(&small, NULL, 300);
     th_m5_close(&pub);
     th_m5_close(&big);
     th_m5_close(&small);
@@ -1028,6 +1099,8 @@ int main(void)
         TH_TEST(overlapping_subscriptions_carry_every_identifier_in_one_copy),
         TH_TEST(expired_messages_are_not_delivered_to_a_returning_session),
         TH_TEST(live_message_carries_its_expiry_interval),
+        TH_TEST(expired_retained_message_is_not_sent_on_subscribe),
+        TH_TEST(queued_message_keeps_its_subscription_identifier),
         TH_TEST(session_is_kept_for_its_expiry_interval_then_ends),
         TH_TEST(session_expiry_0_ends_the_session_at_disconnect),
         TH_TEST(session_expiry_changed_at_disconnect_is_honoured),
