@@ -501,6 +501,49 @@ static void queued_message_keeps_its_subscription_identifier(th_ctx_t *t)
     th_m5_close(&sub);
 }
 
+static void subscription_options_identifiers_and_properties_survive_a_restart(th_ctx_t *t)
+{
+    th_m5_t sub, pub;
+    uint32_t ids[4], left = 0;
+    char v[32];
+    open_se(&sub, t, "rs", true, 300);
+    th_m5_subscribe_id(&sub, "rs/t",
+                       1 | MQTT_SUB_OPT_NO_LOCAL | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED, 21);
+    th_m5_close(&sub);
+    open_clean(&pub, t, "rs-pub");
+    props_t *p = add_int32(NULL, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 600);
+    p = add_user(p, "k", "v");
+    th_m5_publish(&pub, "rs/t", "queued", 6, 1, false, p);
+    mosquitto_property_free_all(&p);
+    th_m5_wait_acks(&pub, NULL, 1, TH_WAIT_MS); /* acknowledged once stored */
+    th_m5_close(&pub);
+    th_broker_kill(t->broker); /* SIGKILL: only what was committed counts */
+    th_broker_restart(t->broker, NULL);
+    t->port = t->broker->port;
+    open_se(&sub, t, "rs", false, 300);
+    assert_true(sub.session_present);
+    th_m5_wait_msgs(&sub, NULL, 1, TH_WAIT_MS);
+    expect_msg(&sub, 0, "rs/t", "queued");
+    assert_int_equal(th_m5_sub_ids(sub.msgs[0].props, ids, 4), 1);
+    assert_int_equal(ids[0], 21);
+    assert_true(th_m5_prop_user(sub.msgs[0].props, "k", v, sizeof v));
+    assert_string_equal(v, "v");
+    assert_true(th_m5_prop_int32(sub.msgs[0].props,
+                                 MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, &left));
+    assert_in_range(left, 500, 600);
+    /* The options came back with the subscription: No Local ... */
+    th_m5_publish(&sub, "rs/t", "own", 3, 1, false, NULL);
+    th_m5_expect_no_msg(&sub, NULL, 300);
+    /* ... and Retain As Published. */
+    open_clean(&pub, t, "rs-pub");
+    th_m5_publish(&pub, "rs/t", "kept", 4, 1, true, NULL);
+    th_m5_wait_msgs(&sub, &pub, 2, TH_WAIT_MS);
+    expect_msg(&sub, 1, "rs/t", "kept");
+    assert_true(sub.msgs[1].retain);
+    th_m5_close(&pub);
+    th_m5_close(&sub);
+}
+
 /* ---- Session Expiry Interval -------------------------------------------- */
 
 static void session_is_kept_for_its_expiry_interval_then_ends(th_ctx_t *t)
@@ -1101,6 +1144,7 @@ int main(void)
         TH_TEST(live_message_carries_its_expiry_interval),
         TH_TEST(expired_retained_message_is_not_sent_on_subscribe),
         TH_TEST(queued_message_keeps_its_subscription_identifier),
+        TH_TEST(subscription_options_identifiers_and_properties_survive_a_restart),
         TH_TEST(session_is_kept_for_its_expiry_interval_then_ends),
         TH_TEST(session_expiry_0_ends_the_session_at_disconnect),
         TH_TEST(session_expiry_changed_at_disconnect_is_honoured),
