@@ -219,6 +219,33 @@ static void connack_assigns_a_client_identifier_to_an_empty_one(th_ctx_t *t)
     th_m5_close(&c);
 }
 
+static void assigned_client_identifier_resumes_its_session(th_ctx_t *t)
+{
+    th_m5_t c, pub;
+    char id[64];
+    props_t *p = add_int32(NULL, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 300);
+    th_m5_opts_t o = {.id = NULL, .props = p};
+    th_m5_open(&c, t->port, &o);
+    assert_true(th_m5_prop_string(c.connack_props,
+                                  MQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER, id,
+                                  sizeof id));
+    th_m5_subscribe(&c, "aid/t", 1, NULL);
+    th_m5_close(&c);
+    open_clean(&pub, t, "aid-pub");
+    th_m5_publish(&pub, "aid/t", "for you", 7, 1, false, NULL);
+    th_m5_wait_acks(&pub, NULL, 1, TH_WAIT_MS);
+    /* The assigned id names a session like any other (3.2.2.3.7). */
+    o.id = id;
+    o.clean = false;
+    th_m5_open(&c, t->port, &o);
+    mosquitto_property_free_all(&p);
+    assert_true(c.session_present);
+    th_m5_wait_msgs(&c, NULL, 1, TH_WAIT_MS);
+    expect_msg(&c, 0, "aid/t", "for you");
+    th_m5_close(&pub);
+    th_m5_close(&c);
+}
+
 static void refused_connect_gets_reason_code_and_reason_string(th_ctx_t *t)
 {
     th_m5_t c;
@@ -706,6 +733,21 @@ static void delayed_will_is_sent_at_once_when_a_clean_start_ends_the_session(th_
     th_m5_close(&w);
 }
 
+static void will_is_sent_when_the_session_expires_before_the_delay(th_ctx_t *t)
+{
+    th_m5_t w, c;
+    open_clean(&w, t, "watch");
+    th_m5_subscribe(&w, "will/#", 1, NULL);
+    int64_t t0 = th_now_ms();
+    open_with_will(&c, t, "wx", true, 30, 1, NULL); /* delay 30 s, session 1 s */
+    th_m5_drop(&c);
+    /* 3.1.3.2.2: at the delay or when the session ends, whichever first. */
+    th_m5_wait_msgs(&w, NULL, 1, 4000);
+    assert_true(th_now_ms() - t0 >= 900);
+    expect_msg(&w, 0, "will/wx", "gone");
+    th_m5_close(&w);
+}
+
 static void disconnect_with_will_message_0x04_publishes_the_will(th_ctx_t *t)
 {
     th_m5_t w, c;
@@ -1133,6 +1175,7 @@ int main(void)
         TH_TEST_CFG(connack_server_keep_alive_caps_the_ask,
                     "{\"max_keepalive\": 30}\n"),
         TH_TEST(connack_assigns_a_client_identifier_to_an_empty_one),
+        TH_TEST(assigned_client_identifier_resumes_its_session),
         TH_TEST_CFG(refused_connect_gets_reason_code_and_reason_string,
                     "{\"max_client_id_len\": 23}\n"),
         TH_TEST(no_local_keeps_a_clients_own_messages_from_it),
@@ -1151,6 +1194,7 @@ int main(void)
         TH_TEST(delayed_will_is_not_sent_when_the_client_returns_in_time),
         TH_TEST(delayed_will_is_sent_after_the_delay_with_its_properties),
         TH_TEST(delayed_will_is_sent_at_once_when_a_clean_start_ends_the_session),
+        TH_TEST(will_is_sent_when_the_session_expires_before_the_delay),
         TH_TEST(disconnect_with_will_message_0x04_publishes_the_will),
         TH_TEST(broker_keeps_within_the_clients_receive_maximum),
         TH_TEST_CFG(publisher_over_the_brokers_receive_maximum_gets_0x93,
