@@ -950,6 +950,47 @@ static void request_response_properties_are_forwarded_unchanged(th_ctx_t *t)
     th_m5_close(&req);
 }
 
+static void many_user_properties_are_forwarded_in_order(th_ctx_t *t)
+{
+    th_m5_t sub, pub;
+    char k[16], v[64], want[4096], got[4096];
+    size_t n = 0;
+    props_t *p = NULL;
+    open_clean(&sub, t, "up-sub");
+    open_clean(&pub, t, "up-pub");
+    th_m5_subscribe_id(&sub, "up/#", 1, 200); /* a two-byte varint */
+    for (int i = 0; i < 40; i++) { /* about 1.3 KB of properties */
+        snprintf(k, sizeof k, "key-%02d", 39 - i);
+        snprintf(v, sizeof v, "value %02d with some length to it", i);
+        p = add_user(p, k, v);
+        n += (size_t)snprintf(want + n, sizeof want - n, "%s=%s;", k, v);
+    }
+    th_m5_publish(&pub, "up/x", "p", 1, 1, false, p);
+    th_m5_wait_msgs(&sub, &pub, 1, TH_WAIT_MS);
+    user_props(sub.msgs[0].props, got, sizeof got);
+    assert_string_equal(got, want); /* MQTT-3.3.2-18: all, in order */
+    uint32_t ids[4];
+    assert_int_equal(th_m5_sub_ids(sub.msgs[0].props, ids, 4), 1);
+    assert_int_equal(ids[0], 200);
+    th_m5_publish(&pub, "up/y", "q", 1, 1, false, NULL);
+    th_m5_publish(&pub, "up/t/deeper", "r", 1, 1, false, NULL);
+    th_m5_wait_msgs(&sub, &pub, 3, TH_WAIT_MS);
+    assert_int_equal(th_m5_sub_ids(sub.msgs[1].props, ids, 4), 1);
+    assert_int_equal(ids[0], 200);
+    mosquitto_property_free_all(&p);
+    /* The largest identifier (a four-byte varint), on another client. */
+    th_m5_t solo;
+    open_clean(&solo, t, "up-solo");
+    th_m5_subscribe_id(&solo, "up/t", 0, 268435455);
+    th_m5_publish(&pub, "up/t", "s", 1, 0, false, NULL);
+    th_m5_wait_msgs(&solo, &pub, 1, TH_WAIT_MS);
+    assert_int_equal(th_m5_sub_ids(solo.msgs[0].props, ids, 4), 1);
+    assert_int_equal(ids[0], 268435455);
+    th_m5_close(&solo);
+    th_m5_close(&sub);
+    th_m5_close(&pub);
+}
+
 static void payload_format_1_with_invalid_utf8_gets_0x99(th_ctx_t *t)
 {
     th_m5_t sub, pub;
@@ -1098,6 +1139,16 @@ static void unsuback_says_0x11_when_no_subscription_existed(th_ctx_t *t)
     th_m5_close(&c);
 }
 
+static void server_shutdown_gets_disconnect_0x8b(th_ctx_t *t)
+{
+    th_m5_t c;
+    open_clean(&c, t, "bye");
+    assert_int_equal(th_broker_stop(t->broker), 0); /* SIGTERM, exit 0 */
+    assert_int_equal(th_m5_wait_disconnect(&c, TH_WAIT_MS),
+                     MQTT_RC_SERVER_SHUTTING_DOWN); /* docs/protocol.md */
+    th_m5_drop(&c);
+}
+
 static void request_problem_information_0_keeps_reason_strings_off_acks(th_ctx_t *t)
 {
     th_m5_t c;
@@ -1203,6 +1254,7 @@ int main(void)
         TH_TEST_CFG(packet_over_the_brokers_maximum_packet_size_gets_0x95,
                     "{\"max_packet_size\": 1000}\n"),
         TH_TEST(request_response_properties_are_forwarded_unchanged),
+        TH_TEST(many_user_properties_are_forwarded_in_order),
         TH_TEST(payload_format_1_with_invalid_utf8_gets_0x99),
         TH_TEST(mosquitto_pub_and_sub_v5_carry_properties),
         TH_TEST(puback_says_0x10_when_nobody_subscribed),
@@ -1212,6 +1264,7 @@ int main(void)
         TH_TEST_CFG(keep_alive_timeout_gets_disconnect_0x8d,
                     "{\"max_keepalive\": 1}\n"),
         TH_TEST(takeover_gets_disconnect_0x8e),
+        TH_TEST(server_shutdown_gets_disconnect_0x8b),
         TH_TEST(request_problem_information_0_keeps_reason_strings_off_acks),
         TH_TEST(server_disconnect_carries_a_reason_string),
     };
