@@ -1168,6 +1168,23 @@ static void request_problem_information_0_keeps_reason_strings_off_acks(th_ctx_t
     th_m5_close(&c);
 }
 
+static void reason_string_is_left_out_rather_than_pass_maximum_packet_size(th_ctx_t *t)
+{
+    th_m5_t c;
+    /* A PUBACK with reason 0x10 takes 5 or 6 bytes; its Reason String
+     * would make it 32 (MQTT-3.4.2-2). */
+    props_t *p = add_int32(NULL, MQTT_PROP_MAXIMUM_PACKET_SIZE, 20);
+    th_m5_opts_t o = {.id = "small", .clean = true, .props = p};
+    th_m5_open(&c, t->port, &o);
+    mosquitto_property_free_all(&p);
+    th_m5_publish(&c, "small/t", "x", 1, 1, false, NULL);
+    th_m5_wait_acks(&c, NULL, 1, TH_WAIT_MS);
+    assert_int_equal(c.acks[0].reason, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+    assert_int_equal(th_m5_prop_count(c.ack_props, MQTT_PROP_REASON_STRING), 0);
+    assert_false(c.disconnected);
+    th_m5_close(&c);
+}
+
 static void server_disconnect_carries_a_reason_string(th_ctx_t *t)
 {
     /* libmosquitto 2.0.11 drops a DISCONNECT's properties: raw bytes. */
@@ -1266,6 +1283,7 @@ int main(void)
         TH_TEST(takeover_gets_disconnect_0x8e),
         TH_TEST(server_shutdown_gets_disconnect_0x8b),
         TH_TEST(request_problem_information_0_keeps_reason_strings_off_acks),
+        TH_TEST(reason_string_is_left_out_rather_than_pass_maximum_packet_size),
         TH_TEST(server_disconnect_carries_a_reason_string),
     };
     return cmocka_run_group_tests_name("integration/16-v5", tests, NULL, NULL);
