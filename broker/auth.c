@@ -136,7 +136,7 @@ static int connect_verdict(conn_t *c, auth_conn_t *a, int v, const auth_step_t *
     }
     log_info("client (%s): enhanced authentication (%s) failed", conn__peer(c), a->m->name);
     exchange_end(a);
-    return conn__refuse(c, PKT_RC_NOT_AUTHORIZED);
+    return conn__refuse(c, NULL, PKT_RC_NOT_AUTHORIZED);
 }
 
 int auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame, size_t len)
@@ -146,7 +146,7 @@ int auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame
     if (m == NULL) {
         log_info("client (%s): authentication method \"%.*s\" not supported", conn__peer(c),
                  name->len > 64 ? 64 : (int)name->len, (const char *)name->p);
-        return conn__refuse(c, PKT_RC_BAD_AUTH_METHOD);
+        return conn__refuse(c, cp, PKT_RC_BAD_AUTH_METHOD);
     }
     auth_conn_t *a = xcalloc(1, sizeof *a);
     conn__v5(c)->auth = a;
@@ -161,7 +161,7 @@ int auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame
     a->connect = try_malloc(len, c->loop->b->cfg->max_packet_size);
     if (a->connect == NULL) {
         exchange_end(a);
-        return conn__refuse(c, PKT_RC_QUOTA_EXCEEDED);
+        return conn__refuse(c, cp, PKT_RC_QUOTA_EXCEEDED);
     }
     memcpy(a->connect, frame, len);
     a->connect_len = len;
@@ -183,7 +183,7 @@ int auth__connect_step(conn_t *c, const uint8_t *frame, size_t len, const uint8_
     if (rc < 0) {
         log_info("client (%s): bad packet during enhanced authentication: %s", conn__peer(c),
                  err_str(rc));
-        return conn__refuse(c, pkt_err_reason(rc));
+        return conn__refuse(c, NULL, pkt_err_reason(rc));
     }
     if (p.type == PKT_DISCONNECT) {
         conn__close(c, 0, CLOSE_QUIET, "client sent DISCONNECT during authentication");
@@ -197,7 +197,7 @@ int auth__connect_step(conn_t *c, const uint8_t *frame, size_t len, const uint8_
         log_info("client (%s): %s (reason 0x%02x) where AUTH 0x18 (%s) was due",
                  conn__peer(c), pkt_type_name(p.type), p.u.disconnect.reason, a->m->name);
         CNT_INC(c->loop->b, protocol_error);
-        return conn__refuse(c, PKT_RC_PROTOCOL_ERROR);
+        return conn__refuse(c, NULL, PKT_RC_PROTOCOL_ERROR);
     }
     auth_step_t st = step_of(c, &p.u.disconnect.props);
     rc = connect_verdict(c, a, a->m->cont(a->state, &st), &st);

@@ -293,7 +293,12 @@ static void shared_subscription_is_refused_with_0x9e(th_ctx_t *t)
     static const unsigned char sub5[] = {
         0x82, 0x10, 0x00, 0x01, 0x00, 0x00, 0x0a,
         '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 0x00};
-    static const unsigned char suback5[] = {0x90, 0x04, 0x00, 0x01, 0x00, 0x9e};
+    static const unsigned char suback5[] = { /* with a Reason String */
+        0x90, 0x29, 0x00, 0x01, 0x25, 0x1f, 0x00, 0x22,
+        's', 'h', 'a', 'r', 'e', 'd', ' ', 's', 'u', 'b', 's', 'c', 'r',
+        'i', 'p', 't', 'i', 'o', 'n', 's', ' ', 'n', 'o', 't', ' ', 's',
+        'u', 'p', 'p', 'o', 'r', 't', 'e', 'd',
+        0x9e};
     static const unsigned char sub4[] = {
         0x82, 0x0f, 0x00, 0x01, 0x00, 0x0a,
         '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 0x00};
@@ -395,7 +400,11 @@ static void too_many_topic_levels_is_refused(th_ctx_t *t)
         0x82, 0x0f, 0x00, 0x02, 0x00, 0x00, 0x09,
         'a', '/', 'b', '/', 'c', '/', 'd', '/', 'e', 0x00};
     static const unsigned char suback_ok[] = {0x90, 0x04, 0x00, 0x01, 0x00, 0x00};
-    static const unsigned char suback_bad[] = {0x90, 0x04, 0x00, 0x02, 0x00, 0x8f};
+    static const unsigned char suback_bad[] = { /* with a Reason String */
+        0x90, 0x20, 0x00, 0x02, 0x1c, 0x1f, 0x00, 0x19,
+        't', 'o', 'p', 'i', 'c', ' ', 'f', 'i', 'l', 't', 'e', 'r', ' ',
+        'n', 'o', 't', ' ', 'a', 'c', 'c', 'e', 'p', 't', 'e', 'd',
+        0x8f};
     static const unsigned char pub4lv[] = {
         0x30, 0x0b, 0x00, 0x07, 'a', '/', 'b', '/', 'c', '/', 'd', 0x00, 'h'};
     static const unsigned char pub5lv[] = {

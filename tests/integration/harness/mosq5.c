@@ -83,6 +83,10 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc,
 {
     th_m5_t *c = obj;
     (void)m;
+    /* 2.0.11 may report a close twice: the server's DISCONNECT, then the
+     * dead socket (as success) when the loop next writes. Keep the first. */
+    if (c->disconnected)
+        return;
     c->disconnected = true;
     c->disconnect_rc = rc;
     props_keep(&c->disconnect_props, props);
@@ -116,6 +120,13 @@ static void on_message(struct mosquitto *m, void *obj,
     props_keep(&e->props, props);
 }
 
+/* With TH_M5_LOG set, libmosquitto's own log lines as TAP comments. */
+static void on_log(struct mosquitto *m, void *obj, int level, const char *line)
+{
+    (void)m, (void)level;
+    fprintf(stderr, "# m5 %s: %s\n", ((th_m5_t *)obj)->id, line);
+}
+
 /* ---- connect -------------------------------------------------------------- */
 
 /* atexit hook pairing the one mosquitto_lib_init of this file. */
@@ -147,6 +158,8 @@ static void create(th_m5_t *c, const th_m5_opts_t *o)
     mosquitto_publish_v5_callback_set(c->m, on_publish);
     mosquitto_disconnect_v5_callback_set(c->m, on_disconnect);
     mosquitto_message_v5_callback_set(c->m, on_message);
+    if (getenv("TH_M5_LOG") != NULL)
+        mosquitto_log_callback_set(c->m, on_log);
     if (o->will_topic != NULL) {
         mosquitto_property *wp = NULL;
         int rc;

@@ -69,7 +69,8 @@ typedef struct th_m5_s {
     int n_acks, cap_acks;
     mosquitto_property *ack_props;      /* of the last acknowledgement */
     bool disconnected;                  /* on_disconnect_v5 fired */
-    int disconnect_rc;                  /* -1 until then; the server's
+    int disconnect_rc;                  /* -1 until then; the first
+                                         * report: the server's
                                          * DISCONNECT reason code, 0 after
                                          * our own DISCONNECT, or a
                                          * MOSQ_ERR_* (e.g. 7 connection
