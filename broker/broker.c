@@ -104,6 +104,7 @@ static void state_init(broker_t *b)
     b->retained = router_retained_create();
     pthread_mutex_init(&b->retained_lock, NULL);
     sess__map_init(&b->sessions, b->cfg->session_shards);
+    b->share = share__create(b->cfg->shared_strategy);
 }
 
 static void release_retained(void *value, void *ctx)
@@ -119,6 +120,8 @@ static void state_dispose(broker_t *b)
 {
     sess__map_dispose(&b->sessions);
     for (unsigned i = 0; i < b->n_loops; i++) loop__dispose(&b->loops[i]);
+    share__destroy(b->share); /* after the loops dropped their items */
+    b->share = NULL;
     router_retained_destroy(b->retained, release_retained, NULL);
     b->retained = NULL;
     pthread_mutex_destroy(&b->retained_lock);

@@ -138,6 +138,7 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
         }
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, "cannot allocate message");
     }
+    m->origin_hash = sess__origin_hash(c->sess); /* share.c */
     size_t n = broker__publish(l, m);
     if (pub->qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
     uint8_t reason = n == 0 ? PKT_RC_NO_MATCHING_SUBSCRIBERS : PKT_RC_SUCCESS;

@@ -25,6 +25,7 @@ typedef struct snap_s {
     uint64_t drop_qos0, drop_queue, drop_size, expired;
     uint64_t malformed, too_large, protocol_error, tls_failed;
     uint64_t subs, retained, sessions, queued, inflight;
+    uint64_t shared_subs, shared, shared_moved, shared_dropped;
     store_stats_t st;
 } snap_t;
 
@@ -56,6 +57,10 @@ static void take(broker_t *b, snap_t *s)
     s->too_large = ld(&k->too_large);
     s->protocol_error = ld(&k->protocol_error);
     s->tls_failed = ld(&k->tls_failed);
+    s->shared_subs = atomic_load_explicit(&b->n_shared, memory_order_relaxed);
+    s->shared = ld(&k->shared);
+    s->shared_moved = ld(&k->shared_moved);
+    s->shared_dropped = ld(&k->shared_dropped);
     for (unsigned i = 0; i < b->n_loops; i++) {
         loop_t *l = &b->loops[i];
         s->subs += atomic_load_explicit(&l->n_subs, memory_order_relaxed);
@@ -102,6 +107,9 @@ int http__stats_json(broker_t *b, char **out)
             (const char *const[]){"malformed", "too_large", "protocol_error", "tls_failed", NULL},
             (uint64_t[]){s.malformed, s.too_large, s.protocol_error, s.tls_failed});
     cJSON_AddNumberToObject(r, "subscriptions", (double)s.subs);
+    add_obj(r, "shared",
+            (const char *const[]){"members", "delivered", "moved", "dropped", NULL},
+            (uint64_t[]){s.shared_subs, s.shared, s.shared_moved, s.shared_dropped});
     cJSON_AddNumberToObject(r, "retained", (double)s.retained);
     cJSON_AddNumberToObject(r, "sessions", (double)s.sessions);
     add_obj(r, "queue", (const char *const[]){"queued", "inflight", NULL},
@@ -203,6 +211,14 @@ int http__metrics_text(broker_t *b, http_buf_t *out)
         M("uvmq_tls_failures_total", "counter",
           "TLS connections closed by a failed handshake, a TLS error or no ALPN h2.", tls_failed),
         M("uvmq_subscriptions", "gauge", "Subscriptions (filter, subscriber).", subs),
+        M("uvmq_shared_subscriptions", "gauge", "Members of shared subscription groups.",
+          shared_subs),
+        M("uvmq_shared_messages_total", "counter",
+          "Messages a shared subscription group gave one of its members.", shared),
+        M("uvmq_shared_moved_total", "counter",
+          "Messages given to another member after theirs left or disconnected.", shared_moved),
+        M("uvmq_shared_dropped_total", "counter",
+          "Messages whose member left with no other member to take them.", shared_dropped),
         M("uvmq_retained_messages", "gauge", "Retained messages.", retained),
         M("uvmq_sessions", "gauge", "MQTT sessions, online or not.", sessions),
         M("uvmq_queued_messages", "gauge", "QoS 1/2 messages waiting in session queues.", queued),
