@@ -273,6 +273,34 @@ static void unacked_messages_of_a_dropped_member_go_to_another(th_ctx_t *t)
     th_mosq_close(&other), th_mosq_close(&pub);
 }
 
+/* The same for a persistent v5 member (Session Expiry 300 s): its
+ * unacknowledged messages go to the other member at the disconnect, and
+ * when it resumes its session nothing of them is resent to it. */
+static void a_persistent_member_hands_over_at_disconnect_too(th_ctx_t *t)
+{
+    th_connect_t c = {.version = 5, .client_id = "pv-member", .clean = true, .keepalive = 60,
+                      .session_expiry = 300};
+    int r = th_mqtt_connect(t->port, &c, NULL);
+    th_mqtt_subscribe(r, 5, 1, "$share/pv/q", 1);
+    th_mosq_t pub, other;
+    th_mosq_open(&pub, t->port, "pv-pub", 5, true);
+    publish_n(&pub, "q", 0, 3, 1);
+    assert_int_equal(raw_drain(r, 5, false, 300), 3);
+    th_mosq_open(&other, t->port, "pv-other", 4, true);
+    th_mosq_subscribe(&other, "$share/pv/q", 1);
+    th_close(r);
+    th_mosq_t *all[] = {&other};
+    pump(all, 1, NULL, 3, 300);
+    each_once(all, 1, 3, "the other member");
+    c.clean = false;
+    bool present = false;
+    r = th_mqtt_connect(t->port, &c, &present);
+    assert_true(present);
+    th_expect_silence(r, 300); /* nothing left to resend */
+    th_mqtt_disconnect(r);
+    th_mosq_close(&other), th_mosq_close(&pub);
+}
+
 /* A QoS 2 PUBLISH already sent to a member that drops its connection
  * before PUBREC is not given to another member (MQTT-4.8.2-4/5). */
 static void a_sent_qos2_message_stays_with_its_member(th_ctx_t *t)
@@ -476,6 +504,7 @@ int main(void)
                     "{\"shared_strategy\": \"sticky\"}\n"),
         TH_TEST_CFG(unacked_messages_of_a_dropped_member_go_to_another,
                     "{\"max_inflight\": 4}\n"),
+        TH_TEST(a_persistent_member_hands_over_at_disconnect_too),
         TH_TEST(a_sent_qos2_message_stays_with_its_member),
         TH_TEST(no_local_on_a_shared_subscription_is_a_protocol_error),
         TH_TEST(a_shared_subscribe_gets_no_retained_messages),
