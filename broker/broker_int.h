@@ -291,6 +291,11 @@ struct conn_s {
     unsigned moved : 1;   /* handed to another loop: not counted closed */
     unsigned pend : 1;    /* index of the pending batch; !pend is writing */
     unsigned peer_family : 3; /* 4, 6, or 0 when unknown */
+    unsigned no_problem_info : 1; /* v5 Request Problem Information 0:
+                                     Reason Strings only in CONNACK and
+                                     DISCONNECT (MQTT-3.1.2-29) */
+    unsigned linger : 1;    /* we sent DISCONNECT: linger once it is out */
+    unsigned lingering : 1; /* FIN sent, dropping input until EOF (conn.c) */
     uint8_t throttled;    /* 0, or why c is paused (enum in throttle.c) */
     uint8_t hops;         /* times this connection was moved (CONNECT) */
     union {               /* (in a padding hole: no extra bytes) */
@@ -778,6 +783,9 @@ void persist__run_acks(loop_t *l);
  * disk (a crash in between would make the client see it twice). Call it
  * after queuing the packet (the hold lives in c->out). */
 void persist__hold(conn_t *c);
+/* PUBACKs and PUBCOMPs waiting in c's queue: QoS 1/2 publishes of c not
+ * yet answered (v5 Receive Maximum counts them). */
+size_t persist__open_acks(const conn_t *c);
 /* c is closing: drops its waiting acknowledgements. */
 void persist__conn_gone(conn_t *c);
 /* Frees an ITEM_COMMITTED record that was never run (shutdown). */
@@ -874,6 +882,16 @@ void conn__trim_outs(loop_t *l);
 /* Appends an encoded control packet to c's pending batch. Returns 0, or
  * ERR_INVAL when p cannot be encoded. */
 int conn__send_pkt(conn_t *c, const pkt_t *p);
+/* Puts Reason String `why` (static, or outliving the send; NULL: none)
+ * into props, the property block of p, when c may get it: a v5 client
+ * that did not ask for no problem information (MQTT-3.1.2-29; CONNACK and
+ * DISCONNECT may always carry one), and only while p stays within c's
+ * Maximum Packet Size (MQTT-3.2.2-19, 3.4.2-2, 3.5.2-2, 3.6.2-2, 3.9.2-1,
+ * 3.11.2-1, 3.14.2-3). */
+void conn__reason_string(const conn_t *c, pkt_t *p, pkt_props_t *props, const char *why);
+/* Reason String for a SUBACK or UNSUBACK with these n reason codes: the
+ * first that is not a grant or success, or NULL (handle_sub.c). */
+const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n);
 /* Appends raw bytes (copied) to c's pending batch. */
 void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len);
 /* Bytes the PUBLISH of m would take for c (head + payload). */

@@ -68,6 +68,7 @@
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void close_flushed(conn_t *c);
 static void tls_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void flush_tls(conn_t *c);
@@ -787,6 +788,17 @@ int conn__send_pkt(conn_t *c, const pkt_t *p)
     return rc;
 }
 
+void conn__reason_string(const conn_t *c, pkt_t *p, pkt_props_t *props, const char *why)
+{
+    int always = p->type == PKT_CONNACK || p->type == PKT_DISCONNECT;
+    if (why == NULL || c->version != PKT_V5 || (c->no_problem_info && !always)) return;
+    PKT_PROP_SET(props, PROP_REASON_STRING);
+    props->reason_string.p = (const uint8_t *)why;
+    props->reason_string.len = (uint32_t)strlen(why);
+    if (pkt_encoded_size(p, PKT_V5) > c->peer_max_packet)
+        props->present &= ~(1ull << PROP_REASON_STRING);
+}
+
 void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len)
 {
     memcpy(scratch_reserve(pending(c), len), bytes, len);
@@ -911,7 +923,7 @@ static void written_now(conn_t *c, out_batch_t *b)
     conn__batch_reset(b); /* releases the message references */
     out_put(c);
     if (c->state == CONN_CLOSING) {
-        conn__close_handle(c);
+        close_flushed(c);
     } else {
         resume_if_drained(c);
         if (conn__http(c) != NULL) http__written(c);
@@ -970,7 +982,7 @@ void conn__flush(conn_t *c)
         b = c->batch;
     }
     if (b == NULL || b->n == 0) {
-        if (c->state == CONN_CLOSING) conn__close_handle(c);
+        if (c->state == CONN_CLOSING) close_flushed(c);
         return;
     }
     fill_bufs(l, b);
@@ -1077,7 +1089,7 @@ static void flush_tls(conn_t *c)
         if (c->handle_closing) return;
     }
     if ((c->batch == NULL || c->batch->n == 0) && !tls__has_output(c->ext->tls)) {
-        if (c->state == CONN_CLOSING) conn__close_handle(c);
+        if (c->state == CONN_CLOSING) close_flushed(c);
         return;
     }
     if (c->batch == NULL) conn__out_attach(c);
@@ -1102,7 +1114,7 @@ static void flush_tls(conn_t *c)
     } else if (!c->writing) { /* all written, as on_write would finish */
         out_put(c);
         if (c->state == CONN_CLOSING) {
-            conn__close_handle(c);
+            close_flushed(c);
         } else {
             resume_if_drained(c);
             if (c->ext->http != NULL) http__written(c);
@@ -1128,7 +1140,7 @@ static void on_write(uv_write_t *req, int status)
     } else {
         out_put(c);
         if (c->state == CONN_CLOSING) {
-            conn__close_handle(c);
+            close_flushed(c);
         } else {
             resume_if_drained(c);
             if (conn__http(c) != NULL) http__written(c);
@@ -1147,7 +1159,10 @@ const char *conn__id(const conn_t *c)
 void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
 {
     int was_active = c->state == CONN_ACTIVE;
-    if (c->state == CONN_CLOSING) return;
+    if (c->state == CONN_CLOSING) {
+        if (c->lingering && c->loop->stopping) conn__close_handle(c); /* loop__stop */
+        return;
+    }
     c->state = CONN_CLOSING;
     c->since = (uint32_t)uv_now(&c->loop->uv);
     if (flags & CLOSE_QUIET)
@@ -1160,7 +1175,9 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
     if ((flags & CLOSE_DISCONNECT) && was_active && c->version == PKT_V5) {
         pkt_t d = {.type = PKT_DISCONNECT};
         d.u.disconnect.reason = reason;
+        conn__reason_string(c, &d, &d.u.disconnect.props, why); /* 3.14.2.2.3 */
         conn__send_pkt(c, &d);
+        c->linger = conn__http(c) == NULL; /* see close_flushed */
     }
     if (flags & CLOSE_MOVED) c->moved = 1;
     if (conn__http(c) != NULL) http__closing(c); /* GOAWAY, event streams end */
@@ -1187,6 +1204,61 @@ int conn__fail(conn_t *c, uint8_t reason, const char *why)
         CNT_INC(b, protocol_error);
     conn__close(c, reason, CLOSE_DISCONNECT | CLOSE_WILL, why);
     return CONN_GONE;
+}
+
+/* Lingering close. A v5 client that gets our DISCONNECT may still be
+ * sending (pipelined publishes, a PUBREL for a PUBREC we sent). Closing
+ * the socket with its bytes unread, or with more on the way, makes our
+ * kernel answer with a reset, and a reset makes the client's kernel drop
+ * what the client has not read yet: our DISCONNECT and its reason code
+ * (libmosquitto then reports a socket error). So once the DISCONNECT is
+ * out, c sends FIN (uv_shutdown), reads and drops whatever still comes,
+ * and closes at the client's EOF, CLOSE_GRACE_MS after the close began
+ * (conn__sweep), or at once when the loop stops (conn__close). */
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)status; /* UV_ECANCELED when the handle closed first */
+    free(req);
+}
+
+static void linger_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    (void)hint;
+    if (c->loop->rbuf_busy) {
+        *buf = uv_buf_init(NULL, 0); /* linger_read gets UV_ENOBUFS: close */
+        return;
+    }
+    c->loop->rbuf_busy = 1;
+    *buf = uv_buf_init((char *)c->loop->rbuf, LOOP_READ_BUF);
+}
+
+static void linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    conn_t *c = s->data;
+    if (buf->base == (char *)c->loop->rbuf) c->loop->rbuf_busy = 0;
+    if (n < 0) conn__close_handle(c); /* the client closed too (or failed) */
+}
+
+/* Everything c had to send before closing is out: closes its handle, or
+ * lingers (above) when it sent a DISCONNECT. */
+static void close_flushed(conn_t *c)
+{
+    uv_shutdown_t *req;
+    int rc;
+    if (!c->linger || c->lingering || c->handle_closing || c->loop->stopping) {
+        conn__close_handle(c);
+        return;
+    }
+    req = xmalloc(sizeof *req);
+    rc = uv_shutdown(req, (uv_stream_t *)&c->tcp, on_linger_shutdown);
+    if (rc != 0) free(req);
+    if (rc == 0) rc = uv_read_start((uv_stream_t *)&c->tcp, linger_alloc, linger_read);
+    if (rc != 0) { /* a pending shutdown is cancelled by the close */
+        conn__close_handle(c);
+        return;
+    }
+    c->lingering = 1;
 }
 
 void conn__close_handle(conn_t *c)

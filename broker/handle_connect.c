@@ -110,10 +110,32 @@ static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
     return PKT_RC_SUCCESS;
 }
 
-static int refuse(conn_t *c, uint8_t reason)
+/* Reason String of a refused v5 CONNECT (3.2.2.3.9): what the person
+ * reading the client's log needs. NULL when the code says it all. */
+static const char *refusal_text(uint8_t reason)
+{
+    switch (reason) {
+    case PKT_RC_CLIENT_ID_INVALID: return "client identifier longer than the server allows";
+    case PKT_RC_BAD_AUTH_METHOD: return "authentication method not supported";
+    case PKT_RC_TOPIC_NAME_INVALID: return "will topic is not a valid topic name";
+    case PKT_RC_NOT_AUTHORIZED: return "not authorized";
+    case PKT_RC_PACKET_TOO_LARGE: return "will message too large";
+    default: return NULL;
+    }
+}
+
+/* Sends the CONNACK refusing c with reason, then closes c; returns
+ * CONN_GONE. cp is the decoded CONNECT, or NULL when its limits are not at
+ * hand: a v5 CONNACK then carries no Reason String. */
+static int refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason)
 {
     pkt_t r = {.type = PKT_CONNACK};
     r.u.connack.reason = c->version == PKT_V5 ? reason : pkt_connack_rc311(reason);
+    if (cp != NULL && cp->version == PKT_V5) {
+        if (PKT_PROP_HAS(&cp->props, PROP_MAX_PACKET_SIZE)) /* c is closing */
+            c->peer_max_packet = cp->props.max_packet_size;
+        conn__reason_string(c, &r, &r.u.connack.props, refusal_text(reason));
+    }
     conn__send_pkt(c, &r);
     conn__close(c, 0, 0, "CONNECT refused");
     return CONN_GONE;
@@ -177,7 +199,8 @@ static void send_connack(conn_t *c, int present, const char *assigned,
 }
 
 /* Inflight window for this CONNECT: max_inflight, lowered by a v5
- * Receive Maximum. Also takes the client's Maximum Packet Size. */
+ * Receive Maximum. Also takes the client's Maximum Packet Size and
+ * Request Problem Information. */
 static uint16_t apply_limits(conn_t *c, const pkt_connect_t *cp)
 {
     size_t window = c->loop->b->cfg->max_inflight;
@@ -186,6 +209,9 @@ static uint16_t apply_limits(conn_t *c, const pkt_connect_t *cp)
         window = cp->props.receive_max;
     if (cp->version == PKT_V5 && PKT_PROP_HAS(&cp->props, PROP_MAX_PACKET_SIZE))
         c->peer_max_packet = cp->props.max_packet_size;
+    c->no_problem_info = cp->version == PKT_V5 &&
+                         PKT_PROP_HAS(&cp->props, PROP_REQUEST_PROBLEM_INFO) &&
+                         cp->props.request_problem_info == 0;
     return (uint16_t)(window ? window : 1);
 }
 
@@ -304,7 +330,7 @@ static int migrate(conn_t *c, loop_t *owner, const char *id, size_t id_len)
         log_warn("client %.*s (%s): its session moved between loops %u times "
                  "during CONNECT: refused (server busy)",
                  (int)id_len, id, conn__peer(c), (unsigned)c->hops);
-        return refuse(c, PKT_RC_SERVER_BUSY);
+        return refuse(c, NULL, PKT_RC_SERVER_BUSY);
     }
     c->move_to = (uint16_t)owner->index;
     log_debug("client %.*s (%s): moving to loop %u, its session's owner",
@@ -325,7 +351,7 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
         will = conn__msg_from(b, cp->will_topic, cp->will_payload,
                               cp->version == PKT_V5 ? &cp->will_props : NULL,
                               cp->will_qos, cp->will_retain, NULL);
-        if (will == NULL) return refuse(c, PKT_RC_PACKET_TOO_LARGE);
+        if (will == NULL) return refuse(c, cp, PKT_RC_PACKET_TOO_LARGE);
     }
     if (id_len == 0) { /* MQTT-3.1.3-6: the server assigns an id */
         sess__assign_id(gen);
@@ -365,7 +391,7 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     uint8_t reason = validate(c, &p.u.connect);
     if (reason == PKT_RC_SUCCESS && conn__tls(c) != NULL && tls__identity_as_username(c->ext->tls))
         reason = identity_username(c, &p.u.connect);
-    if (reason != PKT_RC_SUCCESS) return refuse(c, reason);
+    if (reason != PKT_RC_SUCCESS) return refuse(c, &p.u.connect, reason);
     return apply(c, &p.u.connect);
 }
 

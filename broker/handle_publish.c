@@ -71,11 +71,25 @@ msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
     return m;
 }
 
+/* Reason String of a v5 PUBACK, PUBREC, PUBREL or PUBCOMP with this
+ * reason code (3.4.2.2.2 and after), or NULL for success. */
+static const char *ack_text(uint8_t reason)
+{
+    switch (reason) {
+    case PKT_RC_NO_MATCHING_SUBSCRIBERS: return "no matching subscribers";
+    case PKT_RC_QUOTA_EXCEEDED: return "too many QoS 2 messages awaiting PUBREL";
+    case PKT_RC_PACKET_ID_NOT_FOUND: return "packet identifier not found";
+    case PKT_RC_UNSPECIFIED: return "the message could not be stored";
+    default: return NULL;
+    }
+}
+
 void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
 {
     pkt_t r = {.type = type};
     r.u.ack.packet_id = id;
     r.u.ack.reason = c->version == PKT_V5 ? reason : 0;
+    if (reason != PKT_RC_SUCCESS) conn__reason_string(c, &r, &r.u.ack.props, ack_text(reason));
     conn__send_pkt(c, &r);
 }
 
@@ -94,12 +108,36 @@ static uint8_t check_topic(conn_t *c, const pkt_publish_t *pub)
     return 0;
 }
 
+/* 1 when a v5 client has more QoS 1/2 PUBLISH packets unanswered than
+ * the Receive Maximum uvmq announced (max_inflight), counting the new one
+ * (`extra`, 1 for QoS 1; a new QoS 2 id is already in in_count). Open are
+ * QoS 2 ids awaiting PUBREL and PUBACKs/PUBCOMPs waiting for a commit; the
+ * client counts each until it gets the answer, so a client that keeps the
+ * limit (MQTT-3.3.4-7) is never over it here. */
+static int over_receive_max(const conn_t *c, size_t extra)
+{
+    size_t open = c->sess->inflight.in_count + persist__open_acks(c) + extra;
+    return c->version == PKT_V5 && open > c->loop->b->cfg->max_inflight;
+}
+
+/* v5 3.3.4 / 4.9: the Server uses DISCONNECT 0x93 when a client exceeds
+ * the Receive Maximum it was given. Returns CONN_GONE. */
+static int fail_receive_max(conn_t *c)
+{
+    return conn__fail(c, PKT_RC_RECEIVE_MAX_EXCEEDED,
+                      "more unacknowledged QoS 1/2 PUBLISH packets than Receive Maximum");
+}
+
 /* QoS 2 bookkeeping before delivery. Returns 1 to deliver, 0 when it was
  * answered here (a resend, or refused), CONN_GONE when c was closed. */
 static int qos2_admit(conn_t *c, uint16_t id)
 {
     int r = inflight_in_add(&c->sess->inflight, id, c->loop->b->cfg->max_inbound_qos2);
     int out = r == 1 ? 1 : 0;
+    if (r == 1 && over_receive_max(c, 0)) {
+        inflight_in_remove(&c->sess->inflight, id);
+        return fail_receive_max(c);
+    }
     if (r == 1) persist__inq2(c->loop, c->sess, id, 1);
     if (r == 0) { /* MQTT-4.3.3-10: resend before PUBREL: no second delivery;
                      acknowledged after the first one (persist.c) */
@@ -124,6 +162,7 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
                                       : "invalid PUBLISH topic or properties");
     loop_t *l = c->loop;
     size_t ops = persist__ops(l); /* did this PUBLISH write? (persist.c) */
+    if (pub->qos == 1 && over_receive_max(c, 1)) return fail_receive_max(c);
     if (pub->qos == 2) {
         int r = qos2_admit(c, pub->packet_id);
         if (r != 1) return r;

@@ -49,6 +49,20 @@ static int no_local_on_shared(const pkt_subscribe_t *sp)
     return 0;
 }
 
+const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        switch (reasons[i]) {
+        case PKT_RC_NO_SUBSCRIPTION_EXISTED: return "no subscription existed";
+        case PKT_RC_TOPIC_FILTER_INVALID: return "topic filter not accepted";
+        case PKT_RC_SHARED_SUBS_NOT_SUPPORTED: return "shared subscriptions not supported";
+        default:
+            if (reasons[i] >= 0x80) return "subscription refused";
+        }
+    }
+    return NULL;
+}
+
 int conn__handle_subscribe(conn_t *c, pkt_t *p)
 {
     pkt_subscribe_t *sp = &p->u.subscribe;

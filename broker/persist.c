@@ -39,6 +39,8 @@ typedef struct ack_s {
 struct ack_fifo_s {
     ack_t *v;
     size_t head, n, cap; /* cap: power of two */
+    size_t n_open;       /* PUBACK and PUBCOMP among them: publishes the
+                            client still counts against Receive Maximum */
 };
 
 /* What the storage thread hands back for one submitted batch. */
@@ -342,6 +344,7 @@ static void enqueue(conn_t *c, const ack_t *a)
         f->head = 0;
     }
     f->v[(f->head + f->n++) & (f->cap - 1)] = *a;
+    f->n_open += a->type == PKT_PUBACK || a->type == PKT_PUBCOMP;
 }
 
 /* Frees c's queue and takes c off the list; an extension left empty
@@ -379,6 +382,8 @@ static int send_one(conn_t *c, ack_t *a)
         r.u.suback.packet_id = (uint16_t)a->id;
         r.u.suback.reasons = a->reasons;
         r.u.suback.n_reasons = a->n_reasons;
+        conn__reason_string(c, &r, &r.u.suback.props,
+                            conn__sub_reason_text(a->reasons, a->n_reasons));
         conn__send_pkt(c, &r);
         return 0;
     }
@@ -408,6 +413,7 @@ static void drain(conn_t *c)
         ack_t a = f->v[f->head];
         f->head = (f->head + 1) & (f->cap - 1);
         f->n--;
+        f->n_open -= a.type == PKT_PUBACK || a.type == PKT_PUBCOMP;
         int rc = conn__running(c) ? send_one(c, &a) : 0;
         if (a.m != NULL) msg_release(&a.m);
         free(a.reasons);
@@ -452,6 +458,12 @@ int persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reason
     }
     enqueue(c, &a);
     return 0;
+}
+
+size_t persist__open_acks(const conn_t *c)
+{
+    const struct ack_fifo_s *f = fifo_of(c);
+    return f != NULL ? f->n_open : 0;
 }
 
 void persist__conn_gone(conn_t *c)

@@ -188,12 +188,16 @@ static void v311_suback_grants_qos_and_refuses_invalid_filter(th_ctx_t *t)
 
 static void v5_suback_grants_qos_and_refuses_invalid_filter_with_0x8f(th_ctx_t *t)
 {
-    /* v5: 0x8F Topic Filter invalid in the SUBACK slot. */
+    /* v5: 0x8F Topic Filter invalid in the SUBACK slot, and a Reason
+     * String saying so (docs/protocol.md). */
     static const unsigned char sub[] = {
         0x82, 0x11, 0x00, 0x02, 0x00, 0x00, 0x03, 'x', '/', 'y', 0x02,
         0x00, 0x05, 'a', '/', '#', '/', 'b', 0x00};
     static const unsigned char suback[] = {
-        0x90, 0x05, 0x00, 0x02, 0x00, 0x02, 0x8f};
+        0x90, 0x21, 0x00, 0x02, 0x1c, 0x1f, 0x00, 0x19,
+        't', 'o', 'p', 'i', 'c', ' ', 'f', 'i', 'l', 't', 'e', 'r', ' ',
+        'n', 'o', 't', ' ', 'a', 'c', 'c', 'e', 'p', 't', 'e', 'd',
+        0x02, 0x8f};
     int s = th_mqtt_open(t->port, 5, "sub", 0x02, 60);
     th_send(s, sub, sizeof sub);
     th_expect(s, suback, sizeof suback, TH_WAIT_MS);

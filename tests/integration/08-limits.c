@@ -299,7 +299,11 @@ static void shared_subscription_is_granted_and_a_bad_one_refused(th_ctx_t *t)
     static const unsigned char bad5[] = {
         0x82, 0x0f, 0x00, 0x02, 0x00, 0x00, 0x09,
         '$', 's', 'h', 'a', 'r', 'e', '/', '/', 'a', 0x00};
-    static const unsigned char badack5[] = {0x90, 0x04, 0x00, 0x02, 0x00, 0x8f};
+    static const unsigned char badack5[] = { /* with a Reason String */
+        0x90, 0x20, 0x00, 0x02, 0x1c, 0x1f, 0x00, 0x19,
+        't', 'o', 'p', 'i', 'c', ' ', 'f', 'i', 'l', 't', 'e', 'r', ' ', 'n', 'o', 't', ' ',
+        'a', 'c', 'c', 'e', 'p', 't', 'e', 'd',
+        0x8f};
     static const unsigned char sub4[] = {
         0x82, 0x0f, 0x00, 0x01, 0x00, 0x0a,
         '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'a', 0x00};
@@ -403,7 +407,11 @@ static void too_many_topic_levels_is_refused(th_ctx_t *t)
         0x82, 0x0f, 0x00, 0x02, 0x00, 0x00, 0x09,
         'a', '/', 'b', '/', 'c', '/', 'd', '/', 'e', 0x00};
     static const unsigned char suback_ok[] = {0x90, 0x04, 0x00, 0x01, 0x00, 0x00};
-    static const unsigned char suback_bad[] = {0x90, 0x04, 0x00, 0x02, 0x00, 0x8f};
+    static const unsigned char suback_bad[] = { /* with a Reason String */
+        0x90, 0x20, 0x00, 0x02, 0x1c, 0x1f, 0x00, 0x19,
+        't', 'o', 'p', 'i', 'c', ' ', 'f', 'i', 'l', 't', 'e', 'r', ' ',
+        'n', 'o', 't', ' ', 'a', 'c', 'c', 'e', 'p', 't', 'e', 'd',
+        0x8f};
     static const unsigned char pub4lv[] = {
         0x30, 0x0b, 0x00, 0x07, 'a', '/', 'b', '/', 'c', '/', 'd', 0x00, 'h'};
     static const unsigned char pub5lv[] = {

@@ -120,7 +120,7 @@ static int raw_drain(int fd, int version, bool ack, int quiet_ms)
 
 /* ---- tests -------------------------------------------------------------- */
 
-/* MQTT 5.0 3.2.2.3.12: Shared Subscription Available. */
+/* MQTT 5.0 3.2.2.3.13: Shared Subscription Available. */
 static void connack_says_shared_subscriptions_are_available(th_ctx_t *t)
 {
     unsigned char pkt[256], buf[PKT_CAP];
@@ -399,7 +399,9 @@ static void granted_qos_and_subscription_id_apply(th_ctx_t *t)
 static const unsigned char UNSUB_U[] = {
     0xa2, 0x0f, 0x00, 0x03, 0x00, 0x00, 0x0a, '$', 's', 'h', 'a', 'r', 'e', '/', 'u', '/', 't'};
 static const unsigned char UNSUBACK_3_OK[] = {0xb0, 0x04, 0x00, 0x03, 0x00, 0x00};
-static const unsigned char UNSUBACK_3_NONE[] = {0xb0, 0x04, 0x00, 0x03, 0x00, 0x11};
+static const unsigned char UNSUBACK_3_NONE[] = { /* with a Reason String */
+    0xb0, 0x1e, 0x00, 0x03, 0x1a, 0x1f, 0x00, 0x17, 'n', 'o', ' ', 's', 'u', 'b', 's', 'c', 'r',
+    'i', 'p', 't', 'i', 'o', 'n', ' ', 'e', 'x', 'i', 's', 't', 'e', 'd', 0x11};
 
 static void unsubscribe_leaves_the_group(th_ctx_t *t)
 {
