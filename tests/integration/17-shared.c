@@ -29,6 +29,7 @@
 #include <mosquitto.h>
 
 #include "tests/integration/harness/harness.h"
+#include "tests/integration/harness/mosq5.h"
 
 #define PKT_CAP 512
 #define MAX_MSGS 100
@@ -460,6 +461,49 @@ static void a_persistent_member_keeps_its_shared_subscription_across_a_restart(t
     th_mqtt_disconnect(fd), th_mqtt_disconnect(pub);
 }
 
+/* libmosquitto's v5 API: CONNACK says Shared Subscription Available 1;
+ * two members with their own Subscription Identifiers and granted QoS
+ * (1 and 0) split 10 QoS 1 messages, each delivery carrying its member's
+ * identifier at its member's QoS; a third client asking for No Local on
+ * the group is disconnected with 0x82. */
+static void libmosquitto_v5_members_get_their_own_id_and_qos(th_ctx_t *t)
+{
+    th_m5_t a, b, pub, nl;
+    th_m5_opts_t oa = {.id = "m5-a", .clean = true}, ob = {.id = "m5-b", .clean = true};
+    th_m5_opts_t op = {.id = "m5-pub", .clean = true}, on = {.id = "m5-nl", .clean = true};
+    uint8_t avail = 0;
+    th_m5_open(&a, t->port, &oa);
+    assert_true(th_m5_prop_byte(a.connack_props, MQTT_PROP_SHARED_SUB_AVAILABLE, &avail));
+    assert_int_equal(avail, 1);
+    th_m5_open(&b, t->port, &ob);
+    assert_int_equal(th_m5_subscribe_id(&a, "$share/m5/v/#", 1, 11), 1);
+    assert_int_equal(th_m5_subscribe_id(&b, "$share/m5/v/#", 0, 22), 0);
+    th_m5_open(&pub, t->port, &op);
+    for (int i = 0; i < 10; i++) th_m5_publish(&pub, "v/1", "x", 1, 1, false, NULL);
+    th_m5_wait_acks(&pub, NULL, 10, TH_WAIT_MS);
+    for (int i = 0; i < 10; i++) assert_int_equal(pub.acks[i].reason, 0);
+    th_m5_wait_msgs(&a, &b, 5, TH_WAIT_MS);
+    th_m5_wait_msgs(&b, &a, 5, TH_WAIT_MS);
+    th_m5_expect_no_msg(&a, &b, 200);
+    assert_int_equal(b.n_msgs, 5);
+    th_m5_t *ms[] = {&a, &b};
+    const uint32_t want_id[] = {11, 22};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < ms[k]->n_msgs; i++) {
+            uint32_t ids[4];
+            assert_int_equal(th_m5_sub_ids(ms[k]->msgs[i].props, ids, 4), 1);
+            assert_int_equal(ids[0], want_id[k]);
+            assert_int_equal(ms[k]->msgs[i].qos, k == 0 ? 1 : 0);
+        }
+    th_m5_open(&nl, t->port, &on);
+    assert_int_equal(mosquitto_subscribe_v5(nl.m, NULL, "$share/m5/v/#", 1, MQTT_SUB_OPT_NO_LOCAL,
+                                            NULL),
+                     MOSQ_ERR_SUCCESS);
+    assert_int_equal(th_m5_wait_disconnect(&nl, TH_WAIT_MS), MQTT_RC_PROTOCOL_ERROR);
+    th_m5_drop(&nl);
+    th_m5_close(&a), th_m5_close(&b), th_m5_close(&pub);
+}
+
 /* Two `mosquitto_sub -V mqttv5` processes in one group and mosquitto_pub
  * publishing 10 messages: round robin gives each exactly 5 (-C 5 makes
  * each exit after 5, so a sixth would not be seen; the count of message
@@ -513,6 +557,7 @@ int main(void)
         TH_TEST(granted_qos_and_subscription_id_apply),
         TH_TEST(unsubscribe_leaves_the_group),
         TH_TEST(a_persistent_member_keeps_its_shared_subscription_across_a_restart),
+        TH_TEST(libmosquitto_v5_members_get_their_own_id_and_qos),
         TH_TEST(mosquitto_sub_v5_members_share_the_messages),
     };
     return cmocka_run_group_tests_name("integration/17-shared", tests, NULL, NULL);
