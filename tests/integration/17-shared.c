@@ -302,6 +302,58 @@ static void a_persistent_member_hands_over_at_disconnect_too(th_ctx_t *t)
     th_mosq_close(&other), th_mosq_close(&pub);
 }
 
+/* Churn: two libmosquitto members stay while a raw member joins, takes
+ * what it is given without ever acknowledging, and drops its connection,
+ * six times over, with 40 QoS 1 messages published each time. Whatever
+ * reached the raw member, queued or sent, and whatever was on its way to
+ * it from another loop, ends with the two that stay: between them they
+ * hold every message (duplicates allowed: QoS 1). */
+static void churning_member_loses_no_qos1_message(th_ctx_t *t)
+{
+    enum { ROUNDS = 6, PER = 40 };
+    th_mosq_t a, b, pub;
+    th_mosq_open(&a, t->port, "ch-a", 4, true);
+    th_mosq_open(&b, t->port, "ch-b", 5, true);
+    th_mosq_subscribe(&a, "$share/ch/c", 1);
+    th_mosq_subscribe(&b, "$share/ch/c", 1);
+    th_mosq_open(&pub, t->port, "ch-pub", 4, true);
+    char id[16];
+    for (int r = 0; r < ROUNDS; r++) {
+        snprintf(id, sizeof id, "ch-raw-%d", r);
+        int c = raw_open(t, 4, id, true);
+        th_mqtt_subscribe(c, 4, 1, "$share/ch/c", 1);
+        char p[16];
+        for (int i = r * PER; i < (r + 1) * PER; i++) {
+            int len = snprintf(p, sizeof p, "m%d", i);
+            th_mosq_publish(&pub, "c", p, len, 1, false);
+        }
+        /* the members that stay keep acknowledging meanwhile */
+        int64_t end = th_now_ms() + TH_WAIT_MS;
+        while (pub.n_published < (r + 1) * PER && th_now_ms() < end) {
+            mosquitto_loop(pub.m, 1, 1);
+            mosquitto_loop(a.m, 1, 1);
+            mosquitto_loop(b.m, 1, 1);
+        }
+        assert_int_equal(pub.n_published, (r + 1) * PER);
+        raw_drain(c, 4, false, 20); /* some, never acknowledged */
+        th_close(c);
+    }
+    int seen[ROUNDS * PER] = {0}, missing = ROUNDS * PER;
+    int64_t end = th_now_ms() + 10000;
+    int done_a = 0, done_b = 0;
+    while (missing > 0 && th_now_ms() < end) {
+        mosquitto_loop(a.m, 1, 1);
+        mosquitto_loop(b.m, 1, 1);
+        for (; done_a < a.n_msgs; done_a++)
+            if (seen[num(&a.msgs[done_a])]++ == 0) missing--;
+        for (; done_b < b.n_msgs; done_b++)
+            if (seen[num(&b.msgs[done_b])]++ == 0) missing--;
+    }
+    for (int i = 0; i < ROUNDS * PER && missing > 0; i++)
+        if (seen[i] == 0) fail_msg("message m%d reached neither member (%d missing)", i, missing);
+    th_mosq_close(&a), th_mosq_close(&b), th_mosq_close(&pub);
+}
+
 /* A QoS 2 PUBLISH already sent to a member that drops its connection
  * before PUBREC is not given to another member (MQTT-4.8.2-4/5). */
 static void a_sent_qos2_message_stays_with_its_member(th_ctx_t *t)
@@ -551,6 +603,7 @@ int main(void)
         TH_TEST_CFG(unacked_messages_of_a_dropped_member_go_to_another,
                     "{\"max_inflight\": 4}\n"),
         TH_TEST(a_persistent_member_hands_over_at_disconnect_too),
+        TH_TEST(churning_member_loses_no_qos1_message),
         TH_TEST(a_sent_qos2_message_stays_with_its_member),
         TH_TEST(no_local_on_a_shared_subscription_is_a_protocol_error),
         TH_TEST(a_shared_subscribe_gets_no_retained_messages),
