@@ -116,8 +116,9 @@ static uint8_t check_topic(conn_t *c, const pkt_publish_t *pub)
  * limit (MQTT-3.3.4-7) is never over it here. */
 static int over_receive_max(const conn_t *c, size_t extra)
 {
-    size_t open = c->sess->inflight.in_count + persist__open_acks(c) + extra;
-    return c->version == PKT_V5 && open > c->loop->b->cfg->max_inflight;
+    return c->version == PKT_V5 &&
+           c->sess->inflight.in_count + persist__open_acks(c) + extra >
+               c->loop->b->cfg->max_inflight;
 }
 
 /* v5 3.3.4 / 4.9: the Server uses DISCONNECT 0x93 when a client exceeds

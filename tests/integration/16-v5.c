@@ -219,6 +219,33 @@ static void connack_assigns_a_client_identifier_to_an_empty_one(th_ctx_t *t)
     th_m5_close(&c);
 }
 
+static void assigned_client_identifier_resumes_its_session(th_ctx_t *t)
+{
+    th_m5_t c, pub;
+    char id[64];
+    props_t *p = add_int32(NULL, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 300);
+    th_m5_opts_t o = {.id = NULL, .props = p};
+    th_m5_open(&c, t->port, &o);
+    assert_true(th_m5_prop_string(c.connack_props,
+                                  MQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER, id,
+                                  sizeof id));
+    th_m5_subscribe(&c, "aid/t", 1, NULL);
+    th_m5_close(&c);
+    open_clean(&pub, t, "aid-pub");
+    th_m5_publish(&pub, "aid/t", "for you", 7, 1, false, NULL);
+    th_m5_wait_acks(&pub, NULL, 1, TH_WAIT_MS);
+    /* The assigned id names a session like any other (3.2.2.3.7). */
+    o.id = id;
+    o.clean = false;
+    th_m5_open(&c, t->port, &o);
+    mosquitto_property_free_all(&p);
+    assert_true(c.session_present);
+    th_m5_wait_msgs(&c, NULL, 1, TH_WAIT_MS);
+    expect_msg(&c, 0, "aid/t", "for you");
+    th_m5_close(&pub);
+    th_m5_close(&c);
+}
+
 static void refused_connect_gets_reason_code_and_reason_string(th_ctx_t *t)
 {
     th_m5_t c;
@@ -249,6 +276,13 @@ static void no_local_keeps_a_clients_own_messages_from_it(th_ctx_t *t)
     th_m5_publish(&other, "nl/t", "theirs", 6, 1, false, NULL);
     th_m5_wait_msgs(&me, &other, 1, TH_WAIT_MS);
     expect_msg(&me, 0, "nl/t", "theirs");
+    /* An overlapping subscription without No Local still delivers, once
+     * (docs/protocol.md: No Local applies per subscription). */
+    th_m5_subscribe(&me, "nl/#", 1, NULL);
+    th_m5_publish(&me, "nl/t", "mine again", 10, 1, false, NULL);
+    th_m5_wait_msgs(&me, &other, 2, TH_WAIT_MS);
+    expect_msg(&me, 1, "nl/t", "mine again");
+    th_m5_expect_no_msg(&me, &other, 300);
     th_m5_close(&other);
     th_m5_close(&me);
 }
@@ -448,6 +482,95 @@ static void live_message_carries_its_expiry_interval(th_ctx_t *t)
     th_m5_close(&sub);
 }
 
+static void expired_retained_message_is_not_sent_on_subscribe(th_ctx_t *t)
+{
+    th_m5_t pub, sub;
+    uint32_t left = 0;
+    open_clean(&pub, t, "mer-pub");
+    props_t *one = add_int32(NULL, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 1);
+    props_t *sixty = add_int32(NULL, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 60);
+    th_m5_publish(&pub, "mer/short", "s", 1, 1, true, one);
+    th_m5_publish(&pub, "mer/long", "l", 1, 1, true, sixty);
+    th_m5_wait_acks(&pub, NULL, 2, TH_WAIT_MS);
+    mosquitto_property_free_all(&one);
+    mosquitto_property_free_all(&sixty);
+    th_sleep_ms(2200);
+    open_clean(&sub, t, "mer-sub");
+    th_m5_subscribe(&sub, "mer/#", 1, NULL);
+    th_m5_wait_msgs(&sub, NULL, 1, TH_WAIT_MS);
+    expect_msg(&sub, 0, "mer/long", "l"); /* MQTT-3.3.2-5: retained too */
+    assert_true(sub.msgs[0].retain);
+    assert_true(th_m5_prop_int32(sub.msgs[0].props,
+                                 MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, &left));
+    assert_in_range(left, 50, 58);
+    th_m5_expect_no_msg(&sub, NULL, 300);
+    th_m5_close(&sub);
+    th_m5_close(&pub);
+}
+
+static void queued_message_keeps_its_subscription_identifier(th_ctx_t *t)
+{
+    th_m5_t sub, pub;
+    uint32_t ids[4];
+    open_se(&sub, t, "qsid", true, 300);
+    th_m5_subscribe_id(&sub, "qsid/t", 1, 5);
+    th_m5_close(&sub); /* offline: the message waits in its queue */
+    open_clean(&pub, t, "qsid-pub");
+    th_m5_publish(&pub, "qsid/t", "later", 5, 1, false, NULL);
+    th_m5_wait_acks(&pub, NULL, 1, TH_WAIT_MS);
+    open_se(&sub, t, "qsid", false, 300);
+    assert_true(sub.session_present);
+    th_m5_wait_msgs(&sub, NULL, 1, TH_WAIT_MS);
+    expect_msg(&sub, 0, "qsid/t", "later");
+    assert_int_equal(th_m5_sub_ids(sub.msgs[0].props, ids, 4), 1);
+    assert_int_equal(ids[0], 5); /* MQTT-3.3.4-3, for a queued delivery */
+    th_m5_close(&pub);
+    th_m5_close(&sub);
+}
+
+static void subscription_options_identifiers_and_properties_survive_a_restart(th_ctx_t *t)
+{
+    th_m5_t sub, pub;
+    uint32_t ids[4], left = 0;
+    char v[32];
+    open_se(&sub, t, "rs", true, 300);
+    th_m5_subscribe_id(&sub, "rs/t",
+                       1 | MQTT_SUB_OPT_NO_LOCAL | MQTT_SUB_OPT_RETAIN_AS_PUBLISHED, 21);
+    th_m5_close(&sub);
+    open_clean(&pub, t, "rs-pub");
+    props_t *p = add_int32(NULL, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 600);
+    p = add_user(p, "k", "v");
+    th_m5_publish(&pub, "rs/t", "queued", 6, 1, false, p);
+    mosquitto_property_free_all(&p);
+    th_m5_wait_acks(&pub, NULL, 1, TH_WAIT_MS); /* acknowledged once stored */
+    th_m5_close(&pub);
+    th_broker_kill(t->broker); /* SIGKILL: only what was committed counts */
+    th_broker_restart(t->broker, NULL);
+    t->port = t->broker->port;
+    open_se(&sub, t, "rs", false, 300);
+    assert_true(sub.session_present);
+    th_m5_wait_msgs(&sub, NULL, 1, TH_WAIT_MS);
+    expect_msg(&sub, 0, "rs/t", "queued");
+    assert_int_equal(th_m5_sub_ids(sub.msgs[0].props, ids, 4), 1);
+    assert_int_equal(ids[0], 21);
+    assert_true(th_m5_prop_user(sub.msgs[0].props, "k", v, sizeof v));
+    assert_string_equal(v, "v");
+    assert_true(th_m5_prop_int32(sub.msgs[0].props,
+                                 MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, &left));
+    assert_in_range(left, 500, 600);
+    /* The options came back with the subscription: No Local ... */
+    th_m5_publish(&sub, "rs/t", "own", 3, 1, false, NULL);
+    th_m5_expect_no_msg(&sub, NULL, 300);
+    /* ... and Retain As Published. */
+    open_clean(&pub, t, "rs-pub");
+    th_m5_publish(&pub, "rs/t", "kept", 4, 1, true, NULL);
+    th_m5_wait_msgs(&sub, &pub, 2, TH_WAIT_MS);
+    expect_msg(&sub, 1, "rs/t", "kept");
+    assert_true(sub.msgs[1].retain);
+    th_m5_close(&pub);
+    th_m5_close(&sub);
+}
+
 /* ---- Session Expiry Interval -------------------------------------------- */
 
 static void session_is_kept_for_its_expiry_interval_then_ends(th_ctx_t *t)
@@ -501,6 +624,16 @@ static void session_expiry_changed_at_disconnect_is_honoured(th_ctx_t *t)
     th_sleep_ms(2500);
     open_se(&c, t, "sed", false, 300);
     assert_true(c.session_present);
+    th_m5_close(&c);
+    /* 0 at CONNECT cannot become more at DISCONNECT (MQTT-3.14.2-2): a
+     * protocol error, and the session still ends. */
+    open_se(&c, t, "sed0", true, 0);
+    th_m5_subscribe(&c, "sed/t", 1, NULL);
+    more = add_int32(NULL, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 300);
+    th_m5_close_with(&c, 0, more);
+    mosquitto_property_free_all(&more);
+    open_se(&c, t, "sed0", false, 300);
+    assert_false(c.session_present);
     th_m5_close(&c);
 }
 
@@ -600,6 +733,21 @@ static void delayed_will_is_sent_at_once_when_a_clean_start_ends_the_session(th_
     th_m5_close(&w);
 }
 
+static void will_is_sent_when_the_session_expires_before_the_delay(th_ctx_t *t)
+{
+    th_m5_t w, c;
+    open_clean(&w, t, "watch");
+    th_m5_subscribe(&w, "will/#", 1, NULL);
+    int64_t t0 = th_now_ms();
+    open_with_will(&c, t, "wx", true, 30, 1, NULL); /* delay 30 s, session 1 s */
+    th_m5_drop(&c);
+    /* 3.1.3.2.2: at the delay or when the session ends, whichever first. */
+    th_m5_wait_msgs(&w, NULL, 1, 4000);
+    assert_true(th_now_ms() - t0 >= 900);
+    expect_msg(&w, 0, "will/wx", "gone");
+    th_m5_close(&w);
+}
+
 static void disconnect_with_will_message_0x04_publishes_the_will(th_ctx_t *t)
 {
     th_m5_t w, c;
@@ -633,9 +781,14 @@ static void broker_keeps_within_the_clients_receive_maximum(th_ctx_t *t)
     }
     th_m5_wait_acks(&pub, NULL, 8, TH_WAIT_MS);
     /* The subscriber has not read anything yet: on its socket are exactly
-     * the 2 PUBLISH packets its Receive Maximum allows (MQTT-3.3.4-9). */
+     * the 2 PUBLISH packets its Receive Maximum allows (MQTT-3.3.4-9),
+     * and no more come while it does not answer. */
+    int fd = mosquitto_socket(sub.m);
+    int64_t deadline = th_now_ms() + TH_WAIT_MS;
+    while (peek_publishes(fd) < 2 && th_now_ms() < deadline)
+        th_sleep_ms(10);
     th_sleep_ms(300);
-    assert_int_equal(peek_publishes(mosquitto_socket(sub.m)), 2);
+    assert_int_equal(peek_publishes(fd), 2);
     th_m5_wait_msgs(&sub, NULL, 8, TH_WAIT_MS); /* its PUBACKs open the window */
     for (int i = 0; i < 8; i++) {
         snprintf(want, sizeof want, "m%d", i);
@@ -698,6 +851,14 @@ static void message_over_the_clients_maximum_packet_size_is_not_sent_to_it(th_ct
     expect_msg(&small, 1, "mps/t", "after");
     th_m5_expect_no_msg(&small, NULL, 300);
     assert_false(small.disconnected);
+    /* The same for a retained message sent on subscribe. */
+    th_m5_publish(&pub, "mps/r", payload, (int)sizeof payload, 1, true, NULL);
+    th_m5_publish(&pub, "mps/r2", "fits", 4, 1, true, NULL);
+    th_m5_wait_acks(&pub, NULL, 5, TH_WAIT_MS);
+    th_m5_subscribe(&small, "mps/+", 1, NULL);
+    th_m5_wait_msgs(&small, NULL, 3, TH_WAIT_MS);
+    expect_msg(&small, 2, "mps/r2", "fits");
+    th_m5_expect_no_msg(&small, NULL, 300);
     th_m5_close(&pub);
     th_m5_close(&big);
     th_m5_close(&small);
@@ -792,6 +953,47 @@ static void request_response_properties_are_forwarded_unchanged(th_ctx_t *t)
     assert_memory_equal(corr, id, sizeof id);
     th_m5_close(&resp);
     th_m5_close(&req);
+}
+
+static void many_user_properties_are_forwarded_in_order(th_ctx_t *t)
+{
+    th_m5_t sub, pub;
+    char k[16], v[64], want[4096], got[4096];
+    size_t n = 0;
+    props_t *p = NULL;
+    open_clean(&sub, t, "up-sub");
+    open_clean(&pub, t, "up-pub");
+    th_m5_subscribe_id(&sub, "up/#", 1, 200); /* a two-byte varint */
+    for (int i = 0; i < 40; i++) { /* about 1.3 KB of properties */
+        snprintf(k, sizeof k, "key-%02d", 39 - i);
+        snprintf(v, sizeof v, "value %02d with some length to it", i);
+        p = add_user(p, k, v);
+        n += (size_t)snprintf(want + n, sizeof want - n, "%s=%s;", k, v);
+    }
+    th_m5_publish(&pub, "up/x", "p", 1, 1, false, p);
+    th_m5_wait_msgs(&sub, &pub, 1, TH_WAIT_MS);
+    user_props(sub.msgs[0].props, got, sizeof got);
+    assert_string_equal(got, want); /* MQTT-3.3.2-18: all, in order */
+    uint32_t ids[4];
+    assert_int_equal(th_m5_sub_ids(sub.msgs[0].props, ids, 4), 1);
+    assert_int_equal(ids[0], 200);
+    th_m5_publish(&pub, "up/y", "q", 1, 1, false, NULL);
+    th_m5_publish(&pub, "up/t/deeper", "r", 1, 1, false, NULL);
+    th_m5_wait_msgs(&sub, &pub, 3, TH_WAIT_MS);
+    assert_int_equal(th_m5_sub_ids(sub.msgs[1].props, ids, 4), 1);
+    assert_int_equal(ids[0], 200);
+    mosquitto_property_free_all(&p);
+    /* The largest identifier (a four-byte varint), on another client. */
+    th_m5_t solo;
+    open_clean(&solo, t, "up-solo");
+    th_m5_subscribe_id(&solo, "up/t", 0, 268435455);
+    th_m5_publish(&pub, "up/t", "s", 1, 0, false, NULL);
+    th_m5_wait_msgs(&solo, &pub, 1, TH_WAIT_MS);
+    assert_int_equal(th_m5_sub_ids(solo.msgs[0].props, ids, 4), 1);
+    assert_int_equal(ids[0], 268435455);
+    th_m5_close(&solo);
+    th_m5_close(&sub);
+    th_m5_close(&pub);
 }
 
 static void payload_format_1_with_invalid_utf8_gets_0x99(th_ctx_t *t)
@@ -942,6 +1144,16 @@ static void unsuback_says_0x11_when_no_subscription_existed(th_ctx_t *t)
     th_m5_close(&c);
 }
 
+static void server_shutdown_gets_disconnect_0x8b(th_ctx_t *t)
+{
+    th_m5_t c;
+    open_clean(&c, t, "bye");
+    assert_int_equal(th_broker_stop(t->broker), 0); /* SIGTERM, exit 0 */
+    assert_int_equal(th_m5_wait_disconnect(&c, TH_WAIT_MS),
+                     MQTT_RC_SERVER_SHUTTING_DOWN); /* docs/protocol.md */
+    th_m5_drop(&c);
+}
+
 static void request_problem_information_0_keeps_reason_strings_off_acks(th_ctx_t *t)
 {
     th_m5_t c;
@@ -958,6 +1170,23 @@ static void request_problem_information_0_keeps_reason_strings_off_acks(th_ctx_t
     th_m5_unsubscribe(&c, "rpi/none");
     assert_false(th_m5_prop_string(c.unsuback_props, MQTT_PROP_REASON_STRING,
                                    why, sizeof why));
+    th_m5_close(&c);
+}
+
+static void reason_string_is_left_out_rather_than_pass_maximum_packet_size(th_ctx_t *t)
+{
+    th_m5_t c;
+    /* A PUBACK with reason 0x10 takes 5 or 6 bytes; its Reason String
+     * would make it 32 (MQTT-3.4.2-2). */
+    props_t *p = add_int32(NULL, MQTT_PROP_MAXIMUM_PACKET_SIZE, 20);
+    th_m5_opts_t o = {.id = "small", .clean = true, .props = p};
+    th_m5_open(&c, t->port, &o);
+    mosquitto_property_free_all(&p);
+    th_m5_publish(&c, "small/t", "x", 1, 1, false, NULL);
+    th_m5_wait_acks(&c, NULL, 1, TH_WAIT_MS);
+    assert_int_equal(c.acks[0].reason, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
+    assert_int_equal(th_m5_prop_count(c.ack_props, MQTT_PROP_REASON_STRING), 0);
+    assert_false(c.disconnected);
     th_m5_close(&c);
 }
 
@@ -1019,6 +1248,7 @@ int main(void)
         TH_TEST_CFG(connack_server_keep_alive_caps_the_ask,
                     "{\"max_keepalive\": 30}\n"),
         TH_TEST(connack_assigns_a_client_identifier_to_an_empty_one),
+        TH_TEST(assigned_client_identifier_resumes_its_session),
         TH_TEST_CFG(refused_connect_gets_reason_code_and_reason_string,
                     "{\"max_client_id_len\": 23}\n"),
         TH_TEST(no_local_keeps_a_clients_own_messages_from_it),
@@ -1028,12 +1258,16 @@ int main(void)
         TH_TEST(overlapping_subscriptions_carry_every_identifier_in_one_copy),
         TH_TEST(expired_messages_are_not_delivered_to_a_returning_session),
         TH_TEST(live_message_carries_its_expiry_interval),
+        TH_TEST(expired_retained_message_is_not_sent_on_subscribe),
+        TH_TEST(queued_message_keeps_its_subscription_identifier),
+        TH_TEST(subscription_options_identifiers_and_properties_survive_a_restart),
         TH_TEST(session_is_kept_for_its_expiry_interval_then_ends),
         TH_TEST(session_expiry_0_ends_the_session_at_disconnect),
         TH_TEST(session_expiry_changed_at_disconnect_is_honoured),
         TH_TEST(delayed_will_is_not_sent_when_the_client_returns_in_time),
         TH_TEST(delayed_will_is_sent_after_the_delay_with_its_properties),
         TH_TEST(delayed_will_is_sent_at_once_when_a_clean_start_ends_the_session),
+        TH_TEST(will_is_sent_when_the_session_expires_before_the_delay),
         TH_TEST(disconnect_with_will_message_0x04_publishes_the_will),
         TH_TEST(broker_keeps_within_the_clients_receive_maximum),
         TH_TEST_CFG(publisher_over_the_brokers_receive_maximum_gets_0x93,
@@ -1042,6 +1276,7 @@ int main(void)
         TH_TEST_CFG(packet_over_the_brokers_maximum_packet_size_gets_0x95,
                     "{\"max_packet_size\": 1000}\n"),
         TH_TEST(request_response_properties_are_forwarded_unchanged),
+        TH_TEST(many_user_properties_are_forwarded_in_order),
         TH_TEST(payload_format_1_with_invalid_utf8_gets_0x99),
         TH_TEST(mosquitto_pub_and_sub_v5_carry_properties),
         TH_TEST(puback_says_0x10_when_nobody_subscribed),
@@ -1051,7 +1286,9 @@ int main(void)
         TH_TEST_CFG(keep_alive_timeout_gets_disconnect_0x8d,
                     "{\"max_keepalive\": 1}\n"),
         TH_TEST(takeover_gets_disconnect_0x8e),
+        TH_TEST(server_shutdown_gets_disconnect_0x8b),
         TH_TEST(request_problem_information_0_keeps_reason_strings_off_acks),
+        TH_TEST(reason_string_is_left_out_rather_than_pass_maximum_packet_size),
         TH_TEST(server_disconnect_carries_a_reason_string),
     };
     return cmocka_run_group_tests_name("integration/16-v5", tests, NULL, NULL);
