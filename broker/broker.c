@@ -104,6 +104,7 @@ static void state_init(broker_t *b)
     b->retained = router_retained_create();
     pthread_mutex_init(&b->retained_lock, NULL);
     sess__map_init(&b->sessions, b->cfg->session_shards);
+    b->share = share__create(b->cfg->shared_strategy);
 }
 
 static void release_retained(void *value, void *ctx)
@@ -119,6 +120,8 @@ static void state_dispose(broker_t *b)
 {
     sess__map_dispose(&b->sessions);
     for (unsigned i = 0; i < b->n_loops; i++) loop__dispose(&b->loops[i]);
+    share__destroy(b->share); /* after the loops dropped their items */
+    b->share = NULL;
     router_retained_destroy(b->retained, release_retained, NULL);
     b->retained = NULL;
     pthread_mutex_destroy(&b->retained_lock);
@@ -228,6 +231,10 @@ static void stats_counters(broker_t *b, broker_stats_t *s)
     s->protocol_error = ld(&k->protocol_error);
     s->tls_failed = ld(&k->tls_failed);
     s->sess_expired = ld(&k->sess_expired);
+    s->shared_subs = atomic_load_explicit(&b->n_shared, memory_order_relaxed);
+    s->shared = ld(&k->shared);
+    s->shared_moved = ld(&k->shared_moved);
+    s->shared_dropped = ld(&k->shared_dropped);
 }
 
 void broker__stats(broker_t *b, broker_stats_t *s)

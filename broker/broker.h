@@ -20,6 +20,17 @@ typedef struct broker_s broker_t;
  * on a TLS one. */
 enum listener_kind { LISTENER_MQTT = 0, LISTENER_HTTP = 1 };
 
+/* How a shared subscription group picks the member that gets a message
+ * ("shared_strategy"; docs/protocol.md "Shared subscriptions"). */
+enum share_strategy {
+    SHARE_ROUND_ROBIN = 0, /* "round_robin": each member in turn */
+    SHARE_RANDOM = 1,      /* "random": any member, uniformly */
+    SHARE_STICKY = 2       /* "sticky": the hash of the publisher's client
+                              id picks the member, so one publisher's
+                              messages stay with one member while the
+                              group's online members do not change */
+};
+
 /* TLS minimum protocol versions ("min_version"). */
 enum tls_min_version { TLS_MIN_1_2 = 12, TLS_MIN_1_3 = 13 };
 
@@ -92,6 +103,9 @@ typedef struct broker_config_s {
                                      instead of dropping; 0 = drop. 1 */
     uint32_t session_shards;      /* "session_shards": mutex-guarded shards
                                      of the session map, 64 */
+    int shared_strategy;          /* "shared_strategy": enum share_strategy,
+                                     "round_robin" (default), "random" or
+                                     "sticky" */
     int durability;               /* "durability": "full" (0): PUBACK/PUBREC
                                      after the commit's fsync; "batch" (1):
                                      at once, committed within batch_ms */

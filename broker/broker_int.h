@@ -91,6 +91,13 @@ typedef struct broker_counters_s {
                                            sent (msgs_out counts those) */
     atomic_uint_fast64_t connects;      /* CONNECT packets received */
     atomic_uint_fast64_t sess_expired;  /* offline sessions ended by expiry */
+    atomic_uint_fast64_t shared;        /* messages a shared subscription
+                                           group gave one of its members */
+    atomic_uint_fast64_t shared_moved;  /* of those, given to another member
+                                           after the first one left or
+                                           disconnected (share.c) */
+    atomic_uint_fast64_t shared_dropped;/* given to a member that left, with
+                                           no other member to take them */
 } broker_counters_t;
 
 #define CNT_INC(b, field) \
@@ -159,6 +166,10 @@ struct sess_s {
     unsigned overflow_logged : 1;
     unsigned congested : 1; /* online, queue past the soft limit, publishers
                                being throttled (loop->n_congested counts) */
+    unsigned shares : 1;  /* may hold shared subscriptions ($share/...,
+                             share.c): set when it joins a group, cleared
+                             with all its subscriptions; a hint that
+                             spares other sessions the walk of subs */
     char client_id[];  /* NUL-terminated, in the same block (sized with
                           offsetof: an idle session is this block only);
                           immutable */
@@ -347,15 +358,23 @@ enum loop_item_kind {
     ITEM_STOP,       /* shut the loop down */
     ITEM_COMMITTED,  /* ptr: a commit of this loop's batch finished
                         (persist.c; posted by the storage thread) */
-    ITEM_ACK_WAKE    /* a message this loop published may now be
+    ITEM_ACK_WAKE,   /* a message this loop published may now be
                         acknowledged: run the ack queues (persist.c) */
+    ITEM_SHARE       /* m: one reference; ptr: a reference to the shared
+                        subscription member (share.c) it is for; hops:
+                        re-picks so far; report: as for PUBLISH; track:
+                        counted for throttling as a forward; seq: index of
+                        the publishing loop */
 };
 
 typedef struct loop_item_s {
     uint8_t kind;
     uint8_t hops;    /* ITEM_MIGRATE: moves so far, this one included */
-    uint8_t report;  /* ITEM_PUBLISH: counted in m->persist_wait; report
-                        once this loop's entries of m are committed */
+    uint8_t report;  /* ITEM_PUBLISH, ITEM_SHARE: counted in
+                        m->persist_wait; report once this loop's entries
+                        of m are committed */
+    uint8_t track;   /* ITEM_SHARE: counted in m->fwd_pending and the
+                        target's backlog (throttle.c) */
     int fd;
     uint64_t seq;
     union {
@@ -366,7 +385,8 @@ typedef struct loop_item_s {
     union {
         uint8_t *bytes; /* ITEM_MIGRATE: owned input bytes (len of them) */
         void *ptr;      /* ITEM_COMMITTED: owned commit record;
-                           ITEM_ACCEPT: the listener (borrowed) */
+                           ITEM_ACCEPT: the listener (borrowed);
+                           ITEM_SHARE: a member reference (owned) */
     };
     size_t len;
 } loop_item_t;
@@ -439,6 +459,9 @@ struct loop_s {
     size_t tls_out_len, tls_out_cap;
     msg_t **mvec;         /* reused message vector (retained sends) */
     size_t n_mvec, cap_mvec;
+    struct share_pick_s *share_picks; /* reused: the members a publish
+                                         picked (share.c) */
+    size_t cap_share_picks;
     arena_t arena;        /* decode temporaries of the packet being
                              handled, whichever connection it came from;
                              reset after each packet */
@@ -542,6 +565,9 @@ struct broker_s {
     router_retained_t *retained;
     pthread_mutex_t retained_lock;
     sess_map_t sessions;
+    struct share_s *share; /* shared subscription groups (share.c) */
+    atomic_uint n_shared;  /* members of every group: 0 means a publish
+                              skips share.c (one load, no lock) */
     store_t *store;
     broker_counters_t cnt;
     atomic_uint_fast64_t conns_closed_at_stop;
@@ -566,6 +592,7 @@ typedef struct broker_stats_s {
     uint64_t drop_qos0, drop_queue, drop_size, expired;
     uint64_t malformed, too_large, protocol_error, tls_failed;
     uint64_t subs, retained, sessions, online, sess_expired, queued, inflight;
+    uint64_t shared_subs, shared, shared_moved, shared_dropped; /* share.c */
     store_stats_t st;
 } broker_stats_t;
 
@@ -776,6 +803,9 @@ void persist__inq2(loop_t *l, sess_t *s, uint16_t packet_id, int add);
 /* Stores m as its topic's retained message, or deletes the topic's
  * retained message when m's payload is empty. */
 void persist__retained(loop_t *l, msg_t *m);
+/* 1 when a loop given m for a stored session must report its commit of m
+ * back: m is QoS 1/2 and acks wait for commits (share.c). */
+int persist__report_needed(loop_t *l, const msg_t *m);
 /* 1 when the target loop t must report its commit of m back (t may hold
  * a durable destination of m and acks wait for commits). */
 int persist__must_report(loop_t *l, loop_t *t, msg_t *m, const uint32_t key[2]);
@@ -1179,6 +1209,11 @@ size_t broker__deliver_local(loop_t *l, msg_t *m);
  * subscription ids (copied). Borrows m. */
 void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
                    uint8_t retain, const uint32_t *ids, size_t n_ids);
+/* sess__deliver for a message a shared subscription group gave s: a QoS
+ * 1/2 entry is tagged with the group's id (share.c hands it to another
+ * member if s disconnects before it is acknowledged). */
+void sess__deliver_share(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
+                         const uint32_t *ids, size_t n_ids, uint32_t group);
 /* Moves queued messages into the inflight window while there is room. */
 void sess__drain(sess_t *s);
 /* Resends the inflight window (DUP) after a session was resumed. */
@@ -1256,7 +1291,67 @@ int sess__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m);
  * or when force is set (s going offline, reset or leaving l). */
 void sess__congestion_check(loop_t *l, sess_t *s, int force);
 
+/* ---- share.c: shared subscriptions ($share/<group>/<filter>) ----
+ *
+ * One registry for the broker, behind its own mutex: groups keyed by
+ * (name, filter), each with its members; a member is a refcounted record
+ * of one session's subscription, owned by the session's loop. The design
+ * (and why) is in docs/architecture.md "Shared subscriptions"; the
+ * protocol choices are in docs/protocol.md. Every function is called on
+ * the loop that owns the sessions it names. */
+
+typedef struct share_s share_t;
+typedef struct share_member_s share_member_t;
+
+/* Creates the registry (groups pick members by strategy, enum
+ * share_strategy). */
+share_t *share__create(int strategy);
+/* Frees the registry with every group and member left (every loop is
+ * down and their items dropped). NULL is a no-op. */
+void share__destroy(share_t *r);
+/* 1 when f[0..len) starts with "$share/". */
+int share__is_shared(const char *f, size_t len);
+/* s (owned by l) joins the group of the valid shared filter f, or updates
+ * its options and subscription id (*existed set). Counted in b->n_shared
+ * (release) before it returns: the SUBACK goes after. Does not touch
+ * s->subs (interest.c does). Returns 0 or ERR_INVAL. */
+int share__join(loop_t *l, sess_t *s, const char *f, size_t len, uint8_t options,
+                uint32_t sub_id, int *existed);
+/* s leaves the group of f. Returns 0 or ERR_NOTFOUND. */
+int share__leave(loop_t *l, sess_t *s, const char *f, size_t len);
+/* Records whether s is online (its groups prefer online members) and
+ * stored (a publisher's acknowledgement waits for its commit) in each of
+ * its memberships. */
+void share__update(loop_t *l, sess_t *s, int online, int durable);
+/* The publish of m on l (broker__publish, when b->n_shared > 0): picks
+ * one member of each group whose filter matches and delivers to it, here
+ * or through ITEM_SHARE. Borrows m. Returns the number of groups. */
+size_t share__publish(loop_t *l, msg_t *m);
+/* ITEM_SHARE on l: delivers to the member, or to another one when it
+ * left or went offline meanwhile; takes the item's references. */
+void share__item(loop_t *l, loop_item_t *it);
+/* s (of l) disconnected or is ending: each QoS 1 message it has
+ * unacknowledged and each QoS 1/2 message queued for it that came
+ * through a group goes to another member of that group (an online one
+ * first); without one it stays. QoS 2 messages already sent stay
+ * (MQTT-4.8.2-4, MQTT-4.8.2-5). */
+void share__handoff(loop_t *l, sess_t *s);
+/* Drops a member reference (ITEM_SHARE never run) and NULLs *mp. */
+void share__member_release(share_member_t **mp);
+/* The pure choice under every pick: an index in [0, n) other than excl
+ * (excl >= n: none excluded) by strategy; round robin advances *rr, sticky
+ * uses hash, random rnd. Returns -1 when there is none. */
+long share__choose(int strategy, uint32_t n, uint32_t excl, uint32_t *rr, uint32_t hash,
+                   uint32_t rnd);
+
 /* ---- sess.c ---- */
+
+/* The 16 bits of s's client id hash a message it publishes carries
+ * (msg_t.origin_hash, the "sticky" strategy's key). */
+static inline uint16_t sess__origin_hash(const sess_t *s)
+{
+    return (uint16_t)(s->hash ^ (s->hash >> 16));
+}
 
 /* Sets up an empty map of n_shards shards (0 is taken as 1), each with
  * its mutex and a small bucket array. */

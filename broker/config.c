@@ -59,6 +59,7 @@ void broker_config_init(broker_config_t *c)
     c->connect_timeout_ms = 10000;
     c->throttle_publishers = 1;
     c->session_shards = 64;
+    c->shared_strategy = SHARE_ROUND_ROBIN;
     c->durability = 0;
     c->batch_ms = 10;
     c->max_session_expiry = 0;
@@ -226,6 +227,8 @@ static int check_ranges(const broker_config_t *c, char *err, size_t errlen)
                  MIN_DB_BYTES, (unsigned long long)c->max_db_bytes);
     else if (c->durability != 0 && c->durability != 1)
         snprintf(err, errlen, "durability must be full or batch");
+    else if (c->shared_strategy < SHARE_ROUND_ROBIN || c->shared_strategy > SHARE_STICKY)
+        snprintf(err, errlen, "shared_strategy must be round_robin, random or sticky");
     else if (c->batch_ms == 0)
         snprintf(err, errlen, "batch_ms must be 1..60000 (got 0)");
     else if (c->log_level < LOG_ERROR || c->log_level > LOG_DEBUG)

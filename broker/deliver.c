@@ -250,7 +250,12 @@ size_t broker__publish(loop_t *l, msg_t *m)
         persist__retained(l, m);
     }
     size_t n = broker__deliver_local(l, m);
-    return n + forward(l, m);
+    n += forward(l, m);
+    /* Shared subscriptions cost a publish this one load until one exists
+     * (acquire: pairs with share__join, ordering guarantee of inbox.c). */
+    if (atomic_load_explicit(&l->b->n_shared, memory_order_acquire) != 0)
+        n += share__publish(l, m);
+    return n;
 }
 
 void broker__publish_sys(loop_t *l, msg_t *m)
@@ -332,14 +337,16 @@ static uint8_t slot_state(const inflight_slot_t *slot)
     return slot->state == INFLIGHT_WAIT_PUBACK ? STORE_ENTRY_PUBACK : STORE_ENTRY_PUBREC;
 }
 
-/* Builds a queue entry for m (retains m, copies ids). */
+/* Builds a queue entry for m (retains m, copies ids), tagged with the
+ * shared subscription group it came through (0: none). */
 static void make_entry(queue_entry_t *e, msg_t *m, uint8_t qos, uint8_t retain,
-                       const uint32_t *ids, size_t n_ids)
+                       const uint32_t *ids, size_t n_ids, uint32_t group)
 {
     memset(e, 0, sizeof *e);
     e->m = msg_retain(m);
     e->qos = qos;
     e->retain = retain;
+    e->share = group;
     if (n_ids > PKT_MAX_SUB_IDS) n_ids = PKT_MAX_SUB_IDS;
     if (n_ids > 0) {
         e->ids = xmalloc(n_ids * sizeof *e->ids);
@@ -348,8 +355,9 @@ static void make_entry(queue_entry_t *e, msg_t *m, uint8_t qos, uint8_t retain,
     }
 }
 
-void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
-                   uint8_t retain, const uint32_t *ids, size_t n_ids)
+/* sess__deliver, with the group tag of a shared subscription's entries. */
+static void deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
+                    const uint32_t *ids, size_t n_ids, uint32_t group)
 {
     conn_t *c = s->conn;
     int online = c != NULL && c->state == CONN_ACTIVE;
@@ -369,7 +377,7 @@ void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
         return;
     }
     if (online && !fits(c, m, qos, ids, n_ids)) return;
-    make_entry(&e, m, qos, retain, ids, n_ids);
+    make_entry(&e, m, qos, retain, ids, n_ids, group);
     if (s->stored) e.seq = ++s->store_seq;
     if (online && s->queue.len == 0 && inflight_has_room(&s->inflight)) {
         inflight_slot_t *slot = inflight_add(&s->inflight, &e);
@@ -389,6 +397,18 @@ void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
         queue_overflow(l->b, s);
     else
         persist__entry_add(l, s, m, &rec, 0, STORE_ENTRY_QUEUED);
+}
+
+void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
+                   uint8_t retain, const uint32_t *ids, size_t n_ids)
+{
+    deliver(l, s, m, qos, retain, ids, n_ids, 0);
+}
+
+void sess__deliver_share(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
+                         const uint32_t *ids, size_t n_ids, uint32_t group)
+{
+    deliver(l, s, m, qos, retain, ids, n_ids, group);
 }
 
 void sess__drain(sess_t *s)

@@ -203,7 +203,7 @@ static void send_connack(conn_t *c, const sess_t *s, int present)
         PKT_PROP_SET(pp, PROP_SUB_ID_AVAILABLE);
         pp->sub_id_available = 1;
         PKT_PROP_SET(pp, PROP_SHARED_SUB_AVAILABLE);
-        pp->shared_sub_available = 0;
+        pp->shared_sub_available = 1; /* share.c */
         if (h->assigned) {
             PKT_PROP_SET(pp, PROP_ASSIGNED_CLIENT_ID);
             pp->assigned_client_id.p = (const uint8_t *)s->client_id;
@@ -316,7 +316,10 @@ static void finish(conn_t *c, sess_t *s, int present)
     h->will = NULL;
     s->will_delay = h->will_delay;
     s->will_expiry = h->will_expiry;
-    if (s->will != NULL) s->will->origin = s;
+    if (s->will != NULL) {
+        s->will->origin = s;
+        s->will->origin_hash = sess__origin_hash(s);
+    }
     s->overflow_logged = 0;
     c->sess = s;
     c->state = CONN_ACTIVE;
@@ -326,6 +329,7 @@ static void finish(conn_t *c, sess_t *s, int present)
         persist__session_put(c->loop, s); /* persistent: stored */
     else
         persist__session_del(c->loop, s); /* no longer persistent */
+    if (s->shares) share__update(c->loop, s, 1, s->stored); /* online */
     send_connack(c, s, present);
     conn__hello_free(c);
     log_debug("client %s connected from %s (v%u, keep-alive %u, session %s)",

@@ -140,26 +140,29 @@ static int fail_receive_max(conn_t *c)
                       "more unacknowledged QoS 1/2 PUBLISH packets than Receive Maximum");
 }
 
-/* QoS 2 bookkeeping before delivery. Returns 1 to deliver, 0 when it was
- * answered here (a resend, or refused), CONN_GONE when c was closed. */
-static int qos2_admit(conn_t *c, uint16_t id)
+/* QoS 2 bookkeeping before delivery: sets *deliver when the message is
+ * to be delivered (a new packet id). Returns 0, or CONN_GONE when c was
+ * closed. (One return value for both was ambiguous: CONN_GONE is 1.) */
+static int qos2_admit(conn_t *c, uint16_t id, int *deliver)
 {
     int r = inflight_in_add(&c->sess->inflight, id, c->loop->b->cfg->max_inbound_qos2);
-    int out = r == 1 ? 1 : 0;
+    *deliver = 0;
     if (r == 1 && over_receive_max(c, 0)) {
         inflight_in_remove(&c->sess->inflight, id);
         return fail_receive_max(c);
     }
-    if (r == 1) persist__inq2(c->loop, c->sess, id, 1);
-    if (r == 0) { /* MQTT-4.3.3-10: resend before PUBREL: no second delivery;
-                     acknowledged after the first one (persist.c) */
-        out = persist__ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS, NULL, persist__gen_now(c->loop));
-    } else if (r < 0 && c->version == PKT_V5) {
-        conn__send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
-    } else if (r < 0) {
-        out = conn__fail(c, PKT_RC_QUOTA_EXCEEDED, "too many QoS 2 messages awaiting PUBREL");
+    if (r == 1) {
+        persist__inq2(c->loop, c->sess, id, 1);
+        *deliver = 1;
+        return 0;
     }
-    return out;
+    if (r == 0) /* MQTT-4.3.3-10: resend before PUBREL: no second delivery;
+                   acknowledged after the first one (persist.c) */
+        return persist__ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS, NULL, persist__gen_now(c->loop));
+    if (c->version != PKT_V5)
+        return conn__fail(c, PKT_RC_QUOTA_EXCEEDED, "too many QoS 2 messages awaiting PUBREL");
+    conn__send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
+    return 0;
 }
 
 /* A client's PUBLISH to a $SYS topic: dropped, as mosquitto does (its
@@ -190,8 +193,8 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
     size_t ops = persist__ops(l); /* did this PUBLISH write? (persist.c) */
     if (pub->qos == 1 && over_receive_max(c, 1)) return fail_receive_max(c);
     if (pub->qos == 2) {
-        int r = qos2_admit(c, pub->packet_id);
-        if (r != 1) return r;
+        int deliver = 0, r = qos2_admit(c, pub->packet_id, &deliver);
+        if (r != 0 || !deliver) return r;
     }
     msg_t *m = conn__msg_from(b, pub->topic, pub->payload,
                               c->version == PKT_V5 ? &pub->props : NULL,
@@ -203,6 +206,7 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
         }
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, "cannot allocate message");
     }
+    m->origin_hash = sess__origin_hash(c->sess); /* share.c */
     size_t n = broker__publish(l, m);
     if (pub->qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
     uint8_t reason = n == 0 ? PKT_RC_NO_MATCHING_SUBSCRIBERS : PKT_RC_SUCCESS;

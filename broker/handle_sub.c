@@ -4,15 +4,13 @@
  * Each filter is checked, added to the loop's router and recorded in
  * the session; the SUBACK goes first and the retained messages matching
  * the new filters follow it in the same batch (MQTT-3.8.4-4 ordering).
- * Shared subscriptions ($share/...) are refused until they are supported.
+ * Shared subscriptions ($share/<group>/<filter>) join their group in the
+ * broker's registry (share.c) through the same loop__subscribe, get no
+ * retained messages, and may not ask for No Local.
  */
 #include "broker_int.h"
 
-#include <string.h>
-
 #include "../common/log.h"
-
-#define SHARE_PREFIX "$share/"
 
 /* Subscribes to one filter; returns the SUBACK reason and sets *send_ret
  * when retained messages are to follow (v5 Retain Handling). */
@@ -25,9 +23,6 @@ static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
     int v5 = c->version == PKT_V5;
     int existed = 0;
     *send_ret = 0;
-    if (len >= sizeof SHARE_PREFIX - 1 &&
-        memcmp(f, SHARE_PREFIX, sizeof SHARE_PREFIX - 1) == 0)
-        return v5 ? PKT_RC_SHARED_SUBS_NOT_SUPPORTED : PKT_RC_UNSPECIFIED;
     if (!topic_filter_valid(f, len) || conn__levels(f, len) > b->cfg->max_topic_levels)
         return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
     /* Into this loop's router, published before the SUBACK is queued
@@ -36,8 +31,22 @@ static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
     if (rc != 0) return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
     persist__sub_put(c->loop, c->sess, f, len, sub->options, sub_id);
     unsigned rh = (sub->options & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT;
-    *send_ret = rh == 0 || (rh == 1 && !existed); /* MQTT-3.3.1-9/10/11 */
+    /* MQTT-3.3.1-9/10/11; none on a shared subscription (MQTT 5.0 4.8.2) */
+    *send_ret = !share__is_shared(f, len) && (rh == 0 || (rh == 1 && !existed));
     return sub->options & PKT_SUBOPT_QOS_MASK;
+}
+
+/* 1 when a filter of sp is a shared subscription with No Local, a
+ * Protocol Error [MQTT-3.8.3-4]: checked before any filter is applied. */
+static int no_local_on_shared(const pkt_subscribe_t *sp)
+{
+    for (uint32_t i = 0; i < sp->n_subs; i++) {
+        const pkt_sub_t *sub = &sp->subs[i];
+        if ((sub->options & PKT_SUBOPT_NO_LOCAL) &&
+            share__is_shared((const char *)sub->filter.p, sub->filter.len))
+            return 1;
+    }
+    return 0;
 }
 
 const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n)
@@ -59,6 +68,9 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
     pkt_subscribe_t *sp = &p->u.subscribe;
     uint32_t n = sp->n_subs;
     uint32_t sub_id = 0;
+    if (c->version == PKT_V5 && no_local_on_shared(sp))
+        return conn__fail(c, PKT_RC_PROTOCOL_ERROR,
+                          "No Local on a shared subscription [MQTT-3.8.3-4]");
     uint8_t *reasons = arena_alloc(&c->loop->arena, n);
     uint8_t *send_ret = arena_alloc(&c->loop->arena, n);
     size_t ops = persist__ops(c->loop);

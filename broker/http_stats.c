@@ -49,6 +49,9 @@ int http__stats_json(broker_t *b, char **out)
             (const char *const[]){"malformed", "too_large", "protocol_error", "tls_failed", NULL},
             (uint64_t[]){s.malformed, s.too_large, s.protocol_error, s.tls_failed});
     cJSON_AddNumberToObject(r, "subscriptions", (double)s.subs);
+    add_obj(r, "shared",
+            (const char *const[]){"members", "delivered", "moved", "dropped", NULL},
+            (uint64_t[]){s.shared_subs, s.shared, s.shared_moved, s.shared_dropped});
     cJSON_AddNumberToObject(r, "retained", (double)s.retained);
     cJSON_AddNumberToObject(r, "sessions", (double)s.sessions);
     add_obj(r, "queue", (const char *const[]){"queued", "inflight", NULL},
@@ -150,6 +153,14 @@ int http__metrics_text(broker_t *b, http_buf_t *out)
         M("uvmq_tls_failures_total", "counter",
           "TLS connections closed by a failed handshake, a TLS error or no ALPN h2.", tls_failed),
         M("uvmq_subscriptions", "gauge", "Subscriptions (filter, subscriber).", subs),
+        M("uvmq_shared_subscriptions", "gauge", "Members of shared subscription groups.",
+          shared_subs),
+        M("uvmq_shared_messages_total", "counter",
+          "Messages a shared subscription group gave one of its members.", shared),
+        M("uvmq_shared_moved_total", "counter",
+          "Messages given to another member after theirs left or disconnected.", shared_moved),
+        M("uvmq_shared_dropped_total", "counter",
+          "Messages whose member left with no other member to take them.", shared_dropped),
         M("uvmq_retained_messages", "gauge", "Retained messages.", retained),
         M("uvmq_sessions", "gauge", "MQTT sessions, online or not.", sessions),
         M("uvmq_queued_messages", "gauge", "QoS 1/2 messages waiting in session queues.", queued),

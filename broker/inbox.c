@@ -50,6 +50,16 @@
  * connection is written, so a PUBLISH is in every target inbox before its
  * PUBACK leaves.
  *
+ * SHARE. A shared subscription group's members may be sessions of any
+ * loop; the publishing loop picks one member per group (share.c, under
+ * the registry's mutex) and, for a member of another loop, posts
+ * ITEM_SHARE {message, member reference} to that loop. Only the member's
+ * loop clears the member's session pointer (under the mutex), so the
+ * receiving loop sees without a lock whether the member is still in the
+ * group, and picks again if not. The same ordering guarantee holds: a
+ * session joins its group (b->n_shared, release) before its SUBACK is
+ * queued.
+ *
  * SESSIONS STAY; CONNECTIONS MOVE
  *
  * A session is owned by the loop that created it for its whole life,
@@ -189,6 +199,9 @@ static void run_item(loop_t *l, loop_item_t *it)
         msg_release(&it->m);
         break;
     }
+    case ITEM_SHARE:
+        share__item(l, it);
+        break;
     case ITEM_COMMITTED:
         persist__committed(l, it->ptr);
         break;
@@ -222,7 +235,11 @@ void loop__drop_items(item_vec_t *v)
 {
     for (size_t i = 0; i < v->n; i++) {
         loop_item_t *it = &v->v[i];
-        if (it->kind == ITEM_PUBLISH) msg_release(&it->m);
+        if (it->kind == ITEM_PUBLISH || it->kind == ITEM_SHARE) msg_release(&it->m);
+        if (it->kind == ITEM_SHARE) {
+            share_member_t *mb = it->ptr;
+            share__member_release(&mb);
+        }
         if (it->kind == ITEM_ACCEPT || it->kind == ITEM_MIGRATE) close(it->fd);
         if (it->kind == ITEM_ACCEPT) tls__ctx_release(&it->tls_ctx);
         if (it->kind == ITEM_MIGRATE) {

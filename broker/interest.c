@@ -16,6 +16,11 @@
  * sessions: a publisher's acknowledgement waits for the loops it may
  * match (persist.c); s->stored says which table a filter is counted in,
  * and persist.c recounts a session's filters when it changes.
+ *
+ * Shared subscriptions ($share/<group>/<filter>) are recorded in the
+ * session like the others (so they are stored and recovered alike) but
+ * live in the broker's share registry (share.c), not in the loop's router
+ * or summaries: a group gets a message from the publishing loop itself.
  */
 #include "broker_int.h"
 
@@ -97,19 +102,39 @@ int loop__may_match_durable(loop_t *l, const uint32_t key[2])
            atomic_load_explicit(&l->durable[key[1]], memory_order_acquire) > 0;
 }
 
+/* 1 when s's connection is an active MQTT one. */
+static int online(const sess_t *s)
+{
+    return s->conn != NULL && s->conn->state == CONN_ACTIVE;
+}
+
 void loop__durable_count(loop_t *l, sess_t *s, int delta)
 {
     for (uint32_t i = 0; i < s->n_subs; i++) {
         int wild = 0;
-        size_t k = key_of(s->subs[i].filter, strlen(s->subs[i].filter), &wild);
+        size_t len = strlen(s->subs[i].filter);
+        if (share__is_shared(s->subs[i].filter, len)) continue;
+        size_t k = key_of(s->subs[i].filter, len, &wild);
         bump(wild ? &l->durable_wild : &l->durable[k], delta);
     }
+    if (s->shares) share__update(l, s, online(s), delta > 0);
+}
+
+/* loop__subscribe for a shared filter: the registry, and s's record. */
+static int subscribe_shared(loop_t *l, sess_t *s, const char *f, size_t len,
+                            uint8_t options, uint32_t sub_id, int *existed)
+{
+    int rc = l->b->share != NULL ? share__join(l, s, f, len, options, sub_id, existed)
+                                 : ERR_INVAL;
+    if (rc == 0) sess__sub_add(s, f, len, options, sub_id);
+    return rc;
 }
 
 int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
                     uint8_t options, uint32_t sub_id, int *existed)
 {
     assert(!l->delivering); /* it may be reading the router's arrays */
+    if (share__is_shared(f, len)) return subscribe_shared(l, s, f, len, options, sub_id, existed);
     int rc = router_subscribe(l->router, f, len, s, options, sub_id, existed);
     if (rc == 0) {
         if (!*existed) count(l, f, len, +1, s->stored);
@@ -122,6 +147,11 @@ int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
 int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
 {
     assert(!l->delivering);
+    if (share__is_shared(f, len)) {
+        int rc = s->shares ? share__leave(l, s, f, len) : ERR_NOTFOUND;
+        if (rc == 0) sess__sub_remove(s, f, len);
+        return rc;
+    }
     int rc = router_unsubscribe(l->router, f, len, s);
     if (rc == 0) {
         count(l, f, len, -1, s->stored);
@@ -136,9 +166,16 @@ void loop__unsubscribe_all(loop_t *l, sess_t *s)
     assert(!l->delivering);
     size_t removed = router_unsubscribe_all(l->router, s);
     for (uint32_t i = 0; i < s->n_subs; i++) {
-        if (removed > 0) count(l, s->subs[i].filter, strlen(s->subs[i].filter), -1, s->stored);
+        const char *f = s->subs[i].filter;
+        size_t len = strlen(f);
+        if (share__is_shared(f, len)) {
+            if (s->shares) share__leave(l, s, f, len);
+        } else if (removed > 0) {
+            count(l, f, len, -1, s->stored);
+        }
         free(s->subs[i].filter);
     }
     s->n_subs = 0;
+    s->shares = 0;
     if (removed > 0) loop__subs_changed(l);
 }

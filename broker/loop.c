@@ -151,6 +151,7 @@ void loop__dispose(loop_t *l)
     free(l->tls_stage);
     free(l->tls_out);
     free(l->mvec);
+    free(l->share_picks); /* holds no references between publishes */
     loop__throttle_dispose(l);
     arena_dispose(&l->arena);
     while (l->free_outs != NULL) {

@@ -256,6 +256,11 @@ void persist__retained(loop_t *l, msg_t *m)
 
 /* ---- reports between loops ---- */
 
+int persist__report_needed(loop_t *l, const msg_t *m)
+{
+    return m->qos > 0 && acks_wait(l);
+}
+
 int persist__must_report(loop_t *l, loop_t *t, msg_t *m, const uint32_t key[2])
 {
     return m->qos > 0 && loop__may_match_durable(t, key) && acks_wait(l);

@@ -107,6 +107,7 @@ static int on_session(void *ctx, const store_session_t *r)
         s->will = will_of(r);
         if (s->will == NULL) return ERR_NOMEM;
         s->will->origin = s;
+        s->will->origin_hash = sess__origin_hash(s);
         s->will_delay = r->will_delay_s;
         s->will_expiry = r->will_expiry_s;
         /* due at once (sweep) or after its delay, from going offline */

@@ -319,6 +319,10 @@ void sess__detach(loop_t *l, sess_t *s, int publish_will, int keep)
         if (s->stored) persist__session_put(l, s);
         return;
     }
+    if (s->shares) { /* its groups prefer other members from now on */
+        share__update(l, s, 0, s->stored);
+        if (!keep) share__handoff(l, s);
+    }
     if (publish_will && s->will != NULL) {
         /* v5 Will Delay: publish when the delay passes or the session
          * ends, whichever comes first (MQTT-3.1.3-9). */
@@ -342,12 +346,14 @@ void sess__end(loop_t *l, sess_t *s)
     pthread_mutex_lock(&sh->mu);
     unlink_locked(sh, s);
     pthread_mutex_unlock(&sh->mu);
+    share__handoff(l, s); /* what stayed at disconnect, if a member came */
     persist__session_del(l, s);
     sess__destroy(l, s);
 }
 
 void sess__reset(loop_t *l, sess_t *s)
 {
+    share__handoff(l, s); /* the old session ends: MQTT 5 section 4.8.2 */
     persist__session_del(l, s);
     loop__unsubscribe_all(l, s);
     queue_clear(&s->queue);

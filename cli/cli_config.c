@@ -29,7 +29,7 @@
  * K_TOPIC: a string field holding a topic name prefix (no + or #), or
  * null (NULL: the feature is off). K_LISTENERS: the "listeners" array
  * (apply_listeners). */
-enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_TOPIC, K_LEVEL, K_DURABILITY,
+enum kind { K_UINT, K_STRING, K_BOOL, K_TRIBOOL, K_TOPIC, K_LEVEL, K_DURABILITY, K_STRATEGY,
             K_LISTENERS };
 
 /* One setting: its JSON key, how it is typed, where it lives in
@@ -56,6 +56,7 @@ static const struct setting settings[] = {
     {"allow_anonymous", K_TRIBOOL, FIELD(allow_anonymous), 0, 0},
     {"throttle_publishers", K_BOOL, FIELD(throttle_publishers), 0, 0},
     {NUM(session_shards, 1, 4096)},
+    {"shared_strategy", K_STRATEGY, FIELD(shared_strategy), 0, 0},
     /* 268,435,455 is the largest Remaining Length four varint bytes hold. */
     {NUM(max_packet_size, 2, 268435455)},
     /* Receive Maximum 0 is a Protocol Error (MQTT 5.0 section 3.2.2.3.3). */
@@ -201,6 +202,8 @@ static int apply_uint(broker_config_t *cfg, const struct setting *s, const cJSON
 
 /* Indexed by the int a "durability" value stores (0 full, 1 batch). */
 static const char *const durability_names[] = {"full", "batch"};
+/* Indexed by enum share_strategy. */
+static const char *const strategy_names[] = {"round_robin", "random", "sticky"};
 
 /* Index of item's string in names[0..n), or -1 if it is none of them. */
 static int parse_name(const char *const *names, size_t n, const cJSON *item)
@@ -212,15 +215,33 @@ static int parse_name(const char *const *names, size_t n, const cJSON *item)
     return found;
 }
 
+/* The names a K_LEVEL, K_DURABILITY or K_STRATEGY key takes (*n of
+ * them) and how an error message lists them. */
+static const char *const *names_of(enum kind k, size_t *n, const char **list)
+{
+    if (k == K_LEVEL) {
+        *n = sizeof level_names / sizeof level_names[0];
+        *list = "\"error\", \"warn\", \"info\" or \"debug\"";
+        return level_names;
+    }
+    if (k == K_STRATEGY) {
+        *n = sizeof strategy_names / sizeof strategy_names[0];
+        *list = "\"round_robin\", \"random\" or \"sticky\"";
+        return strategy_names;
+    }
+    *n = sizeof durability_names / sizeof durability_names[0];
+    *list = "\"full\" or \"batch\"";
+    return durability_names;
+}
+
 /* Applies a key whose value is one of a fixed list of names, storing its
- * index into the int field (log_level, durability). */
+ * index into the int field (log_level, durability, shared_strategy). */
 static int apply_named(broker_config_t *cfg, const struct setting *s, const cJSON *item,
                        const char *path, char *err, size_t errlen)
 {
-    int lvl = s->kind == K_LEVEL;
-    const char *const *names = lvl ? level_names : durability_names;
-    size_t n = lvl ? sizeof level_names / sizeof level_names[0]
-                   : sizeof durability_names / sizeof durability_names[0];
+    size_t n = 0;
+    const char *list = NULL;
+    const char *const *names = names_of(s->kind, &n, &list);
     int v = parse_name(names, n, item);
     char got[64];
 
@@ -229,11 +250,8 @@ static int apply_named(broker_config_t *cfg, const struct setting *s, const cJSO
         return 0;
     }
     describe(item, got, sizeof got);
-    return lvl ? fail(ERR_CONFIG, err, errlen, path,
-                      "\"%s\" must be \"error\", \"warn\", \"info\" or \"debug\" (got %s)",
-                      s->key, got)
-               : fail(ERR_CONFIG, err, errlen, path,
-                      "\"%s\" must be \"full\" or \"batch\" (got %s)", s->key, got);
+    return fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be %s (got %s)", s->key, list,
+                got);
 }
 
 /* Longest K_TOPIC value: room for a client id after it in one topic. */
@@ -272,7 +290,7 @@ static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSO
     int rc = 0;
 
     describe(item, got, sizeof got);
-    if (s->kind == K_LEVEL || s->kind == K_DURABILITY)
+    if (s->kind == K_LEVEL || s->kind == K_DURABILITY || s->kind == K_STRATEGY)
         rc = apply_named(cfg, s, item, path, err, errlen);
     else if (s->kind == K_TOPIC)
         rc = apply_topic(cfg, s, item, path, err, errlen);

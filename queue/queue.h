@@ -52,6 +52,10 @@ typedef struct msg_s {
     _Atomic uint16_t persist_wait;
     uint16_t home;
     _Atomic uint8_t persist_failed;
+    /* The publisher's client id hashed (broker/share.c "sticky" picks a
+     * shared subscription member by it); set before it is shared, 0 when
+     * unknown. In what was padding. */
+    uint16_t origin_hash;
     uint64_t store_id;   /* id of its row in the store; 0 = none yet (set
                             by the publishing loop before it is shared) */
     uint64_t expiry_at;  /* wall-clock ms when it expires; 0 = never */
@@ -105,6 +109,9 @@ typedef struct queue_entry_s {
     uint8_t qos;       /* delivery QoS: min(published, granted) */
     uint8_t retain;    /* retain flag to send */
     uint8_t n_ids;     /* subscription identifiers to attach */
+    uint32_t share;    /* id of the shared subscription group it came
+                          through (broker/share.c), 0 = none; in what was
+                          padding: the entry stays 32 bytes */
     uint32_t *ids;     /* n_ids entries, owned (xmalloc), NULL when 0 */
     uint64_t seq;      /* its row in the store (per session), 0 = none */
 } queue_entry_t;

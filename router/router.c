@@ -52,8 +52,9 @@
  *
  * Shared subscriptions "$share/<group>/<filter>" [MQTT-4.8.2-1,
  * MQTT-4.8.2-2] pass topic_filter_valid and topic_matches compares the
- * inner filter, but router_subscribe refuses them with ERR_INVAL until
- * $share groups land in the trie (a later issue).
+ * inner filter, but router_subscribe refuses them with ERR_INVAL: the
+ * groups live in broker/share.c, which subscribes the inner filter with
+ * the group as the subscriber.
  */
 #include "router.h"
 
@@ -609,8 +610,8 @@ static router__node_t *filter_node(router_t *rt, const char *f, size_t len, int 
 static int subscribable(const char *f, size_t len)
 {
     int bad;
-    /* Shared subscriptions are refused until $share groups exist in the
-     * trie (a later issue); their syntax is already checked here. */
+    /* A router holds no shared subscription: broker/share.c keeps the
+     * groups and subscribes each one's inner filter. */
     return topic_filter_valid(f, len) && share_prefix(f, len, &bad) == 0;
 }
 

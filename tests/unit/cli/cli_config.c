@@ -123,6 +123,7 @@ static void config_defaults_match_broker_h(void **state)
     assert_int_equal(c->max_inbound_qos2, 65535);
     assert_int_equal(c->connect_timeout_ms, 10000);
     assert_int_equal(c->durability, 0);
+    assert_int_equal(c->shared_strategy, SHARE_ROUND_ROBIN);
     assert_int_equal(c->batch_ms, 10);
     assert_int_equal(c->max_session_expiry, 0);
     assert_true(c->max_db_bytes == 0);
@@ -159,6 +160,7 @@ static void config_file_sets_every_key(void **state)
                              "  \"max_inbound_qos2\": 100,\n"
                              "  \"connect_timeout_ms\": 2500,\n"
                              "  \"durability\": \"batch\",\n"
+                             "  \"shared_strategy\": \"sticky\",\n"
                              "  \"batch_ms\": 25,\n"
                              "  \"max_session_expiry\": 3600,\n"
                              "  \"max_db_bytes\": 1073741824,\n"
@@ -188,6 +190,7 @@ static void config_file_sets_every_key(void **state)
     assert_int_equal(c->max_inbound_qos2, 100);
     assert_int_equal(c->connect_timeout_ms, 2500);
     assert_int_equal(c->durability, 1);
+    assert_int_equal(c->shared_strategy, SHARE_STICKY);
     assert_int_equal(c->batch_ms, 25);
     assert_int_equal(c->max_session_expiry, 3600);
     assert_true(c->max_db_bytes == 1073741824ull);
@@ -255,6 +258,9 @@ static void config_file_rejects_wrong_types_naming_the_key(void **state)
                       "\"trace\")");
     expect_load_error(f, "{\"durability\": \"fast\"}",
                       "\"durability\" must be \"full\" or \"batch\" (got \"fast\")");
+    expect_load_error(f, "{\"shared_strategy\": \"hash\"}",
+                      "\"shared_strategy\" must be \"round_robin\", \"random\" or \"sticky\" "
+                      "(got \"hash\")");
     expect_load_error(f, "{\"batch_ms\": 0}",
                       "\"batch_ms\" must be an integer 1..60000 (got 0)");
     expect_load_error(f, "{\"sys_interval\": 86401}",
