@@ -1345,17 +1345,22 @@ void th_mosq_loop_for(th_mosq_t *c, int ms)
         mosquitto_loop(c->m, 5, 1);
 }
 
-/* Runs both loops until *counter >= n or the deadline; returns *counter. */
-static int loop_until(th_mosq_t *a, th_mosq_t *b, const int *counter, int n,
-                      int timeout_ms)
+/* See harness.h. */
+int th_mosq_loop_until(struct mosquitto *a, struct mosquitto *b, const int *counter, int n,
+                       int timeout_ms)
 {
     int64_t deadline = th_now_ms() + timeout_ms;
     while (*counter < n && th_now_ms() < deadline) {
-        mosquitto_loop(a->m, 1, 1);
+        mosquitto_loop(a, 1, 1);
         if (b != NULL)
-            mosquitto_loop(b->m, 1, 1);
+            mosquitto_loop(b, 1, 1);
     }
     return *counter;
+}
+
+static int loop_until(th_mosq_t *a, th_mosq_t *b, const int *counter, int n, int timeout_ms)
+{
+    return th_mosq_loop_until(a->m, b != NULL ? b->m : NULL, counter, n, timeout_ms);
 }
 
 /* Waits for `a` to hold n messages; see harness.h. */

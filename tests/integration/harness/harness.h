@@ -357,6 +357,11 @@ void th_mosq_publish(th_mosq_t *c, const char *topic, const void *payload,
 
 /* Runs the client's network loop for about ms milliseconds. */
 void th_mosq_loop_for(th_mosq_t *c, int ms);
+/* Runs the network loops of a and b (b may be NULL) until *counter >= n
+ * or timeout_ms passed; returns *counter. For any libmosquitto client
+ * (th_mosq_t here, th_m5_t in mosq5.c). */
+int th_mosq_loop_until(struct mosquitto *a, struct mosquitto *b, const int *counter, int n,
+                       int timeout_ms);
 
 /* Runs the loops of both clients (b may be NULL) until `a` has n messages
  * or timeout_ms passed; fails the test if fewer arrived. */

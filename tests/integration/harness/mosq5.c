@@ -317,17 +317,9 @@ void th_m5_loop2_for(th_m5_t *a, th_m5_t *b, int ms)
     }
 }
 
-/* Runs both loops until *counter >= n or the deadline; returns *counter. */
-static int loop_until(th_m5_t *a, th_m5_t *b, const int *counter, int n,
-                      int timeout_ms)
+static int loop_until(th_m5_t *a, th_m5_t *b, const int *counter, int n, int timeout_ms)
 {
-    int64_t deadline = th_now_ms() + timeout_ms;
-    while (*counter < n && th_now_ms() < deadline) {
-        mosquitto_loop(a->m, 1, 1);
-        if (b != NULL)
-            mosquitto_loop(b->m, 1, 1);
-    }
-    return *counter;
+    return th_mosq_loop_until(a->m, b != NULL ? b->m : NULL, counter, n, timeout_ms);
 }
 
 /* Waits for `a` to hold n messages; see mosq5.h. */
