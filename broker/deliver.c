@@ -267,6 +267,8 @@ void broker__publish_sys(loop_t *l, msg_t *m)
     retain_store(l->b, m); /* no persist__retained: memory only */
     broker__deliver_local(l, m);
     forward(l, m);
+    if (atomic_load_explicit(&l->b->n_shared, memory_order_acquire) != 0)
+        share__publish(l, m); /* $share/g/$SYS/... members too */
 }
 
 /* Queue-full: count and log once per session. */

@@ -178,6 +178,35 @@ static void hash_subscriber_sees_no_sys_topics(th_ctx_t *t)
     th_mosq_close(&all);
 }
 
+/* $SYS updates reach shared subscription groups too, one member per
+ * update: "uptime" changes every second, so no value may come twice. */
+static void shared_group_gets_each_update_once(th_ctx_t *t)
+{
+    th_mosq_t a = {0}, b = {0};
+    open_sub(&a, t, "sys-share-a", 5, "$share/g/" T_UPTIME, NULL);
+    open_sub(&b, t, "sys-share-b", 4, "$share/g/" T_UPTIME, NULL);
+    int64_t deadline = th_now_ms() + 6000;
+    while (a.n_msgs + b.n_msgs < 3 && th_now_ms() < deadline) {
+        th_mosq_loop_for(&a, 20);
+        th_mosq_loop_for(&b, 20);
+    }
+    assert_true(a.n_msgs + b.n_msgs >= 3);
+    th_mosq_t *m[2] = {&a, &b};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < m[i]->n_msgs; j++) {
+            assert_string_equal(m[i]->msgs[j].topic, T_UPTIME);
+            for (int k = 0; k < 2; k++)
+                for (int l = 0; l < m[k]->n_msgs; l++)
+                    if ((k != i || l != j) && m[k]->msgs[l].len == m[i]->msgs[j].len &&
+                        memcmp(m[k]->msgs[l].payload, m[i]->msgs[j].payload,
+                               (size_t)m[i]->msgs[j].len) == 0)
+                        fail_msg("uptime \"%.*s\" came twice", m[i]->msgs[j].len,
+                                 (const char *)m[i]->msgs[j].payload);
+        }
+    th_mosq_close(&b);
+    th_mosq_close(&a);
+}
+
 static void sys_interval_0_publishes_nothing(th_ctx_t *t)
 {
     th_mosq_t sub = {0};
@@ -313,6 +342,7 @@ int main(void)
         TH_TEST_CFG(sys_topics_appear_with_sane_values, "{\"sys_interval\": 1}"),
         TH_TEST_CFG(late_subscriber_gets_every_topic_retained_at_once, "{\"sys_interval\": 60}"),
         TH_TEST_CFG(hash_subscriber_sees_no_sys_topics, "{\"sys_interval\": 1}"),
+        TH_TEST_CFG(shared_group_gets_each_update_once, "{\"sys_interval\": 1}"),
         TH_TEST_CFG(sys_interval_0_publishes_nothing, "{\"sys_interval\": 0}"),
         TH_TEST_CFG(client_publishes_to_sys_are_dropped, "{\"sys_interval\": 60}"),
         TH_TEST(bad_sys_interval_names_key_and_file),
