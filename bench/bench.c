@@ -123,6 +123,7 @@ typedef struct bench_s {
                               times cost no clock read per message */
     double cpu0, cpu1, bcpu0, bcpu1;
     long rss_idle, rss;
+    long anon_idle, anon; /* RssAnon: bytes per idle connection */
     uint64_t published, expected, pub_lost_conns, pub_connect_errors, timeouts, nacks;
     char addr_text[300];
 } bench_t;
@@ -754,6 +755,7 @@ static void sample_end(bench_t *b)
     if (b->o.broker_pid) {
         b->bcpu1 = bench_proc_cpu_s(b->o.broker_pid);
         b->rss = bench_proc_rss_kb(b->o.broker_pid);
+        b->anon = bench_proc_anon_kb(b->o.broker_pid);
     }
 }
 
@@ -879,7 +881,10 @@ static void idle_start(bench_t *b)
 {
     long k;
 
-    if (b->o.broker_pid) b->rss_idle = bench_proc_rss_kb(b->o.broker_pid);
+    if (b->o.broker_pid) {
+        b->rss_idle = bench_proc_rss_kb(b->o.broker_pid);
+        b->anon_idle = bench_proc_anon_kb(b->o.broker_pid);
+    }
     b->idle = xcalloc((size_t)b->o.conns, sizeof *b->idle);
     for (k = 0; k < b->o.conns; k++) {
         bench_conn_t *c = &b->idle[k];
@@ -1001,8 +1006,10 @@ static void print_broker_json(const bench_t *b, const result_t *r)
     else printf("\"deliveries_per_broker_cpu_s\":null,");
     printf("\"broker_rss_kb\":%ld,", b->rss);
     if (o->mode == MODE_IDLE && r->conns_held > 0)
-        printf("\"broker_rss_idle_kb\":%ld,\"rss_per_conn_b\":%.1f,", b->rss_idle,
-               (double)(b->rss - b->rss_idle) * 1024.0 / (double)r->conns_held);
+        printf("\"broker_rss_idle_kb\":%ld,\"broker_anon_kb\":%ld,\"broker_anon_idle_kb\":%ld,"
+               "\"rss_per_conn_b\":%.1f,",
+               b->rss_idle, b->anon, b->anon_idle,
+               (double)(b->anon - b->anon_idle) * 1024.0 / (double)r->conns_held);
     else
         printf("\"broker_rss_idle_kb\":null,\"rss_per_conn_b\":null,");
 }

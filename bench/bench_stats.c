@@ -117,10 +117,11 @@ double bench_proc_cpu_s(int pid)
     return rc;
 }
 
-/* Returns VmRSS of pid in KiB from /proc/PID/status. */
-long bench_proc_rss_kb(int pid)
+/* The "<key>: N kB" line of /proc/PID/status, in KiB, or -1. */
+static long status_kb(int pid, const char *key)
 {
     char path[64], line[256];
+    size_t klen = strlen(key);
     long kb = -1;
     FILE *f;
 
@@ -128,9 +129,23 @@ long bench_proc_rss_kb(int pid)
     f = fopen(path, "r");
     if (!f) return -1;
     while (kb < 0 && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld", &kb) != 1) kb = -1;
+        if (strncmp(line, key, klen) != 0 || line[klen] != ':' ||
+            sscanf(line + klen + 1, "%ld", &kb) != 1)
+            kb = -1;
     fclose(f);
     return kb;
+}
+
+/* Returns VmRSS of pid in KiB from /proc/PID/status. */
+long bench_proc_rss_kb(int pid)
+{
+    return status_kb(pid, "VmRSS");
+}
+
+/* Returns RssAnon of pid in KiB (heap, stacks: no file-backed pages). */
+long bench_proc_anon_kb(int pid)
+{
+    return status_kb(pid, "RssAnon");
 }
 
 /* Returns this process's user+system CPU time in seconds. */

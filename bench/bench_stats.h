@@ -51,6 +51,10 @@ double bench_proc_cpu_s(int pid);
 /* Resident set size of pid in KiB (VmRSS in /proc/PID/status); negative
  * when it cannot be read. */
 long bench_proc_rss_kb(int pid);
+/* RssAnon of pid in KiB (anonymous memory only), or -1. The idle mode's
+ * bytes per connection come from it: a library's code pages that a code
+ * path maps in during the window are not memory a connection holds. */
+long bench_proc_anon_kb(int pid);
 /* user + system CPU seconds of this process, all threads (getrusage). */
 double bench_self_cpu_s(void);
 

@@ -104,9 +104,13 @@ static void proc_sampling_reads_this_process(void **state)
     for (i = 0; i < 50000000; i++) x += i;
     assert_true(bench_proc_cpu_s(getpid()) >= 0.0);
     assert_true(bench_proc_rss_kb(getpid()) > 100);
+    /* RssAnon is part of VmRSS (the rest is file-backed and shmem). */
+    assert_true(bench_proc_anon_kb(getpid()) > 0);
+    assert_true(bench_proc_anon_kb(getpid()) <= bench_proc_rss_kb(getpid()));
     assert_true(bench_self_cpu_s() > 0.0);
     assert_true(bench_proc_cpu_s(0x7ffffff0) < 0);
     assert_true(bench_proc_rss_kb(0x7ffffff0) < 0);
+    assert_true(bench_proc_anon_kb(0x7ffffff0) < 0);
 }
 
 int main(void)
