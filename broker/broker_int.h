@@ -1346,6 +1346,13 @@ long share__choose(int strategy, uint32_t n, uint32_t excl, uint32_t *rr, uint32
 
 /* ---- sess.c ---- */
 
+/* 1 when s's connection is an active MQTT one (not closing, not an
+ * HTTP/2 event stream's). */
+static inline int sess__online(const sess_t *s)
+{
+    return s->conn != NULL && s->conn->state == CONN_ACTIVE;
+}
+
 /* The 16 bits of s's client id hash a message it publishes carries
  * (msg_t.origin_hash, the "sticky" strategy's key). */
 static inline uint16_t sess__origin_hash(const sess_t *s)

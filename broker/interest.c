@@ -102,12 +102,6 @@ int loop__may_match_durable(loop_t *l, const uint32_t key[2])
            atomic_load_explicit(&l->durable[key[1]], memory_order_acquire) > 0;
 }
 
-/* 1 when s's connection is an active MQTT one. */
-static int online(const sess_t *s)
-{
-    return s->conn != NULL && s->conn->state == CONN_ACTIVE;
-}
-
 void loop__durable_count(loop_t *l, sess_t *s, int delta)
 {
     for (uint32_t i = 0; i < s->n_subs; i++) {
@@ -117,7 +111,7 @@ void loop__durable_count(loop_t *l, sess_t *s, int delta)
         size_t k = key_of(s->subs[i].filter, len, &wild);
         bump(wild ? &l->durable_wild : &l->durable[k], delta);
     }
-    if (s->shares) share__update(l, s, online(s), delta > 0);
+    if (s->shares) share__update(l, s, sess__online(s), delta > 0);
 }
 
 /* loop__subscribe for a shared filter: the registry, and s's record. */

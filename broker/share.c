@@ -378,11 +378,6 @@ static size_t split(const char *f, size_t len, const char **key, size_t *key_len
     return (size_t)(slash - *key);
 }
 
-static int online(const sess_t *s)
-{
-    return s->conn != NULL && s->conn->state == CONN_ACTIVE;
-}
-
 int share__join(loop_t *l, sess_t *s, const char *f, size_t len, uint8_t options,
                 uint32_t sub_id, int *existed)
 {
@@ -402,7 +397,7 @@ int share__join(loop_t *l, sess_t *s, const char *f, size_t len, uint8_t options
     } else if (mb != NULL) {
         *existed = 1;
     } else {
-        mb = member_add(g, l, s, online(s));
+        mb = member_add(g, l, s, sess__online(s));
         /* before the SUBACK is queued: ordering guarantee (inbox.c) */
         atomic_fetch_add_explicit(&l->b->n_shared, 1, memory_order_release);
     }
@@ -523,7 +518,8 @@ size_t share__publish(loop_t *l, msg_t *m)
             atomic_fetch_add_explicit(&m->persist_wait, 1, memory_order_relaxed);
         post(l, mb, m, 0, report, (uint8_t)track, l->index);
     }
-    atomic_fetch_add_explicit(&l->b->cnt.shared, n, memory_order_relaxed);
+    if (n > 0) /* a topic no group matches writes no shared line */
+        atomic_fetch_add_explicit(&l->b->cnt.shared, n, memory_order_relaxed);
     return n;
 }
 
@@ -547,7 +543,7 @@ static int item_deliver(loop_t *l, share_member_t *mb, loop_item_t *it)
 {
     msg_t *m = it->m;
     sess_t *s = mb->sess; /* ours: only this loop clears it */
-    if (s != NULL && online(s)) {
+    if (s != NULL && sess__online(s)) {
         deliver_local(l, mb, m);
         return 0;
     }

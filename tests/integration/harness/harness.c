@@ -1227,6 +1227,16 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc)
     ((th_mosq_t *)obj)->disconnected = true;
 }
 
+/* See harness.h. */
+void *th_grow(void *v, int *cap, int n, size_t size)
+{
+    if (n < *cap) return v;
+    *cap = *cap ? *cap * 2 : 64;
+    v = realloc(v, (size_t)*cap * size);
+    assert_non_null(v);
+    return v;
+}
+
 /* Appends a copy of the message to the client's list. */
 static void on_message(struct mosquitto *m, void *obj,
                        const struct mosquitto_message *msg)
@@ -1234,11 +1244,7 @@ static void on_message(struct mosquitto *m, void *obj,
     th_mosq_t *c = obj;
     th_msg_t *e;
     (void)m;
-    if (c->n_msgs == c->cap_msgs) {
-        c->cap_msgs = c->cap_msgs ? c->cap_msgs * 2 : 64;
-        c->msgs = realloc(c->msgs, (size_t)c->cap_msgs * sizeof *c->msgs);
-        assert_non_null(c->msgs);
-    }
+    c->msgs = th_grow(c->msgs, &c->cap_msgs, c->n_msgs, sizeof *c->msgs);
     e = &c->msgs[c->n_msgs++];
     e->topic = strdup(msg->topic);
     e->payload = malloc((size_t)msg->payloadlen + 1);

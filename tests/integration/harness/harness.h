@@ -355,6 +355,11 @@ void th_mosq_subscribe(th_mosq_t *c, const char *filter, int qos);
 void th_mosq_publish(th_mosq_t *c, const char *topic, const void *payload,
                      int len, int qos, bool retain);
 
+/* Array v of *cap elements of size bytes, n of them used: returned as is
+ * while n < *cap, else grown (doubled, 64 at first; *cap updated). Fails
+ * the test when memory runs out. */
+void *th_grow(void *v, int *cap, int n, size_t size);
+
 /* Runs the client's network loop for about ms milliseconds. */
 void th_mosq_loop_for(th_mosq_t *c, int ms);
 /* Runs the network loops of a and b (b may be NULL) until *counter >= n

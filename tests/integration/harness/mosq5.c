@@ -67,11 +67,7 @@ static void on_publish(struct mosquitto *m, void *obj, int mid, int reason,
 {
     th_m5_t *c = obj;
     (void)m;
-    if (c->n_acks == c->cap_acks) {
-        c->cap_acks = c->cap_acks ? c->cap_acks * 2 : 64;
-        c->acks = realloc(c->acks, (size_t)c->cap_acks * sizeof *c->acks);
-        assert_non_null(c->acks);
-    }
+    c->acks = th_grow(c->acks, &c->cap_acks, c->n_acks, sizeof *c->acks);
     c->acks[c->n_acks].mid = mid;
     c->acks[c->n_acks].reason = reason;
     c->n_acks++;
@@ -100,11 +96,7 @@ static void on_message(struct mosquitto *m, void *obj,
     th_m5_t *c = obj;
     th_m5_msg_t *e;
     (void)m;
-    if (c->n_msgs == c->cap_msgs) {
-        c->cap_msgs = c->cap_msgs ? c->cap_msgs * 2 : 64;
-        c->msgs = realloc(c->msgs, (size_t)c->cap_msgs * sizeof *c->msgs);
-        assert_non_null(c->msgs);
-    }
+    c->msgs = th_grow(c->msgs, &c->cap_msgs, c->n_msgs, sizeof *c->msgs);
     e = &c->msgs[c->n_msgs++];
     memset(e, 0, sizeof *e);
     e->topic = strdup(msg->topic);
