@@ -22,6 +22,7 @@
 
 #include "broker/broker_int.h"
 #include "common/log.h"
+#include "tests/unit/broker/fixture.h"
 
 typedef struct fixture_s {
     broker_config_t cfg;
@@ -34,14 +35,8 @@ typedef struct fixture_s {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    log_set_level(LOG_ERROR);
-    broker_config_init(&f->cfg);
-    f->b.cfg = &f->cfg;
-    f->l.b = &f->b;
-    f->c.loop = &f->l;
-    f->c.version = PKT_V5;
-    f->c.state = CONN_ACTIVE;
-    f->c.peer_max_packet = UINT32_MAX;
+    fx_broker(&f->cfg, &f->b, &f->l);
+    fx_conn(&f->c, &f->l, PKT_V5);
     *state = f;
     return 0;
 }

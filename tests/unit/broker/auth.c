@@ -24,6 +24,7 @@
 
 #include "broker/broker_int.h"
 #include "common/log.h"
+#include "tests/unit/broker/fixture.h"
 #include "common/xmalloc.h"
 
 /* ---- the test method ---- */
@@ -94,13 +95,10 @@ typedef struct fixture_s {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    log_set_level(LOG_ERROR);
-    broker_config_init(&f->cfg);
-    f->b.cfg = &f->cfg;
+    fx_broker(&f->cfg, &f->b, &f->l);
     f->b.loops = &f->l;
     f->b.n_loops = 1;
     sess__map_init(&f->b.sessions, f->cfg.session_shards);
-    f->l.b = &f->b;
     f->l.router = router_create();
     f->l.out = xcalloc(1, sizeof(item_vec_t));
     arena_init(&f->l.arena, 1 << 20);

@@ -15,6 +15,7 @@
 
 #include "broker/broker_int.h"
 #include "common/log.h"
+#include "tests/unit/broker/fixture.h"
 
 typedef struct fixture_s {
     broker_config_t cfg;
@@ -26,10 +27,7 @@ typedef struct fixture_s {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    log_set_level(LOG_ERROR);
-    broker_config_init(&f->cfg);
-    f->b.cfg = &f->cfg;
-    f->l.b = &f->b;
+    fx_broker(&f->cfg, &f->b, &f->l);
     f->l.router = router_create();
     f->s = sess__create("s", 1, &f->cfg);
     f->t = sess__create("t", 1, &f->cfg);

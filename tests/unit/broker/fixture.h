@@ -1,0 +1,34 @@
+/*
+ * fixture.h - the wiring the unit tests of broker/ share: a broker with
+ * the default config, one loop of it and a connection on that loop, set
+ * up as the broker sets them up, without a uv loop or a socket. Each test
+ * file adds what it needs (routers, sessions, outboxes) around it.
+ */
+#ifndef UVMQ_TEST_BROKER_FIXTURE_H
+#define UVMQ_TEST_BROKER_FIXTURE_H
+
+#include <stdint.h>
+
+#include "broker/broker_int.h"
+#include "common/log.h"
+
+/* Default config in cfg, b using it, loop l of b; logs errors only. */
+static inline void fx_broker(broker_config_t *cfg, broker_t *b, loop_t *l)
+{
+    log_set_level(LOG_ERROR);
+    broker_config_init(cfg);
+    b->cfg = cfg;
+    l->b = b;
+}
+
+/* c as an active connection of l speaking `version` (PKT_V311, PKT_V5),
+ * with no Maximum Packet Size of its own. */
+static inline void fx_conn(conn_t *c, loop_t *l, uint8_t version)
+{
+    c->loop = l;
+    c->version = version;
+    c->state = CONN_ACTIVE;
+    c->peer_max_packet = UINT32_MAX;
+}
+
+#endif
