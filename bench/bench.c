@@ -121,7 +121,7 @@ typedef struct bench_s {
     uint64_t t0, t1, drain_start, last_tick;
     uint64_t rt_off;       /* CLOCK_REALTIME - uv_hrtime(), read once: send
                               times cost no clock read per message */
-    double cpu0, cpu1, bcpu0, bcpu1;
+    double cpu0, cpu1, bcpu0, bcpu1, steal0, steal1;
     long rss_idle, rss;
     long anon_idle, anon; /* RssAnon: bytes per idle connection */
     uint64_t published, expected, pub_lost_conns, pub_connect_errors, timeouts, nacks;
@@ -745,6 +745,7 @@ static void sample_start(bench_t *b)
 {
     b->t0 = uv_hrtime();
     b->cpu0 = bench_self_cpu_s();
+    b->steal0 = bench_steal_s();
     if (b->o.broker_pid) b->bcpu0 = bench_proc_cpu_s(b->o.broker_pid);
 }
 
@@ -752,6 +753,7 @@ static void sample_end(bench_t *b)
 {
     b->t1 = uv_hrtime();
     b->cpu1 = bench_self_cpu_s();
+    b->steal1 = bench_steal_s();
     if (b->o.broker_pid) {
         b->bcpu1 = bench_proc_cpu_s(b->o.broker_pid);
         b->rss = bench_proc_rss_kb(b->o.broker_pid);
@@ -925,7 +927,7 @@ static void json_str(const char *s)
 
 /* Everything the report prints, computed once. */
 typedef struct result_s {
-    double dur, gen_cpu, bcpu, p50, p90, p99, p999, max;
+    double dur, gen_cpu, bcpu, steal, p50, p90, p99, p999, max; /* steal < 0: unknown */
     uint64_t received, dups, order, connect_errors;
     long conns_held;
 } result_t;
@@ -939,6 +941,7 @@ static void compute(const bench_t *b, result_t *r)
     r->dur = secs(b->t1 - b->t0);
     r->gen_cpu = b->cpu1 - b->cpu0;
     r->bcpu = b->bcpu1 - b->bcpu0;
+    r->steal = b->steal0 >= 0 && b->steal1 >= 0 ? b->steal1 - b->steal0 : -1;
     r->received = ss ? ss->received : 0;
     r->dups = ss ? ss->duplicates : 0;
     r->order = ss ? ss->order_violations : 0;
@@ -978,6 +981,9 @@ static void print_table(const bench_t *b, const result_t *r)
         printf("  %-22s %" PRIu64 " of %" PRIu64 " reads timed in user space\n", "no kernel stamp",
                ss->lp.rx_unstamped, ss->lp.rx_unstamped + ss->lp.rx_stamped);
     printf("  %-22s %.3f s\n", "generator CPU", r->gen_cpu);
+    if (r->steal >= 0)
+        printf("  %-22s %.2f s over all CPUs (%.1f %% of the window)\n", "steal (hypervisor)",
+               r->steal, 100.0 * r->steal / (r->dur * (double)sysconf(_SC_NPROCESSORS_ONLN)));
     if (o->broker_pid)
         printf("  %-22s %.3f s (%.0f deliveries per CPU s), RSS %ld KiB\n", "broker CPU",
                r->bcpu, r->bcpu > 0 ? (double)r->received / r->bcpu : 0.0, b->rss);
@@ -1035,6 +1041,8 @@ static void print_json(const bench_t *b, const result_t *r)
            r->p50, r->p90, r->p99, r->p999, r->max);
     printf("\"latency_source\":\"%s\",", o->latency_kernel ? "kernel" : "user");
     printf("\"gen_cpu_s\":%.3f,", r->gen_cpu);
+    if (r->steal >= 0) printf("\"steal_s\":%.2f,", r->steal);
+    else printf("\"steal_s\":null,");
     print_broker_json(b, r);
     printf("\"connect_errors\":%" PRIu64 ",\"window_timeouts\":%" PRIu64 "}\n",
            r->connect_errors, b->timeouts);

@@ -148,6 +148,29 @@ long bench_proc_anon_kb(int pid)
     return status_kb(pid, "RssAnon");
 }
 
+double bench_stat_steal_s(const char *path)
+{
+    char line[512];
+    unsigned long long v[8] = {0};
+    double rc = -1;
+    FILE *f = fopen(path, "r");
+
+    if (!f) return -1;
+    /* "cpu  user nice system idle iowait irq softirq steal ...": the first
+     * line sums every CPU; steal is its eighth value. */
+    if (fgets(line, sizeof line, f) && strncmp(line, "cpu ", 4) == 0 &&
+        sscanf(line + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+               &v[3], &v[4], &v[5], &v[6], &v[7]) == 8)
+        rc = (double)v[7] / (double)sysconf(_SC_CLK_TCK);
+    fclose(f);
+    return rc;
+}
+
+double bench_steal_s(void)
+{
+    return bench_stat_steal_s("/proc/stat");
+}
+
 /* Returns this process's user+system CPU time in seconds. */
 double bench_self_cpu_s(void)
 {

@@ -55,6 +55,13 @@ long bench_proc_rss_kb(int pid);
  * bytes per connection come from it: a library's code pages that a code
  * path maps in during the window are not memory a connection holds. */
 long bench_proc_anon_kb(int pid);
+/* CPU seconds the hypervisor ran something else while this machine's
+ * CPUs wanted to run (steal, summed over every CPU, from /proc/stat); 0
+ * on bare metal, negative when it cannot be read. A run that loses CPU
+ * to steal measures the host, not the broker. */
+double bench_steal_s(void);
+/* The same from a file in /proc/stat's format (exposed for tests). */
+double bench_stat_steal_s(const char *path);
 /* user + system CPU seconds of this process, all threads (getrusage). */
 double bench_self_cpu_s(void);
 

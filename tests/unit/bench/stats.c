@@ -1,12 +1,14 @@
 /*
  * Unit tests for bench/bench_stats.c: the log-linear latency histogram's
- * bucket layout, percentiles on known data, merge, and /proc sampling of
- * this very process.
+ * bucket layout, percentiles on known data, merge, /proc sampling of this
+ * very process, and steal time from /proc/stat's format.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -113,6 +115,40 @@ static void proc_sampling_reads_this_process(void **state)
     assert_true(bench_proc_anon_kb(0x7ffffff0) < 0);
 }
 
+/* Writes text to a fresh temporary file; returns its path in buf. */
+static const char *stat_file(char *buf, const char *text)
+{
+    int fd;
+    strcpy(buf, "/tmp/uvmq-stat-XXXXXX");
+    fd = mkstemp(buf);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return buf;
+}
+
+static void steal_is_the_eighth_value_of_the_cpu_line(void **state)
+{
+    char path[64];
+    double hz = (double)sysconf(_SC_CLK_TCK);
+
+    stat_file(path, "cpu  10 0 20 3000 5 0 7 250 0 0\ncpu0 5 0 10 1500 2 0 3 100 0 0\n");
+    assert_true(bench_stat_steal_s(path) == 250.0 / hz);
+    unlink(path);
+    /* an old kernel's line without steal, or no summary line: unknown */
+    stat_file(path, "cpu  10 0 20 3000 5 0 7\n");
+    assert_true(bench_stat_steal_s(path) < 0);
+    unlink(path);
+    stat_file(path, "cpu0 5 0 10 1500 2 0 3 100 0 0\n");
+    assert_true(bench_stat_steal_s(path) < 0);
+    unlink(path);
+    assert_true(bench_stat_steal_s("/nonexistent/stat") < 0);
+    /* this machine's own: never negative, never going back */
+    double a = bench_steal_s();
+    assert_true(a >= 0.0);
+    assert_true(bench_steal_s() >= a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -123,6 +159,7 @@ int main(void)
         cmocka_unit_test(hist_tail_percentiles_see_the_rare_slow_sample),
         cmocka_unit_test(hist_empty_reports_zero),
         cmocka_unit_test(proc_sampling_reads_this_process),
+        cmocka_unit_test(steal_is_the_eighth_value_of_the_cpu_line),
     };
     return cmocka_run_group_tests_name("bench/stats", tests, NULL, NULL);
 }
