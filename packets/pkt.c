@@ -547,8 +547,28 @@ static int check_flags(uint8_t type, uint8_t flags)
     return flags == 0 ? 0 : ERR_PKT_FLAGS;
 }
 
+/* Bytes of pkt_t's union that each packet type's decoder fills: only
+ * those are zeroed (the CONNECT member, with two property blocks, is over
+ * twice a PUBLISH's, and pkt_decode runs for every packet read). */
+static const uint16_t body_size[16] = {
+    [PKT_CONNECT] = sizeof(pkt_connect_t),
+    [PKT_CONNACK] = sizeof(pkt_connack_t),
+    [PKT_PUBLISH] = sizeof(pkt_publish_t),
+    [PKT_PUBACK] = sizeof(pkt_ack_t),
+    [PKT_PUBREC] = sizeof(pkt_ack_t),
+    [PKT_PUBREL] = sizeof(pkt_ack_t),
+    [PKT_PUBCOMP] = sizeof(pkt_ack_t),
+    [PKT_SUBSCRIBE] = sizeof(pkt_subscribe_t),
+    [PKT_SUBACK] = sizeof(pkt_suback_t),
+    [PKT_UNSUBSCRIBE] = sizeof(pkt_unsubscribe_t),
+    [PKT_UNSUBACK] = sizeof(pkt_suback_t),
+    [PKT_DISCONNECT] = sizeof(pkt_reason_t),
+    [PKT_AUTH] = sizeof(pkt_reason_t),
+};
+
 static int decode_body(pkt_t *out, pkt__rd_t *r, uint8_t version, arena_t *a)
 {
+    memset(&out->u, 0, body_size[out->type & 0x0F]);
     switch (out->type) {
     case PKT_CONNECT: return decode_connect(r, &out->u.connect, a);
     case PKT_CONNACK: return decode_connack(r, &out->u.connack, version, a);
@@ -575,7 +595,7 @@ int pkt_decode(pkt_t *out, uint8_t version, const uint8_t *buf, size_t len,
     uint32_t rem = 0;
     size_t used = 0;
     int rc;
-    memset(out, 0, sizeof *out);
+    out->type = out->flags = 0; /* decode_body zeroes the type's member */
     if (len < 2) return ERR_PKT_SHORT;
     out->type = buf[0] >> 4;
     out->flags = buf[0] & 0x0F;
