@@ -944,6 +944,8 @@ void conn__out_free(conn_out_t *o);
 /* Frees the pooled output objects l did not need since the last call
  * (its 1 s sweep). */
 void conn__trim_outs(loop_t *l);
+/* Frees every pooled output object of l (the loop is ending). */
+void conn__outs_dispose(loop_t *l);
 /* Appends an encoded control packet to c's pending batch. Returns 0, or
  * ERR_INVAL when p cannot be encoded. */
 int conn__send_pkt(conn_t *c, const pkt_t *p);

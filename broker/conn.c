@@ -119,6 +119,12 @@ void conn__trim_outs(loop_t *l)
     l->outs_low = l->n_free_outs;
 }
 
+void conn__outs_dispose(loop_t *l)
+{
+    l->outs_low = SIZE_MAX; /* all of them count as unused */
+    conn__trim_outs(l);
+}
+
 /* Frees o and its batch arrays (releasing any references left). */
 void conn__out_free(conn_out_t *o)
 {

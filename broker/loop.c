@@ -154,12 +154,7 @@ void loop__dispose(loop_t *l)
     free(l->share_picks); /* holds no references between publishes */
     loop__throttle_dispose(l);
     arena_dispose(&l->arena);
-    while (l->free_outs != NULL) {
-        conn_out_t *o = l->free_outs;
-        l->free_outs = o->next_free;
-        conn__out_free(o);
-    }
-    l->n_free_outs = 0;
+    conn__outs_dispose(l);
     loop__chunk_dispose(l);
     l->out = NULL;
     l->router = NULL;

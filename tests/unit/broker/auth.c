@@ -127,11 +127,7 @@ static int teardown(void **state)
     uv_run(&f->l.uv, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->l.uv), 0);
     assert_int_equal(g_started, g_ended); /* every exchange ended */
-    while (f->l.free_outs != NULL) {
-        conn_out_t *o = f->l.free_outs;
-        f->l.free_outs = o->next_free;
-        conn__out_free(o);
-    }
+    conn__outs_dispose(&f->l);
     sess__map_dispose(&f->b.sessions);
     loop__items_dispose(&f->l.out[0]);
     free(f->l.out);

@@ -36,11 +36,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     if (f->c.out != NULL) conn__out_free(f->c.out);
-    while (f->l.free_outs != NULL) {
-        conn_out_t *o = f->l.free_outs;
-        f->l.free_outs = o->next_free;
-        conn__out_free(o);
-    }
+    conn__outs_dispose(&f->l);
     broker_config_dispose(&f->cfg);
     free(f);
     msg_pool_drain();

@@ -17,6 +17,7 @@
 
 #include "broker/broker_int.h"
 #include "common/log.h"
+#include "tests/unit/broker/fixture.h"
 #include "common/xmalloc.h"
 
 typedef struct fixture_s {
@@ -28,9 +29,7 @@ typedef struct fixture_s {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    log_set_level(LOG_ERROR);
-    broker_config_init(&f->cfg);
-    f->b.cfg = &f->cfg;
+    fx_broker(&f->cfg, &f->b, &f->l[0]); /* loop 1's b: below */
     f->b.loops = f->l;
     f->b.n_loops = 2;
     sess__map_init(&f->b.sessions, f->cfg.session_shards);

@@ -15,6 +15,7 @@
 
 #include "broker/broker_int.h"
 #include "common/log.h"
+#include "tests/unit/broker/fixture.h"
 
 typedef struct fixture_s {
     broker_config_t cfg;
@@ -25,13 +26,10 @@ typedef struct fixture_s {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    log_set_level(LOG_ERROR);
-    broker_config_init(&f->cfg);
-    f->b.cfg = &f->cfg;
+    fx_broker(&f->cfg, &f->b, &f->l);
     f->b.retained = router_retained_create();
     pthread_mutex_init(&f->b.retained_lock, NULL);
     sess__map_init(&f->b.sessions, f->cfg.session_shards);
-    f->l.b = &f->b;
     f->l.router = router_create();
     router_hits_init(&f->l.hits);
     *state = f;

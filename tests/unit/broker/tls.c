@@ -493,11 +493,7 @@ static void conn_setup(conn_fixture_t *f)
 static void conn_teardown(conn_fixture_t *f)
 {
     if (f->c.out != NULL) conn__out_free(f->c.out);
-    while (f->l.free_outs != NULL) {
-        conn_out_t *o = f->l.free_outs;
-        f->l.free_outs = o->next_free;
-        conn__out_free(o);
-    }
+    conn__outs_dispose(&f->l);
     free(f->l.tls_stage);
     free(f->l.tls_out);
     broker_config_dispose(&f->cfg);
