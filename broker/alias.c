@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/hash.h"
 #include "../common/xmalloc.h"
 
 /* Shortest topic worth an alias: the property takes 3 bytes, so a topic
@@ -105,14 +106,6 @@ void alias__out_disable(conn_t *c)
     c->loop->n_alias_out--;
 }
 
-/* FNV-1a over the topic. */
-static uint32_t topic_hash(const char *t, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)t[i]) * 16777619u;
-    return h;
-}
-
 /* The slot of o's index holding the topic t (hash h), or of the empty
  * slot where its probe ends. */
 static uint32_t slot_find(const alias_out_t *o, const char *t, size_t len, uint32_t h)
@@ -184,7 +177,7 @@ void alias__out_pick(conn_t *c, const char *t, size_t len, alias_pick_t *pk)
     const alias_out_t *o = &c->ext->v5->out;
     memset(pk, 0, sizeof *pk);
     if (len < ALIAS_MIN_TOPIC || o->max == 0) return;
-    pk->hash = topic_hash(t, len);
+    pk->hash = fnv1a(FNV1A_SEED, t, len);
     if (o->ent != NULL) {
         uint16_t a = o->slots[slot_find(o, t, len, pk->hash)];
         if (a != 0) {

@@ -28,19 +28,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* FNV-1a over len bytes, seeded: the exact-filter and first-level keys
- * use different seeds so "a" as a filter and "a/+" share no slot. */
-static uint32_t fnv(uint32_t seed, const char *s, size_t len)
-{
-    uint32_t h = seed;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)s[i];
-        h *= 16777619u;
-    }
-    return h;
-}
+#include "../common/hash.h"
 
-#define SEED_EXACT 2166136261u
+/* The exact-filter and first-level keys use different seeds so "a" as a
+ * filter and "a/+" share no slot. */
+#define SEED_EXACT FNV1A_SEED
 #define SEED_FIRST 0x9747b28cu
 
 /* Length of the first level of s[0..len). */
@@ -59,8 +51,8 @@ static size_t key_of(const char *f, size_t len, int *wild)
     *wild = first == 1 && (f[0] == '+' || f[0] == '#');
     if (*wild) return 0;
     if (memchr(f, '+', len) == NULL && memchr(f, '#', len) == NULL)
-        return fnv(SEED_EXACT, f, len) % LOOP_INTEREST_SLOTS;
-    return fnv(SEED_FIRST, f, first) % LOOP_INTEREST_SLOTS;
+        return fnv1a(SEED_EXACT, f, len) % LOOP_INTEREST_SLOTS;
+    return fnv1a(SEED_FIRST, f, first) % LOOP_INTEREST_SLOTS;
 }
 
 /* Adds delta (+1 or -1) to a summary counter. */
@@ -84,8 +76,8 @@ static void count(loop_t *l, const char *f, size_t len, int delta, int durable)
 
 void loop__topic_keys(const char *topic, size_t len, uint32_t key[2])
 {
-    key[0] = fnv(SEED_EXACT, topic, len) % LOOP_INTEREST_SLOTS;
-    key[1] = fnv(SEED_FIRST, topic, first_level(topic, len)) % LOOP_INTEREST_SLOTS;
+    key[0] = fnv1a(SEED_EXACT, topic, len) % LOOP_INTEREST_SLOTS;
+    key[1] = fnv1a(SEED_FIRST, topic, first_level(topic, len)) % LOOP_INTEREST_SLOTS;
 }
 
 int loop__may_match(loop_t *l, const uint32_t key[2])

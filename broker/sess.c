@@ -16,20 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/hash.h"
 #include "../common/log.h"
 #include "../common/xmalloc.h"
 
 #define SHARD_INITIAL_BUCKETS 16
 
-/* FNV-1a, 32 bits. */
+/* The hash of a client id (the shard and the bucket come from it). */
 static uint32_t hash_id(const char *id, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)id[i];
-        h *= 16777619u;
-    }
-    return h;
+    return fnv1a(FNV1A_SEED, id, len);
 }
 
 /* The shard of a client id's hash. */

@@ -37,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/hash.h"
 #include "../common/log.h"
 #include "../common/xmalloc.h"
 
@@ -101,17 +102,6 @@ struct share_pick_s {
     share_member_t *mb; /* a reference */
     uint8_t durable;
 };
-
-/* FNV-1a. */
-static uint32_t hash_key(const char *k, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)k[i];
-        h *= 16777619u;
-    }
-    return h;
-}
 
 /* A per-thread xorshift32 for the random strategy (seeded on first use). */
 static uint32_t rnd(void)
@@ -384,7 +374,7 @@ int share__join(loop_t *l, sess_t *s, const char *f, size_t len, uint8_t options
     share_t *r = l->b->share;
     const char *key = NULL;
     size_t klen = 0, name_len = split(f, len, &key, &klen);
-    uint32_t h = hash_key(key, klen);
+    uint32_t h = fnv1a(FNV1A_SEED, key, klen);
     int rc = 0;
     *existed = 0;
     if (name_len == 0) return ERR_INVAL;
@@ -419,7 +409,7 @@ int share__leave(loop_t *l, sess_t *s, const char *f, size_t len)
     share_member_t *mb = NULL;
     if (r == NULL || name_len == 0) return ERR_NOTFOUND;
     pthread_mutex_lock(&r->mu);
-    share_group_t *g = find_group(r, key, klen, hash_key(key, klen));
+    share_group_t *g = find_group(r, key, klen, fnv1a(FNV1A_SEED, key, klen));
     if (g != NULL) mb = find_member(g, s);
     if (mb != NULL) {
         member_remove(g, mb);
@@ -441,7 +431,7 @@ void share__update(loop_t *l, sess_t *s, int on, int durable)
         const char *f = s->subs[i].filter, *key = NULL;
         size_t klen = 0, len = strlen(f);
         if (!share__is_shared(f, len) || split(f, len, &key, &klen) == 0) continue;
-        share_group_t *g = find_group(r, key, klen, hash_key(key, klen));
+        share_group_t *g = find_group(r, key, klen, fnv1a(FNV1A_SEED, key, klen));
         share_member_t *mb = g != NULL ? find_member(g, s) : NULL;
         if (mb == NULL) continue;
         set_online(g, mb, on);
