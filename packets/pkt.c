@@ -595,7 +595,6 @@ int pkt_decode(pkt_t *out, uint8_t version, const uint8_t *buf, size_t len,
     uint32_t rem = 0;
     size_t used = 0;
     int rc;
-    out->type = out->flags = 0; /* decode_body zeroes the type's member */
     if (len < 2) return ERR_PKT_SHORT;
     out->type = buf[0] >> 4;
     out->flags = buf[0] & 0x0F;

@@ -18,7 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include <uv.h>
 
 #include "broker/broker_int.h"
 #include "common/log.h"
@@ -41,13 +42,6 @@ typedef struct worker_s {
     unsigned loop;
     uint64_t ns;
 } worker_t;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void setup(bench_t *x)
 {
@@ -102,12 +96,12 @@ static void *run(void *arg)
 {
     worker_t *w = arg;
     loop_t *l = &w->x->l[w->loop];
-    uint64_t t0 = now_ns();
+    uint64_t t0 = uv_hrtime();
     for (long i = 0; i < w->x->n; i++) {
         share__publish(l, w->x->m[i % GROUPS]);
         if (i % DROP_EVERY == DROP_EVERY - 1) loop__drop_items(&l->out[!w->loop]);
     }
-    w->ns = now_ns() - t0;
+    w->ns = uv_hrtime() - t0;
     loop__drop_items(&l->out[!w->loop]);
     return NULL;
 }

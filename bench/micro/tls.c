@@ -29,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <uv.h>
+
 #include "broker/broker_int.h"
 #include "broker/tls.c" /* the SSL of a tls_t, for SSL_MODE_RELEASE_BUFFERS */
 #include "common/log.h"
@@ -61,13 +63,6 @@ typedef struct bcase_s {
 enum { M_PASS, M_ENTRY, M_MESSAGE, M_RELEASE, N_METHODS };
 static const char *const method_names[] = {"pass", "per entry", "per message",
                                            "pass+RELEASE_BUFFERS"};
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Fills c's pending batch with one pass worth of messages of case k. */
 static void fill(bench_t *x, const bcase_t *k, msg_t *m)
@@ -123,10 +118,10 @@ static double run(bench_t *x, const bcase_t *k, int method, int n, msg_t *m, dou
     if (method != M_RELEASE) SSL_clear_mode(c->ext->tls->ssl, SSL_MODE_RELEASE_BUFFERS);
     for (int i = 0; i < n; i++) {
         fill(x, k, m);
-        uint64_t t0 = now_ns();
+        uint64_t t0 = uv_hrtime();
         int rc = method == M_PASS || method == M_RELEASE ? conn__tls_encrypt(c)
                                                          : simple(x, method == M_MESSAGE, plen);
-        t += now_ns() - t0;
+        t += uv_hrtime() - t0;
         if (rc != 0) abort();
         if (i == 0) recs = (uint64_t)pair_records(x->l.tls_out, x->l.tls_out_len);
         x->l.tls_out_len = 0; /* the ciphertext is dropped */
