@@ -939,6 +939,15 @@ int conn__tls_encrypt(conn_t *c);
  * first processing whatever input arrived meanwhile (unless c is paused
  * again by backpressure or throttling). */
 void conn__resume(conn_t *c);
+/* Takeover: processes, in order, what the peer of c (attached, on this
+ * loop) already sent and the broker has not read yet: a client that sent
+ * DISCONNECT (with a new Session Expiry Interval, or reason 0x00 that
+ * discards its will) and reconnected at once must find its DISCONNECT
+ * honoured, whichever socket the loop would have read first. Reads what
+ * the socket holds now, at most 256 KiB, into buffers and an arena of its
+ * own (the caller's CONNECT may live in the loop's). Returns 1 when c
+ * closed meanwhile: its session may have ended (look it up again). */
+int conn__read_pending(conn_t *c);
 /* Frees an output object (conn_out_t) and its arrays. */
 void conn__out_free(conn_out_t *o);
 /* Frees the pooled output objects l did not need since the last call

@@ -30,9 +30,11 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../common/log.h"
@@ -710,29 +712,30 @@ static void tls_failed(conn_t *c)
 }
 
 /* Ciphertext data[0..n) arrived (NULL, 0: only what the session kept when
- * c moved here): runs the handshake, decrypts into the shared buffer, up
- * to LOOP_READ_BUF bytes at a time, and processes the plaintext (MQTT
+ * c moved here): runs the handshake, decrypts into plain (LOOP_READ_BUF
+ * bytes: the loop's shared buffer, or conn__read_pending's own), up to
+ * LOOP_READ_BUF bytes at a time, and processes the plaintext (MQTT
  * framing, or the HTTP/2 session once ALPN chose "h2"). Every
- * byte fed is used before returning (the buffer is the loop's), even
+ * byte fed is used before returning (the buffer is borrowed), even
  * while c is paused: the plaintext then waits in c->in, as on a plain
  * connection, bounded by one read. Stops when c closes or moves. */
-static void tls_input(conn_t *c, const uint8_t *data, size_t n)
+static void tls_input(conn_t *c, const uint8_t *data, size_t n, uint8_t *plain)
 {
     loop_t *l = c->loop;
     tls_t *t = c->ext->tls;
     int was_done = tls__handshake_done(t);
     int rc = tls__feed(t, data, n);
-    assert(!l->rbuf_busy);
+    assert(plain != l->rbuf || !l->rbuf_busy);
     while (rc == 0 && conn__tls(c) != NULL && c->state != CONN_CLOSING) {
         size_t got = 0, k = 0;
         while (got < LOOP_READ_BUF &&
-               (rc = tls__read(t, l->rbuf + got, LOOP_READ_BUF - got, &k)) == 0)
+               (rc = tls__read(t, plain + got, LOOP_READ_BUF - got, &k)) == 0)
             got += k;
         if (!was_done && tls__handshake_done(t)) {
             was_done = 1;
             if (tls_established(c) != 0) break;
         }
-        if (got > 0) tls_plaintext(c, l->rbuf, got);
+        if (got > 0) tls_plaintext(c, plain, got);
         if (rc == TLS_WANT_READ) break;
         /* rc == 0: the buffer filled up, more may wait decrypted */
     }
@@ -752,7 +755,7 @@ static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                     n == UV_EOF ? "connection closed by peer" : uv_strerror((int)n));
     } else if (n > 0 && c->state != CONN_CLOSING) {
         c->loop->bytes_in += (uint64_t)n; /* ciphertext, as read */
-        tls_input(c, (const uint8_t *)buf->base, (size_t)n);
+        tls_input(c, (const uint8_t *)buf->base, (size_t)n, c->loop->rbuf);
         pause_if_backed_up(c); /* running connections only */
     }
 }
@@ -771,7 +774,7 @@ void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
             memcpy(c->in->data, bytes, len); /* as if just read */
             read_own(c, len);
         }
-        if (conn__tls(c) != NULL && c->state != CONN_CLOSING) tls_input(c, NULL, 0);
+        if (conn__tls(c) != NULL && c->state != CONN_CLOSING) tls_input(c, NULL, 0, l->rbuf);
         if (c->state == CONN_ACTIVE) pause_if_backed_up(c);
         if (c->state != CONN_CLOSING && !c->read_paused && !c->throttled)
             start_reading(c);
@@ -786,6 +789,42 @@ void conn__resume(conn_t *c)
     if (!conn__running(c)) return;
     pause_if_backed_up(c);
     if (!c->read_paused && !c->throttled) start_reading(c);
+}
+
+/* What a takeover reads of the connection it replaces: a client that
+ * sends DISCONNECT and reconnects at once has little in flight. */
+#define TAKEOVER_READ_MAX (4 * LOOP_READ_BUF)
+
+int conn__read_pending(conn_t *c)
+{
+    loop_t *l = c->loop;
+    uv_os_fd_t fd = -1;
+    if (!conn__running(c) || conn__http(c) != NULL || c->throttled ||
+        uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    /* The new connection's CONNECT may still be in the loop's read
+     * buffer and its decode in the loop's arena: c gets its own. */
+    arena_t saved = l->arena;
+    arena_init(&l->arena, saved.limit);
+    uint8_t *buf = xmalloc(2 * LOOP_READ_BUF); /* ciphertext, plaintext */
+    for (size_t total = 0; total < TAKEOVER_READ_MAX && conn__running(c) && !c->throttled;) {
+        ssize_t n = recv(fd, buf, LOOP_READ_BUF, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (n <= 0) { /* as on_read: no DISCONNECT seen, the will goes */
+            conn__close(c, 0, CLOSE_WILL, n == 0 ? "connection closed by peer" : strerror(errno));
+            break;
+        }
+        total += (size_t)n;
+        l->bytes_in += (uint64_t)n;
+        if (conn__tls(c) != NULL)
+            tls_input(c, buf, (size_t)n, buf + LOOP_READ_BUF);
+        else
+            plain_input(c, buf, (size_t)n);
+    }
+    free(buf);
+    arena_dispose(&l->arena);
+    l->arena = saved;
+    return c->state == CONN_CLOSING;
 }
 
 /* ---- write ---- */

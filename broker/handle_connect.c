@@ -403,6 +403,10 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
     }
     loop_t *home = home_loop(c, cp);
     int rc = sess__find_or_create(c->loop, id, id_len, &s, &owner, home);
+    /* Takeover: the old connection's last packets first (a DISCONNECT
+     * may end the session or change its will); then look again. */
+    if (rc == SESS_LOCAL && s->conn != NULL && conn__read_pending(s->conn))
+        rc = sess__find_or_create(c->loop, id, id_len, &s, &owner, home);
     if (rc == SESS_LOCAL && home != c->loop) {
         replace_elsewhere(c, s); /* a live clean session of this id */
         rc = SESS_REMOTE;

@@ -35,7 +35,10 @@ run_one() {
     passed=$((passed + ok)); failed=$((failed + nok))
     if [ "$nok" -ne 0 ]; then
         echo "FAIL $name ($ok passed, $nok failed, exit $rc) - log: $log"
-        grep -E '^not ok|ERROR|Sanitizer|runtime error|\[  ERROR|Timeout' "$log" | head -20 | sed 's/^/    /'
+        # cmocka puts a failed assertion on the line before "file:line: error:"
+        awk '/^not ok|ERROR|Sanitizer|runtime error|Timeout/ { print; prev = ""; next }
+             /: error: / { if (prev ~ /^# /) print prev; print }
+             { prev = $0 }' "$log" | head -20 | sed 's/^/    /'
     else
         echo "ok   $name ($ok passed)"
     fi

@@ -13,7 +13,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +23,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 #include <cmocka.h>
 
 #include "tests/integration/harness/harness.h"
@@ -33,26 +31,6 @@
 #define SMALL_RCVBUF 4096
 
 /* ---- helpers ------------------------------------------------------------- */
-
-/* Opens a TCP connection to the broker whose receive buffer is set to
- * SMALL_RCVBUF before connect, so the kernel buffers fill fast when the
- * test does not read. Tracked, so the teardown closes it. */
-static int connect_small_rcvbuf(uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    struct timeval tv = {10, 0};
-    int size = SMALL_RCVBUF;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    th_track_fd(fd);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size), 0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("connect: %s", strerror(errno));
-    return fd;
-}
 
 /* Resident memory of the broker process in KiB, from /proc/<pid>/status. */
 static long broker_rss_kib(const th_broker_t *b)
@@ -188,7 +166,7 @@ static void slow_subscriber_gets_qos0_dropped_and_others_are_unaffected(th_ctx_t
     unsigned char buf[64];
     unsigned long long drops[3];
     bool drops_counted = false; /* the stop line must show the drops */
-    int s1 = flow_subscriber(connect_small_rcvbuf(t->port), "s1", 0);
+    int s1 = flow_subscriber(th_connect_rcvbuf(t->port, SMALL_RCVBUF), "s1", 0);
     int s2 = flow_subscriber(th_connect(t->port), "s2", 1);
     int pub = th_mqtt_open(t->port, 4, "flow-pub", 0x02, 60);
     long max_rss = publish_big_paced(t, pub, s2);
@@ -309,7 +287,7 @@ static void client_that_publishes_without_reading_is_paused_not_buffered(th_ctx_
     static flood_t flood; /* 17 KiB: not on the stack */
     flood.off = sizeof flood.batch;
     flood.next_id = 1;
-    int fd = connect_small_rcvbuf(t->port);
+    int fd = th_connect_rcvbuf(t->port, SMALL_RCVBUF);
     th_send(fd, connect, sizeof connect);
     th_expect(fd, connack, sizeof connack, TH_WAIT_MS);
     assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);

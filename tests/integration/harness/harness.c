@@ -615,11 +615,20 @@ int th_teardown(void **state)
 /* Connects to 127.0.0.1:port; see harness.h. */
 int th_connect(uint16_t port)
 {
+    return th_connect_rcvbuf(port, 0);
+}
+
+/* Connects with a receive buffer of rcvbuf bytes; see harness.h. */
+int th_connect_rcvbuf(uint16_t port, int rcvbuf)
+{
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
     struct timeval tv = {10, 0};
     int one = 1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && rcvbuf > 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0)
+        th_fail("SO_RCVBUF %d: %s", rcvbuf, strerror(errno));
     if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
         th_fail("connect to 127.0.0.1:%u: %s", (unsigned)port, strerror(errno));
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -1128,9 +1137,17 @@ bool th_parse_publish(const unsigned char *pkt, size_t n, int version,
 int th_mqtt_connect(uint16_t port, const th_connect_t *c,
                     bool *session_present)
 {
+    int fd = th_connect(port);
+    th_mqtt_connect_on(fd, c, session_present);
+    return fd;
+}
+
+/* th_mqtt_connect on a connection the test opened; see harness.h. */
+void th_mqtt_connect_on(int fd, const th_connect_t *c, bool *session_present)
+{
     unsigned char pkt[1024], buf[512];
     size_t n = th_build_connect(pkt, sizeof pkt, c);
-    int fd = th_connect(port), len;
+    int len;
     th_send(fd, pkt, n);
     len = th_read_type(fd, 0x20, buf, sizeof buf, TH_WAIT_MS);
     if (len < 4 || buf[3] != 0x00) {
@@ -1139,7 +1156,6 @@ int th_mqtt_connect(uint16_t port, const th_connect_t *c,
     }
     if (session_present != NULL)
         *session_present = (buf[2] & 0x01) != 0;
-    return fd;
 }
 
 /* Subscribes one filter and checks the SUBACK; see harness.h. */

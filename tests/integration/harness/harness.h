@@ -185,6 +185,11 @@ void th_track_fd(int fd);
  * closes any left open). Fails the test on error. */
 int th_connect(uint16_t port);
 
+/* th_connect with the socket's receive buffer set to rcvbuf bytes before
+ * connecting (0: the kernel's default), so that the broker's sends to a
+ * test that does not read block soon. */
+int th_connect_rcvbuf(uint16_t port, int rcvbuf);
+
 /* Closes an fd from th_connect. */
 void th_close(int fd);
 
@@ -306,6 +311,9 @@ bool th_parse_publish(const unsigned char *pkt, size_t n, int version,
  * the test unless the CONNACK is a success. */
 int th_mqtt_connect(uint16_t port, const th_connect_t *c,
                     bool *session_present);
+
+/* th_mqtt_connect on fd, a connection the test opened (th_connect_rcvbuf). */
+void th_mqtt_connect_on(int fd, const th_connect_t *c, bool *session_present);
 
 /* Sends a SUBSCRIBE of one filter and fails the test unless its SUBACK
  * (same id) grants exactly qos within TH_WAIT_MS. */
