@@ -16,7 +16,9 @@
  * new files are bad) without dropping that subscriber. A 1 MiB message
  * and 2,000 small ones cross TLS in order, and persistent TLS sessions
  * reconnect across worker loops (with --threads 4 their connections move
- * to the session's loop, TLS state and all).
+ * to the session's loop, TLS state and all). A takeover decrypts and
+ * processes the DISCONNECT the old TLS connection sent while the broker
+ * was not reading it.
  */
 #include "tests/integration/harness/harness.h"
 
@@ -34,10 +36,11 @@
 
 #include "tests/pki.h"
 
-static char g_pki[64];        /* the run's certificates */
-static char g_json[4096];     /* plain + TLS + mTLS listeners */
-static char g_json_opt[2048]; /* TLS, client certificate optional, CN = user */
-static char g_json_hup[2048]; /* TLS with the certificate SIGHUP reloads */
+static char g_pki[64];         /* the run's certificates */
+static char g_json[4096];      /* plain + TLS + mTLS listeners */
+static char g_json_opt[2048];  /* TLS, client certificate optional, CN = user */
+static char g_json_hup[2048];  /* TLS with the certificate SIGHUP reloads */
+static char g_json_flow[4160]; /* g_json, small max_out_bytes, big packets */
 
 #define PATH(name, ext) th_pki_path(g_pki, name, ext)
 
@@ -74,6 +77,8 @@ static int group_setup(void **state)
         g_json_hup, sizeof g_json_hup,
         "{\"listeners\": [{\"port\": @PORT2@, \"tls\": {\"cert\": \"%s\", \"key\": \"%s\"}}]}\n",
         PATH("reload", "crt"), PATH("reload", "key"));
+    snprintf(g_json_flow, sizeof g_json_flow,
+             "{\"max_out_bytes\": 65536, \"max_packet_size\": 67108864, %s", g_json + 1);
     return 0;
 }
 
@@ -379,6 +384,18 @@ static void persistent_tls_sessions_resume_on_their_loop(th_ctx_t *t)
     th_mosq_close(&pub);
 }
 
+/* A TLS client that sent DISCONNECT (Session Expiry 0) while the broker
+ * was not reading it, then reconnected: the takeover decrypts and
+ * processes that DISCONNECT first, and the session has ended
+ * (16-v5:takeover_honours_a_disconnect_the_broker_had_not_read over TLS). */
+static void tls_takeover_honours_a_disconnect_the_broker_had_not_read(th_ctx_t *t)
+{
+    th_tls_raw_t *r = th_tls_raw_open(t->broker->port2, PATH("ca", "crt"), 4096);
+    th_io_t io = th_io_tls(r);
+    th_takeover_after_unread_disconnect(t, &io);
+    th_tls_raw_close(r);
+}
+
 static void bad_tls_settings_stop_the_broker_with_status_2(th_ctx_t *t)
 {
     char json[1024];
@@ -407,6 +424,7 @@ int main(void)
         TH_TEST_CFG(sighup_reloads_the_certificate_and_keeps_connections, g_json_hup),
         TH_TEST_CFG(a_large_message_and_many_small_ones_arrive_in_order, g_json),
         TH_TEST_CFG(persistent_tls_sessions_resume_on_their_loop, g_json),
+        TH_TEST_CFG(tls_takeover_honours_a_disconnect_the_broker_had_not_read, g_json_flow),
         TH_TEST_CFG(bad_tls_settings_stop_the_broker_with_status_2, g_json),
     };
     return cmocka_run_group_tests_name("integration/15-tls", tests, group_setup, group_teardown);

@@ -638,71 +638,19 @@ static void session_expiry_changed_at_disconnect_is_honoured(th_ctx_t *t)
     th_m5_close(&c);
 }
 
-/* Largest send buffer the kernel grows a TCP socket's to (tcp_wmem's
- * third value), 4 MiB when unreadable. */
-static size_t tcp_wmem_max(void)
-{
-    unsigned long lo = 0, def = 0, max = 0;
-    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
-    if (f != NULL) {
-        if (fscanf(f, "%lu %lu %lu", &lo, &def, &max) != 3) max = 0;
-        fclose(f);
-    }
-    return max > 0 ? (size_t)max : (size_t)4 << 20;
-}
-
 /* A client that sent DISCONNECT (Session Expiry 0) and reconnected at once
  * must find its session ended, even when the broker has not read that
  * DISCONNECT yet when the new CONNECT takes the session over (a worker
- * loop that happens to serve the new socket first: MQTT-3.14.2-2's
- * expiry change and MQTT-3.1.4-3's takeover both apply, in the order the
- * client sent them). Made certain here: the old connection is left
- * unread by the broker (backpressure: a message bigger than both kernel
- * buffers waits for it, and its PINGREQ pauses its reading) before it
- * sends the DISCONNECT. */
+ * loop that happens to serve the new socket first: the expiry change of
+ * 3.14.2.2.2 and the takeover of 3.1.4 both apply, in the order the
+ * client sent them). Made certain: the broker has paused reading the old
+ * connection (backpressure) when it sends the DISCONNECT (takeover.c). */
 static void takeover_honours_a_disconnect_the_broker_had_not_read(th_ctx_t *t)
 {
-    static const unsigned char pingreq[] = {0xc0, 0x00};
-    /* reason 0x00, properties: Session Expiry Interval 0 */
-    static const unsigned char disconnect[] = {0xe0, 0x07, 0x00, 0x05, 0x11,
-                                               0x00, 0x00, 0x00, 0x00};
-    th_connect_t old_c = {.version = 5, .client_id = "tk", .clean = true,
-                          .keepalive = 60, .session_expiry = 300};
-    th_connect_t new_c = old_c;
-    bool present = true;
-    size_t big = tcp_wmem_max() + ((size_t)4 << 20);
-    if (getenv("TH_BROKER_QUIET") != NULL)
-        skip(); /* the pause is seen in the broker's debug log */
-    if (big > ((size_t)60 << 20)) big = (size_t)60 << 20;
-    int old = th_connect_rcvbuf(t->port, 4096);
-    th_mqtt_connect_on(old, &old_c, NULL);
-    th_mqtt_subscribe(old, 5, 1, "tk/big", 0);
-    unsigned char *pub = malloc(big + 64);
-    unsigned char *payload = calloc(1, big);
-    assert_non_null(pub);
-    assert_non_null(payload);
-    size_t n = th_build_publish(pub, big + 64, 4, "tk/big", 0, false, false, 0,
-                                payload, big);
-    int p = th_mqtt_open(t->port, 4, "tk-pub", 0x02, 60);
-    th_send(p, pub, n);
-    free(pub);
-    free(payload);
-    bool paused = false;
-    for (int i = 0; i < 10 && !paused; i++) { /* the message may be on its way */
-        size_t from = th_broker_log_size(t->broker);
-        th_send(old, pingreq, sizeof pingreq);
-        paused = th_broker_wait_log(t->broker, from, "reading paused", 1000);
-    }
-    if (!paused)
-        fail_msg("the broker never paused reading the client it could not send "
-                 "%zu bytes to", big);
-    th_send(old, disconnect, sizeof disconnect);
-    new_c.clean = false;
-    int fresh = th_mqtt_connect(t->port, &new_c, &present);
-    assert_false(present); /* the DISCONNECT ended the session first */
-    th_mqtt_disconnect(fresh);
-    th_close(p);
-    th_close(old);
+    int fd = th_connect_rcvbuf(t->port, 4096);
+    th_io_t io = th_io_fd(fd);
+    th_takeover_after_unread_disconnect(t, &io);
+    th_close(fd);
 }
 
 /* ---- wills --------------------------------------------------------------- */

@@ -807,6 +807,23 @@ int th_read_type(int fd, uint8_t type, unsigned char *buf, size_t cap,
     return n;
 }
 
+static void fd_io_send(void *ctx, const void *buf, size_t len)
+{
+    th_send((int)(intptr_t)ctx, buf, len);
+}
+
+static int fd_io_read(void *ctx, unsigned char *buf, size_t cap)
+{
+    return th_read_packet((int)(intptr_t)ctx, buf, cap, TH_WAIT_MS);
+}
+
+/* th_io_t of a plain connection; see harness.h. */
+th_io_t th_io_fd(int fd)
+{
+    return (th_io_t){.send = fd_io_send, .read_packet = fd_io_read,
+                     .ctx = (void *)(intptr_t)fd};
+}
+
 /* Expects the peer to close with no bytes first. */
 void th_expect_closed(int fd, int timeout_ms)
 {

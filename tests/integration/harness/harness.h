@@ -404,6 +404,49 @@ const char *th_pki_path(const char *dir, const char *name, const char *ext);
  * into out[0..cap). Returns 0, or -1 when the handshake fails. */
 int th_tls_server_cn(uint16_t port, const char *ca, char *out, size_t cap);
 
+/* A raw TLS connection of a test (OpenSSL, blocking, 10 s timeouts). */
+typedef struct th_tls_raw_s th_tls_raw_t;
+
+/* Connects to 127.0.0.1:port over TLS trusting the CA file ca, with a
+ * receive buffer of rcvbuf bytes (0: the kernel's default). Fails the
+ * test when the handshake fails. Close with th_tls_raw_close. */
+th_tls_raw_t *th_tls_raw_open(uint16_t port, const char *ca, int rcvbuf);
+
+/* Writes all of buf; fails the test on error. */
+void th_tls_raw_send(th_tls_raw_t *r, const void *buf, size_t len);
+
+/* Reads one MQTT packet into buf[0..cap) within TH_WAIT_MS and returns
+ * its length; fails the test otherwise. */
+int th_tls_raw_read_packet(th_tls_raw_t *r, unsigned char *buf, size_t cap);
+
+/* Closes without close_notify (the broker sees EOF) and frees. */
+void th_tls_raw_close(th_tls_raw_t *r);
+
+/* The same raw MQTT client, over a plain socket or TLS, for scenarios
+ * that run over both (tests/integration/harness/takeover.c). */
+typedef struct th_io_s {
+    void (*send)(void *ctx, const void *buf, size_t len);
+    int (*read_packet)(void *ctx, unsigned char *buf, size_t cap); /* TH_WAIT_MS */
+    void *ctx;
+} th_io_t;
+
+/* th_io_t of a plain connection fd (th_send, th_read_packet). */
+th_io_t th_io_fd(int fd);
+
+/* th_io_t of a raw TLS connection. */
+th_io_t th_io_tls(th_tls_raw_t *r);
+
+/* --- shared scenarios (tests/integration/harness/takeover.c) ----------- */
+
+/* A v5 client on io (a fresh connection whose receive buffer is small)
+ * sends DISCONNECT with Session Expiry 0 while the broker is not reading
+ * it (paused by backpressure: a message larger than both kernel buffers
+ * waits for it), then the same client id reconnects with clean start 0:
+ * the test fails unless the CONNACK says session present 0. The broker
+ * needs max_out_bytes 65536 and max_packet_size 64 MiB, and its debug log
+ * (not TH_BROKER_QUIET: the test is skipped then). */
+void th_takeover_after_unread_disconnect(th_ctx_t *t, const th_io_t *io);
+
 /* Removes a directory tree (temp dirs the test made). */
 void th_rmtree(const char *dir);
 

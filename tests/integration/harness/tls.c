@@ -1,7 +1,8 @@
 /*
  * tls.c - the harness's TLS helpers: certificates for a test run (made
- * with tests/pki.h in a temp dir), and a blocking TLS client that reports
- * which certificate the broker shows (SIGHUP reload tests).
+ * with tests/pki.h in a temp dir), a blocking TLS client that reports
+ * which certificate the broker shows (SIGHUP reload tests), and a raw TLS
+ * MQTT client (th_tls_raw_t) for byte-level tests over TLS.
  */
 #include "tests/integration/harness/harness.h"
 
@@ -107,4 +108,99 @@ int th_tls_server_cn(uint16_t port, const char *ca, char *out, size_t cap)
     SSL_CTX_free(ctx);
     if (fd >= 0) close(fd);
     return rc;
+}
+
+/* ---- raw TLS client ------------------------------------------------------ */
+
+struct th_tls_raw_s {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd; /* tracked: the teardown closes it if the test failed */
+};
+
+/* Opens a raw TLS connection; see harness.h. */
+th_tls_raw_t *th_tls_raw_open(uint16_t port, const char *ca, int rcvbuf)
+{
+    th_tls_raw_t *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->fd = th_connect_rcvbuf(port, rcvbuf);
+    r->ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(r->ctx);
+    if (SSL_CTX_load_verify_locations(r->ctx, ca, NULL) != 1)
+        fail_msg("cannot load CA %s", ca);
+    SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, NULL);
+    r->ssl = SSL_new(r->ctx);
+    assert_non_null(r->ssl);
+    SSL_set_fd(r->ssl, r->fd);
+    SSL_set1_host(r->ssl, "127.0.0.1");
+    if (SSL_connect(r->ssl) != 1) {
+        char why[160] = "handshake failed";
+        unsigned long e = ERR_peek_last_error();
+        if (e != 0) ERR_error_string_n(e, why, sizeof why);
+        fail_msg("TLS connect to port %u: %s", (unsigned)port, why);
+    }
+    return r;
+}
+
+/* Writes all of buf; see harness.h. */
+void th_tls_raw_send(th_tls_raw_t *r, const void *buf, size_t len)
+{
+    size_t done = 0;
+    if (SSL_write_ex(r->ssl, buf, len, &done) != 1 || done != len)
+        fail_msg("SSL_write of %zu bytes failed", len);
+}
+
+/* n bytes into buf, or fails the test (the socket's timeout bounds it). */
+static void tls_read_full(th_tls_raw_t *r, unsigned char *buf, size_t n)
+{
+    size_t got = 0, k = 0;
+    while (got < n) {
+        if (SSL_read_ex(r->ssl, buf + got, n - got, &k) != 1)
+            fail_msg("TLS read: nothing within %d ms or the connection closed",
+                     TH_WAIT_MS);
+        got += k;
+    }
+}
+
+/* Reads one MQTT packet; see harness.h. */
+int th_tls_raw_read_packet(th_tls_raw_t *r, unsigned char *buf, size_t cap)
+{
+    size_t off = 1, rem = 0;
+    struct timeval tv = {TH_WAIT_MS / 1000, 0};
+    setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    tls_read_full(r, buf, 2);
+    for (int shift = 0;; shift += 7) { /* Remaining Length, 1..4 bytes */
+        rem |= (size_t)(buf[off] & 0x7f) << shift;
+        if ((buf[off++] & 0x80) == 0) break;
+        if (off == 5 || off >= cap) fail_msg("malformed Remaining Length");
+        tls_read_full(r, buf + off, 1);
+    }
+    if (off + rem > cap) fail_msg("packet of %zu bytes over %zu", off + rem, cap);
+    tls_read_full(r, buf + off, rem);
+    return (int)(off + rem);
+}
+
+/* Closes and frees; see harness.h. */
+void th_tls_raw_close(th_tls_raw_t *r)
+{
+    SSL_free(r->ssl);
+    SSL_CTX_free(r->ctx);
+    th_close(r->fd);
+    free(r);
+}
+
+static void tls_io_send(void *ctx, const void *buf, size_t len)
+{
+    th_tls_raw_send(ctx, buf, len);
+}
+
+static int tls_io_read(void *ctx, unsigned char *buf, size_t cap)
+{
+    return th_tls_raw_read_packet(ctx, buf, cap);
+}
+
+/* th_io_t of a raw TLS connection; see harness.h. */
+th_io_t th_io_tls(th_tls_raw_t *r)
+{
+    return (th_io_t){.send = tls_io_send, .read_packet = tls_io_read, .ctx = r};
 }
