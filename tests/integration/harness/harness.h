@@ -404,7 +404,8 @@ const char *th_pki_path(const char *dir, const char *name, const char *ext);
  * into out[0..cap). Returns 0, or -1 when the handshake fails. */
 int th_tls_server_cn(uint16_t port, const char *ca, char *out, size_t cap);
 
-/* A raw TLS connection of a test (OpenSSL, blocking, 10 s timeouts). */
+/* A raw TLS connection of a test (OpenSSL, blocking socket: reads wait
+ * TH_WAIT_MS, writes at most 10 s). */
 typedef struct th_tls_raw_s th_tls_raw_t;
 
 /* Connects to 127.0.0.1:port over TLS trusting the CA file ca, with a
