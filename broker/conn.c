@@ -612,6 +612,14 @@ static void read_http(conn_t *c, const uint8_t *data, size_t n)
     }
 }
 
+/* A read of c ended in EOF or error (a libuv code): no DISCONNECT seen,
+ * abnormal, so the will is published (MQTT-3.1.2-8). */
+static void read_ended(conn_t *c, int err)
+{
+    conn__close(c, 0, CLOSE_WILL,
+                err == UV_EOF ? "connection closed by peer" : uv_strerror(err));
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
@@ -619,10 +627,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     int shared = buf->base == (char *)l->rbuf;
     if (shared) l->rbuf_busy = 0;
     if (n < 0) {
-        /* No DISCONNECT seen: abnormal, publish the will (MQTT-3.1.2-8). */
-        conn__close(c, 0, CLOSE_WILL,
-                    n == UV_EOF ? "connection closed by peer"
-                                : uv_strerror((int)n));
+        read_ended(c, (int)n);
     } else if (n > 0 && c->state != CONN_CLOSING) {
         l->bytes_in += (uint64_t)n;
         if (conn__http(c) != NULL)
@@ -751,8 +756,7 @@ static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
     if (n < 0) {
-        conn__close(c, 0, CLOSE_WILL,
-                    n == UV_EOF ? "connection closed by peer" : uv_strerror((int)n));
+        read_ended(c, (int)n);
     } else if (n > 0 && c->state != CONN_CLOSING) {
         c->loop->bytes_in += (uint64_t)n; /* ciphertext, as read */
         tls_input(c, (const uint8_t *)buf->base, (size_t)n, c->loop->rbuf);
@@ -810,8 +814,8 @@ int conn__read_pending(conn_t *c)
     for (size_t total = 0; total < TAKEOVER_READ_MAX && conn__running(c) && !c->throttled;) {
         ssize_t n = recv(fd, buf, LOOP_READ_BUF, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-        if (n <= 0) { /* as on_read: no DISCONNECT seen, the will goes */
-            conn__close(c, 0, CLOSE_WILL, n == 0 ? "connection closed by peer" : strerror(errno));
+        if (n <= 0) {
+            read_ended(c, n == 0 ? UV_EOF : uv_translate_sys_error(errno));
             break;
         }
         total += (size_t)n;

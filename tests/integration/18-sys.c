@@ -190,19 +190,21 @@ static void shared_group_gets_each_update_once(th_ctx_t *t)
         th_mosq_loop_for(&a, 20);
         th_mosq_loop_for(&b, 20);
     }
-    assert_true(a.n_msgs + b.n_msgs >= 3);
-    th_mosq_t *m[2] = {&a, &b};
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < m[i]->n_msgs; j++) {
-            assert_string_equal(m[i]->msgs[j].topic, T_UPTIME);
-            for (int k = 0; k < 2; k++)
-                for (int l = 0; l < m[k]->n_msgs; l++)
-                    if ((k != i || l != j) && m[k]->msgs[l].len == m[i]->msgs[j].len &&
-                        memcmp(m[k]->msgs[l].payload, m[i]->msgs[j].payload,
-                               (size_t)m[i]->msgs[j].len) == 0)
-                        fail_msg("uptime \"%.*s\" came twice", m[i]->msgs[j].len,
-                                 (const char *)m[i]->msgs[j].payload);
-        }
+    int n = a.n_msgs + b.n_msgs;
+    assert_true(n >= 3);
+    th_msg_t **all = calloc((size_t)n, sizeof *all); /* both members' */
+    assert_non_null(all);
+    for (int i = 0; i < n; i++)
+        all[i] = i < a.n_msgs ? &a.msgs[i] : &b.msgs[i - a.n_msgs];
+    for (int i = 0; i < n; i++) {
+        assert_string_equal(all[i]->topic, T_UPTIME);
+        for (int j = i + 1; j < n; j++)
+            if (all[j]->len == all[i]->len &&
+                memcmp(all[j]->payload, all[i]->payload, (size_t)all[i]->len) == 0)
+                fail_msg("uptime \"%.*s\" came twice", all[i]->len,
+                         (const char *)all[i]->payload);
+    }
+    free(all);
     th_mosq_close(&b);
     th_mosq_close(&a);
 }

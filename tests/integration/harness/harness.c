@@ -626,15 +626,15 @@ int th_connect_rcvbuf(uint16_t port, int rcvbuf)
     int one = 1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && rcvbuf > 0 &&
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0)
+    if (fd < 0) th_fail("socket: %s", strerror(errno));
+    th_track_fd(fd); /* closed by the teardown if a step below fails */
+    if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) != 0)
         th_fail("SO_RCVBUF %d: %s", rcvbuf, strerror(errno));
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
         th_fail("connect to 127.0.0.1:%u: %s", (unsigned)port, strerror(errno));
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    th_track_fd(fd);
     return fd;
 }
 

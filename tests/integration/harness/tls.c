@@ -123,7 +123,9 @@ th_tls_raw_t *th_tls_raw_open(uint16_t port, const char *ca, int rcvbuf)
 {
     th_tls_raw_t *r = calloc(1, sizeof *r);
     assert_non_null(r);
+    struct timeval tv = {TH_WAIT_MS / 1000, 0}; /* what a read waits */
     r->fd = th_connect_rcvbuf(port, rcvbuf);
+    setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     r->ctx = SSL_CTX_new(TLS_client_method());
     assert_non_null(r->ctx);
     if (SSL_CTX_load_verify_locations(r->ctx, ca, NULL) != 1)
@@ -166,8 +168,6 @@ static void tls_read_full(th_tls_raw_t *r, unsigned char *buf, size_t n)
 int th_tls_raw_read_packet(th_tls_raw_t *r, unsigned char *buf, size_t cap)
 {
     size_t off = 1, rem = 0;
-    struct timeval tv = {TH_WAIT_MS / 1000, 0};
-    setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     tls_read_full(r, buf, 2);
     for (int shift = 0;; shift += 7) { /* Remaining Length, 1..4 bytes */
         rem |= (size_t)(buf[off] & 0x7f) << shift;
