@@ -521,6 +521,16 @@ bool th_broker_wait_log(const th_broker_t *b, size_t from, const char *needle,
     return found;
 }
 
+/* Waits for the close of client id in the log; see harness.h. */
+void th_broker_wait_closed(const th_broker_t *b, size_t from, const char *id)
+{
+    char needle[160];
+    if (getenv("TH_BROKER_QUIET") != NULL) skip();
+    snprintf(needle, sizeof needle, "closing client %s (", id);
+    if (!th_broker_wait_log(b, from, needle, TH_WAIT_MS))
+        th_fail("the broker did not close client %s within %d ms", id, TH_WAIT_MS);
+}
+
 /* The log after `from` holds needle once; see harness.h. */
 void th_broker_logged_once(const th_broker_t *b, size_t from, const char *needle)
 {

@@ -165,6 +165,13 @@ char *th_broker_log(const th_broker_t *b, size_t from);
 bool th_broker_wait_log(const th_broker_t *b, size_t from,
                         const char *needle, int timeout_ms);
 
+/* Waits (TH_WAIT_MS) until the log after offset `from` says the broker
+ * closed client id's connection ("closing client <id> (..."), and fails
+ * the test otherwise: a client's DISCONNECT and another client's PUBLISH
+ * reach different worker loops, so only the broker can tell which it
+ * handled first. Skips the test under TH_BROKER_QUIET (a debug line). */
+void th_broker_wait_closed(const th_broker_t *b, size_t from, const char *id);
+
 /* Waits (TH_WAIT_MS) until the log after offset `from` contains needle,
  * then fails the test unless it holds needle exactly once: a failure
  * that must be logged once, not per retry or per step. */
