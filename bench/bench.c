@@ -405,6 +405,14 @@ static void sub_on_tick(bench_loop_t *lp)
     }
 }
 
+/* Text for a connection failure: a libuv code, one of ours, or 0 (the
+ * broker broke the protocol). */
+static const char *why(int err)
+{
+    if (err == 0) return "protocol";
+    return err > UVMQ_EBASE ? uv_strerror(err) : err_str(err);
+}
+
 static void sub_on_fail(bench_conn_t *c, const char *what, int err)
 {
     bench_t *b = c->lp->data;
@@ -412,10 +420,10 @@ static void sub_on_fail(bench_conn_t *c, const char *what, int err)
 
     if (in_setup && b->ss->connect_errors++ == 0)
         fprintf(stderr, "uvmq-bench: subscriber %s to %s: %s (%s)\n", c->client_id,
-                b->addr_text, what, err ? err_str(err) : "protocol");
+                b->addr_text, what, why(err));
     if (!in_setup && !atomic_load(&b->ss->stop) && b->ss->lost_conns++ < 5)
         fprintf(stderr, "uvmq-bench: subscriber %s lost: %s (%s)\n", c->client_id, what,
-                err ? err_str(err) : "protocol");
+                why(err));
 }
 
 static void sub_on_setup_done(bench_loop_t *lp)
@@ -643,7 +651,7 @@ static void pub_on_fail(bench_conn_t *c, const char *what, int err)
     if ((*count)++ == 0 && b->phase < PH_DONE)
         fprintf(stderr, "uvmq-bench: %s %s to %s: %s (%s)\n",
                 b->o.mode == MODE_IDLE ? "connection" : "publisher", c->client_id,
-                b->addr_text, what, err ? err_str(err) : "protocol");
+                b->addr_text, what, why(err));
 }
 
 static void pubs_create(bench_t *b)

@@ -208,12 +208,12 @@ static void handle_connack(bench_conn_t *c, const bench_pkt_t *p)
     int n;
 
     if (p->type != BENCH_CONNACK) {
-        conn_fail(c, "first packet from the broker is not CONNACK", ERR_INVAL);
+        conn_fail(c, "first packet from the broker is not CONNACK", UVMQ_EINVAL);
         return;
     }
     if (p->reason != 0) {
         log_error("broker refused CONNECT of %s: reason 0x%02x", c->client_id, p->reason);
-        conn_fail(c, "CONNECT refused", ERR_INVAL);
+        conn_fail(c, "CONNECT refused", UVMQ_EINVAL);
         return;
     }
     if (p->receive_max) c->receive_max = p->receive_max;
@@ -236,7 +236,7 @@ static void handle_suback(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
     } else if (p->pid != SUB_PID || p->reason >= 0x80) {
         log_error("broker refused SUBSCRIBE %s of %s: reason 0x%02x", c->filter,
                   c->client_id, p->reason);
-        conn_fail(c, "SUBSCRIBE refused", ERR_INVAL);
+        conn_fail(c, "SUBSCRIBE refused", UVMQ_EINVAL);
     } else {
         conn_ready(c);
     }
@@ -267,7 +267,7 @@ static void dispatch(bench_conn_t *c, const bench_pkt_t *p, uint64_t now)
         handle_suback(c, p, now);
     } else if (p->type == BENCH_DISCONNECT) {
         log_error("broker sent DISCONNECT to %s: reason 0x%02x", c->client_id, p->reason);
-        conn_fail(c, "broker sent DISCONNECT", ERR_INVAL);
+        conn_fail(c, "broker sent DISCONNECT", UVMQ_EINVAL);
     } else if (p->type != BENCH_PINGRESP) {
         c->lp->cfg.cbs.on_packet(c, p, now);
     }
@@ -278,7 +278,7 @@ static int keep_tail(bench_conn_t *c, const uint8_t *p, size_t n)
 {
     c->tail_len = 0;
     if (n == 0) return 0;
-    if (n > c->lp->tail_max) return ERR_PKT_TOO_LARGE;
+    if (n > c->lp->tail_max) return UVMQ_EPKT_TOO_LARGE;
     if (n > c->tail_cap) {
         c->tail_cap = n < 256 ? 256 : n;
         c->tail = xrealloc(c->tail, c->tail_cap);
@@ -339,7 +339,7 @@ static void tls_start(bench_conn_t *c)
         BIO_free(c->rbio);
         BIO_free(c->wbio);
         c->rbio = c->wbio = NULL;
-        conn_fail(c, "cannot create a TLS session", ERR_NOMEM);
+        conn_fail(c, "cannot create a TLS session", UVMQ_ENOMEM);
         return;
     }
     SSL_set_bio(c->ssl, c->rbio, c->wbio);
@@ -367,7 +367,7 @@ static void tls_input(bench_conn_t *c, const uint8_t *data, size_t n, uint64_t n
         int r = SSL_do_handshake(c->ssl);
         if (r == 1) send_connect(c);
         else if (SSL_get_error(c->ssl, r) != SSL_ERROR_WANT_READ) {
-            conn_fail(c, tls_why(), ERR_INVAL);
+            conn_fail(c, tls_why(), UVMQ_EINVAL);
             return;
         }
     }
@@ -379,7 +379,7 @@ static void tls_input(bench_conn_t *c, const uint8_t *data, size_t n, uint64_t n
     if (c->state < BENCH_CONN_CLOSING) {
         int e = SSL_get_error(c->ssl, 0);
         if (e == SSL_ERROR_SSL || e == SSL_ERROR_ZERO_RETURN) {
-            conn_fail(c, e == SSL_ERROR_SSL ? tls_why() : "broker closed TLS", ERR_INVAL);
+            conn_fail(c, e == SSL_ERROR_SSL ? tls_why() : "broker closed TLS", UVMQ_EINVAL);
             return;
         }
         ERR_clear_error();
@@ -488,7 +488,7 @@ static void flush_conn(bench_conn_t *c)
 
     if (c->writing || c->state >= BENCH_CONN_CLOSING) return;
     if (c->ssl != NULL && tls_wrap(c) != 0) {
-        conn_fail(c, tls_why(), ERR_INVAL);
+        conn_fail(c, tls_why(), UVMQ_EINVAL);
         return;
     }
     if (c->out_len == 0) return;

@@ -54,7 +54,7 @@ typedef struct bench_client_cbs_s {
      * the CLOCK_REALTIME arrival time of that read (see rx_timestamps). */
     void (*on_packet)(bench_conn_t *c, const bench_pkt_t *p, uint64_t now_ns);
     /* c failed (set-up error, timeout, or lost after set-up); what is static
-     * text, err a libuv or ERR_* code or 0. c is closing when this runs. */
+     * text, err a libuv or UVMQ_E* code or 0. c is closing when this runs. */
     void (*on_fail)(bench_conn_t *c, const char *what, int err);
     /* Every connection added so far is ready or failed. */
     void (*on_setup_done)(bench_loop_t *lp);

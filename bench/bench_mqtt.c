@@ -54,11 +54,11 @@ static uint8_t *put_str(uint8_t *p, const void *s, size_t n)
     return p + n;
 }
 
-/* Writes the fixed header; returns ERR_LIMIT if the whole packet won't fit. */
+/* Writes the fixed header; returns UVMQ_ELIMIT if the whole packet won't fit. */
 static int put_fixed(uint8_t **pp, size_t cap, uint8_t first, size_t remlen)
 {
     if (remlen > 268435455u || 1 + varint_len((uint32_t)remlen) + remlen > cap)
-        return ERR_LIMIT;
+        return UVMQ_ELIMIT;
     **pp = first;
     *pp = put_varint(*pp + 1, (uint32_t)remlen);
     return 0;
@@ -75,7 +75,7 @@ int bench_mqtt_encode_connect(uint8_t *buf, size_t cap, const bench_connect_t *c
     uint8_t *p = buf;
 
     if (idlen > 65535 || put_fixed(&p, cap, BENCH_CONNECT << 4, remlen) != 0)
-        return ERR_LIMIT;
+        return UVMQ_ELIMIT;
     p = put_str(p, "MQTT", 4);
     *p++ = (uint8_t)c->proto;
     *p++ = c->clean ? 0x02 : 0x00; /* MQTT-3.1.2-3: reserved bit 0 stays 0 */
@@ -102,7 +102,7 @@ int bench_mqtt_encode_subscribe(uint8_t *buf, size_t cap, int proto, uint16_t pi
 
     /* MQTT-3.8.1-1: SUBSCRIBE's fixed-header flags are 0010. */
     if (flen > 65535 || put_fixed(&p, cap, BENCH_SUBSCRIBE << 4 | 0x2, remlen) != 0)
-        return ERR_LIMIT;
+        return UVMQ_ELIMIT;
     p = put_u16(p, pid);
     if (proto == BENCH_MQTT_V5) *p++ = 0; /* no properties */
     p = put_str(p, filter, flen);
@@ -133,7 +133,7 @@ int bench_mqtt_encode_publish(uint8_t *buf, size_t cap, int proto, int qos,
 
     if (topic_len > 65535 ||
         put_fixed(&p, cap, (uint8_t)(BENCH_PUBLISH << 4 | qos << 1), remlen) != 0)
-        return ERR_LIMIT;
+        return UVMQ_ELIMIT;
     p = put_str(p, topic, topic_len);
     if (qos) p = put_u16(p, pid);
     if (proto == BENCH_MQTT_V5) *p++ = 0; /* no properties */
@@ -150,7 +150,7 @@ int bench_mqtt_encode_ack(uint8_t *buf, size_t cap, int type, uint16_t pid)
     /* MQTT-3.6.1-1: PUBREL's fixed-header flags are 0010. */
     uint8_t first = (uint8_t)(type << 4 | (type == BENCH_PUBREL ? 0x2 : 0));
 
-    if (put_fixed(&p, cap, first, 2) != 0) return ERR_LIMIT;
+    if (put_fixed(&p, cap, first, 2) != 0) return UVMQ_ELIMIT;
     put_u16(p, pid);
     return 4;
 }
@@ -161,7 +161,7 @@ int bench_mqtt_encode_empty(uint8_t *buf, size_t cap, int type)
 {
     uint8_t *p = buf;
 
-    if (put_fixed(&p, cap, (uint8_t)(type << 4), 0) != 0) return ERR_LIMIT;
+    if (put_fixed(&p, cap, (uint8_t)(type << 4), 0) != 0) return UVMQ_ELIMIT;
     return 2;
 }
 
@@ -176,7 +176,7 @@ static void rd_fail(rd_t *r, int err)
 static uint8_t rd_u8(rd_t *r)
 {
     if (r->p >= r->end) {
-        rd_fail(r, ERR_PKT_SHORT);
+        rd_fail(r, UVMQ_EPKT_SHORT);
         return 0;
     }
     return *r->p++;
@@ -204,7 +204,7 @@ static uint32_t rd_varint(rd_t *r)
         v |= (uint32_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) return v;
     }
-    rd_fail(r, ERR_PKT_REMLEN); /* more than four bytes */
+    rd_fail(r, UVMQ_EPKT_REMLEN); /* more than four bytes */
     return 0;
 }
 
@@ -213,7 +213,7 @@ static const uint8_t *rd_bytes(rd_t *r, size_t n)
 {
     const uint8_t *p = r->p;
     if ((size_t)(r->end - r->p) < n) {
-        rd_fail(r, ERR_PKT_SHORT);
+        rd_fail(r, UVMQ_EPKT_SHORT);
         return NULL;
     }
     r->p += n;
@@ -264,7 +264,7 @@ static void read_prop(rd_t *r, bench_pkt_t *out)
     case P_VARINT: v = rd_varint(r); break;
     case P_STR: case P_BIN: rd_str(r, &n); break;
     case P_PAIR: rd_str(r, &n); rd_str(r, &n); break;
-    default: rd_fail(r, ERR_PKT_PROP_ID); break;
+    default: rd_fail(r, UVMQ_EPKT_PROP_ID); break;
     }
     if (id == 0x21) out->receive_max = (uint16_t)v;
     if (id == 0x13) out->keepalive = (uint16_t)v;
@@ -292,7 +292,7 @@ static void parse_connect(rd_t *r, bench_pkt_t *out)
 
     if (r->err) return;
     if (n != 4 || memcmp(name, "MQTT", 4) != 0) {
-        rd_fail(r, ERR_PKT_PROTO_NAME);
+        rd_fail(r, UVMQ_EPKT_PROTO_NAME);
         return;
     }
     out->proto = rd_u8(r);
@@ -301,7 +301,7 @@ static void parse_connect(rd_t *r, bench_pkt_t *out)
     if (out->proto == BENCH_MQTT_V5) read_props(r, out);
     out->topic = rd_str(r, &out->topic_len); /* the client identifier */
     /* Will, user name and password are never sent by this tool. */
-    if (out->connect_flags & 0xc5) rd_fail(r, ERR_PKT_CONNECT_FLAGS);
+    if (out->connect_flags & 0xc5) rd_fail(r, UVMQ_EPKT_CONNECT_FLAGS);
 }
 
 static void parse_connack(rd_t *r, int proto, bench_pkt_t *out)
@@ -315,13 +315,13 @@ static void parse_publish(rd_t *r, int proto, bench_pkt_t *out)
 {
     out->qos = (out->flags >> 1) & 3;
     if (out->qos == 3) { /* MQTT-3.3.1-4 */
-        rd_fail(r, ERR_PKT_QOS);
+        rd_fail(r, UVMQ_EPKT_QOS);
         return;
     }
     out->topic = rd_str(r, &out->topic_len);
     if (out->qos) out->pid = rd_u16(r);
     if (proto == BENCH_MQTT_V5) read_props(r, out);
-    if (out->qos && out->pid == 0 && !r->err) rd_fail(r, ERR_PKT_PACKET_ID);
+    if (out->qos && out->pid == 0 && !r->err) rd_fail(r, UVMQ_EPKT_PACKET_ID);
     out->payload = r->p;
     out->payload_len = (uint32_t)(r->end - r->p);
     r->p = r->end;
@@ -333,7 +333,7 @@ static void parse_ack(rd_t *r, int proto, bench_pkt_t *out)
     out->pid = rd_u16(r);
     if (proto == BENCH_MQTT_V5 && r->p < r->end) out->reason = rd_u8(r);
     if (proto == BENCH_MQTT_V5 && r->p < r->end) read_props(r, out);
-    if (out->pid == 0 && !r->err) rd_fail(r, ERR_PKT_PACKET_ID); /* MQTT-2.3.1-1 */
+    if (out->pid == 0 && !r->err) rd_fail(r, UVMQ_EPKT_PACKET_ID); /* MQTT-2.3.1-1 */
 }
 
 static void parse_subscribe(rd_t *r, int proto, bench_pkt_t *out)
@@ -349,7 +349,7 @@ static void parse_suback(rd_t *r, int proto, bench_pkt_t *out)
 {
     out->pid = rd_u16(r);
     if (proto == BENCH_MQTT_V5) read_props(r, out);
-    if (r->p >= r->end && !r->err) rd_fail(r, ERR_PKT_EMPTY);
+    if (r->p >= r->end && !r->err) rd_fail(r, UVMQ_EPKT_EMPTY);
     if (r->err) return;
     out->reason = *r->p;
     out->nreasons = (uint16_t)(r->end - r->p);
@@ -385,7 +385,7 @@ static void parse_body(rd_t *r, int proto, bench_pkt_t *out)
     case BENCH_SUBACK: parse_suback(r, proto, out); break;
     case BENCH_DISCONNECT: parse_disconnect(r, proto, out); break;
     case BENCH_PINGREQ: case BENCH_PINGRESP: break;
-    default: rd_fail(r, ERR_PKT_TYPE); break; /* not used by this tool */
+    default: rd_fail(r, UVMQ_EPKT_TYPE); break; /* not used by this tool */
     }
 }
 
@@ -401,17 +401,17 @@ int bench_mqtt_parse(const uint8_t *buf, size_t len, int proto, bench_pkt_t *out
         remlen |= (uint32_t)(buf[i] & 0x7f) << (7 * (i - 1));
         if (!(buf[i] & 0x80)) break;
     }
-    if (i > 4) return ERR_PKT_REMLEN;
+    if (i > 4) return UVMQ_EPKT_REMLEN;
     if (len - (i + 1) < remlen) return BENCH_MQTT_NEED_MORE;
     memset(out, 0, sizeof *out);
     out->type = buf[0] >> 4;
     out->flags = buf[0] & 0x0f;
-    if (out->type == 0) return ERR_PKT_TYPE;
-    if (!flags_ok(out->type, out->flags)) return ERR_PKT_FLAGS;
+    if (out->type == 0) return UVMQ_EPKT_TYPE;
+    if (!flags_ok(out->type, out->flags)) return UVMQ_EPKT_FLAGS;
     r.p = buf + i + 1;
     r.end = r.p + remlen;
     r.err = 0;
     parse_body(&r, proto, out);
-    if (!r.err && r.p != r.end) r.err = ERR_PKT_TRAILING;
+    if (!r.err && r.p != r.end) r.err = UVMQ_EPKT_TRAILING;
     return r.err ? r.err : (int)(i + 1 + remlen);
 }

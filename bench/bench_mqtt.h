@@ -75,7 +75,7 @@ typedef struct bench_connect_s {
     const char *client_id;
 } bench_connect_t;
 
-/* Encoders write one packet at buf and return its length, or ERR_LIMIT when
+/* Encoders write one packet at buf and return its length, or UVMQ_ELIMIT when
  * it does not fit in cap bytes (nothing useful is written then). */
 int bench_mqtt_encode_connect(uint8_t *buf, size_t cap, const bench_connect_t *c);
 int bench_mqtt_encode_subscribe(uint8_t *buf, size_t cap, int proto, uint16_t pid,
@@ -94,7 +94,7 @@ size_t bench_mqtt_publish_len(int proto, int qos, size_t topic_len, size_t paylo
 /*
  * Frames and decodes the packet at the start of buf[0..len). Returns the
  * packet's total length (> 0) with *out filled, BENCH_MQTT_NEED_MORE when
- * the packet is not complete yet, or a negative ERR_PKT_* code when the
+ * the packet is not complete yet, or a negative UVMQ_EPKT_* code when the
  * bytes are malformed for protocol level proto (4 or 5). Does not copy.
  */
 int bench_mqtt_parse(const uint8_t *buf, size_t len, int proto, bench_pkt_t *out);

@@ -47,8 +47,8 @@ typedef struct auth_conn_s {
 
 int auth__register(broker_t *b, const auth_method_t *m)
 {
-    if (auth__find(b, (const uint8_t *)m->name, strlen(m->name)) != NULL) return ERR_EXISTS;
-    if (b->n_auth_methods == AUTH_METHODS_MAX) return ERR_LIMIT;
+    if (auth__find(b, (const uint8_t *)m->name, strlen(m->name)) != NULL) return UVMQ_EEXISTS;
+    if (b->n_auth_methods == AUTH_METHODS_MAX) return UVMQ_ELIMIT;
     b->auth_methods[b->n_auth_methods++] = m;
     return 0;
 }

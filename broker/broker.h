@@ -147,7 +147,7 @@ listener_config_t *broker_config_add_listener(broker_config_t *c);
 /* Checks cross-setting rules (e.g. a non-loopback bind needs an explicit
  * allow_anonymous) and each listener: a TLS listener's certificate, key,
  * CA and ciphers are loaded once, so an unreadable file or a key that does
- * not match fails here, before the broker starts. Returns 0, or ERR_CONFIG
+ * not match fails here, before the broker starts. Returns 0, or UVMQ_ECONFIG
  * after writing a message naming the setting (for a listener: the config
  * file and "listeners[i].tls.key") into err[0..errlen). */
 int broker_config_check(const broker_config_t *c, char *err, size_t errlen);

@@ -688,7 +688,7 @@ int conn__drop_qos0(conn_t *c);
  * over the client's Maximum Packet Size is dropped and counted
  * (MQTT-3.1.2-25); a QoS 0 one that would take the unsent bytes past
  * max_out is dropped and counted, unless nothing is unsent (so one larger
- * than max_out still goes). Returns 0 to send it, or ERR_LIMIT. Out of
+ * than max_out still goes). Returns 0 to send it, or UVMQ_ELIMIT. Out of
  * line: inlined, it kept conn__send_shared from being inlined (+16 %
  * instructions in bench/micro/deliver.c). */
 int conn__admit(conn_t *c, size_t len, int qos0, size_t max_out);
@@ -704,7 +704,7 @@ typedef struct shared_pkt_s {
 /* Appends the shared packet sp to c's pending batch (the fan-out fast
  * path, deliver.c): retains sp->ch, or extends the previous entry when
  * sp->p follows its bytes in the same chunk. conn__send_publish's QoS 0
- * rules apply: dropped and counted (ERR_LIMIT) over the client's maximum
+ * rules apply: dropped and counted (UVMQ_ELIMIT) over the client's maximum
  * packet size or past max_out (the broker's max_out_bytes, which the
  * caller reads once per fan-out). Returns 0 when queued for writing;
  * unlike conn__send_publish, leaves counting it in the loop's msgs_out
@@ -744,7 +744,7 @@ static inline int conn__send_shared(conn_t *c, const shared_pkt_t *sp,
 int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
                     uint8_t options, uint32_t sub_id, int *existed);
 /* Removes s's subscription to f from l's router and summary and from s's
- * record. Returns 0 or ERR_NOTFOUND. */
+ * record. Returns 0 or UVMQ_ENOTFOUND. */
 int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len);
 /* Removes every subscription of s from l's router and summary and empties
  * s's record. */
@@ -933,7 +933,7 @@ void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
  * its bytes are encrypted, so no write completion has anything to
  * release. The pending batch is left empty and its bytes leave unsent
  * (the caller writes the ciphertext at once). Adds close_notify after
- * tls__shutdown. No write of c may be in flight. Returns 0 or ERR_TLS. */
+ * tls__shutdown. No write of c may be in flight. Returns 0 or UVMQ_ETLS. */
 int conn__tls_encrypt(conn_t *c);
 /* Restarts reading after a deferred CONNECT finished or a throttle ended,
  * first processing whatever input arrived meanwhile (unless c is paused
@@ -956,7 +956,7 @@ void conn__trim_outs(loop_t *l);
 /* Frees every pooled output object of l (the loop is ending). */
 void conn__outs_dispose(loop_t *l);
 /* Appends an encoded control packet to c's pending batch. Returns 0, or
- * ERR_INVAL when p cannot be encoded. */
+ * UVMQ_EINVAL when p cannot be encoded. */
 int conn__send_pkt(conn_t *c, const pkt_t *p);
 /* Puts Reason String `why` (static, or outliving the send; NULL: none)
  * into props, the property block of p, when c may get it: a v5 client
@@ -976,8 +976,8 @@ void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len);
 size_t conn__publish_size(conn_t *c, msg_t *m, uint8_t qos,
                           const uint32_t *ids, size_t n_ids);
 /* Appends a PUBLISH of m (retains m for the write). QoS 0 is dropped and
- * counted (returns ERR_LIMIT) when c's unsent bytes would pass
- * max_out_bytes; any QoS is dropped (ERR_LIMIT) when over the client's
+ * counted (returns UVMQ_ELIMIT) when c's unsent bytes would pass
+ * max_out_bytes; any QoS is dropped (UVMQ_ELIMIT) when over the client's
  * maximum packet size. Returns 0 when queued for writing. */
 int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
                        uint8_t dup, uint16_t packet_id, const uint32_t *ids,
@@ -1147,7 +1147,7 @@ typedef struct auth_method_s {
 } auth_method_t;
 
 /* Adds method m (borrowed for the broker's life) to b before the loops
- * start. Returns 0, ERR_EXISTS for a name already there, or ERR_LIMIT
+ * start. Returns 0, UVMQ_EEXISTS for a name already there, or UVMQ_ELIMIT
  * past AUTH_METHODS_MAX. */
 int auth__register(broker_t *b, const auth_method_t *m);
 /* The method named name[0..len), or NULL. */
@@ -1242,7 +1242,7 @@ void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
 
 /* c (new, CONN_NEW) speaks HTTP/2: creates its nghttp2 server session
  * and queues our SETTINGS. Called at accept for h2c, once ALPN chose "h2"
- * for TLS. Returns 0 or ERR_NOMEM (the caller closes c). */
+ * for TLS. Returns 0 or UVMQ_ENOMEM (the caller closes c). */
 int http__open(conn_t *c);
 /* n bytes read from c: into its session (and its requests). */
 void http__input(conn_t *c, const uint8_t *data, size_t n);
@@ -1295,7 +1295,7 @@ void loop__throttle_delivered(loop_t *l, msg_t *m, unsigned from);
 void loop__throttle_wake(loop_t *l);
 /* Queues e (taken) for the online session s of loop l, allowing up to
  * twice the soft limit; marks s congested past the soft limit and, while
- * it is, marks m with l. Returns 0, or ERR_LIMIT when past the hard limit
+ * it is, marks m with l. Returns 0, or UVMQ_ELIMIT when past the hard limit
  * (e released, counted in the queue). */
 int sess__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m);
 /* Ends s's congestion when its queue is at or below half the soft limit,
@@ -1325,10 +1325,10 @@ int share__is_shared(const char *f, size_t len);
 /* s (owned by l) joins the group of the valid shared filter f, or updates
  * its options and subscription id (*existed set). Counted in b->n_shared
  * (release) before it returns: the SUBACK goes after. Does not touch
- * s->subs (interest.c does). Returns 0 or ERR_INVAL. */
+ * s->subs (interest.c does). Returns 0 or UVMQ_EINVAL. */
 int share__join(loop_t *l, sess_t *s, const char *f, size_t len, uint8_t options,
                 uint32_t sub_id, int *existed);
-/* s leaves the group of f. Returns 0 or ERR_NOTFOUND. */
+/* s leaves the group of f. Returns 0 or UVMQ_ENOTFOUND. */
 int share__leave(loop_t *l, sess_t *s, const char *f, size_t len);
 /* Records whether s is online (its groups prefer online members) and
  * stored (a publisher's acknowledgement waits for its commit) in each of
@@ -1415,7 +1415,7 @@ void sess__reset(loop_t *l, sess_t *s);
 /* Records a subscription (replacing one on the same filter). */
 void sess__sub_add(sess_t *s, const char *f, size_t len, uint8_t options,
                    uint32_t sub_id);
-/* Forgets a subscription; returns 0 or ERR_NOTFOUND. */
+/* Forgets a subscription; returns 0 or UVMQ_ENOTFOUND. */
 int sess__sub_remove(sess_t *s, const char *f, size_t len);
 /* Writes "uvmq-" and 16 random hex digits plus NUL into out (22 bytes). */
 void sess__assign_id(char out[22]);

@@ -132,7 +132,7 @@ static int addr_kind(const char *s)
 }
 
 /* Checks one bind address (what: "bind" or "listeners[i].bind", with
- * the file prefix) and the anonymous rule; 0 or ERR_CONFIG. */
+ * the file prefix) and the anonymous rule; 0 or UVMQ_ECONFIG. */
 static int check_bind(const broker_config_t *c, const char *what, const char *bind, char *err,
                       size_t errlen)
 {
@@ -141,7 +141,7 @@ static int check_bind(const broker_config_t *c, const char *what, const char *bi
     if (kind < 0) {
         snprintf(err, errlen, "%s \"%.64s\" is not an IPv4 or IPv6 address (or \"localhost\")",
                  what, bind != NULL ? bind : "");
-        return ERR_CONFIG;
+        return UVMQ_ECONFIG;
     }
     /* As mosquitto 2 does: anonymous clients are allowed by default only
      * when nobody off this host can reach the listener. */
@@ -150,7 +150,7 @@ static int check_bind(const broker_config_t *c, const char *what, const char *bi
                  "%s %s is not a loopback address: set allow_anonymous (true to "
                  "accept anonymous clients from the network) in the config file",
                  what, bind);
-        return ERR_CONFIG;
+        return UVMQ_ECONFIG;
     }
     return 0;
 }
@@ -167,7 +167,7 @@ static int check_tls(const broker_config_t *c, size_t i, const char *where, char
     if ((t->require_certificate || t->use_identity_as_username) && t->ca == NULL) {
         snprintf(why, sizeof why, "%s: needs \"ca\" (the CA client certificates chain to)",
                  t->require_certificate ? "require_certificate" : "use_identity_as_username");
-        rc = ERR_CONFIG;
+        rc = UVMQ_ECONFIG;
     } else {
         rc = tls__ctx_create_for(&ctx, t, c->listeners[i].kind, why, sizeof why);
     }
@@ -192,7 +192,7 @@ static int check_listeners(const broker_config_t *c, char *err, size_t errlen)
         rc = check_bind(c, what, l->bind != NULL ? l->bind : c->bind, err, errlen);
         if (rc == 0 && l->port == 0) {
             snprintf(err, errlen, "%s.port: required for a listener without \"tls\"", where);
-            rc = ERR_CONFIG;
+            rc = UVMQ_ECONFIG;
         }
         if (rc == 0 && l->has_tls) rc = check_tls(c, i, where, err, errlen);
     }
@@ -200,10 +200,10 @@ static int check_listeners(const broker_config_t *c, char *err, size_t errlen)
 }
 
 /* Checks the numeric settings whose limits come from the protocol or from
- * the broker's design; 0 or ERR_CONFIG. */
+ * the broker's design; 0 or UVMQ_ECONFIG. */
 static int check_ranges(const broker_config_t *c, char *err, size_t errlen)
 {
-    int rc = ERR_CONFIG;
+    int rc = UVMQ_ECONFIG;
 
     if (c->port == 0)
         snprintf(err, errlen, "port must be 1..65535 (got 0)");
@@ -239,7 +239,7 @@ static int check_ranges(const broker_config_t *c, char *err, size_t errlen)
 }
 
 /* Checks the rules that span settings and the protocol limits. Returns 0,
- * or ERR_CONFIG after writing one line naming the setting into err. */
+ * or UVMQ_ECONFIG after writing one line naming the setting into err. */
 int broker_config_check(const broker_config_t *c, char *err, size_t errlen)
 {
     int rc = check_bind(c, "bind", c->bind, err, errlen);

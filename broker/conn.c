@@ -371,7 +371,7 @@ void conn__open(loop_t *l, int fd, unsigned kind, tls_ctx_t *ctx)
     }
     /* h2c starts its HTTP/2 session now; h2 once ALPN chose it */
     if (kind == LISTENER_HTTP && ctx == NULL && http__open(c) != 0) {
-        conn__close(c, 0, 0, err_str(ERR_NOMEM));
+        conn__close(c, 0, 0, err_str(UVMQ_ENOMEM));
         return;
     }
     start_reading(c);
@@ -393,7 +393,7 @@ static int grow_in(conn_t *c, size_t want)
     conn_in_t *old = c->in;
     if (old != NULL && want <= old->cap) return 0;
     conn_in_t *in = try_malloc(sizeof *in + want, sizeof *in + limit);
-    if (in == NULL) return ERR_NOMEM;
+    if (in == NULL) return UVMQ_ENOMEM;
     in->len = old != NULL ? old->len : 0;
     in->need = old != NULL ? old->need : 0;
     in->cap = (uint32_t)want; /* < max_packet_size + LOOP_READ_BUF < 2^32 */
@@ -526,7 +526,7 @@ static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used,
             *need = want;
             break;
         }
-        if (fr == ERR_PKT_TOO_LARGE) {
+        if (fr == UVMQ_EPKT_TOO_LARGE) {
             rc = conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(fr));
         } else if (fr < 0) {
             rc = conn__fail(c, PKT_RC_MALFORMED, err_str(fr));
@@ -550,7 +550,7 @@ static void read_shared(conn_t *c, const uint8_t *data, size_t n)
     if (process(c, data, n, &used, &need) == CONN_GONE || used == n) return;
     size_t rest = n - used;
     if (grow_in(c, need > rest ? need : rest) != 0) {
-        conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
+        conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
         return;
     }
     memcpy(c->in->data, data + used, rest);
@@ -662,7 +662,7 @@ static void plain_input(conn_t *c, const uint8_t *data, size_t n)
     if (have == 0) {
         read_shared(c, data, n);
     } else if (grow_in(c, have + n) != 0) {
-        conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
+        conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
     } else {
         memcpy(c->in->data + have, data, n);
         read_own(c, n);
@@ -701,7 +701,7 @@ static int tls_established(conn_t *c)
         return -1;
     }
     if (http__open(c) != 0) {
-        conn__close(c, 0, 0, err_str(ERR_NOMEM));
+        conn__close(c, 0, 0, err_str(UVMQ_ENOMEM));
         return -1;
     }
     return 0;
@@ -745,7 +745,7 @@ static void tls_input(conn_t *c, const uint8_t *data, size_t n, uint8_t *plain)
         /* rc == 0: the buffer filled up, more may wait decrypted */
     }
     if (conn__tls(c) == NULL) return; /* moved to another loop with its session */
-    if (rc == ERR_TLS)
+    if (rc == UVMQ_ETLS)
         tls_failed(c);
     else if (rc == TLS_CLOSED)
         conn__close(c, 0, CLOSE_WILL, "connection closed by peer (TLS close_notify)");
@@ -773,7 +773,7 @@ void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
         c->hops = hops;
         if (tls != NULL) conn__ext(c)->tls = tls;
         if (grow_in(c, len) != 0) {
-            conn__close(c, 0, 0, err_str(ERR_NOMEM));
+            conn__close(c, 0, 0, err_str(UVMQ_ENOMEM));
         } else {
             memcpy(c->in->data, bytes, len); /* as if just read */
             read_own(c, len);
@@ -837,7 +837,7 @@ int conn__send_pkt(conn_t *c, const pkt_t *p)
 {
     size_t n = pkt_encoded_size(p, c->version);
     size_t written = 0;
-    if (n == 0) return ERR_INVAL;
+    if (n == 0) return UVMQ_EINVAL;
     uint8_t *dst = scratch_reserve(pending(c), n);
     int rc = pkt_encode(p, c->version, dst, n, &written);
     if (rc == 0) {
@@ -907,7 +907,7 @@ int conn__admit(conn_t *c, size_t len, int qos0, size_t max_out)
 {
     if (len > c->peer_max_packet) {
         CNT_INC(c->loop->b, dropped_size);
-        return ERR_LIMIT;
+        return UVMQ_ELIMIT;
     }
     if (qos0 && c->unsent > 0 && c->unsent + len > max_out) return conn__drop_qos0(c);
     return 0;
@@ -922,7 +922,7 @@ __attribute__((noinline)) int conn__drop_qos0(conn_t *c)
         log_warn("client %s (%s) is not reading: dropping QoS 0 messages",
                  conn__id(c), conn__peer(c));
     }
-    return ERR_LIMIT;
+    return UVMQ_ELIMIT;
 }
 
 /* Appends one PUBLISH of m: its head (the shared bytes `head`, or encoded
@@ -930,7 +930,7 @@ __attribute__((noinline)) int conn__drop_qos0(conn_t *c)
  * PUBLISH_COPY_MAX bytes is copied whole into scratch, where it merges with
  * the entry before it (no reference, no iovec of its own); a larger one
  * borrows the payload (and the shared head) and holds a reference to m.
- * Returns 0, or ERR_INVAL when the head cannot be encoded. */
+ * Returns 0, or UVMQ_EINVAL when the head cannot be encoded. */
 static int add_publish(conn_t *c, const uint8_t *head, size_t hlen,
                        const pkt_publish_t *pub, msg_t *m)
 {
@@ -950,7 +950,7 @@ static int add_publish(conn_t *c, const uint8_t *head, size_t hlen,
         if (rc == 0) add_scratch(c, written + (copy ? plen : 0));
     }
     if (rc == 0 && !copy) add_ref(c, m->payload, plen, loop__ref(c->loop, m));
-    return rc != 0 ? ERR_INVAL : 0;
+    return rc != 0 ? UVMQ_EINVAL : 0;
 }
 
 /* Puts the topic alias alias.c picks for c into pub and returns the
@@ -989,7 +989,7 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
         fill_pub(c, &pub, m, qos, retain, dup, packet_id, ids, n_ids);
         hlen = c->alias_out ? alias_head(c, &pub, m, &pk)
                             : pkt_publish_head_size(&pub, c->version);
-        if (hlen == 0) return ERR_INVAL;
+        if (hlen == 0) return UVMQ_EINVAL;
     }
     int rc = conn__admit(c, hlen + m->payload_len, qos == 0, c->loop->b->cfg->max_out_bytes);
     if (rc != 0) return rc;
@@ -1192,8 +1192,8 @@ static void flush_tls(conn_t *c)
         l->tls_out_cap = 0;
     }
     if (rc < 0) {
-        if (rc == ERR_TLS) CNT_INC(l->b, tls_failed);
-        conn__close(c, 0, CLOSE_WILL, rc == ERR_TLS ? tls__strerror() : uv_strerror(rc));
+        if (rc == UVMQ_ETLS) CNT_INC(l->b, tls_failed);
+        conn__close(c, 0, CLOSE_WILL, rc == UVMQ_ETLS ? tls__strerror() : uv_strerror(rc));
         conn__close_handle(c);
     } else if (!c->writing) { /* all written, as on_write would finish */
         out_put(c);

@@ -37,16 +37,16 @@ static int connect_decode_error(conn_t *c, const uint8_t *f, size_t len, int err
     static const uint8_t bad_version[] = {0x20, 0x02, 0x00, 0x01};
     int level = peek_level(f, len);
     uint8_t reason = pkt_err_reason(err);
-    if (err == ERR_PKT_PROTO_LEVEL) {
+    if (err == UVMQ_EPKT_PROTO_LEVEL) {
         /* MQTT-3.1.2-2: CONNACK 0x01 (v5 peers accept the 3.1.1 form) */
         conn__send_raw(c, bad_version, sizeof bad_version);
-    } else if (err == ERR_PKT_CLIENT_ID && level >= PKT_V31 && level <= PKT_V5) {
+    } else if (err == UVMQ_EPKT_CLIENT_ID && level >= PKT_V31 && level <= PKT_V5) {
         c->version = (uint8_t)level;
         pkt_t r = {.type = PKT_CONNACK};
         r.u.connack.reason = level == PKT_V5 ? PKT_RC_CLIENT_ID_INVALID
                                              : PKT_RC311_ID_REJECTED;
         conn__send_pkt(c, &r);
-    } else if (err != ERR_PKT_PROTO_NAME && level == PKT_V5) {
+    } else if (err != UVMQ_EPKT_PROTO_NAME && level == PKT_V5) {
         c->version = PKT_V5; /* MQTT-3.1.4-1: v5 gets a reason code */
         pkt_t r = {.type = PKT_CONNACK};
         r.u.connack.reason = reason;
@@ -91,7 +91,7 @@ static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
 static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
 {
     char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
-    int rc = cn != NULL ? tls__peer_cn(conn__tls(c), cn, IDENTITY_MAX) : ERR_NOMEM;
+    int rc = cn != NULL ? tls__peer_cn(conn__tls(c), cn, IDENTITY_MAX) : UVMQ_ENOMEM;
     if (rc != 0) {
         log_info("client %.*s (%s): no usable common name in its certificate (%s): "
                  "not authorized",

@@ -75,7 +75,7 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
     uint8_t *send_ret = arena_alloc(&c->loop->arena, n);
     size_t ops = persist__ops(c->loop);
     if (reasons == NULL || send_ret == NULL)
-        return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
+        return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
     if (c->version == PKT_V5 && sp->props.n_sub_ids > 0) sub_id = sp->props.sub_ids[0];
     for (uint32_t i = 0; i < n; i++)
         reasons[i] = subscribe_one(c, &sp->subs[i], sub_id, &send_ret[i]);
@@ -96,7 +96,7 @@ int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
     pkt_unsubscribe_t *up = &p->u.unsubscribe;
     uint8_t *reasons = arena_alloc(&c->loop->arena, up->n_filters);
     size_t ops = persist__ops(c->loop);
-    if (reasons == NULL) return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(ERR_NOMEM));
+    if (reasons == NULL) return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
     for (uint32_t i = 0; i < up->n_filters; i++) {
         const char *f = (const char *)up->filters[i].p;
         size_t len = up->filters[i].len;

@@ -469,7 +469,7 @@ int http__open(conn_t *c)
     atomic_fetch_add_explicit(&c->loop->b->n_http, 1, memory_order_relaxed);
     if (session_new(h) != 0) {
         log_error("http: cannot create an HTTP/2 session for %s", conn__peer(c));
-        return ERR_NOMEM; /* conn_free frees h */
+        return UVMQ_ENOMEM; /* conn_free frees h */
     }
     uv_tcp_keepalive(&c->tcp, 1, HTTP_TCP_KEEPALIVE_S);
     /* Our SETTINGS wait for the client's first bytes (RFC 9113 3.4 allows

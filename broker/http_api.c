@@ -204,7 +204,7 @@ static void do_subscribe(http_stream_t *st)
     char *fbuf = arena_alloc_raw(&l->arena, qlen + 1);
     int n = fbuf != NULL ? http__parse_subscribe_query(query, qlen, fbuf, off, len, &qos,
                                                        l->b->cfg->max_topic_levels, &err)
-                         : ERR_NOMEM;
+                         : UVMQ_ENOMEM;
     if (n < 0) {
         if (fbuf == NULL) err = (http_err_t){431, PKT_RC_PACKET_TOO_LARGE, "query too large"};
         http__respond_error(st, &err);

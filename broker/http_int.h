@@ -101,7 +101,7 @@ struct http_conn_s {
 /* ---- http_parse.c (pure) ---- */
 
 /* Appends n bytes to b, growing it; the buffer never passes limit bytes
- * (consumed ones included). Returns 0 or ERR_NOMEM. */
+ * (consumed ones included). Returns 0 or UVMQ_ENOMEM. */
 int http__buf_put(http_buf_t *b, const void *src, size_t n, size_t limit);
 /* Drops consumed bytes (moving the rest to the front) once they are more
  * than half; frees the memory when everything is consumed. */
@@ -128,14 +128,14 @@ typedef struct http_pub_opts_s {
 
 /* Parses the query of POST /v1/publish (q[0..len), without '?'):
  * qos=0|1|2, retain=0|1|true|false, each at most once, nothing else.
- * Returns 0, or fills *err (400) and returns ERR_INVAL. */
+ * Returns 0, or fills *err (400) and returns UVMQ_EINVAL. */
 int http__parse_publish_query(const char *q, size_t len, http_pub_opts_t *o,
                               http_err_t *err);
 
 /* Parses the query of GET /v1/subscribe: filter (1..HTTP_MAX_FILTERS,
  * percent-decoded into fbuf, which has room for len bytes; offsets and
  * lengths into foff/flen) and qos (once). Returns the number of filters,
- * or ERR_INVAL with *err filled. */
+ * or UVMQ_EINVAL with *err filled. */
 int http__parse_subscribe_query(const char *q, size_t len, char *fbuf,
                                 uint32_t *foff, uint32_t *flen, uint8_t *qos,
                                 uint32_t max_levels, http_err_t *err);
@@ -144,7 +144,7 @@ int http__parse_subscribe_query(const char *q, size_t len, char *fbuf,
  * lower case): content-type, x-mqtt-message-expiry, x-mqtt-response-topic,
  * x-mqtt-correlation-data (base64, decoded into cbuf with room for its
  * length), x-mqtt-user-<key>. Slices borrow hb (and cbuf); the user array
- * comes from a. Returns 0, or ERR_INVAL with *err filled (400). */
+ * comes from a. Returns 0, or UVMQ_EINVAL with *err filled (400). */
 int http__props_from_headers(const uint8_t *hb, const http_hdr_t *hdrs,
                              uint32_t n, pkt_props_t *props, uint8_t *cbuf,
                              arena_t *a, http_err_t *err);
@@ -158,7 +158,7 @@ size_t http__b64_encode(const uint8_t *in, size_t n, char *out);
 long http__b64_decode(const char *in, size_t len, uint8_t *out);
 
 /* Appends s[0..len) as a JSON string (quotes included; s must be valid
- * UTF-8) to b. Returns 0 or ERR_NOMEM. */
+ * UTF-8) to b. Returns 0 or UVMQ_ENOMEM. */
 int http__json_str(http_buf_t *b, const char *s, size_t len, size_t limit);
 /* The error body {"error":"msg","reason_code":N} into b. */
 int http__json_error(http_buf_t *b, const char *msg, uint8_t reason);
@@ -167,7 +167,7 @@ int http__json_error(http_buf_t *b, const char *msg, uint8_t reason);
  * {"topic","qos","retain","payload","encoding"[,"properties"]}, the
  * payload as text when it is valid UTF-8 (encoding "utf-8"), else base64
  * (encoding "base64"); properties as docs/http.md shows. Returns 0 or
- * ERR_NOMEM (past limit; b may hold part of it). */
+ * UVMQ_ENOMEM (past limit; b may hold part of it). */
 int http__msg_json(http_buf_t *b, const msg_t *m, uint8_t qos, uint8_t retain,
                    uint64_t now_ms, size_t limit);
 /* Appends one server-sent event for message m (delivered with qos and
@@ -209,7 +209,7 @@ void http__stream_gone(http_stream_t *st);
 /* ---- http_stats.c ---- */
 
 /* GET /v1/stats: the broker's counters as JSON (cJSON) into *out (malloc'd,
- * caller frees). Returns 0 or ERR_NOMEM. */
+ * caller frees). Returns 0 or UVMQ_ENOMEM. */
 int http__stats_json(broker_t *b, char **out);
 /* GET /metrics: the Prometheus text exposition into b. */
 int http__metrics_text(broker_t *b, http_buf_t *out);

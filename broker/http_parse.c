@@ -22,16 +22,16 @@
 
 /* ---- buffers ---- */
 
-/* Makes room for n more bytes (never past limit). 0 or ERR_NOMEM. */
+/* Makes room for n more bytes (never past limit). 0 or UVMQ_ENOMEM. */
 static int reserve(http_buf_t *b, size_t n, size_t limit)
 {
-    if (b->len + n > limit || b->len + n < n) return ERR_NOMEM;
+    if (b->len + n > limit || b->len + n < n) return UVMQ_ENOMEM;
     if (b->len + n <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + n) cap *= 2;
     if (cap > limit) cap = limit;
     uint8_t *p = try_malloc(cap, limit);
-    if (p == NULL) return ERR_NOMEM;
+    if (p == NULL) return UVMQ_ENOMEM;
     if (b->len > 0) memcpy(p, b->p, b->len);
     free(b->p);
     b->p = p;
@@ -120,7 +120,7 @@ static int fail(http_err_t *err, uint16_t status, uint8_t reason, const char *ms
     err->status = status;
     err->reason = reason;
     err->msg = msg;
-    return ERR_INVAL;
+    return UVMQ_EINVAL;
 }
 
 /* One name=value pair of a query; the cursor moves past it and its '&'. */
@@ -261,7 +261,7 @@ static uint8_t prop_of(const uint8_t *hb, const http_hdr_t *h)
     return 0;
 }
 
-/* One header into props; 0, or ERR_INVAL with *err set. A property that
+/* One header into props; 0, or UVMQ_EINVAL with *err set. A property that
  * MQTT allows once is refused when its header comes twice (and cbuf, sized
  * for the first correlation header, is written once). */
 static int prop_from(const uint8_t *hb, const http_hdr_t *h, pkt_props_t *props,
@@ -317,7 +317,7 @@ int http__props_from_headers(const uint8_t *hb, const http_hdr_t *hdrs,
             n_user++;
             continue;
         }
-        if (prop_from(hb, &hdrs[i], props, cbuf, err) != 0) return ERR_INVAL;
+        if (prop_from(hb, &hdrs[i], props, cbuf, err) != 0) return UVMQ_EINVAL;
     }
     if (n_user == 0) return 0;
     if (n_user > HTTP_MAX_USER_PROPS)

@@ -32,7 +32,7 @@ int http__stats_json(broker_t *b, char **out)
     broker_stats_t s;
     broker__stats(b, &s);
     cJSON *r = cJSON_CreateObject();
-    if (r == NULL) return ERR_NOMEM;
+    if (r == NULL) return UVMQ_ENOMEM;
     cJSON_AddStringToObject(r, "version", UVMQ_VERSION);
     cJSON_AddNumberToObject(r, "uptime_s", (double)s.uptime_s);
     add_obj(r, "connections",
@@ -64,7 +64,7 @@ int http__stats_json(broker_t *b, char **out)
                          s.st.last_commit_us, s.st.max_commit_us, s.st.sum_commit_us});
     *out = cJSON_PrintUnformatted(r);
     cJSON_Delete(r);
-    return *out != NULL ? 0 : ERR_NOMEM;
+    return *out != NULL ? 0 : UVMQ_ENOMEM;
 }
 
 /* ---- Prometheus ---- */
@@ -79,7 +79,7 @@ static int put(http_buf_t *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (n < 0) return ERR_INVAL;
+    if (n < 0) return UVMQ_EINVAL;
     return http__buf_put(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1,
                          SIZE_MAX);
 }

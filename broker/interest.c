@@ -111,7 +111,7 @@ static int subscribe_shared(loop_t *l, sess_t *s, const char *f, size_t len,
                             uint8_t options, uint32_t sub_id, int *existed)
 {
     int rc = l->b->share != NULL ? share__join(l, s, f, len, options, sub_id, existed)
-                                 : ERR_INVAL;
+                                 : UVMQ_EINVAL;
     if (rc == 0) sess__sub_add(s, f, len, options, sub_id);
     return rc;
 }
@@ -134,7 +134,7 @@ int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
 {
     assert(!l->delivering);
     if (share__is_shared(f, len)) {
-        int rc = s->shares ? share__leave(l, s, f, len) : ERR_NOTFOUND;
+        int rc = s->shares ? share__leave(l, s, f, len) : UVMQ_ENOTFOUND;
         if (rc == 0) sess__sub_remove(s, f, len);
         return rc;
     }

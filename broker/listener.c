@@ -149,7 +149,7 @@ static int open_socket(const struct sockaddr *sa, socklen_t len)
 }
 
 /* Builds ls's TLS context from its files, offering the ALPN protocol of
- * its kind; 0 or ERR_CONFIG (why in err). */
+ * its kind; 0 or UVMQ_ECONFIG (why in err). */
 static int make_ctx(listener_t *ls, tls_ctx_t **out, char *err, size_t errlen)
 {
     return tls__ctx_create_for(out, ls->tls_cfg, ls->kind, err, errlen);
@@ -168,11 +168,11 @@ static int open_listener(broker_t *b, listener_t *ls)
     }
     if (rc != 0) {
         log_error("invalid bind address \"%s\" (expected an IPv4 or IPv6 literal)", ls->bind);
-        return ERR_CONFIG;
+        return UVMQ_ECONFIG;
     }
     if (ls->tls_cfg != NULL && make_ctx(ls, &ls->tls, err, sizeof err) != 0) {
         log_error("listener %s port %u: TLS: %s", ls->bind, ls->port, err);
-        return ERR_CONFIG;
+        return UVMQ_ECONFIG;
     }
     rc = open_socket((struct sockaddr *)&ss, len);
     if (rc < 0) {

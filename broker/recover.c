@@ -39,7 +39,7 @@ static int on_msg(void *ctx, const store_msg_t *r)
     rec_t *x = ctx;
     msg_t *m = msg_create(r->topic, strlen(r->topic), r->payload, r->payload_len, r->props,
                           r->props_len, r->qos, r->retain, r->payload_len);
-    if (m == NULL) return ERR_NOMEM;
+    if (m == NULL) return UVMQ_ENOMEM;
     m->store_id = r->id;
     m->expiry_at = r->expiry_at;
     if (x->n_msgs == x->cap_msgs) {
@@ -105,7 +105,7 @@ static int on_session(void *ctx, const store_session_t *r)
     s->disconnected_at = offline_since(x, r);
     if (r->will_topic != NULL) {
         s->will = will_of(r);
-        if (s->will == NULL) return ERR_NOMEM;
+        if (s->will == NULL) return UVMQ_ENOMEM;
         s->will->origin = s;
         s->will->origin_hash = sess__origin_hash(s);
         s->will_delay = r->will_delay_s;

@@ -256,7 +256,7 @@ void sess__sub_add(sess_t *s, const char *f, size_t len, uint8_t options,
 int sess__sub_remove(sess_t *s, const char *f, size_t len)
 {
     size_t i = sub_index(s, f, len);
-    if (i == s->n_subs) return ERR_NOTFOUND;
+    if (i == s->n_subs) return UVMQ_ENOTFOUND;
     free(s->subs[i].filter);
     s->subs[i] = s->subs[--s->n_subs];
     return 0;

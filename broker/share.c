@@ -377,13 +377,13 @@ int share__join(loop_t *l, sess_t *s, const char *f, size_t len, uint8_t options
     uint32_t h = fnv1a(FNV1A_SEED, key, klen);
     int rc = 0;
     *existed = 0;
-    if (name_len == 0) return ERR_INVAL;
+    if (name_len == 0) return UVMQ_EINVAL;
     pthread_mutex_lock(&r->mu);
     share_group_t *g = find_group(r, key, klen, h);
     if (g == NULL) g = group_create(r, key, klen, name_len, h);
     share_member_t *mb = g != NULL ? find_member(g, s) : NULL;
     if (g == NULL) {
-        rc = ERR_INVAL;
+        rc = UVMQ_EINVAL;
     } else if (mb != NULL) {
         *existed = 1;
     } else {
@@ -407,7 +407,7 @@ int share__leave(loop_t *l, sess_t *s, const char *f, size_t len)
     const char *key = NULL;
     size_t klen = 0, name_len = split(f, len, &key, &klen);
     share_member_t *mb = NULL;
-    if (r == NULL || name_len == 0) return ERR_NOTFOUND;
+    if (r == NULL || name_len == 0) return UVMQ_ENOTFOUND;
     pthread_mutex_lock(&r->mu);
     share_group_t *g = find_group(r, key, klen, fnv1a(FNV1A_SEED, key, klen));
     if (g != NULL) mb = find_member(g, s);
@@ -417,7 +417,7 @@ int share__leave(loop_t *l, sess_t *s, const char *f, size_t len)
         if (g->n == 0) group_unlink(r, g);
     }
     pthread_mutex_unlock(&r->mu);
-    if (mb == NULL) return ERR_NOTFOUND;
+    if (mb == NULL) return UVMQ_ENOTFOUND;
     share__member_release(&mb); /* the list's reference */
     return 0;
 }

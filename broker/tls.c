@@ -109,7 +109,7 @@ static int fail(tls_t *t)
                  "TLS handshake failed: no application protocol (the client's ALPN list "
                  "lacks \"%.*s\")",
                  t->ctx->alpn[0], (const char *)t->ctx->alpn + 1);
-    return ERR_TLS;
+    return UVMQ_ETLS;
 }
 
 /* ---- the BIO ---- */
@@ -224,7 +224,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 }
 
 /* Writes "key: what "path": OpenSSL's reason" into err; returns
- * ERR_CONFIG. */
+ * UVMQ_ECONFIG. */
 static int ctx_error(char *err, size_t errlen, const char *key, const char *what, const char *path)
 {
     unsigned long e = ERR_peek_last_error();
@@ -232,15 +232,15 @@ static int ctx_error(char *err, size_t errlen, const char *key, const char *what
     snprintf(err, errlen, "%s: %s \"%s\": %s", key, what, path != NULL ? path : "",
              reason != NULL ? reason : "rejected by OpenSSL");
     ERR_clear_error();
-    return ERR_CONFIG;
+    return UVMQ_ECONFIG;
 }
 
-/* Names the file at path when it cannot be read; 0 or ERR_CONFIG. */
+/* Names the file at path when it cannot be read; 0 or UVMQ_ECONFIG. */
 static int check_readable(const char *key, const char *path, char *err, size_t errlen)
 {
     if (access(path, R_OK) == 0) return 0;
     snprintf(err, errlen, "%s: cannot read \"%s\": %s", key, path, strerror(errno));
-    return ERR_CONFIG;
+    return UVMQ_ECONFIG;
 }
 
 /* Certificate chain and private key. */
@@ -297,7 +297,7 @@ int tls__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const char *alpn, 
     assert(alpn_len <= ALPN_MAX);
     if (cfg->cert == NULL || cfg->key == NULL) {
         snprintf(err, errlen, "%s: required", cfg->cert == NULL ? "cert" : "key");
-        return ERR_CONFIG;
+        return UVMQ_ECONFIG;
     }
     s = SSL_CTX_new(TLS_server_method());
     if (s == NULL) return ctx_error(err, errlen, "tls", "cannot create a context", "");
@@ -402,7 +402,7 @@ int tls__feed(tls_t *t, const uint8_t *data, size_t len)
             t->failed = 1;
             snprintf(last_error, sizeof last_error,
                      "not a TLS handshake (first byte 0x%02x: plaintext on a TLS port?)", data[0]);
-            return ERR_TLS;
+            return UVMQ_ETLS;
         }
     }
     if (data != NULL) {
@@ -417,7 +417,7 @@ int tls__read(tls_t *t, uint8_t *dst, size_t cap, size_t *got)
 {
     int rc = 0;
     *got = 0;
-    if (t->failed) return ERR_TLS;
+    if (t->failed) return UVMQ_ETLS;
     t->active = 1;
     if (SSL_read_ex(t->ssl, dst, cap, got) != 1) {
         switch (SSL_get_error(t->ssl, 0)) {
@@ -434,7 +434,7 @@ int tls__keep_input(tls_t *t)
     uint8_t *copy = NULL;
     if (t->in_len == 0 || t->own != NULL) return 0;
     copy = try_malloc(t->in_len, t->in_len);
-    if (copy == NULL) return ERR_NOMEM;
+    if (copy == NULL) return UVMQ_ENOMEM;
     memcpy(copy, t->in, t->in_len);
     t->own = copy;
     t->in = copy;
@@ -554,11 +554,11 @@ int tls__peer_cn(const tls_t *t, char *out, size_t cap)
     if (i >= 0)
         len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i)));
     if (len < 0)
-        rc = ERR_NOTFOUND;
+        rc = UVMQ_ENOTFOUND;
     else if ((size_t)len + 1 > cap)
-        rc = ERR_LIMIT;
+        rc = UVMQ_ELIMIT;
     else if (memchr(utf8, 0, (size_t)len) != NULL)
-        rc = ERR_INVAL;
+        rc = UVMQ_EINVAL;
     else {
         memcpy(out, utf8, (size_t)len);
         out[len] = '\0';

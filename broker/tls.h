@@ -51,7 +51,7 @@ typedef struct tls_pass_s {
     tls_t *t;
     uint8_t *stage; /* TLS_RECORD_MAX bytes, borrowed (one per loop) */
     size_t staged;  /* plaintext bytes waiting in stage */
-    int rc;         /* 0, or ERR_TLS once a write failed */
+    int rc;         /* 0, or UVMQ_ETLS once a write failed */
     uint8_t drop;   /* handshake not finished: plaintext is dropped */
 } tls_pass_t;
 
@@ -63,7 +63,7 @@ typedef struct tls_pass_s {
  * when given; neither: not asked for), and the ALPN protocols accepted,
  * alpn[0..alpn_len) in wire format, in preference order (a client
  * offering none of them goes on without ALPN). Renegotiation is off.
- * Returns 0 with *out holding one reference, or ERR_CONFIG with a message
+ * Returns 0 with *out holding one reference, or UVMQ_ECONFIG with a message
  * naming the key ("cert", "key", "ca", "ciphers", "ciphersuites") and the
  * file in err[0..errlen); *out is NULL then. */
 int tls__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const char *alpn, size_t alpn_len,
@@ -93,19 +93,19 @@ void tls__destroy(tls_t *t);
 /* Hands ciphertext to t, borrowed until tls__read returns anything but 0
  * (or until tls__keep_input). The first bytes of a connection must start
  * a TLS handshake record: anything else (plaintext MQTT or HTTP on a TLS
- * port) returns ERR_TLS at once. data may be NULL with len 0: read what
- * tls__keep_input kept. Returns 0 or ERR_TLS. */
+ * port) returns UVMQ_ETLS at once. data may be NULL with len 0: read what
+ * tls__keep_input kept. Returns 0 or UVMQ_ETLS. */
 int tls__feed(tls_t *t, const uint8_t *data, size_t len);
 /* Runs the handshake and decrypts into dst[0..cap). Returns 0 with
  * *got > 0 plaintext bytes; TLS_WANT_READ once every byte fed is used
  * (handshake messages and alerts OpenSSL produced meanwhile wait in t:
- * tls__has_output); TLS_CLOSED on close_notify; or ERR_TLS (the session
+ * tls__has_output); TLS_CLOSED on close_notify; or UVMQ_ETLS (the session
  * is dead; tls__strerror says why, and a fatal alert for the peer may
  * wait in t). */
 int tls__read(tls_t *t, uint8_t *dst, size_t cap, size_t *got);
 /* Copies the unread part of the ciphertext fed into t's own memory, so t
  * can move to another thread or outlive the caller's buffer (conn.c moves
- * a connection to its session's loop). Returns 0 or ERR_NOMEM. */
+ * a connection to its session's loop). Returns 0 or UVMQ_ENOMEM. */
 int tls__keep_input(tls_t *t);
 /* Ciphertext fed and not yet used (0 after tls__read said WANT_READ). */
 size_t tls__input_left(const tls_t *t);
@@ -126,7 +126,7 @@ void tls__pass_begin(tls_pass_t *p, tls_t *t, uint8_t *stage, uint8_t **buf, siz
  * from data, with no copy. data is only read during the call. */
 void tls__pass_put(tls_pass_t *p, const uint8_t *data, size_t len, int more);
 /* Encrypts what is staged, sends close_notify if tls__shutdown asked for
- * it, and stops appending to the caller's array. Returns 0 or ERR_TLS. */
+ * it, and stops appending to the caller's array. Returns 0 or UVMQ_ETLS. */
 int tls__pass_end(tls_pass_t *p);
 /* Asks for close_notify at the end of the next pass (after the last
  * data), when the handshake finished and the session is sound. */
@@ -143,9 +143,9 @@ int tls__handshake_done(const tls_t *t);
  * when none was. */
 const uint8_t *tls__alpn(const tls_t *t, size_t *len);
 /* Writes the (verified) client certificate's subject common name, UTF-8
- * and NUL-terminated, into out[0..cap). Returns 0, ERR_NOTFOUND when the
- * client sent no certificate or it has no CN, ERR_LIMIT when it does not
- * fit, ERR_INVAL when it holds a NUL. */
+ * and NUL-terminated, into out[0..cap). Returns 0, UVMQ_ENOTFOUND when the
+ * client sent no certificate or it has no CN, UVMQ_ELIMIT when it does not
+ * fit, UVMQ_EINVAL when it holds a NUL. */
 int tls__peer_cn(const tls_t *t, char *out, size_t cap);
 /* Whether t's listener maps the certificate CN onto the user name. */
 int tls__identity_as_username(const tls_t *t);
@@ -156,7 +156,7 @@ void tls__describe(const tls_t *t, char *out, size_t cap);
  * pass); a quiet one frees them now and after each later use
  * (SSL_MODE_RELEASE_BUFFERS), which is also how a new session starts. */
 void tls__sweep(tls_t *t);
-/* Why the last ERR_TLS on this thread happened, e.g. "TLS handshake
+/* Why the last UVMQ_ETLS on this thread happened, e.g. "TLS handshake
  * failed: certificate verify failed (certificate has expired)"; valid
  * until the next failure on this thread. */
 const char *tls__strerror(void);

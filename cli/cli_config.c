@@ -193,7 +193,7 @@ static int apply_uint(broker_config_t *cfg, const struct setting *s, const cJSON
 
     if (!ok) {
         describe(item, got, sizeof got);
-        return fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be an integer %llu..%llu (got %s)",
+        return fail(UVMQ_ECONFIG, err, errlen, path, "\"%s\" must be an integer %llu..%llu (got %s)",
                     s->key, (unsigned long long)s->min, (unsigned long long)s->max, got);
     }
     store_uint(cfg, s, (uint64_t)d);
@@ -250,7 +250,7 @@ static int apply_named(broker_config_t *cfg, const struct setting *s, const cJSO
         return 0;
     }
     describe(item, got, sizeof got);
-    return fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be %s (got %s)", s->key, list,
+    return fail(UVMQ_ECONFIG, err, errlen, path, "\"%s\" must be %s (got %s)", s->key, list,
                 got);
 }
 
@@ -276,7 +276,7 @@ static int apply_topic(broker_config_t *cfg, const struct setting *s, const cJSO
         return 0;
     }
     describe(item, got, sizeof got);
-    return fail(ERR_CONFIG, err, errlen, path,
+    return fail(UVMQ_ECONFIG, err, errlen, path,
                 "\"%s\" must be null or a non-empty topic of at most %d bytes without + or # "
                 "(got %s)",
                 s->key, TOPIC_PREFIX_MAX, got);
@@ -297,16 +297,16 @@ static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSO
     else if (s->kind == K_STRING && cJSON_IsString(item) && item->valuestring[0] != '\0')
         store_string(cfg, s, item->valuestring);
     else if (s->kind == K_STRING)
-        rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be a non-empty string (got %s)",
+        rc = fail(UVMQ_ECONFIG, err, errlen, path, "\"%s\" must be a non-empty string (got %s)",
                   s->key, got);
     else if ((s->kind == K_BOOL && cJSON_IsBool(item)) ||
              (s->kind == K_TRIBOOL && (cJSON_IsBool(item) || cJSON_IsNull(item))))
         *(int *)((char *)cfg + s->off) = cJSON_IsNull(item) ? -1 : cJSON_IsTrue(item);
     else if (s->kind == K_BOOL)
-        rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be true or false (got %s)",
+        rc = fail(UVMQ_ECONFIG, err, errlen, path, "\"%s\" must be true or false (got %s)",
                   s->key, got);
     else
-        rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be true, false or null (got %s)",
+        rc = fail(UVMQ_ECONFIG, err, errlen, path, "\"%s\" must be true, false or null (got %s)",
                   s->key, got);
     return rc;
 }
@@ -346,16 +346,16 @@ static int check_members(const cJSON *obj, const char *where, const char *const 
 
     if (!cJSON_IsObject(obj)) {
         describe(obj, got, sizeof got);
-        return fail(ERR_CONFIG, err, errlen, path, "\"%s\" must be an object (got %s)", where,
+        return fail(UVMQ_ECONFIG, err, errlen, path, "\"%s\" must be an object (got %s)", where,
                     got);
     }
     for (const cJSON *m = obj->child; m != NULL && rc == 0; m = m->next) {
         int k = key_index(keys, n, m->string);
         if (k < 0)
-            rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\": unknown key \"%.64s\"", where,
+            rc = fail(UVMQ_ECONFIG, err, errlen, path, "\"%s\": unknown key \"%.64s\"", where,
                       m->string);
         else if (seen[k]++)
-            rc = fail(ERR_CONFIG, err, errlen, path, "\"%s\": key \"%s\" appears twice", where,
+            rc = fail(UVMQ_ECONFIG, err, errlen, path, "\"%s\": key \"%s\" appears twice", where,
                       m->string);
     }
     return rc;
@@ -372,7 +372,7 @@ static int member_string(const cJSON *obj, const char *where, const char *key, c
     if (m == NULL) return 0;
     if (!cJSON_IsString(m) || m->valuestring[0] == '\0') {
         describe(m, got, sizeof got);
-        return fail(ERR_CONFIG, err, errlen, path, "\"%s.%s\" must be a non-empty string (got %s)",
+        return fail(UVMQ_ECONFIG, err, errlen, path, "\"%s.%s\" must be a non-empty string (got %s)",
                     where, key, got);
     }
     free(*out);
@@ -390,7 +390,7 @@ static int member_bool(const cJSON *obj, const char *where, const char *key, int
     if (m == NULL) return 0;
     if (!cJSON_IsBool(m)) {
         describe(m, got, sizeof got);
-        return fail(ERR_CONFIG, err, errlen, path, "\"%s.%s\" must be true or false (got %s)",
+        return fail(UVMQ_ECONFIG, err, errlen, path, "\"%s.%s\" must be true or false (got %s)",
                     where, key, got);
     }
     *out = cJSON_IsTrue(m);
@@ -415,7 +415,7 @@ static int member_named(const cJSON *obj, const char *where, const char *key,
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"",
                  i == 0 ? "" : i + 1 == n ? " or " : ", ", names[i]);
     describe(m, got, sizeof got);
-    return fail(ERR_CONFIG, err, errlen, path, "\"%s.%s\" must be %s (got %s)", where, key,
+    return fail(UVMQ_ECONFIG, err, errlen, path, "\"%s.%s\" must be %s (got %s)", where, key,
                 list, got);
 }
 
@@ -449,7 +449,7 @@ static int apply_tls(listener_config_t *l, const cJSON *obj, const char *where,
                          path, err, errlen);
     t->min_version = TLS_MIN_1_2 + v;
     if (rc == 0 && (t->cert == NULL || t->key == NULL))
-        rc = fail(ERR_CONFIG, err, errlen, path, "\"%s.%s\" is required", where,
+        rc = fail(UVMQ_ECONFIG, err, errlen, path, "\"%s.%s\" is required", where,
                   t->cert == NULL ? "cert" : "key");
     l->has_tls = 1;
     return rc;
@@ -466,7 +466,7 @@ static int listener_port(listener_config_t *l, const cJSON *obj, const char *whe
     if (m == NULL) return 0;
     if (!cJSON_IsNumber(m) || d < 1 || d > 65535 || (double)(int)d != d) {
         describe(m, got, sizeof got);
-        return fail(ERR_CONFIG, err, errlen, path,
+        return fail(UVMQ_ECONFIG, err, errlen, path,
                     "\"%s.port\" must be an integer 1..65535 (got %s)", where, got);
     }
     l->port = (uint16_t)d;
@@ -516,7 +516,7 @@ static int apply_listeners(broker_config_t *cfg, const cJSON *item, const char *
 
     if (!cJSON_IsArray(item)) {
         describe(item, got, sizeof got);
-        return fail(ERR_CONFIG, err, errlen, path, "\"listeners\" must be an array (got %s)",
+        return fail(UVMQ_ECONFIG, err, errlen, path, "\"listeners\" must be an array (got %s)",
                     got);
     }
     cJSON_ArrayForEach(e, item)
@@ -539,9 +539,9 @@ static int apply_object(broker_config_t *cfg, const cJSON *root, const char *pat
         const struct setting *s = find_setting(item->string);
 
         if (s == NULL)
-            rc = fail(ERR_CONFIG, err, errlen, path, "unknown key \"%.64s\"", item->string);
+            rc = fail(UVMQ_ECONFIG, err, errlen, path, "unknown key \"%.64s\"", item->string);
         else if (seen[s - settings]++)
-            rc = fail(ERR_CONFIG, err, errlen, path, "key \"%s\" appears twice", s->key);
+            rc = fail(UVMQ_ECONFIG, err, errlen, path, "key \"%s\" appears twice", s->key);
         else if (s->kind == K_UINT)
             rc = apply_uint(cfg, s, item, path, err, errlen);
         else if (s->kind == K_LISTENERS)
@@ -553,7 +553,7 @@ static int apply_object(broker_config_t *cfg, const cJSON *root, const char *pat
 }
 
 /* Reads the whole file at path into a NUL-terminated buffer the caller
- * frees. Returns 0 or ERR_IO with a message. */
+ * frees. Returns 0 or UVMQ_EIO with a message. */
 static int read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
@@ -561,13 +561,13 @@ static int read_file(const char *path, char **out, size_t *len, char *err, size_
     size_t n = 0;
     int rc = 0;
 
-    if (f == NULL) return fail(ERR_IO, err, errlen, path, "%s", strerror(errno));
+    if (f == NULL) return fail(UVMQ_EIO, err, errlen, path, "%s", strerror(errno));
     buf = xmalloc(CLI_CONFIG_MAX_FILE + 1);
     n = fread(buf, 1, CLI_CONFIG_MAX_FILE + 1, f);
     if (ferror(f))
-        rc = fail(ERR_IO, err, errlen, path, "%s", strerror(errno));
+        rc = fail(UVMQ_EIO, err, errlen, path, "%s", strerror(errno));
     else if (n > CLI_CONFIG_MAX_FILE)
-        rc = fail(ERR_IO, err, errlen, path, "larger than %d bytes", CLI_CONFIG_MAX_FILE);
+        rc = fail(UVMQ_EIO, err, errlen, path, "larger than %d bytes", CLI_CONFIG_MAX_FILE);
     fclose(f);
     if (rc != 0) {
         free(buf);
@@ -591,7 +591,7 @@ static int syntax_error(const char *text, const char *pos, const char *path, cha
         col = text[i] == '\n' ? 1 : col + 1;
         line += text[i] == '\n';
     }
-    return fail(ERR_CONFIG, err, errlen, path,
+    return fail(UVMQ_ECONFIG, err, errlen, path,
                 "JSON syntax error near line %zu, column %zu (byte %zu)", line, col, off);
 }
 
@@ -611,7 +611,7 @@ int cli_config_load_file(broker_config_t *cfg, const char *path, char *err, size
         if (root == NULL)
             rc = syntax_error(text, end != NULL ? end : text, path, err, errlen);
         else if (!cJSON_IsObject(root))
-            rc = fail(ERR_CONFIG, err, errlen, path, "the top level must be a JSON object");
+            rc = fail(UVMQ_ECONFIG, err, errlen, path, "the top level must be a JSON object");
         else
             rc = apply_object(cfg, root, path, err, errlen);
     }
@@ -636,7 +636,7 @@ static int apply_uint_flag(broker_config_t *cfg, const char *flag, const char *k
     if (ok) v = strtoull(val, &end, 10);
     ok = ok && errno == 0 && *end == '\0' && v >= s->min && v <= s->max;
     if (!ok)
-        return fail(ERR_CONFIG, err, errlen, flag, "must be an integer %llu..%llu (got %.40s)",
+        return fail(UVMQ_ECONFIG, err, errlen, flag, "must be an integer %llu..%llu (got %.40s)",
                     (unsigned long long)s->min, (unsigned long long)s->max, val);
     store_uint(cfg, s, v);
     return 0;
@@ -646,7 +646,7 @@ static int apply_uint_flag(broker_config_t *cfg, const char *flag, const char *k
 static int apply_string_flag(broker_config_t *cfg, const char *flag, const char *key,
                              const char *val, char *err, size_t errlen)
 {
-    if (val[0] == '\0') return fail(ERR_CONFIG, err, errlen, flag, "must not be empty");
+    if (val[0] == '\0') return fail(UVMQ_ECONFIG, err, errlen, flag, "must not be empty");
     store_string(cfg, find_setting(key), val);
     return 0;
 }
@@ -671,21 +671,21 @@ static int apply_flags(broker_config_t *cfg, const struct flags *fl, char *err, 
 /* Writes the message for getopt's '?': an unknown short option (optopt),
  * an unknown or ambiguous long one (optopt 0, the word is argv[optind - 1]),
  * or a value given to a flag that takes none (--verbose=1: optopt is the
- * flag's own letter). Returns ERR_INVAL. */
+ * flag's own letter). Returns UVMQ_EINVAL. */
 static int bad_option(char **argv, char *err, size_t errlen)
 {
     int rc;
 
     if (optopt == 'v' || optopt == 'h' || optopt == 'V')
-        rc = fail(ERR_INVAL, err, errlen, argv[optind - 1], "takes no value");
+        rc = fail(UVMQ_EINVAL, err, errlen, argv[optind - 1], "takes no value");
     else if (optopt != 0)
-        rc = fail(ERR_INVAL, err, errlen, "unknown option", "-%c", optopt);
+        rc = fail(UVMQ_EINVAL, err, errlen, "unknown option", "-%c", optopt);
     else
-        rc = fail(ERR_INVAL, err, errlen, "unknown option", "%s", argv[optind - 1]);
+        rc = fail(UVMQ_EINVAL, err, errlen, "unknown option", "%s", argv[optind - 1]);
     return rc;
 }
 
-/* Records one getopt result in fl or *action; returns ERR_INVAL with a
+/* Records one getopt result in fl or *action; returns UVMQ_EINVAL with a
  * message for an unknown option or a missing value. */
 static int take_option(int opt, char **argv, struct flags *fl, cli_action_t *action, char *err,
                        size_t errlen)
@@ -702,7 +702,7 @@ static int take_option(int opt, char **argv, struct flags *fl, cli_action_t *act
     case 'v': fl->verbose = 1; break;
     case 'h': *action = CLI_HELP; break;
     case 'V': *action = *action == CLI_HELP ? CLI_HELP : CLI_VERSION; break;
-    case ':': rc = fail(ERR_INVAL, err, errlen, argv[optind - 1], "missing value"); break;
+    case ':': rc = fail(UVMQ_EINVAL, err, errlen, argv[optind - 1], "missing value"); break;
     default: rc = bad_option(argv, err, errlen); break;
     }
     return rc;
@@ -720,7 +720,7 @@ static int collect_flags(int argc, char **argv, struct flags *fl, cli_action_t *
     while (rc == 0 && (opt = getopt_long(argc, argv, ":p:b:c:vhV", long_opts, NULL)) != -1)
         rc = take_option(opt, argv, fl, action, err, errlen);
     if (rc == 0 && optind < argc)
-        rc = fail(ERR_INVAL, err, errlen, "unexpected argument", "%s", argv[optind]);
+        rc = fail(UVMQ_EINVAL, err, errlen, "unexpected argument", "%s", argv[optind]);
     return rc;
 }
 

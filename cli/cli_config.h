@@ -24,8 +24,8 @@ typedef enum cli_action {
 } cli_action_t;
 
 /* Reads the JSON object at path into cfg, key by key, over what cfg holds.
- * Returns 0, or ERR_CONFIG (bad JSON, unknown key, wrong type or range) or
- * ERR_IO (cannot read, too large) with a message naming the file and the
+ * Returns 0, or UVMQ_ECONFIG (bad JSON, unknown key, wrong type or range) or
+ * UVMQ_EIO (cannot read, too large) with a message naming the file and the
  * key in err[0..errlen). On failure cfg may hold some of the file's values
  * but stays valid to dispose. */
 int cli_config_load_file(broker_config_t *cfg, const char *path, char *err, size_t errlen);
@@ -33,9 +33,9 @@ int cli_config_load_file(broker_config_t *cfg, const char *path, char *err, size
 /* Parses uvmq's argv (getopt_long; argv may be permuted) into cfg, which
  * must hold the defaults: loads the -c file first, then applies the other
  * flags over it. Sets *action (help and version skip the file). Returns 0;
- * ERR_INVAL for a usage error (unknown flag, missing argument, stray
+ * UVMQ_EINVAL for a usage error (unknown flag, missing argument, stray
  * argument: main prints the usage too); or an error from
- * cli_config_load_file / ERR_CONFIG for a bad flag value. The message names
+ * cli_config_load_file / UVMQ_ECONFIG for a bad flag value. The message names
  * the flag or key. A bind of "localhost" is rewritten to "127.0.0.1". */
 int cli_parse_args(int argc, char **argv, broker_config_t *cfg, cli_action_t *action, char *err,
                    size_t errlen);

@@ -45,7 +45,7 @@ int main(int argc, char **argv)
     if (rc == 0 && action == CLI_RUN) rc = broker_config_check(&cfg, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "uvmq: %s\n", err);
-        if (rc == ERR_INVAL) cli_usage(stderr);
+        if (rc == UVMQ_EINVAL) cli_usage(stderr);
         status = 2;
     } else if (action == CLI_HELP) {
         cli_usage(stdout);

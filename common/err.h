@@ -4,52 +4,55 @@
  * Functions return int: 0 on success, negative on failure. libuv codes
  * (all above -4096) pass through untouched; ours live below -10000 so the
  * two ranges never collide. "Need more bytes" is a result, not an error
- * (PKT_NEED_MORE in packets/pkt.h).
+ * (PKT_NEED_MORE in packets/pkt.h). The names are UVMQ_E*: ERR_ is
+ * OpenSSL's prefix, and E[A-Z] errno's.
  */
 #ifndef UVMQ_ERR_H
 #define UVMQ_ERR_H
 
-#define ERR_BASE (-10000)
+#define UVMQ_EBASE (-10000)
 
 enum {
     /* generic */
-    ERR_NOMEM = ERR_BASE - 1,      /* a peer-sized allocation hit its limit */
-    ERR_LIMIT = ERR_BASE - 2,      /* a configured limit was exceeded */
-    ERR_INVAL = ERR_BASE - 3,      /* invalid argument */
-    ERR_NOTFOUND = ERR_BASE - 4,   /* lookup found nothing */
-    ERR_EXISTS = ERR_BASE - 5,     /* already present */
-    ERR_CONFIG = ERR_BASE - 6,     /* bad configuration */
-    ERR_IO = ERR_BASE - 7,         /* file or storage I/O failed */
-    ERR_TLS = ERR_BASE - 8,        /* TLS handshake or record failure */
+    UVMQ_ENOMEM = UVMQ_EBASE - 1,      /* a peer-sized allocation hit its limit */
+    UVMQ_ELIMIT = UVMQ_EBASE - 2,      /* a configured limit was exceeded */
+    UVMQ_EINVAL = UVMQ_EBASE - 3,      /* invalid argument */
+    UVMQ_ENOTFOUND = UVMQ_EBASE - 4,   /* lookup found nothing */
+    UVMQ_EEXISTS = UVMQ_EBASE - 5,     /* already present */
+    UVMQ_ECONFIG = UVMQ_EBASE - 6,     /* bad configuration */
+    UVMQ_EIO = UVMQ_EBASE - 7,         /* file or storage I/O failed */
+    UVMQ_ETLS = UVMQ_EBASE - 8,        /* TLS handshake or record failure */
 
     /* packets/: decode errors (each maps to a v5 reason code) */
-    ERR_PKT_REMLEN = ERR_BASE - 100,     /* remaining length varint > 4 bytes */
-    ERR_PKT_TYPE = ERR_BASE - 101,       /* packet type 0 */
-    ERR_PKT_FLAGS = ERR_BASE - 102,      /* reserved fixed-header flag bits wrong */
-    ERR_PKT_SHORT = ERR_BASE - 103,      /* a field runs past the packet end */
-    ERR_PKT_TRAILING = ERR_BASE - 104,   /* bytes left over after the last field */
-    ERR_PKT_UTF8 = ERR_BASE - 105,       /* ill-formed UTF-8, U+0000 or a surrogate */
-    ERR_PKT_PROTO_NAME = ERR_BASE - 106, /* CONNECT protocol name not MQTT/MQIsdp */
-    ERR_PKT_PROTO_LEVEL = ERR_BASE - 107,/* CONNECT protocol level not 3, 4 or 5 */
-    ERR_PKT_CONNECT_FLAGS = ERR_BASE - 108, /* reserved bit, will/user/pass flag rules */
-    ERR_PKT_QOS = ERR_BASE - 109,        /* QoS 3 */
-    ERR_PKT_PACKET_ID = ERR_BASE - 110,  /* packet identifier 0 */
-    ERR_PKT_TOPIC = ERR_BASE - 111,      /* topic name empty or holds + or # */
-    ERR_PKT_EMPTY = ERR_BASE - 112,      /* SUBSCRIBE/UNSUBSCRIBE with no filters */
-    ERR_PKT_SUBOPTS = ERR_BASE - 113,    /* reserved subscription option bits */
-    ERR_PKT_PROP_ID = ERR_BASE - 114,    /* unknown property identifier */
-    ERR_PKT_PROP_DUP = ERR_BASE - 115,   /* property that may not repeat, repeated */
-    ERR_PKT_PROP_PLACE = ERR_BASE - 116, /* property not allowed in this packet */
-    ERR_PKT_PROP_VALUE = ERR_BASE - 117, /* property value out of range */
-    ERR_PKT_REASON = ERR_BASE - 118,     /* reason code not valid for this packet */
-    ERR_PKT_TOO_LARGE = ERR_BASE - 119,  /* packet over the configured maximum */
-    ERR_PKT_VERSION = ERR_BASE - 120,    /* packet type not in this protocol version */
-    ERR_PKT_PAYLOAD_FORMAT = ERR_BASE - 121, /* payload format 1 but payload not UTF-8 */
-    ERR_PKT_CLIENT_ID = ERR_BASE - 122,  /* v3.1 client id longer than 23 bytes */
-    ERR_PKT_NO_TOPIC = ERR_BASE - 123,   /* v5 empty topic name without a Topic Alias */
+    UVMQ_EPKT_REMLEN = UVMQ_EBASE - 100,     /* remaining length varint > 4 bytes */
+    UVMQ_EPKT_TYPE = UVMQ_EBASE - 101,       /* packet type 0 */
+    UVMQ_EPKT_FLAGS = UVMQ_EBASE - 102,      /* reserved fixed-header flag bits wrong */
+    UVMQ_EPKT_SHORT = UVMQ_EBASE - 103,      /* a field runs past the packet end */
+    UVMQ_EPKT_TRAILING = UVMQ_EBASE - 104,   /* bytes left over after the last field */
+    UVMQ_EPKT_UTF8 = UVMQ_EBASE - 105,       /* ill-formed UTF-8, U+0000 or a surrogate */
+    UVMQ_EPKT_PROTO_NAME = UVMQ_EBASE - 106, /* CONNECT protocol name not MQTT/MQIsdp */
+    UVMQ_EPKT_PROTO_LEVEL = UVMQ_EBASE - 107,/* CONNECT protocol level not 3, 4 or 5 */
+    UVMQ_EPKT_CONNECT_FLAGS = UVMQ_EBASE - 108, /* reserved bit, will/user/pass flag rules */
+    UVMQ_EPKT_QOS = UVMQ_EBASE - 109,        /* QoS 3 */
+    UVMQ_EPKT_PACKET_ID = UVMQ_EBASE - 110,  /* packet identifier 0 */
+    UVMQ_EPKT_TOPIC = UVMQ_EBASE - 111,      /* topic name empty or holds + or # */
+    UVMQ_EPKT_EMPTY = UVMQ_EBASE - 112,      /* SUBSCRIBE/UNSUBSCRIBE with no filters */
+    UVMQ_EPKT_SUBOPTS = UVMQ_EBASE - 113,    /* reserved subscription option bits */
+    UVMQ_EPKT_PROP_ID = UVMQ_EBASE - 114,    /* unknown property identifier */
+    UVMQ_EPKT_PROP_DUP = UVMQ_EBASE - 115,   /* property that may not repeat, repeated */
+    UVMQ_EPKT_PROP_PLACE = UVMQ_EBASE - 116, /* property not allowed in this packet */
+    UVMQ_EPKT_PROP_VALUE = UVMQ_EBASE - 117, /* property value out of range */
+    UVMQ_EPKT_REASON = UVMQ_EBASE - 118,     /* reason code not valid for this packet */
+    UVMQ_EPKT_TOO_LARGE = UVMQ_EBASE - 119,  /* packet over the configured maximum */
+    UVMQ_EPKT_VERSION = UVMQ_EBASE - 120,    /* packet type not in this protocol version */
+    UVMQ_EPKT_PAYLOAD_FORMAT = UVMQ_EBASE - 121, /* payload format 1 but payload not UTF-8 */
+    UVMQ_EPKT_CLIENT_ID = UVMQ_EBASE - 122,  /* v3.1 client id longer than 23 bytes */
+    UVMQ_EPKT_NO_TOPIC = UVMQ_EBASE - 123,   /* v5 empty topic name without a Topic Alias */
 };
 
-/* Returns a static, human-readable description of any code (ours or libuv's). */
+/* Returns a static, human-readable description of one of our codes, or of
+ * a negated errno (which most libuv codes are on Unix); "unknown error"
+ * for anything else. Thread-safe. */
 const char *err_str(int code);
 
 #endif

@@ -4,7 +4,7 @@
  * pkt_frame() finds packet boundaries in a byte stream; pkt_decode() turns
  * one whole packet into a pkt_t whose strings borrow the input buffer and
  * whose arrays come from the caller's arena. Every check a malformed or
- * non-conforming packet can fail returns one ERR_PKT_* code. Properties
+ * non-conforming packet can fail returns one UVMQ_EPKT_* code. Properties
  * live in props.c, the encoder in pkt_encode.c.
  *
  * FORMAT DETAILS
@@ -15,7 +15,7 @@
  *
  *   type  name         flags (bit 3..0)            body
  *   ----  -----------  --------------------------  -----------------------
- *     0   reserved     -                           (ERR_PKT_TYPE)
+ *     0   reserved     -                           (UVMQ_EPKT_TYPE)
  *     1   CONNECT      0000                        var header + payload
  *     2   CONNACK      0000                        ack flags, code
  *     3   PUBLISH      DUP, QoS(2 bits), RETAIN    topic, [id], payload
@@ -32,8 +32,8 @@
  *    14   DISCONNECT   0000                        v5: [reason [props]]
  *    15   AUTH         0000                        v5 only: [reason [props]]
  *
- * Any other flag value is ERR_PKT_FLAGS (MQTT-2.1.3-1); PUBLISH QoS 3 is
- * ERR_PKT_QOS (MQTT-3.3.1-4) and DUP with QoS 0 ERR_PKT_FLAGS (MQTT-3.3.1-2).
+ * Any other flag value is UVMQ_EPKT_FLAGS (MQTT-2.1.3-1); PUBLISH QoS 3 is
+ * UVMQ_EPKT_QOS (MQTT-3.3.1-4) and DUP with QoS 0 UVMQ_EPKT_FLAGS (MQTT-3.3.1-2).
  *
  * Variable byte integer (Remaining Length, property lengths, Subscription
  * Identifiers): 7 bits per byte, least significant group first, bit 7 set
@@ -46,12 +46,12 @@
  *     4    2 097 152    268 435 455 (FF FF FF 7F) 80 80 80 01
  *
  * A fifth byte, or a final byte 00 after a continuation (a longer form than
- * needed, MQTT-1.5.5-1), is ERR_PKT_REMLEN wherever a varint appears.
+ * needed, MQTT-1.5.5-1), is UVMQ_EPKT_REMLEN wherever a varint appears.
  *
  * Data types: two-byte and four-byte integers are big-endian; a UTF-8
  * string and binary data are a two-byte length then that many bytes; a
  * string pair is two strings. Strings must be well-formed UTF-8 with no
- * U+0000 and no surrogate (MQTT-1.5.4-1, -2), else ERR_PKT_UTF8.
+ * U+0000 and no surrogate (MQTT-1.5.4-1, -2), else UVMQ_EPKT_UTF8.
  *
  * Property block (v5 only): a varint length, then properties, each a
  * one-byte identifier and a value whose type the identifier fixes:
@@ -85,9 +85,9 @@
  *   0x29  Sub Identifier Available   byte      CONNACK
  *   0x2A  Shared Sub Available       byte      CONNACK
  *
- * Unknown id: ERR_PKT_PROP_ID; wrong packet: ERR_PKT_PROP_PLACE; repeated:
- * ERR_PKT_PROP_DUP; a byte property above 1 or a "not 0" one at 0:
- * ERR_PKT_PROP_VALUE.
+ * Unknown id: UVMQ_EPKT_PROP_ID; wrong packet: UVMQ_EPKT_PROP_PLACE; repeated:
+ * UVMQ_EPKT_PROP_DUP; a byte property above 1 or a "not 0" one at 0:
+ * UVMQ_EPKT_PROP_VALUE.
  *
  * Per-packet layouts after the fixed header ([v5] = only in version 5):
  *
@@ -128,10 +128,10 @@ int pkt__varint_decode(const uint8_t *p, size_t len, uint32_t *v,
     int rc = PKT_NEED_MORE;
     while (i < len && i < 4 && rc == PKT_NEED_MORE) {
         val |= (uint32_t)(p[i] & 0x7F) << (7 * i);
-        if ((p[i] & 0x80) == 0) rc = (i > 0 && p[i] == 0) ? ERR_PKT_REMLEN : 0;
+        if ((p[i] & 0x80) == 0) rc = (i > 0 && p[i] == 0) ? UVMQ_EPKT_REMLEN : 0;
         i++;
     }
-    if (rc == PKT_NEED_MORE && i == 4) rc = ERR_PKT_REMLEN;
+    if (rc == PKT_NEED_MORE && i == 4) rc = UVMQ_EPKT_REMLEN;
     *v = val;
     *used = i;
     return rc;
@@ -227,7 +227,7 @@ int pkt_frame(const uint8_t *buf, size_t len, uint32_t max_size,
     if (rc == 0) {
         size_t total = 1 + used + (size_t)rem;
         *need = total;
-        if (total > max_size) rc = ERR_PKT_TOO_LARGE;
+        if (total > max_size) rc = UVMQ_EPKT_TOO_LARGE;
         else if (len < total) rc = PKT_NEED_MORE;
         else *frame_len = total;
     }
@@ -245,10 +245,10 @@ static int read_protocol(pkt__rd_t *r, pkt_connect_t *c)
     if (rc != 0) return rc;
     int mqtt = name.len == 4 && memcmp(name.p, "MQTT", 4) == 0;
     int isdp = name.len == 6 && memcmp(name.p, "MQIsdp", 6) == 0;
-    if (!mqtt && !isdp) return ERR_PKT_PROTO_NAME;
-    if (isdp && c->version != PKT_V31) return ERR_PKT_PROTO_LEVEL;
+    if (!mqtt && !isdp) return UVMQ_EPKT_PROTO_NAME;
+    if (isdp && c->version != PKT_V31) return UVMQ_EPKT_PROTO_LEVEL;
     if (mqtt && c->version != PKT_V311 && c->version != PKT_V5)
-        return ERR_PKT_PROTO_LEVEL;
+        return UVMQ_EPKT_PROTO_LEVEL;
     return 0;
 }
 
@@ -264,12 +264,12 @@ static int read_connect_flags(pkt__rd_t *r, pkt_connect_t *c)
     c->will_qos = (f >> 3) & 3;
     c->will_flag = (f >> 2) & 1;
     c->clean_start = (f >> 1) & 1;
-    if (f & 1) return ERR_PKT_CONNECT_FLAGS;            /* MQTT-3.1.2-3 */
-    if (c->will_qos == 3) return ERR_PKT_CONNECT_FLAGS; /* MQTT-3.1.2-14 */
+    if (f & 1) return UVMQ_EPKT_CONNECT_FLAGS;            /* MQTT-3.1.2-3 */
+    if (c->will_qos == 3) return UVMQ_EPKT_CONNECT_FLAGS; /* MQTT-3.1.2-14 */
     if (!c->will_flag && (c->will_qos || c->will_retain))
-        return ERR_PKT_CONNECT_FLAGS;                   /* MQTT-3.1.2-13, -15 */
+        return UVMQ_EPKT_CONNECT_FLAGS;                   /* MQTT-3.1.2-13, -15 */
     if (c->version != PKT_V5 && c->has_password && !c->has_username)
-        return ERR_PKT_CONNECT_FLAGS;                   /* MQTT-3.1.2-22 */
+        return UVMQ_EPKT_CONNECT_FLAGS;                   /* MQTT-3.1.2-22 */
     return 0;
 }
 
@@ -283,10 +283,10 @@ static int read_will(pkt__rd_t *r, pkt_connect_t *c, arena_t *a)
     if (rc == 0) rc = pkt__rd_bin(r, &c->will_payload);
     if (rc != 0) return rc;
     if (c->will_topic.len == 0 || pkt__has_wildcard(&c->will_topic))
-        return ERR_PKT_TOPIC;
+        return UVMQ_EPKT_TOPIC;
     if (c->will_props.payload_format == 1 &&
         !pkt__utf8_check(c->will_payload.p, c->will_payload.len, 1))
-        return ERR_PKT_PAYLOAD_FORMAT;
+        return UVMQ_EPKT_PAYLOAD_FORMAT;
     return 0;
 }
 
@@ -301,7 +301,7 @@ static int decode_connect(pkt__rd_t *r, pkt_connect_t *c, arena_t *a)
     /* MQTT 3.1 (section 3.1, payload): 1 to 23 characters. */
     if (rc == 0 && c->version == PKT_V31 &&
         (c->client_id.len == 0 || c->client_id.len > 23))
-        rc = ERR_PKT_CLIENT_ID;
+        rc = UVMQ_EPKT_CLIENT_ID;
     if (rc == 0 && c->will_flag) rc = read_will(r, c, a);
     if (rc == 0 && c->has_username) rc = pkt__rd_str(r, &c->username);
     if (rc == 0 && c->has_password) rc = pkt__rd_bin(r, &c->password);
@@ -331,7 +331,7 @@ static const uint8_t rc_suback311[] = {0x00, 0x01, 0x02, 0x80};
 #define RC_SET(t) {t, sizeof t}
 
 /* Returns 0 when `code` is valid for packet `type` in `version`, else
- * ERR_PKT_REASON. */
+ * UVMQ_EPKT_REASON. */
 static int check_reason(uint8_t type, uint8_t version, uint8_t code)
 {
     static const struct { const uint8_t *set; size_t n; } sets[16] = {
@@ -349,8 +349,8 @@ static int check_reason(uint8_t type, uint8_t version, uint8_t code)
         n = sizeof rc_suback311;
     }
     if (version != PKT_V5 && type == PKT_CONNACK)
-        return code <= PKT_RC311_NOT_AUTHORIZED ? 0 : ERR_PKT_REASON;
-    return memchr(set, code, n) != NULL ? 0 : ERR_PKT_REASON;
+        return code <= PKT_RC311_NOT_AUTHORIZED ? 0 : UVMQ_EPKT_REASON;
+    return memchr(set, code, n) != NULL ? 0 : UVMQ_EPKT_REASON;
 }
 
 /* ---- decoding: the other packets ---- */
@@ -363,7 +363,7 @@ static int decode_connack(pkt__rd_t *r, pkt_connack_t *c, uint8_t version,
     if (rc == 0) rc = pkt__rd_u8(r, &c->reason);
     if (rc != 0) return rc;
     /* Bits 7-1 of the acknowledge flags are reserved (MQTT-3.2.2-1). */
-    if (flags & 0xFE) return ERR_PKT_FLAGS;
+    if (flags & 0xFE) return UVMQ_EPKT_FLAGS;
     c->session_present = flags & 1;
     rc = check_reason(PKT_CONNACK, version, c->reason);
     if (rc == 0 && version == PKT_V5)
@@ -377,10 +377,10 @@ static int decode_connack(pkt__rd_t *r, pkt_connack_t *c, uint8_t version,
  * range is the receiver's Topic Alias Maximum (0 included: 0x94). */
 static int check_topic_name(const pkt_publish_t *p, uint8_t version)
 {
-    if (pkt__has_wildcard(&p->topic)) return ERR_PKT_TOPIC;
-    if (p->topic.len == 0 && version != PKT_V5) return ERR_PKT_TOPIC;
+    if (pkt__has_wildcard(&p->topic)) return UVMQ_EPKT_TOPIC;
+    if (p->topic.len == 0 && version != PKT_V5) return UVMQ_EPKT_TOPIC;
     if (p->topic.len == 0 && !PKT_PROP_HAS(&p->props, PROP_TOPIC_ALIAS))
-        return ERR_PKT_NO_TOPIC;
+        return UVMQ_EPKT_NO_TOPIC;
     return 0;
 }
 
@@ -393,7 +393,7 @@ static int decode_publish(pkt__rd_t *r, pkt_publish_t *p, uint8_t flags,
     int rc = pkt__rd_str(r, &p->topic);
     if (rc == 0 && p->qos > 0) rc = pkt__rd_u16(r, &p->packet_id);
     if (rc == 0 && p->qos > 0 && p->packet_id == 0)
-        rc = ERR_PKT_PACKET_ID; /* MQTT-2.2.1-3 */
+        rc = UVMQ_EPKT_PACKET_ID; /* MQTT-2.2.1-3 */
     if (rc == 0 && version == PKT_V5)
         rc = pkt__props_decode(r, &p->props, PKT_PUBLISH, a);
     if (rc == 0) rc = check_topic_name(p, version);
@@ -403,7 +403,7 @@ static int decode_publish(pkt__rd_t *r, pkt_publish_t *p, uint8_t flags,
     r->p = r->end;
     if (p->props.payload_format == 1 &&
         !pkt__utf8_check(p->payload.p, p->payload.len, 1))
-        rc = ERR_PKT_PAYLOAD_FORMAT; /* 3.3.2.3.2 */
+        rc = UVMQ_EPKT_PAYLOAD_FORMAT; /* 3.3.2.3.2 */
     return rc;
 }
 
@@ -412,7 +412,7 @@ static int decode_ack(pkt__rd_t *r, pkt_ack_t *k, uint8_t type,
                       uint8_t version, arena_t *a)
 {
     int rc = pkt__rd_u16(r, &k->packet_id);
-    if (rc == 0 && k->packet_id == 0) rc = ERR_PKT_PACKET_ID;
+    if (rc == 0 && k->packet_id == 0) rc = UVMQ_EPKT_PACKET_ID;
     if (rc != 0 || version != PKT_V5 || pkt__rd_left(r) == 0) return rc;
     rc = pkt__rd_u8(r, &k->reason);
     if (rc == 0) rc = check_reason(type, version, k->reason);
@@ -427,7 +427,7 @@ static int read_id_props(pkt__rd_t *r, uint16_t *id, pkt_props_t *props,
                          uint8_t type, uint8_t version, arena_t *a)
 {
     int rc = pkt__rd_u16(r, id);
-    if (rc == 0 && *id == 0) rc = ERR_PKT_PACKET_ID;
+    if (rc == 0 && *id == 0) rc = UVMQ_EPKT_PACKET_ID;
     if (rc == 0 && version == PKT_V5)
         rc = pkt__props_decode(r, props, type, a);
     return rc;
@@ -436,11 +436,11 @@ static int read_id_props(pkt__rd_t *r, uint16_t *id, pkt_props_t *props,
 /* Subscription options (3.8.3.1, MQTT-3.8.3-5). */
 static int check_subopts(uint8_t o, uint8_t version)
 {
-    if (version != PKT_V5 && (o & ~PKT_SUBOPT_QOS_MASK)) return ERR_PKT_SUBOPTS;
-    if (o & 0xC0) return ERR_PKT_SUBOPTS;
+    if (version != PKT_V5 && (o & ~PKT_SUBOPT_QOS_MASK)) return UVMQ_EPKT_SUBOPTS;
+    if (o & 0xC0) return UVMQ_EPKT_SUBOPTS;
     if ((o & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT == 3)
-        return ERR_PKT_SUBOPTS;
-    if ((o & PKT_SUBOPT_QOS_MASK) == 3) return ERR_PKT_QOS;
+        return UVMQ_EPKT_SUBOPTS;
+    if ((o & PKT_SUBOPT_QOS_MASK) == 3) return UVMQ_EPKT_QOS;
     return 0;
 }
 
@@ -451,7 +451,7 @@ static int read_filter(pkt__rd_t *r, pkt_bin_t *f, uint8_t *opts,
                        uint8_t version)
 {
     int rc = pkt__rd_str(r, f);
-    if (rc == 0 && f->len == 0) rc = ERR_PKT_TOPIC;
+    if (rc == 0 && f->len == 0) rc = UVMQ_EPKT_TOPIC;
     if (rc == 0 && opts != NULL) rc = pkt__rd_u8(r, opts);
     if (rc == 0 && opts != NULL) rc = check_subopts(*opts, version);
     return rc;
@@ -469,7 +469,7 @@ static int count_filters(pkt__rd_t r, int with_opts, uint8_t version,
         rc = read_filter(&r, &f, with_opts ? &o : NULL, version);
         (*n)++;
     }
-    if (rc == 0 && *n == 0) rc = ERR_PKT_EMPTY; /* MQTT-3.8.3-3, -3.10.3-2 */
+    if (rc == 0 && *n == 0) rc = UVMQ_EPKT_EMPTY; /* MQTT-3.8.3-3, -3.10.3-2 */
     return rc;
 }
 
@@ -481,7 +481,7 @@ static int decode_subscribe(pkt__rd_t *r, pkt_subscribe_t *s,
     if (rc == 0) rc = count_filters(*r, 1, version, &s->n_subs);
     if (rc != 0) return rc;
     s->subs = a ? arena_alloc(a, s->n_subs * sizeof *s->subs) : NULL;
-    if (s->subs == NULL) return ERR_NOMEM;
+    if (s->subs == NULL) return UVMQ_ENOMEM;
     for (uint32_t i = 0; i < s->n_subs; i++)
         (void)read_filter(r, &s->subs[i].filter, &s->subs[i].options, version);
     return 0;
@@ -495,7 +495,7 @@ static int decode_unsubscribe(pkt__rd_t *r, pkt_unsubscribe_t *u,
     if (rc == 0) rc = count_filters(*r, 0, version, &u->n_filters);
     if (rc != 0) return rc;
     u->filters = a ? arena_alloc(a, u->n_filters * sizeof *u->filters) : NULL;
-    if (u->filters == NULL) return ERR_NOMEM;
+    if (u->filters == NULL) return UVMQ_ENOMEM;
     for (uint32_t i = 0; i < u->n_filters; i++)
         (void)read_filter(r, &u->filters[i], NULL, version);
     return 0;
@@ -508,9 +508,9 @@ static int decode_suback(pkt__rd_t *r, pkt_suback_t *s, uint8_t type,
     int rc = read_id_props(r, &s->packet_id, &s->props, type, version, a);
     if (rc != 0 || (type == PKT_UNSUBACK && version != PKT_V5)) return rc;
     s->n_reasons = (uint32_t)pkt__rd_left(r);
-    if (s->n_reasons == 0) return ERR_PKT_EMPTY;
+    if (s->n_reasons == 0) return UVMQ_EPKT_EMPTY;
     s->reasons = a ? arena_alloc(a, s->n_reasons) : NULL;
-    if (s->reasons == NULL) return ERR_NOMEM;
+    if (s->reasons == NULL) return UVMQ_ENOMEM;
     memcpy(s->reasons, r->p, s->n_reasons);
     r->p = r->end;
     for (uint32_t i = 0; rc == 0 && i < s->n_reasons; i++)
@@ -538,13 +538,13 @@ static int decode_reason(pkt__rd_t *r, pkt_reason_t *d, uint8_t type,
 static int check_flags(uint8_t type, uint8_t flags)
 {
     if (type == PKT_PUBLISH) {
-        if (((flags >> 1) & 3) == 3) return ERR_PKT_QOS;
-        if ((flags & 0x8) && ((flags >> 1) & 3) == 0) return ERR_PKT_FLAGS;
+        if (((flags >> 1) & 3) == 3) return UVMQ_EPKT_QOS;
+        if ((flags & 0x8) && ((flags >> 1) & 3) == 0) return UVMQ_EPKT_FLAGS;
         return 0;
     }
     if (type == PKT_PUBREL || type == PKT_SUBSCRIBE || type == PKT_UNSUBSCRIBE)
-        return flags == 0x2 ? 0 : ERR_PKT_FLAGS;
-    return flags == 0 ? 0 : ERR_PKT_FLAGS;
+        return flags == 0x2 ? 0 : UVMQ_EPKT_FLAGS;
+    return flags == 0 ? 0 : UVMQ_EPKT_FLAGS;
 }
 
 /* Bytes of pkt_t's union that each packet type's decoder fills: only
@@ -595,23 +595,23 @@ int pkt_decode(pkt_t *out, uint8_t version, const uint8_t *buf, size_t len,
     uint32_t rem = 0;
     size_t used = 0;
     int rc;
-    if (len < 2) return ERR_PKT_SHORT;
+    if (len < 2) return UVMQ_EPKT_SHORT;
     out->type = buf[0] >> 4;
     out->flags = buf[0] & 0x0F;
     rc = pkt__varint_decode(buf + 1, len - 1, &rem, &used);
-    if (rc == PKT_NEED_MORE) return ERR_PKT_SHORT;
+    if (rc == PKT_NEED_MORE) return UVMQ_EPKT_SHORT;
     if (rc != 0) return rc;
-    if (out->type == 0) return ERR_PKT_TYPE;
+    if (out->type == 0) return UVMQ_EPKT_TYPE;
     if (out->type == PKT_CONNECT) version = PKT_V5; /* until the level is read */
-    else if (version < PKT_V31 || version > PKT_V5) return ERR_PKT_VERSION;
-    if (out->type == PKT_AUTH && version != PKT_V5) return ERR_PKT_VERSION;
+    else if (version < PKT_V31 || version > PKT_V5) return UVMQ_EPKT_VERSION;
+    if (out->type == PKT_AUTH && version != PKT_V5) return UVMQ_EPKT_VERSION;
     rc = check_flags(out->type, out->flags);
     if (rc != 0) return rc;
-    if (len - 1 - used < rem) return ERR_PKT_SHORT;
-    if (len - 1 - used > rem) return ERR_PKT_TRAILING;
+    if (len - 1 - used < rem) return UVMQ_EPKT_SHORT;
+    if (len - 1 - used > rem) return UVMQ_EPKT_TRAILING;
     pkt__rd_t r = {buf + 1 + used, buf + len};
     rc = decode_body(out, &r, version, a);
-    if (rc == 0 && pkt__rd_left(&r) > 0) rc = ERR_PKT_TRAILING;
+    if (rc == 0 && pkt__rd_left(&r) > 0) rc = UVMQ_EPKT_TRAILING;
     return rc;
 }
 
@@ -640,29 +640,29 @@ int pkt_decode(pkt_t *out, uint8_t version, const uint8_t *buf, size_t len,
  *   PROTO_NAME, _LEVEL     0x84    Unsupported Protocol Version (3.1.2.1/2)
  *   CLIENT_ID              0x85    Client Identifier not valid
  *   PAYLOAD_FORMAT         0x99    Payload format invalid
- *   ERR_NOMEM              0x97    Quota exceeded: the arena limit is a
+ *   UVMQ_ENOMEM              0x97    Quota exceeded: the arena limit is a
  *                                  per-packet quota the peer ran into
  *   anything else          0x80    Unspecified error
  */
 uint8_t pkt_err_reason(int err)
 {
     switch (err) {
-    case ERR_PKT_REMLEN: case ERR_PKT_TYPE: case ERR_PKT_FLAGS:
-    case ERR_PKT_SHORT: case ERR_PKT_TRAILING: case ERR_PKT_UTF8:
-    case ERR_PKT_QOS: case ERR_PKT_SUBOPTS: case ERR_PKT_CONNECT_FLAGS:
-    case ERR_PKT_PROP_ID: case ERR_PKT_PROP_PLACE:
+    case UVMQ_EPKT_REMLEN: case UVMQ_EPKT_TYPE: case UVMQ_EPKT_FLAGS:
+    case UVMQ_EPKT_SHORT: case UVMQ_EPKT_TRAILING: case UVMQ_EPKT_UTF8:
+    case UVMQ_EPKT_QOS: case UVMQ_EPKT_SUBOPTS: case UVMQ_EPKT_CONNECT_FLAGS:
+    case UVMQ_EPKT_PROP_ID: case UVMQ_EPKT_PROP_PLACE:
         return PKT_RC_MALFORMED;
-    case ERR_PKT_PROP_DUP: case ERR_PKT_PROP_VALUE: case ERR_PKT_EMPTY:
-    case ERR_PKT_PACKET_ID: case ERR_PKT_REASON: case ERR_PKT_VERSION:
-    case ERR_PKT_NO_TOPIC:
+    case UVMQ_EPKT_PROP_DUP: case UVMQ_EPKT_PROP_VALUE: case UVMQ_EPKT_EMPTY:
+    case UVMQ_EPKT_PACKET_ID: case UVMQ_EPKT_REASON: case UVMQ_EPKT_VERSION:
+    case UVMQ_EPKT_NO_TOPIC:
         return PKT_RC_PROTOCOL_ERROR;
-    case ERR_PKT_TOPIC: return PKT_RC_TOPIC_NAME_INVALID;
-    case ERR_PKT_TOO_LARGE: return PKT_RC_PACKET_TOO_LARGE;
-    case ERR_PKT_PROTO_NAME: case ERR_PKT_PROTO_LEVEL:
+    case UVMQ_EPKT_TOPIC: return PKT_RC_TOPIC_NAME_INVALID;
+    case UVMQ_EPKT_TOO_LARGE: return PKT_RC_PACKET_TOO_LARGE;
+    case UVMQ_EPKT_PROTO_NAME: case UVMQ_EPKT_PROTO_LEVEL:
         return PKT_RC_UNSUPPORTED_VERSION;
-    case ERR_PKT_CLIENT_ID: return PKT_RC_CLIENT_ID_INVALID;
-    case ERR_PKT_PAYLOAD_FORMAT: return PKT_RC_PAYLOAD_FORMAT_INVALID;
-    case ERR_NOMEM: return PKT_RC_QUOTA_EXCEEDED;
+    case UVMQ_EPKT_CLIENT_ID: return PKT_RC_CLIENT_ID_INVALID;
+    case UVMQ_EPKT_PAYLOAD_FORMAT: return PKT_RC_PAYLOAD_FORMAT_INVALID;
+    case UVMQ_ENOMEM: return PKT_RC_QUOTA_EXCEEDED;
     default: return PKT_RC_UNSPECIFIED;
     }
 }

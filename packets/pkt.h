@@ -298,7 +298,7 @@ typedef struct pkt_s {
 
 /* Looks at the start of buf. Returns PKT_NEED_MORE when the fixed header or
  * the body is incomplete, 0 when a whole packet of *frame_len bytes is
- * there, ERR_PKT_REMLEN for a 5-byte remaining length, ERR_PKT_TOO_LARGE
+ * there, UVMQ_EPKT_REMLEN for a 5-byte remaining length, UVMQ_EPKT_TOO_LARGE
  * as soon as the announced size passes max_size (before the body arrives).
  * *need is set to the whole packet's size whenever the header is complete
  * (so a caller can size its buffer); otherwise 0. */
@@ -308,7 +308,7 @@ int pkt_frame(const uint8_t *buf, size_t len, uint32_t max_size,
 /* Decodes one whole packet (as framed by pkt_frame) for a connection of the
  * given protocol version; for CONNECT, version is ignored and taken from
  * the packet. Slices in *out borrow buf; arrays come from `a`. Returns 0 or
- * a negative ERR_PKT_* / ERR_NOMEM code; *out is then unspecified. */
+ * a negative UVMQ_EPKT_* / UVMQ_ENOMEM code; *out is then unspecified. */
 int pkt_decode(pkt_t *out, uint8_t version, const uint8_t *buf, size_t len,
                arena_t *a);
 
@@ -323,7 +323,7 @@ uint8_t pkt_err_reason(int err);
 size_t pkt_encoded_size(const pkt_t *p, uint8_t version);
 
 /* Encodes p for a peer speaking `version` into out[0..cap). Returns 0 and
- * sets *written, or ERR_LIMIT when cap is too small, ERR_INVAL when a field
+ * sets *written, or UVMQ_ELIMIT when cap is too small, UVMQ_EINVAL when a field
  * does not fit the format. Properties are written only for PKT_V5. */
 int pkt_encode(const pkt_t *p, uint8_t version, uint8_t *out, size_t cap,
                size_t *written);
@@ -349,7 +349,7 @@ size_t pkt_props_write(const pkt_props_t *props, uint8_t *out);
 /* Decodes a property block of packet type `type` WITHOUT its length prefix
  * (what pkt_props_write wrote, e.g. a message's forwardable properties)
  * into *out; strings borrow buf, the user property array comes from `a`.
- * Returns 0 or a negative ERR_PKT_* / ERR_NOMEM. */
+ * Returns 0 or a negative UVMQ_EPKT_* / UVMQ_ENOMEM. */
 int pkt_props_parse(const uint8_t *buf, size_t len, uint8_t type,
                     pkt_props_t *out, arena_t *a);
 

@@ -249,9 +249,9 @@ int pkt_encode(const pkt_t *p, uint8_t version, uint8_t *out, size_t cap,
 {
     size_t rem = body_size(p, version);
     *written = 0;
-    if (rem == SIZE_MAX) return ERR_INVAL;
+    if (rem == SIZE_MAX) return UVMQ_EINVAL;
     size_t hdr = 1 + pkt_varint_size((uint32_t)rem);
-    if (cap < hdr + rem) return ERR_LIMIT;
+    if (cap < hdr + rem) return UVMQ_ELIMIT;
     out[0] = first_byte(p);
     pkt_varint_write((uint32_t)rem, out + 1);
     wr_t w = {out, hdr, 0};
@@ -288,9 +288,9 @@ int pkt_encode_publish_head(const pkt_publish_t *pub, uint8_t version,
     size_t head = 0;
     size_t rem = publish_rem(pub, version, &head);
     *written = 0;
-    if (rem == SIZE_MAX) return ERR_INVAL;
+    if (rem == SIZE_MAX) return UVMQ_EINVAL;
     size_t hdr = 1 + pkt_varint_size((uint32_t)rem);
-    if (cap < hdr + head) return ERR_LIMIT;
+    if (cap < hdr + head) return UVMQ_ELIMIT;
     out[0] = (uint8_t)(PKT_PUBLISH << 4 | (pub->dup ? 0x8 : 0) |
                        ((pub->qos & 3) << 1) | (pub->retain ? 1 : 0));
     pkt_varint_write((uint32_t)rem, out + 1);

@@ -104,10 +104,10 @@ static void store_scalar(pkt_props_t *props, const prop_info_t *pi,
  * in SUBSCRIBE (3.8.2.1.2); 0 is a Protocol Error. */
 static int add_sub_id(pkt_props_t *props, uint8_t ctx, uint32_t v)
 {
-    if (ctx != PKT_PUBLISH && props->n_sub_ids > 0) return ERR_PKT_PROP_DUP;
+    if (ctx != PKT_PUBLISH && props->n_sub_ids > 0) return UVMQ_EPKT_PROP_DUP;
     /* More than PKT_MAX_SUB_IDS does not fit pkt_props_t; a sender would
      * need that many overlapping subscriptions. */
-    if (props->n_sub_ids >= PKT_MAX_SUB_IDS) return ERR_PKT_PROP_VALUE;
+    if (props->n_sub_ids >= PKT_MAX_SUB_IDS) return UVMQ_EPKT_PROP_VALUE;
     props->sub_ids[props->n_sub_ids++] = v;
     return 0;
 }
@@ -134,12 +134,12 @@ static int read_value(pkt__rd_t *r, pkt_props_t *props, uint8_t id,
         PKT_PROP_SET(props, id);
         /* The Response Topic is a Topic Name: no wildcards (MQTT-3.3.2-14). */
         return id == PROP_RESPONSE_TOPIC && pkt__has_wildcard(&val)
-                   ? ERR_PKT_TOPIC : 0;
+                   ? UVMQ_EPKT_TOPIC : 0;
     }
     rc = read_scalar(r, pi->type, &v);
     if (rc != 0) return rc;
     if ((pi->type == PT_BYTE && v > 1) || (pi->nonzero && v == 0))
-        return ERR_PKT_PROP_VALUE;
+        return UVMQ_EPKT_PROP_VALUE;
     if (pi->type == PT_VARINT) return add_sub_id(props, ctx, v);
     store_scalar(props, pi, v);
     PKT_PROP_SET(props, id);
@@ -154,10 +154,10 @@ static int read_prop(pkt__rd_t *r, pkt_props_t *props, uint8_t ctx)
     if (rc != 0) return rc;
     /* Identifiers are one-byte varints in practice; 0x80+ is unknown. */
     if (id > PROP_ID_MAX || prop_info[id].type == PT_NONE)
-        return ERR_PKT_PROP_ID;
+        return UVMQ_EPKT_PROP_ID;
     /* 2.2.2.2: an identifier not valid for its packet type is malformed. */
-    if (!(prop_info[id].where & (1u << ctx))) return ERR_PKT_PROP_PLACE;
-    if (PKT_PROP_HAS(props, id)) return ERR_PKT_PROP_DUP;
+    if (!(prop_info[id].where & (1u << ctx))) return UVMQ_EPKT_PROP_PLACE;
+    if (PKT_PROP_HAS(props, id)) return UVMQ_EPKT_PROP_DUP;
     return read_value(r, props, id, ctx);
 }
 
@@ -171,7 +171,7 @@ static int collect_user(pkt_props_t *props, arena_t *a)
     uint8_t id = 0;
     props->user = a ? arena_alloc(a, props->n_user * sizeof *props->user)
                     : NULL;
-    if (props->user == NULL) return ERR_NOMEM;
+    if (props->user == NULL) return UVMQ_ENOMEM;
     while (pkt__rd_left(&r) > 0 && i < props->n_user) {
         (void)pkt__rd_u8(&r, &id);
         uint8_t type = prop_info[id].type;
@@ -210,7 +210,7 @@ int pkt__props_decode(pkt__rd_t *r, pkt_props_t *props, uint8_t ctx,
     uint32_t len = 0;
     int rc = pkt__rd_varint(r, &len);
     if (rc != 0) return rc;
-    if (pkt__rd_left(r) < len) return ERR_PKT_SHORT;
+    if (pkt__rd_left(r) < len) return UVMQ_EPKT_SHORT;
     const uint8_t *p = r->p;
     r->p += len;
     return decode_block(p, len, props, ctx, a);

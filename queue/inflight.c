@@ -156,7 +156,7 @@ int inflight_restore(inflight_t *f, uint16_t packet_id, uint8_t st, queue_entry_
 {
     int ok = packet_id != 0 && st >= INFLIGHT_WAIT_PUBACK && st <= INFLIGHT_WAIT_PUBCOMP &&
              (st == INFLIGHT_WAIT_PUBCOMP || e->m != NULL) && inflight_get(f, packet_id) == NULL;
-    if (!ok) return ERR_INVAL;
+    if (!ok) return UVMQ_EINVAL;
     if ((f->count + 1) * 2 > f->cap) grow(f);
     size_t i = probe(f, packet_id);
     f->displaced += i != home_of(f, packet_id);
@@ -180,14 +180,14 @@ inflight_slot_t *inflight_get(inflight_t *f, uint16_t packet_id)
 
 /* Frees the slot on PUBACK (state WAIT_PUBACK) or PUBCOMP (state
  * WAIT_PUBCOMP), releasing its references. Any other ack type, state or
- * unknown id returns ERR_NOTFOUND and changes nothing. */
+ * unknown id returns UVMQ_ENOTFOUND and changes nothing. */
 int inflight_complete(inflight_t *f, uint16_t packet_id, uint8_t ack_type)
 {
     size_t i = f->cap ? probe(f, packet_id) : 0;
     uint8_t want = ack_type == PKT_PUBACK    ? INFLIGHT_WAIT_PUBACK
                    : ack_type == PKT_PUBCOMP ? INFLIGHT_WAIT_PUBCOMP
                                              : INFLIGHT_FREE;
-    int rc = ERR_NOTFOUND;
+    int rc = UVMQ_ENOTFOUND;
 
     if (f->cap != 0 && want != INFLIGHT_FREE && f->slots[i].state == want) {
         queue_entry_dispose(&f->slots[i].e);
@@ -201,11 +201,11 @@ int inflight_complete(inflight_t *f, uint16_t packet_id, uint8_t ack_type)
  * subscription ids are released (only the packet id is needed to resend
  * PUBREL); e.qos and e.retain stay. A repeated PUBREC on a WAIT_PUBCOMP
  * slot returns 0 too, so the caller answers it with PUBREL again. Returns
- * ERR_NOTFOUND for an unknown id or a QoS 1 slot. */
+ * UVMQ_ENOTFOUND for an unknown id or a QoS 1 slot. */
 int inflight_pubrec(inflight_t *f, uint16_t packet_id)
 {
     inflight_slot_t *s = inflight_get(f, packet_id);
-    int rc = ERR_NOTFOUND;
+    int rc = UVMQ_ENOTFOUND;
 
     if (s != NULL && s->state == INFLIGHT_WAIT_PUBREC) {
         msg_release(&s->e.m);
@@ -261,7 +261,7 @@ static size_t in_lower_bound(const inflight_t *f, uint16_t id)
 /* Records an inbound QoS 2 packet id whose PUBREC is being sent. Returns 1
  * when new, 0 when already held (a resend before PUBREL: answer PUBREC
  * but do not deliver again, MQTT-4.3.3-2 in 3.1.1, MQTT-4.3.3-10 in 5.0),
- * ERR_LIMIT when max_in ids are held already. */
+ * UVMQ_ELIMIT when max_in ids are held already. */
 int inflight_in_add(inflight_t *f, uint16_t packet_id, size_t max_in)
 {
     size_t i = in_lower_bound(f, packet_id);
@@ -270,7 +270,7 @@ int inflight_in_add(inflight_t *f, uint16_t packet_id, size_t max_in)
     if (i < f->in_count && f->in_ids[i] == packet_id) {
         rc = 0;
     } else if (f->in_count >= max_in) {
-        rc = ERR_LIMIT;
+        rc = UVMQ_ELIMIT;
     } else {
         if (f->in_count == f->in_cap) {
             f->in_cap = f->in_cap ? f->in_cap * 2 : 8;
@@ -283,11 +283,11 @@ int inflight_in_add(inflight_t *f, uint16_t packet_id, size_t max_in)
     return rc;
 }
 
-/* PUBREL received: forgets packet_id. Returns 0, or ERR_NOTFOUND. */
+/* PUBREL received: forgets packet_id. Returns 0, or UVMQ_ENOTFOUND. */
 int inflight_in_remove(inflight_t *f, uint16_t packet_id)
 {
     size_t i = in_lower_bound(f, packet_id);
-    int rc = ERR_NOTFOUND;
+    int rc = UVMQ_ENOTFOUND;
 
     if (i < f->in_count && f->in_ids[i] == packet_id) {
         memmove(f->in_ids + i, f->in_ids + i + 1, (f->in_count - i - 1) * sizeof(*f->in_ids));

@@ -62,7 +62,7 @@ int queue_push(queue_t *q, queue_entry_t *e)
 
 /* Appends e at the tail unless that would pass max_len entries or
  * max_bytes bytes (0 = no limit). Takes e's references whatever happens:
- * on success the queue owns them, on ERR_LIMIT they are released and
+ * on success the queue owns them, on UVMQ_ELIMIT they are released and
  * q->dropped counts the entry. *e is zeroed in both cases. */
 int queue_push_bounded(queue_t *q, queue_entry_t *e, size_t max_len,
                        size_t max_bytes)
@@ -75,7 +75,7 @@ int queue_push_bounded(queue_t *q, queue_entry_t *e, size_t max_len,
     if (is_full(q, add, max_len, max_bytes)) {
         queue_entry_dispose(e);
         q->dropped++;
-        rc = ERR_LIMIT;
+        rc = UVMQ_ELIMIT;
     } else {
         if (q->len == q->cap) grow(q);
         q->v[(q->head + q->len) & (q->cap - 1)] = *e;
@@ -87,10 +87,10 @@ int queue_push_bounded(queue_t *q, queue_entry_t *e, size_t max_len,
 }
 
 /* Moves the oldest entry into *out; the caller now owns its references.
- * Returns 0, or ERR_NOTFOUND (and leaves *out alone) when empty. */
+ * Returns 0, or UVMQ_ENOTFOUND (and leaves *out alone) when empty. */
 int queue_pop(queue_t *q, queue_entry_t *out)
 {
-    int rc = ERR_NOTFOUND;
+    int rc = UVMQ_ENOTFOUND;
 
     if (q->len > 0) {
         queue_entry_t *e = &q->v[q->head];

@@ -129,7 +129,7 @@ typedef struct queue_s {
 void queue_init(queue_t *q, size_t max_len, size_t max_bytes);
 
 /* Appends; takes e->m and e->ids on success AND on failure (they are
- * released on failure). Returns 0, or ERR_LIMIT when full (counted in
+ * released on failure). Returns 0, or UVMQ_ELIMIT when full (counted in
  * q->dropped). */
 int queue_push(queue_t *q, queue_entry_t *e);
 
@@ -137,12 +137,12 @@ int queue_push(queue_t *q, queue_entry_t *e);
  * here (0 = unlimited) instead of the queue's own: the broker lets an
  * online session whose publishers are being throttled hold up to twice
  * its configured limits. Takes e's references on success and on failure.
- * Returns 0, or ERR_LIMIT when full (counted in q->dropped). */
+ * Returns 0, or UVMQ_ELIMIT when full (counted in q->dropped). */
 int queue_push_bounded(queue_t *q, queue_entry_t *e, size_t max_len,
                        size_t max_bytes);
 
 /* Removes the oldest entry into *out (caller owns its references).
- * Returns 0, or ERR_NOTFOUND when empty. */
+ * Returns 0, or UVMQ_ENOTFOUND when empty. */
 int queue_pop(queue_t *q, queue_entry_t *out);
 
 /* Borrow the oldest entry without removing it; NULL when empty. */
@@ -203,7 +203,7 @@ inflight_slot_t *inflight_add(inflight_t *f, queue_entry_t *e);
 /* Recovery: takes e into a slot with this packet id (non-zero, unused)
  * in state (WAIT_PUBACK, WAIT_PUBREC, or WAIT_PUBCOMP with e->m NULL),
  * ignoring the window size; slots restored in send order resend in that
- * order. Returns 0, or ERR_INVAL (bad id or state, id in use: e is then
+ * order. Returns 0, or UVMQ_EINVAL (bad id or state, id in use: e is then
  * untouched). */
 int inflight_restore(inflight_t *f, uint16_t packet_id, uint8_t state,
                      queue_entry_t *e);
@@ -212,11 +212,11 @@ int inflight_restore(inflight_t *f, uint16_t packet_id, uint8_t state,
 inflight_slot_t *inflight_get(inflight_t *f, uint16_t packet_id);
 
 /* PUBACK (QoS 1) or PUBCOMP (QoS 2) received: releases the slot. Returns
- * 0, or ERR_NOTFOUND when no slot is in the matching state. */
+ * 0, or UVMQ_ENOTFOUND when no slot is in the matching state. */
 int inflight_complete(inflight_t *f, uint16_t packet_id, uint8_t ack_type);
 
 /* PUBREC received: the slot moves to WAIT_PUBCOMP and drops its message
- * reference. Returns 0, or ERR_NOTFOUND. */
+ * reference. Returns 0, or UVMQ_ENOTFOUND. */
 int inflight_pubrec(inflight_t *f, uint16_t packet_id);
 
 /* Calls cb for each used slot in send order (for resend on reconnect). */
@@ -225,9 +225,9 @@ void inflight_foreach(inflight_t *f, inflight_cb cb, void *ctx);
 
 /* Inbound QoS 2. inflight_in_add returns 1 if packet_id was newly added
  * (deliver the message), 0 if it was already there (a resend: do not
- * deliver again), ERR_LIMIT when max_in ids are already held. */
+ * deliver again), UVMQ_ELIMIT when max_in ids are already held. */
 int inflight_in_add(inflight_t *f, uint16_t packet_id, size_t max_in);
-/* PUBREL received: forget the id. Returns 0, or ERR_NOTFOUND. */
+/* PUBREL received: forget the id. Returns 0, or UVMQ_ENOTFOUND. */
 int inflight_in_remove(inflight_t *f, uint16_t packet_id);
 
 /* Releases every slot and inbound id; the window stays usable. */

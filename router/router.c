@@ -52,7 +52,7 @@
  *
  * Shared subscriptions "$share/<group>/<filter>" [MQTT-4.8.2-1,
  * MQTT-4.8.2-2] pass topic_filter_valid and topic_matches compares the
- * inner filter, but router_subscribe refuses them with ERR_INVAL: the
+ * inner filter, but router_subscribe refuses them with UVMQ_EINVAL: the
  * groups live in broker/share.c, which subscribes the inner filter with
  * the group as the subscriber.
  */
@@ -655,12 +655,12 @@ void router_destroy(router_t *rt)
 }
 
 /* Adds or replaces sub's subscription to filter (see router.h). existed
- * may be NULL. Returns 0, or ERR_INVAL (invalid or $share filter) with
+ * may be NULL. Returns 0, or UVMQ_EINVAL (invalid or $share filter) with
  * the trie unchanged. The trie borrows sub until it is unsubscribed. */
 int router_subscribe(router_t *rt, const char *filter, size_t len, void *sub, uint8_t options,
                      uint32_t sub_id, int *existed)
 {
-    int rc = ERR_INVAL, old = 0;
+    int rc = UVMQ_EINVAL, old = 0;
     router__node_t *n;
     subr_t *s;
     long idx;
@@ -681,10 +681,10 @@ int router_subscribe(router_t *rt, const char *filter, size_t len, void *sub, ui
 }
 
 /* Removes sub's subscription to filter and prunes nodes left empty.
- * Returns 0, or ERR_NOTFOUND (also for an invalid filter). */
+ * Returns 0, or UVMQ_ENOTFOUND (also for an invalid filter). */
 int router_unsubscribe(router_t *rt, const char *filter, size_t len, void *sub)
 {
-    int rc = ERR_NOTFOUND;
+    int rc = UVMQ_ENOTFOUND;
     router__node_t *n = NULL;
     subr_t *s = subr_find(rt, sub);
     long idx = -1;

@@ -70,11 +70,11 @@ void router_destroy(router_t *rt);
 
 /* Adds or replaces sub's subscription to filter with options (the
  * pkt.h PKT_SUBOPT_* byte) and subscription id (0 = none). Sets *existed to
- * 1 when it replaced one. Returns 0, or ERR_INVAL for an invalid filter. */
+ * 1 when it replaced one. Returns 0, or UVMQ_EINVAL for an invalid filter. */
 int router_subscribe(router_t *rt, const char *filter, size_t len, void *sub,
                      uint8_t options, uint32_t sub_id, int *existed);
 
-/* Removes sub's subscription to filter. Returns 0, or ERR_NOTFOUND. */
+/* Removes sub's subscription to filter. Returns 0, or UVMQ_ENOTFOUND. */
 int router_unsubscribe(router_t *rt, const char *filter, size_t len,
                        void *sub);
 

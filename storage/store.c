@@ -48,7 +48,7 @@ static int check_dir(const char *dir)
 {
     struct statvfs vfs;
     struct stat st;
-    int rc = ERR_IO;
+    int rc = UVMQ_EIO;
     if (statvfs(dir, &vfs) == 0 && (vfs.f_flag & ST_RDONLY) != 0)
         log_error("data dir %s is on a read-only file system", dir);
     else if (stat(dir, &st) != 0)
@@ -86,11 +86,11 @@ static int take_lock(const char *dir)
 }
 
 /* Checks an existing database file before SQLite sees it. Sets *exists.
- * Returns 0 or ERR_IO after logging. */
+ * Returns 0 or UVMQ_EIO after logging. */
 static int check_file(const char *path, bool *exists)
 {
     struct stat st;
-    int rc = ERR_IO;
+    int rc = UVMQ_EIO;
     *exists = stat(path, &st) == 0;
     if (!*exists && errno == ENOENT)
         rc = 0;
@@ -122,7 +122,7 @@ static int read_int(sqlite3 *db, const char *sql, int *count)
     return rc;
 }
 
-/* PRAGMA quick_check(1): "ok" or the first problem. Returns 0 or ERR_IO. */
+/* PRAGMA quick_check(1): "ok" or the first problem. Returns 0 or UVMQ_EIO. */
 static int quick_check(store_t *s)
 {
     sqlite3_stmt *st = NULL;
@@ -135,7 +135,7 @@ static int quick_check(store_t *s)
         for (char *p = first; *p != '\0'; p++) if (*p == '\n') *p = ' ';
         log_error("%s is corrupt: integrity check says \"%s\"; refusing to open it",
                   s->db_path, first);
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     } else {
         rc = 0;
     }
@@ -147,7 +147,7 @@ static int quick_check(store_t *s)
  * not touch: not a database, corrupt, a foreign or newer schema. */
 static int check_db(store_t *s)
 {
-    int n_tables = 0, rc = ERR_IO;
+    int n_tables = 0, rc = UVMQ_EIO;
     int src = read_int(s->db, "SELECT count(*) FROM sqlite_schema", &n_tables);
     int v = src == SQLITE_OK ? store__read_version(s->db) : -1;
     if ((src & 0xff) == SQLITE_NOTADB)
@@ -167,11 +167,11 @@ static int check_db(store_t *s)
     return rc;
 }
 
-/* WAL mode, synchronous level and page limit. Returns 0 or ERR_IO. */
+/* WAL mode, synchronous level and page limit. Returns 0 or UVMQ_EIO. */
 static int set_pragmas(store_t *s)
 {
     sqlite3_stmt *st = NULL;
-    int rc = ERR_IO;
+    int rc = UVMQ_EIO;
     if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW &&
         strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0)
@@ -179,7 +179,7 @@ static int set_pragmas(store_t *s)
     sqlite3_finalize(st);
     const char *sync = s->opts.durability == STORE_FULL ? "PRAGMA synchronous=FULL"
                                                         : "PRAGMA synchronous=NORMAL";
-    if (rc == 0 && sqlite3_exec(s->db, sync, NULL, NULL, NULL) != SQLITE_OK) rc = ERR_IO;
+    if (rc == 0 && sqlite3_exec(s->db, sync, NULL, NULL, NULL) != SQLITE_OK) rc = UVMQ_EIO;
     if (rc != 0)
         log_error("%s: cannot switch to WAL mode: %s", s->db_path, sqlite3_errmsg(s->db));
     return rc;
@@ -194,12 +194,12 @@ static int open_db(store_t *s)
     if (rc == 0 && sqlite3_open_v2(s->db_path, &s->db, flags, NULL) != SQLITE_OK) {
         log_error("cannot open %s: %s", s->db_path,
                   s->db != NULL ? sqlite3_errmsg(s->db) : "out of memory");
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     }
     if (rc == 0) sqlite3_extended_result_codes(s->db, 1);
     if (rc == 0 && sqlite3_db_readonly(s->db, "main") != 0) {
         log_error("%s can only be opened read-only; refusing to use it", s->db_path);
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     }
     if (rc == 0) rc = check_db(s);
     if (rc == 0) rc = set_pragmas(s);
@@ -246,14 +246,14 @@ int store_open(store_t **out, const char *dir, const store_opts_t *opts)
     *out = NULL;
     if (dir == NULL || dir[0] == '\0') {
         log_error("data dir is empty");
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     } else if ((rc = mkdir_p(dir)) != 0) {
         log_error("cannot create data dir %s: %s", dir, strerror(-rc));
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     } else if ((rc = check_dir(dir)) != 0) {
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     } else if ((fd = take_lock(dir)) < 0) {
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     } else {
         store_t *s = store_new(dir, fd, opts);
         rc = open_db(s);

@@ -116,7 +116,7 @@ typedef struct store_entry_s {
 
 /* Completion of a submitted batch, called on the storage thread (see
  * STORE_BATCH for the exception): status 0, or negative when the whole
- * transaction was rolled back (ERR_IO) or this batch was invalid (ERR_INVAL,
+ * transaction was rolled back (UVMQ_EIO) or this batch was invalid (UVMQ_EINVAL,
  * only this batch rolled back). Must be cheap and must not call store_*. */
 typedef void (*store_done_cb)(void *ctx, int status);
 
@@ -154,7 +154,7 @@ extern const uint64_t store_hist_le_us[STORE_HIST_BUCKETS];
 
 /* Creates dir if missing (mode 0700), locks DIR/uvmq.lock, opens or creates
  * DIR/uvmq.db, checks it, runs migrations and starts the storage thread.
- * opts NULL means defaults. Returns 0 and *out, or ERR_IO after logging a
+ * opts NULL means defaults. Returns 0 and *out, or UVMQ_EIO after logging a
  * line naming the path and the problem (dir not writable or read-only, lock
  * held, file unreadable, not a database, corrupt, schema newer than this
  * code); *out is then NULL and an existing database file is left unchanged.
@@ -169,7 +169,7 @@ const char *store_dir(const store_t *s);
  * inbound QoS 2, retained; then removes messages nothing references
  * (logged).
  * Call once after store_open, before submitting. Returns 0, a callback's
- * non-zero value, or ERR_IO. st may be NULL. Memory use does not grow with
+ * non-zero value, or UVMQ_EIO. st may be NULL. Memory use does not grow with
  * the number of rows. */
 int store_recover(store_t *s, const store_recover_cb_t *cbs, void *ctx,
                   store_recover_stats_t *st);
@@ -200,7 +200,7 @@ store_batch_t *store_batch_create(void);
 void store_batch_destroy(store_batch_t *b);
 
 /* Operations, applied in the order added. Each copies what it borrows.
- * Those taking peer-sized bytes return 0 or ERR_NOMEM (the batch is then
+ * Those taking peer-sized bytes return 0 or UVMQ_ENOMEM (the batch is then
  * unchanged); the rest cannot fail. */
 int store_batch_session_put(store_batch_t *b, const store_session_t *sess);
 /* Deletes the session with its subscriptions, queue entries and inbound
@@ -213,7 +213,7 @@ void store_batch_sub_del(store_batch_t *b, const char *client_id, const char *fi
  * a reference (entry or retained) in the same or a later batch; one left
  * without is removed by the next store_recover. */
 int store_batch_msg_put(store_batch_t *b, const store_msg_t *m);
-/* Adds a queue entry holding one reference on e->msg_id. ERR_INVAL if
+/* Adds a queue entry holding one reference on e->msg_id. UVMQ_EINVAL if
  * n_sub_ids is above STORE_MAX_SUB_IDS. */
 int store_batch_entry_add(store_batch_t *b, const store_entry_t *e);
 /* Sets packet_id and state; drop_msg also releases the entry's message
@@ -235,7 +235,7 @@ size_t store_batch_count(const store_batch_t *b);
  * An empty batch with a cb is a barrier: cb runs after everything submitted
  * before it is committed (in both durability modes), with the first
  * failure of any batch since the previous barrier (STORE_BATCH callers
- * learn of failures this way). Returns 0, or ERR_INVAL
+ * learn of failures this way). Returns 0, or UVMQ_EINVAL
  * when b is NULL. Any thread. */
 int store_submit(store_t *s, store_batch_t *b, store_done_cb cb, void *ctx);
 

@@ -128,7 +128,7 @@ size_t store_batch_count(const store_batch_t *b)
 }
 
 /* Adds an insert-or-replace of a session, will included; copies sess.
- * Returns 0, or ERR_NOMEM with b unchanged. */
+ * Returns 0, or UVMQ_ENOMEM with b unchanged. */
 int store_batch_session_put(store_batch_t *b, const store_session_t *sess)
 {
     size_t n = str_size(sess->client_id) + str_size(sess->will_topic) +
@@ -136,7 +136,7 @@ int store_batch_session_put(store_batch_t *b, const store_session_t *sess)
     pack_t pk = { copy_room(b, n), 0 };
     int rc = 0;
     if (pk.base == NULL) {
-        rc = ERR_NOMEM;
+        rc = UVMQ_ENOMEM;
     } else {
         store_op_t *op = push_op(b, OP_SESSION_PUT);
         op->u.sess = *sess;
@@ -174,14 +174,14 @@ void store_batch_sub_del(store_batch_t *b, const char *client_id, const char *fi
 }
 
 /* Adds the storing of a message (no reference yet); copies m and its
- * bytes. Returns 0, or ERR_NOMEM with b unchanged. */
+ * bytes. Returns 0, or UVMQ_ENOMEM with b unchanged. */
 int store_batch_msg_put(store_batch_t *b, const store_msg_t *m)
 {
     size_t n = str_size(m->topic) + m->payload_len + m->props_len + 1;
     pack_t pk = { copy_room(b, n), 0 };
     int rc = 0;
     if (pk.base == NULL) {
-        rc = ERR_NOMEM;
+        rc = UVMQ_ENOMEM;
     } else {
         store_op_t *op = push_op(b, OP_MSG_PUT);
         op->u.msg = *m;
@@ -195,12 +195,12 @@ int store_batch_msg_put(store_batch_t *b, const store_msg_t *m)
 }
 
 /* Adds a queue entry referencing e->msg_id; copies e. Returns 0, or
- * ERR_INVAL (too many subscription ids) with b unchanged. */
+ * UVMQ_EINVAL (too many subscription ids) with b unchanged. */
 int store_batch_entry_add(store_batch_t *b, const store_entry_t *e)
 {
     int rc = 0;
     if (e->n_sub_ids > STORE_MAX_SUB_IDS) {
-        rc = ERR_INVAL;
+        rc = UVMQ_EINVAL;
     } else {
         size_t ids = e->n_sub_ids * sizeof(uint32_t);
         store_op_t *op = push_op(b, OP_ENTRY_ADD);

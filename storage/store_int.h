@@ -105,7 +105,7 @@ struct store_s {
 extern const store_migration_t store__migrations[STORE_SCHEMA_VERSION];
 
 /* Runs steps mig[from .. n-1], each in its own transaction that also sets
- * PRAGMA user_version. Returns 0 or ERR_IO after logging (that step rolled
+ * PRAGMA user_version. Returns 0 or UVMQ_EIO after logging (that step rolled
  * back; earlier steps stay). path is for the log. */
 int store__migrate(sqlite3 *db, const char *path, const store_migration_t *mig,
                    int n);
@@ -113,13 +113,13 @@ int store__migrate(sqlite3 *db, const char *path, const store_migration_t *mig,
 /* Reads PRAGMA user_version; returns it, or -1 on a read failure. */
 int store__read_version(sqlite3 *db);
 
-/* Prepares every statement into s->st. Returns 0 or ERR_IO after logging. */
+/* Prepares every statement into s->st. Returns 0 or UVMQ_EIO after logging. */
 int store__prepare(store_t *s);
 
 /* Finalizes the statements (NULL entries are skipped). */
 void store__finalize(store_t *s);
 
-/* Applies one operation inside the open transaction. Returns 0, ERR_INVAL
+/* Applies one operation inside the open transaction. Returns 0, UVMQ_EINVAL
  * (a missing message, caller error) or a SQLite result code > 0. */
 int store__apply(store_t *s, const store_op_t *op);
 
@@ -127,7 +127,7 @@ int store__apply(store_t *s, const store_op_t *op);
  * SQLite code (SQLITE_DONE mapped to SQLITE_OK). */
 int store__run(sqlite3_stmt *st);
 
-/* Starts the storage thread. Returns 0 or ERR_IO. */
+/* Starts the storage thread. Returns 0 or UVMQ_EIO. */
 int store__thread_start(store_t *s);
 
 /* Drains the queue (every callback runs) and joins the thread. */

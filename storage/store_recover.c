@@ -149,7 +149,7 @@ static int row_retained(rec_t *r, sqlite3_stmt *q)
 }
 
 /* Runs one query, feeding each row to fn. Returns 0, fn's non-zero result,
- * or ERR_IO after logging a read failure. */
+ * or UVMQ_EIO after logging a read failure. */
 static int walk(store_t *s, rec_t *r, int which, row_fn fn)
 {
     sqlite3_stmt *q = NULL;
@@ -159,7 +159,7 @@ static int walk(store_t *s, rec_t *r, int which, row_fn fn)
     for (; step == SQLITE_ROW && rc == 0; step = sqlite3_step(q)) rc = fn(r, q);
     if (rc == 0 && step != SQLITE_DONE && step != SQLITE_ROW) {
         log_error("%s: recovery cannot read: %s", s->db_path, sqlite3_errmsg(s->db));
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     }
     sqlite3_finalize(q);
     return rc;

@@ -98,7 +98,7 @@ static int migrate_step(sqlite3 *db, const char *path, const store_migration_t *
         if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     }
     sqlite3_free(msg);
-    return rc == SQLITE_OK ? 0 : ERR_IO;
+    return rc == SQLITE_OK ? 0 : UVMQ_EIO;
 }
 
 /* Reads PRAGMA user_version; returns it, or -1 on a read failure. */
@@ -114,13 +114,13 @@ int store__read_version(sqlite3 *db)
 }
 
 /* Brings the database from its user_version to n by running mig[v..n-1],
- * logging each step at info level. Returns 0 or ERR_IO; a failed step is
+ * logging each step at info level. Returns 0 or UVMQ_EIO; a failed step is
  * rolled back and the steps before it stay committed. */
 int store__migrate(sqlite3 *db, const char *path, const store_migration_t *mig,
                    int n)
 {
     int v = store__read_version(db);
-    int rc = v < 0 ? ERR_IO : 0;
+    int rc = v < 0 ? UVMQ_EIO : 0;
     for (; rc == 0 && v < n; v++) {
         rc = migrate_step(db, path, &mig[v], v + 1);
         if (rc == 0) log_info("%s: schema migrated to version %d (%s)", path, v + 1, mig[v].name);
@@ -129,7 +129,7 @@ int store__migrate(sqlite3 *db, const char *path, const store_migration_t *mig,
 }
 
 /* Prepares every statement of stmt_sql once, with SQLITE_PREPARE_PERSISTENT.
- * Returns 0 or ERR_IO after logging; the statements prepared so far stay in
+ * Returns 0 or UVMQ_EIO after logging; the statements prepared so far stay in
  * s->st for store__finalize. */
 int store__prepare(store_t *s)
 {
@@ -139,7 +139,7 @@ int store__prepare(store_t *s)
                                &s->st[i], NULL) != SQLITE_OK) {
             log_error("%s: cannot prepare \"%s\": %s", s->db_path, stmt_sql[i],
                       sqlite3_errmsg(s->db));
-            rc = ERR_IO;
+            rc = UVMQ_EIO;
         }
     }
     return rc;
@@ -198,14 +198,14 @@ static int run_keyed(store_t *s, int id, const char *k1, uint64_t k2)
     return store__run(st);
 }
 
-/* Adds delta to a message's count; ERR_INVAL if no such message. */
+/* Adds delta to a message's count; UVMQ_EINVAL if no such message. */
 static int msg_ref(store_t *s, uint64_t id, int delta)
 {
     sqlite3_stmt *st = s->st[ST_MSG_REF];
     bind_u64(st, 1, id);
     sqlite3_bind_int(st, 2, delta);
     int rc = store__run(st);
-    if (rc == SQLITE_OK && sqlite3_changes(s->db) == 0) rc = ERR_INVAL;
+    if (rc == SQLITE_OK && sqlite3_changes(s->db) == 0) rc = UVMQ_EINVAL;
     return rc;
 }
 
@@ -215,7 +215,7 @@ static int msg_unref(store_t *s, uint64_t id)
     int rc = 0;
     if (id != 0) {
         rc = msg_ref(s, id, -1);
-        if (rc == ERR_INVAL) rc = 0; /* already gone: nothing to release */
+        if (rc == UVMQ_EINVAL) rc = 0; /* already gone: nothing to release */
         if (rc == SQLITE_OK) {
             bind_u64(s->st[ST_MSG_GC], 1, id);
             rc = store__run(s->st[ST_MSG_GC]);
@@ -298,7 +298,7 @@ static int sub_del(store_t *s, const store_key_t *k)
 static int msg_put(store_t *s, const store_msg_t *m)
 {
     sqlite3_stmt *st = s->st[ST_MSG_PUT];
-    int rc = ERR_INVAL;
+    int rc = UVMQ_EINVAL;
     if (m->id != 0 && m->topic != NULL) {
         bind_u64(st, 1, m->id);
         sqlite3_bind_int(st, 2, m->qos);
@@ -312,7 +312,7 @@ static int msg_put(store_t *s, const store_msg_t *m)
     return rc;
 }
 
-/* Inserts the entry, then takes its reference (ERR_INVAL: no message). */
+/* Inserts the entry, then takes its reference (UVMQ_EINVAL: no message). */
 static int entry_add(store_t *s, const store_entry_t *e)
 {
     sqlite3_stmt *st = s->st[ST_ENTRY_ADD];
@@ -379,12 +379,12 @@ static int retained_del(store_t *s, const char *topic)
 }
 
 /* Applies op inside the caller's open transaction and savepoint. Returns 0,
- * ERR_INVAL (reference to a missing message, bad record) or the SQLite
+ * UVMQ_EINVAL (reference to a missing message, bad record) or the SQLite
  * code of the failing statement; the caller rolls back. */
 int store__apply(store_t *s, const store_op_t *op)
 {
     const store_key_t *k = &op->u.key;
-    int rc = ERR_INVAL;
+    int rc = UVMQ_EINVAL;
     switch (op->kind) {
     case OP_SESSION_PUT: rc = session_put(s, &op->u.sess); break;
     case OP_SESSION_DEL: rc = session_del(s, k->client_id); break;

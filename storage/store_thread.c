@@ -29,11 +29,11 @@ const uint64_t store_hist_le_us[STORE_HIST_BUCKETS] = {
 static bool batch_local(int rc)
 {
     int prim = rc & 0xff;
-    return rc == ERR_INVAL || prim == SQLITE_CONSTRAINT || prim == SQLITE_MISMATCH ||
+    return rc == UVMQ_EINVAL || prim == SQLITE_CONSTRAINT || prim == SQLITE_MISMATCH ||
            prim == SQLITE_TOOBIG || prim == SQLITE_RANGE;
 }
 
-/* Applies one batch inside a savepoint. Returns 0, ERR_INVAL (batch rolled
+/* Applies one batch inside a savepoint. Returns 0, UVMQ_EINVAL (batch rolled
  * back alone, b->status set) or a fatal SQLite code. */
 static int apply_batch(store_t *s, store_batch_t *b)
 {
@@ -43,10 +43,10 @@ static int apply_batch(store_t *s, store_batch_t *b)
         rc = store__run(s->st[ST_RELEASE]);
     } else if (batch_local(rc)) {
         log_warn("%s: a storage batch was rejected (%s) and rolled back alone",
-                 s->db_path, rc == ERR_INVAL ? "an invalid operation: a reference to a "
+                 s->db_path, rc == UVMQ_EINVAL ? "an invalid operation: a reference to a "
                                                "missing message, or a message without id"
                                              : sqlite3_errstr(rc));
-        b->status = ERR_INVAL;
+        b->status = UVMQ_EINVAL;
         rc = store__run(s->st[ST_ROLLBACK_TO]);
         if (rc == SQLITE_OK) rc = store__run(s->st[ST_RELEASE]);
     }
@@ -93,7 +93,7 @@ static void apply_max_pages(store_t *s)
 }
 
 /* Applies every batch of the list in one transaction and commits it. On a
- * fatal failure every batch gets ERR_IO. Skips the transaction when the
+ * fatal failure every batch gets UVMQ_EIO. Skips the transaction when the
  * list holds only barriers. */
 static void commit_list(store_t *s, store_batch_t *list)
 {
@@ -115,7 +115,7 @@ static void commit_list(store_t *s, store_batch_t *list)
         atomic_fetch_add_explicit(&s->ops, n_ops, memory_order_relaxed);
     } else {
         atomic_fetch_add_explicit(&s->failed_commits, 1, memory_order_relaxed);
-        for (store_batch_t *b = list; b != NULL; b = b->next) b->status = ERR_IO;
+        for (store_batch_t *b = list; b != NULL; b = b->next) b->status = UVMQ_EIO;
     }
     atomic_fetch_sub_explicit(&s->backlog, n_ops, memory_order_relaxed);
     pthread_mutex_unlock(&s->db_mu);
@@ -193,7 +193,7 @@ static uint64_t now_ms(void)
 
 /* Initialises the queue and starts the storage thread. The condition
  * variable uses CLOCK_MONOTONIC so batch_ms survives wall clock steps.
- * Returns 0 or ERR_IO after logging. */
+ * Returns 0 or UVMQ_EIO after logging. */
 int store__thread_start(store_t *s)
 {
     pthread_condattr_t ca;
@@ -212,7 +212,7 @@ int store__thread_start(store_t *s)
     pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_create(&s->thread, NULL, thread_main, s) != 0) {
         log_error("%s: cannot start the storage thread", s->db_path);
-        rc = ERR_IO;
+        rc = UVMQ_EIO;
     } else {
         s->thread_started = true;
     }
@@ -242,7 +242,7 @@ int store_submit(store_t *s, store_batch_t *b, store_done_cb cb, void *ctx)
 {
     int rc = 0;
     if (b == NULL) {
-        rc = ERR_INVAL;
+        rc = UVMQ_EINVAL;
     } else {
         b->cb = cb;
         b->ctx = ctx;

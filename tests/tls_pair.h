@@ -112,7 +112,7 @@ static inline int pair_handshake(pair_t *p)
     size_t n = 0;
     for (int i = 0; i < 10; i++) {
         int r = SSL_do_handshake(p->cli);
-        if (pair_client_out(p, none, &n, sizeof none) == ERR_TLS) return -1;
+        if (pair_client_out(p, none, &n, sizeof none) == UVMQ_ETLS) return -1;
         pair_server_out(p);
         if (r == 1 && tls__handshake_done(p->srv)) {
             /* Session tickets (TLS 1.3) go to the client now. */

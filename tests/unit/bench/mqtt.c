@@ -137,12 +137,12 @@ static void encoders_refuse_a_short_buffer(void **state)
     bench_connect_t c = {4, 1, 60, 0, "abc"};
     uint8_t buf[128];
 
-    assert_int_equal(bench_mqtt_encode_connect(buf, 16, &c), ERR_LIMIT);
+    assert_int_equal(bench_mqtt_encode_connect(buf, 16, &c), UVMQ_ELIMIT);
     assert_int_equal(bench_mqtt_encode_connect(buf, 17, &c), 17);
-    assert_int_equal(bench_mqtt_encode_publish(buf, 74, 4, 0, 0, "bench/0", 7, pl, 64), ERR_LIMIT);
+    assert_int_equal(bench_mqtt_encode_publish(buf, 74, 4, 0, 0, "bench/0", 7, pl, 64), UVMQ_ELIMIT);
     assert_int_equal(bench_mqtt_encode_publish(buf, 75, 4, 0, 0, "bench/0", 7, pl, 64), 75);
-    assert_int_equal(bench_mqtt_encode_ack(buf, 3, BENCH_PUBACK, 1), ERR_LIMIT);
-    assert_int_equal(bench_mqtt_encode_subscribe(buf, 13, 4, 1, "bench/0", 0), ERR_LIMIT);
+    assert_int_equal(bench_mqtt_encode_ack(buf, 3, BENCH_PUBACK, 1), UVMQ_ELIMIT);
+    assert_int_equal(bench_mqtt_encode_subscribe(buf, 13, 4, 1, "bench/0", 0), UVMQ_ELIMIT);
 }
 
 static void connack_v5_yields_receive_maximum(void **state)
@@ -197,14 +197,14 @@ static void parser_rejects_malformed_packets(void **state)
     static const uint8_t type0[] = {0x00, 0};
     bench_pkt_t p;
 
-    assert_int_equal(bench_mqtt_parse(varint5, sizeof varint5, 4, &p), ERR_PKT_REMLEN);
-    assert_int_equal(bench_mqtt_parse(qos3, sizeof qos3, 4, &p), ERR_PKT_QOS);
-    assert_int_equal(bench_mqtt_parse(pubrel0, sizeof pubrel0, 4, &p), ERR_PKT_FLAGS);
-    assert_int_equal(bench_mqtt_parse(trailing, sizeof trailing, 4, &p), ERR_PKT_TRAILING);
-    assert_int_equal(bench_mqtt_parse(short_topic, sizeof short_topic, 4, &p), ERR_PKT_SHORT);
-    assert_int_equal(bench_mqtt_parse(bad_prop, sizeof bad_prop, 5, &p), ERR_PKT_PROP_ID);
-    assert_int_equal(bench_mqtt_parse(pid0, sizeof pid0, 4, &p), ERR_PKT_PACKET_ID);
-    assert_int_equal(bench_mqtt_parse(type0, sizeof type0, 4, &p), ERR_PKT_TYPE);
+    assert_int_equal(bench_mqtt_parse(varint5, sizeof varint5, 4, &p), UVMQ_EPKT_REMLEN);
+    assert_int_equal(bench_mqtt_parse(qos3, sizeof qos3, 4, &p), UVMQ_EPKT_QOS);
+    assert_int_equal(bench_mqtt_parse(pubrel0, sizeof pubrel0, 4, &p), UVMQ_EPKT_FLAGS);
+    assert_int_equal(bench_mqtt_parse(trailing, sizeof trailing, 4, &p), UVMQ_EPKT_TRAILING);
+    assert_int_equal(bench_mqtt_parse(short_topic, sizeof short_topic, 4, &p), UVMQ_EPKT_SHORT);
+    assert_int_equal(bench_mqtt_parse(bad_prop, sizeof bad_prop, 5, &p), UVMQ_EPKT_PROP_ID);
+    assert_int_equal(bench_mqtt_parse(pid0, sizeof pid0, 4, &p), UVMQ_EPKT_PACKET_ID);
+    assert_int_equal(bench_mqtt_parse(type0, sizeof type0, 4, &p), UVMQ_EPKT_TYPE);
 }
 
 /* Builds a stream of broker packets; returns its length. */

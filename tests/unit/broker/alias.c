@@ -186,7 +186,7 @@ static void publish_dropped_for_its_size_leaves_no_alias(void **state)
     /* "big/topic/x" with alias: 2 + 2 + 11 + 1 + 3 + 1 = 20 bytes, 17
      * without the alias. */
     f->c.peer_max_packet = 16;
-    assert_int_equal(send_topic(f, "big/topic/x"), ERR_LIMIT);
+    assert_int_equal(send_topic(f, "big/topic/x"), UVMQ_ELIMIT);
     f->c.peer_max_packet = 17; /* fits only without a new alias */
     assert_int_equal(send_topic(f, "big/topic/x"), 0);
     f->c.peer_max_packet = UINT32_MAX;
@@ -203,7 +203,7 @@ static void qos0_dropped_past_max_out_bytes_leaves_no_alias(void **state)
     alias__out_enable(&f->c, 10);
     f->cfg.max_out_bytes = 40;
     f->c.unsent = 30; /* as if 30 bytes were waiting */
-    assert_int_equal(send_topic(f, "busy/topic"), ERR_LIMIT);
+    assert_int_equal(send_topic(f, "busy/topic"), UVMQ_ELIMIT);
     f->c.unsent = 0;
     assert_int_equal(send_topic(f, "busy/topic"), 0);
     expect_pub(f, "busy/topic", 1);

@@ -279,7 +279,7 @@ static void methods_register_once_each_up_to_the_limit(void **state)
     fixture_t *f = *state;
     static auth_method_t more[AUTH_METHODS_MAX];
     static char names[AUTH_METHODS_MAX][8];
-    assert_int_equal(auth__register(&f->b, &two_step), ERR_EXISTS);
+    assert_int_equal(auth__register(&f->b, &two_step), UVMQ_EEXISTS);
     assert_ptr_equal(auth__find(&f->b, (const uint8_t *)"two-step", 8), &two_step);
     assert_null(auth__find(&f->b, (const uint8_t *)"two-ste", 7));
     int rc = 0;
@@ -289,7 +289,7 @@ static void methods_register_once_each_up_to_the_limit(void **state)
         more[i].name = names[i];
         rc = auth__register(&f->b, &more[i]);
     }
-    assert_int_equal(rc, ERR_LIMIT);
+    assert_int_equal(rc, UVMQ_ELIMIT);
     assert_int_equal(f->b.n_auth_methods, AUTH_METHODS_MAX);
 }
 

@@ -173,7 +173,7 @@ static void qos0_past_max_out_bytes_is_dropped_and_counted(void **state)
     f->cfg.max_out_bytes = 2500;
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
-    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), ERR_LIMIT);
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), UVMQ_ELIMIT);
     assert_true(f->c.warned_drop);
     assert_int_equal(atomic_load(&f->b.cnt.dropped_qos0), 1);
     assert_int_equal(atomic_load(&m->refs), 3);
@@ -206,7 +206,7 @@ static void shared_packets_merge_within_their_chunk(void **state)
     assert_int_equal(f->c.unsent, 80);
     assert_int_equal(a.ch->refs, 2); /* the loop's and the entry's */
     assert_int_equal(f->l.msgs_out, 0);
-    assert_int_equal(conn__send_shared(&f->c, &a, 100), ERR_LIMIT); /* 120 */
+    assert_int_equal(conn__send_shared(&f->c, &a, 100), UVMQ_ELIMIT); /* 120 */
     assert_int_equal(atomic_load(&f->b.cnt.dropped_qos0), 1);
     assert_int_equal(conn__send_pkt(&f->c, &ping), 0);
     assert_int_equal(conn__send_shared(&f->c, &b, 1000), 0);
@@ -224,8 +224,8 @@ static void publish_over_client_maximum_packet_size_is_dropped(void **state)
     fixture_t *f = *state;
     msg_t *m = make_msg(100);
     f->c.peer_max_packet = 100;
-    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), ERR_LIMIT);
-    assert_int_equal(conn__send_publish(&f->c, m, 1, 0, 0, 3, NULL, 0), ERR_LIMIT);
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), UVMQ_ELIMIT);
+    assert_int_equal(conn__send_publish(&f->c, m, 1, 0, 0, 3, NULL, 0), UVMQ_ELIMIT);
     assert_int_equal(atomic_load(&f->b.cnt.dropped_size), 2);
     assert_int_equal(f->c.unsent, 0);
     assert_int_equal(atomic_load(&m->refs), 1);
@@ -285,7 +285,7 @@ static void qos0_larger_than_max_out_bytes_goes_when_nothing_is_unsent(void **st
     msg_t *m = make_msg(1000);
     f->cfg.max_out_bytes = 500;
     assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), 0);
-    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), ERR_LIMIT);
+    assert_int_equal(conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0), UVMQ_ELIMIT);
     assert_int_equal(atomic_load(&f->b.cnt.dropped_qos0), 1);
     msg_release(&m);
 }

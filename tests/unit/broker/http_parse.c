@@ -94,7 +94,7 @@ static void publish_query_refuses_bad_values(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         http_err_t e = {0};
-        assert_int_equal(http__parse_publish_query(bad[i], strlen(bad[i]), &o, &e), ERR_INVAL);
+        assert_int_equal(http__parse_publish_query(bad[i], strlen(bad[i]), &o, &e), UVMQ_EINVAL);
         assert_int_equal(e.status, 400);
         assert_int_equal(e.reason, PKT_RC_MALFORMED);
         assert_non_null(e.msg);
@@ -139,7 +139,7 @@ static void subscribe_query_refuses_bad_ones(void **state)
         http_err_t e = {0};
         int n = http__parse_subscribe_query(bad[i].q, strlen(bad[i].q), fbuf, off, len, &qos,
                                             128, &e);
-        assert_int_equal(n, ERR_INVAL);
+        assert_int_equal(n, UVMQ_EINVAL);
         assert_int_equal(e.status, 400);
         assert_int_equal(e.reason, bad[i].reason);
     }
@@ -154,7 +154,7 @@ static void subscribe_query_caps_the_filter_count(void **state)
     (void)state;
     for (int i = 0; i < 65; i++) strcat(q, i ? "&filter=a" : "filter=a");
     assert_int_equal(http__parse_subscribe_query(q, strlen(q), fbuf, off, len, &qos, 128, &e),
-                     ERR_INVAL);
+                     UVMQ_EINVAL);
     q[strlen(q) - 9] = '\0'; /* 64 */
     assert_int_equal(http__parse_subscribe_query(q, strlen(q), fbuf, off, len, &qos, 128, &e),
                      64);
@@ -248,7 +248,7 @@ static void bad_property_headers_are_refused(void **state)
             assert_int_equal(rc, 0); /* "AAE" is base64 of two bytes, unpadded */
             assert_int_equal(p.correlation_data.len, 2);
         } else {
-            assert_int_equal(rc, ERR_INVAL);
+            assert_int_equal(rc, UVMQ_EINVAL);
             assert_int_equal(e.status, 400);
             assert_non_null(strstr(e.msg, cases[i][2]));
         }

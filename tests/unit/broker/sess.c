@@ -149,7 +149,7 @@ static void sess_sub_add_replaces_the_same_filter(void **state)
     assert_int_equal(s->subs[0].options, 2);
     assert_int_equal(s->subs[0].sub_id, 9);
     assert_int_equal(sess__sub_remove(s, "a/+", 3), 0);
-    assert_int_equal(sess__sub_remove(s, "a/+", 3), ERR_NOTFOUND);
+    assert_int_equal(sess__sub_remove(s, "a/+", 3), UVMQ_ENOTFOUND);
     assert_int_equal(s->n_subs, 1);
     assert_string_equal(s->subs[0].filter, "a/#");
 }

@@ -163,7 +163,7 @@ static void unsubscribing_leaves_the_group(void **state)
     join(f, f->s[0], "$share/g/t");
     join(f, f->s[1], "$share/g/t");
     assert_int_equal(loop__unsubscribe(&f->l[0], f->s[0], "$share/g/t", 10), 0);
-    assert_int_equal(loop__unsubscribe(&f->l[0], f->s[0], "$share/g/t", 10), ERR_NOTFOUND);
+    assert_int_equal(loop__unsubscribe(&f->l[0], f->s[0], "$share/g/t", 10), UVMQ_ENOTFOUND);
     for (int i = 0; i < 3; i++) assert_int_equal(publish(f, "t", "p"), 1);
     assert_int_equal(f->s[0]->queue.len, 0);
     assert_int_equal(run_items(f, 0, 1), 3);

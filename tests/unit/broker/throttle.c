@@ -100,7 +100,7 @@ static void congested_queue_holds_twice_the_soft_limit(void **state)
     fixture_t *f = *state;
     uint16_t mark = 0;
     for (int i = 0; i < 8; i++) assert_int_equal(queue_one(f, &f->loops[0], &mark), 0);
-    assert_int_equal(queue_one(f, &f->loops[0], &mark), ERR_LIMIT);
+    assert_int_equal(queue_one(f, &f->loops[0], &mark), UVMQ_ELIMIT);
     assert_int_equal(f->s->queue.len, 8);
     assert_int_equal(f->s->queue.dropped, 1);
 }

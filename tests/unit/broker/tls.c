@@ -265,7 +265,7 @@ static void plaintext_on_a_tls_port_is_refused_at_once(void **state)
     pair_t *p = *state;
     tls_t *t = tls__create(p->sctx);
     static const uint8_t connect[] = {0x10, 0x0c, 0x00, 0x04, 'M', 'Q', 'T', 'T'};
-    assert_int_equal(tls__feed(t, connect, sizeof connect), ERR_TLS);
+    assert_int_equal(tls__feed(t, connect, sizeof connect), UVMQ_ETLS);
     assert_non_null(strstr(tls__strerror(), "not a TLS handshake (first byte 0x10"));
     assert_false(tls__has_output(t));
     tls__destroy(t);
@@ -316,13 +316,13 @@ static void the_client_certificate_cn_is_read(void **state)
     assert_int_equal(pair_open(&p, g_dir, "client", NULL), 0);
     assert_int_equal(tls__peer_cn(p.srv, cn, sizeof cn), 0);
     assert_string_equal(cn, "tls-user");
-    assert_int_equal(tls__peer_cn(p.srv, cn, 4), ERR_LIMIT);
+    assert_int_equal(tls__peer_cn(p.srv, cn, 4), UVMQ_ELIMIT);
     pair_close(&p);
     assert_int_equal(pair_open(&p, g_dir, "nocn", NULL), 0);
-    assert_int_equal(tls__peer_cn(p.srv, cn, sizeof cn), ERR_NOTFOUND);
+    assert_int_equal(tls__peer_cn(p.srv, cn, sizeof cn), UVMQ_ENOTFOUND);
     pair_close(&p);
     assert_int_equal(pair_open(&p, g_dir, NULL, NULL), 0);
-    assert_int_equal(tls__peer_cn(p.srv, cn, sizeof cn), ERR_NOTFOUND);
+    assert_int_equal(tls__peer_cn(p.srv, cn, sizeof cn), UVMQ_ENOTFOUND);
     pair_close(&p);
 }
 
@@ -351,21 +351,21 @@ static void a_context_names_the_key_and_the_file_it_cannot_use(void **state)
     snprintf(other, sizeof other, "%s/missing.pem", g_dir);
     cfg.cert = cert;
     cfg.key = key;
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), ERR_CONFIG);
+    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), UVMQ_ECONFIG);
     assert_null(c);
     assert_non_null(strstr(err, "key: cannot use the private key in \""));
     assert_non_null(strstr(err, "client.key\": key values mismatch"));
     cfg.key = other;
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), ERR_CONFIG);
+    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), UVMQ_ECONFIG);
     assert_non_null(strstr(err, "key: cannot read \""));
     assert_non_null(strstr(err, "missing.pem\": No such file or directory"));
     cfg.key = cert; /* a certificate is not a key */
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), ERR_CONFIG);
+    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), UVMQ_ECONFIG);
     assert_non_null(strstr(err, "key: cannot use the private key in"));
     snprintf(key, sizeof key, "%s/server.key", g_dir);
     cfg.key = key;
     cfg.ciphers = "NO-SUCH-CIPHER";
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), ERR_CONFIG);
+    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), UVMQ_ECONFIG);
     assert_non_null(strstr(err, "ciphers: no usable TLS 1.2 cipher in \"NO-SUCH-CIPHER\""));
     cfg.ciphers = NULL;
     assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), 0);

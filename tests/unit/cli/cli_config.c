@@ -88,12 +88,12 @@ static int parse(struct fixture *f, cli_action_t *action, ...)
     return cli_parse_args(argc, argv, &f->cfg, action, f->err, sizeof f->err);
 }
 
-/* Loads text, expects ERR_CONFIG with a message equal to "<path>: want". */
+/* Loads text, expects UVMQ_ECONFIG with a message equal to "<path>: want". */
 static void expect_load_error(struct fixture *f, const char *text, const char *want)
 {
     char full[512];
 
-    assert_int_equal(load(f, text), ERR_CONFIG);
+    assert_int_equal(load(f, text), UVMQ_ECONFIG);
     snprintf(full, sizeof full, "%s: %s", f->path, want);
     assert_string_equal(f->err, full);
 }
@@ -295,7 +295,7 @@ static void config_file_missing_names_file_and_strerror(void **state)
     struct fixture *f = *state;
     char want[256];
 
-    assert_int_equal(cli_config_load_file(&f->cfg, f->path, f->err, sizeof f->err), ERR_IO);
+    assert_int_equal(cli_config_load_file(&f->cfg, f->path, f->err, sizeof f->err), UVMQ_EIO);
     snprintf(want, sizeof want, "%s: No such file or directory", f->path);
     assert_string_equal(f->err, want);
 }
@@ -310,7 +310,7 @@ static void config_file_over_1_mib_is_refused(void **state)
     big[0] = '{';
     big[CLI_CONFIG_MAX_FILE] = '}';
     big[CLI_CONFIG_MAX_FILE + 1] = '\0';
-    assert_int_equal(load(f, big), ERR_IO);
+    assert_int_equal(load(f, big), UVMQ_EIO);
     assert_non_null(strstr(f->err, "larger than 1048576 bytes"));
     big[CLI_CONFIG_MAX_FILE - 1] = '}';
     big[CLI_CONFIG_MAX_FILE] = '\0';
@@ -383,20 +383,20 @@ static void flags_bad_values_name_the_flag(void **state)
     struct fixture *f = *state;
     cli_action_t action;
 
-    assert_int_equal(parse(f, &action, "--port", "x", NULL), ERR_CONFIG);
+    assert_int_equal(parse(f, &action, "--port", "x", NULL), UVMQ_ECONFIG);
     assert_string_equal(f->err, "--port: must be an integer 1..65535 (got x)");
-    assert_int_equal(parse(f, &action, "-p", "70000", NULL), ERR_CONFIG);
+    assert_int_equal(parse(f, &action, "-p", "70000", NULL), UVMQ_ECONFIG);
     assert_string_equal(f->err, "--port: must be an integer 1..65535 (got 70000)");
-    assert_int_equal(parse(f, &action, "-p", "-1", NULL), ERR_CONFIG);
+    assert_int_equal(parse(f, &action, "-p", "-1", NULL), UVMQ_ECONFIG);
     assert_string_equal(f->err, "--port: must be an integer 1..65535 (got -1)");
-    assert_int_equal(parse(f, &action, "-p", "12ab", NULL), ERR_CONFIG);
+    assert_int_equal(parse(f, &action, "-p", "12ab", NULL), UVMQ_ECONFIG);
     assert_string_equal(f->err, "--port: must be an integer 1..65535 (got 12ab)");
-    assert_int_equal(parse(f, &action, "--http-port", "", NULL), ERR_CONFIG);
+    assert_int_equal(parse(f, &action, "--http-port", "", NULL), UVMQ_ECONFIG);
     assert_string_equal(f->err, "--http-port: must be an integer 0..65535 (got )");
-    assert_int_equal(parse(f, &action, "--threads", "99999999999999999999999", NULL), ERR_CONFIG);
+    assert_int_equal(parse(f, &action, "--threads", "99999999999999999999999", NULL), UVMQ_ECONFIG);
     assert_string_equal(f->err,
                         "--threads: must be an integer 0..1024 (got 99999999999999999999999)");
-    assert_int_equal(parse(f, &action, "--data-dir", "", NULL), ERR_CONFIG);
+    assert_int_equal(parse(f, &action, "--data-dir", "", NULL), UVMQ_ECONFIG);
     assert_string_equal(f->err, "--data-dir: must not be empty");
     assert_int_equal(f->cfg.port, 1883);
 }
@@ -406,15 +406,15 @@ static void flags_usage_errors_return_err_inval(void **state)
     struct fixture *f = *state;
     cli_action_t action;
 
-    assert_int_equal(parse(f, &action, "--prot", "1", NULL), ERR_INVAL);
+    assert_int_equal(parse(f, &action, "--prot", "1", NULL), UVMQ_EINVAL);
     assert_string_equal(f->err, "unknown option: --prot");
-    assert_int_equal(parse(f, &action, "-x", NULL), ERR_INVAL);
+    assert_int_equal(parse(f, &action, "-x", NULL), UVMQ_EINVAL);
     assert_string_equal(f->err, "unknown option: -x");
-    assert_int_equal(parse(f, &action, "-p", NULL), ERR_INVAL);
+    assert_int_equal(parse(f, &action, "-p", NULL), UVMQ_EINVAL);
     assert_string_equal(f->err, "-p: missing value");
-    assert_int_equal(parse(f, &action, "--verbose=2", NULL), ERR_INVAL);
+    assert_int_equal(parse(f, &action, "--verbose=2", NULL), UVMQ_EINVAL);
     assert_string_equal(f->err, "--verbose=2: takes no value");
-    assert_int_equal(parse(f, &action, "serve", NULL), ERR_INVAL);
+    assert_int_equal(parse(f, &action, "serve", NULL), UVMQ_EINVAL);
     assert_string_equal(f->err, "unexpected argument: serve");
 }
 
@@ -430,7 +430,7 @@ static void flags_help_and_version_skip_the_file(void **state)
     assert_int_equal(action, CLI_VERSION);
     assert_int_equal(parse(f, &action, "--version", NULL), 0);
     assert_int_equal(action, CLI_VERSION);
-    assert_int_equal(parse(f, &action, "-c", f->path, NULL), ERR_IO);
+    assert_int_equal(parse(f, &action, "-c", f->path, NULL), UVMQ_EIO);
 }
 
 static void flags_config_file_errors_pass_through(void **state)
@@ -440,7 +440,7 @@ static void flags_config_file_errors_pass_through(void **state)
     char want[256];
 
     write_config(f, "{\"prot\": 1}");
-    assert_int_equal(parse(f, &action, "--config", f->path, NULL), ERR_CONFIG);
+    assert_int_equal(parse(f, &action, "--config", f->path, NULL), UVMQ_ECONFIG);
     snprintf(want, sizeof want, "%s: unknown key \"prot\"", f->path);
     assert_string_equal(f->err, want);
 }
@@ -452,7 +452,7 @@ static void check_refuses_non_loopback_bind_without_allow_anonymous(void **state
 
     free(c->bind);
     c->bind = strdup("0.0.0.0");
-    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
     assert_string_equal(f->err, "bind 0.0.0.0 is not a loopback address: set allow_anonymous "
                                 "(true to accept anonymous clients from the network) in the "
                                 "config file");
@@ -477,7 +477,7 @@ static void check_accepts_every_loopback_form(void **state)
     for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
         free(c->bind);
         c->bind = strdup(other[i]);
-        assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+        assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
         assert_non_null(strstr(f->err, "is not a loopback address"));
     }
 }
@@ -489,28 +489,28 @@ static void check_refuses_bad_bind_and_ranges(void **state)
 
     free(c->bind);
     c->bind = strdup("example.com");
-    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
     assert_string_equal(f->err,
                         "bind \"example.com\" is not an IPv4 or IPv6 address (or \"localhost\")");
     free(c->bind);
     c->bind = strdup("127.0.0.1");
     c->max_packet_size = 1;
-    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
     assert_string_equal(f->err, "max_packet_size must be 2..268435455 (got 1)");
     c->max_packet_size = 268435456;
-    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
     c->max_packet_size = 2;
     c->max_inflight = 0;
-    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
     assert_string_equal(f->err, "max_inflight must be 1..65535 (got 0)");
     c->max_inflight = 1;
     c->threads = 1025;
-    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
     assert_string_equal(f->err, "threads must be 0..1024 (got 1025)");
     c->threads = 1024;
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
     c->http_port = c->port;
-    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
     assert_string_equal(f->err, "http_port must differ from port (both 1883)");
     c->http_port = 0; /* off: no clash */
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
@@ -654,21 +654,21 @@ static void check_loads_tls_files_naming_the_key_and_the_file(void **state)
                                   " \"ca\": \"%s/ca.crt\", \"require_certificate\": true}"),
                      0);
     assert_int_equal(check_tls(f, "{\"cert\": \"%s/nope.crt\", \"key\": \"%s/server.key\"}"),
-                     ERR_CONFIG);
+                     UVMQ_ECONFIG);
     snprintf(want, sizeof want,
              "%s: listeners[0].tls.cert: cannot read \"%s/nope.crt\": No such file or directory",
              f->path, f->dir);
     assert_string_equal(f->err, want);
     assert_int_equal(check_tls(f, "{\"cert\": \"%s/server.crt\", \"key\": \"%s/client.key\"}"),
-                     ERR_CONFIG);
+                     UVMQ_ECONFIG);
     assert_non_null(strstr(f->err, "listeners[0].tls.key: cannot use the private key in"));
     assert_int_equal(check_tls(f, "{\"cert\": \"%s/server.crt\", \"key\": \"%s/server.key\","
                                   " \"ca\": \"%s/server.key\"}"),
-                     ERR_CONFIG);
+                     UVMQ_ECONFIG);
     assert_non_null(strstr(f->err, "listeners[0].tls.ca: cannot load the CA certificates in"));
     assert_int_equal(check_tls(f, "{\"cert\": \"%s/server.crt\", \"key\": \"%s/server.key\","
                                   " \"use_identity_as_username\": true}"),
-                     ERR_CONFIG);
+                     UVMQ_ECONFIG);
     assert_non_null(strstr(f->err, "listeners[0].tls.use_identity_as_username: needs \"ca\""));
     nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
     mkdir(f->dir, 0700); /* teardown removes it */
@@ -680,7 +680,7 @@ static void check_applies_the_listener_rules(void **state)
     char want[512];
 
     assert_int_equal(load(f, "{\"listeners\": [{\"bind\": \"0.0.0.0\", \"port\": 1999}]}"), 0);
-    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), UVMQ_ECONFIG);
     snprintf(want, sizeof want,
              "%s: listeners[0].bind 0.0.0.0 is not a loopback address: set allow_anonymous "
              "(true to accept anonymous clients from the network) in the config file",
@@ -689,7 +689,7 @@ static void check_applies_the_listener_rules(void **state)
     f->cfg.allow_anonymous = 1;
     assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), 0);
     broker_config_add_listener(&f->cfg); /* no port, no tls */
-    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), ERR_CONFIG);
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), UVMQ_ECONFIG);
     assert_non_null(strstr(f->err, "listeners[1].port: required for a listener without \"tls\""));
 }
 

@@ -1,6 +1,7 @@
 /*
  * Unit tests for common/arena.c: limits, alignment, reset.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,11 +46,14 @@ static void arena_grows_past_one_chunk_and_resets(void **state)
     arena_dispose(&a);
 }
 
-static void err_str_names_ours_and_libuv_codes(void **state)
+static void err_str_names_ours_and_errno_codes(void **state)
 {
-    assert_string_equal(err_str(ERR_PKT_UTF8), "invalid UTF-8 string");
+    assert_string_equal(err_str(UVMQ_EPKT_UTF8), "invalid UTF-8 string");
     assert_string_equal(err_str(0), "success");
-    assert_non_null(err_str(-104)); /* UV_ECONNRESET on Linux */
+    /* -104 is UV_ECONNRESET on Linux: libuv passes errno through */
+    assert_string_equal(err_str(-ECONNRESET), "Connection reset by peer");
+    assert_string_equal(err_str(-4095), "unknown error"); /* UV_EOF: libuv's own */
+    assert_string_equal(err_str(UVMQ_EBASE - 5000), "unknown error");
 }
 
 int main(void)
@@ -58,7 +62,7 @@ int main(void)
         cmocka_unit_test(arena_returns_aligned_zeroed_memory),
         cmocka_unit_test(arena_refuses_past_its_limit),
         cmocka_unit_test(arena_grows_past_one_chunk_and_resets),
-        cmocka_unit_test(err_str_names_ours_and_libuv_codes),
+        cmocka_unit_test(err_str_names_ours_and_errno_codes),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }

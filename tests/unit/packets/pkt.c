@@ -401,7 +401,7 @@ static void pkt_publish_head_plus_payload_equals_full_encoding(void **state)
         assert_int_equal(n, pkt_publish_head_size(pub, v));
         assert_int_equal(n + sizeof payload, full);
         assert_memory_equal(head, rt.buf, n);
-        assert_int_equal(pkt_encode_publish_head(pub, v, head, n - 1, &n), ERR_LIMIT);
+        assert_int_equal(pkt_encode_publish_head(pub, v, head, n - 1, &n), UVMQ_ELIMIT);
     }
 }
 
@@ -551,7 +551,7 @@ static void pkt_round_trips_auth_and_refuses_it_in_v3(void **state)
     PKT_PROP_SET(&p.u.disconnect.props, PROP_AUTH_DATA);
     round_trip(&rt, &p, PKT_V5, NULL, 0);
     assert_int_equal(pkt_encoded_size(&p, PKT_V311), 0);
-    assert_int_equal(pkt_encode(&p, PKT_V311, rt.buf, sizeof rt.buf, &n), ERR_INVAL);
+    assert_int_equal(pkt_encode(&p, PKT_V311, rt.buf, sizeof rt.buf, &n), UVMQ_EINVAL);
 }
 
 /* ---- properties as bytes ---- */
@@ -595,8 +595,8 @@ static void pkt_reports_nomem_when_the_arena_is_exhausted(void **state)
     pkt_t d;
     arena_init(&a, 8);
     /* Two pkt_user_prop_t need 64 bytes. */
-    assert_int_equal(pkt_decode(&d, PKT_V5, wire, sizeof wire, &a), ERR_NOMEM);
-    assert_int_equal(pkt_decode(&d, PKT_V5, wire, sizeof wire, NULL), ERR_NOMEM);
+    assert_int_equal(pkt_decode(&d, PKT_V5, wire, sizeof wire, &a), UVMQ_ENOMEM);
+    assert_int_equal(pkt_decode(&d, PKT_V5, wire, sizeof wire, NULL), UVMQ_ENOMEM);
     arena_dispose(&a);
     arena_init(&a, 4096);
     assert_int_equal(pkt_decode(&d, PKT_V5, wire, sizeof wire, &a), 0);
@@ -613,12 +613,12 @@ static void pkt_encode_refuses_small_buffers_and_oversized_fields(void **state)
     size_t n = 99;
     pkt_t p = {.type = PKT_PUBLISH};
     p.u.publish.topic = B("t");
-    assert_int_equal(pkt_encode(&p, PKT_V311, rt.buf, 4, &n), ERR_LIMIT);
+    assert_int_equal(pkt_encode(&p, PKT_V311, rt.buf, 4, &n), UVMQ_ELIMIT);
     assert_int_equal(n, 0);
     p.u.publish.topic = (pkt_bin_t){big, sizeof big};
     assert_int_equal(pkt_encoded_size(&p, PKT_V311), 0);
     assert_int_equal(pkt_publish_head_size(&p.u.publish, PKT_V311), 0);
-    assert_int_equal(pkt_encode(&p, PKT_V311, rt.buf, sizeof rt.buf, &n), ERR_INVAL);
+    assert_int_equal(pkt_encode(&p, PKT_V311, rt.buf, sizeof rt.buf, &n), UVMQ_EINVAL);
     p.u.publish.topic = B("t");
     p.u.publish.props.n_sub_ids = PKT_MAX_SUB_IDS + 1;
     assert_int_equal(pkt_encoded_size(&p, PKT_V5), 0);
@@ -687,7 +687,7 @@ static void pkt_frame_reports_too_large_from_the_header_alone(void **state)
     assert_int_equal(pkt_frame(hdr, 1, 100, &fl, &need), PKT_NEED_MORE);
     assert_int_equal(need, 0);
     assert_int_equal(pkt_frame(hdr, 2, 100, &fl, &need), PKT_NEED_MORE);
-    assert_int_equal(pkt_frame(hdr, 3, 100, &fl, &need), ERR_PKT_TOO_LARGE);
+    assert_int_equal(pkt_frame(hdr, 3, 100, &fl, &need), UVMQ_EPKT_TOO_LARGE);
     assert_int_equal(need, 131);
     assert_int_equal(pkt_frame(hdr, 3, 131, &fl, &need), PKT_NEED_MORE);
     assert_int_equal(need, 131);
@@ -700,8 +700,8 @@ static void pkt_rejects_5_byte_varint(void **state)
     static const uint8_t longform[] = {0x30, 0x80, 0x00};
     size_t fl, need;
     assert_int_equal(pkt_frame(hdr, 4, PKT_VARINT_MAX, &fl, &need), PKT_NEED_MORE);
-    assert_int_equal(pkt_frame(hdr, 5, PKT_VARINT_MAX, &fl, &need), ERR_PKT_REMLEN);
-    assert_int_equal(pkt_frame(longform, 3, 100, &fl, &need), ERR_PKT_REMLEN);
+    assert_int_equal(pkt_frame(hdr, 5, PKT_VARINT_MAX, &fl, &need), UVMQ_EPKT_REMLEN);
+    assert_int_equal(pkt_frame(longform, 3, 100, &fl, &need), UVMQ_EPKT_REMLEN);
 }
 
 static void pkt_varint_boundaries_encode_and_decode(void **state)
@@ -767,17 +767,17 @@ static void pkt_utf8_validator_accepts_and_rejects(void **state)
 static void pkt_err_reason_maps_every_decode_error(void **state)
 {
     static const struct { int err; uint8_t rc; } map[] = {
-        {ERR_PKT_REMLEN, 0x81}, {ERR_PKT_TYPE, 0x81}, {ERR_PKT_FLAGS, 0x81},
-        {ERR_PKT_SHORT, 0x81}, {ERR_PKT_TRAILING, 0x81}, {ERR_PKT_UTF8, 0x81},
-        {ERR_PKT_QOS, 0x81}, {ERR_PKT_SUBOPTS, 0x81},
-        {ERR_PKT_CONNECT_FLAGS, 0x81}, {ERR_PKT_PROP_ID, 0x81},
-        {ERR_PKT_PROP_PLACE, 0x81}, {ERR_PKT_PROP_DUP, 0x82},
-        {ERR_PKT_PROP_VALUE, 0x82}, {ERR_PKT_EMPTY, 0x82},
-        {ERR_PKT_PACKET_ID, 0x82}, {ERR_PKT_REASON, 0x82},
-        {ERR_PKT_VERSION, 0x82}, {ERR_PKT_NO_TOPIC, 0x82}, {ERR_PKT_TOPIC, 0x90},
-        {ERR_PKT_TOO_LARGE, 0x95}, {ERR_PKT_PROTO_NAME, 0x84},
-        {ERR_PKT_PROTO_LEVEL, 0x84}, {ERR_PKT_CLIENT_ID, 0x85},
-        {ERR_PKT_PAYLOAD_FORMAT, 0x99}, {ERR_NOMEM, 0x97}, {ERR_IO, 0x80},
+        {UVMQ_EPKT_REMLEN, 0x81}, {UVMQ_EPKT_TYPE, 0x81}, {UVMQ_EPKT_FLAGS, 0x81},
+        {UVMQ_EPKT_SHORT, 0x81}, {UVMQ_EPKT_TRAILING, 0x81}, {UVMQ_EPKT_UTF8, 0x81},
+        {UVMQ_EPKT_QOS, 0x81}, {UVMQ_EPKT_SUBOPTS, 0x81},
+        {UVMQ_EPKT_CONNECT_FLAGS, 0x81}, {UVMQ_EPKT_PROP_ID, 0x81},
+        {UVMQ_EPKT_PROP_PLACE, 0x81}, {UVMQ_EPKT_PROP_DUP, 0x82},
+        {UVMQ_EPKT_PROP_VALUE, 0x82}, {UVMQ_EPKT_EMPTY, 0x82},
+        {UVMQ_EPKT_PACKET_ID, 0x82}, {UVMQ_EPKT_REASON, 0x82},
+        {UVMQ_EPKT_VERSION, 0x82}, {UVMQ_EPKT_NO_TOPIC, 0x82}, {UVMQ_EPKT_TOPIC, 0x90},
+        {UVMQ_EPKT_TOO_LARGE, 0x95}, {UVMQ_EPKT_PROTO_NAME, 0x84},
+        {UVMQ_EPKT_PROTO_LEVEL, 0x84}, {UVMQ_EPKT_CLIENT_ID, 0x85},
+        {UVMQ_EPKT_PAYLOAD_FORMAT, 0x99}, {UVMQ_ENOMEM, 0x97}, {UVMQ_EIO, 0x80},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         assert_int_equal(pkt_err_reason(map[i].err), map[i].rc);

@@ -58,8 +58,8 @@ static void inflight_allocates_no_table_until_the_first_add(void **state)
     assert_null(f.slots); /* an idle session costs no table */
     assert_int_equal(f.cap, 0);
     assert_null(inflight_get(&f, 1));
-    assert_int_equal(inflight_complete(&f, 1, PKT_PUBACK), ERR_NOTFOUND);
-    assert_int_equal(inflight_pubrec(&f, 1), ERR_NOTFOUND);
+    assert_int_equal(inflight_complete(&f, 1, PKT_PUBACK), UVMQ_ENOTFOUND);
+    assert_int_equal(inflight_pubrec(&f, 1), UVMQ_ENOTFOUND);
     inflight_clear(&f);
     assert_int_equal(add(&f, m, 1), 1);
     assert_int_equal(f.cap, 16);
@@ -130,15 +130,15 @@ static void inflight_qos1_completes_only_on_puback(void **state)
     inflight_slot_t *s = inflight_get(&f, id);
     assert_non_null(s);
     assert_int_equal(s->state, INFLIGHT_WAIT_PUBACK);
-    assert_int_equal(inflight_complete(&f, id, PKT_PUBCOMP), ERR_NOTFOUND);
-    assert_int_equal(inflight_complete(&f, id, PKT_PUBREC), ERR_NOTFOUND);
-    assert_int_equal(inflight_pubrec(&f, id), ERR_NOTFOUND);
-    assert_int_equal(inflight_complete(&f, (uint16_t)(id + 1), PKT_PUBACK), ERR_NOTFOUND);
+    assert_int_equal(inflight_complete(&f, id, PKT_PUBCOMP), UVMQ_ENOTFOUND);
+    assert_int_equal(inflight_complete(&f, id, PKT_PUBREC), UVMQ_ENOTFOUND);
+    assert_int_equal(inflight_pubrec(&f, id), UVMQ_ENOTFOUND);
+    assert_int_equal(inflight_complete(&f, (uint16_t)(id + 1), PKT_PUBACK), UVMQ_ENOTFOUND);
     assert_int_equal(atomic_load(&m->refs), 2);
     assert_int_equal(inflight_complete(&f, id, PKT_PUBACK), 0);
     assert_int_equal(atomic_load(&m->refs), 1);
     assert_null(inflight_get(&f, id));
-    assert_int_equal(inflight_complete(&f, id, PKT_PUBACK), ERR_NOTFOUND);
+    assert_int_equal(inflight_complete(&f, id, PKT_PUBACK), UVMQ_ENOTFOUND);
     assert_int_equal(f.count, 0);
     inflight_dispose(&f);
     msg_release(&m);
@@ -158,8 +158,8 @@ static void inflight_qos2_goes_pubrec_then_pubcomp(void **state)
     assert_non_null(s);
     uint16_t id = s->packet_id;
     assert_int_equal(s->state, INFLIGHT_WAIT_PUBREC);
-    assert_int_equal(inflight_complete(&f, id, PKT_PUBACK), ERR_NOTFOUND);
-    assert_int_equal(inflight_complete(&f, id, PKT_PUBCOMP), ERR_NOTFOUND);
+    assert_int_equal(inflight_complete(&f, id, PKT_PUBACK), UVMQ_ENOTFOUND);
+    assert_int_equal(inflight_complete(&f, id, PKT_PUBCOMP), UVMQ_ENOTFOUND);
     assert_int_equal(inflight_pubrec(&f, id), 0);
     s = inflight_get(&f, id);
     assert_int_equal(s->state, INFLIGHT_WAIT_PUBCOMP);
@@ -168,10 +168,10 @@ static void inflight_qos2_goes_pubrec_then_pubcomp(void **state)
     assert_int_equal(s->e.qos, 2);
     assert_int_equal(atomic_load(&m->refs), 1);
     assert_int_equal(inflight_pubrec(&f, id), 0); /* repeated PUBREC */
-    assert_int_equal(inflight_complete(&f, id, PKT_PUBACK), ERR_NOTFOUND);
+    assert_int_equal(inflight_complete(&f, id, PKT_PUBACK), UVMQ_ENOTFOUND);
     assert_int_equal(inflight_complete(&f, id, PKT_PUBCOMP), 0);
     assert_null(inflight_get(&f, id));
-    assert_int_equal(inflight_pubrec(&f, id), ERR_NOTFOUND);
+    assert_int_equal(inflight_pubrec(&f, id), UVMQ_ENOTFOUND);
     inflight_dispose(&f);
     msg_release(&m);
     msg_pool_drain();
@@ -266,12 +266,12 @@ static void inflight_restore_keeps_ids_states_and_order_past_the_window(void **s
     for (int i = 0; i < 4; i++) assert_int_equal(v.ids[i], ids[i]);
     /* refused: id in use, id 0, a state without its message */
     queue_entry_t dup = { .m = msg_retain(m), .qos = 1 };
-    assert_int_equal(inflight_restore(&f, 7, INFLIGHT_WAIT_PUBACK, &dup), ERR_INVAL);
-    assert_int_equal(inflight_restore(&f, 0, INFLIGHT_WAIT_PUBACK, &dup), ERR_INVAL);
+    assert_int_equal(inflight_restore(&f, 7, INFLIGHT_WAIT_PUBACK, &dup), UVMQ_EINVAL);
+    assert_int_equal(inflight_restore(&f, 0, INFLIGHT_WAIT_PUBACK, &dup), UVMQ_EINVAL);
     assert_ptr_equal(dup.m, m);
     queue_entry_dispose(&dup);
     queue_entry_t none = { .qos = 1 };
-    assert_int_equal(inflight_restore(&f, 5, INFLIGHT_WAIT_PUBACK, &none), ERR_INVAL);
+    assert_int_equal(inflight_restore(&f, 5, INFLIGHT_WAIT_PUBACK, &none), UVMQ_EINVAL);
     /* the PUBREC stage goes on as usual, and new ids skip the restored */
     assert_int_equal(inflight_pubrec(&f, 7), 0);
     assert_int_equal(inflight_complete(&f, 7, PKT_PUBCOMP), 0);
@@ -332,11 +332,11 @@ static void inflight_inbound_qos2_set_dedups_and_limits(void **state)
     assert_int_equal(inflight_in_add(&f, 5, 3), 0);
     assert_int_equal(inflight_in_add(&f, 9, 3), 1);
     assert_int_equal(inflight_in_add(&f, 2, 3), 1);
-    assert_int_equal(inflight_in_add(&f, 7, 3), ERR_LIMIT);
+    assert_int_equal(inflight_in_add(&f, 7, 3), UVMQ_ELIMIT);
     assert_int_equal(inflight_in_add(&f, 2, 3), 0); /* duplicate at the limit */
     assert_int_equal(f.in_count, 3);
     assert_int_equal(inflight_in_remove(&f, 5), 0);
-    assert_int_equal(inflight_in_remove(&f, 5), ERR_NOTFOUND);
+    assert_int_equal(inflight_in_remove(&f, 5), UVMQ_ENOTFOUND);
     assert_int_equal(inflight_in_add(&f, 7, 3), 1);
     assert_int_equal(f.in_ids[0], 2);
     assert_int_equal(f.in_ids[1], 7);
@@ -345,7 +345,7 @@ static void inflight_inbound_qos2_set_dedups_and_limits(void **state)
     assert_int_equal(f.in_count, 43);
     inflight_clear(&f);
     assert_int_equal(f.in_count, 0);
-    assert_int_equal(inflight_in_remove(&f, 2), ERR_NOTFOUND);
+    assert_int_equal(inflight_in_remove(&f, 2), UVMQ_ENOTFOUND);
     assert_int_equal(inflight_in_add(&f, 2, 1), 1);
     inflight_dispose(&f);
 }
@@ -409,7 +409,7 @@ static void model_ack(inflight_t *f, model_t *md, int k)
     uint16_t id = md->live[k];
     uint8_t st = md->state[id];
     if (st == INFLIGHT_WAIT_PUBREC) {
-        assert_int_equal(inflight_complete(f, id, PKT_PUBCOMP), ERR_NOTFOUND);
+        assert_int_equal(inflight_complete(f, id, PKT_PUBCOMP), UVMQ_ENOTFOUND);
         assert_int_equal(inflight_pubrec(f, id), 0);
         md->state[id] = INFLIGHT_WAIT_PUBCOMP;
         md->with_msg--;
@@ -417,7 +417,7 @@ static void model_ack(inflight_t *f, model_t *md, int k)
     }
     uint8_t good = st == INFLIGHT_WAIT_PUBACK ? PKT_PUBACK : PKT_PUBCOMP;
     uint8_t bad = st == INFLIGHT_WAIT_PUBACK ? PKT_PUBCOMP : PKT_PUBACK;
-    assert_int_equal(inflight_complete(f, id, bad), ERR_NOTFOUND);
+    assert_int_equal(inflight_complete(f, id, bad), UVMQ_ENOTFOUND);
     assert_int_equal(inflight_complete(f, id, good), 0);
     if (st == INFLIGHT_WAIT_PUBACK) md->with_msg--;
     md->state[id] = INFLIGHT_FREE;

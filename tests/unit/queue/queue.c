@@ -44,7 +44,7 @@ static void queue_keeps_fifo_order_across_wrap_and_growth(void **state)
     queue_entry_t e;
     int next_in = 0, next_out = 0;
     queue_init(&q, 0, 0);
-    assert_int_equal(queue_pop(&q, &e), ERR_NOTFOUND);
+    assert_int_equal(queue_pop(&q, &e), UVMQ_ENOTFOUND);
     assert_null(queue_peek(&q));
     /* Interleave so the head moves and the ring wraps before each growth. */
     for (int round = 0; round < 6; round++) {
@@ -84,8 +84,8 @@ static void queue_len_limit_drops_and_releases(void **state)
     queue_init(&q, 3, 0);
     for (int i = 0; i < 3; i++) assert_int_equal(push_ref(&q, m, 2), 0);
     assert_int_equal(atomic_load(&m->refs), 4);
-    assert_int_equal(push_ref(&q, m, 2), ERR_LIMIT);
-    assert_int_equal(push_ref(&q, m, 0), ERR_LIMIT);
+    assert_int_equal(push_ref(&q, m, 2), UVMQ_ELIMIT);
+    assert_int_equal(push_ref(&q, m, 0), UVMQ_ELIMIT);
     assert_int_equal(atomic_load(&m->refs), 4);
     assert_int_equal(q.dropped, 2);
     assert_int_equal(q.len, 3);
@@ -111,7 +111,7 @@ static void queue_byte_limit_drops_and_releases(void **state)
     assert_int_equal(push_ref(&q, m, 0), 0);
     assert_int_equal(push_ref(&q, m, 0), 0);
     assert_int_equal(q.bytes, 24);
-    assert_int_equal(push_ref(&q, m, 3), ERR_LIMIT); /* 36 > 30 */
+    assert_int_equal(push_ref(&q, m, 3), UVMQ_ELIMIT); /* 36 > 30 */
     assert_int_equal(q.dropped, 1);
     assert_int_equal(atomic_load(&m->refs), 3);
     queue_entry_t e;
@@ -140,10 +140,10 @@ static void queue_push_bounded_uses_the_given_limits(void **state)
     assert_int_equal(q.len, 4); /* twice the queue's own limits */
     assert_int_equal(q.bytes, 48);
     queue_entry_t e = {.m = msg_retain(m), .qos = 1};
-    assert_int_equal(queue_push_bounded(&q, &e, 5, 48), ERR_LIMIT); /* bytes */
+    assert_int_equal(queue_push_bounded(&q, &e, 5, 48), UVMQ_ELIMIT); /* bytes */
     assert_null(e.m);
     assert_int_equal(q.dropped, 1);
-    assert_int_equal(push_ref(&q, m, 0), ERR_LIMIT); /* own limits: full */
+    assert_int_equal(push_ref(&q, m, 0), UVMQ_ELIMIT); /* own limits: full */
     assert_int_equal(q.dropped, 2);
     assert_int_equal(atomic_load(&m->refs), 5);
     e = (queue_entry_t){.m = msg_retain(m), .qos = 1};

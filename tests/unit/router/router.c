@@ -126,7 +126,7 @@ static void trie_follows_the_table_one_filter_at_a_time(void **state)
         router_t *rt = router_create();
         int rc = sub_str(rt, r->filter, (void *)r, 1, 0);
         if (is_share(r->filter)) {
-            assert_int_equal(rc, ERR_INVAL);
+            assert_int_equal(rc, UVMQ_EINVAL);
         } else {
             assert_int_equal(rc, 0);
             size_t n = match_str(rt, r->topic, NULL, &h);
@@ -242,10 +242,10 @@ static void subscribe_refuses_invalid_and_shared_filters(void **state)
     router_t *rt = router_create();
     int existed = -1;
     char sub;
-    assert_int_equal(router_subscribe(rt, "a/#/b", 5, &sub, 0, 0, &existed), ERR_INVAL);
+    assert_int_equal(router_subscribe(rt, "a/#/b", 5, &sub, 0, 0, &existed), UVMQ_EINVAL);
     assert_int_equal(existed, 0);
-    assert_int_equal(sub_str(rt, "", &sub, 0, 0), ERR_INVAL);
-    assert_int_equal(sub_str(rt, "$share/g/a", &sub, 0, 0), ERR_INVAL);
+    assert_int_equal(sub_str(rt, "", &sub, 0, 0), UVMQ_EINVAL);
+    assert_int_equal(sub_str(rt, "$share/g/a", &sub, 0, 0), UVMQ_EINVAL);
     assert_int_equal(router_count(rt), 0);
     assert_int_equal(rt->root->nkids, 0);
     router_destroy(rt);
@@ -397,9 +397,9 @@ static void unsubscribe_removes_one_and_prunes_nodes(void **state)
     assert_int_equal(sub_str(rt, "a/+/#", &a, 0, 0), 0);
     assert_int_equal(sub_str(rt, "a/b/c", &b, 0, 0), 0);
     assert_int_equal(router_unsubscribe(rt, "a/b/c", 5, &a), 0);
-    assert_int_equal(router_unsubscribe(rt, "a/b/c", 5, &a), ERR_NOTFOUND);
-    assert_int_equal(router_unsubscribe(rt, "a/b", 3, &b), ERR_NOTFOUND);
-    assert_int_equal(router_unsubscribe(rt, "q", 1, &b), ERR_NOTFOUND);
+    assert_int_equal(router_unsubscribe(rt, "a/b/c", 5, &a), UVMQ_ENOTFOUND);
+    assert_int_equal(router_unsubscribe(rt, "a/b", 3, &b), UVMQ_ENOTFOUND);
+    assert_int_equal(router_unsubscribe(rt, "q", 1, &b), UVMQ_ENOTFOUND);
     assert_int_equal(router_count(rt), 2);
     assert_int_equal(match_str(rt, "a/b/c", NULL, &h), 2); /* a via a/+/# */
     assert_int_equal(router_unsubscribe(rt, "a/+/#", 5, &a), 0);
@@ -678,7 +678,7 @@ static void random_churn_agrees_with_topic_matches(void **state)
             model[s][f] = qos;
         } else if (kind < 19) {
             assert_int_equal(router_unsubscribe(rt, fl, strlen(fl), &subs[s]),
-                             model[s][f] >= 0 ? 0 : ERR_NOTFOUND);
+                             model[s][f] >= 0 ? 0 : UVMQ_ENOTFOUND);
             model[s][f] = -1;
         } else {
             size_t had = 0;

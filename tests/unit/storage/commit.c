@@ -169,7 +169,7 @@ static void store_batch_mode_barrier_reports_an_earlier_failure(void **state)
     assert_int_equal(store_batch_entry_add(b, &e), 0);
     assert_int_equal(store_submit(s, b, flag_done, &acked), 0);
     assert_int_equal(atomic_load(&acked), 1); /* status 0 at submit, as documented */
-    assert_int_equal(submit_wait(s, store_batch_create()), ERR_INVAL);
+    assert_int_equal(submit_wait(s, store_batch_create()), UVMQ_EINVAL);
     assert_int_equal(submit_wait(s, store_batch_create()), 0); /* reported once */
     store_close(s);
 }

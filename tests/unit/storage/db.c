@@ -332,13 +332,13 @@ static void store_rejects_only_the_invalid_batch(void **state)
     assert_int_equal(store_submit(s, bad, on_done, &w), 0);
     assert_int_equal(submit_wait(s, good), 0);
     assert_int_equal(w.done, 1); /* callbacks run in submission order */
-    assert_int_equal(w.status, ERR_INVAL);
+    assert_int_equal(w.status, UVMQ_EINVAL);
     assert_int_equal(query("SELECT count(*) FROM sub"), 0);
     assert_int_equal(query("SELECT count(*) FROM entry"), 1);
     /* A duplicate (client_id, seq) is rejected the same way. */
     store_batch_t *dup = store_batch_create();
     add_entry(dup, "c", 2, 1);
-    assert_int_equal(submit_wait(s, dup), ERR_INVAL);
+    assert_int_equal(submit_wait(s, dup), UVMQ_EINVAL);
     assert_int_equal(query("SELECT refs FROM msg WHERE id=1"), 1);
     store_close(s);
 }
@@ -418,7 +418,7 @@ static void store_survives_a_full_disk_and_keeps_what_it_had(void **state)
         b = store_batch_create();
         put_msg(b, i, "lost", big);
         add_entry(b, "c", i, i);
-        assert_int_equal(submit_wait(s, b), ERR_IO);
+        assert_int_equal(submit_wait(s, b), UVMQ_EIO);
     }
     store_stats_t st;
     store_stats(s, &st);
@@ -449,13 +449,13 @@ static void store_batch_refuses_too_many_subscription_ids(void **state)
     store_entry_t e = { .client_id = "c", .seq = 1, .msg_id = 1,
                         .n_sub_ids = STORE_MAX_SUB_IDS + 1, .sub_ids = ids };
     store_batch_t *b = store_batch_create();
-    assert_int_equal(store_batch_entry_add(b, &e), ERR_INVAL);
+    assert_int_equal(store_batch_entry_add(b, &e), UVMQ_EINVAL);
     assert_int_equal(store_batch_count(b), 0);
     e.n_sub_ids = STORE_MAX_SUB_IDS;
     assert_int_equal(store_batch_entry_add(b, &e), 0);
     assert_int_equal(store_batch_count(b), 1);
     store_batch_destroy(b);
-    assert_int_equal(store_submit(NULL, NULL, NULL, NULL), ERR_INVAL);
+    assert_int_equal(store_submit(NULL, NULL, NULL, NULL), UVMQ_EINVAL);
 }
 
 int main(void)

@@ -1,7 +1,7 @@
 /*
  * Unit tests for storage/store.c's refusals and storage/store_sql.c's
  * migrations. Each refusal test snapshots DIR/uvmq.db, tries store_open,
- * expects ERR_IO and then compares the file byte for byte: a refused
+ * expects UVMQ_EIO and then compares the file byte for byte: a refused
  * database is never modified. The tests run as root too, so read-only and
  * unreadable are set with mode bits the store checks itself.
  */
@@ -93,7 +93,7 @@ static void write_file(const char *p, const void *data, size_t len, long off)
     fclose(f);
 }
 
-/* Expects store_open to refuse with ERR_IO and the file to stay the same. */
+/* Expects store_open to refuse with UVMQ_EIO and the file to stay the same. */
 static void assert_refused_unchanged(const store_opts_t *opts)
 {
     size_t before_len = 0, after_len = 0;
@@ -102,7 +102,7 @@ static void assert_refused_unchanged(const store_opts_t *opts)
     char *before = slurp(path, &before_len);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(store_open(&s, dir, opts), ERR_IO);
+    assert_int_equal(store_open(&s, dir, opts), UVMQ_EIO);
     assert_null(s);
     char *after = slurp(path, &after_len);
     assert_int_equal(after_len, before_len);
@@ -151,9 +151,9 @@ static void store_recover_reports_corruption_without_quick_check(void **state)
     write_file(path, junk, sizeof junk, 4096);
     char *before = slurp(path, &len);
     /* The schema page is intact, so an unchecked open succeeds; the first
-     * read of a data page then fails and recovery returns ERR_IO. */
+     * read of a data page then fails and recovery returns UVMQ_EIO. */
     assert_int_equal(store_open(&s, dir, &opts), 0);
-    assert_int_equal(store_recover(s, &(store_recover_cb_t){ 0 }, NULL, NULL), ERR_IO);
+    assert_int_equal(store_recover(s, &(store_recover_cb_t){ 0 }, NULL, NULL), UVMQ_EIO);
     store_close(s);
     size_t after_len = 0;
     char *after = slurp(path, &after_len);
@@ -187,7 +187,7 @@ static void store_refuses_an_unreadable_file(void **state)
     make_db(3);
     char *before = slurp(path, &len);
     chmod(path, 0000);
-    assert_int_equal(store_open(&s, dir, NULL), ERR_IO);
+    assert_int_equal(store_open(&s, dir, NULL), UVMQ_EIO);
     assert_null(s);
     chmod(path, 0600);
     size_t after_len = 0;
@@ -199,7 +199,7 @@ static void store_refuses_an_unreadable_file(void **state)
     /* A directory where the file should be cannot be read either. */
     assert_int_equal(unlink(path), 0);
     assert_int_equal(mkdir(path, 0700), 0);
-    assert_int_equal(store_open(&s, dir, NULL), ERR_IO);
+    assert_int_equal(store_open(&s, dir, NULL), UVMQ_EIO);
     assert_null(s);
 }
 
@@ -210,7 +210,7 @@ static void store_refuses_a_read_only_database_file(void **state)
     make_db(3);
     char *before = slurp(path, &len);
     chmod(path, 0400);
-    assert_int_equal(store_open(&s, dir, NULL), ERR_IO);
+    assert_int_equal(store_open(&s, dir, NULL), UVMQ_EIO);
     assert_null(s);
     size_t after_len = 0;
     char *after = slurp(path, &after_len);
@@ -227,7 +227,7 @@ static void store_refuses_a_read_only_data_dir(void **state)
     make_db(3);
     char *before = slurp(path, &len);
     assert_int_equal(chmod(dir, 0500), 0);
-    assert_int_equal(store_open(&s, dir, NULL), ERR_IO);
+    assert_int_equal(store_open(&s, dir, NULL), UVMQ_EIO);
     assert_null(s);
     assert_int_equal(chmod(dir, 0700), 0);
     size_t after_len = 0;
@@ -287,7 +287,7 @@ static void store_migrate_rolls_back_a_failing_step(void **state)
     };
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(store__migrate(db, path, fake, 2), ERR_IO);
+    assert_int_equal(store__migrate(db, path, fake, 2), UVMQ_EIO);
     assert_int_equal(store__read_version(db), 1);
     assert_int_equal(count(db, "SELECT count(*) FROM t"), 0);
     assert_int_equal(sqlite3_get_autocommit(db), 1);

@@ -57,7 +57,7 @@ static void store_refuses_a_dir_another_store_holds(void **state)
 {
     store_t *a = NULL, *b = NULL;
     assert_int_equal(store_open(&a, tmpl, NULL), 0);
-    assert_int_equal(store_open(&b, tmpl, NULL), ERR_IO);
+    assert_int_equal(store_open(&b, tmpl, NULL), UVMQ_EIO);
     assert_null(b);
     store_close(a);
     /* The lock goes with the first store: a new one gets it. */
@@ -83,14 +83,14 @@ static void store_refuses_an_unwritable_parent(void **state)
         assert_int_equal(mkdir(ro, 0500), 0);
         snprintf(dir, sizeof dir, "%s/data", ro);
     }
-    assert_int_equal(store_open(&s, dir, NULL), ERR_IO);
+    assert_int_equal(store_open(&s, dir, NULL), UVMQ_EIO);
     assert_null(s);
 }
 
 static void store_refuses_an_empty_path(void **state)
 {
     store_t *s = NULL;
-    assert_int_equal(store_open(&s, "", NULL), ERR_IO);
+    assert_int_equal(store_open(&s, "", NULL), UVMQ_EIO);
     assert_null(s);
     store_close(NULL); /* a no-op */
 }
