@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../tls/tls.h"
+
 #define UVMQ_VERSION "0.1.0"
 
 typedef struct broker_s broker_t;
@@ -30,31 +32,6 @@ enum share_strategy {
                               messages stay with one member while the
                               group's online members do not change */
 };
-
-/* TLS minimum protocol versions ("min_version"). */
-enum tls_min_version { TLS_MIN_1_2 = 12, TLS_MIN_1_3 = 13 };
-
-/* A listener's "tls" object (docs/configuration.md). Strings are owned;
- * NULL means "not set". */
-typedef struct tls_config_s {
-    char *cert;                   /* "cert": PEM certificate chain, required */
-    char *key;                    /* "key": PEM private key, required */
-    char *ca;                     /* "ca": PEM CA bundle that client
-                                     certificates must chain to; NULL = no
-                                     client certificates are asked for */
-    char *ciphers;                /* "ciphers": TLS 1.2 cipher list; NULL =
-                                     OpenSSL's default */
-    char *ciphersuites;           /* "ciphersuites": TLS 1.3 suites; NULL =
-                                     OpenSSL's default */
-    int min_version;              /* "min_version": enum tls_min_version,
-                                     "1.2" (default) or "1.3" */
-    int require_certificate;      /* "require_certificate": a client without
-                                     a valid certificate fails the handshake;
-                                     needs "ca". false */
-    int use_identity_as_username; /* "use_identity_as_username": the client
-                                     certificate's CN replaces the CONNECT
-                                     user name; needs "ca". false */
-} tls_config_t;
 
 /* One entry of "listeners". The default MQTT listener (bind/port) and
  * the default HTTP/2 one (bind/http_port) are not among them. */

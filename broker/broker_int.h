@@ -26,7 +26,7 @@
 #include "../router/router.h"
 #include "../storage/store.h"
 #include "broker.h"
-#include "tls.h"
+#include "../tls/tls.h"
 
 /* Handlers return 0, or CONN_GONE when they closed the connection: the
  * caller must then stop processing its input (the memory stays valid until
@@ -913,6 +913,12 @@ void listener__stop(broker_t *b);
 void listener__reload(broker_t *b);
 /* Frees the listeners (after the listener loop closed their handles). */
 void listener__free(broker_t *b);
+/* Builds the TLS context of a listener of kind (enum listener_kind) from
+ * cfg, with the ALPN protocol of its kind: "mqtt" offered for MQTT; "h2"
+ * required for HTTP/2. Returns 0 with *out holding one reference, or
+ * UVMQ_ECONFIG with why in err (config.c checks a listener with it). */
+int listener__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, int kind, char *err,
+                         size_t errlen);
 
 /* ---- conn.c ---- */
 
@@ -933,7 +939,7 @@ void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
  * its bytes are encrypted, so no write completion has anything to
  * release. The pending batch is left empty and its bytes leave unsent
  * (the caller writes the ciphertext at once). Adds close_notify after
- * tls__shutdown. No write of c may be in flight. Returns 0 or UVMQ_ETLS. */
+ * tls_shutdown. No write of c may be in flight. Returns 0 or UVMQ_ETLS. */
 int conn__tls_encrypt(conn_t *c);
 /* Restarts reading after a deferred CONNECT finished or a throttle ended,
  * first processing whatever input arrived meanwhile (unless c is paused

@@ -20,7 +20,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
-#include "broker/tls.h"
+#include "broker/broker_int.h"
 
 /* The largest Remaining Length a fixed header can encode (MQTT 3.1.1
  * section 2.2.3 and 5.0 section 1.5.5: four varint bytes, 268,435,455). */
@@ -169,9 +169,9 @@ static int check_tls(const broker_config_t *c, size_t i, const char *where, char
                  t->require_certificate ? "require_certificate" : "use_identity_as_username");
         rc = UVMQ_ECONFIG;
     } else {
-        rc = tls__ctx_create_for(&ctx, t, c->listeners[i].kind, why, sizeof why);
+        rc = listener__ctx_create(&ctx, t, c->listeners[i].kind, why, sizeof why);
     }
-    tls__ctx_release(&ctx);
+    tls_ctx_release(&ctx);
     if (rc != 0) snprintf(err, errlen, "%s.tls.%s", where, why);
     return rc;
 }

@@ -365,7 +365,7 @@ void conn__open(loop_t *l, int fd, unsigned kind, tls_ctx_t *ctx)
     conn_t *c = open_fd(l, fd, 0);
     if (c == NULL) return;
     if (kind != LISTENER_MQTT) conn__ext(c)->kind = (uint8_t)kind;
-    if (ctx != NULL && (conn__ext(c)->tls = tls__create(ctx)) == NULL) {
+    if (ctx != NULL && (conn__ext(c)->tls = tls_create(ctx)) == NULL) {
         conn__close(c, 0, 0, "cannot create a TLS session");
         return;
     }
@@ -478,7 +478,7 @@ static int move_away(conn_t *c, const uint8_t *data, size_t len)
     /* TLS: the session goes along, with the ciphertext not yet decrypted
      * (in the loop's buffer until kept). Nothing of ours is in flight: the
      * client sent its CONNECT after our last handshake flight arrived. */
-    if (conn__tls(c) != NULL && (c->writing || tls__keep_input(c->ext->tls) != 0)) {
+    if (conn__tls(c) != NULL && (c->writing || tls_keep_input(c->ext->tls) != 0)) {
         conn__close(c, 0, 0, "cannot move the TLS connection to its session's loop");
         return CONN_GONE;
     }
@@ -691,10 +691,10 @@ static int tls_established(conn_t *c)
     char d[96];
     size_t n = 0;
     const uint8_t *p = NULL;
-    tls__describe(t, d, sizeof d);
+    tls_describe(t, d, sizeof d);
     log_debug("TLS handshake with %s done: %s", conn__peer(c), d);
     if (!conn__is_http(c)) return 0;
-    p = tls__alpn(t, &n);
+    p = tls_alpn(t, &n);
     if (p == NULL || n != 2 || memcmp(p, "h2", 2) != 0) {
         CNT_INC(c->loop->b, tls_failed);
         conn__close(c, 0, 0, "HTTP/2 over TLS needs ALPN \"h2\" (the client negotiated none)");
@@ -713,7 +713,7 @@ static int tls_established(conn_t *c)
 static void tls_failed(conn_t *c)
 {
     CNT_INC(c->loop->b, tls_failed);
-    conn__close(c, 0, CLOSE_WILL, tls__strerror());
+    conn__close(c, 0, CLOSE_WILL, tls_strerror());
 }
 
 /* Ciphertext data[0..n) arrived (NULL, 0: only what the session kept when
@@ -728,15 +728,15 @@ static void tls_input(conn_t *c, const uint8_t *data, size_t n, uint8_t *plain)
 {
     loop_t *l = c->loop;
     tls_t *t = c->ext->tls;
-    int was_done = tls__handshake_done(t);
-    int rc = tls__feed(t, data, n);
+    int was_done = tls_handshake_done(t);
+    int rc = tls_feed(t, data, n);
     assert(plain != l->rbuf || !l->rbuf_busy);
     while (rc == 0 && conn__tls(c) != NULL && c->state != CONN_CLOSING) {
         size_t got = 0, k = 0;
         while (got < LOOP_READ_BUF &&
-               (rc = tls__read(t, plain + got, LOOP_READ_BUF - got, &k)) == 0)
+               (rc = tls_read(t, plain + got, LOOP_READ_BUF - got, &k)) == 0)
             got += k;
-        if (!was_done && tls__handshake_done(t)) {
+        if (!was_done && tls_handshake_done(t)) {
             was_done = 1;
             if (tls_established(c) != 0) break;
         }
@@ -749,7 +749,7 @@ static void tls_input(conn_t *c, const uint8_t *data, size_t n, uint8_t *plain)
         tls_failed(c);
     else if (rc == TLS_CLOSED)
         conn__close(c, 0, CLOSE_WILL, "connection closed by peer (TLS close_notify)");
-    if (tls__has_output(t)) loop__mark_dirty(c);
+    if (tls_has_output(t)) loop__mark_dirty(c);
 }
 
 static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -768,7 +768,7 @@ void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
                       uint8_t hops, tls_t *tls)
 {
     conn_t *c = open_fd(l, fd, 1);
-    if (c == NULL) tls__destroy(tls);
+    if (c == NULL) tls_destroy(tls);
     if (c != NULL) {
         c->hops = hops;
         if (tls != NULL) conn__ext(c)->tls = tls;
@@ -1102,7 +1102,7 @@ void conn__flush(conn_t *c)
 #define TLS_OUT_KEEP (1024 * 1024)
 
 /* See broker_int.h. The one loop over the entries both encrypts and
- * releases; tls__pass_put gathers or encrypts in place. */
+ * releases; tls_pass_put gathers or encrypts in place. */
 int conn__tls_encrypt(conn_t *c)
 {
     loop_t *l = c->loop;
@@ -1112,14 +1112,14 @@ int conn__tls_encrypt(conn_t *c)
     tls_pass_t p;
     if (l->tls_stage == NULL) l->tls_stage = xmalloc(TLS_RECORD_MAX);
     l->tls_out_len = 0;
-    tls__pass_begin(&p, c->ext->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
+    tls_pass_begin(&p, c->ext->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
     for (uint32_t i = 0; i < n; i++) {
         out_ent_t *e = &b->v[i];
-        tls__pass_put(&p, e->base != NULL ? e->base : b->scratch + e->off, e->len, i + 1 < n);
+        tls_pass_put(&p, e->base != NULL ? e->base : b->scratch + e->off, e->len, i + 1 < n);
         if (e->ref != NULL) msg_release(&e->ref);
         if (e->chunk != NULL) loop__chunk_release(&e->chunk);
     }
-    int rc = tls__pass_end(&p);
+    int rc = tls_pass_end(&p);
     b->n = 0;
     b->bytes = 0;
     b->scratch_len = 0;
@@ -1172,7 +1172,7 @@ static void flush_tls(conn_t *c)
         http__pull(c); /* HTTP/2 frames into the batch; may close c */
         if (c->handle_closing) return;
     }
-    if ((c->batch == NULL || c->batch->n == 0) && !tls__has_output(c->ext->tls)) {
+    if ((c->batch == NULL || c->batch->n == 0) && !tls_has_output(c->ext->tls)) {
         if (c->state == CONN_CLOSING) close_flushed(c);
         return;
     }
@@ -1193,7 +1193,7 @@ static void flush_tls(conn_t *c)
     }
     if (rc < 0) {
         if (rc == UVMQ_ETLS) CNT_INC(l->b, tls_failed);
-        conn__close(c, 0, CLOSE_WILL, rc == UVMQ_ETLS ? tls__strerror() : uv_strerror(rc));
+        conn__close(c, 0, CLOSE_WILL, rc == UVMQ_ETLS ? tls_strerror() : uv_strerror(rc));
         conn__close_handle(c);
     } else if (!c->writing) { /* all written, as on_write would finish */
         out_put(c);
@@ -1218,7 +1218,7 @@ static void on_write(uv_write_t *req, int status)
     if (status < 0) {
         conn__close(c, 0, CLOSE_WILL, uv_strerror(status));
         conn__close_handle(c);
-    } else if (c->batch->n > 0 || (conn__tls(c) != NULL && tls__has_output(c->ext->tls))) {
+    } else if (c->batch->n > 0 || (conn__tls(c) != NULL && tls_has_output(c->ext->tls))) {
         loop__mark_dirty(c);
         resume_if_drained(c);
     } else {
@@ -1269,11 +1269,11 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
         sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0,
                      (flags & CLOSE_TAKEN) != 0);
     if (conn__tls(c) != NULL) {
-        tls__shutdown(c->ext->tls); /* close_notify after the last data */
-        if (tls__has_output(c->ext->tls)) loop__mark_dirty(c);
+        tls_shutdown(c->ext->tls); /* close_notify after the last data */
+        if (tls_has_output(c->ext->tls)) loop__mark_dirty(c);
     }
     if (!c->writing && (c->batch == NULL || c->batch->n == 0) &&
-        (conn__tls(c) == NULL || !tls__has_output(c->ext->tls)))
+        (conn__tls(c) == NULL || !tls_has_output(c->ext->tls)))
         conn__close_handle(c);
 }
 
@@ -1364,7 +1364,7 @@ static void conn_free(conn_t *c)
     alias__out_disable(c);
     if (c->ext != NULL) { /* persist__conn_gone took the acks */
         conn__v5_free(c);
-        tls__destroy(c->ext->tls);
+        tls_destroy(c->ext->tls);
         if (c->ext->http != NULL) http__free(c);
         free(c->ext);
     }
@@ -1410,5 +1410,5 @@ void conn__sweep(conn_t *c, uint64_t now)
                t - c->since >= CLOSE_GRACE_MS) {
         conn__close_handle(c);
     }
-    if (conn__tls(c) != NULL && !c->writing) tls__sweep(c->ext->tls); /* idle: free buffers */
+    if (conn__tls(c) != NULL && !c->writing) tls_sweep(c->ext->tls); /* idle: free buffers */
 }

@@ -91,7 +91,7 @@ static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
 static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
 {
     char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
-    int rc = cn != NULL ? tls__peer_cn(conn__tls(c), cn, IDENTITY_MAX) : UVMQ_ENOMEM;
+    int rc = cn != NULL ? tls_peer_cn(conn__tls(c), cn, IDENTITY_MAX) : UVMQ_ENOMEM;
     if (rc != 0) {
         log_info("client %.*s (%s): no usable common name in its certificate (%s): "
                  "not authorized",
@@ -489,7 +489,7 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     if (rc < 0) return connect_decode_error(c, frame, len, rc);
     c->version = p.u.connect.version;
     uint8_t reason = validate(c, &p.u.connect);
-    if (reason == PKT_RC_SUCCESS && conn__tls(c) != NULL && tls__identity_as_username(c->ext->tls))
+    if (reason == PKT_RC_SUCCESS && conn__tls(c) != NULL && tls_identity_as_username(c->ext->tls))
         reason = identity_username(c, &p.u.connect);
     if (reason != PKT_RC_SUCCESS) return conn__refuse(c, &p.u.connect, reason);
     if (c->version == PKT_V5 && PKT_PROP_HAS(&p.u.connect.props, PROP_AUTH_METHOD))

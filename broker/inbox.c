@@ -179,7 +179,7 @@ static void accept_item(loop_t *l, loop_item_t *it)
 {
     const listener_t *ls = it->ptr;
     conn__open(l, it->fd, ls->kind, it->tls_ctx);
-    tls__ctx_release(&it->tls_ctx); /* the connection took its own */
+    tls_ctx_release(&it->tls_ctx); /* the connection took its own */
 }
 
 /* Runs one item on its target loop l. */
@@ -241,10 +241,10 @@ void loop__drop_items(item_vec_t *v)
             share__member_release(&mb);
         }
         if (it->kind == ITEM_ACCEPT || it->kind == ITEM_MIGRATE) close(it->fd);
-        if (it->kind == ITEM_ACCEPT) tls__ctx_release(&it->tls_ctx);
+        if (it->kind == ITEM_ACCEPT) tls_ctx_release(&it->tls_ctx);
         if (it->kind == ITEM_MIGRATE) {
             free(it->bytes);
-            tls__destroy(it->tls);
+            tls_destroy(it->tls);
         }
         if (it->kind == ITEM_COMMITTED) persist__drop_record(it->ptr);
     }

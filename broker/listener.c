@@ -85,7 +85,7 @@ static void hand_off(listener_t *ls, int fd)
     unsigned k = pick_loop(b);
     atomic_fetch_add_explicit(&b->loops[k].load, 1, memory_order_relaxed);
     loop_item_t it = {.kind = ITEM_ACCEPT, .fd = fd, .ptr = ls};
-    if (ls->tls != NULL) it.tls_ctx = tls__ctx_retain(ls->tls);
+    if (ls->tls != NULL) it.tls_ctx = tls_ctx_retain(ls->tls);
     loop__items_append(&b->lout[k], &it); /* flushed after the batch */
 }
 
@@ -148,11 +148,20 @@ static int open_socket(const struct sockaddr *sa, socklen_t len)
     return fd;
 }
 
-/* Builds ls's TLS context from its files, offering the ALPN protocol of
- * its kind; 0 or UVMQ_ECONFIG (why in err). */
+int listener__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, int kind, char *err,
+                         size_t errlen)
+{
+    if (kind != LISTENER_HTTP)
+        return tls_ctx_create(out, cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, 0, err, errlen);
+    /* RFC 9113 3.3: over TLS, HTTP/2 is negotiated by ALPN, never assumed */
+    return tls_ctx_create(out, cfg, TLS_ALPN_H2, sizeof TLS_ALPN_H2 - 1, TLS_ALPN_REQUIRED, err,
+                          errlen);
+}
+
+/* Builds ls's TLS context from its files; 0 or UVMQ_ECONFIG (why in err). */
 static int make_ctx(listener_t *ls, tls_ctx_t **out, char *err, size_t errlen)
 {
-    return tls__ctx_create_for(out, ls->tls_cfg, ls->kind, err, errlen);
+    return listener__ctx_create(out, ls->tls_cfg, ls->kind, err, errlen);
 }
 
 /* Opens listener ls (its fields set): TLS context, socket, poll. */
@@ -240,7 +249,7 @@ void listener__reload(broker_t *b)
                       ls->name, err);
             continue;
         }
-        tls__ctx_release(&ls->tls); /* connections hold their own */
+        tls_ctx_release(&ls->tls); /* connections hold their own */
         ls->tls = fresh;
         log_info("listener %s: certificates reloaded from %s", ls->name, ls->tls_cfg->cert);
     }
@@ -269,7 +278,7 @@ void listener__free(broker_t *b)
     for (unsigned i = 0; i < b->n_listeners; i++) {
         listener_t *ls = &b->listeners[i];
         assert(ls->fd < 0);
-        tls__ctx_release(&ls->tls);
+        tls_ctx_release(&ls->tls);
     }
     free(b->listeners);
     b->listeners = NULL;

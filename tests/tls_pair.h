@@ -1,6 +1,6 @@
 /*
  * tests/tls_pair.h - a TLS client on OpenSSL memory BIOs talking to a
- * server-side tls_t (broker/tls.h) in the same process: no sockets, no
+ * server-side tls_t (tls/tls.h) in the same process: no sockets, no
  * loop. The unit tests of the write pass and bench/micro/tls.c use it.
  *
  * Header-only (static inline), like tests/pki.h, whose certificates it
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/tls.h"
+#include "tls/tls.h"
 #include "tests/pki.h"
 
 /* OpenSSL's allocations, counted, and the bytes it holds, once
@@ -80,23 +80,23 @@ static inline int pair_server_out(pair_t *p)
 {
     tls_pass_t pass;
     p->wire_len = 0;
-    tls__pass_begin(&pass, p->srv, p->stage, &p->wire, &p->wire_len, &p->wire_cap);
-    int rc = tls__pass_end(&pass);
+    tls_pass_begin(&pass, p->srv, p->stage, &p->wire, &p->wire_len, &p->wire_cap);
+    int rc = tls_pass_end(&pass);
     if (p->wire_len > 0) BIO_write(p->cin, p->wire, (int)p->wire_len);
     return rc;
 }
 
 /* Feeds the client's output to the server; plaintext the server decrypts
- * is appended to out[0..*out_len) (cap bytes). Returns tls__read's last. */
+ * is appended to out[0..*out_len) (cap bytes). Returns tls_read's last. */
 static inline int pair_client_out(pair_t *p, uint8_t *out, size_t *out_len, size_t cap)
 {
     uint8_t buf[65536];
     int n, rc = TLS_WANT_READ;
     while ((n = BIO_read(p->cout, buf, sizeof buf)) > 0) {
-        rc = tls__feed(p->srv, buf, (size_t)n);
+        rc = tls_feed(p->srv, buf, (size_t)n);
         while (rc == 0) {
             size_t got = 0;
-            rc = tls__read(p->srv, out + *out_len, cap - *out_len, &got);
+            rc = tls_read(p->srv, out + *out_len, cap - *out_len, &got);
             *out_len += got;
         }
         if (rc != TLS_WANT_READ) break;
@@ -105,7 +105,7 @@ static inline int pair_client_out(pair_t *p, uint8_t *out, size_t *out_len, size
 }
 
 /* Runs the handshake to its end, session tickets included. Returns 0 or
- * -1 (the server refused: tls__strerror says why). */
+ * -1 (the server refused: tls_strerror says why). */
 static inline int pair_handshake(pair_t *p)
 {
     uint8_t none[16];
@@ -114,7 +114,7 @@ static inline int pair_handshake(pair_t *p)
         int r = SSL_do_handshake(p->cli);
         if (pair_client_out(p, none, &n, sizeof none) == UVMQ_ETLS) return -1;
         pair_server_out(p);
-        if (r == 1 && tls__handshake_done(p->srv)) {
+        if (r == 1 && tls_handshake_done(p->srv)) {
             /* Session tickets (TLS 1.3) go to the client now. */
             SSL_read_ex(p->cli, none, sizeof none, &n);
             ERR_clear_error();
@@ -142,12 +142,12 @@ static inline int pair_start(pair_t *p, const char *dir, const char *client, con
     cfg.ca = client != NULL ? ca : NULL;
     cfg.require_certificate = client != NULL;
     cfg.min_version = TLS_MIN_1_2;
-    if (tls__ctx_create(&p->sctx, &cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, err, sizeof err) !=
-        0) {
+    if (tls_ctx_create(&p->sctx, &cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, 0, err,
+                       sizeof err) != 0) {
         fprintf(stderr, "# pair: %s\n", err);
         return -1;
     }
-    p->srv = tls__create(p->sctx);
+    p->srv = tls_create(p->sctx);
     p->cctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_load_verify_locations(p->cctx, ca, NULL);
     SSL_CTX_set_verify(p->cctx, SSL_VERIFY_PEER, NULL);
@@ -211,8 +211,8 @@ static inline void pair_close(pair_t *p)
 {
     SSL_free(p->cli);
     SSL_CTX_free(p->cctx);
-    tls__destroy(p->srv);
-    tls__ctx_release(&p->sctx);
+    tls_destroy(p->srv);
+    tls_ctx_release(&p->sctx);
     free(p->wire);
     memset(p, 0, sizeof *p);
 }

@@ -17,7 +17,7 @@
  * the pass with SSL_MODE_RELEASE_BUFFERS set (OpenSSL frees its buffers
  * after every write) to show what that mode costs. Last, the OpenSSL heap
  * one server session holds once connected: quiet (buffers released, as
- * tls__sweep leaves an idle connection) and busy (buffers kept). Run it
+ * tls_sweep leaves an idle connection) and busy (buffers kept). Run it
  * pinned (taskset -c 1). Usage: tls [scale [case method]] (default scale
  * 1: ~15 s). With a case and a method (indexes from 0, as printed) only
  * that one runs: for instruction counts under callgrind, whose
@@ -32,7 +32,7 @@
 #include <uv.h>
 
 #include "broker/broker_int.h"
-#include "broker/tls.c" /* the SSL of a tls_t, for SSL_MODE_RELEASE_BUFFERS */
+#include "tls/tls.c" /* the SSL of a tls_t, for SSL_MODE_RELEASE_BUFFERS */
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "tests/tls_pair.h"
@@ -91,15 +91,15 @@ __attribute__((noinline)) static int simple(bench_t *x, int per_message, size_t 
     out_batch_t *b = c->batch;
     tls_pass_t pass;
     l->tls_out_len = 0;
-    tls__pass_begin(&pass, c->ext->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
+    tls_pass_begin(&pass, c->ext->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
     for (uint32_t i = 0; i < b->n; i++) {
         const out_ent_t *e = &b->v[i];
         const uint8_t *p = e->base != NULL ? e->base : b->scratch + e->off;
         size_t step = per_message && plen < e->len ? plen : e->len;
         for (size_t off = 0; off < e->len; off += step)
-            tls__pass_put(&pass, p + off, e->len - off < step ? e->len - off : step, 0);
+            tls_pass_put(&pass, p + off, e->len - off < step ? e->len - off : step, 0);
     }
-    int rc = tls__pass_end(&pass);
+    int rc = tls_pass_end(&pass);
     c->unsent -= b->bytes;
     conn__batch_reset(b); /* what on_write does for a plain connection */
     return rc;
@@ -197,30 +197,30 @@ static void bench_case(bench_t *x, const bcase_t *k, double scale, const char *d
 }
 
 /* Bytes of OpenSSL heap a connected server session holds: quiet (as
- * tls__sweep leaves an idle one) or busy (read and write buffers kept). */
+ * tls_sweep leaves an idle one) or busy (read and write buffers kept). */
 static int64_t session_bytes(const char *dir, int busy)
 {
     pair_t p;
     uint8_t plain[64];
     size_t n = 0, sizes = 10;
     if (pair_open(&p, dir, NULL, NULL) != 0) exit(1);
-    tls__sweep(p.srv);
-    tls__sweep(p.srv); /* quiet: released */
+    tls_sweep(p.srv);
+    tls_sweep(p.srv); /* quiet: released */
     if (busy) {
         tls_pass_t pass;
         SSL_write_ex(p.cli, "ping", 4, &n);
         n = 0;
         pair_client_out(&p, plain, &n, sizeof plain); /* a read */
-        tls__sweep(p.srv);                            /* busy: kept from now */
+        tls_sweep(p.srv);                            /* busy: kept from now */
         SSL_write_ex(p.cli, "ping", 4, &n);
         n = 0;
         pair_client_out(&p, plain, &n, sizeof plain);
-        tls__pass_begin(&pass, p.srv, p.stage, &p.wire, &p.wire_len, &p.wire_cap);
-        tls__pass_put(&pass, plain, sizes, 0);
-        tls__pass_end(&pass);
+        tls_pass_begin(&pass, p.srv, p.stage, &p.wire, &p.wire_len, &p.wire_cap);
+        tls_pass_put(&pass, plain, sizes, 0);
+        tls_pass_end(&pass);
     }
     int64_t before = pair_ossl_live;
-    tls__destroy(p.srv);
+    tls_destroy(p.srv);
     p.srv = NULL;
     int64_t held = before - pair_ossl_live;
     pair_close(&p);

@@ -12,7 +12,7 @@
  * copy each way and keep their high-water buffers per idle connection.
  *
  * The write pass gathers small pieces into full records in a borrowed
- * 16 KiB stage and encrypts large pieces in place (tls__pass_put); see
+ * 16 KiB stage and encrypts large pieces in place (tls_pass_put); see
  * docs/tls.md for why and for the measurements.
  */
 #include "tls.h"
@@ -44,7 +44,7 @@ struct tls_ctx_s {
     atomic_uint refs;
     uint8_t identity_as_username;
     uint8_t alpn_required; /* a client offering ALPN without one of ours
-                              fails the handshake (HTTP/2 listeners) */
+                              fails the handshake (TLS_ALPN_REQUIRED) */
     uint8_t alpn_len;
     uint8_t alpn[ALPN_MAX]; /* protocols we accept, wire format */
 };
@@ -55,7 +55,7 @@ struct tls_s {
     const uint8_t *in; /* ciphertext fed, not yet used (borrowed, or
                           own when kept) */
     size_t in_len;
-    uint8_t *own;   /* tls__keep_input's copy; freed once used */
+    uint8_t *own;   /* tls_keep_input's copy; freed once used */
     uint8_t **sink; /* the pass's array (NULL outside a pass) */
     size_t *sink_len, *sink_cap;
     uint8_t *hold; /* output made outside a pass; owned */
@@ -65,7 +65,7 @@ struct tls_s {
                                 close_notify */
     unsigned want_shutdown : 1;
     unsigned shutdown_sent : 1;
-    unsigned active : 1; /* used since the last tls__sweep */
+    unsigned active : 1; /* used since the last tls_sweep */
     unsigned alpn_refused : 1; /* alpn_select refused the client's list */
 };
 
@@ -73,7 +73,7 @@ static _Thread_local char last_error[256];
 
 /* ---- failures ---- */
 
-const char *tls__strerror(void)
+const char *tls_strerror(void)
 {
     return last_error[0] ? last_error : "TLS failure";
 }
@@ -99,7 +99,7 @@ static void note_failure(const SSL *ssl, const char *prefix)
     ERR_clear_error();
 }
 
-/* The session is dead: records why (for tls__strerror). */
+/* The session is dead: records why (for tls_strerror). */
 static int fail(tls_t *t)
 {
     t->failed = 1;
@@ -201,13 +201,13 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return 0;
 }
 
-/* Picks our first protocol the client offers. Without one: an MQTT
- * listener goes on without ALPN (a client that insists will end the
- * handshake itself); an HTTP/2 one (alpn_required) answers with the fatal
- * no_application_protocol alert, as RFC 7301 section 3.2 says a server
- * supporting none of the client's protocols does. A client that offers no
- * ALPN at all is not seen here (conn.c checks tls__alpn after the
- * handshake). */
+/* Picks our first protocol the client offers. Without one: a context
+ * without alpn_required (MQTT's) goes on without ALPN (a client that
+ * insists will end the handshake itself); one with it (HTTP/2's) answers
+ * with the fatal no_application_protocol alert, as RFC 7301 section 3.2
+ * says a server supporting none of the client's protocols does. A client
+ * that offers no ALPN at all is not seen here (the caller checks
+ * tls_alpn after the handshake). */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned inlen, void *arg)
 {
@@ -286,8 +286,8 @@ static int load_policy(SSL_CTX *s, const tls_config_t *cfg, char *err, size_t er
     return rc;
 }
 
-int tls__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const char *alpn, size_t alpn_len,
-                    char *err, size_t errlen)
+int tls_ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const char *alpn, size_t alpn_len,
+                   unsigned flags, char *err, size_t errlen)
 {
     tls_ctx_t *c = NULL;
     SSL_CTX *s = NULL;
@@ -307,7 +307,7 @@ int tls__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const char *alpn, 
     SSL_CTX_set_options(s, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                SSL_OP_NO_COMPRESSION);
     /* A new connection frees OpenSSL's buffers after each use until it
-     * proves busy (tls__sweep), so the handshake's 2 x 17 KiB do not stay
+     * proves busy (tls_sweep), so the handshake's 2 x 17 KiB do not stay
      * with a connection that then idles. */
     SSL_CTX_set_mode(s, SSL_MODE_RELEASE_BUFFERS);
     /* Required for session resumption when client certificates are
@@ -325,29 +325,19 @@ int tls__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const char *alpn, 
     c->identity_as_username = (uint8_t)(cfg->use_identity_as_username != 0);
     memcpy(c->alpn, alpn, alpn_len);
     c->alpn_len = (uint8_t)alpn_len;
+    c->alpn_required = (flags & TLS_ALPN_REQUIRED) != 0;
     SSL_CTX_set_alpn_select_cb(s, alpn_select, c);
     *out = c;
     return 0;
 }
 
-int tls__ctx_create_for(tls_ctx_t **out, const tls_config_t *cfg, int kind, char *err,
-                        size_t errlen)
-{
-    int rc;
-    if (kind != LISTENER_HTTP)
-        return tls__ctx_create(out, cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, err, errlen);
-    rc = tls__ctx_create(out, cfg, TLS_ALPN_H2, sizeof TLS_ALPN_H2 - 1, err, errlen);
-    if (rc == 0) (*out)->alpn_required = 1; /* HTTP/2 over TLS is h2 or nothing */
-    return rc;
-}
-
-tls_ctx_t *tls__ctx_retain(tls_ctx_t *c)
+tls_ctx_t *tls_ctx_retain(tls_ctx_t *c)
 {
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     return c;
 }
 
-void tls__ctx_release(tls_ctx_t **cp)
+void tls_ctx_release(tls_ctx_t **cp)
 {
     tls_ctx_t *c = *cp;
     *cp = NULL;
@@ -362,7 +352,7 @@ void tls__ctx_release(tls_ctx_t **cp)
 
 /* ---- connections ---- */
 
-tls_t *tls__create(tls_ctx_t *ctx)
+tls_t *tls_create(tls_ctx_t *ctx)
 {
     tls_t *t = NULL;
     BIO *bio = NULL;
@@ -380,21 +370,21 @@ tls_t *tls__create(tls_ctx_t *ctx)
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio); /* one reference, taken by the SSL */
     SSL_set_accept_state(t->ssl);
-    t->ctx = tls__ctx_retain(ctx);
+    t->ctx = tls_ctx_retain(ctx);
     return t;
 }
 
-void tls__destroy(tls_t *t)
+void tls_destroy(tls_t *t)
 {
     if (t == NULL) return;
     SSL_free(t->ssl);
-    tls__ctx_release(&t->ctx);
+    tls_ctx_release(&t->ctx);
     free(t->own);
     free(t->hold);
     free(t);
 }
 
-int tls__feed(tls_t *t, const uint8_t *data, size_t len)
+int tls_feed(tls_t *t, const uint8_t *data, size_t len)
 {
     if (len > 0 && !t->seen_first) {
         t->seen_first = 1;
@@ -413,7 +403,7 @@ int tls__feed(tls_t *t, const uint8_t *data, size_t len)
     return 0;
 }
 
-int tls__read(tls_t *t, uint8_t *dst, size_t cap, size_t *got)
+int tls_read(tls_t *t, uint8_t *dst, size_t cap, size_t *got)
 {
     int rc = 0;
     *got = 0;
@@ -429,7 +419,7 @@ int tls__read(tls_t *t, uint8_t *dst, size_t cap, size_t *got)
     return rc;
 }
 
-int tls__keep_input(tls_t *t)
+int tls_keep_input(tls_t *t)
 {
     uint8_t *copy = NULL;
     if (t->in_len == 0 || t->own != NULL) return 0;
@@ -441,14 +431,14 @@ int tls__keep_input(tls_t *t)
     return 0;
 }
 
-size_t tls__input_left(const tls_t *t)
+size_t tls_input_left(const tls_t *t)
 {
     return t->in_len;
 }
 
 /* ---- write pass ---- */
 
-void tls__pass_begin(tls_pass_t *p, tls_t *t, uint8_t *stage, uint8_t **buf, size_t *len,
+void tls_pass_begin(tls_pass_t *p, tls_t *t, uint8_t *stage, uint8_t **buf, size_t *len,
                      size_t *cap)
 {
     p->t = t;
@@ -483,7 +473,7 @@ static void flush_stage(tls_pass_t *p)
     p->staged = 0;
 }
 
-void tls__pass_put(tls_pass_t *p, const uint8_t *data, size_t len, int more)
+void tls_pass_put(tls_pass_t *p, const uint8_t *data, size_t len, int more)
 {
     if (p->drop || p->rc != 0 || len == 0) return;
     p->t->active = 1;
@@ -503,7 +493,7 @@ void tls__pass_put(tls_pass_t *p, const uint8_t *data, size_t len, int more)
     }
 }
 
-int tls__pass_end(tls_pass_t *p)
+int tls_pass_end(tls_pass_t *p)
 {
     tls_t *t = p->t;
     if (!p->drop) flush_stage(p);
@@ -517,12 +507,12 @@ int tls__pass_end(tls_pass_t *p)
     return p->rc;
 }
 
-void tls__shutdown(tls_t *t)
+void tls_shutdown(tls_t *t)
 {
     t->want_shutdown = 1;
 }
 
-int tls__has_output(const tls_t *t)
+int tls_has_output(const tls_t *t)
 {
     return t->hold_len > 0 ||
            (t->want_shutdown && !t->shutdown_sent && !t->failed && SSL_is_init_finished(t->ssl));
@@ -530,12 +520,12 @@ int tls__has_output(const tls_t *t)
 
 /* ---- state ---- */
 
-int tls__handshake_done(const tls_t *t)
+int tls_handshake_done(const tls_t *t)
 {
     return SSL_is_init_finished(t->ssl);
 }
 
-const uint8_t *tls__alpn(const tls_t *t, size_t *len)
+const uint8_t *tls_alpn(const tls_t *t, size_t *len)
 {
     const unsigned char *p = NULL;
     unsigned n = 0;
@@ -544,7 +534,7 @@ const uint8_t *tls__alpn(const tls_t *t, size_t *len)
     return n > 0 ? p : NULL;
 }
 
-int tls__peer_cn(const tls_t *t, char *out, size_t cap)
+int tls_peer_cn(const tls_t *t, char *out, size_t cap)
 {
     X509 *x = SSL_get0_peer_certificate(t->ssl);
     X509_NAME *name = x != NULL ? X509_get_subject_name(x) : NULL;
@@ -568,18 +558,18 @@ int tls__peer_cn(const tls_t *t, char *out, size_t cap)
     return rc;
 }
 
-int tls__identity_as_username(const tls_t *t)
+int tls_identity_as_username(const tls_t *t)
 {
     return t->ctx->identity_as_username;
 }
 
-void tls__describe(const tls_t *t, char *out, size_t cap)
+void tls_describe(const tls_t *t, char *out, size_t cap)
 {
     snprintf(out, cap, "%s %s", SSL_get_version(t->ssl),
              SSL_CIPHER_get_name(SSL_get_current_cipher(t->ssl)));
 }
 
-void tls__sweep(tls_t *t)
+void tls_sweep(tls_t *t)
 {
     if (t->active) {
         SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS); /* busy: keep them */

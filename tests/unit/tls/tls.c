@@ -1,6 +1,5 @@
 /*
- * Unit tests for broker/tls.c and the TLS write pass of broker/conn.c,
- * with no sockets: a server tls_t and an OpenSSL client on memory BIOs
+ * Unit tests for tls/tls.c, with no sockets: a server tls_t and an OpenSSL client on memory BIOs
  * (tests/tls_pair.h) shake hands in process, with certificates made in a
  * temp dir for this run (tests/pki.h). What the server writes is decrypted
  * by the client, so each test checks the bytes, their order and the record
@@ -17,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker/broker_int.h"
+#include "tls/tls.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "tests/tls_pair.h"
@@ -69,14 +68,14 @@ static int pass_of(pair_t *p, const size_t *sizes, size_t n, uint8_t *plain, siz
     tls_pass_t pass;
     size_t off = 0;
     p->wire_len = 0;
-    tls__pass_begin(&pass, p->srv, p->stage, &p->wire, &p->wire_len, &p->wire_cap);
+    tls_pass_begin(&pass, p->srv, p->stage, &p->wire, &p->wire_len, &p->wire_cap);
     for (size_t i = 0; i < n; i++) {
         memset(plain + off, 'a' + (int)(i % 26), sizes[i]);
-        tls__pass_put(&pass, plain + off, sizes[i], i + 1 < n);
+        tls_pass_put(&pass, plain + off, sizes[i], i + 1 < n);
         off += sizes[i];
     }
     *plain_len = off;
-    return tls__pass_end(&pass);
+    return tls_pass_end(&pass);
 }
 
 /* The client decrypts p->wire and must get plain[0..len) back. */
@@ -97,8 +96,8 @@ static void handshake_completes_and_selects_alpn_mqtt(void **state)
     const uint8_t *proto;
     (void)state;
     assert_int_equal(pair_open(&p, g_dir, NULL, TLS_ALPN_MQTT), 0);
-    assert_true(tls__handshake_done(p.srv));
-    proto = tls__alpn(p.srv, &len);
+    assert_true(tls_handshake_done(p.srv));
+    proto = tls_alpn(p.srv, &len);
     assert_non_null(proto);
     assert_int_equal(len, 4);
     assert_memory_equal(proto, "mqtt", 4);
@@ -111,12 +110,12 @@ static void a_client_offering_other_protocols_goes_on_without_alpn(void **state)
     size_t len = 1;
     (void)state;
     assert_int_equal(pair_open(&p, g_dir, NULL, "\x02h2"), 0);
-    assert_null(tls__alpn(p.srv, &len));
+    assert_null(tls_alpn(p.srv, &len));
     assert_int_equal(len, 0);
     pair_close(&p);
 }
 
-/* A pair whose server has an HTTP listener's context (ALPN "h2" only,
+/* A pair whose server has an HTTP/2 listener's context (ALPN "h2" only,
  * required), the client offering alpn; then the handshake. 0 or -1. */
 static int pair_open_http(pair_t *p, const char *alpn)
 {
@@ -125,10 +124,12 @@ static int pair_open_http(pair_t *p, const char *alpn)
     snprintf(cert, sizeof cert, "%s/server.crt", g_dir);
     snprintf(key, sizeof key, "%s/server.key", g_dir);
     if (pair_start(p, g_dir, NULL, alpn) != 0) return -1;
-    tls__destroy(p->srv);
-    tls__ctx_release(&p->sctx);
-    assert_int_equal(tls__ctx_create_for(&p->sctx, &cfg, LISTENER_HTTP, err, sizeof err), 0);
-    p->srv = tls__create(p->sctx);
+    tls_destroy(p->srv);
+    tls_ctx_release(&p->sctx);
+    assert_int_equal(tls_ctx_create(&p->sctx, &cfg, TLS_ALPN_H2, sizeof TLS_ALPN_H2 - 1,
+                                    TLS_ALPN_REQUIRED, err, sizeof err),
+                     0);
+    p->srv = tls_create(p->sctx);
     return pair_handshake(p);
 }
 
@@ -139,7 +140,7 @@ static void an_http_context_selects_h2(void **state)
     const uint8_t *proto;
     (void)state;
     assert_int_equal(pair_open_http(&p, "\x08http/1.1\x02h2"), 0);
-    proto = tls__alpn(p.srv, &len);
+    proto = tls_alpn(p.srv, &len);
     assert_non_null(proto);
     assert_int_equal(len, 2);
     assert_memory_equal(proto, "h2", 2);
@@ -151,9 +152,9 @@ static void an_http_context_refuses_a_client_whose_alpn_lacks_h2(void **state)
     pair_t p;
     (void)state;
     assert_int_equal(pair_open_http(&p, "\x08http/1.1"), -1);
-    assert_string_equal(tls__strerror(), "TLS handshake failed: no application protocol (the "
+    assert_string_equal(tls_strerror(), "TLS handshake failed: no application protocol (the "
                                          "client's ALPN list lacks \"h2\")");
-    assert_true(tls__has_output(p.srv)); /* the alert for the client */
+    assert_true(tls_has_output(p.srv)); /* the alert for the client */
     pair_close(&p);
 }
 
@@ -163,7 +164,7 @@ static void an_http_context_lets_a_client_without_alpn_finish_unselected(void **
     size_t len = 1;
     (void)state;
     assert_int_equal(pair_open_http(&p, NULL), 0); /* conn.c then closes it */
-    assert_null(tls__alpn(p.srv, &len));
+    assert_null(tls_alpn(p.srv, &len));
     assert_int_equal(len, 0);
     pair_close(&p);
 }
@@ -244,16 +245,16 @@ static void handshake_output_goes_out_before_the_next_pass(void **state)
     assert_int_equal(pair_start(&p, g_dir, NULL, NULL), 0);
     assert_int_equal(SSL_do_handshake(p.cli), -1); /* ClientHello */
     assert_int_equal(pair_client_out(&p, buf, &n, sizeof buf), TLS_WANT_READ);
-    assert_true(tls__has_output(p.srv)); /* the server's flight waits */
+    assert_true(tls_has_output(p.srv)); /* the server's flight waits */
     assert_int_equal(pair_server_out(&p), 0);
     assert_int_equal(SSL_do_handshake(p.cli), 1); /* client Finished */
     assert_int_equal(pair_client_out(&p, buf, &n, sizeof buf), TLS_WANT_READ);
-    assert_true(tls__handshake_done(p.srv));
-    assert_true(tls__has_output(p.srv)); /* TLS 1.3 session tickets wait */
+    assert_true(tls_handshake_done(p.srv));
+    assert_true(tls_has_output(p.srv)); /* TLS 1.3 session tickets wait */
     /* One pass: the tickets first, then the data; the client decrypts in
      * sequence, so any other order would fail. */
     assert_int_equal(pass_of(&p, sizes, 1, plain, &len), 0);
-    assert_false(tls__has_output(p.srv));
+    assert_false(tls_has_output(p.srv));
     assert_true(pair_records(p.wire, p.wire_len) >= 2);
     assert_int_equal(pair_client_read(&p, p.wire, p.wire_len, buf, sizeof buf, &closed), 10);
     assert_memory_equal(buf, plain, 10);
@@ -263,12 +264,12 @@ static void handshake_output_goes_out_before_the_next_pass(void **state)
 static void plaintext_on_a_tls_port_is_refused_at_once(void **state)
 {
     pair_t *p = *state;
-    tls_t *t = tls__create(p->sctx);
+    tls_t *t = tls_create(p->sctx);
     static const uint8_t connect[] = {0x10, 0x0c, 0x00, 0x04, 'M', 'Q', 'T', 'T'};
-    assert_int_equal(tls__feed(t, connect, sizeof connect), UVMQ_ETLS);
-    assert_non_null(strstr(tls__strerror(), "not a TLS handshake (first byte 0x10"));
-    assert_false(tls__has_output(t));
-    tls__destroy(t);
+    assert_int_equal(tls_feed(t, connect, sizeof connect), UVMQ_ETLS);
+    assert_non_null(strstr(tls_strerror(), "not a TLS handshake (first byte 0x10"));
+    assert_false(tls_has_output(t));
+    tls_destroy(t);
 }
 
 static void records_split_into_single_bytes_decrypt(void **state)
@@ -281,10 +282,10 @@ static void records_split_into_single_bytes_decrypt(void **state)
     len = BIO_read(p->cout, wire, sizeof wire);
     assert_true(len > 14);
     for (int i = 0; i < len; i++) {
-        rc = tls__feed(p->srv, wire + i, 1);
+        rc = tls_feed(p->srv, wire + i, 1);
         while (rc == 0) {
             size_t k = 0;
-            rc = tls__read(p->srv, out + got, sizeof out - got, &k);
+            rc = tls_read(p->srv, out + got, sizeof out - got, &k);
             got += k;
         }
         assert_int_equal(rc, TLS_WANT_READ);
@@ -299,10 +300,10 @@ static void close_notify_follows_the_last_data(void **state)
     size_t sizes[] = {50}, len = 0;
     uint8_t plain[50], got[64];
     int closed = 0;
-    tls__shutdown(p->srv);
-    assert_true(tls__has_output(p->srv));
+    tls_shutdown(p->srv);
+    assert_true(tls_has_output(p->srv));
     assert_int_equal(pass_of(p, sizes, 1, plain, &len), 0);
-    assert_false(tls__has_output(p->srv));
+    assert_false(tls_has_output(p->srv));
     assert_int_equal(pair_client_read(p, p->wire, p->wire_len, got, sizeof got, &closed), 50);
     assert_memory_equal(got, plain, 50);
     assert_int_equal(closed, 1);
@@ -314,15 +315,15 @@ static void the_client_certificate_cn_is_read(void **state)
     char cn[64];
     (void)state;
     assert_int_equal(pair_open(&p, g_dir, "client", NULL), 0);
-    assert_int_equal(tls__peer_cn(p.srv, cn, sizeof cn), 0);
+    assert_int_equal(tls_peer_cn(p.srv, cn, sizeof cn), 0);
     assert_string_equal(cn, "tls-user");
-    assert_int_equal(tls__peer_cn(p.srv, cn, 4), UVMQ_ELIMIT);
+    assert_int_equal(tls_peer_cn(p.srv, cn, 4), UVMQ_ELIMIT);
     pair_close(&p);
     assert_int_equal(pair_open(&p, g_dir, "nocn", NULL), 0);
-    assert_int_equal(tls__peer_cn(p.srv, cn, sizeof cn), UVMQ_ENOTFOUND);
+    assert_int_equal(tls_peer_cn(p.srv, cn, sizeof cn), UVMQ_ENOTFOUND);
     pair_close(&p);
     assert_int_equal(pair_open(&p, g_dir, NULL, NULL), 0);
-    assert_int_equal(tls__peer_cn(p.srv, cn, sizeof cn), UVMQ_ENOTFOUND);
+    assert_int_equal(tls_peer_cn(p.srv, cn, sizeof cn), UVMQ_ENOTFOUND);
     pair_close(&p);
 }
 
@@ -331,12 +332,12 @@ static void expired_and_untrusted_client_certificates_fail_with_the_reason(void 
     pair_t p;
     (void)state;
     assert_int_equal(pair_open(&p, g_dir, "expired", NULL), -1);
-    assert_non_null(strstr(tls__strerror(), "TLS handshake failed: certificate verify failed "
+    assert_non_null(strstr(tls_strerror(), "TLS handshake failed: certificate verify failed "
                                             "(certificate has expired)"));
-    assert_true(tls__has_output(p.srv)); /* the alert for the client */
+    assert_true(tls_has_output(p.srv)); /* the alert for the client */
     pair_close(&p);
     assert_int_equal(pair_open(&p, g_dir, "rogue", NULL), -1);
-    assert_non_null(strstr(tls__strerror(), "unable to get local issuer certificate"));
+    assert_non_null(strstr(tls_strerror(), "unable to get local issuer certificate"));
     pair_close(&p);
 }
 
@@ -351,25 +352,25 @@ static void a_context_names_the_key_and_the_file_it_cannot_use(void **state)
     snprintf(other, sizeof other, "%s/missing.pem", g_dir);
     cfg.cert = cert;
     cfg.key = key;
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), UVMQ_ECONFIG);
+    assert_int_equal(tls_ctx_create(&c, &cfg, "", 0, 0, err, sizeof err), UVMQ_ECONFIG);
     assert_null(c);
     assert_non_null(strstr(err, "key: cannot use the private key in \""));
     assert_non_null(strstr(err, "client.key\": key values mismatch"));
     cfg.key = other;
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), UVMQ_ECONFIG);
+    assert_int_equal(tls_ctx_create(&c, &cfg, "", 0, 0, err, sizeof err), UVMQ_ECONFIG);
     assert_non_null(strstr(err, "key: cannot read \""));
     assert_non_null(strstr(err, "missing.pem\": No such file or directory"));
     cfg.key = cert; /* a certificate is not a key */
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), UVMQ_ECONFIG);
+    assert_int_equal(tls_ctx_create(&c, &cfg, "", 0, 0, err, sizeof err), UVMQ_ECONFIG);
     assert_non_null(strstr(err, "key: cannot use the private key in"));
     snprintf(key, sizeof key, "%s/server.key", g_dir);
     cfg.key = key;
     cfg.ciphers = "NO-SUCH-CIPHER";
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), UVMQ_ECONFIG);
+    assert_int_equal(tls_ctx_create(&c, &cfg, "", 0, 0, err, sizeof err), UVMQ_ECONFIG);
     assert_non_null(strstr(err, "ciphers: no usable TLS 1.2 cipher in \"NO-SUCH-CIPHER\""));
     cfg.ciphers = NULL;
-    assert_int_equal(tls__ctx_create(&c, &cfg, "", 0, err, sizeof err), 0);
-    tls__ctx_release(&c);
+    assert_int_equal(tls_ctx_create(&c, &cfg, "", 0, 0, err, sizeof err), 0);
+    tls_ctx_release(&c);
     assert_null(c);
 }
 
@@ -379,22 +380,22 @@ static void a_quiet_session_frees_openssl_buffers_and_a_busy_one_keeps_them(void
     uint8_t buf[64];
     size_t n = 0, len = 0, sizes[] = {10};
     int64_t quiet, busy;
-    tls__sweep(p->srv);
-    tls__sweep(p->srv); /* quiet since the last sweep */
+    tls_sweep(p->srv);
+    tls_sweep(p->srv); /* quiet since the last sweep */
     quiet = pair_ossl_live;
     assert_int_equal(SSL_write_ex(p->cli, "ping", 4, &n), 1);
     n = 0;
     assert_int_equal(pair_client_out(p, buf, &n, sizeof buf), TLS_WANT_READ);
     assert_int_equal(pair_ossl_live, quiet); /* released after the read */
-    tls__sweep(p->srv);                      /* used: busy from now on */
+    tls_sweep(p->srv);                      /* used: busy from now on */
     assert_int_equal(pass_of(p, sizes, 1, buf, &len), 0);
     busy = pair_ossl_live;
     assert_true(busy >= quiet + 16 * 1024); /* the write buffer stays */
     uint64_t allocs = pair_ossl_allocs;
     assert_int_equal(pass_of(p, sizes, 1, buf, &len), 0);
     assert_true(pair_ossl_allocs - allocs < 8); /* AEAD's own, not buffers */
-    tls__sweep(p->srv);
-    tls__sweep(p->srv); /* a quiet second: released */
+    tls_sweep(p->srv);
+    tls_sweep(p->srv); /* a quiet second: released */
     assert_true(pair_ossl_live <= quiet);
     assert_int_equal(pass_of(p, sizes, 1, buf, &len), 0); /* and they come back */
 }
@@ -408,12 +409,12 @@ static void replace_server(pair_t *p, tls_config_t cfg)
     snprintf(key, sizeof key, "%s/server.key", g_dir);
     cfg.cert = cert;
     cfg.key = key;
-    tls__destroy(p->srv);
-    tls__ctx_release(&p->sctx);
+    tls_destroy(p->srv);
+    tls_ctx_release(&p->sctx);
     assert_int_equal(
-        tls__ctx_create(&p->sctx, &cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, err, sizeof err),
+        tls_ctx_create(&p->sctx, &cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, 0, err, sizeof err),
         0);
-    p->srv = tls__create(p->sctx);
+    p->srv = tls_create(p->sctx);
 }
 
 static void min_version_1_3_refuses_a_tls_1_2_client(void **state)
@@ -424,7 +425,7 @@ static void min_version_1_3_refuses_a_tls_1_2_client(void **state)
     replace_server(&p, (tls_config_t){.min_version = TLS_MIN_1_3});
     SSL_set_max_proto_version(p.cli, TLS1_2_VERSION);
     assert_int_equal(pair_handshake(&p), -1);
-    assert_non_null(strstr(tls__strerror(), "TLS handshake failed: unsupported protocol"));
+    assert_non_null(strstr(tls_strerror(), "TLS handshake failed: unsupported protocol"));
     pair_close(&p);
     assert_int_equal(pair_start(&p, g_dir, NULL, NULL), 0); /* the default takes 1.2 */
     SSL_set_max_proto_version(p.cli, TLS1_2_VERSION);
@@ -444,14 +445,14 @@ static void ciphers_and_ciphersuites_limit_what_is_agreed(void **state)
     SSL_set_max_proto_version(p.cli, TLS1_2_VERSION);
     SSL_set_cipher_list(p.cli, "ECDHE-ECDSA-CHACHA20-POLY1305");
     assert_int_equal(pair_handshake(&p), -1);
-    assert_non_null(strstr(tls__strerror(), "no shared cipher"));
+    assert_non_null(strstr(tls_strerror(), "no shared cipher"));
     pair_close(&p);
     assert_int_equal(pair_start(&p, g_dir, NULL, NULL), 0);
     replace_server(
         &p, (tls_config_t){.min_version = TLS_MIN_1_2, .ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"});
     SSL_set_max_proto_version(p.cli, TLS1_2_VERSION);
     assert_int_equal(pair_handshake(&p), 0);
-    tls__describe(p.srv, d, sizeof d);
+    tls_describe(p.srv, d, sizeof d);
     assert_string_equal(d, "TLSv1.2 ECDHE-ECDSA-AES128-GCM-SHA256");
     pair_close(&p);
     /* TLS 1.3: the suites. */
@@ -459,96 +460,9 @@ static void ciphers_and_ciphersuites_limit_what_is_agreed(void **state)
     replace_server(&p, (tls_config_t){.min_version = TLS_MIN_1_3,
                                       .ciphersuites = "TLS_CHACHA20_POLY1305_SHA256"});
     assert_int_equal(pair_handshake(&p), 0);
-    tls__describe(p.srv, d, sizeof d);
+    tls_describe(p.srv, d, sizeof d);
     assert_string_equal(d, "TLSv1.3 TLS_CHACHA20_POLY1305_SHA256");
     pair_close(&p);
-}
-
-/* ---- the pass over a connection's out-batch (conn.c) ---- */
-
-typedef struct conn_fixture_s {
-    pair_t p;
-    broker_config_t cfg;
-    broker_t b;
-    loop_t l;
-    conn_t c;
-    conn_ext_t ext; /* c.ext: its TLS state */
-} conn_fixture_t;
-
-static void conn_setup(conn_fixture_t *f)
-{
-    memset(f, 0, sizeof *f);
-    assert_int_equal(pair_open(&f->p, g_dir, NULL, NULL), 0);
-    broker_config_init(&f->cfg);
-    f->b.cfg = &f->cfg;
-    f->l.b = &f->b;
-    f->c.loop = &f->l;
-    f->c.version = PKT_V311;
-    f->c.state = CONN_ACTIVE;
-    f->c.peer_max_packet = UINT32_MAX;
-    f->ext.tls = f->p.srv;
-    f->c.ext = &f->ext;
-}
-
-static void conn_teardown(conn_fixture_t *f)
-{
-    if (f->c.out != NULL) conn__out_free(f->c.out);
-    conn__outs_dispose(&f->l);
-    free(f->l.tls_stage);
-    free(f->l.tls_out);
-    broker_config_dispose(&f->cfg);
-    pair_close(&f->p);
-    msg_pool_drain();
-}
-
-static void the_conn_pass_releases_references_as_it_encrypts(void **state)
-{
-    conn_fixture_t f;
-    static uint8_t payload[5000];
-    uint8_t got[6000];
-    pkt_t ping = {.type = PKT_PINGRESP};
-    int closed = 0;
-    (void)state;
-    conn_setup(&f);
-    memset(payload, 'p', sizeof payload);
-    msg_t *m = msg_create("a/b", 3, payload, sizeof payload, NULL, 0, 0, 0, 1u << 20);
-    assert_int_equal(conn__send_pkt(&f.c, &ping), 0);
-    assert_int_equal(conn__send_publish(&f.c, m, 0, 0, 0, 0, NULL, 0), 0);
-    assert_int_equal(conn__send_pkt(&f.c, &ping), 0);
-    out_batch_t *b = f.c.batch;
-    size_t plain = b->bytes;
-    assert_true(b->n >= 3);
-    assert_int_equal(atomic_load(&m->refs), 2); /* ours and the batch's */
-    assert_int_equal(conn__tls_encrypt(&f.c), 0);
-    assert_int_equal(atomic_load(&m->refs), 1); /* released in the pass */
-    assert_int_equal(b->n, 0);
-    assert_int_equal(b->bytes, 0);
-    assert_int_equal(f.c.unsent, 0); /* the caller writes it at once */
-    assert_true(f.l.tls_out_len > plain);
-    long n = pair_client_read(&f.p, f.l.tls_out, f.l.tls_out_len, got, sizeof got, &closed);
-    assert_int_equal(n, (long)plain);
-    assert_memory_equal(got, "\xd0\x00", 2);
-    assert_memory_equal(got + n - 2, "\xd0\x00", 2);
-    assert_memory_equal(got + n - 2 - sizeof payload, payload, sizeof payload);
-    msg_release(&m);
-    conn_teardown(&f);
-}
-
-static void the_conn_pass_sends_close_notify_when_closing(void **state)
-{
-    conn_fixture_t f;
-    uint8_t got[16];
-    pkt_t ping = {.type = PKT_PINGRESP};
-    int closed = 0;
-    (void)state;
-    conn_setup(&f);
-    assert_int_equal(conn__send_pkt(&f.c, &ping), 0);
-    tls__shutdown(f.ext.tls);
-    assert_int_equal(conn__tls_encrypt(&f.c), 0);
-    assert_int_equal(pair_client_read(&f.p, f.l.tls_out, f.l.tls_out_len, got, sizeof got, &closed),
-                     2);
-    assert_int_equal(closed, 1);
-    conn_teardown(&f);
 }
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -576,9 +490,7 @@ int main(void)
         cmocka_unit_test(a_context_names_the_key_and_the_file_it_cannot_use),
         cmocka_unit_test(min_version_1_3_refuses_a_tls_1_2_client),
         cmocka_unit_test(ciphers_and_ciphersuites_limit_what_is_agreed),
-        cmocka_unit_test(the_conn_pass_releases_references_as_it_encrypts),
-        cmocka_unit_test(the_conn_pass_sends_close_notify_when_closing),
     };
     if (pair_count_openssl() != 0) return 1;
-    return cmocka_run_group_tests_name("unit/broker/tls", tests, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("unit/tls/tls", tests, group_setup, group_teardown);
 }
