@@ -50,7 +50,7 @@ override CFLAGS := $(CFLAGS_BASE) $(DEP_CFLAGS) -I. $(CFLAGS)
 LDFLAGS += $(SANFLAGS) -pthread
 
 # Library sources: every .c in the modules (cli/ and tests/ are programs).
-MODULES := common packets router queue storage tls broker
+MODULES := common packets router queue storage tls broker http
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libuvmq.a
@@ -95,6 +95,7 @@ UNIT_DEPS_queue := common packets queue
 UNIT_DEPS_storage := common storage
 UNIT_DEPS_tls := common tls
 UNIT_DEPS_broker := $(MODULES)
+UNIT_DEPS_http := $(MODULES)
 UNIT_DEPS_cli := $(MODULES)
 mod_objs = $(foreach m,$(UNIT_DEPS_$(1)),$(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(m)/*.c)))
 unit_extra = $(if $(filter cli,$(1)),$(BUILD)/obj/cli/cli_config.o)

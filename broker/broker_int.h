@@ -145,7 +145,7 @@ struct sess_s {
         struct http_stream_s *http; /* an HTTP/2 event stream's session
                                        (conn->state == CONN_HTTP, never
                                        offline, stored or in the map):
-                                       the stream it feeds (http_api.c) */
+                                       the stream it feeds (http/http_api.c) */
     };
     queue_t queue;     /* QoS 1/2 waiting for window room */
     inflight_t inflight;
@@ -244,7 +244,7 @@ typedef struct conn_in_s {
     uint8_t data[];
 } conn_in_t;
 
-/* CONN_HTTP: an HTTP/2 connection past its preface (http.c); before it
+/* CONN_HTTP: an HTTP/2 connection past its preface (http/http.c); before it
  * an HTTP/2 connection is CONN_NEW, under the same connect timeout. A
  * delivery sees the state of its session's connection, so an event
  * stream's session (whose conn is CONN_HTTP) costs MQTT subscribers no
@@ -274,7 +274,7 @@ typedef struct conn_hello_s {
  * or sooner by conn__ext_trim once nothing is left in it. */
 typedef struct conn_ext_s {
     tls_t *tls;               /* TLS state (owned), or NULL on plain TCP */
-    struct http_conn_s *http; /* HTTP/2 state (http.c, owned), or NULL:
+    struct http_conn_s *http; /* HTTP/2 state (http/http.c, owned), or NULL:
                                  MQTT, or HTTP over TLS before ALPN chose
                                  "h2" */
     struct ack_fifo_s *acks;  /* acknowledgements waiting for commits, in
@@ -554,7 +554,7 @@ struct broker_s {
                               cfg->listeners; owned array */
     unsigned n_listeners;
     uint64_t started_ms; /* uv_hrtime ms at broker_create (uptime) */
-    atomic_uint n_http;  /* HTTP/2 connections open (http.c) */
+    atomic_uint n_http;  /* HTTP/2 connections open (http/http.c) */
     uv_signal_t sigint, sigterm;
     uv_signal_t sighup;    /* reloads TLS certificates */
     uv_async_t stop_async;
@@ -582,7 +582,7 @@ struct broker_s {
 /* ---- broker.c ---- */
 
 /* One snapshot of everything the statistics report: GET /v1/stats and
- * /metrics (http_stats.c) and $SYS (sys.c). Counters are totals since the
+^ * /metrics (http/http_stats.c) and $SYS (sys.c). Counters are totals since the
  * start; queue, inflight and online are as of each loop's last 1 s sweep. */
 typedef struct broker_stats_s {
     uint64_t uptime_s;
@@ -1239,7 +1239,7 @@ void sess__resend(sess_t *s);
 void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
                          size_t len, uint8_t granted, uint32_t sub_id);
 
-/* ---- http.c, http_api.c: the HTTP/2 API (http_int.h has the rest) ----
+/* ---- http/http.c, http/http_api.c: the HTTP/2 API (http/http_int.h has the rest) ----
  *
  * The hooks conn.c, deliver.c and persist.c call. Bytes in come from the
  * socket (h2c) or from the TLS read path (h2) through http__input; bytes

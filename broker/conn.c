@@ -21,7 +21,7 @@
  * path; their flush encrypts the whole pending batch in one pass into the
  * loop's ciphertext buffer and writes that (conn__tls_encrypt,
  * flush_tls); and their close ends with close_notify. HTTP/2 connections
- * (conn__http(c), http.c) are fed and pulled through hooks behind the same
+ * (conn__http(c), http/http.c) are fed and pulled through hooks behind the same
  * test. A plain connection pays nothing but the c->ext pointer, which also
  * holds the acknowledgements waiting for commits (persist.c) of the
  * connections that have some (docs/tls.md, docs/architecture.md).

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker_int.h"
+#include "../broker/broker_int.h"
 
 struct nghttp2_session;
 

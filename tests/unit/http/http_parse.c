@@ -1,5 +1,5 @@
 /*
- * Unit tests for broker/http_parse.c: the pure part of the HTTP/2 API.
+ * Unit tests for http/http_parse.c: the pure part of the HTTP/2 API.
  * Percent-decoding, topic and filter checks (the MQTT PUBLISH/SUBSCRIBE
  * rules), query parsing with its errors, request headers into MQTT 5
  * properties, base64 both ways, JSON strings, and the server-sent event
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/http_int.h"
+#include "http/http_int.h"
 
 /* ---- percent-decoding, topics, filters ---- */
 
@@ -367,5 +367,5 @@ int main(void)
         cmocka_unit_test(event_of_a_text_message),
         cmocka_unit_test(event_of_a_binary_message_with_properties),
     };
-    return cmocka_run_group_tests_name("unit/broker/http_parse", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("unit/http/http_parse", tests, NULL, NULL);
 }
