@@ -582,7 +582,7 @@ struct broker_s {
 /* ---- broker.c ---- */
 
 /* One snapshot of everything the statistics report: GET /v1/stats and
-^ * /metrics (http/http_stats.c) and $SYS (sys.c). Counters are totals since the
+ * /metrics (http/http_stats.c) and $SYS (sys.c). Counters are totals since the
  * start; queue, inflight and online are as of each loop's last 1 s sweep. */
 typedef struct broker_stats_s {
     uint64_t uptime_s;
