@@ -1086,9 +1086,10 @@ void conn__v5_free(conn_t *c);
 /* A PUBLISH from c carries a Topic Alias: checks it against
  * topic_alias_max (0 or above: 0x94, MQTT-3.3.2-8/-9) and, when its topic
  * is empty, replaces it with the topic the alias stands for (borrowed
- * from the table until the next PUBLISH of c), or returns 0x82 when the
- * client never set that alias. Returns 0 or the v5 reason to close with. */
-uint8_t alias__in_resolve(conn_t *c, pkt_publish_t *pub);
+ * from the table until the next PUBLISH of c), or refuses with 0x82 when
+ * the client never set that alias. Returns 0, or UVMQ_EINVAL with *reason
+ * set to the v5 reason to close with (*reason is 0 on success). */
+int alias__in_resolve(conn_t *c, pkt_publish_t *pub, uint8_t *reason);
 /* Records that alias stands for topic (validated) from now on. */
 void alias__in_set(conn_t *c, uint16_t alias, const pkt_bin_t *topic);
 /* The client allows max aliases (capped): c->alias_out is set and

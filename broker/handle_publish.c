@@ -95,26 +95,31 @@ void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
 
 /* Checks the topic of an incoming PUBLISH, resolving a v5 Topic Alias
  * (an empty topic takes the alias's; a topic with an alias sets it once
- * the topic is valid: alias.c). Returns 0 or a v5 reason; *why says what
+ * the topic is valid: alias.c). Returns 0, or UVMQ_EINVAL with *reason
+ * set to the v5 reason to close with (0 on success) and *why saying what
  * failed, for the log. */
-static uint8_t check_topic(conn_t *c, pkt_publish_t *pub, const char **why)
+static int check_topic(conn_t *c, pkt_publish_t *pub, uint8_t *reason, const char **why)
 {
     int alias = c->version == PKT_V5 && PKT_PROP_HAS(&pub->props, PROP_TOPIC_ALIAS);
     int sets = alias && pub->topic.len > 0;
-    uint8_t r = 0;
+    *reason = PKT_RC_SUCCESS;
     *why = "invalid PUBLISH topic or properties";
-    if (pub->props.n_sub_ids > 0)
-        return PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.4-6: server-to-client only */
-    if (alias && (r = alias__in_resolve(c, pub)) != 0) {
-        *why = r == PKT_RC_TOPIC_ALIAS_INVALID ? "Topic Alias 0 or over topic_alias_max"
-                                               : "empty topic with a Topic Alias never set";
-        return r;
+    if (pub->props.n_sub_ids > 0) {
+        *reason = PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.4-6: server-to-client only */
+        return UVMQ_EINVAL;
+    }
+    if (alias && alias__in_resolve(c, pub, reason) != 0) {
+        *why = *reason == PKT_RC_TOPIC_ALIAS_INVALID ? "Topic Alias 0 or over topic_alias_max"
+                                                     : "empty topic with a Topic Alias never set";
+        return UVMQ_EINVAL;
     }
     const char *t = (const char *)pub->topic.p;
-    if (pub->topic.len == 0) return PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.2-1 */
-    if (!topic_name_valid(t, pub->topic.len)) return PKT_RC_TOPIC_NAME_INVALID;
-    if (conn__levels(t, pub->topic.len) > c->loop->b->cfg->max_topic_levels)
-        return PKT_RC_TOPIC_NAME_INVALID;
+    if (pub->topic.len == 0)
+        *reason = PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.2-1 */
+    else if (!topic_name_valid(t, pub->topic.len) ||
+             conn__levels(t, pub->topic.len) > c->loop->b->cfg->max_topic_levels)
+        *reason = PKT_RC_TOPIC_NAME_INVALID;
+    if (*reason != PKT_RC_SUCCESS) return UVMQ_EINVAL;
     if (sets) alias__in_set(c, pub->props.topic_alias, &pub->topic);
     return 0;
 }
@@ -183,9 +188,10 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
     pkt_publish_t *pub = &p->u.publish;
     broker_t *b = c->loop->b;
     const char *why = NULL;
-    uint8_t bad = check_topic(c, pub, &why);
+    uint8_t bad = 0;
+    int invalid = check_topic(c, pub, &bad, &why) != 0;
     CNT_INC(b, msgs_in);
-    if (bad != 0) return conn__fail(c, bad, why);
+    if (invalid) return conn__fail(c, bad, why);
     /* After check_topic: an aliased PUBLISH has its topic by now. */
     if (broker__topic_is_sys((const char *)pub->topic.p, pub->topic.len))
         return drop_sys(c, pub);
