@@ -55,28 +55,29 @@ static int connect_decode_error(conn_t *c, const uint8_t *f, size_t len, int err
     return conn__fail(c, reason, err_str(err));
 }
 
-/* Picks the CONNACK reason (0 = accept) for a decoded CONNECT. */
-static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
+/* Picks the CONNACK reason for a decoded CONNECT into *reason
+ * (PKT_RC_SUCCESS: accept). Returns 0 when accepted, else UVMQ_EINVAL. */
+static int validate(conn_t *c, const pkt_connect_t *cp, uint8_t *reason)
 {
     const broker_config_t *cfg = c->loop->b->cfg;
     int v5 = cp->version == PKT_V5;
-    uint8_t reason = PKT_RC_SUCCESS;
+    *reason = PKT_RC_SUCCESS;
     if (v5 && PKT_PROP_HAS(&cp->props, PROP_AUTH_DATA) &&
         !PKT_PROP_HAS(&cp->props, PROP_AUTH_METHOD)) {
-        reason = PKT_RC_PROTOCOL_ERROR; /* 3.1.2.11.10: data without a method */
+        *reason = PKT_RC_PROTOCOL_ERROR; /* 3.1.2.11.10: data without a method */
     } else if (cp->client_id.len == 0 && !v5 &&
                (cp->version == PKT_V31 || !cp->clean_start)) {
         /* MQTT-3.1.3-8: empty id with clean session 0 is rejected. */
-        reason = PKT_RC_CLIENT_ID_INVALID;
+        *reason = PKT_RC_CLIENT_ID_INVALID;
     } else if (cp->client_id.len > cfg->max_client_id_len) {
-        reason = PKT_RC_CLIENT_ID_INVALID;
+        *reason = PKT_RC_CLIENT_ID_INVALID;
     } else if (cp->will_flag &&
                (!topic_name_valid((const char *)cp->will_topic.p, cp->will_topic.len) ||
                 conn__levels((const char *)cp->will_topic.p, cp->will_topic.len) >
                     cfg->max_topic_levels)) {
-        reason = PKT_RC_TOPIC_NAME_INVALID;
+        *reason = PKT_RC_TOPIC_NAME_INVALID;
     }
-    return reason;
+    return *reason == PKT_RC_SUCCESS ? 0 : UVMQ_EINVAL;
 }
 
 /* Longest certificate common name taken as a user name (X.520 allows 64
@@ -87,18 +88,22 @@ static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
  * the client certificate's common name is the user name, whatever the
  * CONNECT says, and its password is ignored; a client without a
  * certificate or a CN is not authorized. The name lives in the loop's
- * arena while the CONNECT is handled. Returns the CONNACK reason. */
-static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
+ * arena while the CONNECT is handled. Returns 0, or tls__peer_cn's error
+ * (UVMQ_ENOMEM without arena memory) with *reason set to the CONNACK
+ * reason, Not authorized (0 on success). */
+static int identity_username(conn_t *c, pkt_connect_t *cp, uint8_t *reason)
 {
     char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
     int rc = cn != NULL ? tls__peer_cn(conn__tls(c), cn, IDENTITY_MAX) : UVMQ_ENOMEM;
+    *reason = PKT_RC_SUCCESS;
     if (rc != 0) {
         log_info("client %.*s (%s): no usable common name in its certificate (%s): "
                  "not authorized",
                  cp->client_id.len ? (int)cp->client_id.len : 1,
                  cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c),
                  err_str(rc));
-        return PKT_RC_NOT_AUTHORIZED;
+        *reason = PKT_RC_NOT_AUTHORIZED;
+        return rc;
     }
     cp->username.p = (const uint8_t *)cn;
     cp->username.len = (uint32_t)strlen(cn);
@@ -109,7 +114,7 @@ static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
     log_debug("client %.*s (%s): user name \"%s\" from its certificate",
               cp->client_id.len ? (int)cp->client_id.len : 1,
               cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c), cn);
-    return PKT_RC_SUCCESS;
+    return 0;
 }
 
 /* Reason String of a refused v5 CONNECT (3.2.2.3.9): what the person
@@ -488,10 +493,11 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     rc = pkt_decode(&p, 0, frame, len, &c->loop->arena);
     if (rc < 0) return connect_decode_error(c, frame, len, rc);
     c->version = p.u.connect.version;
-    uint8_t reason = validate(c, &p.u.connect);
-    if (reason == PKT_RC_SUCCESS && conn__tls(c) != NULL && tls__identity_as_username(c->ext->tls))
-        reason = identity_username(c, &p.u.connect);
-    if (reason != PKT_RC_SUCCESS) return conn__refuse(c, &p.u.connect, reason);
+    uint8_t reason = PKT_RC_SUCCESS;
+    rc = validate(c, &p.u.connect, &reason);
+    if (rc == 0 && conn__tls(c) != NULL && tls__identity_as_username(c->ext->tls))
+        rc = identity_username(c, &p.u.connect, &reason);
+    if (rc != 0) return conn__refuse(c, &p.u.connect, reason);
     if (c->version == PKT_V5 && PKT_PROP_HAS(&p.u.connect.props, PROP_AUTH_METHOD))
         return authenticate(c, &p.u.connect, frame, len);
     return apply(c, &p.u.connect);
