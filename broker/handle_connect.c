@@ -32,7 +32,7 @@ static int peek_level(const uint8_t *f, size_t len)
 }
 
 /* CONNECT that failed to decode: answer as the spec says, then close. */
-static int connect_decode_error(conn_t *c, const uint8_t *f, size_t len, int err)
+static conn_rc_t connect_decode_error(conn_t *c, const uint8_t *f, size_t len, int err)
 {
     static const uint8_t bad_version[] = {0x20, 0x02, 0x00, 0x01};
     int level = peek_level(f, len);
@@ -133,7 +133,7 @@ static const char *refusal_text(uint8_t reason)
 
 /* See broker_int.h. c is closing after (its memory stays valid until the
  * uv_close callback). */
-int conn__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason)
+conn_rc_t conn__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason)
 {
     pkt_t r = {.type = PKT_CONNACK};
     r.u.connack.reason = c->version == PKT_V5 ? reason : pkt_connack_rc311(reason);
@@ -364,7 +364,7 @@ static void replace_elsewhere(conn_t *c, sess_t *s)
 
 /* The session is owned by loop `owner`: asks the read path to move c
  * there (CONN_MIGRATE), or refuses after MIGRATE_MAX_HOPS moves. */
-static int migrate(conn_t *c, loop_t *owner, const char *id, size_t id_len)
+static conn_rc_t migrate(conn_t *c, loop_t *owner, const char *id, size_t id_len)
 {
     if (c->hops >= MIGRATE_MAX_HOPS) {
         log_warn("client %.*s (%s): its session moved between loops %u times "
@@ -386,7 +386,7 @@ static loop_t *home_loop(conn_t *c, const pkt_connect_t *cp)
     return session_expiry(cp, b->cfg) != 0 && b->store != NULL ? persist__loop(b) : c->loop;
 }
 
-static int apply(conn_t *c, const pkt_connect_t *cp)
+static conn_rc_t apply(conn_t *c, const pkt_connect_t *cp)
 {
     broker_t *b = c->loop->b;
     char gen[22];
@@ -424,7 +424,7 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
     }
     keep_hello(c, cp, will, cp->client_id.len == 0 && cp->version == PKT_V5);
     finish(c, s, rc == SESS_LOCAL ? resume_or_reset(c, s) : 0);
-    return 0;
+    return CONN_OK;
 }
 
 /* A v5 CONNECT with an Authentication Method (auth.c). The exchange runs
@@ -433,7 +433,8 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
  * longer be handed to another loop and handled again from its first byte.
  * A session found on c's own loop keeps c here. Returns what
  * conn__handle_connect returns. */
-static int authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame, size_t len)
+static conn_rc_t authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame,
+                              size_t len)
 {
     const char *id = (const char *)cp->client_id.p;
     const pkt_bin_t *m = &cp->props.auth_method;
@@ -444,9 +445,9 @@ static int authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame
         if (owner == NULL) owner = home_loop(c, cp);
         if (owner != c->loop) return migrate(c, owner, id, cp->client_id.len);
     }
-    int rc = auth__connect_start(c, cp, frame, len);
-    if (rc == AUTH_PENDING) return 0;
-    if (rc == 0) {
+    conn_rc_t rc = auth__connect_start(c, cp, frame, len);
+    if (rc == CONN_PENDING) return CONN_OK;
+    if (rc == CONN_OK) {
         rc = apply(c, cp); /* may move c: nothing was sent yet */
         auth__connect_done(c);
     }
@@ -455,17 +456,17 @@ static int authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame
 
 /* A packet of c while its CONNECT waits for an enhanced authentication
  * exchange: steps it and, once it succeeds, handles the kept CONNECT. */
-static int authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
+static conn_rc_t authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
 {
     const uint8_t *f = NULL;
     size_t flen = 0;
     pkt_t p;
-    int rc = auth__connect_step(c, frame, len, &f, &flen);
-    if (rc == AUTH_PENDING) return 0;
-    if (rc != 0) return rc;
+    conn_rc_t rc = auth__connect_step(c, frame, len, &f, &flen);
+    if (rc == CONN_PENDING) return CONN_OK;
+    if (rc != CONN_OK) return rc;
     arena_reset(&c->loop->arena); /* the AUTH is done with */
-    rc = pkt_decode(&p, 0, f, flen, &c->loop->arena);
-    if (rc != 0) { /* cannot happen: it decoded the first time */
+    if (pkt_decode(&p, 0, f, flen, &c->loop->arena) != 0) {
+        /* cannot happen: it decoded the first time */
         rc = conn__refuse(c, NULL, PKT_RC_UNSPECIFIED);
     } else if ((rc = apply(c, &p.u.connect)) == CONN_MIGRATE) {
         /* The session moved to another loop during the exchange (rare: a
@@ -481,7 +482,7 @@ static int authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
     return rc;
 }
 
-int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
+conn_rc_t conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
 {
     pkt_t p;
     int rc = 0;
@@ -503,7 +504,7 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     return apply(c, &p.u.connect);
 }
 
-int conn__handle_disconnect(conn_t *c, const pkt_t *p)
+conn_rc_t conn__handle_disconnect(conn_t *c, const pkt_t *p)
 {
     const pkt_reason_t *d = &p->u.disconnect;
     sess_t *s = c->sess;

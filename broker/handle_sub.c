@@ -67,7 +67,7 @@ const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n)
     return NULL;
 }
 
-int conn__handle_subscribe(conn_t *c, pkt_t *p)
+conn_rc_t conn__handle_subscribe(conn_t *c, pkt_t *p)
 {
     pkt_subscribe_t *sp = &p->u.subscribe;
     uint32_t n = sp->n_subs;
@@ -92,10 +92,10 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
         sess__send_retained(c->loop, c->sess, (const char *)sp->subs[i].filter.p,
                             sp->subs[i].filter.len, reasons[i], sub_id);
     }
-    return 0;
+    return CONN_OK;
 }
 
-int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
+conn_rc_t conn__handle_unsubscribe(conn_t *c, pkt_t *p)
 {
     pkt_unsubscribe_t *up = &p->u.unsubscribe;
     uint8_t *reasons = arena_alloc(&c->loop->arena, up->n_filters);
