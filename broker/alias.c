@@ -62,18 +62,24 @@ void conn__v5_free(conn_t *c)
 
 /* ---- client to server ---- */
 
-uint8_t alias__in_resolve(conn_t *c, pkt_publish_t *pub)
+int alias__in_resolve(conn_t *c, pkt_publish_t *pub, uint8_t *reason)
 {
     uint16_t a = pub->props.topic_alias;
     conn_v5_t *v = c->ext != NULL ? c->ext->v5 : NULL;
+    *reason = PKT_RC_SUCCESS;
     /* MQTT-3.3.2-8 (0) and -9 (over our maximum): Topic Alias invalid
      * (3.3.4, "Topic Alias value of 0 or greater than the Maximum"). */
-    if (a == 0 || a > c->loop->b->cfg->topic_alias_max) return PKT_RC_TOPIC_ALIAS_INVALID;
+    if (a == 0 || a > c->loop->b->cfg->topic_alias_max) {
+        *reason = PKT_RC_TOPIC_ALIAS_INVALID;
+        return UVMQ_EINVAL;
+    }
     if (pub->topic.len > 0) return 0; /* sets (or resets) the alias */
     /* An empty topic with an alias the client never set: Protocol Error
      * (3.3.4, "does not already have a mapping"). */
-    if (v == NULL || v->in.v == NULL || a > v->in.max || v->in.v[a - 1].len == 0)
-        return PKT_RC_PROTOCOL_ERROR;
+    if (v == NULL || v->in.v == NULL || a > v->in.max || v->in.v[a - 1].len == 0) {
+        *reason = PKT_RC_PROTOCOL_ERROR;
+        return UVMQ_EINVAL;
+    }
     pub->topic.p = (const uint8_t *)v->in.v[a - 1].p;
     pub->topic.len = v->in.v[a - 1].len;
     return 0;

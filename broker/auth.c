@@ -120,26 +120,27 @@ static void send_auth(conn_t *c, const auth_conn_t *a, uint8_t reason, const aut
         log_warn("client %s (%s): AUTH too large to send", conn__id(c), conn__peer(c));
 }
 
-/* What a step of the CONNECT exchange leads to: 0 (authenticated: the
- * CONNECT goes on), AUTH_PENDING (AUTH 0x18 sent) or CONN_GONE (CONNACK
- * 0x87, closed). */
-static int connect_verdict(conn_t *c, auth_conn_t *a, int v, const auth_step_t *st)
+/* What a step of the CONNECT exchange leads to: CONN_OK (authenticated:
+ * the CONNECT goes on), CONN_PENDING (AUTH 0x18 sent) or CONN_GONE
+ * (CONNACK 0x87, closed). */
+static conn_rc_t connect_verdict(conn_t *c, auth_conn_t *a, int v, const auth_step_t *st)
 {
     if (v == AUTH_SUCCESS) {
         a->data = st->out;
         a->data_len = st->out_len;
-        return 0;
+        return CONN_OK;
     }
     if (v == AUTH_CONTINUE) {
         send_auth(c, a, PKT_RC_CONTINUE_AUTH, st);
-        return AUTH_PENDING;
+        return CONN_PENDING;
     }
     log_info("client (%s): enhanced authentication (%s) failed", conn__peer(c), a->m->name);
     exchange_end(a);
     return conn__refuse(c, NULL, PKT_RC_NOT_AUTHORIZED);
 }
 
-int auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame, size_t len)
+conn_rc_t auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame,
+                              size_t len)
 {
     const pkt_bin_t *name = &cp->props.auth_method;
     const auth_method_t *m = auth__find(c->loop->b, name->p, name->len);
@@ -155,8 +156,8 @@ int auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame
     auth_step_t st = step_of(c, &cp->props);
     st.client_id = (const char *)cp->client_id.p;
     st.client_id_len = cp->client_id.len;
-    int rc = connect_verdict(c, a, m->start(&a->state, &st), &st);
-    if (rc != AUTH_PENDING) return rc;
+    conn_rc_t rc = connect_verdict(c, a, m->start(&a->state, &st), &st);
+    if (rc != CONN_PENDING) return rc;
     /* The exchange goes on: keep the CONNECT (a size the peer chose). */
     a->connect = try_malloc(len, c->loop->b->cfg->max_packet_size);
     if (a->connect == NULL) {
@@ -165,7 +166,7 @@ int auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame
     }
     memcpy(a->connect, frame, len);
     a->connect_len = len;
-    return AUTH_PENDING;
+    return CONN_PENDING;
 }
 
 int auth__connecting(const conn_t *c)
@@ -174,16 +175,16 @@ int auth__connecting(const conn_t *c)
     return a != NULL && a->phase == PHASE_CONNECT;
 }
 
-int auth__connect_step(conn_t *c, const uint8_t *frame, size_t len, const uint8_t **connect,
-                       size_t *connect_len)
+conn_rc_t auth__connect_step(conn_t *c, const uint8_t *frame, size_t len,
+                             const uint8_t **connect, size_t *connect_len)
 {
     auth_conn_t *a = auth_of(c);
     pkt_t p;
-    int rc = pkt_decode(&p, c->version, frame, len, &c->loop->arena);
-    if (rc < 0) {
+    int err = pkt_decode(&p, c->version, frame, len, &c->loop->arena);
+    if (err < 0) {
         log_info("client (%s): bad packet during enhanced authentication: %s", conn__peer(c),
-                 err_str(rc));
-        return conn__refuse(c, NULL, pkt_err_reason(rc));
+                 err_str(err));
+        return conn__refuse(c, NULL, pkt_err_reason(err));
     }
     if (p.type == PKT_DISCONNECT) {
         conn__close(c, 0, CLOSE_QUIET, "client sent DISCONNECT during authentication");
@@ -200,8 +201,8 @@ int auth__connect_step(conn_t *c, const uint8_t *frame, size_t len, const uint8_
         return conn__refuse(c, NULL, PKT_RC_PROTOCOL_ERROR);
     }
     auth_step_t st = step_of(c, &p.u.disconnect.props);
-    rc = connect_verdict(c, a, a->m->cont(a->state, &st), &st);
-    if (rc == 0) {
+    conn_rc_t rc = connect_verdict(c, a, a->m->cont(a->state, &st), &st);
+    if (rc == CONN_OK) {
         *connect = a->connect;
         *connect_len = a->connect_len;
     }
@@ -225,7 +226,7 @@ void auth__connect_done(conn_t *c)
 }
 
 /* Closes c after a failed or broken re-authentication. */
-static int reauth_fail(conn_t *c, uint8_t reason, const char *why)
+static conn_rc_t reauth_fail(conn_t *c, uint8_t reason, const char *why)
 {
     auth_conn_t *a = auth_of(c);
     if (a != NULL) exchange_end(a);
@@ -234,7 +235,7 @@ static int reauth_fail(conn_t *c, uint8_t reason, const char *why)
     return CONN_GONE;
 }
 
-int conn__handle_auth(conn_t *c, const pkt_t *p)
+conn_rc_t conn__handle_auth(conn_t *c, const pkt_t *p)
 {
     auth_conn_t *a = auth_of(c);
     const pkt_reason_t *r = &p->u.disconnect;
@@ -265,7 +266,7 @@ int conn__handle_auth(conn_t *c, const pkt_t *p)
     } else {
         return reauth_fail(c, PKT_RC_NOT_AUTHORIZED, "re-authentication failed");
     }
-    return 0;
+    return CONN_OK;
 }
 
 void auth__free(conn_t *c)

@@ -28,17 +28,25 @@
 #include "broker.h"
 #include "../tls/tls.h"
 
-/* Handlers return 0, or CONN_GONE when they closed the connection: the
- * caller must then stop processing its input (the memory stays valid until
- * the uv_close callback, which runs in a later loop phase). */
-#define CONN_GONE 1
-/* The CONNECT handler returns CONN_MIGRATE when the session is owned by
- * loop c->move_to: the read path then moves the connection there, with
- * the input from that CONNECT's first byte on (inbox.c). */
-#define CONN_MIGRATE 2
-/* auth.c: the CONNECT waits for the client's next AUTH packet (an AUTH
- * 0x18 went out); handled like 0 by the read path. */
-#define AUTH_PENDING 3
+/* What packet handlers and the read path return: what became of the
+ * connection. A type of its own, so that it is never mistaken for an MQTT
+ * reason code (those are packet data, handed back through uint8_t
+ * *reason) or for a negative uvmq error. */
+typedef enum conn_rc {
+    CONN_OK = 0, /* go on with the connection's input */
+    /* The handler closed the connection: the caller must then stop
+     * processing its input (the memory stays valid until the uv_close
+     * callback, which runs in a later loop phase). */
+    CONN_GONE,
+    /* The CONNECT handler found the session owned by loop c->move_to:
+     * the read path then moves the connection there, with the input from
+     * that CONNECT's first byte on (inbox.c). */
+    CONN_MIGRATE,
+    /* auth.c: the CONNECT waits for the client's next AUTH packet (an
+     * AUTH 0x18 went out). Only auth__connect_start and auth__connect_step
+     * return it; handle_connect.c turns it into CONN_OK for the read path. */
+    CONN_PENDING
+} conn_rc_t;
 
 /* Hand-offs of one connection between loops before its CONNECT is
  * refused with "Server busy" (the session kept being re-created on
@@ -815,19 +823,19 @@ void persist__delivered(loop_t *l, msg_t *m, size_t ops_before);
 /* Sends acknowledgement `type` (PUBACK, PUBREC, PUBCOMP) for packet id
  * now, or queues it behind c's waiting ones until generation gen of c's
  * loop is committed (gen 0: nothing to wait for) and, when m is not NULL,
- * until every other loop holding m durably has reported. Returns 0, or
- * CONN_GONE when c was closed (a v3.1.1 client whose message could not be
+ * until every other loop holding m durably has reported. Returns CONN_OK,
+ * or CONN_GONE when c was closed (a v3.1.1 client whose message could not be
  * stored). */
-int persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason,
-                 msg_t *m, uint64_t gen);
+conn_rc_t persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason,
+                       msg_t *m, uint64_t gen);
 /* persist__ack's type for an HTTP/2 publish (0: no MQTT packet type):
  * id is the stream; the answer is http__ack's. */
 #define ACK_HTTP 0
 /* The same for SUBACK/UNSUBACK (type) with n reason codes (copied when
  * it must wait): a subscription of a stored session is acknowledged once
- * it is committed. Returns 0. */
-int persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reasons,
-                     uint32_t n, uint64_t gen);
+ * it is committed. Returns CONN_OK. */
+conn_rc_t persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reasons,
+                           uint32_t n, uint64_t gen);
 /* The generation that holds everything l has written so far, when
  * acknowledgements wait for commits; else 0. For answers that repeat an
  * earlier one (a resent QoS 2 PUBLISH, an unknown PUBREL) and for holds. */
@@ -1000,7 +1008,7 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why);
 /* Closes c for a bad packet or protocol violation: counts it by reason
  * (0x81 malformed, 0x95 too large, else protocol error), logs why, sends
  * a v5 DISCONNECT with reason, publishes the will. Returns CONN_GONE. */
-int conn__fail(conn_t *c, uint8_t reason, const char *why);
+conn_rc_t conn__fail(conn_t *c, uint8_t reason, const char *why);
 /* Forces uv_close (shutdown, stuck peers). */
 void conn__close_handle(conn_t *c);
 /* Client id for logs ("-" before CONNECT). */
@@ -1014,18 +1022,18 @@ void conn__sweep(conn_t *c, uint64_t now);
 /* ---- handle_connect.c ---- */
 
 /* Handles the first packet of a connection (raw bytes of one frame).
- * Returns 0, CONN_GONE, or CONN_MIGRATE (c->move_to set: the caller
+ * Returns CONN_OK, CONN_GONE, or CONN_MIGRATE (c->move_to set: the caller
  * moves c, from this frame on, to its session's loop). */
-int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len);
+conn_rc_t conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len);
 /* Frees c->hello (and the will it still holds), if any. */
 void conn__hello_free(conn_t *c);
 /* Refuses c's CONNECT: CONNACK with reason (v3: its nearest return
  * code), then closes. cp is the decoded CONNECT, or NULL when its limits
  * are not at hand: a v5 CONNACK then carries no Reason String. Returns
  * CONN_GONE. */
-int conn__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason);
-/* Handles DISCONNECT from the client. */
-int conn__handle_disconnect(conn_t *c, const pkt_t *p);
+conn_rc_t conn__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason);
+/* Handles DISCONNECT from the client. Returns CONN_GONE. */
+conn_rc_t conn__handle_disconnect(conn_t *c, const pkt_t *p);
 
 /* ---- alias.c: topic aliases (MQTT 5.0 section 3.3.2.3.4) ----
  *
@@ -1092,9 +1100,10 @@ void conn__v5_free(conn_t *c);
 /* A PUBLISH from c carries a Topic Alias: checks it against
  * topic_alias_max (0 or above: 0x94, MQTT-3.3.2-8/-9) and, when its topic
  * is empty, replaces it with the topic the alias stands for (borrowed
- * from the table until the next PUBLISH of c), or returns 0x82 when the
- * client never set that alias. Returns 0 or the v5 reason to close with. */
-uint8_t alias__in_resolve(conn_t *c, pkt_publish_t *pub);
+ * from the table until the next PUBLISH of c), or refuses with 0x82 when
+ * the client never set that alias. Returns 0, or UVMQ_EINVAL with *reason
+ * set to the v5 reason to close with (*reason is 0 on success). */
+int alias__in_resolve(conn_t *c, pkt_publish_t *pub, uint8_t *reason);
 /* Records that alias stands for topic (validated) from now on. */
 void alias__in_set(conn_t *c, uint16_t alias, const pkt_bin_t *topic);
 /* The client allows max aliases (capped): c->alias_out is set and
@@ -1160,21 +1169,22 @@ int auth__register(broker_t *b, const auth_method_t *m);
 const auth_method_t *auth__find(const broker_t *b, const uint8_t *name, size_t len);
 /* Starts the exchange of a v5 CONNECT that has an Authentication Method
  * (frame[0..len) is that CONNECT: kept while the exchange goes on).
- * Returns 0 when authenticated (go on with the CONNECT: its CONNACK
+ * Returns CONN_OK when authenticated (go on with the CONNECT: its CONNACK
  * carries the method, auth__connack; then auth__connect_done),
- * AUTH_PENDING when an AUTH 0x18 went out and c waits
+ * CONN_PENDING when an AUTH 0x18 went out and c waits
  * (auth__connecting), or CONN_GONE when refused with CONNACK 0x8C
  * (unknown method) or 0x87 (the method said no). */
-int auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame, size_t len);
+conn_rc_t auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame,
+                              size_t len);
 /* 1 while c's CONNECT waits for the client's next AUTH. */
 int auth__connecting(const conn_t *c);
 /* A packet of c while its CONNECT waits: an AUTH 0x18 with the same
  * method steps the exchange; DISCONNECT closes; anything else is refused
  * with CONNACK 0x82 (or the decode error's reason). Returns as
- * auth__connect_start; on 0, *connect and *connect_len are the kept
+ * auth__connect_start; on CONN_OK, *connect and *connect_len are the kept
  * CONNECT frame (valid until auth__connect_done). */
-int auth__connect_step(conn_t *c, const uint8_t *frame, size_t len, const uint8_t **connect,
-                       size_t *connect_len);
+conn_rc_t auth__connect_step(conn_t *c, const uint8_t *frame, size_t len,
+                             const uint8_t **connect, size_t *connect_len);
 /* Adds Authentication Method and the method's last data to c's CONNACK
  * properties pp (no-op without enhanced authentication). */
 void auth__connack(conn_t *c, pkt_props_t *pp);
@@ -1182,18 +1192,18 @@ void auth__connack(conn_t *c, pkt_props_t *pp);
  * frees the kept frame; the method stays for re-authentication. */
 void auth__connect_done(conn_t *c);
 /* AUTH from a connected client: re-authentication (0x19, then 0x18), or
- * 0x82 without an Authentication Method in CONNECT. Returns 0 or
+ * 0x82 without an Authentication Method in CONNECT. Returns CONN_OK or
  * CONN_GONE. */
-int conn__handle_auth(conn_t *c, const pkt_t *p);
+conn_rc_t conn__handle_auth(conn_t *c, const pkt_t *p);
 /* Frees c's authentication state (ending an exchange under way). */
 void auth__free(conn_t *c);
 
 /* ---- handle_publish.c ---- */
 
-int conn__handle_publish(conn_t *c, pkt_t *p);
+conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p);
 /* Number of levels in a topic name or filter ("a/b" -> 2). */
 size_t conn__levels(const char *t, size_t len);
-int conn__handle_ack(conn_t *c, const pkt_t *p); /* PUBACK/REC/REL/COMP */
+conn_rc_t conn__handle_ack(conn_t *c, const pkt_t *p); /* PUBACK/REC/REL/COMP */
 /* Queues PUBACK/PUBREC/PUBREL/PUBCOMP for packet id (reason: v5 only). */
 void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason);
 /* Builds a msg from topic, payload and the forwardable subset of props
@@ -1204,8 +1214,8 @@ msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
 
 /* ---- handle_sub.c ---- */
 
-int conn__handle_subscribe(conn_t *c, pkt_t *p);
-int conn__handle_unsubscribe(conn_t *c, pkt_t *p);
+conn_rc_t conn__handle_subscribe(conn_t *c, pkt_t *p);
+conn_rc_t conn__handle_unsubscribe(conn_t *c, pkt_t *p);
 
 /* ---- deliver.c ---- */
 

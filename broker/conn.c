@@ -420,10 +420,10 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     }
 }
 
-static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
+static conn_rc_t dispatch(conn_t *c, const uint8_t *frame, size_t len)
 {
     pkt_t p;
-    int rc = 0;
+    conn_rc_t rc = CONN_OK;
     loop_t *l = c->loop;
     c->last_rx = (uint32_t)uv_now(&l->uv);
     if (c->state == CONN_NEW) {
@@ -435,8 +435,8 @@ static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
         return rc;
     }
     l->pkts_in++; /* folded into b->cnt once per tick */
-    rc = pkt_decode(&p, c->version, frame, len, &l->arena);
-    if (rc < 0) return conn__fail(c, pkt_err_reason(rc), err_str(rc));
+    int err = pkt_decode(&p, c->version, frame, len, &l->arena);
+    if (err < 0) return conn__fail(c, pkt_err_reason(err), err_str(err));
     switch (p.type) {
     case PKT_PUBLISH: rc = conn__handle_publish(c, &p); break;
     case PKT_PUBACK:
@@ -468,7 +468,7 @@ static int dispatch(conn_t *c, const uint8_t *frame, size_t len)
  * closing its handle closes only this loop's descriptor. The target's
  * load and the broker's connection count include c's successor from now
  * on (its close subtracts them). Returns CONN_GONE. */
-static int move_away(conn_t *c, const uint8_t *data, size_t len)
+static conn_rc_t move_away(conn_t *c, const uint8_t *data, size_t len)
 {
     broker_t *b = c->loop->b;
     loop_item_t it = {.kind = ITEM_MIGRATE, .hops = (uint8_t)(c->hops + 1),
@@ -510,15 +510,15 @@ static int move_away(conn_t *c, const uint8_t *data, size_t len)
  * the bytes consumed and *need to the size of the incomplete packet that
  * follows (0 when unknown). Stops early (bytes left unused) when c is
  * throttled. A CONNECT for another loop's session moves c there with the
- * bytes from that CONNECT on (none is processed here). Returns 0 or
- * CONN_GONE. */
-static int process(conn_t *c, const uint8_t *data, size_t len, size_t *used,
-                   size_t *need)
+ * bytes from that CONNECT on (none is processed here). Returns CONN_OK
+ * or CONN_GONE. */
+static conn_rc_t process(conn_t *c, const uint8_t *data, size_t len, size_t *used,
+                         size_t *need)
 {
     size_t off = 0;
-    int rc = 0;
+    conn_rc_t rc = CONN_OK;
     *need = 0;
-    while (rc == 0 && c->state != CONN_CLOSING && !c->throttled) {
+    while (rc == CONN_OK && c->state != CONN_CLOSING && !c->throttled) {
         size_t flen = 0, want = 0;
         int fr = pkt_frame(data + off, len - off, c->loop->b->cfg->max_packet_size,
                            &flen, &want);
@@ -1277,7 +1277,7 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
         conn__close_handle(c);
 }
 
-int conn__fail(conn_t *c, uint8_t reason, const char *why)
+conn_rc_t conn__fail(conn_t *c, uint8_t reason, const char *why)
 {
     broker_t *b = c->loop->b;
     if (reason == PKT_RC_MALFORMED)

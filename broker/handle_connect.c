@@ -32,7 +32,7 @@ static int peek_level(const uint8_t *f, size_t len)
 }
 
 /* CONNECT that failed to decode: answer as the spec says, then close. */
-static int connect_decode_error(conn_t *c, const uint8_t *f, size_t len, int err)
+static conn_rc_t connect_decode_error(conn_t *c, const uint8_t *f, size_t len, int err)
 {
     static const uint8_t bad_version[] = {0x20, 0x02, 0x00, 0x01};
     int level = peek_level(f, len);
@@ -55,28 +55,29 @@ static int connect_decode_error(conn_t *c, const uint8_t *f, size_t len, int err
     return conn__fail(c, reason, err_str(err));
 }
 
-/* Picks the CONNACK reason (0 = accept) for a decoded CONNECT. */
-static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
+/* Picks the CONNACK reason for a decoded CONNECT into *reason
+ * (PKT_RC_SUCCESS: accept). Returns 0 when accepted, else UVMQ_EINVAL. */
+static int validate(conn_t *c, const pkt_connect_t *cp, uint8_t *reason)
 {
     const broker_config_t *cfg = c->loop->b->cfg;
     int v5 = cp->version == PKT_V5;
-    uint8_t reason = PKT_RC_SUCCESS;
+    *reason = PKT_RC_SUCCESS;
     if (v5 && PKT_PROP_HAS(&cp->props, PROP_AUTH_DATA) &&
         !PKT_PROP_HAS(&cp->props, PROP_AUTH_METHOD)) {
-        reason = PKT_RC_PROTOCOL_ERROR; /* 3.1.2.11.10: data without a method */
+        *reason = PKT_RC_PROTOCOL_ERROR; /* 3.1.2.11.10: data without a method */
     } else if (cp->client_id.len == 0 && !v5 &&
                (cp->version == PKT_V31 || !cp->clean_start)) {
         /* MQTT-3.1.3-8: empty id with clean session 0 is rejected. */
-        reason = PKT_RC_CLIENT_ID_INVALID;
+        *reason = PKT_RC_CLIENT_ID_INVALID;
     } else if (cp->client_id.len > cfg->max_client_id_len) {
-        reason = PKT_RC_CLIENT_ID_INVALID;
+        *reason = PKT_RC_CLIENT_ID_INVALID;
     } else if (cp->will_flag &&
                (!topic_name_valid((const char *)cp->will_topic.p, cp->will_topic.len) ||
                 conn__levels((const char *)cp->will_topic.p, cp->will_topic.len) >
                     cfg->max_topic_levels)) {
-        reason = PKT_RC_TOPIC_NAME_INVALID;
+        *reason = PKT_RC_TOPIC_NAME_INVALID;
     }
-    return reason;
+    return *reason == PKT_RC_SUCCESS ? 0 : UVMQ_EINVAL;
 }
 
 /* Longest certificate common name taken as a user name (X.520 allows 64
@@ -87,18 +88,22 @@ static uint8_t validate(conn_t *c, const pkt_connect_t *cp)
  * the client certificate's common name is the user name, whatever the
  * CONNECT says, and its password is ignored; a client without a
  * certificate or a CN is not authorized. The name lives in the loop's
- * arena while the CONNECT is handled. Returns the CONNACK reason. */
-static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
+ * arena while the CONNECT is handled. Returns 0, or tls_peer_cn's error
+ * (UVMQ_ENOMEM without arena memory) with *reason set to the CONNACK
+ * reason, Not authorized (0 on success). */
+static int identity_username(conn_t *c, pkt_connect_t *cp, uint8_t *reason)
 {
     char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
     int rc = cn != NULL ? tls_peer_cn(conn__tls(c), cn, IDENTITY_MAX) : UVMQ_ENOMEM;
+    *reason = PKT_RC_SUCCESS;
     if (rc != 0) {
         log_info("client %.*s (%s): no usable common name in its certificate (%s): "
                  "not authorized",
                  cp->client_id.len ? (int)cp->client_id.len : 1,
                  cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c),
                  err_str(rc));
-        return PKT_RC_NOT_AUTHORIZED;
+        *reason = PKT_RC_NOT_AUTHORIZED;
+        return rc;
     }
     cp->username.p = (const uint8_t *)cn;
     cp->username.len = (uint32_t)strlen(cn);
@@ -109,7 +114,7 @@ static uint8_t identity_username(conn_t *c, pkt_connect_t *cp)
     log_debug("client %.*s (%s): user name \"%s\" from its certificate",
               cp->client_id.len ? (int)cp->client_id.len : 1,
               cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c), cn);
-    return PKT_RC_SUCCESS;
+    return 0;
 }
 
 /* Reason String of a refused v5 CONNECT (3.2.2.3.9): what the person
@@ -128,7 +133,7 @@ static const char *refusal_text(uint8_t reason)
 
 /* See broker_int.h. c is closing after (its memory stays valid until the
  * uv_close callback). */
-int conn__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason)
+conn_rc_t conn__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason)
 {
     pkt_t r = {.type = PKT_CONNACK};
     r.u.connack.reason = c->version == PKT_V5 ? reason : pkt_connack_rc311(reason);
@@ -359,7 +364,7 @@ static void replace_elsewhere(conn_t *c, sess_t *s)
 
 /* The session is owned by loop `owner`: asks the read path to move c
  * there (CONN_MIGRATE), or refuses after MIGRATE_MAX_HOPS moves. */
-static int migrate(conn_t *c, loop_t *owner, const char *id, size_t id_len)
+static conn_rc_t migrate(conn_t *c, loop_t *owner, const char *id, size_t id_len)
 {
     if (c->hops >= MIGRATE_MAX_HOPS) {
         log_warn("client %.*s (%s): its session moved between loops %u times "
@@ -381,7 +386,7 @@ static loop_t *home_loop(conn_t *c, const pkt_connect_t *cp)
     return session_expiry(cp, b->cfg) != 0 && b->store != NULL ? persist__loop(b) : c->loop;
 }
 
-static int apply(conn_t *c, const pkt_connect_t *cp)
+static conn_rc_t apply(conn_t *c, const pkt_connect_t *cp)
 {
     broker_t *b = c->loop->b;
     char gen[22];
@@ -419,7 +424,7 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
     }
     keep_hello(c, cp, will, cp->client_id.len == 0 && cp->version == PKT_V5);
     finish(c, s, rc == SESS_LOCAL ? resume_or_reset(c, s) : 0);
-    return 0;
+    return CONN_OK;
 }
 
 /* A v5 CONNECT with an Authentication Method (auth.c). The exchange runs
@@ -428,7 +433,8 @@ static int apply(conn_t *c, const pkt_connect_t *cp)
  * longer be handed to another loop and handled again from its first byte.
  * A session found on c's own loop keeps c here. Returns what
  * conn__handle_connect returns. */
-static int authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame, size_t len)
+static conn_rc_t authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame,
+                              size_t len)
 {
     const char *id = (const char *)cp->client_id.p;
     const pkt_bin_t *m = &cp->props.auth_method;
@@ -439,9 +445,9 @@ static int authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame
         if (owner == NULL) owner = home_loop(c, cp);
         if (owner != c->loop) return migrate(c, owner, id, cp->client_id.len);
     }
-    int rc = auth__connect_start(c, cp, frame, len);
-    if (rc == AUTH_PENDING) return 0;
-    if (rc == 0) {
+    conn_rc_t rc = auth__connect_start(c, cp, frame, len);
+    if (rc == CONN_PENDING) return CONN_OK;
+    if (rc == CONN_OK) {
         rc = apply(c, cp); /* may move c: nothing was sent yet */
         auth__connect_done(c);
     }
@@ -450,17 +456,17 @@ static int authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame
 
 /* A packet of c while its CONNECT waits for an enhanced authentication
  * exchange: steps it and, once it succeeds, handles the kept CONNECT. */
-static int authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
+static conn_rc_t authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
 {
     const uint8_t *f = NULL;
     size_t flen = 0;
     pkt_t p;
-    int rc = auth__connect_step(c, frame, len, &f, &flen);
-    if (rc == AUTH_PENDING) return 0;
-    if (rc != 0) return rc;
+    conn_rc_t rc = auth__connect_step(c, frame, len, &f, &flen);
+    if (rc == CONN_PENDING) return CONN_OK;
+    if (rc != CONN_OK) return rc;
     arena_reset(&c->loop->arena); /* the AUTH is done with */
-    rc = pkt_decode(&p, 0, f, flen, &c->loop->arena);
-    if (rc != 0) { /* cannot happen: it decoded the first time */
+    if (pkt_decode(&p, 0, f, flen, &c->loop->arena) != 0) {
+        /* cannot happen: it decoded the first time */
         rc = conn__refuse(c, NULL, PKT_RC_UNSPECIFIED);
     } else if ((rc = apply(c, &p.u.connect)) == CONN_MIGRATE) {
         /* The session moved to another loop during the exchange (rare: a
@@ -476,7 +482,7 @@ static int authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
     return rc;
 }
 
-int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
+conn_rc_t conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
 {
     pkt_t p;
     int rc = 0;
@@ -488,16 +494,17 @@ int conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     rc = pkt_decode(&p, 0, frame, len, &c->loop->arena);
     if (rc < 0) return connect_decode_error(c, frame, len, rc);
     c->version = p.u.connect.version;
-    uint8_t reason = validate(c, &p.u.connect);
-    if (reason == PKT_RC_SUCCESS && conn__tls(c) != NULL && tls_identity_as_username(c->ext->tls))
-        reason = identity_username(c, &p.u.connect);
-    if (reason != PKT_RC_SUCCESS) return conn__refuse(c, &p.u.connect, reason);
+    uint8_t reason = PKT_RC_SUCCESS;
+    rc = validate(c, &p.u.connect, &reason);
+    if (rc == 0 && conn__tls(c) != NULL && tls_identity_as_username(c->ext->tls))
+        rc = identity_username(c, &p.u.connect, &reason);
+    if (rc != 0) return conn__refuse(c, &p.u.connect, reason);
     if (c->version == PKT_V5 && PKT_PROP_HAS(&p.u.connect.props, PROP_AUTH_METHOD))
         return authenticate(c, &p.u.connect, frame, len);
     return apply(c, &p.u.connect);
 }
 
-int conn__handle_disconnect(conn_t *c, const pkt_t *p)
+conn_rc_t conn__handle_disconnect(conn_t *c, const pkt_t *p)
 {
     const pkt_reason_t *d = &p->u.disconnect;
     sess_t *s = c->sess;

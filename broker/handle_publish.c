@@ -95,26 +95,31 @@ void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
 
 /* Checks the topic of an incoming PUBLISH, resolving a v5 Topic Alias
  * (an empty topic takes the alias's; a topic with an alias sets it once
- * the topic is valid: alias.c). Returns 0 or a v5 reason; *why says what
+ * the topic is valid: alias.c). Returns 0, or UVMQ_EINVAL with *reason
+ * set to the v5 reason to close with (0 on success) and *why saying what
  * failed, for the log. */
-static uint8_t check_topic(conn_t *c, pkt_publish_t *pub, const char **why)
+static int check_topic(conn_t *c, pkt_publish_t *pub, uint8_t *reason, const char **why)
 {
     int alias = c->version == PKT_V5 && PKT_PROP_HAS(&pub->props, PROP_TOPIC_ALIAS);
     int sets = alias && pub->topic.len > 0;
-    uint8_t r = 0;
+    *reason = PKT_RC_SUCCESS;
     *why = "invalid PUBLISH topic or properties";
-    if (pub->props.n_sub_ids > 0)
-        return PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.4-6: server-to-client only */
-    if (alias && (r = alias__in_resolve(c, pub)) != 0) {
-        *why = r == PKT_RC_TOPIC_ALIAS_INVALID ? "Topic Alias 0 or over topic_alias_max"
-                                               : "empty topic with a Topic Alias never set";
-        return r;
+    if (pub->props.n_sub_ids > 0) {
+        *reason = PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.4-6: server-to-client only */
+        return UVMQ_EINVAL;
+    }
+    if (alias && alias__in_resolve(c, pub, reason) != 0) {
+        *why = *reason == PKT_RC_TOPIC_ALIAS_INVALID ? "Topic Alias 0 or over topic_alias_max"
+                                                     : "empty topic with a Topic Alias never set";
+        return UVMQ_EINVAL;
     }
     const char *t = (const char *)pub->topic.p;
-    if (pub->topic.len == 0) return PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.2-1 */
-    if (!topic_name_valid(t, pub->topic.len)) return PKT_RC_TOPIC_NAME_INVALID;
-    if (conn__levels(t, pub->topic.len) > c->loop->b->cfg->max_topic_levels)
-        return PKT_RC_TOPIC_NAME_INVALID;
+    if (pub->topic.len == 0)
+        *reason = PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.2-1 */
+    else if (!topic_name_valid(t, pub->topic.len) ||
+             conn__levels(t, pub->topic.len) > c->loop->b->cfg->max_topic_levels)
+        *reason = PKT_RC_TOPIC_NAME_INVALID;
+    if (*reason != PKT_RC_SUCCESS) return UVMQ_EINVAL;
     if (sets) alias__in_set(c, pub->props.topic_alias, &pub->topic);
     return 0;
 }
@@ -134,16 +139,17 @@ static int over_receive_max(const conn_t *c, size_t extra)
 
 /* v5 3.3.4 / 4.9: the Server uses DISCONNECT 0x93 when a client exceeds
  * the Receive Maximum it was given. Returns CONN_GONE. */
-static int fail_receive_max(conn_t *c)
+static conn_rc_t fail_receive_max(conn_t *c)
 {
     return conn__fail(c, PKT_RC_RECEIVE_MAX_EXCEEDED,
                       "more unacknowledged QoS 1/2 PUBLISH packets than Receive Maximum");
 }
 
 /* QoS 2 bookkeeping before delivery: sets *deliver when the message is
- * to be delivered (a new packet id). Returns 0, or CONN_GONE when c was
- * closed. (One return value for both was ambiguous: CONN_GONE is 1.) */
-static int qos2_admit(conn_t *c, uint16_t id, int *deliver)
+ * to be delivered (a new packet id). Returns CONN_OK, or CONN_GONE when c
+ * was closed. (*deliver is separate: one return value for both was
+ * ambiguous.) */
+static conn_rc_t qos2_admit(conn_t *c, uint16_t id, int *deliver)
 {
     int r = inflight_in_add(&c->sess->inflight, id, c->loop->b->cfg->max_inbound_qos2);
     *deliver = 0;
@@ -154,7 +160,7 @@ static int qos2_admit(conn_t *c, uint16_t id, int *deliver)
     if (r == 1) {
         persist__inq2(c->loop, c->sess, id, 1);
         *deliver = 1;
-        return 0;
+        return CONN_OK;
     }
     if (r == 0) /* MQTT-4.3.3-10: resend before PUBREL: no second delivery;
                    acknowledged after the first one (persist.c) */
@@ -162,30 +168,31 @@ static int qos2_admit(conn_t *c, uint16_t id, int *deliver)
     if (c->version != PKT_V5)
         return conn__fail(c, PKT_RC_QUOTA_EXCEEDED, "too many QoS 2 messages awaiting PUBREL");
     conn__send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
-    return 0;
+    return CONN_OK;
 }
 
 /* A client's PUBLISH to a $SYS topic: dropped, as mosquitto does (its
  * ACL denies writes under $SYS); QoS 1/2 still get their acknowledgement,
  * in order with the others, v5 with 0x87 Not authorized, which ends a
- * QoS 2 flow (docs/protocol.md). Returns 0 or CONN_GONE. */
-static int drop_sys(conn_t *c, const pkt_publish_t *pub)
+ * QoS 2 flow (docs/protocol.md). Returns CONN_OK or CONN_GONE. */
+static conn_rc_t drop_sys(conn_t *c, const pkt_publish_t *pub)
 {
     log_debug("client %s: PUBLISH to %.*s dropped: $SYS topics are the broker's",
               conn__id(c), (int)pub->topic.len, (const char *)pub->topic.p);
-    if (pub->qos == 0) return 0;
+    if (pub->qos == 0) return CONN_OK;
     return persist__ack(c, pub->qos == 1 ? PKT_PUBACK : PKT_PUBREC, pub->packet_id,
                         PKT_RC_NOT_AUTHORIZED, NULL, persist__gen_now(c->loop));
 }
 
-int conn__handle_publish(conn_t *c, pkt_t *p)
+conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p)
 {
     pkt_publish_t *pub = &p->u.publish;
     broker_t *b = c->loop->b;
     const char *why = NULL;
-    uint8_t bad = check_topic(c, pub, &why);
+    uint8_t bad = 0;
+    int invalid = check_topic(c, pub, &bad, &why) != 0;
     CNT_INC(b, msgs_in);
-    if (bad != 0) return conn__fail(c, bad, why);
+    if (invalid) return conn__fail(c, bad, why);
     /* After check_topic: an aliased PUBLISH has its topic by now. */
     if (broker__topic_is_sys((const char *)pub->topic.p, pub->topic.len))
         return drop_sys(c, pub);
@@ -193,8 +200,9 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
     size_t ops = persist__ops(l); /* did this PUBLISH write? (persist.c) */
     if (pub->qos == 1 && over_receive_max(c, 1)) return fail_receive_max(c);
     if (pub->qos == 2) {
-        int deliver = 0, r = qos2_admit(c, pub->packet_id, &deliver);
-        if (r != 0 || !deliver) return r;
+        int deliver = 0;
+        conn_rc_t r = qos2_admit(c, pub->packet_id, &deliver);
+        if (r != CONN_OK || !deliver) return r;
     }
     msg_t *m = conn__msg_from(b, pub->topic, pub->payload,
                               c->version == PKT_V5 ? &pub->props : NULL,
@@ -210,7 +218,7 @@ int conn__handle_publish(conn_t *c, pkt_t *p)
     size_t n = broker__publish(l, m);
     if (pub->qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
     uint8_t reason = n == 0 ? PKT_RC_NO_MATCHING_SUBSCRIBERS : PKT_RC_SUCCESS;
-    int rc = 0;
+    conn_rc_t rc = CONN_OK;
     if (pub->qos > 0)
         rc = persist__ack(c, pub->qos == 1 ? PKT_PUBACK : PKT_PUBREC, pub->packet_id,
                           reason, m, persist__gen_since(l, ops));
@@ -245,14 +253,14 @@ static void on_pubrec(conn_t *c, const pkt_ack_t *a)
     }
 }
 
-int conn__handle_ack(conn_t *c, const pkt_t *p)
+conn_rc_t conn__handle_ack(conn_t *c, const pkt_t *p)
 {
     const pkt_ack_t *a = &p->u.ack;
     inflight_t *f = &c->sess->inflight;
     inflight_slot_t *slot = NULL;
     uint64_t seq = 0;
     size_t ops = persist__ops(c->loop);
-    int rc = 0;
+    conn_rc_t rc = CONN_OK;
     switch (p->type) {
     case PKT_PUBACK:
     case PKT_PUBCOMP:

@@ -12,10 +12,12 @@
 
 #include "../common/log.h"
 
-/* Subscribes to one filter; returns the SUBACK reason and sets *send_ret
- * when retained messages are to follow (v5 Retain Handling). */
-static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
-                             uint8_t *send_ret)
+/* Subscribes to one filter: sets *reason to its SUBACK reason code (the
+ * granted QoS, or the refusal) and *send_ret when retained messages are
+ * to follow (v5 Retain Handling). Returns 0, or UVMQ_EINVAL (or
+ * loop__subscribe's error) when the filter is refused. */
+static int subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id, uint8_t *reason,
+                         uint8_t *send_ret)
 {
     broker_t *b = c->loop->b;
     const char *f = (const char *)sub->filter.p;
@@ -23,17 +25,19 @@ static uint8_t subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id,
     int v5 = c->version == PKT_V5;
     int existed = 0;
     *send_ret = 0;
+    *reason = v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED; /* until granted */
     if (!topic_filter_valid(f, len) || conn__levels(f, len) > b->cfg->max_topic_levels)
-        return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
+        return UVMQ_EINVAL;
     /* Into this loop's router, published before the SUBACK is queued
      * (ordering guarantee: inbox.c). */
     int rc = loop__subscribe(c->loop, c->sess, f, len, sub->options, sub_id, &existed);
-    if (rc != 0) return v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED;
+    if (rc != 0) return rc;
     persist__sub_put(c->loop, c->sess, f, len, sub->options, sub_id);
     unsigned rh = (sub->options & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT;
     /* MQTT-3.3.1-9/10/11; none on a shared subscription (MQTT 5.0 4.8.2) */
     *send_ret = !share__is_shared(f, len) && (rh == 0 || (rh == 1 && !existed));
-    return sub->options & PKT_SUBOPT_QOS_MASK;
+    *reason = sub->options & PKT_SUBOPT_QOS_MASK;
+    return 0;
 }
 
 /* 1 when a filter of sp is a shared subscription with No Local, a
@@ -63,7 +67,7 @@ const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n)
     return NULL;
 }
 
-int conn__handle_subscribe(conn_t *c, pkt_t *p)
+conn_rc_t conn__handle_subscribe(conn_t *c, pkt_t *p)
 {
     pkt_subscribe_t *sp = &p->u.subscribe;
     uint32_t n = sp->n_subs;
@@ -77,8 +81,8 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
     if (reasons == NULL || send_ret == NULL)
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
     if (c->version == PKT_V5 && sp->props.n_sub_ids > 0) sub_id = sp->props.sub_ids[0];
-    for (uint32_t i = 0; i < n; i++)
-        reasons[i] = subscribe_one(c, &sp->subs[i], sub_id, &send_ret[i]);
+    for (uint32_t i = 0; i < n; i++) /* a refused filter is its SUBACK reason */
+        (void)subscribe_one(c, &sp->subs[i], sub_id, &reasons[i], &send_ret[i]);
     /* After the commit (persist.c); retained messages may go first, as
      * MQTT-3.8.4 allows. */
     persist__ack_sub(c, PKT_SUBACK, sp->packet_id, reasons, n,
@@ -88,10 +92,10 @@ int conn__handle_subscribe(conn_t *c, pkt_t *p)
         sess__send_retained(c->loop, c->sess, (const char *)sp->subs[i].filter.p,
                             sp->subs[i].filter.len, reasons[i], sub_id);
     }
-    return 0;
+    return CONN_OK;
 }
 
-int conn__handle_unsubscribe(conn_t *c, pkt_t *p)
+conn_rc_t conn__handle_unsubscribe(conn_t *c, pkt_t *p)
 {
     pkt_unsubscribe_t *up = &p->u.unsubscribe;
     uint8_t *reasons = arena_alloc(&c->loop->arena, up->n_filters);

@@ -373,8 +373,8 @@ static int ready(const loop_t *l, const ack_t *a)
 
 /* Sends a: a failed PUBACK/PUBREC becomes a v5 negative acknowledgement
  * (and frees the inbound QoS 2 id: the flow ended) or closes a v3.1.1
- * connection. Returns 0 or CONN_GONE. */
-static int send_one(conn_t *c, ack_t *a)
+ * connection. Returns CONN_OK or CONN_GONE. */
+static conn_rc_t send_one(conn_t *c, ack_t *a)
 {
     if (a->type == PKT_SUBACK || a->type == PKT_UNSUBACK) {
         /* the subscription works in memory either way: sent as decided */
@@ -385,24 +385,24 @@ static int send_one(conn_t *c, ack_t *a)
         conn__reason_string(c, &r, &r.u.suback.props,
                             conn__sub_reason_text(a->reasons, a->n_reasons));
         conn__send_pkt(c, &r);
-        return 0;
+        return CONN_OK;
     }
     int failed = a->failed ||
                  (a->m != NULL && atomic_load_explicit(&a->m->persist_failed, memory_order_relaxed));
     if (a->type == ACK_HTTP) {
         http__ack(c, a->id, failed);
-        return 0;
+        return CONN_OK;
     }
     if (!failed || a->type == PKT_PUBCOMP) {
         conn__send_ack(c, a->type, (uint16_t)a->id, a->reason);
-        return 0;
+        return CONN_OK;
     }
     if (c->version != PKT_V5)
         return conn__fail(c, PKT_RC_UNSPECIFIED, "the message could not be stored");
     if (a->type == PKT_PUBREC && c->sess != NULL)
         inflight_in_remove(&c->sess->inflight, (uint16_t)a->id);
     conn__send_ack(c, a->type, (uint16_t)a->id, PKT_RC_UNSPECIFIED);
-    return 0;
+    return CONN_OK;
 }
 
 /* Sends c's acknowledgements that are due, in order. */
@@ -414,7 +414,7 @@ static void drain(conn_t *c)
         f->head = (f->head + 1) & (f->cap - 1);
         f->n--;
         f->n_open -= a.type == PKT_PUBACK || a.type == PKT_PUBCOMP;
-        int rc = conn__running(c) ? send_one(c, &a) : 0;
+        conn_rc_t rc = conn__running(c) ? send_one(c, &a) : CONN_OK;
         if (a.m != NULL) msg_release(&a.m);
         free(a.reasons);
         if (rc == CONN_GONE) return; /* the close freed the queue */
@@ -429,8 +429,8 @@ void persist__run_acks(loop_t *l)
         if (i < l->n_ack_conns) drain(l->ack_conns[i]);
 }
 
-int persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason, msg_t *m,
-                 uint64_t gen)
+conn_rc_t persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason, msg_t *m,
+                       uint64_t gen)
 {
     loop_t *l = c->loop;
     int remote = m != NULL && atomic_load_explicit(&m->persist_wait, memory_order_acquire) > 0;
@@ -442,11 +442,11 @@ int persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason, msg_t *m,
         return send_one(c, &a);
     }
     enqueue(c, &a);
-    return 0;
+    return CONN_OK;
 }
 
-int persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reasons,
-                     uint32_t n, uint64_t gen)
+conn_rc_t persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reasons,
+                           uint32_t n, uint64_t gen)
 {
     ack_t a = {.gen = gen, .id = id, .type = type, .reasons = (uint8_t *)reasons,
                .n_reasons = n};
@@ -457,7 +457,7 @@ int persist__ack_sub(conn_t *c, uint8_t type, uint16_t id, const uint8_t *reason
         memcpy(a.reasons, reasons, n);
     }
     enqueue(c, &a);
-    return 0;
+    return CONN_OK;
 }
 
 size_t persist__open_acks(const conn_t *c)

@@ -88,8 +88,9 @@ static char *topic_of(http_stream_t *st, const char *path, size_t plen,
         return NULL;
     }
     t[n] = '\0';
-    if (http__check_topic(t, (size_t)n, cfg->max_topic_levels) != 0) {
-        answer(st, 400, PKT_RC_TOPIC_NAME_INVALID,
+    uint8_t bad = 0;
+    if (http__check_topic(t, (size_t)n, cfg->max_topic_levels, &bad) != 0) {
+        answer(st, 400, bad,
                "invalid topic name (empty, wildcards, bad UTF-8, too long or too many levels)");
         return NULL;
     }

@@ -115,10 +115,11 @@ long http__pct_decode(const char *s, size_t len, char *out);
 
 /* Checks a decoded topic name as conn__handle_publish does (non-empty,
  * UTF-8 without U+0000, no wildcards, at most 65535 bytes and max_levels
- * levels). Returns 0 or the v5 reason (0x90). */
-uint8_t http__check_topic(const char *t, size_t len, uint32_t max_levels);
-/* The same for a subscription filter: 0, 0x8F, or 0x9E for $share. */
-uint8_t http__check_filter(const char *f, size_t len, uint32_t max_levels);
+ * levels). Returns 0, or UVMQ_EINVAL with *reason set to the v5 reason
+ * (0x90); *reason is 0 on success. */
+int http__check_topic(const char *t, size_t len, uint32_t max_levels, uint8_t *reason);
+/* The same for a subscription filter: *reason 0x8F, or 0x9E for $share. */
+int http__check_filter(const char *f, size_t len, uint32_t max_levels, uint8_t *reason);
 
 /* What a publish request asks for (see http__parse_publish_query). */
 typedef struct http_pub_opts_s {

@@ -94,24 +94,28 @@ long http__pct_decode(const char *s, size_t len, char *out)
     return (long)n;
 }
 
-uint8_t http__check_topic(const char *t, size_t len, uint32_t max_levels)
+int http__check_topic(const char *t, size_t len, uint32_t max_levels, uint8_t *reason)
 {
-    if (len == 0 || len > TOPIC_LEN_MAX) return PKT_RC_TOPIC_NAME_INVALID;
-    if (!pkt_utf8_valid((const uint8_t *)t, len)) return PKT_RC_TOPIC_NAME_INVALID;
-    if (!topic_name_valid(t, len)) return PKT_RC_TOPIC_NAME_INVALID;
-    if (conn__levels(t, len) > max_levels) return PKT_RC_TOPIC_NAME_INVALID;
+    *reason = PKT_RC_TOPIC_NAME_INVALID;
+    if (len == 0 || len > TOPIC_LEN_MAX) return UVMQ_EINVAL;
+    if (!pkt_utf8_valid((const uint8_t *)t, len)) return UVMQ_EINVAL;
+    if (!topic_name_valid(t, len)) return UVMQ_EINVAL;
+    if (conn__levels(t, len) > max_levels) return UVMQ_EINVAL;
+    *reason = PKT_RC_SUCCESS;
     return 0;
 }
 
-uint8_t http__check_filter(const char *f, size_t len, uint32_t max_levels)
+int http__check_filter(const char *f, size_t len, uint32_t max_levels, uint8_t *reason)
 {
     static const char share[] = "$share/";
-    if (len >= sizeof share - 1 && memcmp(f, share, sizeof share - 1) == 0)
-        return PKT_RC_SHARED_SUBS_NOT_SUPPORTED;
-    if (len == 0 || len > TOPIC_LEN_MAX) return PKT_RC_TOPIC_FILTER_INVALID;
-    if (!pkt_utf8_valid((const uint8_t *)f, len)) return PKT_RC_TOPIC_FILTER_INVALID;
-    if (!topic_filter_valid(f, len)) return PKT_RC_TOPIC_FILTER_INVALID;
-    if (conn__levels(f, len) > max_levels) return PKT_RC_TOPIC_FILTER_INVALID;
+    *reason = PKT_RC_SHARED_SUBS_NOT_SUPPORTED;
+    if (len >= sizeof share - 1 && memcmp(f, share, sizeof share - 1) == 0) return UVMQ_EINVAL;
+    *reason = PKT_RC_TOPIC_FILTER_INVALID;
+    if (len == 0 || len > TOPIC_LEN_MAX) return UVMQ_EINVAL;
+    if (!pkt_utf8_valid((const uint8_t *)f, len)) return UVMQ_EINVAL;
+    if (!topic_filter_valid(f, len)) return UVMQ_EINVAL;
+    if (conn__levels(f, len) > max_levels) return UVMQ_EINVAL;
+    *reason = PKT_RC_SUCCESS;
     return 0;
 }
 
@@ -212,10 +216,11 @@ int http__parse_subscribe_query(const char *q, size_t len, char *fbuf,
             return fail(err, 400, PKT_RC_MALFORMED, "too many filters (at most 64)");
         long dl = http__pct_decode(p.val, p.val_len, fbuf + used);
         if (dl < 0) return fail(err, 400, PKT_RC_MALFORMED, "malformed %-escape in filter");
-        uint8_t bad = http__check_filter(fbuf + used, (size_t)dl, max_levels);
-        if (bad == PKT_RC_SHARED_SUBS_NOT_SUPPORTED)
+        uint8_t bad = 0;
+        int refused = http__check_filter(fbuf + used, (size_t)dl, max_levels, &bad) != 0;
+        if (refused && bad == PKT_RC_SHARED_SUBS_NOT_SUPPORTED)
             return fail(err, 400, bad, "shared subscriptions are not supported");
-        if (bad != 0) return fail(err, 400, bad, "invalid topic filter");
+        if (refused) return fail(err, 400, bad, "invalid topic filter");
         foff[n] = (uint32_t)used;
         flen[n++] = (uint32_t)dl;
         used += (size_t)dl;
@@ -295,8 +300,9 @@ static int prop_from(const uint8_t *hb, const http_hdr_t *h, pkt_props_t *props,
                         "x-mqtt-message-expiry must be seconds, 1..4294967295");
         PKT_PROP_SET(props, PROP_MESSAGE_EXPIRY);
     } else if (name_is(hb, h, "x-mqtt-response-topic")) {
-        if (http__check_topic((const char *)v, h->val_len, UINT32_MAX) != 0)
-            return fail(err, 400, PKT_RC_TOPIC_NAME_INVALID,
+        uint8_t bad = 0;
+        if (http__check_topic((const char *)v, h->val_len, UINT32_MAX, &bad) != 0)
+            return fail(err, 400, bad,
                         "x-mqtt-response-topic must be a topic name (no wildcards)");
         props->response_topic = slice(hb, h->val, h->val_len);
         PKT_PROP_SET(props, PROP_RESPONSE_TOPIC);

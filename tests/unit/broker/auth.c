@@ -240,15 +240,15 @@ static pkt_t expect_connack(fixture_t *f, uint8_t reason)
 
 /* Hands one frame to the CONNECT handler (as the read path does while
  * c is not yet connected). */
-static int feed(fixture_t *f, const uint8_t *frame, size_t len)
+static conn_rc_t feed(fixture_t *f, const uint8_t *frame, size_t len)
 {
-    int rc = conn__handle_connect(f->c, frame, len);
+    conn_rc_t rc = conn__handle_connect(f->c, frame, len);
     arena_reset(&f->l.arena);
     return rc;
 }
 
 /* Hands an AUTH to the connected client's dispatch. */
-static int feed_auth(fixture_t *f, const uint8_t *frame, size_t len)
+static conn_rc_t feed_auth(fixture_t *f, const uint8_t *frame, size_t len)
 {
     pkt_t p;
     assert_int_equal(pkt_decode(&p, PKT_V5, frame, len, &f->l.arena), 0);
@@ -259,12 +259,14 @@ static int feed_auth(fixture_t *f, const uint8_t *frame, size_t len)
 static void connect_two_rounds(fixture_t *f)
 {
     uint8_t fr[512];
-    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), 0);
+    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), CONN_OK);
     expect_auth(f, PKT_RC_CONTINUE_AUTH, "challenge-1");
     assert_int_equal(f->c->state, CONN_NEW);
-    assert_int_equal(feed(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "response-1")), 0);
+    assert_int_equal(feed(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "response-1")),
+                     CONN_OK);
     expect_auth(f, PKT_RC_CONTINUE_AUTH, "challenge-2");
-    assert_int_equal(feed(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "response-2")), 0);
+    assert_int_equal(feed(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "response-2")),
+                     CONN_OK);
     pkt_t p = expect_connack(f, PKT_RC_SUCCESS);
     expect_bin(p.u.connack.props.auth_method, "two-step"); /* MQTT-4.12.0-5 */
     expect_bin(p.u.connack.props.auth_data, "welcome");
@@ -317,7 +319,7 @@ static void method_that_succeeds_at_once_connects_without_auth_packets(void **st
 {
     fixture_t *f = *state;
     uint8_t fr[512];
-    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "quick")), 0);
+    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "quick")), CONN_OK);
     pkt_t p = expect_connack(f, PKT_RC_SUCCESS);
     expect_bin(p.u.connack.props.auth_method, "two-step");
     expect_bin(p.u.connack.props.auth_data, "welcome");
@@ -329,7 +331,7 @@ static void wrong_answer_gets_connack_0x87(void **state)
 {
     fixture_t *f = *state;
     uint8_t fr[512];
-    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), 0);
+    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), CONN_OK);
     expect_auth(f, PKT_RC_CONTINUE_AUTH, "challenge-1");
     assert_int_equal(feed(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "guess")),
                      CONN_GONE);
@@ -353,7 +355,7 @@ static void refused_at_the_first_step_gets_connack_0x87(void **state)
 static void out_of_turn(fixture_t *f, const uint8_t *bad, size_t n)
 {
     uint8_t fr[512];
-    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), 0);
+    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), CONN_OK);
     expect_auth(f, PKT_RC_CONTINUE_AUTH, "challenge-1");
     assert_int_equal(feed(f, bad, n), CONN_GONE);
     expect_connack(f, PKT_RC_PROTOCOL_ERROR);
@@ -384,7 +386,7 @@ static void disconnect_during_the_exchange_closes_quietly(void **state)
     fixture_t *f = *state;
     static const uint8_t disc[] = {0xE0, 0x00};
     uint8_t fr[512];
-    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), 0);
+    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), CONN_OK);
     expect_auth(f, PKT_RC_CONTINUE_AUTH, "challenge-1");
     assert_int_equal(feed(f, disc, sizeof disc), CONN_GONE);
     nothing_out(f);
@@ -396,17 +398,21 @@ static void connected_client_reauthenticates_in_two_rounds(void **state)
     fixture_t *f = *state;
     uint8_t fr[512];
     connect_two_rounds(f);
-    assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_REAUTHENTICATE, "two-step", "hello")), 0);
+    assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_REAUTHENTICATE, "two-step", "hello")),
+                     CONN_OK);
     expect_auth(f, PKT_RC_CONTINUE_AUTH, "challenge-1");
-    assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "response-1")), 0);
+    assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "response-1")),
+                     CONN_OK);
     expect_auth(f, PKT_RC_CONTINUE_AUTH, "challenge-2");
-    assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "response-2")), 0);
+    assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_CONTINUE_AUTH, "two-step", "response-2")),
+                     CONN_OK);
     expect_auth(f, PKT_RC_SUCCESS, "welcome");
     assert_int_equal(f->c->state, CONN_ACTIVE);
     assert_int_equal(g_started, 2);
     assert_int_equal(g_ended, 2);
     /* and again: an exchange ended leaves the method ready for the next */
-    assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_REAUTHENTICATE, "two-step", "quick")), 0);
+    assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_REAUTHENTICATE, "two-step", "quick")),
+                     CONN_OK);
     expect_auth(f, PKT_RC_SUCCESS, "welcome");
 }
 
@@ -453,7 +459,7 @@ static void auth_without_a_method_in_connect_is_a_protocol_error(void **state)
 {
     fixture_t *f = *state;
     uint8_t fr[512];
-    assert_int_equal(feed(f, fr, connect_frame(fr, "plain", NULL, NULL)), 0);
+    assert_int_equal(feed(f, fr, connect_frame(fr, "plain", NULL, NULL)), CONN_OK);
     pkt_t p = expect_connack(f, PKT_RC_SUCCESS);
     assert_false(PKT_PROP_HAS(&p.u.connack.props, PROP_AUTH_METHOD)); /* MQTT-4.12.0-6 */
     assert_int_equal(feed_auth(f, fr, auth_frame(fr, PKT_RC_REAUTHENTICATE, "two-step", "hello")),
@@ -488,7 +494,7 @@ static void connection_closed_mid_exchange_ends_the_method(void **state)
 {
     fixture_t *f = *state;
     uint8_t fr[512];
-    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), 0);
+    assert_int_equal(feed(f, fr, connect_frame(fr, "dev", "two-step", "hello")), CONN_OK);
     expect_auth(f, PKT_RC_CONTINUE_AUTH, "challenge-1");
     assert_int_equal(g_ended, 0); /* teardown closes: then it must be 1 */
 }
