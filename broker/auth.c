@@ -187,7 +187,7 @@ conn_rc_t auth__connect_step(conn_t *c, const uint8_t *frame, size_t len,
         return conn__refuse(c, NULL, pkt_err_reason(err));
     }
     if (p.type == PKT_DISCONNECT) {
-        conn__close(c, 0, CLOSE_QUIET, "client sent DISCONNECT during authentication");
+        conn__close(c, 0, CONN_CLOSE_QUIET, "client sent DISCONNECT during authentication");
         return CONN_GONE;
     }
     /* MQTT-4.12.0-3 and -5: the client answers with AUTH 0x18 naming the
@@ -231,7 +231,7 @@ static conn_rc_t reauth_fail(conn_t *c, uint8_t reason, const char *why)
     auth_conn_t *a = auth_of(c);
     if (a != NULL) exchange_end(a);
     if (reason == PKT_RC_PROTOCOL_ERROR) return conn__fail(c, reason, why);
-    conn__close(c, reason, CLOSE_DISCONNECT | CLOSE_WILL, why); /* MQTT-4.12.1-2 */
+    conn__close(c, reason, CONN_CLOSE_DISCONNECT | CONN_CLOSE_WILL, why); /* MQTT-4.12.1-2 */
     return CONN_GONE;
 }
 

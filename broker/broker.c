@@ -237,7 +237,7 @@ static void stats_counters(broker_t *b, broker_stats_t *s)
     s->shared_dropped = ld(&k->shared_dropped);
 }
 
-void broker__stats(broker_t *b, broker_stats_t *s)
+void broker_stats(broker_t *b, broker_stats_t *s)
 {
     memset(s, 0, sizeof *s);
     s->uptime_s = (uv_hrtime() / 1000000 - b->started_ms) / 1000;
@@ -256,6 +256,23 @@ void broker__stats(broker_t *b, broker_stats_t *s)
     pthread_mutex_unlock(&b->retained_lock);
     s->sessions = sess__count(&b->sessions);
     if (b->store != NULL) store_stats(b->store, &s->st);
+}
+
+/* router_retained_match callback: the one message of an exact topic. */
+static void take_one(void *value, void *ctx)
+{
+    msg_t **out = ctx;
+    if (*out == NULL) *out = msg_retain(value);
+}
+
+msg_t *broker_retained_get(broker_t *b, const char *t, size_t len)
+{
+    msg_t *m = NULL;
+    pthread_mutex_lock(&b->retained_lock);
+    router_retained_match(b->retained, t, len, take_one, &m);
+    pthread_mutex_unlock(&b->retained_lock);
+    if (m != NULL && m->expiry_at != 0 && msg_expired(m, msg_now_ms())) msg_release(&m);
+    return m;
 }
 
 /* Counter value for the stop line. */

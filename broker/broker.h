@@ -2,8 +2,11 @@
  * broker.h - the broker: listeners, worker loop, connections, sessions.
  *
  * cli/uvmq.c fills a broker_config_t (defaults, then the JSON file, then
- * flags), creates the broker and runs it until SIGINT/SIGTERM. Everything
- * else in broker/ is internal (broker_int.h).
+ * flags, then the transports of the listener kinds the broker does not
+ * know itself), creates the broker and runs it until SIGINT/SIGTERM.
+ * Transports (http/, later ws/ and cluster/) reach the core through
+ * transport.h and sink.h and the queries at the end of this header;
+ * everything else in broker/ is internal.
  */
 #ifndef UVMQ_BROKER_H
 #define UVMQ_BROKER_H
@@ -11,16 +14,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../storage/store.h"
 #include "../tls/tls.h"
 
 #define UVMQ_VERSION "0.1.0"
 
 typedef struct broker_s broker_t;
+struct transport_s;
+struct msg_s;
 
 /* What a listener speaks: the kind of the connections it hands out.
  * HTTP is HTTP/2: h2c with prior knowledge on a plain listener, h2 (ALPN)
  * on a TLS one. */
 enum listener_kind { LISTENER_MQTT = 0, LISTENER_HTTP = 1 };
+#define LISTENER_KINDS 2
 
 /* How a shared subscription group picks the member that gets a message
  * ("shared_strategy"; docs/protocol.md "Shared subscriptions"). */
@@ -111,6 +118,13 @@ typedef struct broker_config_s {
     size_t n_listeners;
     char *config_file;            /* the -c file the listeners came from,
                                      for messages; owned, NULL when none */
+    const struct transport_s *protocols[LISTENER_KINDS]; /* the transport of
+                                     each listener kind (transport.h):
+                                     MQTT's is the broker's own (set by
+                                     broker_config_init); HTTP/2's comes
+                                     from http/ (cli sets it). NULL: this
+                                     program has none, and broker_create
+                                     fails on a listener of that kind */
 } broker_config_t;
 
 /* Fills c with the defaults above. */
@@ -143,5 +157,33 @@ void broker_stop(broker_t *b);
 
 /* Frees everything broker_create made. */
 void broker_destroy(broker_t *b);
+
+/* ---- queries, from any thread ---- */
+
+/* One snapshot of everything the statistics report: GET /v1/stats and
+ * /metrics (http/http_stats.c) and $SYS (sys.c). Counters are totals since
+ * the start; queue, inflight and online are as of each loop's last 1 s
+ * sweep. */
+typedef struct broker_stats_s {
+    uint64_t uptime_s;
+    uint64_t conns, http_conns, accepted, refused, closed;
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out, http_requests;
+    uint64_t pkts_in, pkts_out, connects; /* pkts_out: PUBLISH included */
+    uint64_t drop_qos0, drop_queue, drop_size, expired;
+    uint64_t malformed, too_large, protocol_error, tls_failed;
+    uint64_t subs, retained, sessions, online, sess_expired, queued, inflight;
+    uint64_t shared_subs, shared, shared_moved, shared_dropped; /* share.c */
+    store_stats_t st;
+} broker_stats_t;
+
+/* Fills s from b's counters, each loop's published figures, the retained
+ * trie (its lock), the session map (its shard locks) and the store. */
+void broker_stats(broker_t *b, broker_stats_t *s);
+/* The retained message of the topic name t[0..len) (a reference the
+ * caller releases), or NULL when there is none or it has expired. */
+struct msg_s *broker_retained_get(broker_t *b, const char *t, size_t len);
+/* 1 when a topic name's first level is "$SYS": the broker's own topics,
+ * which clients may read but not publish to (docs/protocol.md). */
+int broker_topic_is_sys(const char *topic, size_t len);
 
 #endif

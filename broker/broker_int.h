@@ -26,40 +26,20 @@
 #include "../router/router.h"
 #include "../storage/store.h"
 #include "broker.h"
+#include "sink.h"
+#include "transport.h"
 #include "../tls/tls.h"
-
-/* What packet handlers and the read path return: what became of the
- * connection. A type of its own, so that it is never mistaken for an MQTT
- * reason code (those are packet data, handed back through uint8_t
- * *reason) or for a negative uvmq error. */
-typedef enum conn_rc {
-    CONN_OK = 0, /* go on with the connection's input */
-    /* The handler closed the connection: the caller must then stop
-     * processing its input (the memory stays valid until the uv_close
-     * callback, which runs in a later loop phase). */
-    CONN_GONE,
-    /* The CONNECT handler found the session owned by loop c->move_to:
-     * the read path then moves the connection there, with the input from
-     * that CONNECT's first byte on (inbox.c). */
-    CONN_MIGRATE,
-    /* auth.c: the CONNECT waits for the client's next AUTH packet (an
-     * AUTH 0x18 went out). Only auth__connect_start and auth__connect_step
-     * return it; handle_connect.c turns it into CONN_OK for the read path. */
-    CONN_PENDING
-} conn_rc_t;
 
 /* Hand-offs of one connection between loops before its CONNECT is
  * refused with "Server busy" (the session kept being re-created on
  * another loop meanwhile). */
 #define MIGRATE_MAX_HOPS 8
 
-/* Flags for conn__close. */
-#define CLOSE_DISCONNECT 0x01 /* v5: send DISCONNECT with the reason first */
-#define CLOSE_WILL 0x02       /* abnormal: publish the will */
-#define CLOSE_QUIET 0x04      /* normal close: log at DEBUG, not INFO */
-#define CLOSE_TAKEN 0x08      /* taken over: detach the session without
+/* Flags for conn__close beyond CONN_CLOSE_DISCONNECT, CONN_CLOSE_WILL and
+ * CONN_CLOSE_QUIET (transport.h). */
+#define CONN_CLOSE_TAKEN 0x08 /* taken over: detach the session without
                                  ending it (the new connection has it) */
-#define CLOSE_MOVED 0x10      /* moved to another loop: not counted */
+#define CONN_CLOSE_MOVED 0x10 /* moved to another loop: not counted */
 
 /* Enhanced authentication methods a broker can hold (auth.c). */
 #define AUTH_METHODS_MAX 8
@@ -150,10 +130,10 @@ struct sess_s {
     sess_t *lprev, *lnext; /* owner loop's list of its sessions */
     union {
         uint64_t disconnected_at; /* uv_now ms when it went offline */
-        struct http_stream_s *http; /* an HTTP/2 event stream's session
-                                       (conn->state == CONN_HTTP, never
-                                       offline, stored or in the map):
-                                       the stream it feeds (http/http_api.c) */
+        sink_t *sink;      /* to_sink: where its messages go (sink.c; an
+                              HTTP/2 event stream); such a session has no
+                              connection and is never offline, stored or
+                              in the map */
     };
     queue_t queue;     /* QoS 1/2 waiting for window room */
     inflight_t inflight;
@@ -178,6 +158,7 @@ struct sess_s {
                              share.c): set when it joins a group, cleared
                              with all its subscriptions; a hint that
                              spares other sessions the walk of subs */
+    unsigned to_sink : 1; /* a sink's session (sink.c): delivers to sink */
     char client_id[];  /* NUL-terminated, in the same block (sized with
                           offsetof: an idle session is this block only);
                           immutable */
@@ -244,20 +225,21 @@ typedef struct conn_out_s {
 
 /* ---- connection ---- */
 
-/* Input a connection holds between reads: the start of a packet split
- * across reads (allocated only then, freed once it is whole). */
+/* Input a connection holds between reads: the start of a unit (an MQTT
+ * packet) split across reads, allocated only then and freed once it is
+ * whole, with the transport it is for (conn_feed). */
 typedef struct conn_in_s {
-    uint32_t len, cap;  /* bytes held; bytes data can hold */
-    uint32_t need;      /* size of the packet being received, or 0 */
+    const transport_t *tp; /* the transport that left the bytes */
+    void *self;            /* and its state */
+    uint32_t len, cap;     /* bytes held; bytes data can hold */
+    uint32_t need;         /* size of the unit being received, or 0 */
     uint8_t data[];
 } conn_in_t;
 
-/* CONN_HTTP: an HTTP/2 connection past its preface (http/http.c); before it
- * an HTTP/2 connection is CONN_NEW, under the same connect timeout. A
- * delivery sees the state of its session's connection, so an event
- * stream's session (whose conn is CONN_HTTP) costs MQTT subscribers no
- * extra compare: they are CONN_ACTIVE (deliver.c). */
-enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSING, CONN_HTTP };
+/* CONN_NEW until the protocol's handshake is done (an MQTT CONNECT
+ * answered, an HTTP/2 preface), under connect_timeout_ms; CONN_ACTIVE
+ * while running (an MQTT connection then has its session attached). */
+enum conn_state { CONN_NEW = 0, CONN_ACTIVE, CONN_CLOSING };
 
 /* What a decoded CONNECT asks for, kept until the session is ours. */
 typedef struct conn_hello_s {
@@ -279,18 +261,19 @@ typedef struct conn_hello_s {
  * counted in malloc's 16-byte steps: conn_t at 376 bytes takes a 384-byte
  * chunk, at 384 or 392 a 400-byte one (architecture.md, "Memory"). Made
  * by conn__ext on first need; owned by the connection and freed with it,
- * or sooner by conn__ext_trim once nothing is left in it. */
+ * or sooner by conn__ext_trim once nothing is left in it. A connection
+ * without one speaks MQTT over plain TCP (conn__tp). */
 typedef struct conn_ext_s {
-    tls_t *tls;               /* TLS state (owned), or NULL on plain TCP */
-    struct http_conn_s *http; /* HTTP/2 state (http/http.c, owned), or NULL:
-                                 MQTT, or HTTP over TLS before ALPN chose
-                                 "h2" */
+    const transport_t *tp;    /* the transport conn.c calls (transport.h):
+                                 the listener's, perhaps TLS wrapping the
+                                 protocol */
+    void *tp_data;            /* its state (owned by it), or NULL */
+    const transport_t *proto; /* the protocol at the core of tp (MQTT,
+                                 HTTP/2): for logs */
     struct ack_fifo_s *acks;  /* acknowledgements waiting for commits, in
                                  order (persist.c); NULL when none */
     struct conn_v5_s *v5;     /* topic aliases and enhanced authentication
                                  (alias.c, auth.c), or NULL */
-    uint8_t kind;             /* enum listener_kind of the listener the
-                                 connection came from */
 } conn_ext_t;
 
 struct conn_s {
@@ -344,8 +327,8 @@ struct conn_s {
                              message whose fate c awaits; owned */
     };
     conn_in_t *in;        /* partial input, or NULL (owned) */
-    conn_ext_t *ext;      /* TLS, HTTP/2, waiting acks (owned), or NULL:
-                             all that costs a plain idle connection */
+    conn_ext_t *ext;      /* transport, waiting acks, v5 extras (owned),
+                             or NULL: all that costs a plain idle one */
     uint8_t peer_addr[16]; /* for logs: conn__peer formats it */
     uint32_t since;       /* uv_now ms, truncated: accepted or moved here
                              (CONN_NEW) or closing began (CONN_CLOSING) */
@@ -360,9 +343,10 @@ enum loop_item_kind {
                         tls_ctx: a reference to its TLS context, or NULL */
     ITEM_PUBLISH,    /* m: match the loop's router, deliver; one reference;
                         seq: index of the posting loop */
-    ITEM_MIGRATE,    /* fd, bytes, len, hops, tls: a connection moved here
-                        from another loop, its input from its CONNECT on
-                        (plaintext; tls holds any ciphertext after it) */
+    ITEM_MIGRATE,    /* fd, bytes, len, hops, tp, tp_data: an MQTT
+                        connection moved here from another loop, its MQTT
+                        input from its CONNECT on, and its transport (TLS:
+                        with any ciphertext after that input) */
     ITEM_STOP,       /* shut the loop down */
     ITEM_COMMITTED,  /* ptr: a commit of this loop's batch finished
                         (persist.c; posted by the storage thread) */
@@ -388,8 +372,9 @@ typedef struct loop_item_s {
     union {
         msg_t *m;           /* ITEM_PUBLISH */
         tls_ctx_t *tls_ctx; /* ITEM_ACCEPT: owned reference, or NULL */
-        tls_t *tls;         /* ITEM_MIGRATE: owned, or NULL (plain) */
+        const transport_t *tp; /* ITEM_MIGRATE: the moved transport */
     };
+    void *tp_data;          /* ITEM_MIGRATE: its state (owned), or NULL */
     union {
         uint8_t *bytes; /* ITEM_MIGRATE: owned input bytes (len of them) */
         void *ptr;      /* ITEM_COMMITTED: owned commit record;
@@ -455,16 +440,10 @@ struct loop_s {
     uv_buf_t *bufs;       /* reused iovec array for flushes */
     size_t cap_bufs;
     uint8_t *rbuf;        /* shared read buffer, LOOP_READ_BUF bytes */
-    uint8_t rbuf_busy;
-    uint8_t *tls_in;      /* TLS connections' ciphertext read buffer,
-                             LOOP_READ_BUF bytes; allocated with the
-                             loop's first TLS connection */
-    uint8_t *tls_stage;   /* TLS_RECORD_MAX bytes a write pass gathers
-                             small pieces in (conn__tls_encrypt) */
-    uint8_t *tls_out;     /* ciphertext of the pass being written; given
-                             to a connection whose write the kernel did
-                             not take whole (conn.c write_rest) */
-    size_t tls_out_len, tls_out_cap;
+    uint8_t rbuf_busy;    /* rbuf is handed to libuv or holds input being
+                             processed: nested readers use their own */
+    struct tls_loop_s *tls; /* the TLS transport's buffers (conn_tls.c),
+                               made with the loop's first TLS connection */
     msg_t **mvec;         /* reused message vector (retained sends) */
     size_t n_mvec, cap_mvec;
     struct share_pick_s *share_picks; /* reused: the members a publish
@@ -540,6 +519,9 @@ struct loop_s {
 typedef struct listener_s {
     broker_t *b;
     uint8_t kind;          /* enum listener_kind */
+    const transport_t *proto; /* the protocol of its kind (cfg->protocols) */
+    const transport_t *tp; /* what its connections get: proto, or TLS
+                              wrapping proto */
     const char *bind;      /* borrowed from the config */
     uint16_t port;
     const tls_config_t *tls_cfg; /* borrowed; NULL = plain TCP */
@@ -562,7 +544,7 @@ struct broker_s {
                               cfg->listeners; owned array */
     unsigned n_listeners;
     uint64_t started_ms; /* uv_hrtime ms at broker_create (uptime) */
-    atomic_uint n_http;  /* HTTP/2 connections open (http/http.c) */
+    atomic_uint n_http;  /* HTTP/2 connections open (conn_count) */
     uv_signal_t sigint, sigterm;
     uv_signal_t sighup;    /* reloads TLS certificates */
     uv_async_t stop_async;
@@ -589,26 +571,6 @@ struct broker_s {
 
 /* ---- broker.c ---- */
 
-/* One snapshot of everything the statistics report: GET /v1/stats and
- * /metrics (http/http_stats.c) and $SYS (sys.c). Counters are totals since the
- * start; queue, inflight and online are as of each loop's last 1 s sweep. */
-typedef struct broker_stats_s {
-    uint64_t uptime_s;
-    uint64_t conns, http_conns, accepted, refused, closed;
-    uint64_t msgs_in, msgs_out, bytes_in, bytes_out, http_requests;
-    uint64_t pkts_in, pkts_out, connects; /* pkts_out: PUBLISH included */
-    uint64_t drop_qos0, drop_queue, drop_size, expired;
-    uint64_t malformed, too_large, protocol_error, tls_failed;
-    uint64_t subs, retained, sessions, online, sess_expired, queued, inflight;
-    uint64_t shared_subs, shared, shared_moved, shared_dropped; /* share.c */
-    store_stats_t st;
-} broker_stats_t;
-
-/* Fills s from b's counters, each loop's published figures, the retained
- * trie (its lock), the session map (its shard locks) and the store. Any
- * thread. */
-void broker__stats(broker_t *b, broker_stats_t *s);
-
 /* ---- sys.c ---- */
 
 /* Starts the $SYS publisher on loop l (loop 0, from loop__init) when
@@ -618,9 +580,6 @@ void sys__start(loop_t *l);
 /* Closes l's $SYS timer, if any (loop__close_handles); its memory goes
  * in the close callback. l->sys is NULL after. */
 void sys__close(loop_t *l);
-/* 1 when a topic name's first level is "$SYS": the broker's own topics,
- * which clients may read but not publish to (docs/protocol.md). */
-int broker__topic_is_sys(const char *topic, size_t len);
 
 /* ---- loop.c ---- */
 
@@ -658,31 +617,26 @@ static inline void loop__mark_dirty(conn_t *c)
 }
 /* Removes c from the dirty list if it is on it. */
 void loop__unmark_dirty(conn_t *c);
-/* c's TLS state, or NULL on plain TCP. */
-static inline tls_t *conn__tls(const conn_t *c)
+/* The transport conn.c calls for c, and its state: MQTT over plain TCP
+ * (no state) for a connection without an extension. */
+static inline const transport_t *conn__tp(const conn_t *c)
 {
-    return c->ext != NULL ? c->ext->tls : NULL;
+    return c->ext != NULL ? c->ext->tp : &mqtt_transport;
 }
-/* c's HTTP/2 state, or NULL (MQTT, or TLS before ALPN chose "h2"). */
-static inline struct http_conn_s *conn__http(const conn_t *c)
+static inline void *conn__tp_data(const conn_t *c)
 {
-    return c->ext != NULL ? c->ext->http : NULL;
+    return c->ext != NULL ? c->ext->tp_data : NULL;
 }
-/* 1 when c came from an HTTP listener (h2c, or h2 over TLS). */
-static inline int conn__is_http(const conn_t *c)
-{
-    return c->ext != NULL && c->ext->kind == LISTENER_HTTP;
-}
-/* c's extension, made (zeroed, kind MQTT) when c has none. */
+/* c's extension, made (zeroed, transport MQTT) when c has none. */
 conn_ext_t *conn__ext(conn_t *c);
-/* Frees c's extension once it holds nothing (no TLS, HTTP/2 or acks, kind
- * MQTT); c->ext is then NULL. */
+/* Frees c's extension once it holds nothing (MQTT over plain TCP, no
+ * acks, no v5 state); c->ext is then NULL. */
 void conn__ext_trim(conn_t *c);
 /* 1 when c is past its handshake and not closing: an MQTT connection
  * after CONNACK or an HTTP/2 one after its preface. */
 static inline int conn__running(const conn_t *c)
 {
-    return c->state == CONN_ACTIVE || c->state == CONN_HTTP;
+    return c->state == CONN_ACTIVE;
 }
 
 /* Out-of-line parts of conn__send_shared (conn.c). conn__out_attach
@@ -828,9 +782,9 @@ void persist__delivered(loop_t *l, msg_t *m, size_t ops_before);
  * stored). */
 conn_rc_t persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason,
                        msg_t *m, uint64_t gen);
-/* persist__ack's type for an HTTP/2 publish (0: no MQTT packet type):
- * id is the stream; the answer is http__ack's. */
-#define ACK_HTTP 0
+/* persist__ack's type for a transport's own publish (conn_publish; 0: no
+ * MQTT packet type): the answer is its transport's acked(id). */
+#define ACK_TRANSPORT 0
 /* The same for SUBACK/UNSUBACK (type) with n reason codes (copied when
  * it must wait): a subscription of a stored session is acknowledged once
  * it is committed. Returns CONN_OK. */
@@ -921,34 +875,36 @@ void listener__stop(broker_t *b);
 void listener__reload(broker_t *b);
 /* Frees the listeners (after the listener loop closed their handles). */
 void listener__free(broker_t *b);
-/* Builds the TLS context of a listener of kind (enum listener_kind) from
- * cfg, with the ALPN protocol of its kind: "mqtt" offered for MQTT; "h2"
- * required for HTTP/2. Returns 0 with *out holding one reference, or
- * UVMQ_ECONFIG with why in err (config.c checks a listener with it). */
-int listener__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, int kind, char *err,
-                         size_t errlen);
+/* Builds the TLS context of a listener of protocol proto (NULL: none
+ * known, no ALPN) from cfg, with the protocol's ALPN list: "mqtt" offered
+ * for MQTT; "h2" required for HTTP/2. Returns 0 with *out holding one
+ * reference, or UVMQ_ECONFIG with why in err (config.c checks a listener
+ * with it). */
+int listener__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const transport_t *proto,
+                         char *err, size_t errlen);
 
 /* ---- conn.c ---- */
 
-/* Opens a connection of the listener's kind (enum listener_kind) on loop
- * l for the accepted socket fd (takes fd); TLS when ctx is not NULL
- * (borrowed: the connection's session takes its own reference). */
-void conn__open(loop_t *l, int fd, unsigned kind, tls_ctx_t *ctx);
-/* ITEM_MIGRATE on l: opens a connection for fd (taken) moved here from
- * another loop after `hops` moves, with its TLS state tls (taken; NULL
- * for plain TCP), processes bytes[0..len) (plaintext, taken, freed here;
- * they start with the CONNECT) as if just read, then reads. */
-void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
-                      uint8_t hops, tls_t *tls);
-/* TLS: encrypts c's pending batch, after anything OpenSSL made outside a
- * pass, into the loop's ciphertext buffer l->tls_out[0..tls_out_len), in
- * one pass: small entries are gathered into full records, large ones
- * encrypted in place, and each entry's reference is released as soon as
- * its bytes are encrypted, so no write completion has anything to
- * release. The pending batch is left empty and its bytes leave unsent
- * (the caller writes the ciphertext at once). Adds close_notify after
- * tls_shutdown. No write of c may be in flight. Returns 0 or UVMQ_ETLS. */
-int conn__tls_encrypt(conn_t *c);
+/* Opens a connection on loop l for the accepted socket fd (taken) that
+ * speaks transport tp, whose protocol is proto (tp itself, or the one tp
+ * wraps); arg is the listener's for tp->open (its TLS context: borrowed,
+ * the connection takes its own reference). */
+void conn__open(loop_t *l, int fd, const transport_t *tp, const transport_t *proto, void *arg);
+/* Opens a connection on l for fd (taken), moved here from another loop
+ * (not counted as accepted), with no transport state yet. Returns it,
+ * ready to read, or NULL when it is already closing (bad socket, loop
+ * stopping). */
+conn_t *conn__open_fd(loop_t *l, int fd, int moved);
+/* Gives c transport tp (state self, taken) over protocol proto. */
+void conn__set_tp(conn_t *c, const transport_t *tp, const transport_t *proto, void *self);
+/* Takes c's transport and its state away (for the loop c moves to): c is
+ * left MQTT over plain TCP with no state, to close without last words. */
+void conn__take_tp(conn_t *c, const transport_t **tp, void **self);
+/* Starts (or restarts) reading c. */
+void conn__start_reading(conn_t *c);
+/* Stops reading c when its unsent output passed max_out_bytes (STYLE 6
+ * backpressure; resumed once half of it is written). */
+void conn__pause_if_backed_up(conn_t *c);
 /* Restarts reading after a deferred CONNECT finished or a throttle ended,
  * first processing whatever input arrived meanwhile (unless c is paused
  * again by backpressure or throttling). */
@@ -984,6 +940,10 @@ void conn__reason_string(const conn_t *c, pkt_t *p, pkt_props_t *props, const ch
 const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n);
 /* Appends raw bytes (copied) to c's pending batch. */
 void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len);
+/* Appends bytes[0..len) to c's pending batch without copying them: the
+ * caller keeps them valid until they are written or, should the write
+ * not finish in this tick, until its transport's hold op ran. */
+void conn__send_borrowed(conn_t *c, const uint8_t *bytes, size_t len);
 /* Bytes the PUBLISH of m would take for c (head + payload), with the
  * whole topic and no topic alias (conn__send_publish decides on an alias
  * and checks the size again). */
@@ -1018,6 +978,31 @@ const char *conn__id(const conn_t *c);
 const char *conn__peer(const conn_t *c);
 /* Sweep step for one connection at uv time now. */
 void conn__sweep(conn_t *c, uint64_t now);
+
+/* ---- mqtt.c: the MQTT transport (mqtt_transport, transport.h) ---- */
+
+/* ITEM_MIGRATE on l: opens the MQTT connection moved here (it->fd, its
+ * transport it->tp and state it->tp_data, all taken), processes its MQTT
+ * input it->bytes[0..len) (taken, freed here; it starts with the
+ * CONNECT) as if just read, then what its transport kept, then reads. */
+void mqtt__open_moved(loop_t *l, loop_item_t *it);
+
+/* ---- conn_tls.c: the TLS transport ---- */
+
+/* TLS wrapping the listener's protocol: open's arg is the listener's
+ * tls_ctx_t (the connection takes its own reference). */
+extern const transport_t conn_tls__transport;
+/* Encrypts c's pending batch, after anything OpenSSL made outside a
+ * pass, into the loop's ciphertext buffer (*out, *len: valid until the
+ * next pass on the loop), in one pass of t: small entries are gathered
+ * into full records, large ones encrypted in place, and each entry's
+ * reference is released as soon as its bytes are encrypted, so no write
+ * completion has anything to release. The pending batch is left empty
+ * and its bytes leave unsent. Adds close_notify after tls_shutdown. No
+ * write of c may be in flight. Returns 0 or UVMQ_ETLS. */
+int conn_tls__encrypt(conn_t *c, tls_t *t, const uint8_t **out, size_t *len);
+/* Frees l's TLS buffers (loop__dispose). */
+void conn_tls__loop_dispose(loop_t *l);
 
 /* ---- handle_connect.c ---- */
 
@@ -1201,8 +1186,6 @@ void auth__free(conn_t *c);
 /* ---- handle_publish.c ---- */
 
 conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p);
-/* Number of levels in a topic name or filter ("a/b" -> 2). */
-size_t conn__levels(const char *t, size_t len);
 conn_rc_t conn__handle_ack(conn_t *c, const pkt_t *p); /* PUBACK/REC/REL/COMP */
 /* Queues PUBACK/PUBREC/PUBREL/PUBCOMP for packet id (reason: v5 only). */
 void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason);
@@ -1248,40 +1231,6 @@ void sess__resend(sess_t *s);
 /* Sends the retained messages matching filter to s (after SUBACK). */
 void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
                          size_t len, uint8_t granted, uint32_t sub_id);
-
-/* ---- http/http.c, http/http_api.c: the HTTP/2 API (http/http_int.h has the rest) ----
- *
- * The hooks conn.c, deliver.c and persist.c call. Bytes in come from the
- * socket (h2c) or from the TLS read path (h2) through http__input; bytes
- * out go into the connection's out-batch in http__pull, which conn__flush
- * calls first (before the TLS write pass encrypts the batch). */
-
-/* c (new, CONN_NEW) speaks HTTP/2: creates its nghttp2 server session
- * and queues our SETTINGS. Called at accept for h2c, once ALPN chose "h2"
- * for TLS. Returns 0 or UVMQ_ENOMEM (the caller closes c). */
-int http__open(conn_t *c);
-/* n bytes read from c: into its session (and its requests). */
-void http__input(conn_t *c, const uint8_t *data, size_t n);
-/* Flush hook: frames from c's session into its pending batch, while it
- * holds fewer than HTTP_PULL_MAX unsent bytes; closes a finished session. */
-void http__pull(conn_t *c);
-/* A write of c completed (over TLS: of the ciphertext): asks for another
- * flush if frames wait. */
-void http__written(conn_t *c);
-/* c is closing: queues GOAWAY (and its last frames) unless the session
- * ended, ends its event streams' sessions. */
-void http__closing(conn_t *c);
-/* Frees c's HTTP/2 state (handle closed). */
-void http__free(conn_t *c);
-/* 1 s sweep of c (CONN_HTTP): closes it after http_idle_timeout seconds
- * without a request open (GOAWAY). now is uv_now, truncated. */
-void http__sweep(conn_t *c, uint32_t now);
-/* Delivers m to the event stream of session s (s->conn is CONN_HTTP):
- * one event, or counted as dropped past the connection's limits. */
-void http__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain);
-/* The acknowledgement persist.c held for stream `id` is due: answers
- * 204, or 503 when the commit failed. A stream gone meanwhile is skipped. */
-void http__ack(conn_t *c, uint32_t id, int failed);
 
 /* ---- throttle.c ---- */
 

@@ -43,6 +43,7 @@ void broker_config_init(broker_config_t *c)
     c->http_port = 8080;
     c->http_max_streams = 100;
     c->http_idle_timeout = 60;
+    c->protocols[LISTENER_MQTT] = &mqtt_transport; /* others: the program's */
     c->data_dir = xstrdup("./data");
     c->threads = 0;
     c->allow_anonymous = -1;
@@ -169,7 +170,7 @@ static int check_tls(const broker_config_t *c, size_t i, const char *where, char
                  t->require_certificate ? "require_certificate" : "use_identity_as_username");
         rc = UVMQ_ECONFIG;
     } else {
-        rc = listener__ctx_create(&ctx, t, c->listeners[i].kind, why, sizeof why);
+        rc = listener__ctx_create(&ctx, t, c->protocols[c->listeners[i].kind], why, sizeof why);
     }
     tls_ctx_release(&ctx);
     if (rc != 0) snprintf(err, errlen, "%s.tls.%s", where, why);

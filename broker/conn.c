@@ -1,30 +1,25 @@
 /*
- * conn.c - one MQTT connection: accept, read, frame, dispatch, batched
- * writes, close.
+ * conn.c - one connection, whatever it speaks: accept, read, batched
+ * writes, close, with the connection's transport (transport.h) called at
+ * each event and never tested for.
  *
- * Input: a connection holding no partial packet reads into the loop's
- * shared 64 KiB buffer; only the tail of a packet split across reads is
- * copied into the connection's own buffer, sized to the packet pkt_frame
- * announced. Output: handlers append to the pending out-batch of the
- * connection's output object, taken from a per-loop pool with the first
- * byte and given back once everything is written, so an idle connection
- * holds neither input nor output memory; the loop's flush hook writes the
- * batch once per tick (uv_try_write, then one uv_write for any rest;
- * double-buffered: one batch being written, one filling). Connection
- * memory is freed only in the uv_close callback. A connection whose
- * CONNECT names a session of another loop moves there (move_away,
- * conn__open_moved; inbox.c).
+ * Input: a connection holding no partial input reads into the loop's
+ * shared 64 KiB buffer, and its transport consumes what it can in place;
+ * only the tail of a unit split across reads (an MQTT packet) is copied
+ * into the connection's own buffer, sized to the unit the transport
+ * announced, and handed back in front of the next bytes (conn_feed).
+ * Output: handlers append to the pending out-batch of the connection's
+ * output object, taken from a per-loop pool with the first byte and given
+ * back once everything is written, so an idle connection holds neither
+ * input nor output memory; the loop's flush hook runs the transport's
+ * output pass and writes the batch once per tick (uv_try_write, then one
+ * uv_write for any rest; double-buffered: one batch being written, one
+ * filling). Connection memory is freed only in the uv_close callback.
  *
- * TLS connections (conn__tls(c), tls.h) differ in three places only, each
- * behind one test of c->ext: their reads go through tls_on_read,
- * which decrypts into the loop's shared buffer and feeds the same framing
- * path; their flush encrypts the whole pending batch in one pass into the
- * loop's ciphertext buffer and writes that (conn__tls_encrypt,
- * flush_tls); and their close ends with close_notify. HTTP/2 connections
- * (conn__http(c), http/http.c) are fed and pulled through hooks behind the same
- * test. A plain connection pays nothing but the c->ext pointer, which also
- * holds the acknowledgements waiting for commits (persist.c) of the
- * connections that have some (docs/tls.md, docs/architecture.md).
+ * A connection without an extension (c->ext) speaks MQTT over plain TCP
+ * (conn__tp): it pays nothing for transports but that pointer, which
+ * also holds the acknowledgements waiting for commits (persist.c) of the
+ * connections that have some (docs/architecture.md).
  */
 #include "broker_int.h"
 
@@ -71,9 +66,6 @@
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void close_flushed(conn_t *c);
-static void tls_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
-static void flush_tls(conn_t *c);
 static void on_write(uv_write_t *req, int status);
 static void on_close(uv_handle_t *h);
 
@@ -263,6 +255,11 @@ static void add_ref(conn_t *c, const uint8_t *base, size_t len, msg_t *ref)
     loop__mark_dirty(c);
 }
 
+void conn__send_borrowed(conn_t *c, const uint8_t *bytes, size_t len)
+{
+    add_ref(c, bytes, len, NULL);
+}
+
 /* ---- accept ---- */
 
 /* Keeps the peer's address in binary (19 bytes, not a 64-byte string:
@@ -301,7 +298,7 @@ const char *conn__peer(const conn_t *c)
 /* Opens a connection on l for fd (taken); `moved` when it comes from
  * another loop (not counted as accepted). Returns c, ready to read, or
  * NULL when it is already closing (bad socket, loop stopping). */
-static conn_t *open_fd(loop_t *l, int fd, int moved)
+conn_t *conn__open_fd(loop_t *l, int fd, int moved)
 {
     broker_t *b = l->b;
     conn_t *c = xcalloc(1, sizeof *c);
@@ -333,48 +330,63 @@ static conn_t *open_fd(loop_t *l, int fd, int moved)
     return c;
 }
 
-/* ---- extension ---- */
+/* ---- extension and transport ---- */
 
 conn_ext_t *conn__ext(conn_t *c)
 {
-    if (c->ext == NULL) c->ext = xcalloc(1, sizeof *c->ext); /* kind MQTT */
+    if (c->ext == NULL) {
+        c->ext = xcalloc(1, sizeof *c->ext);
+        c->ext->tp = c->ext->proto = &mqtt_transport;
+    }
     return c->ext;
 }
 
 void conn__ext_trim(conn_t *c)
 {
     conn_ext_t *x = c->ext;
-    if (x == NULL || x->tls != NULL || x->http != NULL || x->acks != NULL ||
-        x->v5 != NULL || x->kind != LISTENER_MQTT)
+    if (x == NULL || x->tp != &mqtt_transport || x->proto != &mqtt_transport ||
+        x->tp_data != NULL || x->acks != NULL || x->v5 != NULL)
         return;
     free(x);
     c->ext = NULL;
 }
 
-/* Starts (or restarts) reading c with the callbacks of its transport. */
-static void start_reading(conn_t *c)
+void conn__set_tp(conn_t *c, const transport_t *tp, const transport_t *proto, void *self)
 {
-    if (conn__tls(c) != NULL)
-        uv_read_start((uv_stream_t *)&c->tcp, tls_on_alloc, tls_on_read);
-    else
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->ext == NULL && tp == &mqtt_transport && self == NULL) return; /* the default */
+    conn_ext_t *x = conn__ext(c);
+    x->tp = tp;
+    x->proto = proto;
+    x->tp_data = self;
 }
 
-void conn__open(loop_t *l, int fd, unsigned kind, tls_ctx_t *ctx)
+void conn__take_tp(conn_t *c, const transport_t **tp, void **self)
 {
-    conn_t *c = open_fd(l, fd, 0);
+    *tp = conn__tp(c);
+    *self = conn__tp_data(c);
+    if (c->ext == NULL) return;
+    c->ext->tp = &mqtt_transport;
+    c->ext->tp_data = NULL;
+}
+
+void conn__start_reading(conn_t *c)
+{
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+void conn__open(loop_t *l, int fd, const transport_t *tp, const transport_t *proto, void *arg)
+{
+    conn_t *c = conn__open_fd(l, fd, 0);
+    void *self = NULL;
     if (c == NULL) return;
-    if (kind != LISTENER_MQTT) conn__ext(c)->kind = (uint8_t)kind;
-    if (ctx != NULL && (conn__ext(c)->tls = tls_create(ctx)) == NULL) {
-        conn__close(c, 0, 0, "cannot create a TLS session");
+    int rc = tp->open != NULL ? tp->open(c, tp != proto ? proto : NULL, arg, &self) : 0;
+    conn__set_tp(c, tp, proto, self); /* so that the close frees self */
+    if (rc != 0) {
+        conn__close(c, 0, 0, rc == UVMQ_ENOMEM ? "cannot create the connection's transport state"
+                                               : err_str(rc));
         return;
     }
-    /* h2c starts its HTTP/2 session now; h2 once ALPN chose it */
-    if (kind == LISTENER_HTTP && ctx == NULL && http__open(c) != 0) {
-        conn__close(c, 0, 0, err_str(UVMQ_ENOMEM));
-        return;
-    }
-    start_reading(c);
+    conn__start_reading(c);
 }
 
 /* ---- read ---- */
@@ -394,8 +406,7 @@ static int grow_in(conn_t *c, size_t want)
     if (old != NULL && want <= old->cap) return 0;
     conn_in_t *in = try_malloc(sizeof *in + want, sizeof *in + limit);
     if (in == NULL) return UVMQ_ENOMEM;
-    in->len = old != NULL ? old->len : 0;
-    in->need = old != NULL ? old->need : 0;
+    *in = old != NULL ? *old : (conn_in_t){0};
     in->cap = (uint32_t)want; /* < max_packet_size + LOOP_READ_BUF < 2^32 */
     if (in->len) memcpy(in->data, old->data, in->len);
     free(old);
@@ -403,13 +414,20 @@ static int grow_in(conn_t *c, size_t want)
     return 0;
 }
 
+/* A read goes into the loop's shared buffer unless c holds the start of
+ * a unit, which the read then completes in place (or the shared buffer
+ * is busy); a transport that consumes nothing as read (TLS) says where. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     conn_t *c = h->data;
     loop_t *l = c->loop;
+    const transport_t *tp = conn__tp(c);
     size_t want = in_len(c) + LOOP_READ_BUF;
     size_t need = c->in != NULL ? c->in->need : 0;
-    if (in_len(c) == 0 && !l->rbuf_busy) {
+    (void)hint;
+    if (tp->alloc != NULL) {
+        tp->alloc(c, conn__tp_data(c), buf);
+    } else if (in_len(c) == 0 && !l->rbuf_busy) {
         l->rbuf_busy = 1;
         *buf = uv_buf_init((char *)l->rbuf, LOOP_READ_BUF);
     } else if (grow_in(c, need > want ? need : want) == 0) {
@@ -420,158 +438,53 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     }
 }
 
-static conn_rc_t dispatch(conn_t *c, const uint8_t *frame, size_t len)
+/* Hands c->in's bytes (n of them just read into its end) to the
+ * transport that left them, and compacts what it leaves again. */
+static conn_rc_t feed_own(conn_t *c, size_t n)
 {
-    pkt_t p;
-    conn_rc_t rc = CONN_OK;
-    loop_t *l = c->loop;
-    c->last_rx = (uint32_t)uv_now(&l->uv);
-    if (c->state == CONN_NEW) {
-        rc = conn__handle_connect(c, frame, len);
-        if (rc != CONN_MIGRATE) { /* a moved CONNECT counts where handled */
-            l->pkts_in++;
-            l->connects += (frame[0] >> 4) == PKT_CONNECT;
-        }
-        return rc;
-    }
-    l->pkts_in++; /* folded into b->cnt once per tick */
-    int err = pkt_decode(&p, c->version, frame, len, &l->arena);
-    if (err < 0) return conn__fail(c, pkt_err_reason(err), err_str(err));
-    switch (p.type) {
-    case PKT_PUBLISH: rc = conn__handle_publish(c, &p); break;
-    case PKT_PUBACK:
-    case PKT_PUBREC:
-    case PKT_PUBREL:
-    case PKT_PUBCOMP: rc = conn__handle_ack(c, &p); break;
-    case PKT_SUBSCRIBE: rc = conn__handle_subscribe(c, &p); break;
-    case PKT_UNSUBSCRIBE: rc = conn__handle_unsubscribe(c, &p); break;
-    case PKT_PINGREQ: {
-        pkt_t r = {.type = PKT_PINGRESP};
-        conn__send_pkt(c, &r);
-        break;
-    }
-    case PKT_DISCONNECT: rc = conn__handle_disconnect(c, &p); break;
-    case PKT_CONNECT: /* MQTT-3.1.0-2: a second CONNECT is a protocol error */
-        rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "second CONNECT");
-        break;
-    case PKT_AUTH: rc = conn__handle_auth(c, &p); break; /* auth.c */
-    default:
-        rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "unexpected packet type");
-        break;
-    }
-    return rc;
-}
-
-/* CONN_MIGRATE: moves c to loop c->move_to with data[0..len), its input
- * from the CONNECT on. A duplicate of the socket and a copy of the bytes
- * go there as ITEM_MIGRATE (which takes them), and c closes quietly here:
- * closing its handle closes only this loop's descriptor. The target's
- * load and the broker's connection count include c's successor from now
- * on (its close subtracts them). Returns CONN_GONE. */
-static conn_rc_t move_away(conn_t *c, const uint8_t *data, size_t len)
-{
-    broker_t *b = c->loop->b;
-    loop_item_t it = {.kind = ITEM_MIGRATE, .hops = (uint8_t)(c->hops + 1),
-                      .fd = -1, .len = len};
-    uv_os_fd_t fd = -1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    /* TLS: the session goes along, with the ciphertext not yet decrypted
-     * (in the loop's buffer until kept). Nothing of ours is in flight: the
-     * client sent its CONNECT after our last handshake flight arrived. */
-    if (conn__tls(c) != NULL && (c->writing || tls_keep_input(c->ext->tls) != 0)) {
-        conn__close(c, 0, 0, "cannot move the TLS connection to its session's loop");
-        return CONN_GONE;
-    }
-    /* dup() and then FD_CLOEXEC rather than F_DUPFD_CLOEXEC: the broker
-     * never forks, and ThreadSanitizer sees a dup() (it does not model
-     * fcntl's), so it knows the target loop's descriptor is a new one. */
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && (it.fd = dup(fd)) >= 0)
-        (void)fcntl(it.fd, F_SETFD, FD_CLOEXEC);
-    it.bytes = try_malloc(len, (size_t)b->cfg->max_packet_size + LOOP_READ_BUF);
-    if (it.fd < 0 || it.bytes == NULL) {
-        if (it.fd >= 0) close(it.fd);
-        free(it.bytes);
-        conn__close(c, 0, 0, "cannot move the connection to its session's loop");
-        return CONN_GONE;
-    }
-    memcpy(it.bytes, data, len);
-    if (c->ext != NULL) { /* moves; this side closes without close_notify */
-        it.tls = c->ext->tls;
-        c->ext->tls = NULL;
-    }
-    atomic_fetch_add_explicit(&b->loops[c->move_to].load, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&b->n_conns, 1, memory_order_relaxed);
-    loop__post(c->loop, c->move_to, &it);
-    conn__close(c, 0, CLOSE_QUIET | CLOSE_MOVED, "moved to its session's loop");
-    return CONN_GONE;
-}
-
-/* Frames and dispatches every whole packet in data[0..len). Sets *used to
- * the bytes consumed and *need to the size of the incomplete packet that
- * follows (0 when unknown). Stops early (bytes left unused) when c is
- * throttled. A CONNECT for another loop's session moves c there with the
- * bytes from that CONNECT on (none is processed here). Returns CONN_OK
- * or CONN_GONE. */
-static conn_rc_t process(conn_t *c, const uint8_t *data, size_t len, size_t *used,
-                         size_t *need)
-{
-    size_t off = 0;
-    conn_rc_t rc = CONN_OK;
-    *need = 0;
-    while (rc == CONN_OK && c->state != CONN_CLOSING && !c->throttled) {
-        size_t flen = 0, want = 0;
-        int fr = pkt_frame(data + off, len - off, c->loop->b->cfg->max_packet_size,
-                           &flen, &want);
-        if (fr == PKT_NEED_MORE) {
-            *need = want;
-            break;
-        }
-        if (fr == UVMQ_EPKT_TOO_LARGE) {
-            rc = conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(fr));
-        } else if (fr < 0) {
-            rc = conn__fail(c, PKT_RC_MALFORMED, err_str(fr));
-        } else {
-            rc = dispatch(c, data + off, flen);
-            arena_reset(&c->loop->arena);
-            if (rc == CONN_MIGRATE)
-                rc = move_away(c, data + off, len - off);
-            else
-                off += flen;
-        }
-    }
-    *used = off;
-    return c->state == CONN_CLOSING ? CONN_GONE : rc;
-}
-
-/* Bytes arrived in the loop's shared buffer: process, keep the tail. */
-static void read_shared(conn_t *c, const uint8_t *data, size_t n)
-{
-    size_t used = 0, need = 0;
-    if (process(c, data, n, &used, &need) == CONN_GONE || used == n) return;
-    size_t rest = n - used;
-    if (grow_in(c, need > rest ? need : rest) != 0) {
-        conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
-        return;
-    }
-    memcpy(c->in->data, data + used, rest);
-    c->in->len = (uint32_t)rest;
-    c->in->need = (uint32_t)need; /* announced sizes are below 2^28 */
-}
-
-/* Bytes arrived in the private buffer: process, compact the rest. */
-static void read_own(conn_t *c, size_t n)
-{
-    size_t used = 0, need = 0;
     conn_in_t *in = c->in;
+    size_t used = 0, need = 0;
     in->len += (uint32_t)n;
-    if (process(c, in->data, in->len, &used, &need) == CONN_GONE) return;
+    conn_rc_t rc = in->tp->input(c, in->self, in->data, in->len, &used, &need);
+    if (rc == CONN_GONE) return rc; /* c->in is freed with c */
     in->len -= (uint32_t)used;
-    in->need = (uint32_t)need;
+    in->need = (uint32_t)need; /* announced sizes are below 2^28 */
     if (in->len > 0 && used > 0) memmove(in->data, in->data + used, in->len);
     if (in->len == 0) { /* idle connections hold no input memory */
         free(in);
         c->in = NULL;
     }
+    return rc;
+}
+
+conn_rc_t conn_feed(conn_t *c, const transport_t *tp, void *self, const uint8_t *data, size_t n)
+{
+    conn_in_t *in = c->in;
+    size_t used = 0, need = 0;
+    if (in != NULL && data == in->data + in->len) { /* read in place (on_alloc) */
+        in->tp = tp;
+        in->self = self;
+        return feed_own(c, n);
+    }
+    if (in_len(c) > 0 && in->tp == tp) { /* behind a unit begun earlier */
+        assert(in->self == self);
+        if (grow_in(c, in->len + n) != 0)
+            return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
+        memcpy(c->in->data + c->in->len, data, n);
+        return feed_own(c, n);
+    }
+    conn_rc_t rc = tp->input(c, self, data, n, &used, &need);
+    if (rc == CONN_GONE || used == n) return rc;
+    assert(in_len(c) == 0); /* one transport of c leaves bytes: the innermost */
+    size_t rest = n - used;
+    if (grow_in(c, need > rest ? need : rest) != 0)
+        return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
+    memcpy(c->in->data, data + used, rest);
+    c->in->tp = tp;
+    c->in->self = self;
+    c->in->len = (uint32_t)rest;
+    c->in->need = (uint32_t)need;
+    return rc;
 }
 
 /* Backpressure (STYLE 6): a client whose own traffic makes output pile up
@@ -579,7 +492,7 @@ static void read_own(conn_t *c, size_t n)
  * is not read any more until its unsent bytes fall below half the limit.
  * QoS 0 deliveries to it are dropped above the limit anyway, so this bounds
  * what one connection can make the broker hold. */
-static void pause_if_backed_up(conn_t *c)
+void conn__pause_if_backed_up(conn_t *c)
 {
     if (c->read_paused || !conn__running(c)) return;
     if (c->unsent <= c->loop->b->cfg->max_out_bytes) return;
@@ -597,202 +510,44 @@ static void resume_if_drained(conn_t *c)
     c->last_rx = (uint32_t)uv_now(&c->loop->uv);
     if (c->unsent > c->loop->b->cfg->max_out_bytes / 2) return;
     c->read_paused = 0;
-    if (!c->throttled) start_reading(c);
-}
-
-/* HTTP/2 bytes: nghttp2 takes them all (it keeps what it needs), so an
- * HTTP/2 connection holds no input of its own; bytes that went to c->in
- * (the shared buffer was busy) are dropped from it once taken. */
-static void read_http(conn_t *c, const uint8_t *data, size_t n)
-{
-    http__input(c, data, n);
-    if (c->in != NULL) {
-        free(c->in);
-        c->in = NULL;
-    }
+    if (!c->throttled) conn__start_reading(c);
 }
 
 /* A read of c ended in EOF or error (a libuv code): no DISCONNECT seen,
  * abnormal, so the will is published (MQTT-3.1.2-8). */
 static void read_ended(conn_t *c, int err)
 {
-    conn__close(c, 0, CLOSE_WILL,
+    conn__close(c, 0, CONN_CLOSE_WILL,
                 err == UV_EOF ? "connection closed by peer" : uv_strerror(err));
 }
 
+/* The bytes read are handed on where they are (buf): the loop's shared
+ * buffer, which stays busy while they are processed, the end of c's
+ * partial input, or the transport's own buffer. */
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     conn_t *c = s->data;
     loop_t *l = c->loop;
     int shared = buf->base == (char *)l->rbuf;
+    if (n < 0) {
+        read_ended(c, (int)n);
+    } else if (n > 0 && c->state != CONN_CLOSING) {
+        l->bytes_in += (uint64_t)n; /* as read: ciphertext over TLS */
+        if (conn_feed(c, conn__tp(c), conn__tp_data(c), (const uint8_t *)buf->base,
+                      (size_t)n) == CONN_OK)
+            conn__pause_if_backed_up(c);
+    }
     if (shared) l->rbuf_busy = 0;
-    if (n < 0) {
-        read_ended(c, (int)n);
-    } else if (n > 0 && c->state != CONN_CLOSING) {
-        l->bytes_in += (uint64_t)n;
-        if (conn__http(c) != NULL)
-            read_http(c, (const uint8_t *)buf->base, (size_t)n);
-        else if (shared)
-            read_shared(c, l->rbuf, (size_t)n);
-        else
-            read_own(c, (size_t)n);
-        pause_if_backed_up(c);
-    }
-}
-
-/* ---- TLS read ---- */
-
-/* Ciphertext goes into a second per-loop buffer: the shared one
- * receives the plaintext. OpenSSL copies what it needs out of it during
- * this callback, so one buffer serves every TLS connection of the loop. */
-static void tls_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    conn_t *c = h->data;
-    loop_t *l = c->loop;
-    (void)hint;
-    if (l->tls_in == NULL) l->tls_in = xmalloc(LOOP_READ_BUF);
-    *buf = uv_buf_init((char *)l->tls_in, LOOP_READ_BUF);
-}
-
-/* Plaintext data[0..n) in the loop's shared buffer: framed and handled as
- * bytes read from a plain socket are. */
-static void plain_input(conn_t *c, const uint8_t *data, size_t n)
-{
-    size_t have = in_len(c);
-    if (have == 0) {
-        read_shared(c, data, n);
-    } else if (grow_in(c, have + n) != 0) {
-        conn__fail(c, PKT_RC_PACKET_TOO_LARGE, err_str(UVMQ_ENOMEM));
-    } else {
-        memcpy(c->in->data + have, data, n);
-        read_own(c, n);
-    }
-}
-
-/* Decrypted bytes: to the HTTP/2 session, or framed as MQTT. */
-static void tls_plaintext(conn_t *c, const uint8_t *data, size_t n)
-{
-    if (c->ext->http != NULL)
-        http__input(c, data, n); /* nghttp2 takes them all */
-    else
-        plain_input(c, data, n);
-}
-
-/* The handshake of c just finished. A connection of an HTTP listener
- * speaks HTTP/2 only when ALPN chose "h2" (RFC 9113 sections 3.2, 3.3:
- * over TLS, HTTP/2 is always negotiated by ALPN, never assumed): its
- * HTTP/2 session starts now, before any application byte is read. One
- * that negotiated nothing (it offered no ALPN: a client offering others
- * was refused in the handshake, tls.c alpn_select) is closed with one
- * line, counted as a TLS failure. Returns 0, or -1 when c was closed. */
-static int tls_established(conn_t *c)
-{
-    tls_t *t = c->ext->tls;
-    char d[96];
-    size_t n = 0;
-    const uint8_t *p = NULL;
-    tls_describe(t, d, sizeof d);
-    log_debug("TLS handshake with %s done: %s", conn__peer(c), d);
-    if (!conn__is_http(c)) return 0;
-    p = tls_alpn(t, &n);
-    if (p == NULL || n != 2 || memcmp(p, "h2", 2) != 0) {
-        CNT_INC(c->loop->b, tls_failed);
-        conn__close(c, 0, 0, "HTTP/2 over TLS needs ALPN \"h2\" (the client negotiated none)");
-        return -1;
-    }
-    if (http__open(c) != 0) {
-        conn__close(c, 0, 0, err_str(UVMQ_ENOMEM));
-        return -1;
-    }
-    return 0;
-}
-
-/* The session failed: count it and close, logging the reason once. The
- * fatal alert OpenSSL made for the peer goes out first (conn__close
- * waits for it). */
-static void tls_failed(conn_t *c)
-{
-    CNT_INC(c->loop->b, tls_failed);
-    conn__close(c, 0, CLOSE_WILL, tls_strerror());
-}
-
-/* Ciphertext data[0..n) arrived (NULL, 0: only what the session kept when
- * c moved here): runs the handshake, decrypts into plain (LOOP_READ_BUF
- * bytes: the loop's shared buffer, or conn__read_pending's own), up to
- * LOOP_READ_BUF bytes at a time, and processes the plaintext (MQTT
- * framing, or the HTTP/2 session once ALPN chose "h2"). Every
- * byte fed is used before returning (the buffer is borrowed), even
- * while c is paused: the plaintext then waits in c->in, as on a plain
- * connection, bounded by one read. Stops when c closes or moves. */
-static void tls_input(conn_t *c, const uint8_t *data, size_t n, uint8_t *plain)
-{
-    loop_t *l = c->loop;
-    tls_t *t = c->ext->tls;
-    int was_done = tls_handshake_done(t);
-    int rc = tls_feed(t, data, n);
-    assert(plain != l->rbuf || !l->rbuf_busy);
-    while (rc == 0 && conn__tls(c) != NULL && c->state != CONN_CLOSING) {
-        size_t got = 0, k = 0;
-        while (got < LOOP_READ_BUF &&
-               (rc = tls_read(t, plain + got, LOOP_READ_BUF - got, &k)) == 0)
-            got += k;
-        if (!was_done && tls_handshake_done(t)) {
-            was_done = 1;
-            if (tls_established(c) != 0) break;
-        }
-        if (got > 0) tls_plaintext(c, plain, got);
-        if (rc == TLS_WANT_READ) break;
-        /* rc == 0: the buffer filled up, more may wait decrypted */
-    }
-    if (conn__tls(c) == NULL) return; /* moved to another loop with its session */
-    if (rc == UVMQ_ETLS)
-        tls_failed(c);
-    else if (rc == TLS_CLOSED)
-        conn__close(c, 0, CLOSE_WILL, "connection closed by peer (TLS close_notify)");
-    if (tls_has_output(t)) loop__mark_dirty(c);
-}
-
-static void tls_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    conn_t *c = s->data;
-    if (n < 0) {
-        read_ended(c, (int)n);
-    } else if (n > 0 && c->state != CONN_CLOSING) {
-        c->loop->bytes_in += (uint64_t)n; /* ciphertext, as read */
-        tls_input(c, (const uint8_t *)buf->base, (size_t)n, c->loop->rbuf);
-        pause_if_backed_up(c); /* running connections only */
-    }
-}
-
-void conn__open_moved(loop_t *l, int fd, uint8_t *bytes, size_t len,
-                      uint8_t hops, tls_t *tls)
-{
-    conn_t *c = open_fd(l, fd, 1);
-    if (c == NULL) tls_destroy(tls);
-    if (c != NULL) {
-        c->hops = hops;
-        if (tls != NULL) conn__ext(c)->tls = tls;
-        if (grow_in(c, len) != 0) {
-            conn__close(c, 0, 0, err_str(UVMQ_ENOMEM));
-        } else {
-            memcpy(c->in->data, bytes, len); /* as if just read */
-            read_own(c, len);
-        }
-        if (conn__tls(c) != NULL && c->state != CONN_CLOSING) tls_input(c, NULL, 0, l->rbuf);
-        if (c->state == CONN_ACTIVE) pause_if_backed_up(c);
-        if (c->state != CONN_CLOSING && !c->read_paused && !c->throttled)
-            start_reading(c);
-    }
-    free(bytes);
 }
 
 void conn__resume(conn_t *c)
 {
     c->last_rx = (uint32_t)uv_now(&c->loop->uv);
-    if (in_len(c) > 0) read_own(c, 0); /* input that came with the CONNECT */
+    /* input that came with the CONNECT, or arrived before a pause */
+    if (in_len(c) > 0 && feed_own(c, 0) == CONN_GONE) return;
     if (!conn__running(c)) return;
-    pause_if_backed_up(c);
-    if (!c->read_paused && !c->throttled) start_reading(c);
+    conn__pause_if_backed_up(c);
+    if (!c->read_paused && !c->throttled) conn__start_reading(c);
 }
 
 /* What a takeover reads of the connection it replaces: a client that
@@ -803,14 +558,14 @@ int conn__read_pending(conn_t *c)
 {
     loop_t *l = c->loop;
     uv_os_fd_t fd = -1;
-    if (!conn__running(c) || conn__http(c) != NULL || c->throttled ||
-        uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+    if (!conn__running(c) || c->throttled || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
         return 0;
     /* The new connection's CONNECT may still be in the loop's read
-     * buffer and its decode in the loop's arena: c gets its own. */
+     * buffer (then busy) and its decode in the loop's arena: c gets its
+     * own. */
     arena_t saved = l->arena;
     arena_init(&l->arena, saved.limit);
-    uint8_t *buf = xmalloc(2 * LOOP_READ_BUF); /* ciphertext, plaintext */
+    uint8_t *buf = xmalloc(LOOP_READ_BUF);
     for (size_t total = 0; total < TAKEOVER_READ_MAX && conn__running(c) && !c->throttled;) {
         ssize_t n = recv(fd, buf, LOOP_READ_BUF, MSG_DONTWAIT);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -820,10 +575,7 @@ int conn__read_pending(conn_t *c)
         }
         total += (size_t)n;
         l->bytes_in += (uint64_t)n;
-        if (conn__tls(c) != NULL)
-            tls_input(c, buf, (size_t)n, buf + LOOP_READ_BUF);
-        else
-            plain_input(c, buf, (size_t)n);
+        if (conn_feed(c, conn__tp(c), conn__tp_data(c), buf, (size_t)n) == CONN_GONE) break;
     }
     free(buf);
     arena_dispose(&l->arena);
@@ -999,21 +751,6 @@ int conn__send_publish(conn_t *c, msg_t *m, uint8_t qos, uint8_t retain,
     return rc;
 }
 
-/* The whole pending batch b went out at once: releases it and, as the
- * write callback would, gives the output object back. */
-static void written_now(conn_t *c, out_batch_t *b)
-{
-    c->unsent -= b->bytes;
-    conn__batch_reset(b); /* releases the message references */
-    out_put(c);
-    if (c->state == CONN_CLOSING) {
-        close_flushed(c);
-    } else {
-        resume_if_drained(c);
-        if (conn__http(c) != NULL) http__written(c);
-    }
-}
-
 /* Drops the first n bytes (already written) from bufs[0..*nbufs); returns
  * the first buffer still to write, adjusted, and its count in *nbufs. */
 static uv_buf_t *skip_written(uv_buf_t *bufs, size_t *nbufs, size_t n)
@@ -1044,236 +781,131 @@ static void fill_bufs(loop_t *l, const out_batch_t *b)
     }
 }
 
+/* Everything written from batch w has left (at once, or in on_write):
+ * releases it, lets the transport ask for more, and goes on: pending
+ * output waits for the next flush; with none, the output object goes back
+ * to the pool, a closing connection finishes its close and a paused one
+ * may read again. The one place a write ends. */
+static void write_done(conn_t *c, out_batch_t *w)
+{
+    const transport_t *tp = conn__tp(c);
+    c->unsent -= w->bytes;
+    conn__batch_reset(w); /* releases the message references */
+    if (tp->written != NULL) tp->written(c, conn__tp_data(c)); /* may mark c dirty */
+    if (c->batch->n > 0 || c->dirty) {
+        loop__mark_dirty(c);
+        resume_if_drained(c);
+        return;
+    }
+    out_put(c); /* (the write request lives in it: not used after this) */
+    if (c->state == CONN_CLOSING)
+        close_flushed(c);
+    else
+        resume_if_drained(c);
+}
+
+/* A write of c failed (a libuv code): what it held is dropped with c. */
+static void write_failed(conn_t *c, out_batch_t *w, int err)
+{
+    c->unsent -= w->bytes;
+    conn__batch_reset(w);
+    conn__close(c, 0, CONN_CLOSE_WILL, uv_strerror(err));
+    conn__close_handle(c);
+}
+
 /* Writes the pending batch of c: first straight to the socket
  * (uv_try_write), which usually takes it all, so the output object goes
  * back to the pool at once and a burst of CONNACKs or PINGRESPs does not
  * hold one per connection until the next loop turn; what the kernel does
  * not take goes out with one uv_write, completed in on_write. */
-void conn__flush(conn_t *c)
+static void write_batch(conn_t *c, out_batch_t *b)
 {
-    conn_out_t *o = c->out;
-    out_batch_t *b = c->batch;
     loop_t *l = c->loop;
-    conn_ext_t *x = c->ext; /* NULL on a plain MQTT connection */
-    if (x != NULL && x->tls != NULL) {
-        flush_tls(c);
-        return;
-    }
-    if (c->writing || c->handle_closing) return;
-    if (x != NULL && x->http != NULL && c->state != CONN_CLOSING) {
-        http__pull(c); /* may close c, or give it a batch */
-        o = c->out;
-        b = c->batch;
-    }
-    if (b == NULL || b->n == 0) {
-        if (c->state == CONN_CLOSING) close_flushed(c);
-        return;
-    }
+    const transport_t *tp = conn__tp(c);
     fill_bufs(l, b);
-    l->bytes_out += b->bytes;
+    l->bytes_out += b->bytes; /* as written: ciphertext over TLS */
     int rc = uv_try_write((uv_stream_t *)&c->tcp, l->bufs, (unsigned)b->n);
     if (rc >= 0 && (size_t)rc == b->bytes) {
-        written_now(c, b);
+        write_done(c, b);
         return;
     }
     size_t nbufs = b->n;
     uv_buf_t *rest = skip_written(l->bufs, &nbufs, rc > 0 ? (size_t)rc : 0);
     if (rc >= 0 || rc == UV_EAGAIN) {
+        if (tp->hold != NULL) tp->hold(c, conn__tp_data(c)); /* b outlives this tick */
         set_pend(c, c->pend ^ 1); /* b is now the writing batch, owned
                                      by the request */
         c->writing = 1;
-        o->wreq.data = c;
-        rc = uv_write(&o->wreq, (uv_stream_t *)&c->tcp, rest, (unsigned)nbufs, on_write);
+        c->out->wreq.data = c;
+        rc = uv_write(&c->out->wreq, (uv_stream_t *)&c->tcp, rest, (unsigned)nbufs, on_write);
     }
     if (rc < 0) {
         if (c->writing) set_pend(c, c->pend ^ 1);
         c->writing = 0;
-        c->unsent -= b->bytes;
-        conn__batch_reset(b);
-        conn__close(c, 0, CLOSE_WILL, uv_strerror(rc));
-        conn__close_handle(c);
+        write_failed(c, b, rc);
     }
 }
 
-/* ---- TLS write ---- */
-
-/* The loop's ciphertext buffer (l->tls_out) is kept between passes up to
- * this size; a larger one (a pass of big messages) is freed after it. */
-#define TLS_OUT_KEEP (1024 * 1024)
-
-/* See broker_int.h. The one loop over the entries both encrypts and
- * releases; tls_pass_put gathers or encrypts in place. */
-int conn__tls_encrypt(conn_t *c)
+/* The flush hook's call for a dirty c: the transport's output pass, then
+ * one write of the pending batch, if no write is in flight. */
+void conn__flush(conn_t *c)
 {
-    loop_t *l = c->loop;
-    out_batch_t *b = c->batch;
-    size_t plain = b->bytes;
-    uint32_t n = b->n;
-    tls_pass_t p;
-    if (l->tls_stage == NULL) l->tls_stage = xmalloc(TLS_RECORD_MAX);
-    l->tls_out_len = 0;
-    tls_pass_begin(&p, c->ext->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
-    for (uint32_t i = 0; i < n; i++) {
-        out_ent_t *e = &b->v[i];
-        tls_pass_put(&p, e->base != NULL ? e->base : b->scratch + e->off, e->len, i + 1 < n);
-        if (e->ref != NULL) msg_release(&e->ref);
-        if (e->chunk != NULL) loop__chunk_release(&e->chunk);
-    }
-    int rc = tls_pass_end(&p);
-    b->n = 0;
-    b->bytes = 0;
-    b->scratch_len = 0;
-    c->unsent -= plain;
-    return rc;
-}
-
-/* The kernel took only done bytes of the ciphertext in l->tls_out: the
- * loop's buffer becomes the scratch of c's writing batch until on_write,
- * and the loop takes that batch's old array as its next buffer (no copy,
- * no allocation). Writes the rest; returns uv_write's result. */
-static int write_rest(conn_t *c, size_t done)
-{
-    loop_t *l = c->loop;
-    out_batch_t *w = &c->out->batch[c->pend ^ 1];
-    uint8_t *spare = w->scratch;
-    size_t spare_cap = w->scratch_cap;
-    w->scratch = l->tls_out;
-    w->scratch_cap = l->tls_out_cap;
-    w->scratch_len = l->tls_out_len;
-    w->bytes = l->tls_out_len - done;
-    l->tls_out = spare;
-    l->tls_out_cap = spare_cap;
-    l->tls_out_len = 0;
-    c->unsent += w->bytes;
-    uv_buf_t buf = uv_buf_init((char *)w->scratch + done, (unsigned)w->bytes);
-    c->out->wreq.data = c;
-    int rc = uv_write(&c->out->wreq, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-    if (rc == 0) {
-        c->writing = 1;
-    } else {
-        c->unsent -= w->bytes;
-        conn__batch_reset(w);
-    }
-    return rc;
-}
-
-/* conn__flush for TLS: one pass over the pending batch (for HTTP/2, after
- * http__pull put its frames there) into the loop's ciphertext buffer,
- * then one write of it: straight to the socket, which usually takes it
- * all (no memory of c's holds it afterwards), else the rest with uv_write
- * (write_rest). Once the ciphertext is written, here or in on_write,
- * HTTP/2 hears of it (http__written). */
-static void flush_tls(conn_t *c)
-{
-    loop_t *l = c->loop;
-    int rc = 0;
+    const transport_t *tp = conn__tp(c);
     if (c->writing || c->handle_closing) return;
-    if (c->ext->http != NULL && c->state != CONN_CLOSING) {
-        http__pull(c); /* HTTP/2 frames into the batch; may close c */
+    if (tp->output != NULL) {
+        tp->output(c, conn__tp_data(c)); /* may close c, or give it a batch */
         if (c->handle_closing) return;
     }
-    if ((c->batch == NULL || c->batch->n == 0) && !tls_has_output(c->ext->tls)) {
+    if (c->batch == NULL || c->batch->n == 0) {
         if (c->state == CONN_CLOSING) close_flushed(c);
         return;
     }
-    if (c->batch == NULL) conn__out_attach(c);
-    rc = conn__tls_encrypt(c);
-    if (rc == 0 && l->tls_out_len > 0) {
-        uv_buf_t buf = uv_buf_init((char *)l->tls_out, (unsigned)l->tls_out_len);
-        l->bytes_out += l->tls_out_len; /* ciphertext: what the socket gets */
-        rc = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
-        if (rc == UV_EAGAIN) rc = 0;
-        if (rc >= 0) rc = (size_t)rc < l->tls_out_len ? write_rest(c, (size_t)rc) : 0;
-    }
-    l->tls_out_len = 0;
-    if (l->tls_out_cap > TLS_OUT_KEEP) {
-        free(l->tls_out);
-        l->tls_out = NULL;
-        l->tls_out_cap = 0;
-    }
-    if (rc < 0) {
-        if (rc == UVMQ_ETLS) CNT_INC(l->b, tls_failed);
-        conn__close(c, 0, CLOSE_WILL, rc == UVMQ_ETLS ? tls_strerror() : uv_strerror(rc));
-        conn__close_handle(c);
-    } else if (!c->writing) { /* all written, as on_write would finish */
-        out_put(c);
-        if (c->state == CONN_CLOSING) {
-            close_flushed(c);
-        } else {
-            resume_if_drained(c);
-            if (c->ext->http != NULL) http__written(c);
-        }
-    }
+    write_batch(c, c->batch);
 }
 
-/* The write is done: releases its references; an idle connection gives
- * its output object back (req lives in it: not used after this). */
 static void on_write(uv_write_t *req, int status)
 {
     conn_t *c = req->data;
     out_batch_t *w = &c->out->batch[c->pend ^ 1];
-    c->unsent -= w->bytes;
-    conn__batch_reset(w); /* releases the message references */
     c->writing = 0;
-    if (status < 0) {
-        conn__close(c, 0, CLOSE_WILL, uv_strerror(status));
-        conn__close_handle(c);
-    } else if (c->batch->n > 0 || (conn__tls(c) != NULL && tls_has_output(c->ext->tls))) {
-        loop__mark_dirty(c);
-        resume_if_drained(c);
-    } else {
-        out_put(c);
-        if (c->state == CONN_CLOSING) {
-            close_flushed(c);
-        } else {
-            resume_if_drained(c);
-            if (conn__http(c) != NULL) http__written(c);
-        }
-    }
+    if (status < 0)
+        write_failed(c, w, status);
+    else
+        write_done(c, w);
 }
 
 /* ---- close ---- */
 
 const char *conn__id(const conn_t *c)
 {
-    if (conn__is_http(c)) return "(http)";
-    return c->sess != NULL ? c->sess->client_id : "-";
+    if (c->sess != NULL) return c->sess->client_id;
+    return c->ext != NULL ? c->ext->proto->anon : mqtt_transport.anon;
 }
 
 void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
 {
-    int was_active = c->state == CONN_ACTIVE;
+    const transport_t *tp = conn__tp(c);
     if (c->state == CONN_CLOSING) {
         if (c->lingering && c->loop->stopping) conn__close_handle(c); /* loop__stop */
         return;
     }
     c->state = CONN_CLOSING;
     c->since = (uint32_t)uv_now(&c->loop->uv);
-    if (flags & CLOSE_QUIET)
+    if (flags & CONN_CLOSE_QUIET)
         log_debug("closing client %s (%s): %s", conn__id(c), conn__peer(c), why);
     else
         log_info("closing client %s (%s): %s", conn__id(c), conn__peer(c), why);
     uv_read_stop((uv_stream_t *)&c->tcp);
     conn__throttle_forget(c);
     persist__conn_gone(c); /* acks it still waits for: never sent */
-    if ((flags & CLOSE_DISCONNECT) && was_active && c->version == PKT_V5) {
-        pkt_t d = {.type = PKT_DISCONNECT};
-        d.u.disconnect.reason = reason;
-        conn__reason_string(c, &d, &d.u.disconnect.props, why); /* 3.14.2.2.3 */
-        conn__send_pkt(c, &d);
-        c->linger = conn__http(c) == NULL; /* see close_flushed */
-    }
-    if (flags & CLOSE_MOVED) c->moved = 1;
-    if (conn__http(c) != NULL) http__closing(c); /* GOAWAY, event streams end */
+    if (flags & CONN_CLOSE_MOVED) c->moved = 1;
+    /* last words: DISCONNECT (lingering then), GOAWAY, close_notify */
+    if (tp->closing != NULL) tp->closing(c, conn__tp_data(c), reason, flags, why);
     if (c->sess != NULL)
-        sess__detach(c->loop, c->sess, (flags & CLOSE_WILL) != 0,
-                     (flags & CLOSE_TAKEN) != 0);
-    if (conn__tls(c) != NULL) {
-        tls_shutdown(c->ext->tls); /* close_notify after the last data */
-        if (tls_has_output(c->ext->tls)) loop__mark_dirty(c);
-    }
-    if (!c->writing && (c->batch == NULL || c->batch->n == 0) &&
-        (conn__tls(c) == NULL || !tls_has_output(c->ext->tls)))
+        sess__detach(c->loop, c->sess, (flags & CONN_CLOSE_WILL) != 0,
+                     (flags & CONN_CLOSE_TAKEN) != 0);
+    /* with nothing left to write, at once; else once the flush wrote it */
+    if (!c->writing && (c->batch == NULL || c->batch->n == 0) && !c->dirty)
         conn__close_handle(c);
 }
 
@@ -1286,7 +918,7 @@ conn_rc_t conn__fail(conn_t *c, uint8_t reason, const char *why)
         CNT_INC(b, too_large);
     else
         CNT_INC(b, protocol_error);
-    conn__close(c, reason, CLOSE_DISCONNECT | CLOSE_WILL, why);
+    conn__close(c, reason, CONN_CLOSE_DISCONNECT | CONN_CLOSE_WILL, why);
     return CONN_GONE;
 }
 
@@ -1363,9 +995,9 @@ static void conn_free(conn_t *c)
     conn__hello_free(c);
     alias__out_disable(c);
     if (c->ext != NULL) { /* persist__conn_gone took the acks */
+        const transport_t *tp = c->ext->tp;
+        if (tp->free != NULL) tp->free(c, c->ext->tp_data);
         conn__v5_free(c);
-        tls_destroy(c->ext->tls);
-        if (c->ext->http != NULL) http__free(c);
         free(c->ext);
     }
     free(c);
@@ -1392,23 +1024,124 @@ static void on_close(uv_handle_t *h)
 
 void conn__sweep(conn_t *c, uint64_t now)
 {
-    const broker_config_t *cfg = c->loop->b->cfg;
-    uint32_t t = (uint32_t)now; /* unsigned differences with since, last_rx */
-    if (c->state == CONN_NEW) {
-        if (t - c->since >= cfg->connect_timeout_ms)
-            conn__close(c, 0, 0, conn__is_http(c)
-                                     ? "no HTTP/2 preface within connect_timeout_ms"
-                                     : "no CONNECT within connect_timeout_ms");
-    } else if (c->state == CONN_HTTP) {
-        http__sweep(c, t);
-    } else if (c->state == CONN_ACTIVE) {
-        /* MQTT-3.1.2-24: nothing received for 1.5 x keep-alive. */
-        if (c->keepalive != 0 && t - c->last_rx >= (uint32_t)c->keepalive * 1500)
-            conn__close(c, PKT_RC_KEEP_ALIVE_TIMEOUT,
-                        CLOSE_DISCONNECT | CLOSE_WILL, "keep-alive timeout");
-    } else if (c->state == CONN_CLOSING && !c->handle_closing &&
-               t - c->since >= CLOSE_GRACE_MS) {
+    const transport_t *tp = conn__tp(c);
+    uint32_t t = (uint32_t)now; /* unsigned difference with since */
+    if (c->handle_closing) return;
+    if (c->state == CONN_CLOSING && t - c->since >= CLOSE_GRACE_MS) {
         conn__close_handle(c);
+        return;
     }
-    if (conn__tls(c) != NULL && !c->writing) tls_sweep(c->ext->tls); /* idle: free buffers */
+    if (c->state == CONN_NEW && t - c->since >= c->loop->b->cfg->connect_timeout_ms) {
+        conn__close(c, 0, 0, c->ext != NULL ? c->ext->proto->late : mqtt_transport.late);
+        return;
+    }
+    if (tp->sweep != NULL) tp->sweep(c, conn__tp_data(c), now); /* timeouts, idle buffers */
+}
+
+/* ---- services for transports (transport.h) ---- */
+
+void conn_send(conn_t *c, const void *bytes, size_t len)
+{
+    conn__send_raw(c, bytes, len);
+}
+
+size_t conn_unsent(const conn_t *c)
+{
+    return c->unsent;
+}
+
+void conn_want_flush(conn_t *c)
+{
+    loop__mark_dirty(c);
+}
+
+void conn_set_active(conn_t *c)
+{
+    if (c->state == CONN_NEW) c->state = CONN_ACTIVE;
+}
+
+int conn_active(const conn_t *c)
+{
+    return c->state == CONN_ACTIVE;
+}
+
+int conn_closing(const conn_t *c)
+{
+    return c->state == CONN_CLOSING;
+}
+
+void conn_close(conn_t *c, unsigned flags, const char *why)
+{
+    conn__close(c, 0, flags, why);
+}
+
+const char *conn_peer(const conn_t *c)
+{
+    return conn__peer(c);
+}
+
+void conn_tcp_keepalive(conn_t *c, unsigned secs)
+{
+    uv_tcp_keepalive(&c->tcp, 1, secs);
+}
+
+broker_t *conn_broker(const conn_t *c)
+{
+    return c->loop->b;
+}
+
+const broker_config_t *conn_config(const conn_t *c)
+{
+    return c->loop->b->cfg;
+}
+
+unsigned conn_loop_index(const conn_t *c)
+{
+    return c->loop->index;
+}
+
+uint64_t conn_now(const conn_t *c)
+{
+    return uv_now(&c->loop->uv);
+}
+
+int conn_stopping(const conn_t *c)
+{
+    return c->loop->stopping;
+}
+
+arena_t *conn_arena(conn_t *c)
+{
+    return &c->loop->arena;
+}
+
+void conn_count(conn_t *c, enum conn_counter k, int n)
+{
+    broker_t *b = c->loop->b;
+    switch (k) {
+    case CONN_CNT_MSGS_IN: atomic_fetch_add_explicit(&b->cnt.msgs_in, (unsigned)n, memory_order_relaxed); break;
+    case CONN_CNT_MSGS_OUT: c->loop->msgs_out += (uint64_t)n; break; /* folded per tick */
+    case CONN_CNT_DROPPED_QOS0: atomic_fetch_add_explicit(&b->cnt.dropped_qos0, (unsigned)n, memory_order_relaxed); break;
+    case CONN_CNT_DROPPED_QUEUE: atomic_fetch_add_explicit(&b->cnt.dropped_queue, (unsigned)n, memory_order_relaxed); break;
+    case CONN_CNT_PROTOCOL_ERROR: atomic_fetch_add_explicit(&b->cnt.protocol_error, (unsigned)n, memory_order_relaxed); break;
+    case CONN_CNT_HTTP_REQUESTS: atomic_fetch_add_explicit(&b->cnt.http_requests, (unsigned)n, memory_order_relaxed); break;
+    case CONN_CNT_HTTP_CONNS: atomic_fetch_add_explicit(&b->n_http, (unsigned)n, memory_order_relaxed); break;
+    }
+}
+
+int conn_publish(conn_t *c, const pkt_bin_t *topic, const pkt_bin_t *payload,
+                 const pkt_props_t *props, uint8_t qos, uint8_t retain, uint32_t id)
+{
+    loop_t *l = c->loop;
+    broker_t *b = l->b;
+    size_t ops = persist__ops(l); /* did this publish write? (persist.c) */
+    msg_t *m = conn__msg_from(b, *topic, *payload, props, qos, retain, c);
+    CNT_INC(b, msgs_in);
+    if (m == NULL) return UVMQ_ELIMIT;
+    broker__publish(l, m);
+    if (qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
+    if (qos > 0) /* after the commits a PUBACK would wait for */
+        (void)persist__ack(c, ACK_TRANSPORT, id, 0, m, persist__gen_since(l, ops));
+    msg_release(&m);
+    return 0;
 }

@@ -127,14 +127,13 @@ static __attribute__((noinline)) int fan_slow(fan_t *f, const router_hit_t *hit,
     return 0;
 }
 
-/* A fan-out's subscriber whose connection is not an active MQTT one:
- * an HTTP/2 event stream takes the event; others (closing, not yet
- * connected) drop QoS 0. Out of line: the loop below stays as it was for
- * MQTT subscribers (no compare added for them). */
-static __attribute__((noinline, cold)) void fan_other(loop_t *l, sess_t *s, conn_t *c,
-                                                      msg_t *m)
+/* A fan-out's subscriber without a connection: a sink's session (an
+ * HTTP/2 event stream) takes the message; an offline session drops QoS
+ * 0. Out of line: the loop below stays as it was for MQTT subscribers (no
+ * compare added for them). */
+static __attribute__((noinline, cold)) void fan_sink(sess_t *s, msg_t *m)
 {
-    if (c->state == CONN_HTTP) http__deliver(l, s, m, 0, 0);
+    if (s->to_sink) s->sink->ops->deliver(s->sink, m, 0, 0);
 }
 
 /* The common fan-out, kept tight: a small QoS 0 message without the
@@ -157,7 +156,7 @@ static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
         if (i + PF_SESS < n) __builtin_prefetch(v[i + PF_SESS].sub);
         conn_t *c = ((sess_t *)v[i].sub)->conn;
         if (c == NULL || c->state != CONN_ACTIVE) { /* QoS 0: dropped, */
-            if (c != NULL) fan_other(l, v[i].sub, c, m); /* or an event stream */
+            if (c == NULL) fan_sink(v[i].sub, m); /* or a sink's */
             continue;
         }
         int v5 = c->version == PKT_V5;
@@ -368,8 +367,8 @@ static void deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
         CNT_INC(l->b, expired);
         return;
     }
-    if (!online && c != NULL && c->state == CONN_HTTP) { /* never for MQTT */
-        http__deliver(l, s, m, qos, retain);
+    if (c == NULL && s->to_sink) { /* never for an MQTT session */
+        s->sink->ops->deliver(s->sink, m, qos, retain);
         return;
     }
     if (c != NULL && c->version != PKT_V5) n_ids = 0;

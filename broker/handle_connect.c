@@ -73,7 +73,7 @@ static int validate(conn_t *c, const pkt_connect_t *cp, uint8_t *reason)
         *reason = PKT_RC_CLIENT_ID_INVALID;
     } else if (cp->will_flag &&
                (!topic_name_valid((const char *)cp->will_topic.p, cp->will_topic.len) ||
-                conn__levels((const char *)cp->will_topic.p, cp->will_topic.len) >
+                topic_levels((const char *)cp->will_topic.p, cp->will_topic.len) >
                     cfg->max_topic_levels)) {
         *reason = PKT_RC_TOPIC_NAME_INVALID;
     }
@@ -84,19 +84,23 @@ static int validate(conn_t *c, const pkt_connect_t *cp, uint8_t *reason)
  * characters; UTF-8 may take four bytes each). */
 #define IDENTITY_MAX 257
 
-/* use_identity_as_username, as mosquitto has it: on such a TLS listener
- * the client certificate's common name is the user name, whatever the
- * CONNECT says, and its password is ignored; a client without a
- * certificate or a CN is not authorized. The name lives in the loop's
- * arena while the CONNECT is handled. Returns 0, or tls_peer_cn's error
- * (UVMQ_ENOMEM without arena memory) with *reason set to the CONNACK
- * reason, Not authorized (0 on success). */
+/* A user name the connection's transport vouches for replaces the
+ * CONNECT's, and its password is ignored: use_identity_as_username, as
+ * mosquitto has it, on a TLS listener (the client certificate's common
+ * name). A client the transport must name but cannot (no certificate, no
+ * CN) is not authorized. The name lives in the loop's arena while the
+ * CONNECT is handled. Returns 0, or the transport's error (UVMQ_ENOMEM
+ * without arena memory) with *reason set to the CONNACK reason, Not
+ * authorized (0 on success). */
 static int identity_username(conn_t *c, pkt_connect_t *cp, uint8_t *reason)
 {
-    char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
-    int rc = cn != NULL ? tls_peer_cn(conn__tls(c), cn, IDENTITY_MAX) : UVMQ_ENOMEM;
+    const transport_t *tp = conn__tp(c);
     *reason = PKT_RC_SUCCESS;
-    if (rc != 0) {
+    if (tp->username == NULL) return 0;
+    char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
+    int rc = cn != NULL ? tp->username(c, conn__tp_data(c), cn, IDENTITY_MAX) : UVMQ_ENOMEM;
+    if (rc == 0) return 0; /* it vouches for none */
+    if (rc < 0) {
         log_info("client %.*s (%s): no usable common name in its certificate (%s): "
                  "not authorized",
                  cp->client_id.len ? (int)cp->client_id.len : 1,
@@ -296,9 +300,9 @@ static int resume_or_reset(conn_t *c, sess_t *s)
          * will instead of publishing it (design choice, see report). */
         if (!clean && s->will_delay > 0 && s->expiry != 0 && s->will != NULL)
             msg_release(&s->will);
-        ended = s->expiry == 0; /* kept (CLOSE_TAKEN), reset below */
+        ended = s->expiry == 0; /* kept (CONN_CLOSE_TAKEN), reset below */
         conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
-                    CLOSE_DISCONNECT | CLOSE_WILL | CLOSE_TAKEN, "session taken over");
+                    CONN_CLOSE_DISCONNECT | CONN_CLOSE_WILL | CONN_CLOSE_TAKEN, "session taken over");
     }
     if (clean || ended) {
         if (clean) sess__publish_will(l, s); /* a pending delayed will: session ends */
@@ -357,7 +361,7 @@ static void replace_elsewhere(conn_t *c, sess_t *s)
     loop_t *l = c->loop;
     if (s->conn != NULL)
         conn__close(s->conn, PKT_RC_SESSION_TAKEN_OVER,
-                    CLOSE_DISCONNECT | CLOSE_WILL | CLOSE_TAKEN, "session taken over");
+                    CONN_CLOSE_DISCONNECT | CONN_CLOSE_WILL | CONN_CLOSE_TAKEN, "session taken over");
     sess__publish_will(l, s); /* a delayed one: the session ends now */
     sess__end(l, s);
 }
@@ -496,8 +500,7 @@ conn_rc_t conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     c->version = p.u.connect.version;
     uint8_t reason = PKT_RC_SUCCESS;
     rc = validate(c, &p.u.connect, &reason);
-    if (rc == 0 && conn__tls(c) != NULL && tls_identity_as_username(c->ext->tls))
-        rc = identity_username(c, &p.u.connect, &reason);
+    if (rc == 0) rc = identity_username(c, &p.u.connect, &reason);
     if (rc != 0) return conn__refuse(c, &p.u.connect, reason);
     if (c->version == PKT_V5 && PKT_PROP_HAS(&p.u.connect.props, PROP_AUTH_METHOD))
         return authenticate(c, &p.u.connect, frame, len);
@@ -508,7 +511,7 @@ conn_rc_t conn__handle_disconnect(conn_t *c, const pkt_t *p)
 {
     const pkt_reason_t *d = &p->u.disconnect;
     sess_t *s = c->sess;
-    unsigned flags = CLOSE_QUIET;
+    unsigned flags = CONN_CLOSE_QUIET;
     if (c->version == PKT_V5 && PKT_PROP_HAS(&d->props, PROP_SESSION_EXPIRY)) {
         /* MQTT-3.14.2-2: expiry 0 at CONNECT cannot become non-zero. */
         if (s->expiry == 0 && d->props.session_expiry != 0)
@@ -518,7 +521,7 @@ conn_rc_t conn__handle_disconnect(conn_t *c, const pkt_t *p)
     }
     /* MQTT-3.14.4-3: only reason 0x00 discards the will; 0x04 and the
      * error reasons publish it. */
-    if (c->version == PKT_V5 && d->reason != PKT_RC_SUCCESS) flags |= CLOSE_WILL;
+    if (c->version == PKT_V5 && d->reason != PKT_RC_SUCCESS) flags |= CONN_CLOSE_WILL;
     c->got_disconnect = 1;
     conn__close(c, 0, flags, "client sent DISCONNECT");
     return CONN_GONE;

@@ -19,13 +19,6 @@
 /* Encoded forwardable properties up to this size use a stack buffer. */
 #define PROPS_STACK 512
 
-size_t conn__levels(const char *t, size_t len)
-{
-    size_t n = 1;
-    for (size_t i = 0; i < len; i++) n += t[i] == '/';
-    return n;
-}
-
 /* Copies the properties a PUBLISH forwards (MQTT-3.3.2-16..20): Payload
  * Format, Content Type, Response Topic, Correlation Data, User Properties.
  * Message Expiry is re-computed per delivery; Topic Alias and
@@ -117,7 +110,7 @@ static int check_topic(conn_t *c, pkt_publish_t *pub, uint8_t *reason, const cha
     if (pub->topic.len == 0)
         *reason = PKT_RC_PROTOCOL_ERROR; /* MQTT-3.3.2-1 */
     else if (!topic_name_valid(t, pub->topic.len) ||
-             conn__levels(t, pub->topic.len) > c->loop->b->cfg->max_topic_levels)
+             topic_levels(t, pub->topic.len) > c->loop->b->cfg->max_topic_levels)
         *reason = PKT_RC_TOPIC_NAME_INVALID;
     if (*reason != PKT_RC_SUCCESS) return UVMQ_EINVAL;
     if (sets) alias__in_set(c, pub->props.topic_alias, &pub->topic);
@@ -194,7 +187,7 @@ conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p)
     CNT_INC(b, msgs_in);
     if (invalid) return conn__fail(c, bad, why);
     /* After check_topic: an aliased PUBLISH has its topic by now. */
-    if (broker__topic_is_sys((const char *)pub->topic.p, pub->topic.len))
+    if (broker_topic_is_sys((const char *)pub->topic.p, pub->topic.len))
         return drop_sys(c, pub);
     loop_t *l = c->loop;
     size_t ops = persist__ops(l); /* did this PUBLISH write? (persist.c) */

@@ -26,7 +26,7 @@ static int subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id, uint8
     int existed = 0;
     *send_ret = 0;
     *reason = v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED; /* until granted */
-    if (!topic_filter_valid(f, len) || conn__levels(f, len) > b->cfg->max_topic_levels)
+    if (!topic_filter_valid(f, len) || topic_levels(f, len) > b->cfg->max_topic_levels)
         return UVMQ_EINVAL;
     /* Into this loop's router, published before the SUBACK is queued
      * (ordering guarantee: inbox.c). */

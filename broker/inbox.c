@@ -173,12 +173,12 @@ void loop__post_direct(loop_t *t, const loop_item_t *item)
     pthread_mutex_unlock(&t->inbox_mu);
 }
 
-/* A socket from a listener: a connection of the listener's kind (MQTT or
- * HTTP/2), over TLS when the listener has a context. */
+/* A socket from a listener: a connection with the listener's transport
+ * (its protocol, or TLS wrapping it with the context the item holds). */
 static void accept_item(loop_t *l, loop_item_t *it)
 {
     const listener_t *ls = it->ptr;
-    conn__open(l, it->fd, ls->kind, it->tls_ctx);
+    conn__open(l, it->fd, ls->tp, ls->proto, it->tls_ctx);
     tls_ctx_release(&it->tls_ctx); /* the connection took its own */
 }
 
@@ -209,7 +209,7 @@ static void run_item(loop_t *l, loop_item_t *it)
         persist__run_acks(l);
         break;
     case ITEM_MIGRATE:
-        conn__open_moved(l, it->fd, it->bytes, it->len, it->hops, it->tls);
+        mqtt__open_moved(l, it);
         break;
     case ITEM_STOP:
         loop__stop(l);
@@ -244,7 +244,7 @@ void loop__drop_items(item_vec_t *v)
         if (it->kind == ITEM_ACCEPT) tls_ctx_release(&it->tls_ctx);
         if (it->kind == ITEM_MIGRATE) {
             free(it->bytes);
-            tls_destroy(it->tls);
+            if (it->tp->free != NULL) it->tp->free(NULL, it->tp_data);
         }
         if (it->kind == ITEM_COMMITTED) persist__drop_record(it->ptr);
     }

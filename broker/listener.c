@@ -148,20 +148,18 @@ static int open_socket(const struct sockaddr *sa, socklen_t len)
     return fd;
 }
 
-int listener__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, int kind, char *err,
-                         size_t errlen)
+int listener__ctx_create(tls_ctx_t **out, const tls_config_t *cfg, const transport_t *proto,
+                         char *err, size_t errlen)
 {
-    if (kind != LISTENER_HTTP)
-        return tls_ctx_create(out, cfg, TLS_ALPN_MQTT, sizeof TLS_ALPN_MQTT - 1, 0, err, errlen);
-    /* RFC 9113 3.3: over TLS, HTTP/2 is negotiated by ALPN, never assumed */
-    return tls_ctx_create(out, cfg, TLS_ALPN_H2, sizeof TLS_ALPN_H2 - 1, TLS_ALPN_REQUIRED, err,
-                          errlen);
+    const char *alpn = proto != NULL && proto->alpn != NULL ? proto->alpn : "";
+    unsigned flags = proto != NULL && proto->alpn_required ? TLS_ALPN_REQUIRED : 0;
+    return tls_ctx_create(out, cfg, alpn, strlen(alpn), flags, err, errlen);
 }
 
 /* Builds ls's TLS context from its files; 0 or UVMQ_ECONFIG (why in err). */
 static int make_ctx(listener_t *ls, tls_ctx_t **out, char *err, size_t errlen)
 {
-    return listener__ctx_create(out, ls->tls_cfg, ls->kind, err, errlen);
+    return listener__ctx_create(out, ls->tls_cfg, ls->proto, err, errlen);
 }
 
 /* Opens listener ls (its fields set): TLS context, socket, poll. */
@@ -177,6 +175,11 @@ static int open_listener(broker_t *b, listener_t *ls)
     }
     if (rc != 0) {
         log_error("invalid bind address \"%s\" (expected an IPv4 or IPv6 literal)", ls->bind);
+        return UVMQ_ECONFIG;
+    }
+    if (ls->proto == NULL) {
+        log_error("listener %s port %u: this program has no %s transport", ls->bind, ls->port,
+                  kind_names[ls->kind]);
         return UVMQ_ECONFIG;
     }
     if (ls->tls_cfg != NULL && make_ctx(ls, &ls->tls, err, sizeof err) != 0) {
@@ -215,6 +218,8 @@ static void describe_listeners(broker_t *b)
         ls->bind = lc != NULL && lc->bind != NULL ? lc->bind : cfg->bind;
         ls->port = lc != NULL ? lc->port : i == 0 ? cfg->port : cfg->http_port;
         ls->tls_cfg = lc != NULL && lc->has_tls ? &lc->tls : NULL;
+        ls->proto = cfg->protocols[ls->kind];
+        ls->tp = ls->tls_cfg != NULL ? &conn_tls__transport : ls->proto;
     }
 }
 

@@ -147,9 +147,7 @@ void loop__dispose(loop_t *l)
     pthread_mutex_destroy(&l->inbox_mu);
     free(l->bufs);
     free(l->rbuf);
-    free(l->tls_in);
-    free(l->tls_stage);
-    free(l->tls_out);
+    conn_tls__loop_dispose(l);
     free(l->mvec);
     free(l->share_picks); /* holds no references between publishes */
     loop__throttle_dispose(l);
@@ -160,9 +158,6 @@ void loop__dispose(loop_t *l)
     l->router = NULL;
     l->bufs = NULL;
     l->rbuf = NULL;
-    l->tls_in = NULL;
-    l->tls_stage = NULL;
-    l->tls_out = NULL;
     l->mvec = NULL;
 }
 
@@ -207,7 +202,7 @@ void loop__stop(loop_t *l)
                               memory_order_relaxed);
     for (conn_t *c = l->conns; c != NULL; c = c->next)
         conn__close(c, PKT_RC_SERVER_SHUTTING_DOWN,
-                    CLOSE_DISCONNECT | CLOSE_QUIET, "server shutting down");
+                    CONN_CLOSE_DISCONNECT | CONN_CLOSE_QUIET, "server shutting down");
     if (l->n_conns == 0) loop__close_handles(l);
     log_debug("worker loop %u stopping", l->index);
 }

@@ -28,9 +28,9 @@ typedef struct ack_s {
     uint64_t gen;  /* generation of the loop's batch to wait for; 0 none */
     uint8_t *reasons; /* SUBACK/UNSUBACK reason codes (owned once queued) */
     uint32_t n_reasons;
-    uint32_t id;   /* packet id; for ACK_HTTP the stream id */
+    uint32_t id;   /* packet id; for ACK_TRANSPORT the transport's own */
     uint8_t type;  /* PKT_PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK or
-                      ACK_HTTP */
+                      ACK_TRANSPORT */
     uint8_t reason;
     uint8_t failed; /* the commit it waited for failed */
 } ack_t;
@@ -389,8 +389,9 @@ static conn_rc_t send_one(conn_t *c, ack_t *a)
     }
     int failed = a->failed ||
                  (a->m != NULL && atomic_load_explicit(&a->m->persist_failed, memory_order_relaxed));
-    if (a->type == ACK_HTTP) {
-        http__ack(c, a->id, failed);
+    if (a->type == ACK_TRANSPORT) {
+        const transport_t *tp = conn__tp(c);
+        if (tp->acked != NULL) tp->acked(c, conn__tp_data(c), a->id, failed);
         return CONN_OK;
     }
     if (!failed || a->type == PKT_PUBCOMP) {

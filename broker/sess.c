@@ -293,7 +293,7 @@ void sess__publish_will(loop_t *l, sess_t *s)
 {
     msg_t *m = take_will(s);
     if (m == NULL) return;
-    if (broker__topic_is_sys(m->topic, m->topic_len)) { /* as a PUBLISH there */
+    if (broker_topic_is_sys(m->topic, m->topic_len)) { /* as a PUBLISH there */
         log_debug("will of %s on %s dropped: $SYS topics are the broker's", s->client_id,
                   m->topic);
         msg_release(&m);
@@ -411,7 +411,7 @@ void sess__sweep(loop_t *l, uint64_t now)
             sess__end(l, s);
         }
     }
-    /* for the stats (broker__stats): other threads read them */
+    /* for the stats (broker_stats): other threads read them */
     atomic_store_explicit(&l->queued, queued, memory_order_relaxed);
     atomic_store_explicit(&l->inflight, inflight, memory_order_relaxed);
     atomic_store_explicit(&l->online, online, memory_order_relaxed);

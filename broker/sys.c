@@ -3,7 +3,7 @@
  * $SYS/broker/..., every sys_interval seconds, with mosquitto's topic
  * names and text payloads (docs/sys.md lists them).
  *
- * One timer on worker loop 0 takes a snapshot (broker__stats, the same
+ * One timer on worker loop 0 takes a snapshot (broker_stats, the same
  * one GET /v1/stats reads) and publishes each value whose text changed
  * since the last update, through broker__publish_sys: retained in memory,
  * never stored, fanned out like any QoS 0 message. A subscriber to
@@ -106,7 +106,7 @@ typedef struct sys_s {
     char last[N_SLOTS][SYS_VALUE_MAX]; /* payload last published; "" = none */
 } sys_t;
 
-int broker__topic_is_sys(const char *topic, size_t len)
+int broker_topic_is_sys(const char *topic, size_t len)
 {
     return len >= 4 && memcmp(topic, "$SYS", 4) == 0 && (len == 4 || topic[4] == '/');
 }
@@ -179,7 +179,7 @@ static void update(sys_t *y)
     uint64_t v[N_VALUES];
     char text[SYS_VALUE_MAX], topic[64];
     uint64_t now = uv_now(&y->l->uv);
-    broker__stats(y->l->b, &s);
+    broker_stats(y->l->b, &s);
     values(y, &s, v);
     update_loads(y, v, y->last_ms != 0 ? now - y->last_ms : 0);
     y->last_ms = now != 0 ? now : 1;

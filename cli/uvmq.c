@@ -14,6 +14,7 @@
 #include "cli/cli_config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "http/http.h"
 
 /* Creates and runs the broker on a checked config; returns the exit code. */
 static int run(const broker_config_t *cfg)
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
     int rc;
 
     broker_config_init(&cfg);
+    cfg.protocols[LISTENER_HTTP] = &http_transport; /* broker/ knows MQTT only */
     rc = cli_parse_args(argc, argv, &cfg, &action, err, sizeof err);
     if (rc == 0 && action == CLI_RUN) rc = broker_config_check(&cfg, err, sizeof err);
     if (rc != 0) {

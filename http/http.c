@@ -1,18 +1,19 @@
 /*
- * http.c - HTTP/2 connections: one nghttp2 server session per connection,
- * on the worker loop that owns the connection, transport-generic.
+ * http.c - HTTP/2 connections: the HTTP/2 transport (http_transport), one
+ * nghttp2 server session per connection, on the worker loop that owns the
+ * connection.
  *
- * The connection is an ordinary conn_t: conn.c reads, writes, flushes,
- * closes and frees it, and calls the hooks here (broker_int.h). Bytes in
- * go to nghttp2_session_mem_recv (http__input: from the socket for h2c,
- * decrypted by conn.c for h2 over TLS, which opens the session only once
- * ALPN chose "h2"), whose callbacks build one http_stream_t per request
- * and hand finished requests to http_api.c. Bytes out are pulled with
- * nghttp2_session_mem_send into the connection's out-batch by the flush
- * hook (http__pull), so everything a tick produces still leaves in one
- * write (over TLS, one encryption pass of that batch); a pull stops at
- * HTTP_PULL_MAX unsent bytes, and what is not pulled stays in nghttp2
- * and in the streams, where HTTP/2 flow control
+ * The connection is an ordinary broker connection: the core reads,
+ * writes, flushes, closes and frees it, and calls this transport's table
+ * (broker/transport.h). Bytes in go to nghttp2_session_mem_recv (input:
+ * from the socket for h2c, decrypted by the TLS transport for h2, which
+ * opens this one only once ALPN chose "h2"), whose callbacks build one
+ * http_stream_t per request and hand finished requests to http_api.c.
+ * Bytes out are pulled with nghttp2_session_mem_send into the
+ * connection's out-batch by the output pass, so everything a tick
+ * produces still leaves in one write (over TLS, one encryption pass of
+ * that batch); a pull stops at HTTP_PULL_MAX unsent bytes, and what is not
+ * pulled stays in nghttp2 and in the streams, where HTTP/2 flow control
  * (the client's windows) decides when it may go. nghttp2 functions that
  * send are never called from inside an nghttp2 callback: a handler only
  * submits, and the next flush pulls.
@@ -82,8 +83,7 @@ static void stream_free(http_stream_t *st)
     http__buf_free(&st->out);
     free(st->hdrs);
     free(st);
-    if (h->n_streams == 0) /* idle from now (http__sweep) */
-        h->c->last_rx = (uint32_t)uv_now(&h->c->loop->uv);
+    if (h->n_streams == 0) h->idle_since = conn_now(h->c); /* idle from now (sweep) */
 }
 
 /* The stream of a request frame, or NULL. */
@@ -205,7 +205,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     http_stream_t *st = NULL;
     switch (f->hd.type) {
     case NGHTTP2_SETTINGS: /* the client's first frame: past the preface */
-        if (h->c->state == CONN_NEW) h->c->state = CONN_HTTP;
+        conn_set_active(h->c);
         break;
     case NGHTTP2_HEADERS:
         st = stream_of(ng, f->hd.stream_id);
@@ -228,7 +228,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id,
 {
     http_conn_t *h = ud;
     http_stream_t *st = stream_of(ng, id);
-    size_t max = h->c->loop->b->cfg->max_packet_size;
+    size_t max = conn_config(h->c)->max_packet_size;
     (void)flags;
     if (st == NULL || st->answered) return 0; /* answered early: dropped */
     if (st->body.len + len > max) {
@@ -259,8 +259,8 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     if (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code != NGHTTP2_NO_ERROR) {
         /* nghttp2 ends the session on a protocol error or a flood (rapid
          * reset, SETTINGS or PING floods...): one line, counted */
-        CNT_INC(h->c->loop->b, protocol_error);
-        log_info("http client %s: protocol error, sending GOAWAY %s", conn__peer(h->c),
+        conn_count(h->c, CONN_CNT_PROTOCOL_ERROR, 1);
+        log_info("http client %s: protocol error, sending GOAWAY %s", conn_peer(h->c),
                  nghttp2_http2_strerror(f->goaway.error_code));
     }
     if (st != NULL && st->stop_body &&
@@ -352,8 +352,8 @@ static int submit(http_stream_t *st, unsigned status, const char *ctype,
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = read_out};
     int rv = nghttp2_submit_response(st->h->ng, st->id, h, n, body ? &prd : NULL);
     st->answered = 1;
-    CNT_INC(st->h->c->loop->b, http_requests);
-    loop__mark_dirty(st->h->c);
+    conn_count(st->h->c, CONN_CNT_HTTP_REQUESTS, 1);
+    conn_want_flush(st->h->c);
     if (rv != 0) log_debug("http: cannot answer stream %d: %s", st->id, nghttp2_strerror(rv));
     return rv != 0 ? -1 : 0;
 }
@@ -381,7 +381,7 @@ void http__respond_error(http_stream_t *st, const http_err_t *e)
     if (http__json_error(&b, e->msg, e->reason) == 0)
         http__respond(st, e->status, "application/json", b.p, b.len, NULL, 0);
     http__buf_free(&b);
-    log_debug("http %s: stream %d: %u %s", conn__peer(st->h->c), st->id,
+    log_debug("http %s: stream %d: %u %s", conn_peer(st->h->c), st->id,
               (unsigned)e->status, e->msg);
 }
 
@@ -400,20 +400,7 @@ void http__sse_wake(http_stream_t *st)
         st->deferred = 0;
         nghttp2_session_resume_data(st->h->ng, st->id);
     }
-    loop__mark_dirty(st->h->c);
-}
-
-void http__ack(conn_t *c, uint32_t id, int failed)
-{
-    http_conn_t *h = conn__http(c);
-    http_stream_t *st = h != NULL ? stream_of(h->ng, (int32_t)id) : NULL;
-    if (st == NULL || st->answered) return; /* reset by the client */
-    if (failed) {
-        http_err_t e = {503, PKT_RC_UNSPECIFIED, "the message could not be stored"};
-        http__respond_error(st, &e);
-    } else {
-        http__respond(st, 204, NULL, NULL, 0, NULL, 0);
-    }
+    conn_want_flush(st->h->c);
 }
 
 /* ---- the connection ---- */
@@ -421,7 +408,7 @@ void http__ack(conn_t *c, uint32_t id, int failed)
 /* Our SETTINGS, queued first (mem_send sends them before anything). */
 static int submit_settings(http_conn_t *h)
 {
-    const broker_config_t *cfg = h->c->loop->b->cfg;
+    const broker_config_t *cfg = conn_config(h->c);
     nghttp2_settings_entry s[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->http_max_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, HTTP_STREAM_WINDOW},
@@ -461,17 +448,21 @@ static int session_new(http_conn_t *h)
     return rv;
 }
 
-int http__open(conn_t *c)
+/* c (new) speaks HTTP/2: its nghttp2 server session, our SETTINGS
+ * queued. At accept for h2c, once ALPN chose "h2" for TLS. */
+static int http_open(conn_t *c, const transport_t *inner, void *arg, void **self)
 {
     http_conn_t *h = xcalloc(1, sizeof *h);
+    (void)inner, (void)arg;
     h->c = c;
-    conn__ext(c)->http = h;
-    atomic_fetch_add_explicit(&c->loop->b->n_http, 1, memory_order_relaxed);
+    h->idle_since = conn_now(c);
+    *self = h; /* freed by http_free, even when this fails */
+    conn_count(c, CONN_CNT_HTTP_CONNS, 1);
     if (session_new(h) != 0) {
-        log_error("http: cannot create an HTTP/2 session for %s", conn__peer(c));
-        return UVMQ_ENOMEM; /* conn_free frees h */
+        log_error("http: cannot create an HTTP/2 session for %s", conn_peer(c));
+        return UVMQ_ENOMEM;
     }
-    uv_tcp_keepalive(&c->tcp, 1, HTTP_TCP_KEEPALIVE_S);
+    conn_tcp_keepalive(c, HTTP_TCP_KEEPALIVE_S);
     /* Our SETTINGS wait for the client's first bytes (RFC 9113 3.4 allows
      * it): an HTTP/1.x client then gets a plain HTTP/1.1 answer. */
     return 0;
@@ -486,7 +477,7 @@ static int looks_http1(const uint8_t *d, size_t n)
 }
 
 /* An HTTP/1.x client on the h2c port: a plain HTTP/1.1 error, then close. */
-static void answer_http1(conn_t *c)
+static void answer_http1(conn_t *c, http_conn_t *h)
 {
     char reply[512];
     int n = snprintf(reply, sizeof reply,
@@ -495,65 +486,73 @@ static void answer_http1(conn_t *c)
                      "Content-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s",
                      sizeof H1_BODY - 1, H1_BODY);
-    c->ext->http->ending = 2; /* no GOAWAY after it: not an HTTP/2 peer */
-    conn__send_raw(c, (const uint8_t *)reply, (size_t)n);
-    conn__close(c, 0, 0, "HTTP/1.x request on the HTTP/2 port (answered 505)");
+    h->ending = 2; /* no GOAWAY after it: not an HTTP/2 peer */
+    conn_send(c, reply, (size_t)n);
+    conn_close(c, 0, "HTTP/1.x request on the HTTP/2 port (answered 505)");
 }
 
-void http__input(conn_t *c, const uint8_t *data, size_t n)
+/* Bytes in: nghttp2 takes them all (it keeps what it needs), so an
+ * HTTP/2 connection leaves nothing in the core's input buffer. */
+static conn_rc_t http_input(conn_t *c, void *self, const uint8_t *data, size_t n,
+                            size_t *used, size_t *need)
 {
-    http_conn_t *h = c->ext->http;
+    http_conn_t *h = self;
+    *used = n;
+    *need = 0;
+    if (n == 0) return CONN_OK;
     ssize_t rv = nghttp2_session_mem_recv(h->ng, data, n);
-    arena_reset(&c->loop->arena); /* what the requests' handlers used */
+    arena_reset(conn_arena(c)); /* what the requests' handlers used */
     if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC && !h->got_input && looks_http1(data, n)) {
-        answer_http1(c);
-        return;
+        answer_http1(c, h);
+        return CONN_GONE;
     }
     h->got_input = 1;
     if (rv < 0) {
         if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) h->ending = 2;
-        CNT_INC(c->loop->b, protocol_error);
-        conn__close(c, 0, 0, nghttp2_strerror((int)rv));
-        return;
+        conn_count(c, CONN_CNT_PROTOCOL_ERROR, 1);
+        conn_close(c, 0, nghttp2_strerror((int)rv));
+        return CONN_GONE;
     }
-    loop__mark_dirty(c);
+    conn_want_flush(c);
+    return conn_closing(c) ? CONN_GONE : CONN_OK;
 }
 
 /* Copies what nghttp2 has to send into c's batch: at most until c holds
  * `max` unsent bytes. Returns 0, or -1 when the session failed. */
-static int pull(conn_t *c, size_t max)
+static int pull(conn_t *c, http_conn_t *h, size_t max)
 {
-    http_conn_t *h = c->ext->http;
-    while (c->unsent < max) {
+    while (conn_unsent(c) < max) {
         const uint8_t *p = NULL;
         ssize_t n = nghttp2_session_mem_send(h->ng, &p);
         if (n < 0) {
-            log_info("closing client (http) (%s): %s", conn__peer(c),
+            log_info("closing client (http) (%s): %s", conn_peer(c),
                      nghttp2_strerror((int)n));
             return -1;
         }
         if (n == 0) break;
-        conn__send_raw(c, p, (size_t)n);
+        conn_send(c, p, (size_t)n);
     }
     return 0;
 }
 
-void http__pull(conn_t *c)
+/* The output pass: frames into c's batch; closes a finished session. */
+static void http_output(conn_t *c, void *self)
 {
-    http_conn_t *h = c->ext->http;
-    if (!h->got_input) return; /* nothing sent before the client spoke */
-    int rc = pull(c, HTTP_PULL_MAX);
-    if (rc != 0) {
+    http_conn_t *h = self;
+    if (conn_closing(c) || !h->got_input) return; /* nothing sent before the client spoke */
+    if (pull(c, h, HTTP_PULL_MAX) != 0) {
         h->ending = 2;
-        conn__close(c, 0, CLOSE_QUIET, "HTTP/2 session failed");
+        conn_close(c, CONN_CLOSE_QUIET, "HTTP/2 session failed");
     } else if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng)) {
-        conn__close(c, 0, CLOSE_QUIET, "HTTP/2 session ended");
+        conn_close(c, CONN_CLOSE_QUIET, "HTTP/2 session ended");
     }
 }
 
-void http__written(conn_t *c)
+/* A write finished: another flush if frames wait. */
+static void http_written(conn_t *c, void *self)
 {
-    if (nghttp2_session_want_write(c->ext->http->ng)) loop__mark_dirty(c);
+    http_conn_t *h = self;
+    if (nghttp2_session_want_write(h->ng)) conn_want_flush(c);
 }
 
 /* Ends every event stream's session (their connection is going). */
@@ -562,31 +561,70 @@ static void end_sessions(http_conn_t *h)
     for (http_stream_t *st = h->streams; st != NULL; st = st->next) http__stream_gone(st);
 }
 
-void http__closing(conn_t *c)
+/* c is closing: GOAWAY (and its last frames) unless the session ended;
+ * the event streams' sessions end. */
+static void http_closing(conn_t *c, void *self, uint8_t reason, unsigned flags, const char *why)
 {
-    http_conn_t *h = c->ext->http;
+    http_conn_t *h = self;
+    (void)reason, (void)flags, (void)why;
     end_sessions(h);
     if (h->ending == 2) return; /* nothing more to say on this session */
     if (!h->ending) nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
     h->ending = 2;
-    (void)pull(c, SIZE_MAX); /* GOAWAY and what was queued before it */
+    (void)pull(c, h, SIZE_MAX); /* GOAWAY and what was queued before it */
 }
 
-void http__free(conn_t *c)
+static void http_free(conn_t *c, void *self)
 {
-    http_conn_t *h = c->ext->http;
+    http_conn_t *h = self;
+    if (h == NULL) return;
     end_sessions(h);
     nghttp2_session_del(h->ng); /* NULL: nothing; runs no callback */
     while (h->streams != NULL) stream_free(h->streams);
-    atomic_fetch_sub_explicit(&c->loop->b->n_http, 1, memory_order_relaxed);
+    if (c != NULL) conn_count(c, CONN_CNT_HTTP_CONNS, -1);
     free(h);
-    c->ext->http = NULL;
 }
 
-void http__sweep(conn_t *c, uint32_t now)
+/* Closed after http_idle_timeout seconds without a request open (GOAWAY).
+ * h is NULL over TLS before ALPN chose "h2" (the core times that out). */
+static void http_sweep(conn_t *c, void *self, uint64_t now)
 {
-    http_conn_t *h = c->ext->http;
-    uint32_t idle_ms = c->loop->b->cfg->http_idle_timeout * 1000u;
-    if (h->n_streams == 0 && now - c->last_rx >= idle_ms)
-        conn__close(c, 0, CLOSE_QUIET, "HTTP/2 connection idle (http_idle_timeout)");
+    http_conn_t *h = self;
+    uint64_t idle_ms = (uint64_t)conn_config(c)->http_idle_timeout * 1000u;
+    if (h == NULL || !conn_active(c)) return;
+    if (h->n_streams == 0 && now - h->idle_since >= idle_ms)
+        conn_close(c, CONN_CLOSE_QUIET, "HTTP/2 connection idle (http_idle_timeout)");
 }
+
+/* The acknowledgement conn_publish promised for stream id is due:
+ * answers 204, or 503 when the message could not be stored. A stream
+ * gone meanwhile (reset by the client) is skipped. */
+static void http_acked(conn_t *c, void *self, uint32_t id, int failed)
+{
+    http_conn_t *h = self;
+    http_stream_t *st = stream_of(h->ng, (int32_t)id);
+    (void)c;
+    if (st == NULL || st->answered) return;
+    if (failed) {
+        http_err_t e = {503, PKT_RC_UNSPECIFIED, "the message could not be stored"};
+        http__respond_error(st, &e);
+    } else {
+        http__respond(st, 204, NULL, NULL, 0, NULL, 0);
+    }
+}
+
+const transport_t http_transport = {
+    .name = "http",
+    .anon = "(http)",
+    .late = "no HTTP/2 preface within connect_timeout_ms",
+    .alpn = "\x02h2",
+    .alpn_required = 1,
+    .open = http_open,
+    .input = http_input,
+    .output = http_output,
+    .written = http_written,
+    .closing = http_closing,
+    .free = http_free,
+    .sweep = http_sweep,
+    .acked = http_acked,
+};

@@ -2,15 +2,14 @@
  * http_api.c - the HTTP/2 API's requests: routing, publish, subscribe
  * (event streams), retained, stats, metrics, health.
  *
- * A publish becomes a msg_t as an MQTT PUBLISH does and goes through
- * broker__publish; QoS 1/2 is answered through persist__ack (ACK_HTTP),
- * so its 204 waits for the same commits a PUBACK would. A subscribe is an
- * event stream backed by its own clean session (never in the session map,
- * never stored) whose connection is the HTTP/2 one (state CONN_HTTP):
- * the router and the fan-out treat it as any subscriber, and the delivery
- * path, seeing CONN_HTTP where an MQTT subscriber is CONN_ACTIVE, calls
- * http__deliver, which appends one event to the stream. What "delivered"
- * means for QoS 1/2 there, and the drop rules: docs/http.md.
+ * A publish goes through conn_publish as an MQTT PUBLISH of an anonymous
+ * client would; QoS 1/2 is answered when the core calls the transport's
+ * acked (http.c), so its 204 waits for the same commits a PUBACK would.
+ * A subscribe is an event stream: a sink (broker/sink.h) with its own
+ * clean session, which the router and the fan-out treat as any
+ * subscriber; each message reaches sse_deliver, which appends one event
+ * to the stream. What "delivered" means for QoS 1/2 there, and the drop
+ * rules: docs/http.md.
  */
 #include "http_int.h"
 
@@ -80,8 +79,8 @@ static void answer(http_stream_t *st, uint16_t status, uint8_t reason, const cha
 static char *topic_of(http_stream_t *st, const char *path, size_t plen,
                       size_t prefix, size_t *len)
 {
-    const broker_config_t *cfg = st->h->c->loop->b->cfg;
-    char *t = arena_alloc_raw(&st->h->c->loop->arena, plen - prefix + 1);
+    const broker_config_t *cfg = conn_config(st->h->c);
+    char *t = arena_alloc_raw(conn_arena(st->h->c), plen - prefix + 1);
     long n = t != NULL ? http__pct_decode(path + prefix, plen - prefix, t) : -1;
     if (n < 0) {
         answer(st, 400, PKT_RC_TOPIC_NAME_INVALID, "malformed %-escape in the topic");
@@ -110,7 +109,7 @@ static int publish_check(http_stream_t *st, http_pub_opts_t *o, char **topic, si
     split_path(st, &path, &plen, &query, &qlen);
     *topic = topic_of(st, path, plen, sizeof P_PUBLISH - 1, tlen);
     if (*topic == NULL) return -1;
-    if (broker__topic_is_sys(*topic, *tlen)) {
+    if (broker_topic_is_sys(*topic, *tlen)) {
         answer(st, 403, PKT_RC_NOT_AUTHORIZED, "$SYS topics are published by the broker only");
         return -1;
     }
@@ -119,7 +118,7 @@ static int publish_check(http_stream_t *st, http_pub_opts_t *o, char **topic, si
         return -1;
     }
     if (st->content_length != UINT64_MAX &&
-        st->content_length > st->h->c->loop->b->cfg->max_packet_size) {
+        st->content_length > conn_config(st->h->c)->max_packet_size) {
         st->stop_body = 1;
         answer(st, 413, PKT_RC_PACKET_TOO_LARGE, "body larger than max_packet_size");
         return -1;
@@ -132,7 +131,7 @@ static int publish_props(http_stream_t *st, pkt_props_t *props)
 {
     size_t clen = 0;
     http_err_t err;
-    arena_t *a = &st->h->c->loop->arena;
+    arena_t *a = conn_arena(st->h->c);
     (void)http__header(st, "x-mqtt-correlation-data", &clen);
     uint8_t *cbuf = arena_alloc_raw(a, clen + 1);
     if (cbuf == NULL ||
@@ -147,8 +146,6 @@ static int publish_props(http_stream_t *st, pkt_props_t *props)
 static void do_publish(http_stream_t *st)
 {
     conn_t *c = st->h->c;
-    loop_t *l = c->loop;
-    broker_t *b = l->b;
     http_pub_opts_t o;
     pkt_props_t props;
     char *topic = NULL;
@@ -156,20 +153,11 @@ static void do_publish(http_stream_t *st)
     if (publish_check(st, &o, &topic, &tlen) != 0 || publish_props(st, &props) != 0) return;
     pkt_bin_t t = {(const uint8_t *)topic, tlen};
     pkt_bin_t payload = {st->body.p, st->body.len};
-    size_t ops = persist__ops(l); /* did this publish write? (persist.c) */
-    msg_t *m = conn__msg_from(b, t, payload, &props, o.qos, o.retain, c);
-    CNT_INC(b, msgs_in);
-    if (m == NULL) {
+    /* QoS 1/2: answered in http.c's acked, perhaps before this returns */
+    if (conn_publish(c, &t, &payload, &props, o.qos, o.retain, (uint32_t)st->id) != 0)
         answer(st, 413, PKT_RC_PACKET_TOO_LARGE, "message larger than max_packet_size");
-        return;
-    }
-    broker__publish(l, m);
-    if (o.qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
-    if (o.qos == 0)
+    else if (o.qos == 0)
         http__respond(st, 204, NULL, NULL, 0, NULL, 0);
-    else /* after the commits a PUBACK would wait for */
-        persist__ack(c, ACK_HTTP, (uint32_t)st->id, 0, m, persist__gen_since(l, ops));
-    msg_release(&m);
     st->h->body_bytes -= st->body.len;
     http__buf_free(&st->body);
 }
@@ -191,10 +179,43 @@ static void subscribed_event(http_stream_t *st, const char *fbuf, const uint32_t
     if (rc == 0) http__buf_put(o, tail, strlen(tail), SIZE_MAX);
 }
 
+/* A message for event stream k: one event, or counted as dropped past
+ * the connection's limits. As the MQTT admission rules: past
+ * max_out_bytes of the connection's unsent and not yet framed event bytes
+ * a QoS 0 event is dropped, unless nothing is pending; QoS 1/2 events may
+ * use max_queued_bytes more. */
+static void sse_deliver(sink_t *k, msg_t *m, uint8_t qos, uint8_t retain)
+{
+    http_stream_t *st = (http_stream_t *)k; /* sink is its first member */
+    http_conn_t *h = st->h;
+    conn_t *c = h->c;
+    const broker_config_t *cfg = conn_config(c);
+    size_t pending = conn_unsent(c) + h->sse_bytes;
+    size_t cap = qos == 0 ? cfg->max_out_bytes : cfg->max_out_bytes + cfg->max_queued_bytes;
+    size_t room = pending == 0 ? SIZE_MAX / 2 : pending < cap ? cap - pending : 0;
+    size_t n = room > 0 ? http__sse_event(&st->out, m, qos, retain, msg_now_ms(),
+                                          st->out.len + room)
+                        : 0;
+    if (n == 0) {
+        conn_count(c, qos == 0 ? CONN_CNT_DROPPED_QOS0 : CONN_CNT_DROPPED_QUEUE, 1);
+        if (!h->warned_drop) {
+            h->warned_drop = 1;
+            log_warn("http client %s is not reading its event streams: dropping events",
+                     conn_peer(c));
+        }
+        return;
+    }
+    h->sse_bytes += n;
+    conn_count(c, CONN_CNT_MSGS_OUT, 1);
+    http__sse_wake(st);
+}
+
+static const sink_ops_t sse_ops = {.deliver = sse_deliver};
+
 static void do_subscribe(http_stream_t *st)
 {
     http_conn_t *h = st->h;
-    loop_t *l = h->c->loop;
+    conn_t *c = h->c;
     const char *path, *query;
     size_t plen, qlen;
     uint32_t off[HTTP_MAX_FILTERS], len[HTTP_MAX_FILTERS];
@@ -202,9 +223,9 @@ static void do_subscribe(http_stream_t *st)
     http_err_t err;
     char id[48];
     split_path(st, &path, &plen, &query, &qlen);
-    char *fbuf = arena_alloc_raw(&l->arena, qlen + 1);
+    char *fbuf = arena_alloc_raw(conn_arena(c), qlen + 1);
     int n = fbuf != NULL ? http__parse_subscribe_query(query, qlen, fbuf, off, len, &qos,
-                                                       l->b->cfg->max_topic_levels, &err)
+                                                       conn_config(c)->max_topic_levels, &err)
                          : UVMQ_ENOMEM;
     if (n < 0) {
         if (fbuf == NULL) err = (http_err_t){431, PKT_RC_PACKET_TOO_LARGE, "query too large"};
@@ -212,87 +233,35 @@ static void do_subscribe(http_stream_t *st)
         return;
     }
     /* Its own clean session: not in the session map, never stored. */
-    int idn = snprintf(id, sizeof id, "$http/%u/%u", l->index, ++h->sse_seq);
-    sess_t *s = sess__create(id, (size_t)idn, l->b->cfg);
-    s->loop = l;
-    s->conn = h->c;
-    s->http = st;
-    s->version = PKT_V5;
-    st->sess = s;
+    int idn = snprintf(id, sizeof id, "$http/%u/%u", conn_loop_index(c), ++h->sse_seq);
+    st->sink.ops = &sse_ops;
+    st->sess = sink_open(c, &st->sink, id, (size_t)idn);
     st->sse_qos = qos;
-    for (int i = 0; i < n; i++) { /* in the router before the 200 (inbox.c) */
-        int existed = 0;
-        loop__subscribe(l, s, fbuf + off[i], len[i], qos, 0, &existed);
-    }
+    for (int i = 0; i < n; i++) /* in the router before the 200 (inbox.c) */
+        (void)sink_subscribe(st->sess, fbuf + off[i], len[i], qos);
     subscribed_event(st, fbuf, off, len, n);
     if (http__respond_sse(st) != 0) return;
     for (int i = 0; i < n; i++) /* retained messages first */
-        sess__send_retained(l, s, fbuf + off[i], len[i], qos, 0);
-    log_debug("http %s: stream %d subscribed to %d filter(s)", conn__peer(h->c), st->id, n);
-}
-
-void http__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain)
-{
-    http_stream_t *st = s->http;
-    http_conn_t *h = st->h;
-    conn_t *c = h->c;
-    const broker_config_t *cfg = l->b->cfg;
-    /* As conn__admit: past max_out_bytes of the connection's unsent and
-     * not yet framed event bytes a QoS 0 event is dropped, unless nothing
-     * is pending; QoS 1/2 events may use max_queued_bytes more. */
-    size_t pending = c->unsent + h->sse_bytes;
-    size_t cap = qos == 0 ? cfg->max_out_bytes : cfg->max_out_bytes + cfg->max_queued_bytes;
-    size_t room = pending == 0 ? SIZE_MAX / 2 : pending < cap ? cap - pending : 0;
-    size_t n = room > 0 ? http__sse_event(&st->out, m, qos, retain, msg_now_ms(),
-                                          st->out.len + room)
-                        : 0;
-    if (n == 0) {
-        if (qos == 0) CNT_INC(l->b, dropped_qos0);
-        else CNT_INC(l->b, dropped_queue);
-        if (!h->warned_drop) {
-            h->warned_drop = 1;
-            log_warn("http client %s is not reading its event streams: dropping events",
-                     conn__peer(c));
-        }
-        return;
-    }
-    h->sse_bytes += n;
-    l->msgs_out++;
-    http__sse_wake(st);
+        sink_send_retained(st->sess, fbuf + off[i], len[i], qos);
+    log_debug("http %s: stream %d subscribed to %d filter(s)", conn_peer(c), st->id, n);
 }
 
 void http__stream_gone(http_stream_t *st)
 {
-    sess_t *s = st->sess;
-    if (s == NULL) return;
-    st->sess = NULL;
-    s->conn = NULL;
-    sess__destroy(s->loop, s); /* out of the router, then freed */
+    if (st->sess != NULL) sink_close(&st->sess); /* out of the router, then freed */
 }
 
 /* ---- retained, stats, metrics, health ---- */
 
-/* router_retained_match callback: the one message of an exact topic. */
-static void take_one(void *value, void *ctx)
-{
-    msg_t **out = ctx;
-    if (*out == NULL) *out = msg_retain(value);
-}
-
 static void do_retained(http_stream_t *st)
 {
-    broker_t *b = st->h->c->loop->b;
     const char *path, *query;
     size_t plen, qlen, tlen = 0;
-    msg_t *m = NULL;
     http_buf_t body = {0};
     split_path(st, &path, &plen, &query, &qlen);
     char *t = topic_of(st, path, plen, sizeof P_RETAINED - 1, &tlen);
     if (t == NULL) return;
-    pthread_mutex_lock(&b->retained_lock);
-    router_retained_match(b->retained, t, tlen, take_one, &m);
-    pthread_mutex_unlock(&b->retained_lock);
-    if (m != NULL && m->expiry_at != 0 && msg_expired(m, msg_now_ms())) msg_release(&m);
+    msg_t *m = broker_retained_get(conn_broker(st->h->c), t, tlen);
     if (m == NULL) {
         answer(st, 404, PKT_RC_UNSPECIFIED, "no retained message on this topic");
         return;
@@ -309,7 +278,7 @@ static void do_retained(http_stream_t *st)
 static void do_stats(http_stream_t *st)
 {
     char *json = NULL;
-    if (http__stats_json(st->h->c->loop->b, &json) != 0) {
+    if (http__stats_json(conn_broker(st->h->c), &json) != 0) {
         answer(st, 503, PKT_RC_UNSPECIFIED, "out of memory");
         return;
     }
@@ -320,7 +289,7 @@ static void do_stats(http_stream_t *st)
 static void do_metrics(http_stream_t *st)
 {
     http_buf_t b = {0};
-    if (http__metrics_text(st->h->c->loop->b, &b) == 0)
+    if (http__metrics_text(conn_broker(st->h->c), &b) == 0)
         http__respond(st, 200, "text/plain; version=0.0.4", b.p, b.len, NULL, 0);
     else
         answer(st, 503, PKT_RC_UNSPECIFIED, "out of memory");
@@ -330,7 +299,7 @@ static void do_metrics(http_stream_t *st)
 static void do_health(http_stream_t *st)
 {
     static const char ok[] = "{\"status\":\"ok\"}\n";
-    if (st->h->c->loop->stopping)
+    if (conn_stopping(st->h->c))
         answer(st, 503, PKT_RC_SERVER_SHUTTING_DOWN, "shutting down");
     else
         http__respond(st, 200, "application/json", ok, sizeof ok - 1, NULL, 0);

@@ -1,14 +1,16 @@
 /*
- * http_int.h - the HTTP/2 API's types, shared by broker/http*.c only.
+ * http_int.h - the HTTP/2 API's types, shared by the files of http/ only.
  *
- * An HTTP/2 connection is a conn_t (conn.c does its socket, out-batch,
- * writes and close) with an http_conn_t holding the nghttp2 server
- * session (http.c). Each request is an http_stream_t, the nghttp2 stream's
- * user data, freed when nghttp2 closes the stream. http_api.c routes
- * finished requests; http_parse.c is the pure part (paths, queries,
- * headers into MQTT 5 properties, JSON, base64, event encoding) and has no
- * nghttp2 or libuv in it, so unit tests reach it directly. The rest of
- * broker/ calls only the hooks declared in broker_int.h (http__*).
+ * An HTTP/2 connection is a broker connection (conn_t, opaque here: the
+ * core does its socket, out-batch, writes and close) whose transport is
+ * http_transport, with an http_conn_t holding the nghttp2 server session
+ * (http.c) as the transport's state. Each request is an http_stream_t, the
+ * nghttp2 stream's user data, freed when nghttp2 closes the stream.
+ * http_api.c routes finished requests; an event stream is a sink
+ * (broker/sink.h). http_parse.c is the pure part (paths, queries, headers
+ * into MQTT 5 properties, JSON, base64, event encoding) and has no
+ * nghttp2 or libuv in it, so unit tests reach it directly. Nothing here
+ * reaches the core but through broker/'s public headers.
  */
 #ifndef UVMQ_HTTP_INT_H
 #define UVMQ_HTTP_INT_H
@@ -16,7 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../broker/broker_int.h"
+#include "../broker/broker.h"
+#include "../broker/sink.h"
+#include "../broker/transport.h"
+#include "../common/arena.h"
+#include "../packets/pkt.h"
+#include "../queue/queue.h"
+#include "http.h"
 
 struct nghttp2_session;
 
@@ -59,6 +67,8 @@ typedef struct http_conn_s http_conn_t;
 typedef struct http_stream_s http_stream_t;
 
 struct http_stream_s {
+    sink_t sink;         /* an event stream's messages come here (first:
+                            the sink's container) */
     http_conn_t *h;
     http_stream_t *prev, *next; /* the connection's open streams */
     int32_t id;
@@ -81,11 +91,11 @@ struct http_stream_s {
     size_t hdr_bytes;    /* all header bytes received, kept or not */
     http_buf_t body;     /* request body */
     http_buf_t out;      /* response body, or pending events */
-    sess_t *sess;        /* an event stream's session (owned) */
+    sess_t *sess;        /* an event stream's session (sink_open; owned) */
 };
 
 struct http_conn_s {
-    conn_t *c;
+    conn_t *c;                  /* the connection whose state this is */
     struct nghttp2_session *ng; /* owned */
     http_stream_t *streams;     /* open streams (owned) */
     uint32_t n_streams;
@@ -96,6 +106,8 @@ struct http_conn_s {
     uint8_t got_input;          /* nghttp2 accepted bytes before */
     uint8_t warned_drop;        /* the QoS 0 drop warning was logged */
     uint8_t ending;             /* GOAWAY submitted: close once sent */
+    uint64_t idle_since;        /* conn_now when the last stream closed
+                                   (or the connection opened) */
 };
 
 /* ---- http_parse.c (pure) ---- */
@@ -113,7 +125,7 @@ void http__buf_free(http_buf_t *b);
  * Returns the decoded length, or -1 for a malformed escape. */
 long http__pct_decode(const char *s, size_t len, char *out);
 
-/* Checks a decoded topic name as conn__handle_publish does (non-empty,
+/* Checks a decoded topic name as an MQTT PUBLISH is checked (non-empty,
  * UTF-8 without U+0000, no wildcards, at most 65535 bytes and max_levels
  * levels). Returns 0, or UVMQ_EINVAL with *reason set to the v5 reason
  * (0x90); *reason is 0 on success. */

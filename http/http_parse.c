@@ -7,7 +7,7 @@
  * bytes or an error (status, MQTT 5 reason code, static message), so
  * tests/unit/broker/http_parse.c checks it directly. Validation is the
  * MQTT codec's: a topic from a URL passes exactly the checks a PUBLISH
- * topic passes (conn__handle_publish), a filter those of a SUBSCRIBE.
+ * topic passes (broker/handle_publish.c), a filter those of a SUBSCRIBE.
  * docs/http.md is the user's side of the same rules.
  */
 #include "http_int.h"
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../common/xmalloc.h"
+#include "../router/router.h"
 
 /* Longest topic name or filter (a two-byte length prefix in MQTT). */
 #define TOPIC_LEN_MAX 65535
@@ -100,7 +101,7 @@ int http__check_topic(const char *t, size_t len, uint32_t max_levels, uint8_t *r
     if (len == 0 || len > TOPIC_LEN_MAX) return UVMQ_EINVAL;
     if (!pkt_utf8_valid((const uint8_t *)t, len)) return UVMQ_EINVAL;
     if (!topic_name_valid(t, len)) return UVMQ_EINVAL;
-    if (conn__levels(t, len) > max_levels) return UVMQ_EINVAL;
+    if (topic_levels(t, len) > max_levels) return UVMQ_EINVAL;
     *reason = PKT_RC_SUCCESS;
     return 0;
 }
@@ -114,7 +115,7 @@ int http__check_filter(const char *f, size_t len, uint32_t max_levels, uint8_t *
     if (len == 0 || len > TOPIC_LEN_MAX) return UVMQ_EINVAL;
     if (!pkt_utf8_valid((const uint8_t *)f, len)) return UVMQ_EINVAL;
     if (!topic_filter_valid(f, len)) return UVMQ_EINVAL;
-    if (conn__levels(f, len) > max_levels) return UVMQ_EINVAL;
+    if (topic_levels(f, len) > max_levels) return UVMQ_EINVAL;
     *reason = PKT_RC_SUCCESS;
     return 0;
 }

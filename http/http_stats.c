@@ -2,7 +2,7 @@
  * http_stats.c - GET /v1/stats (JSON, cJSON) and GET /metrics (Prometheus
  * text format 0.0.4) from one snapshot of the broker's counters.
  *
- * Any worker loop answers these from broker__stats (broker.c), which
+ * Any worker loop answers these from broker_stats (broker.c), which
  * reads only atomics, state behind a mutex (the retained trie, the session
  * map's shards) and the store's own copy (store_stats); sys.c publishes
  * the same snapshot under $SYS. docs/http.md lists every field.
@@ -30,7 +30,7 @@ static void add_obj(cJSON *root, const char *name, const char *const *keys,
 int http__stats_json(broker_t *b, char **out)
 {
     broker_stats_t s;
-    broker__stats(b, &s);
+    broker_stats(b, &s);
     cJSON *r = cJSON_CreateObject();
     if (r == NULL) return UVMQ_ENOMEM;
     cJSON_AddStringToObject(r, "version", UVMQ_VERSION);
@@ -129,7 +129,7 @@ static int commit_hist(http_buf_t *b, const store_stats_t *st)
 int http__metrics_text(broker_t *b, http_buf_t *out)
 {
     broker_stats_t s;
-    broker__stats(b, &s);
+    broker_stats(b, &s);
     static const struct {
         const char *name, *type, *help;
         size_t off;

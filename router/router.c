@@ -208,6 +208,13 @@ int topic_name_valid(const char *t, size_t len)
            !memchr(t, '+', len) && !memchr(t, '#', len); /* MQTT-4.7.0-1 */
 }
 
+size_t topic_levels(const char *t, size_t len)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++) n += t[i] == '/';
+    return n;
+}
+
 /* Returns 1 when f[0..len) is a valid filter, shared or not (router.h). */
 int topic_filter_valid(const char *f, size_t len)
 {

@@ -32,6 +32,10 @@ int topic_name_valid(const char *t, size_t len);
  * free of wildcards. */
 int topic_filter_valid(const char *f, size_t len);
 
+/* Number of levels in a topic name or filter ("a/b" -> 2, "" -> 1): what
+ * the broker's max_topic_levels limits. */
+size_t topic_levels(const char *t, size_t len);
+
 /* 1 when filter matches topic (both assumed valid). */
 int topic_matches(const char *filter, size_t flen, const char *topic,
                   size_t tlen);

@@ -1,6 +1,6 @@
 /*
  * bench/micro/tls.c - the TLS write pass in process: a connection's
- * out-batch encrypted by conn__tls_encrypt (one pass: small pieces
+ * out-batch encrypted by conn_tls__encrypt (one pass: small pieces
  * gathered into full records, large ones encrypted in place, references
  * released as the pass goes) against the simple path (one SSL_write_ex
  * per batch entry, or per MQTT packet, then the write completion's
@@ -21,7 +21,7 @@
  * pinned (taskset -c 1). Usage: tls [scale [case method]] (default scale
  * 1: ~15 s). With a case and a method (indexes from 0, as printed) only
  * that one runs: for instruction counts under callgrind, whose
- * --toggle-collect=conn__tls_encrypt --toggle-collect=simple counts the
+ * --toggle-collect=conn_tls__encrypt --toggle-collect=simple counts the
  * passes alone (docs/tls.md has the command).
  */
 #include <stdio.h>
@@ -48,7 +48,11 @@ typedef struct bench_s {
     broker_t b;
     loop_t l;
     conn_t c;
-    conn_ext_t ext; /* c.ext: its TLS state */
+    uint8_t *stage;     /* the simple path's: TLS_RECORD_MAX bytes */
+    uint8_t *out;       /* the simple path's ciphertext */
+    size_t out_len, out_cap;
+    const uint8_t *wire; /* the last pass's ciphertext, either path */
+    size_t wire_len;
     uint8_t small_bytes[SEPARATE_MAX][16]; /* 3-byte PUBLISH packets */
 } bench_t;
 
@@ -87,11 +91,10 @@ static void fill(bench_t *x, const bcase_t *k, msg_t *m)
 __attribute__((noinline)) static int simple(bench_t *x, int per_message, size_t plen)
 {
     conn_t *c = &x->c;
-    loop_t *l = &x->l;
     out_batch_t *b = c->batch;
     tls_pass_t pass;
-    l->tls_out_len = 0;
-    tls_pass_begin(&pass, c->ext->tls, l->tls_stage, &l->tls_out, &l->tls_out_len, &l->tls_out_cap);
+    x->out_len = 0;
+    tls_pass_begin(&pass, x->p.srv, x->stage, &x->out, &x->out_len, &x->out_cap);
     for (uint32_t i = 0; i < b->n; i++) {
         const out_ent_t *e = &b->v[i];
         const uint8_t *p = e->base != NULL ? e->base : b->scratch + e->off;
@@ -102,6 +105,8 @@ __attribute__((noinline)) static int simple(bench_t *x, int per_message, size_t 
     int rc = tls_pass_end(&pass);
     c->unsent -= b->bytes;
     conn__batch_reset(b); /* what on_write does for a plain connection */
+    x->wire = x->out;
+    x->wire_len = x->out_len;
     return rc;
 }
 
@@ -114,18 +119,18 @@ static double run(bench_t *x, const bcase_t *k, int method, int n, msg_t *m, dou
     conn_t *c = &x->c;
     uint64_t t = 0, recs = 0, a0 = xmalloc_count(), o0 = pair_ossl_allocs;
     size_t plen = k->separate ? 10 : conn__publish_size(c, m, 0, NULL, 0);
-    SSL_set_mode(c->ext->tls->ssl, method == M_RELEASE ? SSL_MODE_RELEASE_BUFFERS : 0);
-    if (method != M_RELEASE) SSL_clear_mode(c->ext->tls->ssl, SSL_MODE_RELEASE_BUFFERS);
+    SSL_set_mode(x->p.srv->ssl, method == M_RELEASE ? SSL_MODE_RELEASE_BUFFERS : 0);
+    if (method != M_RELEASE) SSL_clear_mode(x->p.srv->ssl, SSL_MODE_RELEASE_BUFFERS);
     for (int i = 0; i < n; i++) {
         fill(x, k, m);
         uint64_t t0 = uv_hrtime();
-        int rc = method == M_PASS || method == M_RELEASE ? conn__tls_encrypt(c)
-                                                         : simple(x, method == M_MESSAGE, plen);
+        int rc = method == M_PASS || method == M_RELEASE
+                     ? conn_tls__encrypt(c, x->p.srv, &x->wire, &x->wire_len)
+                     : simple(x, method == M_MESSAGE, plen);
         t += uv_hrtime() - t0;
         if (rc != 0) abort();
-        if (i == 0) recs = (uint64_t)pair_records(x->l.tls_out, x->l.tls_out_len);
-        x->l.tls_out_len = 0; /* the ciphertext is dropped */
-        c->unsent = 0;
+        if (i == 0) recs = (uint64_t)pair_records(x->wire, x->wire_len);
+        c->unsent = 0; /* the ciphertext is dropped */
     }
     *records = (double)recs;
     *allocs = (double)(xmalloc_count() - a0 + pair_ossl_allocs - o0) / n;
@@ -148,14 +153,12 @@ static void check(bench_t *x, const bcase_t *k, msg_t *m)
         memcpy(want + off, e->base != NULL ? e->base : c->batch->scratch + e->off, e->len);
         off += e->len;
     }
-    if (conn__tls_encrypt(c) != 0 ||
-        pair_client_read(&x->p, x->l.tls_out, x->l.tls_out_len, got, len + 1, &closed) !=
-            (long)len ||
+    if (conn_tls__encrypt(c, x->p.srv, &x->wire, &x->wire_len) != 0 ||
+        pair_client_read(&x->p, x->wire, x->wire_len, got, len + 1, &closed) != (long)len ||
         memcmp(got, want, len) != 0) {
         fprintf(stderr, "tls: %s: the client does not read back the batch\n", k->name);
         exit(1);
     }
-    x->l.tls_out_len = 0;
     c->unsent = 0;
     free(want);
     free(got);
@@ -176,8 +179,6 @@ static void bench_case(bench_t *x, const bcase_t *k, double scale, const char *d
     /* A fresh session per case: the client reads the first pass. */
     pair_close(&x->p);
     if (pair_open(&x->p, dir, NULL, NULL) != 0) exit(1);
-    x->ext.tls = x->p.srv;
-    x->c.ext = &x->ext;
     check(x, k, m);
     memset(ns, 0, sizeof ns);
     memset(recs, 0, sizeof recs);
@@ -237,13 +238,11 @@ static void setup(bench_t *x, const char *dir)
     broker_config_init(&x->cfg);
     x->b.cfg = &x->cfg;
     x->l.b = &x->b;
-    x->l.tls_stage = xmalloc(TLS_RECORD_MAX);
+    x->stage = xmalloc(TLS_RECORD_MAX);
     x->c.loop = &x->l;
     x->c.version = PKT_V311;
     x->c.state = CONN_ACTIVE;
     x->c.peer_max_packet = UINT32_MAX;
-    x->ext.tls = x->p.srv;
-    x->c.ext = &x->ext;
     for (int i = 0; i < SEPARATE_MAX; i++) /* 30 08 00 03 "a/b" "xyz" */
         memcpy(x->small_bytes[i],
                "\x30\x08\x00\x03"
@@ -286,8 +285,9 @@ int main(int argc, char **argv)
            "(buffers released), %lld B when busy (buffers kept)\n",
            (long long)session_bytes(dir, 0), (long long)session_bytes(dir, 1));
     if (x->c.out != NULL) conn__out_free(x->c.out);
-    free(x->l.tls_stage);
-    free(x->l.tls_out);
+    free(x->stage);
+    free(x->out);
+    conn_tls__loop_dispose(&x->l);
     pair_close(&x->p);
     broker_config_dispose(&x->cfg);
     msg_pool_drain();

@@ -122,7 +122,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture_t *f = *state;
-    conn__close(f->c, 0, CLOSE_QUIET, "test over");
+    conn__close(f->c, 0, CONN_CLOSE_QUIET, "test over");
     conn__close_handle(f->c); /* its output is never written */
     uv_run(&f->l.uv, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->l.uv), 0);

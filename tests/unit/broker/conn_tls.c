@@ -52,7 +52,6 @@ typedef struct conn_fixture_s {
     broker_t b;
     loop_t l;
     conn_t c;
-    conn_ext_t ext; /* c.ext: its TLS state */
 } conn_fixture_t;
 
 static void conn_setup(conn_fixture_t *f)
@@ -66,16 +65,13 @@ static void conn_setup(conn_fixture_t *f)
     f->c.version = PKT_V311;
     f->c.state = CONN_ACTIVE;
     f->c.peer_max_packet = UINT32_MAX;
-    f->ext.tls = f->p.srv;
-    f->c.ext = &f->ext;
 }
 
 static void conn_teardown(conn_fixture_t *f)
 {
     if (f->c.out != NULL) conn__out_free(f->c.out);
     conn__outs_dispose(&f->l);
-    free(f->l.tls_stage);
-    free(f->l.tls_out);
+    conn_tls__loop_dispose(&f->l);
     broker_config_dispose(&f->cfg);
     pair_close(&f->p);
     msg_pool_drain();
@@ -99,13 +95,15 @@ static void the_conn_pass_releases_references_as_it_encrypts(void **state)
     size_t plain = b->bytes;
     assert_true(b->n >= 3);
     assert_int_equal(atomic_load(&m->refs), 2); /* ours and the batch's */
-    assert_int_equal(conn__tls_encrypt(&f.c), 0);
+    const uint8_t *out = NULL;
+    size_t len = 0;
+    assert_int_equal(conn_tls__encrypt(&f.c, f.p.srv, &out, &len), 0);
     assert_int_equal(atomic_load(&m->refs), 1); /* released in the pass */
     assert_int_equal(b->n, 0);
     assert_int_equal(b->bytes, 0);
     assert_int_equal(f.c.unsent, 0); /* the caller writes it at once */
-    assert_true(f.l.tls_out_len > plain);
-    long n = pair_client_read(&f.p, f.l.tls_out, f.l.tls_out_len, got, sizeof got, &closed);
+    assert_true(len > plain);
+    long n = pair_client_read(&f.p, out, len, got, sizeof got, &closed);
     assert_int_equal(n, (long)plain);
     assert_memory_equal(got, "\xd0\x00", 2);
     assert_memory_equal(got + n - 2, "\xd0\x00", 2);
@@ -123,10 +121,11 @@ static void the_conn_pass_sends_close_notify_when_closing(void **state)
     (void)state;
     conn_setup(&f);
     assert_int_equal(conn__send_pkt(&f.c, &ping), 0);
-    tls_shutdown(f.ext.tls);
-    assert_int_equal(conn__tls_encrypt(&f.c), 0);
-    assert_int_equal(pair_client_read(&f.p, f.l.tls_out, f.l.tls_out_len, got, sizeof got, &closed),
-                     2);
+    const uint8_t *out = NULL;
+    size_t len = 0;
+    tls_shutdown(f.p.srv);
+    assert_int_equal(conn_tls__encrypt(&f.c, f.p.srv, &out, &len), 0);
+    assert_int_equal(pair_client_read(&f.p, out, len, got, sizeof got, &closed), 2);
     assert_int_equal(closed, 1);
     conn_teardown(&f);
 }

@@ -1,0 +1,37 @@
+/*
+ * sink.c - sessions that deliver to a sink (sink.h): clean, loop-local,
+ * never in the session map and never stored, subscribed through the same
+ * router as MQTT sessions (interest.c), fed by the fan-out (deliver.c
+ * hands a sink's session its messages where an MQTT one would queue
+ * them).
+ */
+#include "broker_int.h"
+
+sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len)
+{
+    loop_t *l = c->loop;
+    sess_t *s = sess__create(id, len, l->b->cfg);
+    s->loop = l;
+    s->sink = k;
+    s->to_sink = 1;
+    s->version = PKT_V5; /* gets v5 properties; no subscription ids asked */
+    return s;
+}
+
+int sink_subscribe(sess_t *s, const char *f, size_t len, uint8_t qos)
+{
+    int existed = 0;
+    return loop__subscribe(s->loop, s, f, len, qos, 0, &existed);
+}
+
+void sink_send_retained(sess_t *s, const char *f, size_t len, uint8_t qos)
+{
+    sess__send_retained(s->loop, s, f, len, qos, 0);
+}
+
+void sink_close(sess_t **sp)
+{
+    sess_t *s = *sp;
+    *sp = NULL;
+    sess__destroy(s->loop, s); /* out of the router, then freed */
+}
