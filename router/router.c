@@ -903,9 +903,10 @@ static void merge_hits(router_hits_t *h)
 
 /* Fills hits (cleared first) with one merged entry per matching
  * subscriber; see router.h. topic must be a valid name. Only reads the
- * trie, so concurrent calls with their own hits are safe under a read
- * lock (held while the hits are read: they may be a node's own array).
- * Allocates only to grow hits. Returns hits->n. */
+ * trie, but the hits may be a node's own array, so the router must not
+ * change while they are read (broker/interest.c asserts that no fan-out
+ * is reading them when it changes a loop's router). Allocates only to
+ * grow hits. Returns hits->n. */
 size_t router_match(router_t *rt, const char *topic, size_t len, const void *publisher,
                     router_hits_t *hits)
 {
