@@ -548,8 +548,9 @@ static int check_flags(uint8_t type, uint8_t flags)
 }
 
 /* Bytes of pkt_t's union that each packet type's decoder fills: only
- * those are zeroed (the CONNECT member, with two property blocks, is over
- * twice a PUBLISH's, and pkt_decode runs for every packet read). */
+ * those are zeroed (the CONNECT member, with two property blocks, is twice
+ * a PUBLISH's, 832 bytes against 416 on x86-64, and pkt_decode runs for
+ * every packet read). */
 static const uint16_t body_size[16] = {
     [PKT_CONNECT] = sizeof(pkt_connect_t),
     [PKT_CONNACK] = sizeof(pkt_connack_t),
