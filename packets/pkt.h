@@ -337,8 +337,10 @@ int pkt_encode_publish_head(const pkt_publish_t *pub, uint8_t version,
 /* Size of the head pkt_encode_publish_head would write, 0 if impossible. */
 size_t pkt_publish_head_size(const pkt_publish_t *pub, uint8_t version);
 
-/* Size of a v5 property block (without its length prefix) for the packet
- * type, counting only present properties. */
+/* Size of a v5 property block (without its length prefix): the present
+ * single-valued properties, every subscription identifier and user
+ * property, then props->raw. No packet type is checked: the caller puts
+ * in only what its packet may carry. */
 size_t pkt_props_size(const pkt_props_t *props);
 
 /* Encodes the property block without its length prefix into out; returns

@@ -9,6 +9,7 @@
  */
 #include "pkt.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "packets_int.h"
@@ -49,6 +50,7 @@ static void put_varint(wr_t *w, size_t v)
 /* String or binary data: two-byte length, then the bytes. */
 static void put_bin(wr_t *w, const pkt_bin_t *b)
 {
+    assert(b->p != NULL || b->len == 0);
     if (b->len > UINT16_MAX) w->bad = 1;
     put_u16(w, (uint16_t)b->len);
     put(w, b->p, b->len);
@@ -63,7 +65,11 @@ static void put_props(wr_t *w, const pkt_props_t *props)
     }
     size_t n = pkt_props_size(props);
     put_varint(w, n);
-    if (w->p != NULL) pkt_props_write(props, w->p + w->len);
+    if (w->p != NULL) {
+        size_t wrote = pkt_props_write(props, w->p + w->len);
+        assert(wrote == n); /* the writer and the sizer agree */
+        (void)wrote;
+    }
     w->len += n;
 }
 
@@ -133,6 +139,7 @@ static void emit_ack(wr_t *w, const pkt_ack_t *k, uint8_t version)
 static void emit_subscribe(wr_t *w, const pkt_subscribe_t *s,
                            uint8_t version)
 {
+    assert(s->subs != NULL || s->n_subs == 0);
     put_u16(w, s->packet_id);
     if (version == PKT_V5) put_props(w, &s->props);
     for (uint32_t i = 0; i < s->n_subs; i++) {
@@ -147,6 +154,7 @@ static void emit_subscribe(wr_t *w, const pkt_subscribe_t *s,
 static void emit_suback(wr_t *w, const pkt_suback_t *s, uint8_t type,
                         uint8_t version)
 {
+    assert(s->reasons != NULL || s->n_reasons == 0);
     put_u16(w, s->packet_id);
     if (version != PKT_V5 && type == PKT_UNSUBACK) return;
     if (version == PKT_V5) put_props(w, &s->props);
@@ -159,6 +167,7 @@ static void emit_suback(wr_t *w, const pkt_suback_t *s, uint8_t type,
 static void emit_unsubscribe(wr_t *w, const pkt_unsubscribe_t *u,
                              uint8_t version)
 {
+    assert(u->filters != NULL || u->n_filters == 0);
     put_u16(w, u->packet_id);
     if (version == PKT_V5) put_props(w, &u->props);
     for (uint32_t i = 0; i < u->n_filters; i++) put_bin(w, &u->filters[i]);
@@ -174,9 +183,12 @@ static void emit_reason(wr_t *w, const pkt_reason_t *d, uint8_t version)
     if (props) put_props(w, &d->props);
 }
 
+static int encodable(const pkt_t *p, uint8_t version);
+
 /* Runs the emitter for p's type; PINGREQ/PINGRESP have no body. */
 static void emit_body(wr_t *w, const pkt_t *p, uint8_t version)
 {
+    assert(encodable(p, version)); /* body_size checked before any pass */
     switch (p->type) {
     case PKT_CONNECT: emit_connect(w, &p->u.connect, version); break;
     case PKT_CONNACK: emit_connack(w, &p->u.connack, version); break;
@@ -195,7 +207,7 @@ static void emit_body(wr_t *w, const pkt_t *p, uint8_t version)
     case PKT_DISCONNECT: case PKT_AUTH:
         emit_reason(w, &p->u.disconnect, version);
         break;
-    default: break;
+    default: assert(p->type == PKT_PINGREQ || p->type == PKT_PINGRESP); break;
     }
 }
 
@@ -248,6 +260,7 @@ int pkt_encode(const pkt_t *p, uint8_t version, uint8_t *out, size_t cap,
                size_t *written)
 {
     size_t rem = body_size(p, version);
+    assert(out != NULL || cap == 0);
     *written = 0;
     if (rem == SIZE_MAX) return UVMQ_EINVAL;
     size_t hdr = 1 + pkt_varint_size((uint32_t)rem);
@@ -256,6 +269,9 @@ int pkt_encode(const pkt_t *p, uint8_t version, uint8_t *out, size_t cap,
     pkt_varint_write((uint32_t)rem, out + 1);
     wr_t w = {out, hdr, 0};
     emit_body(&w, p, version);
+    /* The writing pass wrote what the counting pass counted, so it stayed
+     * inside out[0..cap). */
+    assert(!w.bad && w.len == hdr + rem);
     *written = w.len;
     return 0;
 }
@@ -287,6 +303,7 @@ int pkt_encode_publish_head(const pkt_publish_t *pub, uint8_t version,
 {
     size_t head = 0;
     size_t rem = publish_rem(pub, version, &head);
+    assert(out != NULL || cap == 0);
     *written = 0;
     if (rem == SIZE_MAX) return UVMQ_EINVAL;
     size_t hdr = 1 + pkt_varint_size((uint32_t)rem);
@@ -296,6 +313,7 @@ int pkt_encode_publish_head(const pkt_publish_t *pub, uint8_t version,
     pkt_varint_write((uint32_t)rem, out + 1);
     wr_t w = {out, hdr, 0};
     emit_publish_head(&w, pub, version);
+    assert(!w.bad && w.len == hdr + head); /* as in pkt_encode */
     *written = w.len;
     return 0;
 }

@@ -8,6 +8,7 @@
  */
 #include "pkt.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "packets_int.h"
@@ -74,6 +75,7 @@ static int read_scalar(pkt__rd_t *r, uint8_t type, uint32_t *v)
     uint8_t b = 0;
     uint16_t s = 0;
     int rc;
+    assert(type >= PT_BYTE && type <= PT_VARINT);
     if (type == PT_BYTE) {
         rc = pkt__rd_u8(r, &b);
         *v = b;
@@ -104,6 +106,9 @@ static void store_scalar(pkt_props_t *props, const prop_info_t *pi,
  * in SUBSCRIBE (3.8.2.1.2); 0 is a Protocol Error. */
 static int add_sub_id(pkt_props_t *props, uint8_t ctx, uint32_t v)
 {
+    /* prop_info places the identifier in these two packets only. */
+    assert(ctx == PKT_PUBLISH || ctx == PKT_SUBSCRIBE);
+    assert(v > 0 && v <= PKT_VARINT_MAX);
     if (ctx != PKT_PUBLISH && props->n_sub_ids > 0) return UVMQ_EPKT_PROP_DUP;
     /* More than PKT_MAX_SUB_IDS does not fit pkt_props_t; a sender would
      * need that many overlapping subscriptions. */
@@ -121,6 +126,7 @@ static int read_value(pkt__rd_t *r, pkt_props_t *props, uint8_t id,
     pkt_bin_t key, val;
     uint32_t v = 0;
     int rc;
+    assert(id <= PROP_ID_MAX && pi->type != PT_NONE); /* read_prop checked */
     if (pi->type == PT_PAIR) {
         rc = pkt__rd_str(r, &key);
         if (rc == 0) rc = pkt__rd_str(r, &val);
@@ -169,6 +175,7 @@ static int collect_user(pkt_props_t *props, arena_t *a)
     pkt_bin_t skip;
     uint32_t v, i = 0;
     uint8_t id = 0;
+    assert(props->n_user > 0);
     props->user = a ? arena_alloc(a, props->n_user * sizeof *props->user)
                     : NULL;
     if (props->user == NULL) return UVMQ_ENOMEM;
@@ -184,6 +191,7 @@ static int collect_user(pkt_props_t *props, arena_t *a)
             (void)read_scalar(&r, type, &v);
         }
     }
+    assert(i == props->n_user); /* the first pass counted these pairs */
     return 0;
 }
 
@@ -194,6 +202,10 @@ static int decode_block(const uint8_t *buf, size_t len, pkt_props_t *props,
 {
     pkt__rd_t block = {buf, buf + len};
     int rc = 0;
+    assert(buf != NULL || len == 0);
+    /* ctx is a packet type or PKT__CTX_WILL: a bit of prop_info.where. */
+    assert(ctx <= PKT_AUTH);
+    assert(props->present == 0 && props->n_user == 0 && props->n_sub_ids == 0);
     props->raw.p = buf;
     props->raw.len = len;
     while (rc == 0 && pkt__rd_left(&block) > 0)
@@ -219,6 +231,7 @@ int pkt__props_decode(pkt__rd_t *r, pkt_props_t *props, uint8_t ctx,
 int pkt_props_parse(const uint8_t *buf, size_t len, uint8_t type,
                     pkt_props_t *out, arena_t *a)
 {
+    assert(type >= PKT_CONNECT && type <= PKT_AUTH);
     memset(out, 0, sizeof *out);
     return decode_block(buf, len, out, type, a);
 }
@@ -229,6 +242,7 @@ int pkt_props_parse(const uint8_t *buf, size_t len, uint8_t type,
 static size_t single_size(const pkt_props_t *props, const prop_info_t *pi)
 {
     const pkt_bin_t *b;
+    assert(pi->type != PT_NONE && pi->type != PT_VARINT && pi->type != PT_PAIR);
     switch (pi->type) {
     case PT_BYTE: return 2;
     case PT_U16: return 3;
@@ -284,6 +298,8 @@ static size_t put_single(uint8_t *out, const pkt_props_t *props, uint8_t id)
     const unsigned char *f = (const unsigned char *)props + pi->off;
     uint16_t s;
     uint32_t v;
+    /* single_mask leaves out the repeating and unknown identifiers. */
+    assert(pi->type != PT_NONE && pi->type != PT_VARINT && pi->type != PT_PAIR);
     out[0] = id;
     switch (pi->type) {
     case PT_BYTE: out[1] = f[0]; return 2;
@@ -308,6 +324,9 @@ size_t pkt_props_write(const pkt_props_t *props, uint8_t *out)
     size_t n = 0;
     uint64_t m = single_mask(props) | (1ull << PROP_SUBSCRIPTION_ID) |
                  (1ull << PROP_USER_PROPERTY);
+    assert(props->n_sub_ids <= PKT_MAX_SUB_IDS);
+    assert(props->user != NULL || props->n_user == 0);
+    assert(props->raw.p != NULL || props->raw.len == 0);
     while (m != 0) {
         uint8_t id = (uint8_t)__builtin_ctzll(m);
         m &= m - 1;

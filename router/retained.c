@@ -10,6 +10,7 @@
  */
 #include "router.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,10 +91,15 @@ void *router_retained_set(router_retained_t *r, const char *topic, size_t len, v
 {
     router__node_t *n;
     void *prev = value;
+    assert(topic != NULL || len == 0);
     if (len > 0 && len <= TOPIC_MAX_LEN) {
         n = topic_node(r, topic, len, value != NULL);
         prev = n ? n->payload : NULL;
         if (n) n->payload = value;
+        assert(value == NULL || n != NULL); /* created when storing */
+        /* A name has no wildcard level and a value is not an entry block. */
+        assert(n == NULL || (n->plus == NULL && n->pound == NULL && n->capsubs == 0));
+        assert(prev == NULL || r->count > 0);
         if (value && !prev) r->count++;
         if (!value && prev) r->count--;
         if (n && !value) router__prune(n);
@@ -177,6 +183,8 @@ void router_retained_match(router_retained_t *r, const char *filter, size_t len,
                            router_retained_cb cb, void *ctx)
 {
     rctx_t c = {.r = r, .f = filter, .len = len, .cb = cb, .ctx = ctx};
+    assert(cb != NULL);
+    assert(filter != NULL || len == 0);
     if (len > 0) walk(&c, r->root, 0);
 }
 

@@ -58,6 +58,7 @@
  */
 #include "router.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -114,6 +115,7 @@ static int entry_special(const router__node_t *n, uint32_t i)
 static void entry_set(router__node_t *n, uint32_t i, uint8_t options, uint32_t id)
 {
     router_hit_t *h = &node_hits(n)[i];
+    assert(n->nspecial >= (uint32_t)entry_special(n, i));
     n->nspecial -= (uint32_t)entry_special(n, i);
     node_ext(n)[i].options = options;
     h->qos = options & SUBOPT_QOS_MASK;
@@ -204,6 +206,7 @@ static size_t share_prefix(const char *f, size_t len, int *bad)
 /* Returns 1 when t[0..len) is a valid topic name (see router.h). */
 int topic_name_valid(const char *t, size_t len)
 {
+    assert(t != NULL || len == 0);
     return len > 0 && len <= TOPIC_MAX_LEN &&            /* MQTT-4.7.3-1 */
            !memchr(t, '+', len) && !memchr(t, '#', len); /* MQTT-4.7.0-1 */
 }
@@ -220,6 +223,7 @@ int topic_filter_valid(const char *f, size_t len)
 {
     int bad;
     size_t skip;
+    assert(f != NULL || len == 0);
     if (len == 0 || len > TOPIC_MAX_LEN) return 0;
     skip = share_prefix(f, len, &bad);
     return !bad && plain_filter_valid(f + skip, len - skip);
@@ -230,6 +234,8 @@ int topic_filter_valid(const char *f, size_t len)
 int topic_matches(const char *filter, size_t flen, const char *topic, size_t tlen)
 {
     int bad, rc = -1;
+    assert(filter != NULL && flen > 0); /* a valid filter is not empty */
+    assert(topic != NULL || tlen == 0);
     size_t fi = share_prefix(filter, flen, &bad), ti = 0, fe, te;
     if (tlen == 0 || fi > flen) return 0;
     if (topic[0] == '$' && fi < flen && (filter[fi] == '+' || filter[fi] == '#'))
@@ -287,6 +293,8 @@ uint32_t router__hash(uint64_t seed, const char *s, size_t len)
 router__node_t *router__node_create(router__node_t *parent, const char *s, size_t len,
                                     uint32_t hash)
 {
+    assert(len <= TOPIC_MAX_LEN); /* n->len is 32 bits; the callers check */
+    assert(s != NULL || len == 0);
     router__node_t *n = xcalloc(1, sizeof *n + len);
     memcpy(n->level, s, len);
     n->parent = parent;
@@ -308,7 +316,10 @@ router__node_t *router__kid_find(const router__node_t *n, const char *s, size_t 
 static void kids_resize(router__node_t *n, uint32_t nb)
 {
     router__node_t **old = n->kids, **nk, *k, *next;
-    uint32_t oldnb = n->nkb;
+    uint32_t oldnb = n->nkb, moved = 0;
+    assert(nb > 0 && (nb & (nb - 1)) == 0);
+    assert(oldnb > 0 && nb != oldnb);
+    assert(n->nkids <= (nb == 1 ? KIDS_CHAIN_MAX : nb)); /* the new load */
     nk = nb == 1 ? &n->inl : xcalloc(nb, sizeof *nk);
     if (nb == 1) n->inl = NULL;
     for (uint32_t i = 0; i < oldnb; i++) {
@@ -318,8 +329,10 @@ static void kids_resize(router__node_t *n, uint32_t nb)
             next = k->hnext;
             k->hnext = nk[k->hash & (nb - 1)];
             nk[k->hash & (nb - 1)] = k;
+            moved++;
         }
     }
+    assert(moved == n->nkids); /* the table held every child, once */
     if (oldnb > 1) free(old);
     n->kids = nk;
     n->nkb = nb;
@@ -330,6 +343,9 @@ static void kids_resize(router__node_t *n, uint32_t nb)
 void router__kid_add(router__node_t *n, router__node_t *kid)
 {
     router__node_t **b;
+    assert(kid->parent == n && kid->hnext == NULL);
+    assert(kid != n->plus && kid != n->pound);
+    assert(router__kid_find(n, kid->level, kid->len, kid->hash) == NULL);
     if (n->nkb == 0) {
         n->kids = &n->inl;
         n->nkb = 1;
@@ -340,14 +356,18 @@ void router__kid_add(router__node_t *n, router__node_t *kid)
     n->nkids++;
     if (n->nkb == 1 ? n->nkids > KIDS_CHAIN_MAX : n->nkids > n->nkb)
         kids_resize(n, n->nkb == 1 ? 2 * KIDS_CHAIN_MAX : 2 * n->nkb);
+    assert(router__node_ok(n));
 }
 
 /* Unlinks kid from n's table and shrinks the table when it is 1/4 full. */
 static void kid_remove(router__node_t *n, router__node_t *kid)
 {
+    assert(kid->parent == n && n->nkids > 0 && n->nkb > 0);
     router__node_t **p = &n->kids[kid->hash & (n->nkb - 1)];
-    while (*p != kid)
+    while (*p != kid) {
+        assert(*p != NULL); /* kid is in its bucket's chain */
         p = &(*p)->hnext;
+    }
     *p = kid->hnext;
     kid->hnext = NULL;
     n->nkids--;
@@ -358,6 +378,7 @@ static void kid_remove(router__node_t *n, router__node_t *kid)
     } else if (n->nkb > 1 && n->nkids < n->nkb / 4) {
         kids_resize(n, n->nkids <= KIDS_CHAIN_MAX ? 1 : n->nkb / 2);
     }
+    assert(router__node_ok(n));
 }
 
 /* Returns the first non-empty bucket's head from bucket i on, or NULL. */
@@ -377,7 +398,16 @@ router__node_t *router__kid_first(const router__node_t *n)
 /* Returns the exact child after kid in table order, or NULL. */
 router__node_t *router__kid_next(const router__node_t *n, const router__node_t *kid)
 {
+    assert(kid->parent == n && n->nkb > 0);
     return kid->hnext ? kid->hnext : bucket_from(n, (kid->hash & (n->nkb - 1)) + 1);
+}
+
+/* See router_int.h. */
+int router__node_ok(const router__node_t *n)
+{
+    if (n->nkb == 0) return n->nkids == 0 && n->kids == NULL;
+    if (n->nkb == 1) return n->kids == &n->inl && n->nkids >= 1 && n->nkids <= KIDS_CHAIN_MAX;
+    return (n->nkb & (n->nkb - 1)) == 0 && n->kids != &n->inl && n->nkids <= n->nkb;
 }
 
 static int node_empty(const router__node_t *n)
@@ -390,6 +420,7 @@ void router__prune(router__node_t *n)
 {
     router__node_t *p;
     while (n->parent && node_empty(n)) {
+        assert(n->nkb == 0 && n->capsubs == 0); /* nothing left to free */
         p = n->parent;
         if (p->plus == n)
             p->plus = NULL;
@@ -429,6 +460,7 @@ void router__tree_free(router__node_t *root, void (*on_free)(router__node_t *n, 
                        void *ctx)
 {
     router__node_t *list = root, *n;
+    assert(root->parent == NULL); /* a whole trie, not a branch */
     root->hnext = NULL;
     while (list) {
         n = list;
@@ -460,6 +492,7 @@ static void subr_grow(router_t *rt)
 {
     subr_t **old = rt->sbk, *s, *next;
     size_t oldn = rt->nsbk;
+    assert(oldn > 0 && (oldn & (oldn - 1)) == 0); /* ptr_bucket masks */
     rt->nsbk *= 2;
     rt->sbk = xcalloc(rt->nsbk, sizeof *rt->sbk);
     for (size_t i = 0; i < oldn; i++) {
@@ -490,8 +523,11 @@ static subr_t *subr_get(router_t *rt, void *sub)
 static void subr_drop(router_t *rt, subr_t *s)
 {
     subr_t **p = &rt->sbk[ptr_bucket(rt, s->sub)];
-    while (*p != s)
+    assert(s->head == NULL && s->count == 0 && rt->nsubr > 0);
+    while (*p != s) {
+        assert(*p != NULL); /* s is in its bucket's chain */
         p = &(*p)->hnext;
+    }
     *p = s->hnext;
     rt->nsubr--;
     free(s);
@@ -522,6 +558,7 @@ static void entries_resize(router__node_t *n, uint32_t cap)
     size_t slot = sizeof(router_hit_t) + sizeof(subext_t);
     size_t ext_bytes = n->nsubs * sizeof(subext_t);
     subext_t *old_ext = node_ext(n);
+    assert(cap >= n->nsubs && cap != n->capsubs);
     if (cap == 0) {
         free(n->payload);
         n->payload = NULL;
@@ -541,6 +578,7 @@ static void entry_add(router_t *rt, router__node_t *n, subr_t *s, uint8_t option
     uint32_t i = n->nsubs;
     sref_t *r = xmalloc(sizeof *r);
     if (i == n->capsubs) entries_resize(n, i ? 2 * i : 2);
+    assert(i < n->capsubs);
     node_hits(n)[i] = (router_hit_t){.sub = s->sub};
     node_ext(n)[i] = (subext_t){.ref = r};
     entry_set(n, i, options, id);
@@ -558,7 +596,11 @@ static void entry_remove(router_t *rt, router__node_t *n, subr_t *s, uint32_t id
 {
     router_hit_t *h = node_hits(n);
     subext_t *x = node_ext(n);
+    assert(idx < n->nsubs && n->nspecial <= n->nsubs);
     sref_t *r = x[idx].ref;
+    /* The entry and the subscriber's record point at each other. */
+    assert(r->node == n && r->idx == idx && h[idx].sub == s->sub);
+    assert(s->count > 0 && rt->count > 0);
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -577,6 +619,7 @@ static void entry_remove(router_t *rt, router__node_t *n, subr_t *s, uint32_t id
         entries_resize(n, 0);
     else if (n->nsubs < n->capsubs / 4)
         entries_resize(n, n->capsubs / 2);
+    assert(n->nspecial <= n->nsubs);
 }
 
 /* ---- paths ---- */
@@ -671,6 +714,8 @@ int router_subscribe(router_t *rt, const char *filter, size_t len, void *sub, ui
     router__node_t *n;
     subr_t *s;
     long idx;
+    assert(sub != NULL); /* NULL is router_match's "no publisher" */
+    assert(filter != NULL || len == 0);
     if (subscribable(filter, len)) {
         n = filter_node(rt, filter, len, 1);
         s = subr_get(rt, sub);
@@ -681,6 +726,7 @@ int router_subscribe(router_t *rt, const char *filter, size_t len, void *sub, ui
         } else {
             entry_add(rt, n, s, options, sub_id);
         }
+        assert(s->count > 0 && n->nsubs > 0 && n->nspecial <= n->nsubs);
         rc = 0;
     }
     if (existed) *existed = old;
@@ -700,6 +746,7 @@ int router_unsubscribe(router_t *rt, const char *filter, size_t len, void *sub)
     if (idx >= 0) {
         entry_remove(rt, n, s, (uint32_t)idx);
         router__prune(n);
+        assert((s->head == NULL) == (s->count == 0));
         if (!s->head) subr_drop(rt, s);
         rc = 0;
     }
@@ -711,7 +758,7 @@ int router_unsubscribe(router_t *rt, const char *filter, size_t len, void *sub)
 size_t router_unsubscribe_all(router_t *rt, void *sub)
 {
     subr_t *s = subr_find(rt, sub);
-    size_t removed = 0;
+    size_t removed = 0, want = s ? s->count : 0;
     router__node_t *n;
     while (s && s->head) {
         n = s->head->node;
@@ -719,6 +766,8 @@ size_t router_unsubscribe_all(router_t *rt, void *sub)
         router__prune(n);
         removed++;
     }
+    assert(removed == want); /* s->count is the length of s's list */
+    (void)want;
     if (s) subr_drop(rt, s);
     return removed;
 }
@@ -840,6 +889,7 @@ static void ids_reserve(router_hits_t *h, size_t n)
 /* Hits from one node: each subscriber appears once; move the raw ids. */
 static void place_ids(router_hits_t *h)
 {
+    assert(h->n_ids == 0);
     ids_reserve(h, h->n);
     for (size_t r = 0; r < h->n; r++) {
         uint32_t id = h->v[r].id_off;
@@ -856,6 +906,8 @@ static void place_ids(router_hits_t *h)
 static void find_leaders(router_hits_t *h, uint32_t *cnt, uint32_t *slot, size_t tsize)
 {
     router_hit_t *v = h->v;
+    /* A power of two with a free slot for every probe to stop at. */
+    assert((tsize & (tsize - 1)) == 0 && tsize > h->n);
     for (size_t r = 0; r < h->n; r++) {
         uint64_t k = (uint64_t)(uintptr_t)v[r].sub * 0x9E3779B97F4A7C15ull;
         size_t i = (size_t)(k >> 32) & (tsize - 1);
@@ -883,6 +935,7 @@ static void merge_hits(router_hits_t *h)
 {
     size_t raw = h->n, tsize = 16, w = 0;
     router_hit_t *v = h->v;
+    assert(raw >= 2 && h->n_ids == 0); /* hits from two nodes at least */
     while (tsize < 2 * raw)
         tsize *= 2;
     ids_reserve(h, 2 * raw + tsize);
@@ -897,6 +950,8 @@ static void merge_hits(router_hits_t *h)
         if (v[r].id_off) h->ids[cur[r]++] = v[r].id_off;
         v[r].id_off = base;
     }
+    /* At most one id per raw hit: the runs end before the cursors. */
+    assert(h->n_ids <= raw);
     for (size_t r = 0; r < raw; r++) /* followers' ids into the runs */
         if (v[r].id_count != r && v[r].id_off) h->ids[cur[v[r].id_count]++] = v[r].id_off;
     for (size_t r = 0; r < raw; r++) { /* keep the leaders, in order */
@@ -905,23 +960,27 @@ static void merge_hits(router_hits_t *h)
         v[w] = v[r];
         v[w++].id_count = n;
     }
+    assert(w >= 1 && w <= raw);
     h->n = w;
 }
 
 /* Fills hits (cleared first) with one merged entry per matching
  * subscriber; see router.h. topic must be a valid name. Only reads the
- * trie, so concurrent calls with their own hits are safe under a read
- * lock (held while the hits are read: they may be a node's own array).
- * Allocates only to grow hits. Returns hits->n. */
+ * trie, but the hits may be a node's own array, so the router must not
+ * change while they are read (broker/interest.c asserts that no fan-out
+ * is reading them when it changes a loop's router). Allocates only to
+ * grow hits. Returns hits->n. */
 size_t router_match(router_t *rt, const char *topic, size_t len, const void *publisher,
                     router_hits_t *hits)
 {
     mctx_t c = {
         .t = topic, .len = len, .publisher = publisher, .h = hits, .seed = rt->seed, .nodes = 0};
+    assert(topic != NULL || len == 0);
     hits->n = 0;
     hits->n_ids = 0;
     if (len > 0) walk(&c, rt->root, 0);
     hits->hit = hits->v; /* after walk: it may have moved v */
+    assert(c.whole == NULL || c.nodes == 1); /* noted only while alone */
     if (c.whole != NULL) { /* ids all 0: nspecial == 0 */
         hits->hit = node_hits(c.whole);
         hits->n = c.whole->nsubs;

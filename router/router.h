@@ -2,12 +2,17 @@
  * router.h - topic trie: subscriptions, matching, retained messages.
  *
  * Pure code: no libuv, no sessions. A subscriber is an opaque pointer the
- * trie borrows (a session in broker/); the trie owns its nodes. The same
- * module holds the retained-message trie, keyed by topic name, whose values
- * are opaque pointers too (msg_t in broker/), owned by the caller.
+ * trie borrows (a session, or a shared subscription group in
+ * broker/share.c); the trie owns its nodes. The same module holds the
+ * retained-message trie, keyed by topic name, whose values are opaque
+ * pointers too (msg_t in broker/), owned by the caller.
  *
  * Matching rules, with examples, are at the top of router.c. Not
- * thread-safe: the caller locks (broker/ holds a rwlock around it).
+ * thread-safe, and no lock is needed where broker/ uses it: each worker
+ * loop has its own router, touched only by that loop's thread
+ * (broker/loop.c); the shared subscription registry's router is used
+ * under the registry's mutex (broker/share.c); the one retained trie is
+ * behind broker_t's retained_lock (docs/architecture.md, "router/").
  */
 #ifndef UVMQ_ROUTER_H
 #define UVMQ_ROUTER_H

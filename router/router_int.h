@@ -66,6 +66,12 @@ router__node_t *router__kid_first(const router__node_t *n);
  * over a whole walk; n must not change during the walk. */
 router__node_t *router__kid_next(const router__node_t *n, const router__node_t *kid);
 
+/* 1 when n's child table agrees with its counters: no table (nkb 0, kids
+ * NULL) exactly when there are no exact children; one bucket is the
+ * inline one and holds 1 to a few children; more buckets are a power of
+ * two holding at most one child per bucket on average. For assert(). */
+int router__node_ok(const router__node_t *n);
+
 /* Frees n and then each ancestor that became empty (no children, no
  * subscriptions, no value), unlinking it from its parent; a root
  * (parent == NULL) is never freed. n is invalid afterwards. */

@@ -10,6 +10,7 @@
  */
 #include "store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,7 @@ static int open_db(store_t *s)
 /* Frees everything open_db and store_open built; the thread is stopped. */
 static void teardown(store_t *s)
 {
+    assert(!s->thread_started);
     store__finalize(s);
     if (s->db != NULL && sqlite3_close(s->db) != SQLITE_OK)
         log_error("%s: close failed: %s", s->db_path, sqlite3_errmsg(s->db));

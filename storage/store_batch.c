@@ -9,6 +9,7 @@
  */
 #include "store_int.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +21,10 @@
  * a message or a will holds a payload plus its topic and properties. */
 #define OP_DATA_LIMIT ((size_t)300 << 20)
 
+/* Fills a room of len bytes that was sized for exactly what is packed. */
 typedef struct pack_s {
     char *base;
-    size_t off;
+    size_t off, len;
 } pack_t;
 
 static size_t str_size(const char *s)
@@ -36,6 +38,7 @@ static const char *pack_str(pack_t *pk, const char *s)
     char *p = NULL;
     if (s != NULL) {
         size_t n = strlen(s) + 1;
+        assert(pk->off + n <= pk->len); /* the room was sized with str_size */
         p = pk->base + pk->off;
         memcpy(p, s, n);
         pk->off += n;
@@ -48,6 +51,7 @@ static const void *pack_bytes(pack_t *pk, const void *b, size_t n)
 {
     void *p = NULL;
     if (b != NULL && n > 0) {
+        assert(pk->off + n <= pk->len);
         p = pk->base + pk->off;
         memcpy(p, b, n);
         pk->off += n;
@@ -58,6 +62,8 @@ static const void *pack_bytes(pack_t *pk, const void *b, size_t n)
 /* Appends a zeroed operation of kind and returns it. */
 static store_op_t *push_op(store_batch_t *b, enum store_op_kind kind)
 {
+    assert(b->n <= b->cap && (b->ops != NULL || b->cap == 0));
+    assert(kind >= OP_SESSION_PUT && kind <= OP_RETAINED_DEL);
     if (b->n == b->cap) {
         b->cap = b->cap == 0 ? 8 : b->cap * 2;
         b->ops = xrealloc(b->ops, b->cap * sizeof *b->ops);
@@ -92,7 +98,9 @@ static store_op_t *push_key(store_batch_t *b, enum store_op_kind kind,
                             const char *k1, const char *k2)
 {
     store_op_t *op = push_op(b, kind);
-    pack_t pk = { key_room(b, str_size(k1) + str_size(k2) + 1), 0 };
+    size_t n = str_size(k1) + str_size(k2) + 1;
+    pack_t pk = { key_room(b, n), 0, n };
+    assert(k1 != NULL); /* every keyed operation names a client or topic */
     op->u.key.client_id = pack_str(&pk, k1);
     op->u.key.filter = pack_str(&pk, k2);
     return op;
@@ -133,8 +141,11 @@ int store_batch_session_put(store_batch_t *b, const store_session_t *sess)
 {
     size_t n = str_size(sess->client_id) + str_size(sess->will_topic) +
                sess->will_payload_len + sess->will_props_len + 1;
-    pack_t pk = { copy_room(b, n), 0 };
+    pack_t pk = { copy_room(b, n), 0, n };
     int rc = 0;
+    assert(sess->client_id != NULL);
+    assert(sess->will_payload != NULL || sess->will_payload_len == 0);
+    assert(sess->will_props != NULL || sess->will_props_len == 0);
     if (pk.base == NULL) {
         rc = UVMQ_ENOMEM;
     } else {
@@ -161,7 +172,9 @@ void store_batch_session_del(store_batch_t *b, const char *client_id)
 void store_batch_sub_put(store_batch_t *b, const store_sub_t *sub)
 {
     store_op_t *op = push_op(b, OP_SUB_PUT);
-    pack_t pk = { key_room(b, str_size(sub->client_id) + str_size(sub->filter) + 1), 0 };
+    size_t n = str_size(sub->client_id) + str_size(sub->filter) + 1;
+    pack_t pk = { key_room(b, n), 0, n };
+    assert(sub->client_id != NULL && sub->filter != NULL);
     op->u.sub = *sub;
     op->u.sub.client_id = pack_str(&pk, sub->client_id);
     op->u.sub.filter = pack_str(&pk, sub->filter);
@@ -170,6 +183,7 @@ void store_batch_sub_put(store_batch_t *b, const store_sub_t *sub)
 /* Adds the deletion of one subscription; copies the strings. */
 void store_batch_sub_del(store_batch_t *b, const char *client_id, const char *filter)
 {
+    assert(filter != NULL);
     push_key(b, OP_SUB_DEL, client_id, filter);
 }
 
@@ -178,8 +192,10 @@ void store_batch_sub_del(store_batch_t *b, const char *client_id, const char *fi
 int store_batch_msg_put(store_batch_t *b, const store_msg_t *m)
 {
     size_t n = str_size(m->topic) + m->payload_len + m->props_len + 1;
-    pack_t pk = { copy_room(b, n), 0 };
+    pack_t pk = { copy_room(b, n), 0, n };
     int rc = 0;
+    assert(m->payload != NULL || m->payload_len == 0);
+    assert(m->props != NULL || m->props_len == 0);
     if (pk.base == NULL) {
         rc = UVMQ_ENOMEM;
     } else {
@@ -199,13 +215,19 @@ int store_batch_msg_put(store_batch_t *b, const store_msg_t *m)
 int store_batch_entry_add(store_batch_t *b, const store_entry_t *e)
 {
     int rc = 0;
+    assert(e->client_id != NULL);
+    assert(e->sub_ids != NULL || e->n_sub_ids == 0);
+    assert(e->state <= STORE_ENTRY_PUBCOMP);
+    /* store.h: packet id 0 means still queued, and only then. */
+    assert((e->state == STORE_ENTRY_QUEUED) == (e->packet_id == 0));
     if (e->n_sub_ids > STORE_MAX_SUB_IDS) {
         rc = UVMQ_EINVAL;
     } else {
         size_t ids = e->n_sub_ids * sizeof(uint32_t);
         store_op_t *op = push_op(b, OP_ENTRY_ADD);
         /* The ids go first so they stay 4-byte aligned. */
-        pack_t pk = { key_room(b, ids + str_size(e->client_id) + 1), 0 };
+        size_t n = ids + str_size(e->client_id) + 1;
+        pack_t pk = { key_room(b, n), 0, n };
         op->u.entry = *e;
         op->u.entry.sub_ids = pack_bytes(&pk, e->sub_ids, ids);
         op->u.entry.client_id = pack_str(&pk, e->client_id);
@@ -219,6 +241,10 @@ int store_batch_entry_add(store_batch_t *b, const store_entry_t *e)
 void store_batch_entry_update(store_batch_t *b, const char *client_id, uint64_t seq,
                               uint16_t packet_id, uint8_t state, bool drop_msg)
 {
+    assert(state <= STORE_ENTRY_PUBCOMP);
+    assert((state == STORE_ENTRY_QUEUED) == (packet_id == 0));
+    /* Only the PUBREL stage lets the message go (store_entry_t.msg_id). */
+    assert(!drop_msg || state == STORE_ENTRY_PUBCOMP);
     store_op_t *op = push_key(b, OP_ENTRY_UPDATE, client_id, NULL);
     op->u.key.seq = seq;
     op->u.key.packet_id = packet_id;
@@ -235,18 +261,21 @@ void store_batch_entry_del(store_batch_t *b, const char *client_id, uint64_t seq
 /* Adds an inbound QoS 2 packet id (PUBREC sent, PUBREL awaited). */
 void store_batch_inq2_add(store_batch_t *b, const char *client_id, uint16_t packet_id)
 {
+    assert(packet_id != 0); /* the codec refuses 0 (MQTT-2.2.1-3) */
     push_key(b, OP_INQ2_ADD, client_id, NULL)->u.key.packet_id = packet_id;
 }
 
 /* Adds the removal of an inbound QoS 2 packet id (PUBREL received). */
 void store_batch_inq2_del(store_batch_t *b, const char *client_id, uint16_t packet_id)
 {
+    assert(packet_id != 0);
     push_key(b, OP_INQ2_DEL, client_id, NULL)->u.key.packet_id = packet_id;
 }
 
 /* Adds retained topic -> msg_id, replacing (and releasing) any previous. */
 void store_batch_retained_set(store_batch_t *b, const char *topic, uint64_t msg_id)
 {
+    assert(msg_id != 0); /* no message: store_batch_retained_del */
     push_key(b, OP_RETAINED_SET, topic, NULL)->u.key.seq = msg_id;
 }
 

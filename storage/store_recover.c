@@ -10,6 +10,7 @@
  */
 #include "store_int.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "../common/err.h"
@@ -154,6 +155,8 @@ static int walk(store_t *s, rec_t *r, int which, row_fn fn)
 {
     sqlite3_stmt *q = NULL;
     int rc = 0;
+    assert(which >= 0 && which < Q_COUNT);
+    assert(fn != NULL || which == Q_ORPHANS); /* only a DELETE has no rows */
     int step = sqlite3_prepare_v2(s->db, query_sql[which], -1, &q, NULL);
     if (step == SQLITE_OK) step = sqlite3_step(q);
     for (; step == SQLITE_ROW && rc == 0; step = sqlite3_step(q)) rc = fn(r, q);
@@ -194,6 +197,8 @@ int store_recover(store_t *s, const store_recover_cb_t *cbs, void *ctx,
     store_recover_stats_t local;
     rec_t r = { cbs, ctx, st != NULL ? st : &local };
     int rc = 0;
+    _Static_assert(sizeof fns / sizeof fns[0] == Q_RETAINED + 1, "one row_fn per SELECT");
+    assert(cbs != NULL); /* dereferenced only once a row is found */
     memset(r.st, 0, sizeof *r.st);
     pthread_mutex_lock(&s->db_mu);
     uint64_t t0 = store__now_us();

@@ -9,6 +9,7 @@
  */
 #include "store_int.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -87,6 +88,7 @@ static int migrate_step(sqlite3 *db, const char *path, const store_migration_t *
 {
     char pragma[48];
     char *msg = NULL;
+    assert(m->sql != NULL); /* sqlite3_exec would run nothing and succeed */
     int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
     if (rc == SQLITE_OK) rc = sqlite3_exec(db, m->sql, NULL, NULL, &msg);
     snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", to);
@@ -121,6 +123,7 @@ int store__migrate(sqlite3 *db, const char *path, const store_migration_t *mig,
 {
     int v = store__read_version(db);
     int rc = v < 0 ? UVMQ_EIO : 0;
+    assert(v <= n); /* check_db refuses a newer schema before this runs */
     for (; rc == 0 && v < n; v++) {
         rc = migrate_step(db, path, &mig[v], v + 1);
         if (rc == 0) log_info("%s: schema migrated to version %d (%s)", path, v + 1, mig[v].name);
@@ -135,6 +138,8 @@ int store__prepare(store_t *s)
 {
     int rc = 0;
     for (int i = 0; i < ST_COUNT && rc == 0; i++) {
+        /* Once, and no gap in stmt_sql: SQL NULL "prepares" a NULL statement. */
+        assert(s->st[i] == NULL && stmt_sql[i] != NULL);
         if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &s->st[i], NULL) != SQLITE_OK) {
             log_error("%s: cannot prepare \"%s\": %s", s->db_path, stmt_sql[i],
@@ -158,6 +163,7 @@ void store__finalize(store_t *s)
  * Returns SQLITE_OK or the failing SQLite code. */
 int store__run(sqlite3_stmt *st)
 {
+    assert(st != NULL); /* prepared at open (store__prepare) */
     int rc = sqlite3_step(st);
     while (rc == SQLITE_ROW) rc = sqlite3_step(st);
     sqlite3_reset(st);
@@ -202,6 +208,7 @@ static int run_keyed(store_t *s, int id, const char *k1, uint64_t k2)
 static int msg_ref(store_t *s, uint64_t id, int delta)
 {
     sqlite3_stmt *st = s->st[ST_MSG_REF];
+    assert(delta == 1 || delta == -1);
     bind_u64(st, 1, id);
     sqlite3_bind_int(st, 2, delta);
     int rc = store__run(st);
@@ -385,6 +392,7 @@ int store__apply(store_t *s, const store_op_t *op)
 {
     const store_key_t *k = &op->u.key;
     int rc = UVMQ_EINVAL;
+    assert(op->kind >= OP_SESSION_PUT && op->kind <= OP_RETAINED_DEL); /* push_op */
     switch (op->kind) {
     case OP_SESSION_PUT: rc = session_put(s, &op->u.sess); break;
     case OP_SESSION_DEL: rc = session_del(s, k->client_id); break;

@@ -10,6 +10,7 @@
  */
 #include "store_int.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,6 +38,8 @@ static bool batch_local(int rc)
  * back alone, b->status set) or a fatal SQLite code. */
 static int apply_batch(store_t *s, store_batch_t *b)
 {
+    assert(!sqlite3_get_autocommit(s->db)); /* inside commit_list's BEGIN */
+    assert(b->status == 0); /* each batch is applied once */
     int rc = store__run(s->st[ST_SAVEPOINT]);
     for (size_t i = 0; i < b->n && rc == SQLITE_OK; i++) rc = store__apply(s, &b->ops[i]);
     if (rc == SQLITE_OK) {
@@ -70,7 +73,8 @@ static void note_result(store_t *s, int rc)
 static void count_commit(store_t *s, uint64_t us)
 {
     unsigned i = 0;
-    while (us > store_hist_le_us[i]) i++;
+    while (us > store_hist_le_us[i]) i++; /* the last bound is UINT64_MAX */
+    assert(i < STORE_HIST_BUCKETS);
     atomic_fetch_add_explicit(&s->hist[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->commits, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->sum_commit_us, us, memory_order_relaxed);
@@ -117,7 +121,9 @@ static void commit_list(store_t *s, store_batch_t *list)
         atomic_fetch_add_explicit(&s->failed_commits, 1, memory_order_relaxed);
         for (store_batch_t *b = list; b != NULL; b = b->next) b->status = UVMQ_EIO;
     }
-    atomic_fetch_sub_explicit(&s->backlog, n_ops, memory_order_relaxed);
+    uint64_t before = atomic_fetch_sub_explicit(&s->backlog, n_ops, memory_order_relaxed);
+    assert(before >= n_ops); /* store_submit counted them before queueing */
+    (void)before;
     pthread_mutex_unlock(&s->db_mu);
 }
 
@@ -164,6 +170,8 @@ static store_batch_t *take_list(store_t *s)
             rc = pthread_cond_timedwait(&s->cond, &s->mu, &ts);
     }
     store_batch_t *list = s->head;
+    assert((s->head == NULL) == (s->tail == NULL));
+    assert(list != NULL || s->stopping); /* only the storage thread takes */
     s->head = s->tail = NULL;
     s->barrier = false;
     return list;
@@ -198,6 +206,7 @@ int store__thread_start(store_t *s)
 {
     pthread_condattr_t ca;
     int rc = 0;
+    assert(!s->thread_started && s->head == NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &ca);
@@ -231,6 +240,10 @@ void store__thread_stop(store_t *s)
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->thread, NULL);
         s->thread_started = false;
+        /* The thread left take_list only with nothing queued, and every
+         * operation it took was counted off the backlog. */
+        assert(s->head == NULL && s->tail == NULL);
+        assert(atomic_load_explicit(&s->backlog, memory_order_relaxed) == 0);
     }
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->mu);
@@ -253,6 +266,8 @@ int store_submit(store_t *s, store_batch_t *b, store_done_cb cb, void *ctx)
         }
         atomic_fetch_add_explicit(&s->backlog, b->n, memory_order_relaxed);
         pthread_mutex_lock(&s->mu);
+        assert(!s->stopping); /* store.h: no store_submit during or after store_close */
+        assert((s->head == NULL) == (s->tail == NULL));
         if (s->head == NULL) {
             s->head = b;
             s->first_ms = now_ms();
