@@ -68,7 +68,7 @@ static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
 
 /* A cached head: this prefix, then `len` encoded bytes. m->head[v] points
  * at the bytes; the length travels with them so readers need no second
- * atomic (m->head_len is left 0). */
+ * atomic. */
 typedef struct head_buf_s {
     uint32_t alloc_size;
     uint32_t len;

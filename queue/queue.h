@@ -64,7 +64,6 @@ typedef struct msg_s {
     uint8_t *payload;    /* inside this block (or NULL when payload_len 0) */
     uint8_t *props;      /* inside this block (or NULL when props_len 0) */
     _Atomic(uint8_t *) head[MSG_VARIANTS]; /* cached QoS 0 heads; owned */
-    uint16_t head_len[MSG_VARIANTS];
 } msg_t;
 
 /* ---- messages ---- */
