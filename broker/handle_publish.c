@@ -62,7 +62,7 @@ msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
         if (plen > 0) pkt_props_write(&fw, buf);
     }
     m = msg_create((const char *)topic.p, topic.len, payload.p, payload.len,
-                   plen ? buf : NULL, plen, qos, retain, b->cfg->max_packet_size);
+                   plen ? buf : NULL, plen, qos, retain, b->cfg->max_packet_size, 0);
     if (buf != stack) free(buf);
     if (m == NULL) return NULL;
     if (props != NULL && PKT_PROP_HAS(props, PROP_MESSAGE_EXPIRY))

@@ -60,7 +60,7 @@ static int teardown(void **state)
 
 static msg_t *make_msg(void)
 {
-    return msg_create("t", 1, (const uint8_t *)"123456789", 9, NULL, 0, 1, 0, 1024);
+    return msg_create("t", 1, (const uint8_t *)"123456789", 9, NULL, 0, 1, 0, 1024, 0);
 }
 
 /* Queues a fresh message for s on loop l; returns the push result and
