@@ -284,10 +284,6 @@ msg_t *msg_create(const char *topic, size_t topic_len, const uint8_t *payload,
 
     memset(m, 0, sizeof(*m) + owner_size); /* the owner area starts zeroed */
     atomic_init(&m->refs, 1);
-    atomic_init(&m->congested_loop, 0);
-    atomic_init(&m->fwd_pending, 0);
-    atomic_init(&m->persist_wait, 0);
-    atomic_init(&m->persist_failed, 0);
     for (int v = 0; v < MSG_VARIANTS; v++) atomic_init(&m->head[v], NULL);
     m->qos = qos;
     m->retain = retain;

@@ -32,8 +32,9 @@
 #define MSG_OWNER_ALIGN 8
 
 /* A published message. Fields are read-only once it is shared, except the
- * head cache, which msg_head fills lazily and thread-safely, and the
- * atomics below; the publishing loop sets store_id and home first. */
+ * reference count and the head cache, which msg_head fills lazily and
+ * thread-safely; the creator sets store_id, expiry_at and origin before
+ * sharing it. The owner area (msg_owner) follows it in the same block. */
 typedef struct msg_s {
     atomic_uint refs;
     uint8_t qos;         /* QoS as published */
@@ -42,27 +43,10 @@ typedef struct msg_s {
     uint32_t payload_len;
     uint32_t props_len;  /* forwardable v5 properties, already encoded */
     uint32_t alloc_size; /* size class of this block (internal) */
-    uint16_t owner_size; /* bytes of the owner area (msg_owner), 0 = none */
-    /* Publisher throttling (broker/throttle.c), in what was padding:
-     * congested_loop is 0, or 1 + the index of a worker loop that queued
-     * this QoS 1/2 message into a congested session; fwd_pending counts
-     * the worker loops the message was forwarded to that have not yet
-     * delivered it. Both start at 0. */
-    _Atomic uint16_t congested_loop;
-    _Atomic uint16_t fwd_pending;
-    /* Persistence (broker/persist.c): persist_wait counts the other loops
-     * that must commit their queue entries of this message before its
-     * publisher is acknowledged; persist_failed is set when one of those
-     * commits failed; home is the publishing loop's index. All start 0. */
-    _Atomic uint16_t persist_wait;
-    uint16_t home;
-    _Atomic uint8_t persist_failed;
-    /* The publisher's client id hashed (broker/share.c "sticky" picks a
-     * shared subscription member by it); set before it is shared, 0 when
-     * unknown. In what was padding. */
-    uint16_t origin_hash;
+    uint16_t owner_size; /* bytes of the owner area (msg_owner), 0 = none;
+                            in what was padding */
     uint64_t store_id;   /* id of its row in the store; 0 = none yet (set
-                            by the publishing loop before it is shared) */
+                            by the publisher before it is shared) */
     uint64_t expiry_at;  /* wall-clock ms when it expires; 0 = never */
     const void *origin;  /* publishing session; compared, never dereferenced */
     char *topic;         /* NUL-terminated, inside this block */
