@@ -14,6 +14,7 @@
 #ifndef UVMQ_BROKER_INT_H
 #define UVMQ_BROKER_INT_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -90,6 +91,53 @@ typedef struct broker_counters_s {
 
 #define CNT_INC(b, field) \
     atomic_fetch_add_explicit(&(b)->cnt.field, 1, memory_order_relaxed)
+
+/* ---- msg_state_t: the broker's state of each message ----
+ *
+ * Kept in the owner area of the message's msg_t (queue.h msg_owner): every
+ * message the broker creates asks msg_create for sizeof(msg_state_t) bytes,
+ * in the same block, which start zeroed. */
+typedef struct msg_state_s {
+    /* Publisher throttling (throttle.c). congested_loop is 0, or 1 + the
+     * index of a worker loop that queued this QoS 1/2 message into a
+     * congested session: that loop stores it (relaxed) after incrementing
+     * its n_congested; the publishing loop reads it (relaxed) after its
+     * local deliveries, or after an acquire load of fwd_pending == 0.
+     * fwd_pending counts the worker loops the message was forwarded to
+     * that have not yet delivered it (FWD_COUNT) plus a flag (FWD_WAITER)
+     * asking the last of them to wake the publisher's loop: the publishing
+     * loop adds the targets (relaxed; the outbox flush publishes it with
+     * the items) and sets the flag (relaxed, before that flush); each
+     * target subtracts one after delivering (acq_rel). */
+    _Atomic uint16_t congested_loop;
+    _Atomic uint16_t fwd_pending;
+    /* Persistence (persist.c). persist_wait counts the other loops that
+     * must commit their queue entries of this message before its publisher
+     * is acknowledged: the publishing loop adds them (relaxed; the outbox
+     * flush publishes it with the items), each of them subtracts one after
+     * its commit (acq_rel) and the publishing loop's acknowledgement waits
+     * for an acquire load of 0. persist_failed is set (relaxed, before that
+     * subtraction) when one of those commits failed; read (relaxed) after
+     * that acquire. home is the publishing loop's index, which the last
+     * loop to commit wakes; set by the publishing loop before m is shared. */
+    _Atomic uint16_t persist_wait;
+    uint16_t home;
+    _Atomic uint8_t persist_failed;
+    /* The publisher's client id hashed (sess__origin_hash; share.c's
+     * "sticky" strategy picks a member by it); set before m is shared, 0
+     * when unknown. */
+    uint16_t origin_hash;
+} msg_state_t;
+
+_Static_assert(_Alignof(msg_state_t) <= MSG_OWNER_ALIGN, "msg_state_t in msg_owner");
+
+/* The broker's state of m (mutable even through a const m, as msg_owner).
+ * Asserts m was created with it: msg_create(..., sizeof(msg_state_t)). */
+static inline msg_state_t *msg__state(const msg_t *m)
+{
+    assert(m->owner_size == sizeof(msg_state_t));
+    return msg_owner(m);
+}
 
 /* ---- session map ---- */
 
@@ -362,10 +410,10 @@ enum loop_item_kind {
 typedef struct loop_item_s {
     uint8_t kind;
     uint8_t hops;    /* ITEM_MIGRATE: moves so far, this one included */
-    uint8_t report;  /* ITEM_PUBLISH, ITEM_SHARE: counted in
-                        m->persist_wait; report once this loop's entries
-                        of m are committed */
-    uint8_t track;   /* ITEM_SHARE: counted in m->fwd_pending and the
+    uint8_t report;  /* ITEM_PUBLISH, ITEM_SHARE: counted in m's
+                        persist_wait (msg_state_t); report once this
+                        loop's entries of m are committed */
+    uint8_t track;   /* ITEM_SHARE: counted in m's fwd_pending and the
                         target's backlog (throttle.c) */
     int fd;
     uint64_t seq;
@@ -1253,7 +1301,7 @@ void conn__throttle_forget(conn_t *c);
  * in t's backlog and notes in l whether t is congested or backlogged. */
 void loop__throttle_forwarding(loop_t *l, loop_t *t, msg_t *m);
 /* Loop l has delivered m, forwarded to it by loop index `from`: takes it
- * off l's backlog and m->fwd_pending, and wakes `from` when a paused
+ * off l's backlog and m's fwd_pending, and wakes `from` when a paused
  * publisher waits for exactly this. Call after the delivery. */
 void loop__throttle_delivered(loop_t *l, msg_t *m, unsigned from);
 /* Resumes the paused connections of l that may go on (async wake-up). */
@@ -1330,7 +1378,7 @@ static inline int sess__online(const sess_t *s)
 }
 
 /* The 16 bits of s's client id hash a message it publishes carries
- * (msg_t.origin_hash, the "sticky" strategy's key). */
+ * (msg_state_t.origin_hash, the "sticky" strategy's key). */
 static inline uint16_t sess__origin_hash(const sess_t *s)
 {
     return (uint16_t)(s->hash ^ (s->hash >> 16));

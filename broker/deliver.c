@@ -228,11 +228,11 @@ static size_t forward(loop_t *l, msg_t *m)
     /* Throttling (throttle.c): each target decrements after delivering.
      * Relaxed: the outbox flush (a mutex) publishes it with the items. */
     if (k > 0 && track)
-        atomic_fetch_add_explicit(&m->fwd_pending, (uint16_t)k, memory_order_relaxed);
+        atomic_fetch_add_explicit(&msg__state(m)->fwd_pending, (uint16_t)k, memory_order_relaxed);
     /* persist.c: the targets count down after their commits (relaxed:
      * the outbox flush publishes it with the items) */
     if (reports > 0)
-        atomic_fetch_add_explicit(&m->persist_wait, reports, memory_order_relaxed);
+        atomic_fetch_add_explicit(&msg__state(m)->persist_wait, reports, memory_order_relaxed);
     return k;
 }
 
@@ -240,7 +240,7 @@ size_t broker__publish(loop_t *l, msg_t *m)
 {
     l->fwd_congested = 0;
     l->fwd_backlog = 0;
-    m->home = (uint16_t)l->index;
+    msg__state(m)->home = (uint16_t)l->index;
     /* before anyone else sees m: other loops may store it (persist.c) */
     if (m->store_id == 0 && (m->qos > 0 || m->retain) && l->b->store != NULL)
         m->store_id = persist__new_id(l);
@@ -262,7 +262,7 @@ void broker__publish_sys(loop_t *l, msg_t *m)
     assert(m->retain && m->qos == 0 && m->store_id == 0);
     l->fwd_congested = 0;
     l->fwd_backlog = 0;
-    m->home = (uint16_t)l->index;
+    msg__state(m)->home = (uint16_t)l->index;
     retain_store(l->b, m); /* no persist__retained: memory only */
     broker__deliver_local(l, m);
     forward(l, m);

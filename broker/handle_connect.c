@@ -327,7 +327,7 @@ static void finish(conn_t *c, sess_t *s, int present)
     s->will_expiry = h->will_expiry;
     if (s->will != NULL) {
         s->will->origin = s;
-        s->will->origin_hash = sess__origin_hash(s);
+        msg__state(s->will)->origin_hash = sess__origin_hash(s);
     }
     s->overflow_logged = 0;
     c->sess = s;

@@ -55,7 +55,8 @@ msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
         if (plen > 0) pkt_props_write(&fw, buf);
     }
     m = msg_create((const char *)topic.p, topic.len, payload.p, payload.len,
-                   plen ? buf : NULL, plen, qos, retain, b->cfg->max_packet_size);
+                   plen ? buf : NULL, plen, qos, retain, b->cfg->max_packet_size,
+                   sizeof(msg_state_t));
     if (buf != stack) free(buf);
     if (m == NULL) return NULL;
     if (props != NULL && PKT_PROP_HAS(props, PROP_MESSAGE_EXPIRY))
@@ -207,7 +208,7 @@ conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p)
         }
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, "cannot allocate message");
     }
-    m->origin_hash = sess__origin_hash(c->sess); /* share.c */
+    msg__state(m)->origin_hash = sess__origin_hash(c->sess); /* share.c */
     size_t n = broker__publish(l, m);
     if (pub->qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
     uint8_t reason = n == 0 ? PKT_RC_NO_MATCHING_SUBSCRIBERS : PKT_RC_SUCCESS;

@@ -9,7 +9,7 @@
  * every durable write it caused is committed: the publishing loop's batch
  * of that tick (a generation number) and, on each other loop whose stored
  * sessions may match it (durable summary, interest.c), that loop's batch
- * which took its entries; those loops count down m->persist_wait after
+ * which took its entries; those loops count down its persist_wait after
  * their commit and wake the publishing loop. Acknowledgements leave a
  * connection in the order their packets came (a queue per connection).
  * A message that reached no stored session is acknowledged at once.
@@ -277,10 +277,11 @@ static void wake(loop_t *l, unsigned home)
 /* One loop's part of m is committed (or failed): counts it down. */
 static void report(loop_t *l, msg_t *m, int failed)
 {
-    if (failed) atomic_store_explicit(&m->persist_failed, 1, memory_order_relaxed);
+    msg_state_t *st = msg__state(m);
+    if (failed) atomic_store_explicit(&st->persist_failed, 1, memory_order_relaxed);
     /* acq_rel: the publishing loop that reads 0 also sees the flag */
-    if (atomic_fetch_sub_explicit(&m->persist_wait, 1, memory_order_acq_rel) == 1)
-        wake(l, m->home);
+    if (atomic_fetch_sub_explicit(&st->persist_wait, 1, memory_order_acq_rel) == 1)
+        wake(l, st->home);
 }
 
 void persist__delivered(loop_t *l, msg_t *m, size_t ops_before)
@@ -368,7 +369,8 @@ static void fifo_free(conn_t *c)
 static int ready(const loop_t *l, const ack_t *a)
 {
     return (a->gen == 0 || a->gen <= l->committed_gen) &&
-           (a->m == NULL || atomic_load_explicit(&a->m->persist_wait, memory_order_acquire) == 0);
+           (a->m == NULL ||
+            atomic_load_explicit(&msg__state(a->m)->persist_wait, memory_order_acquire) == 0);
 }
 
 /* Sends a: a failed PUBACK/PUBREC becomes a v5 negative acknowledgement
@@ -388,7 +390,8 @@ static conn_rc_t send_one(conn_t *c, ack_t *a)
         return CONN_OK;
     }
     int failed = a->failed ||
-                 (a->m != NULL && atomic_load_explicit(&a->m->persist_failed, memory_order_relaxed));
+                 (a->m != NULL &&
+                  atomic_load_explicit(&msg__state(a->m)->persist_failed, memory_order_relaxed));
     if (a->type == ACK_TRANSPORT) {
         const transport_t *tp = conn__tp(c);
         if (tp->acked != NULL) tp->acked(c, conn__tp_data(c), a->id, failed);
@@ -434,10 +437,12 @@ conn_rc_t persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason, msg
                        uint64_t gen)
 {
     loop_t *l = c->loop;
-    int remote = m != NULL && atomic_load_explicit(&m->persist_wait, memory_order_acquire) > 0;
+    msg_state_t *st = m != NULL ? msg__state(m) : NULL;
+    int remote = st != NULL && atomic_load_explicit(&st->persist_wait, memory_order_acquire) > 0;
     ack_t a = {.m = remote ? msg_retain(m) : NULL, .gen = gen, .id = id, .type = type,
                .reason = reason,
-               .failed = m != NULL && atomic_load_explicit(&m->persist_failed, memory_order_relaxed)};
+               .failed = st != NULL &&
+                         atomic_load_explicit(&st->persist_failed, memory_order_relaxed)};
     if (fifo_of(c) == NULL && ready(l, &a)) {
         if (a.m != NULL) msg_release(&a.m);
         return send_one(c, &a);

@@ -38,7 +38,7 @@ static int on_msg(void *ctx, const store_msg_t *r)
 {
     rec_t *x = ctx;
     msg_t *m = msg_create(r->topic, strlen(r->topic), r->payload, r->payload_len, r->props,
-                          r->props_len, r->qos, r->retain, r->payload_len);
+                          r->props_len, r->qos, r->retain, r->payload_len, sizeof(msg_state_t));
     if (m == NULL) return UVMQ_ENOMEM;
     m->store_id = r->id;
     m->expiry_at = r->expiry_at;
@@ -77,7 +77,7 @@ static msg_t *will_of(const store_session_t *r)
 {
     msg_t *w = msg_create(r->will_topic, strlen(r->will_topic), r->will_payload,
                           r->will_payload_len, r->will_props, r->will_props_len,
-                          r->will_qos, r->will_retain, r->will_payload_len);
+                          r->will_qos, r->will_retain, r->will_payload_len, sizeof(msg_state_t));
     return w;
 }
 
@@ -107,7 +107,7 @@ static int on_session(void *ctx, const store_session_t *r)
         s->will = will_of(r);
         if (s->will == NULL) return UVMQ_ENOMEM;
         s->will->origin = s;
-        s->will->origin_hash = sess__origin_hash(s);
+        msg__state(s->will)->origin_hash = sess__origin_hash(s);
         s->will_delay = r->will_delay_s;
         s->will_expiry = r->will_expiry_s;
         /* due at once (sweep) or after its delay, from going offline */

@@ -148,7 +148,7 @@ static void put(sys_t *y, size_t slot, const char *topic, const char *payload)
     if (strcmp(y->last[slot], payload) == 0) return;
     snprintf(y->last[slot], sizeof y->last[slot], "%s", payload);
     msg_t *m = msg_create(topic, strlen(topic), (const uint8_t *)payload, plen, NULL, 0, 0, 1,
-                          SYS_VALUE_MAX);
+                          SYS_VALUE_MAX, sizeof(msg_state_t));
     if (m == NULL) {
         y->last[slot][0] = '\0'; /* try again next time */
         return;

@@ -11,7 +11,7 @@
  * n_congested); it stays so until its queue is at or below half the soft
  * limit, or it goes offline, is reset or leaves the loop. Every QoS 1/2
  * message queued into a congested session is marked with the loop
- * (m->congested_loop = 1 + index, an atomic in msg_t). Messages keep being
+ * (its congested_loop = 1 + index, in msg_state_t). Messages keep being
  * queued up to the hard limit; only past it are they dropped (counted,
  * logged once per session, as before). Offline sessions, and everything
  * with throttle_publishers 0, keep the soft limit and drop past it.
@@ -78,8 +78,8 @@
 /* Upper bound of backlog_max, in messages. */
 #define BACKLOG_MAX_CAP 4096u
 
-/* msg_t.fwd_pending: the count of loops yet to deliver, and a flag asking
- * the last of them to wake the publisher's loop. */
+/* msg_state_t.fwd_pending: the count of loops yet to deliver, and a flag
+ * asking the last of them to wake the publisher's loop. */
 #define FWD_COUNT 0x7fffu
 #define FWD_WAITER 0x8000u
 
@@ -137,7 +137,7 @@ void loop__throttle_delivered(loop_t *l, msg_t *m, unsigned from)
     size_t bytes = (size_t)m->payload_len + m->topic_len;
     atomic_fetch_sub_explicit(&l->backlog, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&l->backlog_bytes, bytes, memory_order_relaxed);
-    unsigned old = atomic_fetch_sub_explicit(&m->fwd_pending, 1, memory_order_acq_rel);
+    unsigned old = atomic_fetch_sub_explicit(&msg__state(m)->fwd_pending, 1, memory_order_acq_rel);
     if ((old & FWD_COUNT) != 1 || !(old & FWD_WAITER) || from >= l->b->n_loops) return;
     /* The last delivery of a probe: wake its loop (under the inbox lock,
      * as loop__flush_outboxes does, so a closing loop's async is never
@@ -199,14 +199,14 @@ static int may_throttle(const conn_t *c, uint16_t mark)
 void conn__throttle_note(conn_t *c, msg_t *m)
 {
     loop_t *l = c->loop;
-    uint16_t mark = atomic_load_explicit(&m->congested_loop, memory_order_relaxed);
+    uint16_t mark = atomic_load_explicit(&msg__state(m)->congested_loop, memory_order_relaxed);
     if (c->throttled || !conn__running(c)) return;
     if (may_throttle(c, mark)) {
         pause_conn(c, WAIT_CONGESTED, mark);
     } else if (l->fwd_congested) {
         /* Not flushed yet, so every target is still to deliver: the
          * flag is always armed here. */
-        atomic_fetch_or_explicit(&m->fwd_pending, FWD_WAITER, memory_order_relaxed);
+        atomic_fetch_or_explicit(&msg__state(m)->fwd_pending, FWD_WAITER, memory_order_relaxed);
         c->probe = msg_retain(m);
         pause_conn(c, WAIT_PROBE, 0);
     } else if (l->fwd_backlog != 0) {
@@ -243,7 +243,8 @@ void conn__throttle_forget(conn_t *c)
  * (1 + index), or 0 to go on. */
 static uint16_t probe_result(conn_t *c)
 {
-    uint16_t mark = atomic_load_explicit(&c->probe->congested_loop, memory_order_relaxed);
+    uint16_t mark =
+        atomic_load_explicit(&msg__state(c->probe)->congested_loop, memory_order_relaxed);
     msg_release(&c->probe);
     return may_throttle(c, mark) ? mark : 0;
 }
@@ -254,7 +255,8 @@ static int may_resume(conn_t *c)
 {
     broker_t *b = c->loop->b;
     if (c->throttled == WAIT_PROBE) {
-        unsigned p = atomic_load_explicit(&c->probe->fwd_pending, memory_order_acquire);
+        unsigned p =
+            atomic_load_explicit(&msg__state(c->probe)->fwd_pending, memory_order_acquire);
         if ((p & FWD_COUNT) != 0) return 0;
         c->wait_loop = probe_result(c);
         if (c->wait_loop == 0) return 1;
@@ -351,7 +353,7 @@ int sess__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m)
                   "throttling its publishers", s->client_id);
     }
     if (rc == 0 && s->congested) /* after the increment: see above */
-        atomic_store_explicit(&m->congested_loop, (uint16_t)(l->index + 1),
+        atomic_store_explicit(&msg__state(m)->congested_loop, (uint16_t)(l->index + 1),
                               memory_order_relaxed);
     return rc;
 }

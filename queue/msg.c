@@ -2,8 +2,9 @@
  * msg.c - refcounted messages, their cached PUBLISH heads, and the
  * per-thread size-class pool both come from.
  *
- * A message is ONE block: msg_t, then the topic (NUL-terminated), then the
- * encoded forwardable v5 properties, then the payload. Blocks up to 64 KiB
+ * A message is ONE block: msg_t, then its owner area (msg_owner), then the
+ * topic (NUL-terminated), then the encoded forwardable v5 properties, then
+ * the payload. Blocks up to 64 KiB
  * (and the small head buffers) come from per-thread pools of power-of-two
  * classes, so creating and releasing same-size messages allocates nothing
  * once warm.
@@ -62,13 +63,18 @@ typedef struct block_hdr_s {
     void *pad;
 } block_hdr_t;
 
+/* The owner area follows msg_t in a block at least this aligned. */
+_Static_assert(sizeof(block_hdr_t) % MSG_OWNER_ALIGN == 0 &&
+                   sizeof(msg_t) % MSG_OWNER_ALIGN == 0,
+               "msg_owner must stay MSG_OWNER_ALIGN-aligned");
+
 static _Thread_local pool_t *my_pool;
 static pthread_key_t pool_key;
 static pthread_once_t pool_key_once = PTHREAD_ONCE_INIT;
 
 /* A cached head: this prefix, then `len` encoded bytes. m->head[v] points
  * at the bytes; the length travels with them so readers need no second
- * atomic (m->head_len is left 0). */
+ * atomic. */
 typedef struct head_buf_s {
     uint32_t alloc_size;
     uint32_t len;
@@ -258,28 +264,26 @@ static void on_thread_exit(void *arg)
 }
 
 /* Creates a message holding copies of topic, props and payload in one
- * block; see queue.h. topic need not be NUL-terminated. Returns NULL when
- * payload_len > max_payload, topic_len > 65535, or memory is short. */
+ * block, after a zeroed owner area of owner_size bytes; see queue.h. topic
+ * need not be NUL-terminated. Returns NULL when payload_len > max_payload,
+ * topic_len > 65535, or memory is short. */
 msg_t *msg_create(const char *topic, size_t topic_len, const uint8_t *payload,
                   size_t payload_len, const uint8_t *props, size_t props_len,
-                  uint8_t qos, uint8_t retain, size_t max_payload)
+                  uint8_t qos, uint8_t retain, size_t max_payload, size_t owner_size)
 {
-    size_t overhead = sizeof(msg_t) + topic_len + 1 + props_len;
+    size_t overhead = sizeof(msg_t) + owner_size + topic_len + 1 + props_len;
     size_t limit = max_payload > SIZE_MAX - overhead ? SIZE_MAX : max_payload + overhead;
     uint32_t alloc_size = 0;
     msg_t *m = NULL;
 
+    assert(owner_size <= UINT16_MAX); /* the creator's constant, not input */
     if (payload_len > max_payload || topic_len > UINT16_MAX || props_len > UINT32_MAX)
         return NULL;
     m = pool_alloc(overhead + payload_len, limit, &alloc_size);
     if (m == NULL) return NULL;
 
-    memset(m, 0, sizeof(*m));
+    memset(m, 0, sizeof(*m) + owner_size); /* the owner area starts zeroed */
     atomic_init(&m->refs, 1);
-    atomic_init(&m->congested_loop, 0);
-    atomic_init(&m->fwd_pending, 0);
-    atomic_init(&m->persist_wait, 0);
-    atomic_init(&m->persist_failed, 0);
     for (int v = 0; v < MSG_VARIANTS; v++) atomic_init(&m->head[v], NULL);
     m->qos = qos;
     m->retain = retain;
@@ -287,7 +291,8 @@ msg_t *msg_create(const char *topic, size_t topic_len, const uint8_t *payload,
     m->payload_len = (uint32_t)payload_len;
     m->props_len = (uint32_t)props_len;
     m->alloc_size = alloc_size;
-    m->topic = (char *)(m + 1);
+    m->owner_size = (uint16_t)owner_size;
+    m->topic = (char *)msg_owner(m) + owner_size;
     if (topic_len > 0) memcpy(m->topic, topic, topic_len);
     m->topic[topic_len] = '\0';
     if (props_len > 0) {

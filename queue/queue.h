@@ -27,9 +27,14 @@
 #define MSG_VARIANTS 4
 #define MSG_VARIANT(v5, retain) ((((v5) ? 1 : 0) << 1) | ((retain) ? 1 : 0))
 
+/* Alignment of a message's owner area (msg_owner): enough for any
+ * integer, pointer or lock-free atomic up to 64 bits. */
+#define MSG_OWNER_ALIGN 8
+
 /* A published message. Fields are read-only once it is shared, except the
- * head cache, which msg_head fills lazily and thread-safely, and the
- * atomics below; the publishing loop sets store_id and home first. */
+ * reference count and the head cache, which msg_head fills lazily and
+ * thread-safely; the creator sets store_id, expiry_at and origin before
+ * sharing it. The owner area (msg_owner) follows it in the same block. */
 typedef struct msg_s {
     atomic_uint refs;
     uint8_t qos;         /* QoS as published */
@@ -38,43 +43,38 @@ typedef struct msg_s {
     uint32_t payload_len;
     uint32_t props_len;  /* forwardable v5 properties, already encoded */
     uint32_t alloc_size; /* size class of this block (internal) */
-    /* Publisher throttling (broker/throttle.c), in what was padding:
-     * congested_loop is 0, or 1 + the index of a worker loop that queued
-     * this QoS 1/2 message into a congested session; fwd_pending counts
-     * the worker loops the message was forwarded to that have not yet
-     * delivered it. Both start at 0. */
-    _Atomic uint16_t congested_loop;
-    _Atomic uint16_t fwd_pending;
-    /* Persistence (broker/persist.c): persist_wait counts the other loops
-     * that must commit their queue entries of this message before its
-     * publisher is acknowledged; persist_failed is set when one of those
-     * commits failed; home is the publishing loop's index. All start 0. */
-    _Atomic uint16_t persist_wait;
-    uint16_t home;
-    _Atomic uint8_t persist_failed;
-    /* The publisher's client id hashed (broker/share.c "sticky" picks a
-     * shared subscription member by it); set before it is shared, 0 when
-     * unknown. In what was padding. */
-    uint16_t origin_hash;
+    uint16_t owner_size; /* bytes of the owner area (msg_owner), 0 = none;
+                            in what was padding */
     uint64_t store_id;   /* id of its row in the store; 0 = none yet (set
-                            by the publishing loop before it is shared) */
+                            by the publisher before it is shared) */
     uint64_t expiry_at;  /* wall-clock ms when it expires; 0 = never */
     const void *origin;  /* publishing session; compared, never dereferenced */
     char *topic;         /* NUL-terminated, inside this block */
     uint8_t *payload;    /* inside this block (or NULL when payload_len 0) */
     uint8_t *props;      /* inside this block (or NULL when props_len 0) */
     _Atomic(uint8_t *) head[MSG_VARIANTS]; /* cached QoS 0 heads; owned */
-    uint16_t head_len[MSG_VARIANTS];
 } msg_t;
 
 /* ---- messages ---- */
 
 /* Copies topic, payload and the encoded forwardable properties into one
  * pooled block and returns the message with one reference (the caller's).
+ * The block also holds owner_size (at most 65535) zeroed bytes for the
+ * creator's own per-message state (msg_owner); 0 reserves none.
  * Returns NULL when payload_len > max_payload or memory is short. */
 msg_t *msg_create(const char *topic, size_t topic_len, const uint8_t *payload,
                   size_t payload_len, const uint8_t *props, size_t props_len,
-                  uint8_t qos, uint8_t retain, size_t max_payload);
+                  uint8_t qos, uint8_t retain, size_t max_payload, size_t owner_size);
+
+/* The owner area of m: the m->owner_size bytes msg_create reserved in m's
+ * own block (no allocation, no pointer to follow), zeroed at creation,
+ * MSG_OWNER_ALIGN-aligned, valid as long as m. queue/ never reads or
+ * writes it again: the creator defines what it holds and how threads
+ * share it. It is not part of the read-only message, hence the const m. */
+static inline void *msg_owner(const msg_t *m)
+{
+    return (void *)(m + 1);
+}
 
 /* Adds a reference; returns m. */
 msg_t *msg_retain(msg_t *m);

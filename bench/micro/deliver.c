@@ -114,7 +114,7 @@ static uint64_t run(bench_t *x, size_t n, uint64_t *reset_ns)
     for (size_t i = 0; i < n; i++) {
         uint64_t t0 = uv_hrtime();
         msg_t *m = msg_create("bench/fan", 9, payload, sizeof payload, NULL, 0, 0, 0,
-                              1u << 20);
+                              1u << 20, sizeof(msg_state_t));
         size_t hits = broker__publish(&x->l, m);
         msg_release(&m);
         uint64_t t1 = uv_hrtime();

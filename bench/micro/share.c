@@ -70,7 +70,7 @@ static void setup(bench_t *x)
         }
         snprintf(topic, sizeof topic, "t/%d", g);
         x->m[g] = msg_create(topic, strlen(topic), (const uint8_t *)"payload", 7, NULL, 0, 0, 0,
-                             1024);
+                             1024, sizeof(msg_state_t));
     }
 }
 

@@ -175,7 +175,8 @@ static void bench_case(bench_t *x, const bcase_t *k, double scale, const char *d
     static uint8_t payload[64 * 1024];
     double ns[N_METHODS][ROUNDS], recs[N_METHODS], allocs[N_METHODS], ours[N_METHODS];
     int n = (int)(k->passes * scale);
-    msg_t *m = msg_create("bench/tls", 9, payload, k->payload, NULL, 0, 0, 0, 1u << 20);
+    msg_t *m = msg_create("bench/tls", 9, payload, k->payload, NULL, 0, 0, 0, 1u << 20,
+                          sizeof(msg_state_t));
     /* A fresh session per case: the client reads the first pass. */
     pair_close(&x->p);
     if (pair_open(&x->p, dir, NULL, NULL) != 0) exit(1);

@@ -62,7 +62,8 @@ static int teardown(void **state)
  * send's result. */
 static int send_topic(fixture_t *f, const char *topic)
 {
-    msg_t *m = msg_create(topic, strlen(topic), (const uint8_t *)"x", 1, NULL, 0, 0, 0, 1u << 20);
+    msg_t *m = msg_create(topic, strlen(topic), (const uint8_t *)"x", 1, NULL, 0, 0, 0, 1u << 20,
+                          sizeof(msg_state_t));
     int rc = conn__send_publish(&f->c, m, 0, 0, 0, 0, NULL, 0);
     msg_release(&m);
     return rc;

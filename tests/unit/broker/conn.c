@@ -47,7 +47,7 @@ static msg_t *make_msg(size_t payload_len)
 {
     static uint8_t payload[4096];
     for (size_t i = 0; i < sizeof payload; i++) payload[i] = (uint8_t)('a' + i % 26);
-    return msg_create("a/b", 3, payload, payload_len, NULL, 0, 0, 0, 1u << 20);
+    return msg_create("a/b", 3, payload, payload_len, NULL, 0, 0, 0, 1u << 20, sizeof(msg_state_t));
 }
 
 static void control_packets_merge_into_one_entry(void **state)

@@ -87,7 +87,8 @@ static void the_conn_pass_releases_references_as_it_encrypts(void **state)
     (void)state;
     conn_setup(&f);
     memset(payload, 'p', sizeof payload);
-    msg_t *m = msg_create("a/b", 3, payload, sizeof payload, NULL, 0, 0, 0, 1u << 20);
+    msg_t *m = msg_create("a/b", 3, payload, sizeof payload, NULL, 0, 0, 0, 1u << 20,
+                          sizeof(msg_state_t));
     assert_int_equal(conn__send_pkt(&f.c, &ping), 0);
     assert_int_equal(conn__send_publish(&f.c, m, 0, 0, 0, 0, NULL, 0), 0);
     assert_int_equal(conn__send_pkt(&f.c, &ping), 0);

@@ -30,7 +30,7 @@ static void create_batch(batch_t *b)
     uint8_t payload[300];
     memset(payload, 'p', sizeof payload);
     for (int i = 0; i < BATCH; i++) {
-        b->m[i] = msg_create("a/b", 3, payload, i % 2 ? 64 : 300, NULL, 0, 0, 0, 1024);
+        b->m[i] = msg_create("a/b", 3, payload, i % 2 ? 64 : 300, NULL, 0, 0, 0, 1024, 0);
         assert_non_null(b->m[i]);
         size_t len = 0;
         assert_non_null(msg_head(b->m[i], 0, 0, &len)); /* a head block too */
@@ -72,7 +72,7 @@ static void released_on_another_thread_returns_to_the_creator(void **state)
 static void *create_one(void *arg)
 {
     msg_t **out = arg;
-    *out = msg_create("t", 1, (const uint8_t *)"x", 1, NULL, 0, 0, 0, 16);
+    *out = msg_create("t", 1, (const uint8_t *)"x", 1, NULL, 0, 0, 0, 16, 0);
     size_t len = 0;
     msg_head(*out, 1, 0, &len);
     return NULL; /* exits while the message is alive */
@@ -97,9 +97,9 @@ static void message_outliving_its_thread_is_freed_on_release(void **state)
 static void drain_keeps_the_pool_while_its_blocks_are_alive(void **state)
 {
     (void)state;
-    msg_t *m = msg_create("t", 1, (const uint8_t *)"x", 1, NULL, 0, 0, 0, 16);
+    msg_t *m = msg_create("t", 1, (const uint8_t *)"x", 1, NULL, 0, 0, 0, 16, 0);
     msg_pool_drain();          /* m is still alive: the pool must stay */
-    msg_t *n = msg_create("u", 1, (const uint8_t *)"y", 1, NULL, 0, 0, 0, 16);
+    msg_t *n = msg_create("u", 1, (const uint8_t *)"y", 1, NULL, 0, 0, 0, 16, 0);
     msg_release(&m);
     msg_release(&n);
     msg_pool_drain();          /* now everything goes */

@@ -179,7 +179,8 @@ static void offline_session_queues_qos1_and_drops_qos0(void **state)
     sess_t *s = add(f, "offline");
     uint32_t id = 5;
     s->expiry = SESS_NEVER_EXPIRES;
-    msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024);
+    msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024,
+                          sizeof(msg_state_t));
     sess__deliver(&f->l, s, m, 0, 0, NULL, 0);
     assert_int_equal(s->queue.len, 0);
     sess__deliver(&f->l, s, m, 1, 0, &id, 1);
@@ -196,7 +197,8 @@ static void expired_message_is_not_queued(void **state)
 {
     fixture_t *f = *state;
     sess_t *s = add(f, "exp");
-    msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024);
+    msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024,
+                          sizeof(msg_state_t));
     m->expiry_at = 1; /* long past */
     sess__deliver(&f->l, s, m, 1, 0, NULL, 0);
     assert_int_equal(s->queue.len, 0);
@@ -209,7 +211,8 @@ static void full_queue_counts_the_overflow(void **state)
     fixture_t *f = *state;
     f->cfg.max_queued_messages = 2;
     sess_t *s = add(f, "full");
-    msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024);
+    msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024,
+                          sizeof(msg_state_t));
     for (int i = 0; i < 5; i++) sess__deliver(&f->l, s, m, 1, 0, NULL, 0);
     assert_int_equal(s->queue.len, 2);
     assert_int_equal(atomic_load(&f->b.cnt.dropped_queue), 3);

@@ -85,7 +85,7 @@ static void join(fixture_t *f, sess_t *s, const char *filter)
 static size_t publish(fixture_t *f, const char *topic, const char *payload)
 {
     msg_t *m = msg_create(topic, strlen(topic), (const uint8_t *)payload, strlen(payload),
-                          NULL, 0, 1, 0, 1024);
+                          NULL, 0, 1, 0, 1024, sizeof(msg_state_t));
     size_t n = share__publish(&f->l[0], m);
     msg_release(&m);
     return n;
@@ -203,7 +203,7 @@ static void a_disconnected_members_messages_go_to_another_member(void **state)
     fixture_t *f = *state;
     join(f, f->s[0], "$share/g/t");
     for (int i = 0; i < 3; i++) publish(f, "t", "p"); /* all to a */
-    msg_t *m = msg_create("other", 5, NULL, 0, NULL, 0, 1, 0, 1024);
+    msg_t *m = msg_create("other", 5, NULL, 0, NULL, 0, 1, 0, 1024, sizeof(msg_state_t));
     sess__deliver(&f->l[0], f->s[0], m, 1, 0, NULL, 0); /* not through a group */
     msg_release(&m);
     assert_int_equal(f->s[0]->queue.len, 4);

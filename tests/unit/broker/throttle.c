@@ -60,7 +60,8 @@ static int teardown(void **state)
 
 static msg_t *make_msg(void)
 {
-    return msg_create("t", 1, (const uint8_t *)"123456789", 9, NULL, 0, 1, 0, 1024);
+    return msg_create("t", 1, (const uint8_t *)"123456789", 9, NULL, 0, 1, 0, 1024,
+                      sizeof(msg_state_t));
 }
 
 /* Queues a fresh message for s on loop l; returns the push result and
@@ -71,7 +72,7 @@ static int queue_one(fixture_t *f, loop_t *l, uint16_t *mark)
     queue_entry_t e = {.m = msg_retain(m), .qos = 1};
     int rc = sess__queue_online(l, f->s, &e, m);
     assert_null(e.m);
-    *mark = atomic_load(&m->congested_loop);
+    *mark = atomic_load(&msg__state(m)->congested_loop);
     msg_release(&m);
     return rc;
 }
@@ -155,11 +156,11 @@ static void forwarding_counts_backlog_until_delivered(void **state)
     loop__throttle_forwarding(p, t, m);
     assert_int_equal(p->fwd_backlog, 2); /* 1 + index of t */
     assert_true(p->fwd_congested);
-    atomic_store(&m->fwd_pending, 3);
+    atomic_store(&msg__state(m)->fwd_pending, 3);
     for (int i = 0; i < 3; i++) loop__throttle_delivered(t, m, 0);
     assert_int_equal(atomic_load(&t->backlog), 0);
     assert_int_equal(atomic_load(&t->backlog_bytes), 0);
-    assert_int_equal(atomic_load(&m->fwd_pending), 0);
+    assert_int_equal(atomic_load(&msg__state(m)->fwd_pending), 0);
     msg_release(&m);
 }
 

@@ -324,7 +324,8 @@ static void event_of_a_text_message(void **state)
         "\"encoding\":\"utf-8\"}\n\n";
     http_buf_t b = {0};
     (void)state;
-    msg_t *m = msg_create("a/b", 3, (const uint8_t *)"hi\n", 3, NULL, 0, 1, 0, 1 << 20);
+    msg_t *m = msg_create("a/b", 3, (const uint8_t *)"hi\n", 3, NULL, 0, 1, 0, 1 << 20,
+                          0); /* no broker state: http_parse reads msg_t only */
     size_t n = http__sse_event(&b, m, 1, 0, 0, SIZE_MAX);
     assert_int_equal(n, sizeof want - 1);
     assert_memory_equal(b.p, want, n);
@@ -353,7 +354,8 @@ static void event_of_a_binary_message_with_properties(void **state)
     uint32_t n = headers(&hb, hdrs, nv);
     assert_int_equal(http__props_from_headers(hb.p, hdrs, n, &p, cbuf, &a, &e), 0);
     size_t plen = pkt_props_write(&p, enc);
-    msg_t *m = msg_create("t", 1, (const uint8_t *)"\x00\xff", 2, enc, plen, 0, 1, 1 << 20);
+    msg_t *m = msg_create("t", 1, (const uint8_t *)"\x00\xff", 2, enc, plen, 0, 1, 1 << 20,
+                          0); /* no broker state: http_parse reads msg_t only */
     m->expiry_at = 1000000 + 9500; /* 9.5 s left: rounds up to 10 */
     size_t len = http__sse_event(&b, m, 0, 1, 1000000, SIZE_MAX);
     assert_int_equal(len, sizeof want - 1);

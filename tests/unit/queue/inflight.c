@@ -19,7 +19,7 @@
 
 static msg_t *shared_msg(void)
 {
-    return msg_create("a/b", 3, (const uint8_t *)"hi", 2, NULL, 0, 2, 0, 1024);
+    return msg_create("a/b", 3, (const uint8_t *)"hi", 2, NULL, 0, 2, 0, 1024, 0);
 }
 
 /* Adds a slot holding a new reference to m; returns its packet id or 0. */

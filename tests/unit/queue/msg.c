@@ -1,7 +1,8 @@
 /*
- * Unit tests for queue/msg.c: reference counts, the single-block copy,
- * limits, the zero-allocation steady state of the pool, and the cached
- * QoS 0 PUBLISH heads checked byte for byte against literal packets.
+ * Unit tests for queue/msg.c: reference counts, the single-block copy and
+ * its owner area, limits, the zero-allocation steady state of the pool,
+ * and the cached QoS 0 PUBLISH heads checked byte for byte against
+ * literal packets.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,7 +20,7 @@
 
 static msg_t *make_ab_hi(void)
 {
-    return msg_create("a/b", 3, (const uint8_t *)"hi", 2, NULL, 0, 0, 0, 1024);
+    return msg_create("a/b", 3, (const uint8_t *)"hi", 2, NULL, 0, 0, 0, 1024, 0);
 }
 
 static void msg_release_counts_down_and_nulls_pointer(void **state)
@@ -45,7 +46,7 @@ static void msg_copies_topic_props_and_payload_into_one_block(void **state)
     char topic[] = { 's', 'e', 'n', 's', 'o', 'r', 'X' }; /* not terminated */
     uint8_t payload[] = { 1, 2, 0, 4 };
     uint8_t props[] = { 0x01, 0x01 }; /* payload format indicator 1 */
-    msg_t *m = msg_create(topic, 6, payload, sizeof(payload), props, sizeof(props), 1, 1, 100);
+    msg_t *m = msg_create(topic, 6, payload, sizeof(payload), props, sizeof(props), 1, 1, 100, 0);
     assert_non_null(m);
     topic[0] = 'Z';
     payload[0] = 9;
@@ -67,9 +68,39 @@ static void msg_copies_topic_props_and_payload_into_one_block(void **state)
     msg_pool_drain();
 }
 
+/* The owner area: in the block between msg_t and the topic, aligned,
+ * zeroed at creation even when the block is reused from the pool. */
+static void msg_owner_area_is_zeroed_aligned_and_in_the_block(void **state)
+{
+    msg_t *m = msg_create("a/b", 3, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024, 13);
+    assert_non_null(m);
+    uint8_t *o = msg_owner(m);
+    assert_int_equal(m->owner_size, 13);
+    assert_int_equal((uintptr_t)o % MSG_OWNER_ALIGN, 0);
+    assert_ptr_equal(o, (uint8_t *)(m + 1));
+    assert_ptr_equal(m->topic, (char *)o + 13);
+    for (int i = 0; i < 13; i++) assert_int_equal(o[i], 0);
+    memset(o, 0xa5, 13); /* the owner's to write: the message is untouched */
+    assert_string_equal(m->topic, "a/b");
+    assert_memory_equal(m->payload, "hi", 2);
+    assert_true(m->payload + 2 <= (uint8_t *)m + m->alloc_size);
+    msg_t *same = m;
+    msg_release(&m);
+    m = msg_create("a/b", 3, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024, 13);
+    assert_ptr_equal(m, same); /* the block came back from the free list */
+    o = msg_owner(m);
+    for (int i = 0; i < 13; i++) assert_int_equal(o[i], 0);
+    msg_release(&m);
+    m = make_ab_hi(); /* none asked for: the topic follows msg_t */
+    assert_int_equal(m->owner_size, 0);
+    assert_ptr_equal(m->topic, (char *)(m + 1));
+    msg_release(&m);
+    msg_pool_drain();
+}
+
 static void msg_empty_payload_and_props_are_null(void **state)
 {
-    msg_t *m = msg_create("t", 1, NULL, 0, NULL, 0, 0, 0, 0);
+    msg_t *m = msg_create("t", 1, NULL, 0, NULL, 0, 0, 0, 0, 0);
     assert_non_null(m);
     assert_null(m->payload);
     assert_null(m->props);
@@ -81,8 +112,8 @@ static void msg_empty_payload_and_props_are_null(void **state)
 static void msg_create_refuses_payload_over_max(void **state)
 {
     uint8_t buf[300] = { 0 };
-    assert_null(msg_create("t", 1, buf, 300, NULL, 0, 0, 0, 299));
-    msg_t *m = msg_create("t", 1, buf, 300, NULL, 0, 0, 0, 300);
+    assert_null(msg_create("t", 1, buf, 300, NULL, 0, 0, 0, 299, 0));
+    msg_t *m = msg_create("t", 1, buf, 300, NULL, 0, 0, 0, 300, 0);
     assert_non_null(m);
     msg_release(&m);
     msg_pool_drain();
@@ -93,7 +124,7 @@ static void msg_big_payload_bypasses_the_pool(void **state)
     size_t n = 100000;
     uint8_t *buf = xcalloc(1, n);
     buf[n - 1] = 7;
-    msg_t *m = msg_create("big", 3, buf, n, NULL, 0, 1, 0, n);
+    msg_t *m = msg_create("big", 3, buf, n, NULL, 0, 1, 0, n, 0);
     assert_non_null(m);
     assert_true(m->alloc_size > 65536);
     assert_int_equal(m->payload[n - 1], 7);
@@ -108,8 +139,8 @@ static void create_release_cycles(int n)
     uint8_t payload[200];
     memset(payload, 'x', sizeof(payload));
     for (int i = 0; i < n; i++) {
-        msg_t *a = msg_create("a/b", 3, payload, 200, NULL, 0, 1, 0, 1024);
-        msg_t *b = msg_create("a/b", 3, payload, 100 + (size_t)(i % 100), NULL, 0, 1, 0, 1024);
+        msg_t *a = msg_create("a/b", 3, payload, 200, NULL, 0, 1, 0, 1024, 0);
+        msg_t *b = msg_create("a/b", 3, payload, 100 + (size_t)(i % 100), NULL, 0, 1, 0, 1024, 0);
         assert_non_null(a);
         assert_non_null(b);
         msg_release(&a);
@@ -162,7 +193,8 @@ static void msg_head_v5_bytes_are_exact(void **state)
     assert_memory_equal(h, want, sizeof(want));
     msg_release(&m);
 
-    m = msg_create("a/b", 3, (const uint8_t *)"hi", 2, (const uint8_t[]){ 0x01, 0x01 }, 2, 0, 1, 1024);
+    m = msg_create("a/b", 3, (const uint8_t *)"hi", 2, (const uint8_t[]){ 0x01, 0x01 }, 2, 0, 1,
+                   1024, 0);
     h = msg_head(m, 1, 1, &len);
     assert_non_null(h);
     assert_int_equal(len, sizeof(want_props));
@@ -279,6 +311,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(msg_release_counts_down_and_nulls_pointer),
         cmocka_unit_test(msg_copies_topic_props_and_payload_into_one_block),
+        cmocka_unit_test(msg_owner_area_is_zeroed_aligned_and_in_the_block),
         cmocka_unit_test(msg_empty_payload_and_props_are_null),
         cmocka_unit_test(msg_create_refuses_payload_over_max),
         cmocka_unit_test(msg_big_payload_bypasses_the_pool),

@@ -21,7 +21,7 @@ static msg_t *make_msg(int i)
 {
     char topic[16];
     int n = snprintf(topic, sizeof(topic), "t%d", i);
-    return msg_create(topic, (size_t)n, (const uint8_t *)"0123456789", 10, NULL, 0, 1, 0, 1024);
+    return msg_create(topic, (size_t)n, (const uint8_t *)"0123456789", 10, NULL, 0, 1, 0, 1024, 0);
 }
 
 /* Pushes a new reference to m (the caller keeps its own). */
