@@ -27,7 +27,7 @@
  * of 3 bytes or fewer saves nothing on repeats and costs 3 on the first. */
 #define ALIAS_MIN_TOPIC 4
 
-conn_v5_t *conn__v5(conn_t *c)
+conn_v5_t *alias__v5(conn_t *c)
 {
     conn_ext_t *x = conn__ext(c);
     if (x->v5 == NULL) x->v5 = xcalloc(1, sizeof *x->v5);
@@ -46,7 +46,7 @@ static void topic_set(alias_topic_t *a, const char *t, size_t len)
     a->len = (uint32_t)len;
 }
 
-void conn__v5_free(conn_t *c)
+void alias__v5_free(conn_t *c)
 {
     conn_v5_t *v = c->ext != NULL ? c->ext->v5 : NULL;
     if (v == NULL) return;
@@ -87,7 +87,7 @@ int alias__in_resolve(conn_t *c, pkt_publish_t *pub, uint8_t *reason)
 
 void alias__in_set(conn_t *c, uint16_t alias, const pkt_bin_t *topic)
 {
-    conn_v5_t *v = conn__v5(c);
+    conn_v5_t *v = alias__v5(c);
     if (v->in.v == NULL) { /* the client's first alias */
         v->in.max = (uint16_t)c->loop->b->cfg->topic_alias_max;
         v->in.v = xcalloc(v->in.max, sizeof *v->in.v);
@@ -100,7 +100,7 @@ void alias__in_set(conn_t *c, uint16_t alias, const pkt_bin_t *topic)
 
 void alias__out_enable(conn_t *c, uint16_t max)
 {
-    conn__v5(c)->out.max = max;
+    alias__v5(c)->out.max = max;
     c->alias_out = 1;
     c->loop->n_alias_out++;
 }

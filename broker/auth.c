@@ -8,7 +8,7 @@
  * carries the method and the method's last data), continue (AUTH 0x18 to
  * the client, whose next packet must be AUTH 0x18 with the same method;
  * the CONNECT frame is kept and decoded again when the exchange ends) or
- * failure (CONNACK 0x87). handle_connect.c moves the connection to its
+ * failure (CONNACK 0x87). connect.c moves the connection to its
  * session's loop before the first step, so the CONNECT completes where
  * the exchange ran. After CONNACK the client may re-authenticate (AUTH
  * 0x19, then 0x18 steps; our AUTH 0x00 ends it, a failure closes with
@@ -136,7 +136,7 @@ static conn_rc_t connect_verdict(conn_t *c, auth_conn_t *a, int v, const auth_st
     }
     log_info("client (%s): enhanced authentication (%s) failed", conn__peer(c), a->m->name);
     exchange_end(a);
-    return conn__refuse(c, NULL, PKT_RC_NOT_AUTHORIZED);
+    return connect__refuse(c, NULL, PKT_RC_NOT_AUTHORIZED);
 }
 
 conn_rc_t auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame,
@@ -147,10 +147,10 @@ conn_rc_t auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t 
     if (m == NULL) {
         log_info("client (%s): authentication method \"%.*s\" not supported", conn__peer(c),
                  name->len > 64 ? 64 : (int)name->len, (const char *)name->p);
-        return conn__refuse(c, cp, PKT_RC_BAD_AUTH_METHOD);
+        return connect__refuse(c, cp, PKT_RC_BAD_AUTH_METHOD);
     }
     auth_conn_t *a = xcalloc(1, sizeof *a);
-    conn__v5(c)->auth = a;
+    alias__v5(c)->auth = a;
     a->m = m;
     a->phase = PHASE_CONNECT;
     auth_step_t st = step_of(c, &cp->props);
@@ -162,7 +162,7 @@ conn_rc_t auth__connect_start(conn_t *c, const pkt_connect_t *cp, const uint8_t 
     a->connect = try_malloc(len, c->loop->b->cfg->max_packet_size);
     if (a->connect == NULL) {
         exchange_end(a);
-        return conn__refuse(c, cp, PKT_RC_QUOTA_EXCEEDED);
+        return connect__refuse(c, cp, PKT_RC_QUOTA_EXCEEDED);
     }
     memcpy(a->connect, frame, len);
     a->connect_len = len;
@@ -184,7 +184,7 @@ conn_rc_t auth__connect_step(conn_t *c, const uint8_t *frame, size_t len,
     if (err < 0) {
         log_info("client (%s): bad packet during enhanced authentication: %s", conn__peer(c),
                  err_str(err));
-        return conn__refuse(c, NULL, pkt_err_reason(err));
+        return connect__refuse(c, NULL, pkt_err_reason(err));
     }
     if (p.type == PKT_DISCONNECT) {
         conn__close(c, 0, CONN_CLOSE_QUIET, "client sent DISCONNECT during authentication");
@@ -198,7 +198,7 @@ conn_rc_t auth__connect_step(conn_t *c, const uint8_t *frame, size_t len,
         log_info("client (%s): %s (reason 0x%02x) where AUTH 0x18 (%s) was due",
                  conn__peer(c), pkt_type_name(p.type), p.u.disconnect.reason, a->m->name);
         CNT_INC(c->loop->b, protocol_error);
-        return conn__refuse(c, NULL, PKT_RC_PROTOCOL_ERROR);
+        return connect__refuse(c, NULL, PKT_RC_PROTOCOL_ERROR);
     }
     auth_step_t st = step_of(c, &p.u.disconnect.props);
     conn_rc_t rc = connect_verdict(c, a, a->m->cont(a->state, &st), &st);
@@ -235,7 +235,7 @@ static conn_rc_t reauth_fail(conn_t *c, uint8_t reason, const char *why)
     return CONN_GONE;
 }
 
-conn_rc_t conn__handle_auth(conn_t *c, const pkt_t *p)
+conn_rc_t auth__handle(conn_t *c, const pkt_t *p)
 {
     auth_conn_t *a = auth_of(c);
     const pkt_reason_t *r = &p->u.disconnect;

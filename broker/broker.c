@@ -39,9 +39,9 @@ static void begin_stop(broker_t *b)
     close_own_handles(b);
     for (unsigned i = 0; i < b->n_loops; i++) {
         loop_item_t it = {.kind = ITEM_STOP};
-        loop__items_append(&b->lout[i], &it);
+        inbox__append(&b->lout[i], &it);
     }
-    loop__flush_outboxes(b, b->lout);
+    inbox__flush_outboxes(b, b->lout);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -154,8 +154,8 @@ static int loops_init(broker_t *b)
 static void loops_free(broker_t *b)
 {
     for (unsigned i = 0; b->lout != NULL && i < b->n_loops; i++) {
-        loop__drop_items(&b->lout[i]);
-        loop__items_dispose(&b->lout[i]);
+        inbox__drop_items(&b->lout[i]);
+        inbox__items_dispose(&b->lout[i]);
     }
     free(b->lout);
     free(b->loops);
@@ -183,7 +183,7 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
         log_error("cannot create the event loops: %s", uv_strerror(rc));
         goto fail_loops;
     }
-    rc = broker__recover(b);
+    rc = recover__run(b);
     if (rc == 0) rc = listener__start(b);
     if (rc != 0) goto fail_loops;
     *out = b;

@@ -133,7 +133,7 @@ _Static_assert(_Alignof(msg_state_t) <= MSG_OWNER_ALIGN, "msg_state_t in msg_own
 
 /* The broker's state of m (mutable even through a const m, as msg_owner).
  * Asserts m was created with it: msg_create(..., sizeof(msg_state_t)). */
-static inline msg_state_t *msg__state(const msg_t *m)
+static inline msg_state_t *broker__msg(const msg_t *m)
 {
     assert(m->owner_size == sizeof(msg_state_t));
     return msg_owner(m);
@@ -482,7 +482,7 @@ struct loop_s {
     conn_t *held;         /* dirty ones whose output waits for a commit
                              (out->hold_gen); back on dirty after one */
     router_hits_t hits;   /* reused match vector */
-    uint8_t delivering;   /* broker__deliver_local is walking hits, which
+    uint8_t delivering;   /* deliver__local is walking hits, which
                              may be the router's own array: the router
                              must not change (asserted in interest.c) */
     uv_buf_t *bufs;       /* reused iovec array for flushes */
@@ -522,7 +522,7 @@ struct loop_s {
     unsigned n_alias_out; /* connections with c->alias_out: while 0 the
                              small fan-out never looks at the bit */
     msg_t *credit_msg;    /* references of credit_msg taken in bulk by */
-    size_t credit;        /* broker__deliver_local, used by deliveries */
+    size_t credit;        /* deliver__local, used by deliveries */
     /* Persistence (persist.c): the batch this tick fills, submitted by the
      * flush hook; generations count submitted batches. */
     struct store_batch_s *batch; /* NULL until the tick's first write */
@@ -751,24 +751,24 @@ static inline int conn__send_shared(conn_t *c, const shared_pkt_t *sp,
 /* Adds or replaces s's subscription in l's router and in s's record, and
  * counts a new one in l's summary (before returning: queue the SUBACK
  * after). Returns router_subscribe's result; *existed as it sets it. */
-int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
+int interest__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
                     uint8_t options, uint32_t sub_id, int *existed);
 /* Removes s's subscription to f from l's router and summary and from s's
  * record. Returns 0 or UVMQ_ENOTFOUND. */
-int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len);
+int interest__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len);
 /* Removes every subscription of s from l's router and summary and empties
  * s's record. */
-void loop__unsubscribe_all(loop_t *l, sess_t *s);
+void interest__unsubscribe_all(loop_t *l, sess_t *s);
 /* The two summary keys of a topic: computed once per PUBLISH. */
-void loop__topic_keys(const char *topic, size_t len, uint32_t key[2]);
+void interest__topic_keys(const char *topic, size_t len, uint32_t key[2]);
 /* 1 when l may have a subscription matching the topic of key (any
  * thread; a false 1 only costs a forward in vain). */
-int loop__may_match(loop_t *l, const uint32_t key[2]);
+int interest__may_match(loop_t *l, const uint32_t key[2]);
 /* The same, for the subscriptions of l's stored sessions only. */
-int loop__may_match_durable(loop_t *l, const uint32_t key[2]);
+int interest__may_match_durable(loop_t *l, const uint32_t key[2]);
 /* Counts s's filters in (delta +1) or out (-1) of l's durable summary:
  * s->stored is changing. */
-void loop__durable_count(loop_t *l, sess_t *s, int delta);
+void interest__durable_count(loop_t *l, sess_t *s, int delta);
 
 /* ---- persist.c ---- */
 
@@ -871,42 +871,42 @@ void persist__drop_record(void *rec);
 /* Loads the store into the loops, the session map and the retained trie
  * before the worker threads start; logs what it recovered. Returns 0 or
  * the store's error. */
-int broker__recover(broker_t *b);
+int recover__run(broker_t *b);
 
 /* ---- chunk.c ---- */
 
 /* Room for len bytes at the end of l's current chunk of variant v (a new
  * chunk when it is full); *ch is that chunk. Commit with
- * loop__chunk_commit. len is at most PUBLISH_COPY_MAX. */
-uint8_t *loop__chunk_reserve(loop_t *l, int v, size_t len, pkt_chunk_t **ch);
+ * chunk__commit. len is at most PUBLISH_COPY_MAX. */
+uint8_t *chunk__reserve(loop_t *l, int v, size_t len, pkt_chunk_t **ch);
 /* Marks len reserved bytes of ch as used. */
-void loop__chunk_commit(pkt_chunk_t *ch, size_t len);
+void chunk__commit(pkt_chunk_t *ch, size_t len);
 /* Drops one reference of *chp and NULLs it; the last returns the chunk
  * to its loop's free list (or frees it past a few). */
-void loop__chunk_release(pkt_chunk_t **chp);
+void chunk__release(pkt_chunk_t **chp);
 /* Drops l's current chunks and frees its free list (loop teardown; every
  * batch must have released its references first). */
-void loop__chunk_dispose(loop_t *l);
+void chunk__dispose(loop_t *l);
 
 /* ---- inbox.c ---- */
 
 /* Appends item to from's outbox for loop index `to` (no lock; flushed at
  * the end of from's tick). Takes the item's references (m, fd). */
-void loop__post(loop_t *from, unsigned to, const loop_item_t *item);
+void inbox__post(loop_t *from, unsigned to, const loop_item_t *item);
 /* Appends item to v (growing it; reused, so no allocation once grown). */
-void loop__items_append(item_vec_t *v, const loop_item_t *item);
+void inbox__append(item_vec_t *v, const loop_item_t *item);
 /* Moves each non-empty outbox of out[0..b->n_loops) into its target's
  * inbox (one lock each) and wakes each target once. Any thread; out is
  * the calling thread's own array. */
-void loop__flush_outboxes(broker_t *b, item_vec_t *out);
+void inbox__flush_outboxes(broker_t *b, item_vec_t *out);
 /* Appends item to t's inbox under its lock and wakes t: for threads that
  * have no outboxes (the storage thread). Takes the item's references. */
-void loop__post_direct(loop_t *t, const loop_item_t *item);
+void inbox__post_direct(loop_t *t, const loop_item_t *item);
 /* uv_async callback of a worker: swaps the inbox out, runs every item. */
-void loop__on_async(uv_async_t *h);
+void inbox__on_async(uv_async_t *h);
 /* Releases the references of items never processed (shutdown). */
-void loop__drop_items(item_vec_t *v);
-void loop__items_dispose(item_vec_t *v);
+void inbox__drop_items(item_vec_t *v);
+void inbox__items_dispose(item_vec_t *v);
 
 /* ---- listener.c ---- */
 
@@ -984,8 +984,8 @@ int conn__send_pkt(conn_t *c, const pkt_t *p);
  * 3.11.2-1, 3.14.2-3). */
 void conn__reason_string(const conn_t *c, pkt_t *p, pkt_props_t *props, const char *why);
 /* Reason String for a SUBACK or UNSUBACK with these n reason codes: the
- * first that is not a grant or success, or NULL (handle_sub.c). */
-const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n);
+ * first that is not a grant or success, or NULL (subscribe.c). */
+const char *subscribe__reason_text(const uint8_t *reasons, uint32_t n);
 /* Appends raw bytes (copied) to c's pending batch. */
 void conn__send_raw(conn_t *c, const uint8_t *bytes, size_t len);
 /* Appends bytes[0..len) to c's pending batch without copying them: the
@@ -1052,21 +1052,21 @@ int conn_tls__encrypt(conn_t *c, tls_t *t, const uint8_t **out, size_t *len);
 /* Frees l's TLS buffers (loop__dispose). */
 void conn_tls__loop_dispose(loop_t *l);
 
-/* ---- handle_connect.c ---- */
+/* ---- connect.c ---- */
 
 /* Handles the first packet of a connection (raw bytes of one frame).
  * Returns CONN_OK, CONN_GONE, or CONN_MIGRATE (c->move_to set: the caller
  * moves c, from this frame on, to its session's loop). */
-conn_rc_t conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len);
+conn_rc_t connect__handle(conn_t *c, const uint8_t *frame, size_t len);
 /* Frees c->hello (and the will it still holds), if any. */
-void conn__hello_free(conn_t *c);
+void connect__hello_free(conn_t *c);
 /* Refuses c's CONNECT: CONNACK with reason (v3: its nearest return
  * code), then closes. cp is the decoded CONNECT, or NULL when its limits
  * are not at hand: a v5 CONNACK then carries no Reason String. Returns
  * CONN_GONE. */
-conn_rc_t conn__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason);
+conn_rc_t connect__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason);
 /* Handles DISCONNECT from the client. Returns CONN_GONE. */
-conn_rc_t conn__handle_disconnect(conn_t *c, const pkt_t *p);
+conn_rc_t connect__handle_disconnect(conn_t *c, const pkt_t *p);
 
 /* ---- alias.c: topic aliases (MQTT 5.0 section 3.3.2.3.4) ----
  *
@@ -1127,9 +1127,9 @@ typedef struct alias_pick_s {
 } alias_pick_t;
 
 /* c's MQTT 5 extension, made (zeroed) when c has none. */
-conn_v5_t *conn__v5(conn_t *c);
+conn_v5_t *alias__v5(conn_t *c);
 /* Frees c's MQTT 5 extension (alias tables, authentication state). */
-void conn__v5_free(conn_t *c);
+void alias__v5_free(conn_t *c);
 /* A PUBLISH from c carries a Topic Alias: checks it against
  * topic_alias_max (0 or above: 0x94, MQTT-3.3.2-8/-9) and, when its topic
  * is empty, replaces it with the topic the alias stands for (borrowed
@@ -1227,26 +1227,26 @@ void auth__connect_done(conn_t *c);
 /* AUTH from a connected client: re-authentication (0x19, then 0x18), or
  * 0x82 without an Authentication Method in CONNECT. Returns CONN_OK or
  * CONN_GONE. */
-conn_rc_t conn__handle_auth(conn_t *c, const pkt_t *p);
+conn_rc_t auth__handle(conn_t *c, const pkt_t *p);
 /* Frees c's authentication state (ending an exchange under way). */
 void auth__free(conn_t *c);
 
-/* ---- handle_publish.c ---- */
+/* ---- publish.c ---- */
 
-conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p);
-conn_rc_t conn__handle_ack(conn_t *c, const pkt_t *p); /* PUBACK/REC/REL/COMP */
+conn_rc_t publish__handle(conn_t *c, pkt_t *p);
+conn_rc_t publish__handle_ack(conn_t *c, const pkt_t *p); /* PUBACK/REC/REL/COMP */
 /* Queues PUBACK/PUBREC/PUBREL/PUBCOMP for packet id (reason: v5 only). */
-void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason);
+void publish__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason);
 /* Builds a msg from topic, payload and the forwardable subset of props
  * (v5), with expiry from Message Expiry Interval. NULL when too large. */
-msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
+msg_t *publish__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
                       const pkt_props_t *props, uint8_t qos, uint8_t retain,
                       const void *origin);
 
-/* ---- handle_sub.c ---- */
+/* ---- subscribe.c ---- */
 
-conn_rc_t conn__handle_subscribe(conn_t *c, pkt_t *p);
-conn_rc_t conn__handle_unsubscribe(conn_t *c, pkt_t *p);
+conn_rc_t subscribe__handle(conn_t *c, pkt_t *p);
+conn_rc_t subscribe__handle_unsubscribe(conn_t *c, pkt_t *p);
 
 /* ---- deliver.c ---- */
 
@@ -1255,65 +1255,65 @@ conn_rc_t conn__handle_unsubscribe(conn_t *c, pkt_t *p);
  * other loop whose router is not empty. Borrows m (each delivery and item
  * retains). Returns the local matches plus the loops forwarded to, so 0
  * means "no matching subscribers" for sure. */
-size_t broker__publish(loop_t *l, msg_t *m);
-/* broker__publish for the broker's own retained $SYS messages (QoS 0):
+size_t deliver__publish(loop_t *l, msg_t *m);
+/* deliver__publish for the broker's own retained $SYS messages (QoS 0):
  * the retained copy is kept in memory only, never written to the store
  * (sys.c regenerates them after a restart). Borrows m. */
-void broker__publish_sys(loop_t *l, msg_t *m);
+void deliver__publish_sys(loop_t *l, msg_t *m);
 /* Matches m against l's own router and delivers to those sessions only.
  * Borrows m. Returns the number of matches. */
-size_t broker__deliver_local(loop_t *l, msg_t *m);
+size_t deliver__local(loop_t *l, msg_t *m);
 /* Delivers m to session s with delivery QoS qos, retain flag and v5
  * subscription ids (copied). Borrows m. */
-void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
+void deliver__sess(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
                    uint8_t retain, const uint32_t *ids, size_t n_ids);
-/* sess__deliver for a message a shared subscription group gave s: a QoS
+/* deliver__sess for a message a shared subscription group gave s: a QoS
  * 1/2 entry is tagged with the group's id (share.c hands it to another
  * member if s disconnects before it is acknowledged). */
-void sess__deliver_share(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
+void deliver__sess_share(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
                          const uint32_t *ids, size_t n_ids, uint32_t group);
 /* Moves queued messages into the inflight window while there is room. */
-void sess__drain(sess_t *s);
+void deliver__drain(sess_t *s);
 /* Resends the inflight window (DUP) after a session was resumed. */
-void sess__resend(sess_t *s);
+void deliver__resend(sess_t *s);
 /* Sends the retained messages matching filter to s (after SUBACK). */
-void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
+void deliver__retained(loop_t *l, sess_t *s, const char *filter,
                          size_t len, uint8_t granted, uint32_t sub_id);
 
 /* ---- throttle.c ---- */
 
 /* Initialises l's throttle timer (loop__init). */
-void loop__throttle_init(loop_t *l);
+void throttle__init(loop_t *l);
 /* Closes the timer (loop__close_handles). */
-void loop__throttle_close(loop_t *l);
+void throttle__close(loop_t *l);
 /* Frees the throttle vectors (loop__dispose). */
-void loop__throttle_dispose(loop_t *l);
-/* c has just published the QoS 1/2 message m (broker__publish returned):
+void throttle__dispose(loop_t *l);
+/* c has just published the QoS 1/2 message m (deliver__publish returned):
  * pauses c when a delivery on this loop found a congested session, when
  * m went to a loop with a congested session (until that loop has
  * delivered m: a probe), or to a loop whose backlog is past its limit.
  * Borrows m (a probe retains it). */
-void conn__throttle_note(conn_t *c, msg_t *m);
+void throttle__note(conn_t *c, msg_t *m);
 /* Drops c's throttle state (close): leaves the loop's list, releases the
  * probe. Safe to call twice. */
-void conn__throttle_forget(conn_t *c);
+void throttle__forget(conn_t *c);
 /* forward() posts the QoS 1/2 message m from loop l to loop t: counts it
  * in t's backlog and notes in l whether t is congested or backlogged. */
-void loop__throttle_forwarding(loop_t *l, loop_t *t, msg_t *m);
+void throttle__forwarding(loop_t *l, loop_t *t, msg_t *m);
 /* Loop l has delivered m, forwarded to it by loop index `from`: takes it
  * off l's backlog and m's fwd_pending, and wakes `from` when a paused
  * publisher waits for exactly this. Call after the delivery. */
-void loop__throttle_delivered(loop_t *l, msg_t *m, unsigned from);
+void throttle__delivered(loop_t *l, msg_t *m, unsigned from);
 /* Resumes the paused connections of l that may go on (async wake-up). */
-void loop__throttle_wake(loop_t *l);
+void throttle__wake(loop_t *l);
 /* Queues e (taken) for the online session s of loop l, allowing up to
  * twice the soft limit; marks s congested past the soft limit and, while
  * it is, marks m with l. Returns 0, or UVMQ_ELIMIT when past the hard limit
  * (e released, counted in the queue). */
-int sess__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m);
+int throttle__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m);
 /* Ends s's congestion when its queue is at or below half the soft limit,
  * or when force is set (s going offline, reset or leaving l). */
-void sess__congestion_check(loop_t *l, sess_t *s, int force);
+void throttle__congestion_check(loop_t *l, sess_t *s, int force);
 
 /* ---- share.c: shared subscriptions ($share/<group>/<filter>) ----
  *
@@ -1347,7 +1347,7 @@ int share__leave(loop_t *l, sess_t *s, const char *f, size_t len);
  * stored (a publisher's acknowledgement waits for its commit) in each of
  * its memberships. */
 void share__update(loop_t *l, sess_t *s, int online, int durable);
-/* The publish of m on l (broker__publish, when b->n_shared > 0): picks
+/* The publish of m on l (deliver__publish, when b->n_shared > 0): picks
  * one member of each group whose filter matches and delivers to it, here
  * or through ITEM_SHARE. Borrows m. Returns the number of groups. */
 size_t share__publish(loop_t *l, msg_t *m);

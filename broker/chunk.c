@@ -38,23 +38,23 @@ static pkt_chunk_t *chunk_get(loop_t *l)
     return ch;
 }
 
-uint8_t *loop__chunk_reserve(loop_t *l, int v, size_t len, pkt_chunk_t **ch)
+uint8_t *chunk__reserve(loop_t *l, int v, size_t len, pkt_chunk_t **ch)
 {
     pkt_chunk_t *cur = l->chunk[v];
     assert(len <= CHUNK_SIZE);
     if (cur != NULL && cur->len + len > CHUNK_SIZE)
-        loop__chunk_release(&l->chunk[v]); /* full: no longer current */
+        chunk__release(&l->chunk[v]); /* full: no longer current */
     if (l->chunk[v] == NULL) l->chunk[v] = chunk_get(l);
     *ch = l->chunk[v];
     return (*ch)->data + (*ch)->len;
 }
 
-void loop__chunk_commit(pkt_chunk_t *ch, size_t len)
+void chunk__commit(pkt_chunk_t *ch, size_t len)
 {
     ch->len += (uint32_t)len;
 }
 
-void loop__chunk_release(pkt_chunk_t **chp)
+void chunk__release(pkt_chunk_t **chp)
 {
     pkt_chunk_t *ch = *chp;
     loop_t *l = ch->owner;
@@ -69,10 +69,10 @@ void loop__chunk_release(pkt_chunk_t **chp)
     l->n_free_chunks++;
 }
 
-void loop__chunk_dispose(loop_t *l)
+void chunk__dispose(loop_t *l)
 {
     for (int v = 0; v < MSG_VARIANTS; v++) {
-        if (l->chunk[v] != NULL) loop__chunk_release(&l->chunk[v]);
+        if (l->chunk[v] != NULL) chunk__release(&l->chunk[v]);
     }
     while (l->free_chunks != NULL) {
         pkt_chunk_t *ch = l->free_chunks;

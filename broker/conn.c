@@ -76,7 +76,7 @@ void conn__batch_reset(out_batch_t *b)
     for (size_t i = 0; i < b->n; i++) {
         out_ent_t *e = &b->v[i];
         if (e->ref != NULL) msg_release(&e->ref);
-        if (e->chunk != NULL) loop__chunk_release(&e->chunk);
+        if (e->chunk != NULL) chunk__release(&e->chunk);
     }
     b->n = 0;
     b->scratch_len = 0;
@@ -896,7 +896,7 @@ void conn__close(conn_t *c, uint8_t reason, unsigned flags, const char *why)
     else
         log_info("closing client %s (%s): %s", conn__id(c), conn__peer(c), why);
     uv_read_stop((uv_stream_t *)&c->tcp);
-    conn__throttle_forget(c);
+    throttle__forget(c);
     persist__conn_gone(c); /* acks it still waits for: never sent */
     if (flags & CONN_CLOSE_MOVED) c->moved = 1;
     /* last words: DISCONNECT (lingering then), GOAWAY, close_notify */
@@ -988,16 +988,16 @@ void conn__close_handle(conn_t *c)
 /* Frees c's memory (its handle is closed). */
 static void conn_free(conn_t *c)
 {
-    conn__throttle_forget(c);
+    throttle__forget(c);
     persist__conn_gone(c);
     if (c->out != NULL) conn__out_free(c->out);
     free(c->in);
-    conn__hello_free(c);
+    connect__hello_free(c);
     alias__out_disable(c);
     if (c->ext != NULL) { /* persist__conn_gone took the acks */
         const transport_t *tp = c->ext->tp;
         if (tp->free != NULL) tp->free(c, c->ext->tp_data);
-        conn__v5_free(c);
+        alias__v5_free(c);
         free(c->ext);
     }
     free(c);
@@ -1135,11 +1135,11 @@ int conn_publish(conn_t *c, const pkt_bin_t *topic, const pkt_bin_t *payload,
     loop_t *l = c->loop;
     broker_t *b = l->b;
     size_t ops = persist__ops(l); /* did this publish write? (persist.c) */
-    msg_t *m = conn__msg_from(b, *topic, *payload, props, qos, retain, c);
+    msg_t *m = publish__msg_from(b, *topic, *payload, props, qos, retain, c);
     CNT_INC(b, msgs_in);
     if (m == NULL) return UVMQ_ELIMIT;
-    broker__publish(l, m);
-    if (qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
+    deliver__publish(l, m);
+    if (qos > 0 && b->cfg->throttle_publishers) throttle__note(c, m);
     if (qos > 0) /* after the commits a PUBACK would wait for */
         (void)persist__ack(c, ACK_TRANSPORT, id, 0, m, persist__gen_since(l, ops));
     msg_release(&m);

@@ -188,7 +188,7 @@ int conn_tls__encrypt(conn_t *c, tls_t *t, const uint8_t **out, size_t *len)
         out_ent_t *e = &b->v[i];
         tls_pass_put(&p, e->base != NULL ? e->base : b->scratch + e->off, e->len, i + 1 < n);
         if (e->ref != NULL) msg_release(&e->ref);
-        if (e->chunk != NULL) loop__chunk_release(&e->chunk);
+        if (e->chunk != NULL) chunk__release(&e->chunk);
     }
     int rc = tls_pass_end(&p);
     b->n = 0;

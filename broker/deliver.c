@@ -81,12 +81,12 @@ static void build_small(loop_t *l, msg_t *m, int v5, shared_pkt_t *sp)
     size_t hlen = 0;
     const uint8_t *head = msg_head(m, v5, 0, &hlen);
     if (head != NULL && hlen + m->payload_len <= PUBLISH_COPY_MAX) {
-        uint8_t *p = loop__chunk_reserve(l, MSG_VARIANT(v5, 0),
+        uint8_t *p = chunk__reserve(l, MSG_VARIANT(v5, 0),
                                          hlen + m->payload_len, &sp->ch);
         memcpy(p, head, hlen);
         if (m->payload_len > 0) memcpy(p + hlen, m->payload, m->payload_len);
         sp->len = hlen + m->payload_len;
-        loop__chunk_commit(sp->ch, sp->len);
+        chunk__commit(sp->ch, sp->len);
         sp->p = p;
     }
 }
@@ -123,7 +123,7 @@ static __attribute__((noinline)) int fan_slow(fan_t *f, const router_hit_t *hit,
     }
     if (sp->p != NULL && !(v5 && own_head(c, hit)))
         return conn__send_shared(c, sp, f->max_out) == 0;
-    sess__deliver(f->l, hit->sub, f->m, 0, 0, f->h->ids + hit->id_off, hit->id_count);
+    deliver__sess(f->l, hit->sub, f->m, 0, 0, f->h->ids + hit->id_off, hit->id_count);
     return 0;
 }
 
@@ -170,7 +170,7 @@ static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
 }
 
 /* The general fan-out: each hit's QoS, retain flag and subscription ids
- * through sess__deliver, with the message references taken in bulk. */
+ * through deliver__sess, with the message references taken in bulk. */
 static void deliver_each(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
 {
     const router_hit_t *v = h->hit;
@@ -181,13 +181,13 @@ static void deliver_each(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
         uint8_t qos = hit->qos < m->qos ? hit->qos : m->qos;
         /* MQTT-3.3.1-12/13: retain flag kept only with Retain As Published */
         uint8_t retain = hit->rap ? m->retain : 0;
-        sess__deliver(l, hit->sub, m, qos, retain, h->ids + hit->id_off,
+        deliver__sess(l, hit->sub, m, qos, retain, h->ids + hit->id_off,
                       hit->id_count);
     }
     credit_return(l);
 }
 
-size_t broker__deliver_local(loop_t *l, msg_t *m)
+size_t deliver__local(loop_t *l, msg_t *m)
 {
     router_hits_t *h = &l->hits;
     assert(!l->delivering); /* no nested fan-out: it would reuse l->hits */
@@ -212,35 +212,35 @@ static size_t forward(loop_t *l, msg_t *m)
     int track = m->qos > 0 && b->cfg->throttle_publishers;
     uint32_t key[2];
     uint16_t reports = 0;
-    if (b->n_loops > 1) loop__topic_keys(m->topic, m->topic_len, key);
+    if (b->n_loops > 1) interest__topic_keys(m->topic, m->topic_len, key);
     for (unsigned j = 0; j < b->n_loops; j++) {
         loop_t *t = &b->loops[j];
         if (t == l || atomic_load_explicit(&t->n_subs, memory_order_acquire) == 0 ||
-            !loop__may_match(t, key))
+            !interest__may_match(t, key))
             continue;
         loop_item_t it = {.kind = ITEM_PUBLISH, .m = msg_retain(m), .seq = l->index};
         it.report = (uint8_t)persist__must_report(l, t, m, key);
         reports += it.report;
-        loop__post(l, j, &it);
-        if (track) loop__throttle_forwarding(l, t, m);
+        inbox__post(l, j, &it);
+        if (track) throttle__forwarding(l, t, m);
         k++;
     }
     /* Throttling (throttle.c): each target decrements after delivering.
      * Relaxed: the outbox flush (a mutex) publishes it with the items. */
     if (k > 0 && track)
-        atomic_fetch_add_explicit(&msg__state(m)->fwd_pending, (uint16_t)k, memory_order_relaxed);
+        atomic_fetch_add_explicit(&broker__msg(m)->fwd_pending, (uint16_t)k, memory_order_relaxed);
     /* persist.c: the targets count down after their commits (relaxed:
      * the outbox flush publishes it with the items) */
     if (reports > 0)
-        atomic_fetch_add_explicit(&msg__state(m)->persist_wait, reports, memory_order_relaxed);
+        atomic_fetch_add_explicit(&broker__msg(m)->persist_wait, reports, memory_order_relaxed);
     return k;
 }
 
-size_t broker__publish(loop_t *l, msg_t *m)
+size_t deliver__publish(loop_t *l, msg_t *m)
 {
     l->fwd_congested = 0;
     l->fwd_backlog = 0;
-    msg__state(m)->home = (uint16_t)l->index;
+    broker__msg(m)->home = (uint16_t)l->index;
     /* before anyone else sees m: other loops may store it (persist.c) */
     if (m->store_id == 0 && (m->qos > 0 || m->retain) && l->b->store != NULL)
         m->store_id = persist__new_id(l);
@@ -248,7 +248,7 @@ size_t broker__publish(loop_t *l, msg_t *m)
         retain_store(l->b, m);
         persist__retained(l, m);
     }
-    size_t n = broker__deliver_local(l, m);
+    size_t n = deliver__local(l, m);
     n += forward(l, m);
     /* Shared subscriptions cost a publish this one load until one exists
      * (acquire: pairs with share__join, ordering guarantee of inbox.c). */
@@ -257,14 +257,14 @@ size_t broker__publish(loop_t *l, msg_t *m)
     return n;
 }
 
-void broker__publish_sys(loop_t *l, msg_t *m)
+void deliver__publish_sys(loop_t *l, msg_t *m)
 {
     assert(m->retain && m->qos == 0 && m->store_id == 0);
     l->fwd_congested = 0;
     l->fwd_backlog = 0;
-    msg__state(m)->home = (uint16_t)l->index;
+    broker__msg(m)->home = (uint16_t)l->index;
     retain_store(l->b, m); /* no persist__retained: memory only */
-    broker__deliver_local(l, m);
+    deliver__local(l, m);
     forward(l, m);
     if (atomic_load_explicit(&l->b->n_shared, memory_order_acquire) != 0)
         share__publish(l, m); /* $share/g/$SYS/... members too */
@@ -356,7 +356,7 @@ static void make_entry(queue_entry_t *e, msg_t *m, uint8_t qos, uint8_t retain,
     }
 }
 
-/* sess__deliver, with the group tag of a shared subscription's entries. */
+/* deliver__sess, with the group tag of a shared subscription's entries. */
 static void deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
                     const uint32_t *ids, size_t n_ids, uint32_t group)
 {
@@ -392,7 +392,7 @@ static void deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
     /* Online with throttling: up to the hard limit, congestion marks
      * (throttle.c); offline or throttling off: the soft limit. */
     int rc = online && l->b->cfg->throttle_publishers
-                 ? sess__queue_online(l, s, &e, m)
+                 ? throttle__queue_online(l, s, &e, m)
                  : queue_push(&s->queue, &e);
     if (rc != 0)
         queue_overflow(l->b, s);
@@ -400,19 +400,19 @@ static void deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
         persist__entry_add(l, s, m, &rec, 0, STORE_ENTRY_QUEUED);
 }
 
-void sess__deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
+void deliver__sess(loop_t *l, sess_t *s, msg_t *m, uint8_t qos,
                    uint8_t retain, const uint32_t *ids, size_t n_ids)
 {
     deliver(l, s, m, qos, retain, ids, n_ids, 0);
 }
 
-void sess__deliver_share(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
+void deliver__sess_share(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
                          const uint32_t *ids, size_t n_ids, uint32_t group)
 {
     deliver(l, s, m, qos, retain, ids, n_ids, group);
 }
 
-void sess__drain(sess_t *s)
+void deliver__drain(sess_t *s)
 {
     conn_t *c = s->conn;
     queue_entry_t e;
@@ -433,7 +433,7 @@ void sess__drain(sess_t *s)
             queue_entry_dispose(&e);
         }
     }
-    sess__congestion_check(c->loop, s, 0);
+    throttle__congestion_check(c->loop, s, 0);
 }
 
 /* What resend_one needs: the connection, and the ids it could not send
@@ -457,7 +457,7 @@ static void resend_one(inflight_slot_t *slot, void *ctx)
     }
 }
 
-void sess__resend(sess_t *s)
+void deliver__resend(sess_t *s)
 {
     if (s->conn == NULL || s->inflight.count == 0) return;
     resend_t r = {s->conn, xmalloc(s->inflight.count * sizeof *r.failed), 0};
@@ -478,7 +478,7 @@ static void collect(void *value, void *ctx)
     l->mvec[l->n_mvec++] = msg_retain(value);
 }
 
-void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
+void deliver__retained(loop_t *l, sess_t *s, const char *filter,
                          size_t len, uint8_t granted, uint32_t sub_id)
 {
     broker_t *b = l->b;
@@ -490,7 +490,7 @@ void sess__send_retained(loop_t *l, sess_t *s, const char *filter,
         msg_t *m = l->mvec[i];
         uint8_t qos = m->qos < granted ? m->qos : granted;
         /* MQTT-3.3.1-9: retained messages on subscribe carry retain 1 */
-        sess__deliver(l, s, m, qos, 1, &sub_id, sub_id ? 1 : 0);
+        deliver__sess(l, s, m, qos, 1, &sub_id, sub_id ? 1 : 0);
         msg_release(&l->mvec[i]);
     }
     l->n_mvec = 0;

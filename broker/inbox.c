@@ -129,12 +129,12 @@ static loop_item_t *items_push(item_vec_t *v)
     return &v->v[v->n++];
 }
 
-void loop__items_append(item_vec_t *v, const loop_item_t *item)
+void inbox__append(item_vec_t *v, const loop_item_t *item)
 {
     *items_push(v) = *item;
 }
 
-void loop__post(loop_t *from, unsigned to, const loop_item_t *item)
+void inbox__post(loop_t *from, unsigned to, const loop_item_t *item)
 {
     *items_push(&from->out[to]) = *item;
 }
@@ -152,7 +152,7 @@ static void items_move(item_vec_t *dst, item_vec_t *src)
     src->n = 0;
 }
 
-void loop__flush_outboxes(broker_t *b, item_vec_t *out)
+void inbox__flush_outboxes(broker_t *b, item_vec_t *out)
 {
     for (unsigned j = 0; j < b->n_loops; j++) {
         loop_t *t = &b->loops[j];
@@ -165,7 +165,7 @@ void loop__flush_outboxes(broker_t *b, item_vec_t *out)
     }
 }
 
-void loop__post_direct(loop_t *t, const loop_item_t *item)
+void inbox__post_direct(loop_t *t, const loop_item_t *item)
 {
     pthread_mutex_lock(&t->inbox_mu);
     *items_push(&t->inbox) = *item;
@@ -191,11 +191,11 @@ static void run_item(loop_t *l, loop_item_t *it)
         break;
     case ITEM_PUBLISH: {
         size_t ops = persist__ops(l);
-        if (!l->stopping) broker__deliver_local(l, it->m);
+        if (!l->stopping) deliver__local(l, it->m);
         if (it->report) persist__delivered(l, it->m, ops);
         /* After any congestion mark: throttle.c. */
         if (it->m->qos > 0 && l->b->cfg->throttle_publishers)
-            loop__throttle_delivered(l, it->m, (unsigned)it->seq);
+            throttle__delivered(l, it->m, (unsigned)it->seq);
         msg_release(&it->m);
         break;
     }
@@ -220,7 +220,7 @@ static void run_item(loop_t *l, loop_item_t *it)
     }
 }
 
-void loop__on_async(uv_async_t *h)
+void inbox__on_async(uv_async_t *h)
 {
     loop_t *l = h->data;
     pthread_mutex_lock(&l->inbox_mu);
@@ -228,10 +228,10 @@ void loop__on_async(uv_async_t *h)
     pthread_mutex_unlock(&l->inbox_mu);
     for (size_t i = 0; i < l->work.n; i++) run_item(l, &l->work.v[i]);
     l->work.n = 0;
-    loop__throttle_wake(l); /* another loop may have woken us for this */
+    throttle__wake(l); /* another loop may have woken us for this */
 }
 
-void loop__drop_items(item_vec_t *v)
+void inbox__drop_items(item_vec_t *v)
 {
     for (size_t i = 0; i < v->n; i++) {
         loop_item_t *it = &v->v[i];
@@ -251,7 +251,7 @@ void loop__drop_items(item_vec_t *v)
     v->n = 0;
 }
 
-void loop__items_dispose(item_vec_t *v)
+void inbox__items_dispose(item_vec_t *v)
 {
     free(v->v);
     v->v = NULL;

@@ -74,27 +74,27 @@ static void count(loop_t *l, const char *f, size_t len, int delta, int durable)
     if (durable) bump(wild ? &l->durable_wild : &l->durable[k], delta);
 }
 
-void loop__topic_keys(const char *topic, size_t len, uint32_t key[2])
+void interest__topic_keys(const char *topic, size_t len, uint32_t key[2])
 {
     key[0] = fnv1a(SEED_EXACT, topic, len) % LOOP_INTEREST_SLOTS;
     key[1] = fnv1a(SEED_FIRST, topic, first_level(topic, len)) % LOOP_INTEREST_SLOTS;
 }
 
-int loop__may_match(loop_t *l, const uint32_t key[2])
+int interest__may_match(loop_t *l, const uint32_t key[2])
 {
     return atomic_load_explicit(&l->interest_wild, memory_order_acquire) > 0 ||
            atomic_load_explicit(&l->interest[key[0]], memory_order_acquire) > 0 ||
            atomic_load_explicit(&l->interest[key[1]], memory_order_acquire) > 0;
 }
 
-int loop__may_match_durable(loop_t *l, const uint32_t key[2])
+int interest__may_match_durable(loop_t *l, const uint32_t key[2])
 {
     return atomic_load_explicit(&l->durable_wild, memory_order_acquire) > 0 ||
            atomic_load_explicit(&l->durable[key[0]], memory_order_acquire) > 0 ||
            atomic_load_explicit(&l->durable[key[1]], memory_order_acquire) > 0;
 }
 
-void loop__durable_count(loop_t *l, sess_t *s, int delta)
+void interest__durable_count(loop_t *l, sess_t *s, int delta)
 {
     for (uint32_t i = 0; i < s->n_subs; i++) {
         int wild = 0;
@@ -106,7 +106,7 @@ void loop__durable_count(loop_t *l, sess_t *s, int delta)
     if (s->shares) share__update(l, s, sess__online(s), delta > 0);
 }
 
-/* loop__subscribe for a shared filter: the registry, and s's record. */
+/* interest__subscribe for a shared filter: the registry, and s's record. */
 static int subscribe_shared(loop_t *l, sess_t *s, const char *f, size_t len,
                             uint8_t options, uint32_t sub_id, int *existed)
 {
@@ -116,7 +116,7 @@ static int subscribe_shared(loop_t *l, sess_t *s, const char *f, size_t len,
     return rc;
 }
 
-int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
+int interest__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
                     uint8_t options, uint32_t sub_id, int *existed)
 {
     assert(!l->delivering); /* it may be reading the router's arrays */
@@ -130,7 +130,7 @@ int loop__subscribe(loop_t *l, sess_t *s, const char *f, size_t len,
     return rc;
 }
 
-int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
+int interest__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
 {
     assert(!l->delivering);
     if (share__is_shared(f, len)) {
@@ -147,7 +147,7 @@ int loop__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len)
     return rc;
 }
 
-void loop__unsubscribe_all(loop_t *l, sess_t *s)
+void interest__unsubscribe_all(loop_t *l, sess_t *s)
 {
     assert(!l->delivering);
     size_t removed = router_unsubscribe_all(l->router, s);

@@ -86,7 +86,7 @@ static void hand_off(listener_t *ls, int fd)
     atomic_fetch_add_explicit(&b->loops[k].load, 1, memory_order_relaxed);
     loop_item_t it = {.kind = ITEM_ACCEPT, .fd = fd, .ptr = ls};
     if (ls->tls != NULL) it.tls_ctx = tls_ctx_retain(ls->tls);
-    loop__items_append(&b->lout[k], &it); /* flushed after the batch */
+    inbox__append(&b->lout[k], &it); /* flushed after the batch */
 }
 
 static void on_listen(uv_poll_t *h, int status, int events)
@@ -110,7 +110,7 @@ static void on_listen(uv_poll_t *h, int status, int events)
             break;
         }
     }
-    loop__flush_outboxes(b, b->lout);
+    inbox__flush_outboxes(b, b->lout);
 }
 
 /* Formats the bound address of fd and the listener's kind into ls->name. */

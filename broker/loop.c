@@ -24,7 +24,7 @@ static void flush_all(loop_t *l)
 {
     loop__fold_counters(l);
     persist__flush(l); /* its wake-ups go out with the outboxes */
-    loop__flush_outboxes(l->b, l->out);
+    inbox__flush_outboxes(l->b, l->out);
     while (l->dirty != NULL) {
         conn_t *c = l->dirty;
         l->dirty = c->dirty_next;
@@ -74,7 +74,7 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     uv_prepare_init(&l->uv, &l->prepare);
     uv_check_init(&l->uv, &l->check);
     uv_timer_init(&l->uv, &l->sweep);
-    uv_async_init(&l->uv, &l->async, loop__on_async);
+    uv_async_init(&l->uv, &l->async, inbox__on_async);
     l->prepare.data = l;
     l->check.data = l;
     l->sweep.data = l;
@@ -82,7 +82,7 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     uv_prepare_start(&l->prepare, on_prepare);
     uv_check_start(&l->check, on_check);
     uv_timer_start(&l->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    loop__throttle_init(l);
+    throttle__init(l);
     pthread_mutex_init(&l->inbox_mu, NULL);
     atomic_init(&l->n_subs, 0);
     atomic_init(&l->load, 0);
@@ -90,7 +90,7 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     l->out = xcalloc(b->n_loops, sizeof *l->out);
     l->wake = xcalloc(b->n_loops, 1);
     l->batch_gen = 1;
-    l->next_msg_id = index + 1; /* broker__recover moves it past the store */
+    l->next_msg_id = index + 1; /* recover__run moves it past the store */
     router_hits_init(&l->hits);
     l->rbuf = xmalloc(LOOP_READ_BUF);
     /* One decode arena per loop: a packet is decoded and handled before
@@ -112,7 +112,7 @@ void loop__close_handles(loop_t *l)
     uv_close((uv_handle_t *)&l->check, NULL);
     uv_close((uv_handle_t *)&l->sweep, NULL);
     uv_close((uv_handle_t *)&l->async, NULL);
-    loop__throttle_close(l);
+    throttle__close(l);
     sys__close(l);
 }
 
@@ -128,13 +128,13 @@ int loop__close_uv(loop_t *l)
 void loop__dispose(loop_t *l)
 {
     if (l->rbuf == NULL) return; /* never initialised */
-    loop__drop_items(&l->inbox);
-    loop__drop_items(&l->work);
-    loop__items_dispose(&l->inbox);
-    loop__items_dispose(&l->work);
+    inbox__drop_items(&l->inbox);
+    inbox__drop_items(&l->work);
+    inbox__items_dispose(&l->inbox);
+    inbox__items_dispose(&l->work);
     for (unsigned j = 0; j < l->b->n_loops; j++) {
-        loop__drop_items(&l->out[j]);
-        loop__items_dispose(&l->out[j]);
+        inbox__drop_items(&l->out[j]);
+        inbox__items_dispose(&l->out[j]);
     }
     free(l->out);
     free(l->wake);
@@ -150,10 +150,10 @@ void loop__dispose(loop_t *l)
     conn_tls__loop_dispose(l);
     free(l->mvec);
     free(l->share_picks); /* holds no references between publishes */
-    loop__throttle_dispose(l);
+    throttle__dispose(l);
     arena_dispose(&l->arena);
     conn__outs_dispose(l);
-    loop__chunk_dispose(l);
+    chunk__dispose(l);
     l->out = NULL;
     l->router = NULL;
     l->bufs = NULL;

@@ -3,8 +3,8 @@
  * carries the stream (plain TCP, TLS, later WebSockets).
  *
  * Input: every whole packet in the bytes fed is framed (pkt_frame) and
- * handed to its handler (handle_connect.c for the first one, then
- * handle_publish.c, handle_sub.c, auth.c); the tail of a packet split
+ * handed to its handler (connect.c for the first one, then
+ * publish.c, subscribe.c, auth.c); the tail of a packet split
  * across reads stays with conn.c (conn_feed), sized to the packet the
  * fixed header announced. A CONNECT whose session lives on another loop
  * moves the connection there with the bytes from that CONNECT on (a
@@ -32,7 +32,7 @@ static conn_rc_t dispatch(conn_t *c, const uint8_t *frame, size_t len)
     loop_t *l = c->loop;
     c->last_rx = (uint32_t)uv_now(&l->uv);
     if (c->state == CONN_NEW) {
-        rc = conn__handle_connect(c, frame, len);
+        rc = connect__handle(c, frame, len);
         if (rc != CONN_MIGRATE) { /* a moved CONNECT counts where handled */
             l->pkts_in++;
             l->connects += (frame[0] >> 4) == PKT_CONNECT;
@@ -43,23 +43,23 @@ static conn_rc_t dispatch(conn_t *c, const uint8_t *frame, size_t len)
     int drc = pkt_decode(&p, c->version, frame, len, &l->arena);
     if (drc < 0) return conn__fail(c, pkt_err_reason(drc), err_str(drc));
     switch (p.type) {
-    case PKT_PUBLISH: rc = conn__handle_publish(c, &p); break;
+    case PKT_PUBLISH: rc = publish__handle(c, &p); break;
     case PKT_PUBACK:
     case PKT_PUBREC:
     case PKT_PUBREL:
-    case PKT_PUBCOMP: rc = conn__handle_ack(c, &p); break;
-    case PKT_SUBSCRIBE: rc = conn__handle_subscribe(c, &p); break;
-    case PKT_UNSUBSCRIBE: rc = conn__handle_unsubscribe(c, &p); break;
+    case PKT_PUBCOMP: rc = publish__handle_ack(c, &p); break;
+    case PKT_SUBSCRIBE: rc = subscribe__handle(c, &p); break;
+    case PKT_UNSUBSCRIBE: rc = subscribe__handle_unsubscribe(c, &p); break;
     case PKT_PINGREQ: {
         pkt_t r = {.type = PKT_PINGRESP};
         conn__send_pkt(c, &r);
         break;
     }
-    case PKT_DISCONNECT: rc = conn__handle_disconnect(c, &p); break;
+    case PKT_DISCONNECT: rc = connect__handle_disconnect(c, &p); break;
     case PKT_CONNECT: /* MQTT-3.1.0-2: a second CONNECT is a protocol error */
         rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "second CONNECT");
         break;
-    case PKT_AUTH: rc = conn__handle_auth(c, &p); break; /* auth.c */
+    case PKT_AUTH: rc = auth__handle(c, &p); break; /* auth.c */
     default:
         rc = conn__fail(c, PKT_RC_PROTOCOL_ERROR, "unexpected packet type");
         break;
@@ -104,7 +104,7 @@ static conn_rc_t move_away(conn_t *c, const uint8_t *data, size_t len)
     conn__take_tp(c, &it.tp, &it.tp_data); /* this side closes without last words */
     atomic_fetch_add_explicit(&b->loops[c->move_to].load, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&b->n_conns, 1, memory_order_relaxed);
-    loop__post(c->loop, c->move_to, &it);
+    inbox__post(c->loop, c->move_to, &it);
     conn__close(c, 0, CONN_CLOSE_QUIET | CONN_CLOSE_MOVED, "moved to its session's loop");
     return CONN_GONE;
 }

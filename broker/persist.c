@@ -153,7 +153,7 @@ void persist__session_put(loop_t *l, sess_t *s)
     if (rc != 0) op_failed(l, "the session", s->client_id, rc);
     if (!s->stored) {
         s->stored = 1;
-        loop__durable_count(l, s, +1);
+        interest__durable_count(l, s, +1);
     }
 }
 
@@ -162,7 +162,7 @@ void persist__session_del(loop_t *l, sess_t *s)
     if (!s->stored) return;
     forget_put(l);
     if (on(l)) store_batch_session_del(batch(l), s->client_id);
-    loop__durable_count(l, s, -1);
+    interest__durable_count(l, s, -1);
     s->stored = 0;
 }
 
@@ -263,7 +263,7 @@ int persist__report_needed(loop_t *l, const msg_t *m)
 
 int persist__must_report(loop_t *l, loop_t *t, msg_t *m, const uint32_t key[2])
 {
-    return m->qos > 0 && loop__may_match_durable(t, key) && acks_wait(l);
+    return m->qos > 0 && interest__may_match_durable(t, key) && acks_wait(l);
 }
 
 /* Asks the flush hook to wake loop `home` (ITEM_ACK_WAKE). */
@@ -277,7 +277,7 @@ static void wake(loop_t *l, unsigned home)
 /* One loop's part of m is committed (or failed): counts it down. */
 static void report(loop_t *l, msg_t *m, int failed)
 {
-    msg_state_t *st = msg__state(m);
+    msg_state_t *st = broker__msg(m);
     if (failed) atomic_store_explicit(&st->persist_failed, 1, memory_order_relaxed);
     /* acq_rel: the publishing loop that reads 0 also sees the flag */
     if (atomic_fetch_sub_explicit(&st->persist_wait, 1, memory_order_acq_rel) == 1)
@@ -370,7 +370,7 @@ static int ready(const loop_t *l, const ack_t *a)
 {
     return (a->gen == 0 || a->gen <= l->committed_gen) &&
            (a->m == NULL ||
-            atomic_load_explicit(&msg__state(a->m)->persist_wait, memory_order_acquire) == 0);
+            atomic_load_explicit(&broker__msg(a->m)->persist_wait, memory_order_acquire) == 0);
 }
 
 /* Sends a: a failed PUBACK/PUBREC becomes a v5 negative acknowledgement
@@ -385,27 +385,27 @@ static conn_rc_t send_one(conn_t *c, ack_t *a)
         r.u.suback.reasons = a->reasons;
         r.u.suback.n_reasons = a->n_reasons;
         conn__reason_string(c, &r, &r.u.suback.props,
-                            conn__sub_reason_text(a->reasons, a->n_reasons));
+                            subscribe__reason_text(a->reasons, a->n_reasons));
         conn__send_pkt(c, &r);
         return CONN_OK;
     }
     int failed = a->failed ||
                  (a->m != NULL &&
-                  atomic_load_explicit(&msg__state(a->m)->persist_failed, memory_order_relaxed));
+                  atomic_load_explicit(&broker__msg(a->m)->persist_failed, memory_order_relaxed));
     if (a->type == ACK_TRANSPORT) {
         const transport_t *tp = conn__tp(c);
         if (tp->acked != NULL) tp->acked(c, conn__tp_data(c), a->id, failed);
         return CONN_OK;
     }
     if (!failed || a->type == PKT_PUBCOMP) {
-        conn__send_ack(c, a->type, (uint16_t)a->id, a->reason);
+        publish__send_ack(c, a->type, (uint16_t)a->id, a->reason);
         return CONN_OK;
     }
     if (c->version != PKT_V5)
         return conn__fail(c, PKT_RC_UNSPECIFIED, "the message could not be stored");
     if (a->type == PKT_PUBREC && c->sess != NULL)
         inflight_in_remove(&c->sess->inflight, (uint16_t)a->id);
-    conn__send_ack(c, a->type, (uint16_t)a->id, PKT_RC_UNSPECIFIED);
+    publish__send_ack(c, a->type, (uint16_t)a->id, PKT_RC_UNSPECIFIED);
     return CONN_OK;
 }
 
@@ -437,7 +437,7 @@ conn_rc_t persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason, msg
                        uint64_t gen)
 {
     loop_t *l = c->loop;
-    msg_state_t *st = m != NULL ? msg__state(m) : NULL;
+    msg_state_t *st = m != NULL ? broker__msg(m) : NULL;
     int remote = st != NULL && atomic_load_explicit(&st->persist_wait, memory_order_acquire) > 0;
     ack_t a = {.m = remote ? msg_retain(m) : NULL, .gen = gen, .id = id, .type = type,
                .reason = reason,
@@ -497,7 +497,7 @@ static void on_commit(void *ctx, int status)
     commit_rec_t *r = ctx;
     r->status = status;
     loop_item_t it = {.kind = ITEM_COMMITTED, .ptr = r};
-    loop__post_direct(r->l, &it);
+    inbox__post_direct(r->l, &it);
 }
 
 /* Submits l's batch (if any) for generation l->batch_gen with a commit
@@ -541,7 +541,7 @@ void persist__flush(loop_t *l)
         if (j == l->index)
             persist__run_acks(l);
         else
-            loop__post(l, j, &it);
+            inbox__post(l, j, &it);
     }
 }
 

@@ -107,7 +107,7 @@ static int on_session(void *ctx, const store_session_t *r)
         s->will = will_of(r);
         if (s->will == NULL) return UVMQ_ENOMEM;
         s->will->origin = s;
-        msg__state(s->will)->origin_hash = sess__origin_hash(s);
+        broker__msg(s->will)->origin_hash = sess__origin_hash(s);
         s->will_delay = r->will_delay_s;
         s->will_expiry = r->will_expiry_s;
         /* due at once (sweep) or after its delay, from going offline */
@@ -130,7 +130,7 @@ static int on_sub(void *ctx, const store_sub_t *r)
                                 (r->no_local ? PKT_SUBOPT_NO_LOCAL : 0) |
                                 (r->retain_as_published ? PKT_SUBOPT_RAP : 0) |
                                 ((r->retain_handling & 3) << PKT_SUBOPT_RH_SHIFT));
-    if (loop__subscribe(s->loop, s, r->filter, strlen(r->filter), options, r->sub_id,
+    if (interest__subscribe(s->loop, s, r->filter, strlen(r->filter), options, r->sub_id,
                         &existed) != 0)
         x->skipped++;
     return 0;
@@ -201,7 +201,7 @@ static void set_ids(broker_t *b, uint64_t max_id)
     for (unsigned i = 0; i < b->n_loops; i++) b->loops[i].next_msg_id = max_id + 1 + i;
 }
 
-int broker__recover(broker_t *b)
+int recover__run(broker_t *b)
 {
     static const store_recover_cb_t cbs = {on_msg, on_session, on_sub, on_entry, on_inq2,
                                            on_retained};

@@ -205,8 +205,8 @@ static void disown(loop_t *l, sess_t *s)
     else if (l->sessions == s) l->sessions = s->lnext;
     if (s->lnext != NULL) s->lnext->lprev = s->lprev;
     s->lprev = s->lnext = NULL;
-    loop__unsubscribe_all(l, s);
-    sess__congestion_check(l, s, 1);
+    interest__unsubscribe_all(l, s);
+    throttle__congestion_check(l, s, 1);
 }
 
 void sess__destroy(loop_t *l, sess_t *s)
@@ -300,7 +300,7 @@ void sess__publish_will(loop_t *l, sess_t *s)
         return;
     }
     log_debug("publishing will of %s on %s", s->client_id, m->topic);
-    broker__publish(l, m);
+    deliver__publish(l, m);
     msg_release(&m);
 }
 
@@ -309,7 +309,7 @@ void sess__detach(loop_t *l, sess_t *s, int publish_will, int keep)
     if (s->conn != NULL) s->conn->sess = NULL;
     s->conn = NULL;
     s->disconnected_at = uv_now(&l->uv);
-    sess__congestion_check(l, s, 1); /* offline: drops past the soft limit */
+    throttle__congestion_check(l, s, 1); /* offline: drops past the soft limit */
     if (l->stopping) { /* shutdown: no wills (a stored will waits for the
                           restart); sessions freed at exit */
         if (s->stored) persist__session_put(l, s);
@@ -351,9 +351,9 @@ void sess__reset(loop_t *l, sess_t *s)
 {
     share__handoff(l, s); /* the old session ends: MQTT 5 section 4.8.2 */
     persist__session_del(l, s);
-    loop__unsubscribe_all(l, s);
+    interest__unsubscribe_all(l, s);
     queue_clear(&s->queue);
-    sess__congestion_check(l, s, 1);
+    throttle__congestion_check(l, s, 1);
     inflight_clear(&s->inflight);
     if (s->will != NULL) msg_release(&s->will);
     s->will_at = 0;

@@ -450,7 +450,7 @@ static void deliver_local(loop_t *l, share_member_t *mb, msg_t *m)
     uint8_t qos = m->qos < granted ? m->qos : granted;
     uint8_t retain = (mb->options & PKT_SUBOPT_RAP) ? m->retain : 0; /* MQTT-3.3.1-12/13 */
     uint32_t id = mb->sub_id;
-    sess__deliver_share(l, mb->sess, m, qos, retain, &id, id != 0 ? 1 : 0, mb->group->id);
+    deliver__sess_share(l, mb->sess, m, qos, retain, &id, id != 0 ? 1 : 0, mb->group->id);
 }
 
 /* Posts m to mb's loop (ITEM_SHARE; takes the reference mb is). */
@@ -460,10 +460,10 @@ static void post(loop_t *l, share_member_t *mb, msg_t *m, uint8_t hops, uint8_t 
     loop_t *t = mb->loop;
     loop_item_t it = {.kind = ITEM_SHARE, .m = msg_retain(m), .ptr = mb, .hops = hops,
                       .report = report, .track = track, .seq = from};
-    loop__post(l, t->index, &it);
+    inbox__post(l, t->index, &it);
     if (track) { /* as forward() does: the target counts it down */
-        loop__throttle_forwarding(l, t, m);
-        atomic_fetch_add_explicit(&msg__state(m)->fwd_pending, 1, memory_order_relaxed);
+        throttle__forwarding(l, t, m);
+        atomic_fetch_add_explicit(&broker__msg(m)->fwd_pending, 1, memory_order_relaxed);
     }
 }
 
@@ -487,7 +487,7 @@ size_t share__publish(loop_t *l, msg_t *m)
     pthread_mutex_lock(&r->mu);
     size_t hits = router_match(r->router, m->topic, m->topic_len, NULL, &r->hits);
     for (size_t i = 0; i < hits; i++) {
-        share_member_t *mb = pick(r, r->hits.hit[i].sub, UINT32_MAX, 1, msg__state(m)->origin_hash);
+        share_member_t *mb = pick(r, r->hits.hit[i].sub, UINT32_MAX, 1, broker__msg(m)->origin_hash);
         if (mb == NULL) continue;
         struct share_pick_s *p = pick_slot(l, n++);
         p->mb = member_retain(mb);
@@ -505,7 +505,7 @@ size_t share__publish(loop_t *l, msg_t *m)
         }
         uint8_t report = l->share_picks[i].durable && persist__report_needed(l, m);
         if (report) /* relaxed: the outbox flush publishes it with the item */
-            atomic_fetch_add_explicit(&msg__state(m)->persist_wait, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&broker__msg(m)->persist_wait, 1, memory_order_relaxed);
         post(l, mb, m, 0, report, (uint8_t)track, l->index);
     }
     if (n > 0) /* a topic no group matches writes no shared line */
@@ -521,7 +521,7 @@ static share_member_t *repick(share_t *r, share_member_t *mb, msg_t *m, int offl
     pthread_mutex_lock(&r->mu);
     share_group_t *g = mb->group;
     uint32_t excl = mb->sess != NULL ? mb->idx : UINT32_MAX;
-    if (g->linked) nb = pick(r, g, excl, offline_ok, msg__state(m)->origin_hash);
+    if (g->linked) nb = pick(r, g, excl, offline_ok, broker__msg(m)->origin_hash);
     if (nb != NULL) member_retain(nb);
     pthread_mutex_unlock(&r->mu);
     return nb;
@@ -565,7 +565,7 @@ void share__item(loop_t *l, loop_item_t *it)
     int passed = 0;
     if (!l->stopping) passed = item_deliver(l, mb, it);
     if (it->report && !passed) persist__delivered(l, it->m, ops);
-    if (it->track) loop__throttle_delivered(l, it->m, (unsigned)it->seq);
+    if (it->track) throttle__delivered(l, it->m, (unsigned)it->seq);
     share__member_release(&mb);
     msg_release(&it->m);
 }
@@ -581,7 +581,7 @@ static share_member_t *pick_other(share_t *r, uint32_t id, const sess_t *s, cons
     share_group_t *g = group_by_id(r, id);
     if (g != NULL) {
         share_member_t *own = find_member(g, s);
-        nb = pick(r, g, own != NULL ? own->idx : UINT32_MAX, 1, msg__state(m)->origin_hash);
+        nb = pick(r, g, own != NULL ? own->idx : UINT32_MAX, 1, broker__msg(m)->origin_hash);
     }
     if (nb != NULL) member_retain(nb);
     pthread_mutex_unlock(&r->mu);

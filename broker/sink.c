@@ -21,12 +21,12 @@ sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len)
 int sink_subscribe(sess_t *s, const char *f, size_t len, uint8_t qos)
 {
     int existed = 0;
-    return loop__subscribe(s->loop, s, f, len, qos, 0, &existed);
+    return interest__subscribe(s->loop, s, f, len, qos, 0, &existed);
 }
 
 void sink_send_retained(sess_t *s, const char *f, size_t len, uint8_t qos)
 {
-    sess__send_retained(s->loop, s, f, len, qos, 0);
+    deliver__retained(s->loop, s, f, len, qos, 0);
 }
 
 void sink_close(sess_t **sp)

@@ -5,7 +5,7 @@
  *
  * One timer on worker loop 0 takes a snapshot (broker_stats, the same
  * one GET /v1/stats reads) and publishes each value whose text changed
- * since the last update, through broker__publish_sys: retained in memory,
+ * since the last update, through deliver__publish_sys: retained in memory,
  * never stored, fanned out like any QoS 0 message. A subscriber to
  * "$SYS/#" gets the current values at once (retained), then the changes;
  * "#" never matches them (MQTT-4.7.2-1, router.c). Nothing of this runs
@@ -153,7 +153,7 @@ static void put(sys_t *y, size_t slot, const char *topic, const char *payload)
         y->last[slot][0] = '\0'; /* try again next time */
         return;
     }
-    broker__publish_sys(y->l, m);
+    deliver__publish_sys(y->l, m);
     msg_release(&m);
 }
 

@@ -18,9 +18,9 @@
  *
  * A publishing connection c on loop P is paused (uv_read_stop; bytes
  * already read wait in c->in, unprocessed) right after a QoS 1/2 PUBLISH
- * m, in one of three ways (conn__throttle_note):
+ * m, in one of three ways (throttle__note):
  *   - WAIT_CONGESTED: a delivery on P itself marked m (local deliveries run
- *     inside broker__publish). c waits until that loop's n_congested is 0.
+ *     inside deliver__publish). c waits until that loop's n_congested is 0.
  *   - WAIT_PROBE: forward() posted m to a loop whose n_congested was > 0.
  *     c keeps m (c->probe) and waits until every target has delivered it:
  *     forward() adds the number of targets to m->fwd_pending and each
@@ -89,7 +89,7 @@ enum { WAIT_NONE = 0, WAIT_CONGESTED, WAIT_PROBE, WAIT_BACKLOG };
 static void on_throttle_tick(uv_timer_t *t);
 
 /* Counters, backlog limits (from the config) and the timer of l. */
-void loop__throttle_init(loop_t *l)
+void throttle__init(loop_t *l)
 {
     const broker_config_t *cfg = l->b->cfg;
     atomic_init(&l->n_congested, 0);
@@ -104,13 +104,13 @@ void loop__throttle_init(loop_t *l)
 }
 
 /* Closes the timer (with the loop's other handles). */
-void loop__throttle_close(loop_t *l)
+void throttle__close(loop_t *l)
 {
     uv_close((uv_handle_t *)&l->throttle, NULL);
 }
 
 /* Frees the paused list and its scratch. */
-void loop__throttle_dispose(loop_t *l)
+void throttle__dispose(loop_t *l)
 {
     free(l->throttled);
     free(l->resumable);
@@ -122,7 +122,7 @@ void loop__throttle_dispose(loop_t *l)
 /* ---- the producer side of forward() ---- */
 
 /* Counts m in t's backlog; notes t's congestion and backlog in l. */
-void loop__throttle_forwarding(loop_t *l, loop_t *t, msg_t *m)
+void throttle__forwarding(loop_t *l, loop_t *t, msg_t *m)
 {
     size_t bytes = (size_t)m->payload_len + m->topic_len;
     unsigned n = atomic_fetch_add_explicit(&t->backlog, 1, memory_order_relaxed) + 1;
@@ -132,15 +132,15 @@ void loop__throttle_forwarding(loop_t *l, loop_t *t, msg_t *m)
 }
 
 /* Takes m off l's backlog and fwd_pending; wakes a waiting probe. */
-void loop__throttle_delivered(loop_t *l, msg_t *m, unsigned from)
+void throttle__delivered(loop_t *l, msg_t *m, unsigned from)
 {
     size_t bytes = (size_t)m->payload_len + m->topic_len;
     atomic_fetch_sub_explicit(&l->backlog, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&l->backlog_bytes, bytes, memory_order_relaxed);
-    unsigned old = atomic_fetch_sub_explicit(&msg__state(m)->fwd_pending, 1, memory_order_acq_rel);
+    unsigned old = atomic_fetch_sub_explicit(&broker__msg(m)->fwd_pending, 1, memory_order_acq_rel);
     if ((old & FWD_COUNT) != 1 || !(old & FWD_WAITER) || from >= l->b->n_loops) return;
     /* The last delivery of a probe: wake its loop (under the inbox lock,
-     * as loop__flush_outboxes does, so a closing loop's async is never
+     * as inbox__flush_outboxes does, so a closing loop's async is never
      * used). */
     loop_t *t = &l->b->loops[from];
     pthread_mutex_lock(&t->inbox_mu);
@@ -196,17 +196,17 @@ static int may_throttle(const conn_t *c, uint16_t mark)
 }
 
 /* After c published QoS 1/2 m: pauses c if m met congestion (above). */
-void conn__throttle_note(conn_t *c, msg_t *m)
+void throttle__note(conn_t *c, msg_t *m)
 {
     loop_t *l = c->loop;
-    uint16_t mark = atomic_load_explicit(&msg__state(m)->congested_loop, memory_order_relaxed);
+    uint16_t mark = atomic_load_explicit(&broker__msg(m)->congested_loop, memory_order_relaxed);
     if (c->throttled || !conn__running(c)) return;
     if (may_throttle(c, mark)) {
         pause_conn(c, WAIT_CONGESTED, mark);
     } else if (l->fwd_congested) {
         /* Not flushed yet, so every target is still to deliver: the
          * flag is always armed here. */
-        atomic_fetch_or_explicit(&msg__state(m)->fwd_pending, FWD_WAITER, memory_order_relaxed);
+        atomic_fetch_or_explicit(&broker__msg(m)->fwd_pending, FWD_WAITER, memory_order_relaxed);
         c->probe = msg_retain(m);
         pause_conn(c, WAIT_PROBE, 0);
     } else if (l->fwd_backlog != 0) {
@@ -222,7 +222,7 @@ static void list_remove(loop_t *l, size_t i)
 }
 
 /* Leaves the paused list and releases the probe (close). */
-void conn__throttle_forget(conn_t *c)
+void throttle__forget(conn_t *c)
 {
     loop_t *l = c->loop;
     /* c->probe shares memory with c->hello: only a WAIT_PROBE holds it. */
@@ -244,7 +244,7 @@ void conn__throttle_forget(conn_t *c)
 static uint16_t probe_result(conn_t *c)
 {
     uint16_t mark =
-        atomic_load_explicit(&msg__state(c->probe)->congested_loop, memory_order_relaxed);
+        atomic_load_explicit(&broker__msg(c->probe)->congested_loop, memory_order_relaxed);
     msg_release(&c->probe);
     return may_throttle(c, mark) ? mark : 0;
 }
@@ -256,7 +256,7 @@ static int may_resume(conn_t *c)
     broker_t *b = c->loop->b;
     if (c->throttled == WAIT_PROBE) {
         unsigned p =
-            atomic_load_explicit(&msg__state(c->probe)->fwd_pending, memory_order_acquire);
+            atomic_load_explicit(&broker__msg(c->probe)->fwd_pending, memory_order_acquire);
         if ((p & FWD_COUNT) != 0) return 0;
         c->wait_loop = probe_result(c);
         if (c->wait_loop == 0) return 1;
@@ -314,7 +314,7 @@ static void on_throttle_tick(uv_timer_t *t)
 }
 
 /* Async wake-up: resumes what may go on. */
-void loop__throttle_wake(loop_t *l)
+void throttle__wake(loop_t *l)
 {
     if (l->n_throttled > 0) resume_ready(l);
 }
@@ -342,7 +342,7 @@ static size_t twice(size_t v)
 }
 
 /* Queues e up to the hard limit; congestion and marks (above). */
-int sess__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m)
+int throttle__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m)
 {
     queue_t *q = &s->queue;
     int rc = queue_push_bounded(q, e, twice(q->max_len), twice(q->max_bytes));
@@ -353,13 +353,13 @@ int sess__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m)
                   "throttling its publishers", s->client_id);
     }
     if (rc == 0 && s->congested) /* after the increment: see above */
-        atomic_store_explicit(&msg__state(m)->congested_loop, (uint16_t)(l->index + 1),
+        atomic_store_explicit(&broker__msg(m)->congested_loop, (uint16_t)(l->index + 1),
                               memory_order_relaxed);
     return rc;
 }
 
 /* Ends s's congestion at half the soft limit, or when forced. */
-void sess__congestion_check(loop_t *l, sess_t *s, int force)
+void throttle__congestion_check(loop_t *l, sess_t *s, int force)
 {
     if (!s->congested || (!force && !below_half(&s->queue))) return;
     s->congested = 0;

@@ -7,7 +7,7 @@
  * bytes or an error (status, MQTT 5 reason code, static message), so
  * tests/unit/broker/http_parse.c checks it directly. Validation is the
  * MQTT codec's: a topic from a URL passes exactly the checks a PUBLISH
- * topic passes (broker/handle_publish.c), a filter those of a SUBSCRIBE.
+ * topic passes (broker/publish.c), a filter those of a SUBSCRIBE.
  * docs/http.md is the user's side of the same rules.
  */
 #include "http_int.h"

@@ -1,6 +1,6 @@
 /*
  * bench/micro/deliver.c - the fan-out path in process: one QoS 0 64-byte
- * message to 1,000 subscribers' out-batches through broker__publish
+ * message to 1,000 subscribers' out-batches through deliver__publish
  * (router match + the small QoS 0 fan-out path), no sockets.
  *
  * 1,000 real conn_t/sess_t pairs are attached to one hand-built loop whose
@@ -98,14 +98,14 @@ static void teardown(bench_t *x)
     }
     router_destroy(x->l.router);
     router_hits_dispose(&x->l.hits);
-    loop__chunk_dispose(&x->l);
+    chunk__dispose(&x->l);
     router_retained_destroy(x->b.retained, NULL, NULL);
     pthread_mutex_destroy(&x->b.retained_lock);
     broker_config_dispose(&x->cfg);
     msg_pool_drain();
 }
 
-/* Publishes n messages; returns the ns spent in broker__publish. */
+/* Publishes n messages; returns the ns spent in deliver__publish. */
 static uint64_t run(bench_t *x, size_t n, uint64_t *reset_ns)
 {
     uint8_t payload[PAYLOAD];
@@ -115,7 +115,7 @@ static uint64_t run(bench_t *x, size_t n, uint64_t *reset_ns)
         uint64_t t0 = uv_hrtime();
         msg_t *m = msg_create("bench/fan", 9, payload, sizeof payload, NULL, 0, 0, 0,
                               1u << 20, sizeof(msg_state_t));
-        size_t hits = broker__publish(&x->l, m);
+        size_t hits = deliver__publish(&x->l, m);
         msg_release(&m);
         uint64_t t1 = uv_hrtime();
         reset_batches(x);

@@ -66,7 +66,7 @@ static void setup(bench_t *x)
             snprintf(id, sizeof id, "s%d", i);
             sess_t *s = x->sess[i] = sess__create(id, strlen(id), &x->cfg);
             s->loop = &x->l[k & 1];
-            loop__subscribe(s->loop, s, f, strlen(f), 0, 0, &existed);
+            interest__subscribe(s->loop, s, f, strlen(f), 0, 0, &existed);
         }
         snprintf(topic, sizeof topic, "t/%d", g);
         x->m[g] = msg_create(topic, strlen(topic), (const uint8_t *)"payload", 7, NULL, 0, 0, 0,
@@ -80,8 +80,8 @@ static void teardown(bench_t *x)
     for (int g = 0; g < GROUPS; g++) msg_release(&x->m[g]);
     for (unsigned i = 0; i < 2; i++) {
         for (unsigned j = 0; j < 2; j++) {
-            loop__drop_items(&x->l[i].out[j]);
-            loop__items_dispose(&x->l[i].out[j]);
+            inbox__drop_items(&x->l[i].out[j]);
+            inbox__items_dispose(&x->l[i].out[j]);
         }
         free(x->l[i].out);
         free(x->l[i].share_picks);
@@ -99,10 +99,10 @@ static void *run(void *arg)
     uint64_t t0 = uv_hrtime();
     for (long i = 0; i < w->x->n; i++) {
         share__publish(l, w->x->m[i % GROUPS]);
-        if (i % DROP_EVERY == DROP_EVERY - 1) loop__drop_items(&l->out[!w->loop]);
+        if (i % DROP_EVERY == DROP_EVERY - 1) inbox__drop_items(&l->out[!w->loop]);
     }
     w->ns = uv_hrtime() - t0;
-    loop__drop_items(&l->out[!w->loop]);
+    inbox__drop_items(&l->out[!w->loop]);
     return NULL;
 }
 

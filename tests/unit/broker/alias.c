@@ -47,7 +47,7 @@ static int teardown(void **state)
     alias__out_disable(&f->c);
     assert_int_equal(f->l.n_alias_out, 0);
     if (f->c.ext != NULL) {
-        conn__v5_free(&f->c);
+        alias__v5_free(&f->c);
         free(f->c.ext);
     }
     if (f->c.out != NULL) conn__out_free(f->c.out);

@@ -129,7 +129,7 @@ static int teardown(void **state)
     assert_int_equal(g_started, g_ended); /* every exchange ended */
     conn__outs_dispose(&f->l);
     sess__map_dispose(&f->b.sessions);
-    loop__items_dispose(&f->l.out[0]);
+    inbox__items_dispose(&f->l.out[0]);
     free(f->l.out);
     router_destroy(f->l.router);
     arena_dispose(&f->l.arena);
@@ -242,7 +242,7 @@ static pkt_t expect_connack(fixture_t *f, uint8_t reason)
  * c is not yet connected). */
 static conn_rc_t feed(fixture_t *f, const uint8_t *frame, size_t len)
 {
-    conn_rc_t rc = conn__handle_connect(f->c, frame, len);
+    conn_rc_t rc = connect__handle(f->c, frame, len);
     arena_reset(&f->l.arena);
     return rc;
 }
@@ -252,7 +252,7 @@ static conn_rc_t feed_auth(fixture_t *f, const uint8_t *frame, size_t len)
 {
     pkt_t p;
     assert_int_equal(pkt_decode(&p, PKT_V5, frame, len, &f->l.arena), 0);
-    return conn__handle_auth(f->c, &p);
+    return auth__handle(f->c, &p);
 }
 
 /* Runs the whole two-round exchange of CONNECT for client "dev". */

@@ -191,10 +191,10 @@ static void shared_packets_merge_within_their_chunk(void **state)
     fixture_t *f = *state;
     shared_pkt_t a = {.len = 40}, b = {.len = 40};
     pkt_t ping = {.type = PKT_PINGRESP};
-    a.p = loop__chunk_reserve(&f->l, MSG_VARIANT(0, 0), 40, &a.ch);
-    loop__chunk_commit(a.ch, 40);
-    b.p = loop__chunk_reserve(&f->l, MSG_VARIANT(0, 0), 40, &b.ch);
-    loop__chunk_commit(b.ch, 40);
+    a.p = chunk__reserve(&f->l, MSG_VARIANT(0, 0), 40, &a.ch);
+    chunk__commit(a.ch, 40);
+    b.p = chunk__reserve(&f->l, MSG_VARIANT(0, 0), 40, &b.ch);
+    chunk__commit(b.ch, 40);
     assert_ptr_equal(b.p, a.p + 40);
     assert_int_equal(conn__send_shared(&f->c, &a, 100), 0);
     assert_ptr_equal(f->c.batch, &f->c.out->batch[f->c.pend]);
@@ -216,7 +216,7 @@ static void shared_packets_merge_within_their_chunk(void **state)
     f->c.out = NULL;
     f->c.batch = NULL;
     assert_int_equal(a.ch->refs, 1);
-    loop__chunk_dispose(&f->l);
+    chunk__dispose(&f->l);
 }
 
 static void publish_over_client_maximum_packet_size_is_dropped(void **state)

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the pure steps of broker/handle_connect.c: peeking the
+ * Unit tests for the pure steps of broker/connect.c: peeking the
  * protocol level of a CONNECT that failed to decode, the client id and
  * will checks that choose a CONNACK reason, the keep-alive grant, the
  * session expiry a CONNECT asks for, and the move to the session's loop
@@ -13,7 +13,7 @@
 
 #include <stdlib.h>
 
-#include "broker/handle_connect.c"
+#include "broker/connect.c"
 
 static broker_config_t cfg;
 static broker_t tbrk;

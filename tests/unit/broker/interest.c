@@ -1,7 +1,7 @@
 /*
  * Unit tests for broker/interest.c: a loop's subscriptions go into its
  * router and into the summary other loops read before forwarding a
- * PUBLISH (loop__may_match). No sockets, no threads.
+ * PUBLISH (interest__may_match). No sockets, no threads.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -46,24 +46,24 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Subscribes as handle_sub.c does: router, record and summary. */
+/* Subscribes as subscribe.c does: router, record and summary. */
 static void sub(fixture_t *f, sess_t *s, const char *filter)
 {
     int existed = 0;
-    assert_int_equal(loop__subscribe(&f->l, s, filter, strlen(filter), 0, 0, &existed), 0);
+    assert_int_equal(interest__subscribe(&f->l, s, filter, strlen(filter), 0, 0, &existed), 0);
 }
 
 static void unsub(fixture_t *f, sess_t *s, const char *filter)
 {
-    assert_int_equal(loop__unsubscribe(&f->l, s, filter, strlen(filter)), 0);
+    assert_int_equal(interest__unsubscribe(&f->l, s, filter, strlen(filter)), 0);
 }
 
 /* 1 when the summary says the loop may want topic. */
 static int wants(fixture_t *f, const char *topic)
 {
     uint32_t key[2];
-    loop__topic_keys(topic, strlen(topic), key);
-    return loop__may_match(&f->l, key);
+    interest__topic_keys(topic, strlen(topic), key);
+    return interest__may_match(&f->l, key);
 }
 
 static uint32_t total(const fixture_t *f)
@@ -151,7 +151,7 @@ static void unsubscribe_all_takes_every_filter_out(void **state)
     sub(f, f->s, "c/+");
     sub(f, f->s, "#");
     sub(f, f->t, "a/b");
-    loop__unsubscribe_all(&f->l, f->s);
+    interest__unsubscribe_all(&f->l, f->s);
     assert_int_equal(f->s->n_subs, 0); /* the record is emptied too */
     assert_int_equal(total(f), 1); /* t's a/b */
     assert_true(wants(f, "a/b"));

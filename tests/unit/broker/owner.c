@@ -48,8 +48,8 @@ static int teardown(void **state)
     fixture_t *f = *state;
     sess__map_dispose(&f->b.sessions);
     for (unsigned i = 0; i < 2; i++) {
-        loop__items_dispose(&f->l[i].out[0]);
-        loop__items_dispose(&f->l[i].out[1]);
+        inbox__items_dispose(&f->l[i].out[0]);
+        inbox__items_dispose(&f->l[i].out[1]);
         free(f->l[i].out);
         router_destroy(f->l[i].router);
     }

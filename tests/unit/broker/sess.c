@@ -181,9 +181,9 @@ static void offline_session_queues_qos1_and_drops_qos0(void **state)
     s->expiry = SESS_NEVER_EXPIRES;
     msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024,
                           sizeof(msg_state_t));
-    sess__deliver(&f->l, s, m, 0, 0, NULL, 0);
+    deliver__sess(&f->l, s, m, 0, 0, NULL, 0);
     assert_int_equal(s->queue.len, 0);
-    sess__deliver(&f->l, s, m, 1, 0, &id, 1);
+    deliver__sess(&f->l, s, m, 1, 0, &id, 1);
     assert_int_equal(s->queue.len, 1);
     assert_int_equal(atomic_load(&m->refs), 2); /* ours + the queue's */
     queue_entry_t *e = queue_peek(&s->queue);
@@ -200,7 +200,7 @@ static void expired_message_is_not_queued(void **state)
     msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024,
                           sizeof(msg_state_t));
     m->expiry_at = 1; /* long past */
-    sess__deliver(&f->l, s, m, 1, 0, NULL, 0);
+    deliver__sess(&f->l, s, m, 1, 0, NULL, 0);
     assert_int_equal(s->queue.len, 0);
     assert_int_equal(atomic_load(&f->b.cnt.expired), 1);
     msg_release(&m);
@@ -213,7 +213,7 @@ static void full_queue_counts_the_overflow(void **state)
     sess_t *s = add(f, "full");
     msg_t *m = msg_create("t", 1, (const uint8_t *)"hi", 2, NULL, 0, 1, 0, 1024,
                           sizeof(msg_state_t));
-    for (int i = 0; i < 5; i++) sess__deliver(&f->l, s, m, 1, 0, NULL, 0);
+    for (int i = 0; i < 5; i++) deliver__sess(&f->l, s, m, 1, 0, NULL, 0);
     assert_int_equal(s->queue.len, 2);
     assert_int_equal(atomic_load(&f->b.cnt.dropped_queue), 3);
     assert_int_equal(s->overflow_logged, 1);

@@ -56,10 +56,10 @@ static int teardown(void **state)
     fixture_t *f = *state;
     for (unsigned i = 0; i < 3; i++) sess__destroy(f->s[i]->loop, f->s[i]);
     for (unsigned i = 0; i < 2; i++) {
-        loop__drop_items(&f->l[i].out[0]);
-        loop__drop_items(&f->l[i].out[1]);
-        loop__items_dispose(&f->l[i].out[0]);
-        loop__items_dispose(&f->l[i].out[1]);
+        inbox__drop_items(&f->l[i].out[0]);
+        inbox__drop_items(&f->l[i].out[1]);
+        inbox__items_dispose(&f->l[i].out[0]);
+        inbox__items_dispose(&f->l[i].out[1]);
         free(f->l[i].out);
         free(f->l[i].share_picks);
         router_destroy(f->l[i].router);
@@ -74,11 +74,11 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Subscribes s to filter f at QoS 1, as handle_sub.c does. */
+/* Subscribes s to filter f at QoS 1, as subscribe.c does. */
 static void join(fixture_t *f, sess_t *s, const char *filter)
 {
     int existed = 0;
-    assert_int_equal(loop__subscribe(s->loop, s, filter, strlen(filter), 1, 0, &existed), 0);
+    assert_int_equal(interest__subscribe(s->loop, s, filter, strlen(filter), 1, 0, &existed), 0);
 }
 
 /* Publishes a QoS 1 message on topic from loop 0; returns the groups hit. */
@@ -162,13 +162,13 @@ static void unsubscribing_leaves_the_group(void **state)
     fixture_t *f = *state;
     join(f, f->s[0], "$share/g/t");
     join(f, f->s[1], "$share/g/t");
-    assert_int_equal(loop__unsubscribe(&f->l[0], f->s[0], "$share/g/t", 10), 0);
-    assert_int_equal(loop__unsubscribe(&f->l[0], f->s[0], "$share/g/t", 10), UVMQ_ENOTFOUND);
+    assert_int_equal(interest__unsubscribe(&f->l[0], f->s[0], "$share/g/t", 10), 0);
+    assert_int_equal(interest__unsubscribe(&f->l[0], f->s[0], "$share/g/t", 10), UVMQ_ENOTFOUND);
     for (int i = 0; i < 3; i++) assert_int_equal(publish(f, "t", "p"), 1);
     assert_int_equal(f->s[0]->queue.len, 0);
     assert_int_equal(run_items(f, 0, 1), 3);
     assert_int_equal(f->s[1]->queue.len, 3);
-    assert_int_equal(loop__unsubscribe(&f->l[1], f->s[1], "$share/g/t", 10), 0);
+    assert_int_equal(interest__unsubscribe(&f->l[1], f->s[1], "$share/g/t", 10), 0);
     assert_int_equal(atomic_load(&f->b.n_shared), 0);
     assert_int_equal(publish(f, "t", "p"), 0);
 }
@@ -179,7 +179,7 @@ static void a_message_for_a_member_that_left_goes_to_another(void **state)
     join(f, f->s[1], "$share/g/t");
     assert_int_equal(publish(f, "t", "p"), 1); /* to b, on loop 1 */
     join(f, f->s[0], "$share/g/t");
-    assert_int_equal(loop__unsubscribe(&f->l[1], f->s[1], "$share/g/t", 10), 0);
+    assert_int_equal(interest__unsubscribe(&f->l[1], f->s[1], "$share/g/t", 10), 0);
     assert_int_equal(run_items(f, 0, 1), 1);  /* b left: picked again */
     assert_int_equal(f->s[1]->queue.len, 0);
     assert_int_equal(run_items(f, 1, 0), 1);  /* a's loop takes it */
@@ -204,7 +204,7 @@ static void a_disconnected_members_messages_go_to_another_member(void **state)
     join(f, f->s[0], "$share/g/t");
     for (int i = 0; i < 3; i++) publish(f, "t", "p"); /* all to a */
     msg_t *m = msg_create("other", 5, NULL, 0, NULL, 0, 1, 0, 1024, sizeof(msg_state_t));
-    sess__deliver(&f->l[0], f->s[0], m, 1, 0, NULL, 0); /* not through a group */
+    deliver__sess(&f->l[0], f->s[0], m, 1, 0, NULL, 0); /* not through a group */
     msg_release(&m);
     assert_int_equal(f->s[0]->queue.len, 4);
     share__handoff(&f->l[0], f->s[0]); /* no other member: all stay */

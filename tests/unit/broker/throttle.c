@@ -70,9 +70,9 @@ static int queue_one(fixture_t *f, loop_t *l, uint16_t *mark)
 {
     msg_t *m = make_msg();
     queue_entry_t e = {.m = msg_retain(m), .qos = 1};
-    int rc = sess__queue_online(l, f->s, &e, m);
+    int rc = throttle__queue_online(l, f->s, &e, m);
     assert_null(e.m);
-    *mark = atomic_load(&msg__state(m)->congested_loop);
+    *mark = atomic_load(&broker__msg(m)->congested_loop);
     msg_release(&m);
     return rc;
 }
@@ -118,14 +118,14 @@ static void congestion_ends_at_half_the_soft_limit(void **state)
         assert_int_equal(queue_pop(&f->s->queue, &e), 0);
         queue_entry_dispose(&e);
     }
-    sess__congestion_check(l, f->s, 0); /* 3 > 4 / 2 */
+    throttle__congestion_check(l, f->s, 0); /* 3 > 4 / 2 */
     assert_true(f->s->congested);
     assert_int_equal(queue_pop(&f->s->queue, &e), 0);
     queue_entry_dispose(&e);
-    sess__congestion_check(l, f->s, 0); /* 2 <= 4 / 2 */
+    throttle__congestion_check(l, f->s, 0); /* 2 <= 4 / 2 */
     assert_false(f->s->congested);
     assert_int_equal(atomic_load(&l->n_congested), 0);
-    sess__congestion_check(l, f->s, 1); /* not congested: no change */
+    throttle__congestion_check(l, f->s, 1); /* not congested: no change */
     assert_int_equal(atomic_load(&l->n_congested), 0);
 }
 
@@ -135,7 +135,7 @@ static void forced_check_ends_congestion_of_a_full_queue(void **state)
     loop_t *l = &f->loops[0];
     uint16_t mark = 0;
     for (int i = 0; i < 6; i++) assert_int_equal(queue_one(f, l, &mark), 0);
-    sess__congestion_check(l, f->s, 1); /* going offline */
+    throttle__congestion_check(l, f->s, 1); /* going offline */
     assert_false(f->s->congested);
     assert_int_equal(atomic_load(&l->n_congested), 0);
 }
@@ -147,20 +147,20 @@ static void forwarding_counts_backlog_until_delivered(void **state)
     msg_t *m = make_msg();
     p->fwd_backlog = 0;
     p->fwd_congested = 0;
-    loop__throttle_forwarding(p, t, m);
-    loop__throttle_forwarding(p, t, m);
+    throttle__forwarding(p, t, m);
+    throttle__forwarding(p, t, m);
     assert_int_equal(atomic_load(&t->backlog), 2);
     assert_int_equal(atomic_load(&t->backlog_bytes), 20); /* 2 x (1 + 9) */
     assert_int_equal(p->fwd_backlog, 0); /* at the limit, not past it */
     atomic_store(&t->n_congested, 1);
-    loop__throttle_forwarding(p, t, m);
+    throttle__forwarding(p, t, m);
     assert_int_equal(p->fwd_backlog, 2); /* 1 + index of t */
     assert_true(p->fwd_congested);
-    atomic_store(&msg__state(m)->fwd_pending, 3);
-    for (int i = 0; i < 3; i++) loop__throttle_delivered(t, m, 0);
+    atomic_store(&broker__msg(m)->fwd_pending, 3);
+    for (int i = 0; i < 3; i++) throttle__delivered(t, m, 0);
     assert_int_equal(atomic_load(&t->backlog), 0);
     assert_int_equal(atomic_load(&t->backlog_bytes), 0);
-    assert_int_equal(atomic_load(&msg__state(m)->fwd_pending), 0);
+    assert_int_equal(atomic_load(&broker__msg(m)->fwd_pending), 0);
     msg_release(&m);
 }
 

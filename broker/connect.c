@@ -1,5 +1,5 @@
 /*
- * handle_connect.c - CONNECT and DISCONNECT: decode, validate, take the
+ * connect.c - CONNECT and DISCONNECT: decode, validate, take the
  * session over (or create it), reply.
  *
  * The steps are separate functions: decode errors get the CONNACK (or
@@ -137,7 +137,7 @@ static const char *refusal_text(uint8_t reason)
 
 /* See broker_int.h. c is closing after (its memory stays valid until the
  * uv_close callback). */
-conn_rc_t conn__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason)
+conn_rc_t connect__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason)
 {
     pkt_t r = {.type = PKT_CONNACK};
     r.u.connack.reason = c->version == PKT_V5 ? reason : pkt_connack_rc311(reason);
@@ -251,7 +251,7 @@ static uint16_t apply_limits(conn_t *c, const pkt_connect_t *cp)
 }
 
 /* Frees c->hello and the will it still holds; c->hello is NULL after. */
-void conn__hello_free(conn_t *c)
+void connect__hello_free(conn_t *c)
 {
     if (c->hello == NULL) return;
     if (c->hello->will != NULL) msg_release(&c->hello->will);
@@ -327,7 +327,7 @@ static void finish(conn_t *c, sess_t *s, int present)
     s->will_expiry = h->will_expiry;
     if (s->will != NULL) {
         s->will->origin = s;
-        msg__state(s->will)->origin_hash = sess__origin_hash(s);
+        broker__msg(s->will)->origin_hash = sess__origin_hash(s);
     }
     s->overflow_logged = 0;
     c->sess = s;
@@ -340,13 +340,13 @@ static void finish(conn_t *c, sess_t *s, int present)
         persist__session_del(c->loop, s); /* no longer persistent */
     if (s->shares) share__update(c->loop, s, 1, s->stored); /* online */
     send_connack(c, s, present);
-    conn__hello_free(c);
+    connect__hello_free(c);
     log_debug("client %s connected from %s (v%u, keep-alive %u, session %s)",
               s->client_id, conn__peer(c), c->version, c->keepalive,
               present ? "resumed" : "new");
     if (present) {
-        sess__resend(s);
-        sess__drain(s);
+        deliver__resend(s);
+        deliver__drain(s);
     }
 }
 
@@ -374,7 +374,7 @@ static conn_rc_t migrate(conn_t *c, loop_t *owner, const char *id, size_t id_len
         log_warn("client %.*s (%s): its session moved between loops %u times "
                  "during CONNECT: refused (server busy)",
                  (int)id_len, id, conn__peer(c), (unsigned)c->hops);
-        return conn__refuse(c, NULL, PKT_RC_SERVER_BUSY);
+        return connect__refuse(c, NULL, PKT_RC_SERVER_BUSY);
     }
     c->move_to = (uint16_t)owner->index;
     log_debug("client %.*s (%s): moving to loop %u, its session's owner",
@@ -400,10 +400,10 @@ static conn_rc_t apply(conn_t *c, const pkt_connect_t *cp)
     sess_t *s = NULL;
     loop_t *owner = NULL;
     if (cp->will_flag) {
-        will = conn__msg_from(b, cp->will_topic, cp->will_payload,
+        will = publish__msg_from(b, cp->will_topic, cp->will_payload,
                               cp->version == PKT_V5 ? &cp->will_props : NULL,
                               cp->will_qos, cp->will_retain, NULL);
-        if (will == NULL) return conn__refuse(c, cp, PKT_RC_PACKET_TOO_LARGE);
+        if (will == NULL) return connect__refuse(c, cp, PKT_RC_PACKET_TOO_LARGE);
     }
     if (id_len == 0) { /* MQTT-3.1.3-6: the server assigns an id */
         sess__assign_id(gen);
@@ -436,7 +436,7 @@ static conn_rc_t apply(conn_t *c, const pkt_connect_t *cp)
  * there first: once the client has seen an AUTH, the CONNECT can no
  * longer be handed to another loop and handled again from its first byte.
  * A session found on c's own loop keeps c here. Returns what
- * conn__handle_connect returns. */
+ * connect__handle returns. */
 static conn_rc_t authenticate(conn_t *c, const pkt_connect_t *cp, const uint8_t *frame,
                               size_t len)
 {
@@ -471,7 +471,7 @@ static conn_rc_t authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
     arena_reset(&c->loop->arena); /* the AUTH is done with */
     if (pkt_decode(&p, 0, f, flen, &c->loop->arena) != 0) {
         /* cannot happen: it decoded the first time */
-        rc = conn__refuse(c, NULL, PKT_RC_UNSPECIFIED);
+        rc = connect__refuse(c, NULL, PKT_RC_UNSPECIFIED);
     } else if ((rc = apply(c, &p.u.connect)) == CONN_MIGRATE) {
         /* The session moved to another loop during the exchange (rare: a
          * race, or a clean session of this id on this loop replaced by a
@@ -480,13 +480,13 @@ static conn_rc_t authenticate_step(conn_t *c, const uint8_t *frame, size_t len)
                  "refused (server busy)",
                  (int)p.u.connect.client_id.len, (const char *)p.u.connect.client_id.p,
                  conn__peer(c));
-        rc = conn__refuse(c, NULL, PKT_RC_SERVER_BUSY);
+        rc = connect__refuse(c, NULL, PKT_RC_SERVER_BUSY);
     }
     auth__connect_done(c);
     return rc;
 }
 
-conn_rc_t conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
+conn_rc_t connect__handle(conn_t *c, const uint8_t *frame, size_t len)
 {
     pkt_t p;
     int rc = 0;
@@ -501,13 +501,13 @@ conn_rc_t conn__handle_connect(conn_t *c, const uint8_t *frame, size_t len)
     uint8_t reason = PKT_RC_SUCCESS;
     rc = validate(c, &p.u.connect, &reason);
     if (rc == 0) rc = identity_username(c, &p.u.connect, &reason);
-    if (rc != 0) return conn__refuse(c, &p.u.connect, reason);
+    if (rc != 0) return connect__refuse(c, &p.u.connect, reason);
     if (c->version == PKT_V5 && PKT_PROP_HAS(&p.u.connect.props, PROP_AUTH_METHOD))
         return authenticate(c, &p.u.connect, frame, len);
     return apply(c, &p.u.connect);
 }
 
-conn_rc_t conn__handle_disconnect(conn_t *c, const pkt_t *p)
+conn_rc_t connect__handle_disconnect(conn_t *c, const pkt_t *p)
 {
     const pkt_reason_t *d = &p->u.disconnect;
     sess_t *s = c->sess;

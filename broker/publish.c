@@ -1,5 +1,5 @@
 /*
- * handle_publish.c - PUBLISH in, and the QoS 1/2 acknowledgement flows
+ * publish.c - PUBLISH in, and the QoS 1/2 acknowledgement flows
  * (PUBACK, PUBREC, PUBREL, PUBCOMP) in both directions.
  *
  * An incoming PUBLISH becomes one refcounted msg_t holding the topic, the
@@ -38,7 +38,7 @@ static void forwardable(const pkt_props_t *in, pkt_props_t *out)
     out->n_user = in->n_user;
 }
 
-msg_t *conn__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
+msg_t *publish__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
                       const pkt_props_t *props, uint8_t qos, uint8_t retain,
                       const void *origin)
 {
@@ -78,7 +78,7 @@ static const char *ack_text(uint8_t reason)
     }
 }
 
-void conn__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
+void publish__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
 {
     pkt_t r = {.type = type};
     r.u.ack.packet_id = id;
@@ -161,7 +161,7 @@ static conn_rc_t qos2_admit(conn_t *c, uint16_t id, int *deliver)
         return persist__ack(c, PKT_PUBREC, id, PKT_RC_SUCCESS, NULL, persist__gen_now(c->loop));
     if (c->version != PKT_V5)
         return conn__fail(c, PKT_RC_QUOTA_EXCEEDED, "too many QoS 2 messages awaiting PUBREL");
-    conn__send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
+    publish__send_ack(c, PKT_PUBREC, id, PKT_RC_QUOTA_EXCEEDED);
     return CONN_OK;
 }
 
@@ -178,7 +178,7 @@ static conn_rc_t drop_sys(conn_t *c, const pkt_publish_t *pub)
                         PKT_RC_NOT_AUTHORIZED, NULL, persist__gen_now(c->loop));
 }
 
-conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p)
+conn_rc_t publish__handle(conn_t *c, pkt_t *p)
 {
     pkt_publish_t *pub = &p->u.publish;
     broker_t *b = c->loop->b;
@@ -198,7 +198,7 @@ conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p)
         conn_rc_t r = qos2_admit(c, pub->packet_id, &deliver);
         if (r != CONN_OK || !deliver) return r;
     }
-    msg_t *m = conn__msg_from(b, pub->topic, pub->payload,
+    msg_t *m = publish__msg_from(b, pub->topic, pub->payload,
                               c->version == PKT_V5 ? &pub->props : NULL,
                               pub->qos, pub->retain, c->sess);
     if (m == NULL) {
@@ -208,9 +208,9 @@ conn_rc_t conn__handle_publish(conn_t *c, pkt_t *p)
         }
         return conn__fail(c, PKT_RC_PACKET_TOO_LARGE, "cannot allocate message");
     }
-    msg__state(m)->origin_hash = sess__origin_hash(c->sess); /* share.c */
-    size_t n = broker__publish(l, m);
-    if (pub->qos > 0 && b->cfg->throttle_publishers) conn__throttle_note(c, m);
+    broker__msg(m)->origin_hash = sess__origin_hash(c->sess); /* share.c */
+    size_t n = deliver__publish(l, m);
+    if (pub->qos > 0 && b->cfg->throttle_publishers) throttle__note(c, m);
     uint8_t reason = n == 0 ? PKT_RC_NO_MATCHING_SUBSCRIBERS : PKT_RC_SUCCESS;
     conn_rc_t rc = CONN_OK;
     if (pub->qos > 0)
@@ -226,7 +226,7 @@ static void on_pubrec(conn_t *c, const pkt_ack_t *a)
     inflight_t *f = &c->sess->inflight;
     inflight_slot_t *slot = inflight_get(f, a->packet_id);
     if (slot != NULL && slot->state == INFLIGHT_WAIT_PUBCOMP) {
-        conn__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS); /* duplicate */
+        publish__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS); /* duplicate */
     } else if (c->version == PKT_V5 && a->reason >= 0x80) {
         /* v5 4.3.3: a failing PUBREC ends the flow; the id is free again. */
         uint64_t seq = slot != NULL ? slot->e.seq : 0;
@@ -234,20 +234,20 @@ static void on_pubrec(conn_t *c, const pkt_ack_t *a)
             inflight_complete(f, a->packet_id, PKT_PUBCOMP);
             persist__entry_del(c->loop, c->sess, seq);
         }
-        sess__drain(c->sess);
+        deliver__drain(c->sess);
     } else if (inflight_pubrec(f, a->packet_id) == 0) {
         persist__entry_update(c->loop, c->sess, slot->e.seq, a->packet_id,
                               STORE_ENTRY_PUBCOMP, 1);
-        conn__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS);
+        publish__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_SUCCESS);
         if (c->sess->stored) persist__hold(c); /* written after the stage */
     } else {
         log_debug("client %s: PUBREC for unknown id %u", conn__id(c), a->packet_id);
         if (c->version == PKT_V5)
-            conn__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_PACKET_ID_NOT_FOUND);
+            publish__send_ack(c, PKT_PUBREL, a->packet_id, PKT_RC_PACKET_ID_NOT_FOUND);
     }
 }
 
-conn_rc_t conn__handle_ack(conn_t *c, const pkt_t *p)
+conn_rc_t publish__handle_ack(conn_t *c, const pkt_t *p)
 {
     const pkt_ack_t *a = &p->u.ack;
     inflight_t *f = &c->sess->inflight;
@@ -262,7 +262,7 @@ conn_rc_t conn__handle_ack(conn_t *c, const pkt_t *p)
         seq = slot != NULL ? slot->e.seq : 0;
         if (inflight_complete(f, a->packet_id, p->type) == 0) {
             persist__entry_del(c->loop, c->sess, seq);
-            sess__drain(c->sess);
+            deliver__drain(c->sess);
         } else {
             log_debug("client %s: %s for unknown id %u", conn__id(c),
                       pkt_type_name(p->type), a->packet_id);

@@ -1,11 +1,11 @@
 /*
- * handle_sub.c - SUBSCRIBE and UNSUBSCRIBE.
+ * subscribe.c - SUBSCRIBE and UNSUBSCRIBE.
  *
  * Each filter is checked, added to the loop's router and recorded in
  * the session; the SUBACK goes first and the retained messages matching
  * the new filters follow it in the same batch (MQTT-3.8.4-4 ordering).
  * Shared subscriptions ($share/<group>/<filter>) join their group in the
- * broker's registry (share.c) through the same loop__subscribe, get no
+ * broker's registry (share.c) through the same interest__subscribe, get no
  * retained messages, and may not ask for No Local.
  */
 #include "broker_int.h"
@@ -15,7 +15,7 @@
 /* Subscribes to one filter: sets *reason to its SUBACK reason code (the
  * granted QoS, or the refusal) and *send_ret when retained messages are
  * to follow (v5 Retain Handling). Returns 0, or UVMQ_EINVAL (or
- * loop__subscribe's error) when the filter is refused. */
+ * interest__subscribe's error) when the filter is refused. */
 static int subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id, uint8_t *reason,
                          uint8_t *send_ret)
 {
@@ -30,7 +30,7 @@ static int subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id, uint8
         return UVMQ_EINVAL;
     /* Into this loop's router, published before the SUBACK is queued
      * (ordering guarantee: inbox.c). */
-    int rc = loop__subscribe(c->loop, c->sess, f, len, sub->options, sub_id, &existed);
+    int rc = interest__subscribe(c->loop, c->sess, f, len, sub->options, sub_id, &existed);
     if (rc != 0) return rc;
     persist__sub_put(c->loop, c->sess, f, len, sub->options, sub_id);
     unsigned rh = (sub->options & PKT_SUBOPT_RH_MASK) >> PKT_SUBOPT_RH_SHIFT;
@@ -53,7 +53,7 @@ static int no_local_on_shared(const pkt_subscribe_t *sp)
     return 0;
 }
 
-const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n)
+const char *subscribe__reason_text(const uint8_t *reasons, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         switch (reasons[i]) {
@@ -67,7 +67,7 @@ const char *conn__sub_reason_text(const uint8_t *reasons, uint32_t n)
     return NULL;
 }
 
-conn_rc_t conn__handle_subscribe(conn_t *c, pkt_t *p)
+conn_rc_t subscribe__handle(conn_t *c, pkt_t *p)
 {
     pkt_subscribe_t *sp = &p->u.subscribe;
     uint32_t n = sp->n_subs;
@@ -89,13 +89,13 @@ conn_rc_t conn__handle_subscribe(conn_t *c, pkt_t *p)
                      persist__gen_since(c->loop, ops));
     for (uint32_t i = 0; i < n; i++) {
         if (!send_ret[i]) continue;
-        sess__send_retained(c->loop, c->sess, (const char *)sp->subs[i].filter.p,
+        deliver__retained(c->loop, c->sess, (const char *)sp->subs[i].filter.p,
                             sp->subs[i].filter.len, reasons[i], sub_id);
     }
     return CONN_OK;
 }
 
-conn_rc_t conn__handle_unsubscribe(conn_t *c, pkt_t *p)
+conn_rc_t subscribe__handle_unsubscribe(conn_t *c, pkt_t *p)
 {
     pkt_unsubscribe_t *up = &p->u.unsubscribe;
     uint8_t *reasons = arena_alloc(&c->loop->arena, up->n_filters);
@@ -104,7 +104,7 @@ conn_rc_t conn__handle_unsubscribe(conn_t *c, pkt_t *p)
     for (uint32_t i = 0; i < up->n_filters; i++) {
         const char *f = (const char *)up->filters[i].p;
         size_t len = up->filters[i].len;
-        int rc = loop__unsubscribe(c->loop, c->sess, f, len);
+        int rc = interest__unsubscribe(c->loop, c->sess, f, len);
         if (rc == 0) persist__sub_del(c->loop, c->sess, f, len);
         reasons[i] = rc == 0 ? PKT_RC_SUCCESS : PKT_RC_NO_SUBSCRIPTION_EXISTED;
     }
