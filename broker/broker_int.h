@@ -53,6 +53,10 @@
 #define LOOP_READ_BUF (64 * 1024)
 
 typedef struct loop_s loop_t;
+typedef struct throttle_loop_s throttle_loop_t;
+typedef struct persist_loop_s persist_loop_t;
+typedef struct interest_loop_s interest_loop_t;
+typedef struct share_loop_s share_loop_t;
 typedef struct conn_s conn_t;
 typedef struct sess_s sess_t;
 
@@ -222,8 +226,9 @@ struct sess_s {
 /* Loop-local block of whole small QoS 0 PUBLISH packets that many
  * connections' batches point into (chunk.c). Not thread-safe: only its
  * loop builds, references and releases it. */
+typedef struct chunk_loop_s chunk_loop_t;
 typedef struct pkt_chunk_s {
-    loop_t *owner;   /* the loop whose free list it returns to */
+    chunk_loop_t *owner; /* the loop's chunks whose free list it returns to */
     uint32_t refs;   /* batch entries pointing into it, + 1 while it is
                         the loop's current chunk for its variant */
     uint32_t len;    /* bytes used */
@@ -442,8 +447,6 @@ typedef struct item_vec_s {
 
 /* A worker loop. Every field belongs to the loop's thread except those
  * marked atomic or "inbox". */
-/* Counters in a loop's topic summary (interest.c): 16 KiB per loop. */
-#define LOOP_INTEREST_SLOTS 4096
 
 struct loop_s {
     broker_t *b;
@@ -461,14 +464,8 @@ struct loop_s {
     router_t *router;     /* subscriptions of this loop's sessions */
     atomic_size_t n_subs; /* router_count(router) for other loops; 0 once
                              stopping (a stale read is harmless, inbox.c) */
-    /* Which topics router may match, for other loops (interest.c). */
-    _Atomic uint32_t interest_wild; /* filters starting with + or # */
-    _Atomic uint32_t interest[LOOP_INTEREST_SLOTS];
-    /* The same for the filters of stored (persistent) sessions only: a
-     * publisher's acknowledgement waits for the loops that may hold
-     * durable destinations of its message (persist.c). */
-    _Atomic uint32_t durable_wild;
-    _Atomic uint32_t durable[LOOP_INTEREST_SLOTS];
+    interest_loop_t *interest; /* which topics router may match, for
+                                  other loops (interest.c) */
     atomic_uint load;     /* connections handed here and not yet closed */
     pthread_mutex_t inbox_mu;
     item_vec_t inbox;     /* inbox: items posted by other threads */
@@ -494,9 +491,7 @@ struct loop_s {
                                made with the loop's first TLS connection */
     msg_t **mvec;         /* reused message vector (retained sends) */
     size_t n_mvec, cap_mvec;
-    struct share_pick_s *share_picks; /* reused: the members a publish
-                                         picked (share.c) */
-    size_t cap_share_picks;
+    share_loop_t *share;  /* reused picks of shared groups (share.c) */
     arena_t arena;        /* decode temporaries of the packet being
                              handled, whichever connection it came from;
                              reset after each packet */
@@ -515,48 +510,15 @@ struct loop_s {
     atomic_size_t online; /* l's sessions with a connection, the same */
     struct sys_s *sys;    /* the $SYS publisher (sys.c): loop 0 only, and
                              only when sys_interval is not 0; else NULL */
-    /* Small QoS 0 PUBLISH packets shared by fan-outs (chunk.c). */
-    pkt_chunk_t *chunk[MSG_VARIANTS]; /* current chunk per variant */
-    pkt_chunk_t *free_chunks; /* released chunks kept for reuse */
-    unsigned n_free_chunks;
+    chunk_loop_t *chunks; /* small QoS 0 PUBLISH packets shared by
+                             fan-outs (chunk.c) */
     unsigned n_alias_out; /* connections with c->alias_out: while 0 the
                              small fan-out never looks at the bit */
     msg_t *credit_msg;    /* references of credit_msg taken in bulk by */
     size_t credit;        /* deliver__local, used by deliveries */
-    /* Persistence (persist.c): the batch this tick fills, submitted by the
-     * flush hook; generations count submitted batches. */
-    struct store_batch_s *batch; /* NULL until the tick's first write */
-    uint64_t batch_gen;   /* generation of the batch being filled */
-    uint64_t committed_gen; /* highest generation whose commit ended */
-    uint64_t put_id;      /* last message written into batch */
-    uint64_t next_msg_id; /* store ids: index + k * n_loops + base */
-    msg_t **reports;      /* other loops' messages with entries in batch:
-                             reported to their publisher once committed */
-    size_t n_reports, cap_reports;
-    conn_t **ack_conns;   /* connections with waiting acknowledgements */
-    size_t n_ack_conns, cap_ack_conns;
-    uint8_t *wake;        /* per loop: post ITEM_ACK_WAKE this tick */
-    uint8_t wake_any;
-    uint8_t want_commit;  /* durability batch: something waits for this
-                             tick's commit (submit a barrier with notice) */
-    uint32_t batch_bad;   /* operations that could not be added to batch:
-                             what waits for it is refused (persist.c) */
-    /* Publisher throttling (throttle.c). */
-    atomic_uint n_congested; /* sessions of this loop that are congested;
-                                read by every loop's throttle timer */
-    atomic_uint backlog;  /* QoS 1/2 PUBLISH items posted to this loop and
-                             not yet delivered (any producer) */
-    atomic_size_t backlog_bytes; /* their topic + payload bytes */
-    unsigned backlog_max; /* a producer pauses a publisher past these */
-    size_t backlog_max_bytes;
-    uint8_t fwd_congested; /* forward(): a target had a congested session */
-    uint16_t fwd_backlog; /* forward(): 1 + index of a target past its
-                             backlog limit, or 0 */
-    uv_timer_t throttle;  /* runs while n_throttled > 0 */
-    conn_t **throttled;   /* this loop's throttled connections */
-    size_t n_throttled, cap_throttled;
-    conn_t **resumable;   /* scratch of the throttle timer */
-    size_t cap_resumable;
+    persist_loop_t *persist; /* the tick's store batch, generations and
+                                waiting acknowledgements (persist.c) */
+    throttle_loop_t *throttle; /* publisher throttling (throttle.c) */
 };
 
 /* ---- broker ---- */
@@ -631,6 +593,12 @@ void sys__close(loop_t *l);
 
 /* ---- loop.c ---- */
 
+/* Makes the state each module keeps per loop (chunk, interest, persist,
+ * share, throttle) for loop index of b, with no uv loop: loop__init calls
+ * it, and so do unit tests that build loops by hand. */
+void loop__state_init(loop_t *l, broker_t *b, unsigned index);
+/* Frees that state, the loop's pooled output objects and TLS buffers. */
+void loop__state_dispose(loop_t *l);
 /* Initialises l (uv loop, flush hooks, sweep timer, async, router,
  * outboxes) for broker b. Returns 0 or a libuv error; on failure nothing
  * needs disposing. */
@@ -759,6 +727,9 @@ int interest__unsubscribe(loop_t *l, sess_t *s, const char *f, size_t len);
 /* Removes every subscription of s from l's router and summary and empties
  * s's record. */
 void interest__unsubscribe_all(loop_t *l, sess_t *s);
+/* Makes l's summaries, all zero (loop__state_init); frees them. */
+void interest__loop_init(loop_t *l);
+void interest__loop_dispose(loop_t *l);
 /* The two summary keys of a topic: computed once per PUBLISH. */
 void interest__topic_keys(const char *topic, size_t len, uint32_t key[2]);
 /* 1 when l may have a subscription matching the topic of key (any
@@ -781,6 +752,15 @@ void interest__durable_count(loop_t *l, sess_t *s, int delta);
  * (its inbound id and every durable queue entry) commits atomically
  * (storage.md says why). */
 loop_t *persist__loop(broker_t *b);
+/* Makes l's persistence state (loop__state_init); frees it, with a batch
+ * never submitted and reports never made (loop__state_dispose). */
+void persist__loop_init(loop_t *l);
+void persist__loop_dispose(loop_t *l);
+/* Store ids l gives out from now on are past max_id (recovery). */
+void persist__ids_after(loop_t *l, uint64_t max_id);
+/* 1 while generation gen of l's batches is not committed: output held
+ * for it waits (conn_out_t.hold_gen; the flush hook). */
+int persist__holds(const loop_t *l, uint64_t gen);
 /* The store id for a new message of l (unique across loops). */
 uint64_t persist__new_id(loop_t *l);
 /* Operations in l's pending batch (0 when none): a handler compares the
@@ -884,9 +864,11 @@ void chunk__commit(pkt_chunk_t *ch, size_t len);
 /* Drops one reference of *chp and NULLs it; the last returns the chunk
  * to its loop's free list (or frees it past a few). */
 void chunk__release(pkt_chunk_t **chp);
-/* Drops l's current chunks and frees its free list (loop teardown; every
+/* Makes l's chunk state (loop__state_init). */
+void chunk__loop_init(loop_t *l);
+/* Drops l's current chunks and frees its free list and state (loop teardown; every
  * batch must have released its references first). */
-void chunk__dispose(loop_t *l);
+void chunk__loop_dispose(loop_t *l);
 
 /* ---- inbox.c ---- */
 
@@ -1282,12 +1264,16 @@ void deliver__retained(loop_t *l, sess_t *s, const char *filter,
 
 /* ---- throttle.c ---- */
 
-/* Initialises l's throttle timer (loop__init). */
-void throttle__init(loop_t *l);
-/* Closes the timer (loop__close_handles). */
+/* Makes l's throttle state (loop__state_init), then starts its timer on
+ * the uv loop (loop__init); closes the timer (loop__close_handles);
+ * frees the state (loop__state_dispose). */
+void throttle__loop_init(loop_t *l);
+void throttle__start(loop_t *l);
 void throttle__close(loop_t *l);
-/* Frees the throttle vectors (loop__dispose). */
-void throttle__dispose(loop_t *l);
+void throttle__loop_dispose(loop_t *l);
+/* A publish begins on l (deliver__publish): forgets what the last one's
+ * forwards noted. */
+void throttle__publish_begin(loop_t *l);
 /* c has just published the QoS 1/2 message m (deliver__publish returned):
  * pauses c when a delivery on this loop found a congested session, when
  * m went to a loop with a congested session (until that loop has
@@ -1327,6 +1313,9 @@ void throttle__congestion_check(loop_t *l, sess_t *s, int force);
 typedef struct share_s share_t;
 typedef struct share_member_s share_member_t;
 
+/* Makes l's share state (loop__state_init); frees it. */
+void share__loop_init(loop_t *l);
+void share__loop_dispose(loop_t *l);
 /* Creates the registry (groups pick members by strategy, enum
  * share_strategy). */
 share_t *share__create(int strategy);

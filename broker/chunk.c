@@ -22,15 +22,27 @@
 /* Released chunks a loop keeps for reuse; more are freed. */
 #define CHUNK_POOL_MAX 64
 
-static pkt_chunk_t *chunk_get(loop_t *l)
+/* A loop's chunks (loop_t.chunks). Only its loop touches them. */
+struct chunk_loop_s {
+    pkt_chunk_t *cur[MSG_VARIANTS]; /* current chunk per variant */
+    pkt_chunk_t *free;              /* released chunks kept for reuse */
+    unsigned n_free;
+};
+
+void chunk__loop_init(loop_t *l)
 {
-    pkt_chunk_t *ch = l->free_chunks;
+    l->chunks = xcalloc(1, sizeof *l->chunks);
+}
+
+static pkt_chunk_t *chunk_get(chunk_loop_t *k)
+{
+    pkt_chunk_t *ch = k->free;
     if (ch != NULL) {
-        l->free_chunks = ch->next_free;
-        l->n_free_chunks--;
+        k->free = ch->next_free;
+        k->n_free--;
     } else {
         ch = xmalloc(sizeof *ch + CHUNK_SIZE);
-        ch->owner = l;
+        ch->owner = k;
     }
     ch->refs = 1; /* the loop's, while it is current */
     ch->len = 0;
@@ -40,12 +52,13 @@ static pkt_chunk_t *chunk_get(loop_t *l)
 
 uint8_t *chunk__reserve(loop_t *l, int v, size_t len, pkt_chunk_t **ch)
 {
-    pkt_chunk_t *cur = l->chunk[v];
+    chunk_loop_t *k = l->chunks;
+    pkt_chunk_t *cur = k->cur[v];
     assert(len <= CHUNK_SIZE);
     if (cur != NULL && cur->len + len > CHUNK_SIZE)
-        chunk__release(&l->chunk[v]); /* full: no longer current */
-    if (l->chunk[v] == NULL) l->chunk[v] = chunk_get(l);
-    *ch = l->chunk[v];
+        chunk__release(&k->cur[v]); /* full: no longer current */
+    if (k->cur[v] == NULL) k->cur[v] = chunk_get(k);
+    *ch = k->cur[v];
     return (*ch)->data + (*ch)->len;
 }
 
@@ -57,27 +70,31 @@ void chunk__commit(pkt_chunk_t *ch, size_t len)
 void chunk__release(pkt_chunk_t **chp)
 {
     pkt_chunk_t *ch = *chp;
-    loop_t *l = ch->owner;
+    chunk_loop_t *k = ch->owner;
     *chp = NULL;
+    assert(ch->refs > 0);
     if (--ch->refs > 0) return;
-    if (l->n_free_chunks >= CHUNK_POOL_MAX) {
+    if (k->n_free >= CHUNK_POOL_MAX) {
         free(ch);
         return;
     }
-    ch->next_free = l->free_chunks;
-    l->free_chunks = ch;
-    l->n_free_chunks++;
+    ch->next_free = k->free;
+    k->free = ch;
+    k->n_free++;
 }
 
-void chunk__dispose(loop_t *l)
+void chunk__loop_dispose(loop_t *l)
 {
+    chunk_loop_t *k = l->chunks;
+    if (k == NULL) return;
     for (int v = 0; v < MSG_VARIANTS; v++) {
-        if (l->chunk[v] != NULL) chunk__release(&l->chunk[v]);
+        if (k->cur[v] != NULL) chunk__release(&k->cur[v]);
     }
-    while (l->free_chunks != NULL) {
-        pkt_chunk_t *ch = l->free_chunks;
-        l->free_chunks = ch->next_free;
+    while (k->free != NULL) {
+        pkt_chunk_t *ch = k->free;
+        k->free = ch->next_free;
         free(ch);
     }
-    l->n_free_chunks = 0;
+    free(k);
+    l->chunks = NULL;
 }

@@ -238,8 +238,7 @@ static size_t forward(loop_t *l, msg_t *m)
 
 size_t deliver__publish(loop_t *l, msg_t *m)
 {
-    l->fwd_congested = 0;
-    l->fwd_backlog = 0;
+    throttle__publish_begin(l);
     broker__msg(m)->home = (uint16_t)l->index;
     /* before anyone else sees m: other loops may store it (persist.c) */
     if (m->store_id == 0 && (m->qos > 0 || m->retain) && l->b->store != NULL)
@@ -260,8 +259,7 @@ size_t deliver__publish(loop_t *l, msg_t *m)
 void deliver__publish_sys(loop_t *l, msg_t *m)
 {
     assert(m->retain && m->qos == 0 && m->store_id == 0);
-    l->fwd_congested = 0;
-    l->fwd_backlog = 0;
+    throttle__publish_begin(l);
     broker__msg(m)->home = (uint16_t)l->index;
     retain_store(l->b, m); /* no persist__retained: memory only */
     deliver__local(l, m);

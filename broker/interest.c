@@ -29,11 +29,43 @@
 #include <string.h>
 
 #include "../common/hash.h"
+#include "../common/xmalloc.h"
 
 /* The exact-filter and first-level keys use different seeds so "a" as a
  * filter and "a/+" share no slot. */
 #define SEED_EXACT FNV1A_SEED
 #define SEED_FIRST 0x9747b28cu
+
+/* Counters in a loop's summaries: 16 KiB each. */
+#define INTEREST_SLOTS 4096
+
+/* A loop's summaries (loop_t.interest): written by the loop (its
+ * subscribes), read by every loop that publishes (any thread; relaxed
+ * increments, acquire reads, as the essay above says). */
+struct interest_loop_s {
+    _Atomic uint32_t any;                    /* filters starting with + or # */
+    _Atomic uint32_t slots[INTEREST_SLOTS];  /* by exact or first-level key */
+    /* The same for the filters of stored (persistent) sessions only. */
+    _Atomic uint32_t durable_any;
+    _Atomic uint32_t durable[INTEREST_SLOTS];
+};
+
+void interest__loop_init(loop_t *l)
+{
+    interest_loop_t *k = l->interest = xcalloc(1, sizeof *l->interest);
+    atomic_init(&k->any, 0);
+    atomic_init(&k->durable_any, 0);
+    for (size_t i = 0; i < INTEREST_SLOTS; i++) {
+        atomic_init(&k->slots[i], 0);
+        atomic_init(&k->durable[i], 0);
+    }
+}
+
+void interest__loop_dispose(loop_t *l)
+{
+    free(l->interest);
+    l->interest = NULL;
+}
 
 /* Length of the first level of s[0..len). */
 static size_t first_level(const char *s, size_t len)
@@ -51,8 +83,8 @@ static size_t key_of(const char *f, size_t len, int *wild)
     *wild = first == 1 && (f[0] == '+' || f[0] == '#');
     if (*wild) return 0;
     if (memchr(f, '+', len) == NULL && memchr(f, '#', len) == NULL)
-        return fnv1a(SEED_EXACT, f, len) % LOOP_INTEREST_SLOTS;
-    return fnv1a(SEED_FIRST, f, first) % LOOP_INTEREST_SLOTS;
+        return fnv1a(SEED_EXACT, f, len) % INTEREST_SLOTS;
+    return fnv1a(SEED_FIRST, f, first) % INTEREST_SLOTS;
 }
 
 /* Adds delta (+1 or -1) to a summary counter. */
@@ -70,28 +102,28 @@ static void count(loop_t *l, const char *f, size_t len, int delta, int durable)
 {
     int wild = 0;
     size_t k = key_of(f, len, &wild);
-    bump(wild ? &l->interest_wild : &l->interest[k], delta);
-    if (durable) bump(wild ? &l->durable_wild : &l->durable[k], delta);
+    bump(wild ? &l->interest->any : &l->interest->slots[k], delta);
+    if (durable) bump(wild ? &l->interest->durable_any : &l->interest->durable[k], delta);
 }
 
 void interest__topic_keys(const char *topic, size_t len, uint32_t key[2])
 {
-    key[0] = fnv1a(SEED_EXACT, topic, len) % LOOP_INTEREST_SLOTS;
-    key[1] = fnv1a(SEED_FIRST, topic, first_level(topic, len)) % LOOP_INTEREST_SLOTS;
+    key[0] = fnv1a(SEED_EXACT, topic, len) % INTEREST_SLOTS;
+    key[1] = fnv1a(SEED_FIRST, topic, first_level(topic, len)) % INTEREST_SLOTS;
 }
 
 int interest__may_match(loop_t *l, const uint32_t key[2])
 {
-    return atomic_load_explicit(&l->interest_wild, memory_order_acquire) > 0 ||
-           atomic_load_explicit(&l->interest[key[0]], memory_order_acquire) > 0 ||
-           atomic_load_explicit(&l->interest[key[1]], memory_order_acquire) > 0;
+    return atomic_load_explicit(&l->interest->any, memory_order_acquire) > 0 ||
+           atomic_load_explicit(&l->interest->slots[key[0]], memory_order_acquire) > 0 ||
+           atomic_load_explicit(&l->interest->slots[key[1]], memory_order_acquire) > 0;
 }
 
 int interest__may_match_durable(loop_t *l, const uint32_t key[2])
 {
-    return atomic_load_explicit(&l->durable_wild, memory_order_acquire) > 0 ||
-           atomic_load_explicit(&l->durable[key[0]], memory_order_acquire) > 0 ||
-           atomic_load_explicit(&l->durable[key[1]], memory_order_acquire) > 0;
+    return atomic_load_explicit(&l->interest->durable_any, memory_order_acquire) > 0 ||
+           atomic_load_explicit(&l->interest->durable[key[0]], memory_order_acquire) > 0 ||
+           atomic_load_explicit(&l->interest->durable[key[1]], memory_order_acquire) > 0;
 }
 
 void interest__durable_count(loop_t *l, sess_t *s, int delta)
@@ -101,7 +133,7 @@ void interest__durable_count(loop_t *l, sess_t *s, int delta)
         size_t len = strlen(s->subs[i].filter);
         if (share__is_shared(s->subs[i].filter, len)) continue;
         size_t k = key_of(s->subs[i].filter, len, &wild);
-        bump(wild ? &l->durable_wild : &l->durable[k], delta);
+        bump(wild ? &l->interest->durable_any : &l->interest->durable[k], delta);
     }
     if (s->shares) share__update(l, s, sess__online(s), delta > 0);
 }

@@ -28,7 +28,7 @@ static void flush_all(loop_t *l)
     while (l->dirty != NULL) {
         conn_t *c = l->dirty;
         l->dirty = c->dirty_next;
-        if (c->out != NULL && c->out->hold_gen > l->committed_gen) {
+        if (c->out != NULL && c->out->hold_gen != 0 && persist__holds(l, c->out->hold_gen)) {
             /* persist.c: stays dirty */
             c->dirty_next = l->held;
             l->held = c;
@@ -64,12 +64,33 @@ static void on_sweep(uv_timer_t *t)
     conn__trim_outs(l);
 }
 
+void loop__state_init(loop_t *l, broker_t *b, unsigned index)
+{
+    l->b = b;
+    l->index = index;
+    chunk__loop_init(l);
+    interest__loop_init(l);
+    persist__loop_init(l);
+    share__loop_init(l);
+    throttle__loop_init(l);
+}
+
+void loop__state_dispose(loop_t *l)
+{
+    conn__outs_dispose(l); /* before the chunks their batches reference */
+    chunk__loop_dispose(l);
+    conn_tls__loop_dispose(l);
+    interest__loop_dispose(l);
+    persist__loop_dispose(l);
+    share__loop_dispose(l);
+    throttle__loop_dispose(l);
+}
+
 int loop__init(loop_t *l, broker_t *b, unsigned index)
 {
     int rc = uv_loop_init(&l->uv);
     if (rc != 0) return rc;
-    l->b = b;
-    l->index = index;
+    loop__state_init(l, b, index);
     l->uv.data = l;
     uv_prepare_init(&l->uv, &l->prepare);
     uv_check_init(&l->uv, &l->check);
@@ -82,15 +103,12 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     uv_prepare_start(&l->prepare, on_prepare);
     uv_check_start(&l->check, on_check);
     uv_timer_start(&l->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
-    throttle__init(l);
+    throttle__start(l);
     pthread_mutex_init(&l->inbox_mu, NULL);
     atomic_init(&l->n_subs, 0);
     atomic_init(&l->load, 0);
     l->router = router_create();
     l->out = xcalloc(b->n_loops, sizeof *l->out);
-    l->wake = xcalloc(b->n_loops, 1);
-    l->batch_gen = 1;
-    l->next_msg_id = index + 1; /* recover__run moves it past the store */
     router_hits_init(&l->hits);
     l->rbuf = xmalloc(LOOP_READ_BUF);
     /* One decode arena per loop: a packet is decoded and handled before
@@ -137,23 +155,14 @@ void loop__dispose(loop_t *l)
         inbox__items_dispose(&l->out[j]);
     }
     free(l->out);
-    free(l->wake);
-    store_batch_destroy(l->batch);
-    for (size_t i = 0; i < l->n_reports; i++) msg_release(&l->reports[i]);
-    free(l->reports);
-    free(l->ack_conns);
     router_destroy(l->router);
     router_hits_dispose(&l->hits);
     pthread_mutex_destroy(&l->inbox_mu);
     free(l->bufs);
     free(l->rbuf);
-    conn_tls__loop_dispose(l);
     free(l->mvec);
-    free(l->share_picks); /* holds no references between publishes */
-    throttle__dispose(l);
     arena_dispose(&l->arena);
-    conn__outs_dispose(l);
-    chunk__dispose(l);
+    loop__state_dispose(l);
     l->out = NULL;
     l->router = NULL;
     l->bufs = NULL;

@@ -43,6 +43,59 @@ struct ack_fifo_s {
                             client still counts against Receive Maximum */
 };
 
+/* A loop's persistence state (loop_t.persist): the batch this tick
+ * fills, submitted by the flush hook; generations count submitted
+ * batches. The loop's own. */
+struct persist_loop_s {
+    store_batch_t *batch; /* NULL until the tick's first write */
+    uint64_t batch_gen;   /* generation of the batch being filled */
+    uint64_t committed_gen; /* highest generation whose commit ended */
+    uint64_t put_id;      /* last message written into batch */
+    uint64_t next_msg_id; /* store ids: index + k * n_loops + base */
+    msg_t **reports;      /* other loops' messages with entries in batch:
+                             reported to their publisher once committed */
+    size_t n_reports, cap_reports;
+    conn_t **ack_conns;   /* connections with waiting acknowledgements */
+    size_t n_ack_conns, cap_ack_conns;
+    uint8_t *wake;        /* per loop: post ITEM_ACK_WAKE this tick */
+    uint8_t wake_any;
+    uint8_t want_commit;  /* durability batch: something waits for this
+                             tick's commit (submit a barrier with notice) */
+    uint32_t batch_bad;   /* operations that could not be added to batch:
+                             what waits for it is refused */
+};
+
+void persist__loop_init(loop_t *l)
+{
+    persist_loop_t *p = l->persist = xcalloc(1, sizeof *l->persist);
+    p->wake = xcalloc(l->b->n_loops ? l->b->n_loops : 1, 1);
+    p->batch_gen = 1;
+    p->next_msg_id = l->index + 1; /* persist__ids_after moves it past the store */
+}
+
+void persist__loop_dispose(loop_t *l)
+{
+    persist_loop_t *p = l->persist;
+    if (p == NULL) return;
+    store_batch_destroy(p->batch);
+    for (size_t i = 0; i < p->n_reports; i++) msg_release(&p->reports[i]);
+    free(p->reports);
+    free(p->ack_conns);
+    free(p->wake);
+    free(p);
+    l->persist = NULL;
+}
+
+void persist__ids_after(loop_t *l, uint64_t max_id)
+{
+    l->persist->next_msg_id = max_id + 1 + l->index;
+}
+
+int persist__holds(const loop_t *l, uint64_t gen)
+{
+    return gen > l->persist->committed_gen;
+}
+
 /* What the storage thread hands back for one submitted batch. */
 typedef struct commit_rec_s {
     loop_t *l;
@@ -81,15 +134,15 @@ static int acks_wait(const loop_t *l)
 static int will_wait(loop_t *l)
 {
     int w = acks_wait(l);
-    if (w && l->b->cfg->durability != 0) l->want_commit = 1;
+    if (w && l->b->cfg->durability != 0) l->persist->want_commit = 1;
     return w;
 }
 
 /* l's batch for this tick, made on first use. */
 static store_batch_t *batch(loop_t *l)
 {
-    if (l->batch == NULL) l->batch = store_batch_create();
-    return l->batch;
+    if (l->persist->batch == NULL) l->persist->batch = store_batch_create();
+    return l->persist->batch;
 }
 
 loop_t *persist__loop(broker_t *b)
@@ -99,34 +152,34 @@ loop_t *persist__loop(broker_t *b)
 
 uint64_t persist__new_id(loop_t *l)
 {
-    uint64_t id = l->next_msg_id;
-    l->next_msg_id += l->b->n_loops;
+    uint64_t id = l->persist->next_msg_id;
+    l->persist->next_msg_id += l->b->n_loops;
     return id;
 }
 
 size_t persist__ops(const loop_t *l)
 {
     /* failed operations count: what caused one must wait, to be refused */
-    return (l->batch != NULL ? store_batch_count(l->batch) : 0) + l->batch_bad;
+    return (l->persist->batch != NULL ? store_batch_count(l->persist->batch) : 0) + l->persist->batch_bad;
 }
 
 uint64_t persist__gen_since(loop_t *l, size_t ops_before)
 {
-    return persist__ops(l) > ops_before && will_wait(l) ? l->batch_gen : 0;
+    return persist__ops(l) > ops_before && will_wait(l) ? l->persist->batch_gen : 0;
 }
 
 /* A reference is about to go: the store deletes a message with its last
  * one, so the next entry of the message written last must write it again. */
 static void forget_put(loop_t *l)
 {
-    l->put_id = 0;
+    l->persist->put_id = 0;
 }
 
 /* Logs a batch operation that could not be added (memory). */
 static void op_failed(loop_t *l, const char *what, const char *id, int rc)
 {
     log_error("storage: cannot record %s of %s: %s", what, id, err_str(rc));
-    l->batch_bad++; /* what waits for this batch is refused, not acked */
+    l->persist->batch_bad++; /* what waits for this batch is refused, not acked */
 }
 
 /* ---- sessions and subscriptions ---- */
@@ -195,14 +248,14 @@ void persist__sub_del(loop_t *l, sess_t *s, const char *f, size_t len)
 static void put_msg(loop_t *l, msg_t *m)
 {
     if (m->store_id == 0) m->store_id = persist__new_id(l); /* not shared yet */
-    if (l->put_id == m->store_id) return;
+    if (l->persist->put_id == m->store_id) return;
     store_msg_t r = {.id = m->store_id, .topic = m->topic, .payload = m->payload,
                      .payload_len = m->payload_len, .props = m->props,
                      .props_len = m->props_len, .qos = m->qos, .retain = m->retain != 0,
                      .expiry_at = m->expiry_at};
     int rc = store_batch_msg_put(batch(l), &r);
     if (rc != 0) op_failed(l, "a message", m->topic, rc);
-    else l->put_id = m->store_id;
+    else l->persist->put_id = m->store_id;
 }
 
 void persist__entry_add(loop_t *l, sess_t *s, msg_t *m, const queue_entry_t *e,
@@ -270,8 +323,8 @@ int persist__must_report(loop_t *l, loop_t *t, msg_t *m, const uint32_t key[2])
 static void wake(loop_t *l, unsigned home)
 {
     if (home >= l->b->n_loops) return;
-    l->wake[home] = 1;
-    l->wake_any = 1;
+    l->persist->wake[home] = 1;
+    l->persist->wake_any = 1;
 }
 
 /* One loop's part of m is committed (or failed): counts it down. */
@@ -290,12 +343,12 @@ void persist__delivered(loop_t *l, msg_t *m, size_t ops_before)
         report(l, m, 0); /* no stored session of l took it */
         return;
     }
-    if (l->b->cfg->durability != 0) l->want_commit = 1; /* batch, behind */
-    if (l->n_reports == l->cap_reports) {
-        l->cap_reports = l->cap_reports ? 2 * l->cap_reports : 16;
-        l->reports = xrealloc(l->reports, l->cap_reports * sizeof *l->reports);
+    if (l->b->cfg->durability != 0) l->persist->want_commit = 1; /* batch, behind */
+    if (l->persist->n_reports == l->persist->cap_reports) {
+        l->persist->cap_reports = l->persist->cap_reports ? 2 * l->persist->cap_reports : 16;
+        l->persist->reports = xrealloc(l->persist->reports, l->persist->cap_reports * sizeof *l->persist->reports);
     }
-    l->reports[l->n_reports++] = msg_retain(m);
+    l->persist->reports[l->persist->n_reports++] = msg_retain(m);
 }
 
 /* ---- acknowledgement queues ---- */
@@ -303,19 +356,19 @@ void persist__delivered(loop_t *l, msg_t *m, size_t ops_before)
 /* Adds c to its loop's list of connections with waiting acks. */
 static void list_add(loop_t *l, conn_t *c)
 {
-    if (l->n_ack_conns == l->cap_ack_conns) {
-        l->cap_ack_conns = l->cap_ack_conns ? 2 * l->cap_ack_conns : 16;
-        l->ack_conns = xrealloc(l->ack_conns, l->cap_ack_conns * sizeof *l->ack_conns);
+    if (l->persist->n_ack_conns == l->persist->cap_ack_conns) {
+        l->persist->cap_ack_conns = l->persist->cap_ack_conns ? 2 * l->persist->cap_ack_conns : 16;
+        l->persist->ack_conns = xrealloc(l->persist->ack_conns, l->persist->cap_ack_conns * sizeof *l->persist->ack_conns);
     }
-    l->ack_conns[l->n_ack_conns++] = c;
+    l->persist->ack_conns[l->persist->n_ack_conns++] = c;
 }
 
 /* Removes c from the list (swapping the last one into its place). */
 static void list_remove(loop_t *l, conn_t *c)
 {
-    for (size_t i = 0; i < l->n_ack_conns; i++) {
-        if (l->ack_conns[i] != c) continue;
-        l->ack_conns[i] = l->ack_conns[--l->n_ack_conns];
+    for (size_t i = 0; i < l->persist->n_ack_conns; i++) {
+        if (l->persist->ack_conns[i] != c) continue;
+        l->persist->ack_conns[i] = l->persist->ack_conns[--l->persist->n_ack_conns];
         break;
     }
 }
@@ -368,7 +421,7 @@ static void fifo_free(conn_t *c)
 /* 1 when everything a waits for is committed. */
 static int ready(const loop_t *l, const ack_t *a)
 {
-    return (a->gen == 0 || a->gen <= l->committed_gen) &&
+    return (a->gen == 0 || a->gen <= l->persist->committed_gen) &&
            (a->m == NULL ||
             atomic_load_explicit(&broker__msg(a->m)->persist_wait, memory_order_acquire) == 0);
 }
@@ -429,8 +482,8 @@ static void drain(conn_t *c)
 void persist__run_acks(loop_t *l)
 {
     /* Backwards: a drained connection swaps the last one into its place. */
-    for (size_t i = l->n_ack_conns; i-- > 0;)
-        if (i < l->n_ack_conns) drain(l->ack_conns[i]);
+    for (size_t i = l->persist->n_ack_conns; i-- > 0;)
+        if (i < l->persist->n_ack_conns) drain(l->persist->ack_conns[i]);
 }
 
 conn_rc_t persist__ack(conn_t *c, uint8_t type, uint32_t id, uint8_t reason, msg_t *m,
@@ -480,8 +533,8 @@ void persist__conn_gone(conn_t *c)
 /* Marks the waiting acks of generation gen failed (its commit failed). */
 static void mark_failed(loop_t *l, uint64_t gen)
 {
-    for (size_t i = 0; i < l->n_ack_conns; i++) {
-        struct ack_fifo_s *f = l->ack_conns[i]->ext->acks;
+    for (size_t i = 0; i < l->persist->n_ack_conns; i++) {
+        struct ack_fifo_s *f = l->persist->ack_conns[i]->ext->acks;
         for (size_t k = 0; k < f->n; k++) {
             ack_t *a = &f->v[(f->head + k) & (f->cap - 1)];
             if (a->gen == gen) a->failed = 1;
@@ -500,43 +553,43 @@ static void on_commit(void *ctx, int status)
     inbox__post_direct(r->l, &it);
 }
 
-/* Submits l's batch (if any) for generation l->batch_gen with a commit
+/* Submits l's batch (if any) for generation l->persist->batch_gen with a commit
  * notice when something waits for it: in full mode the batch's own
  * callback (after the fsync); in batch mode, whose callbacks run at once,
  * an empty barrier batch after it, called back after the real commit. */
 static void submit(loop_t *l)
 {
     int full = l->b->cfg->durability == 0;
-    int notice = (full && l->batch != NULL) || l->want_commit || l->n_reports > 0;
+    int notice = (full && l->persist->batch != NULL) || l->persist->want_commit || l->persist->n_reports > 0;
     commit_rec_t *r = NULL;
     if (notice) {
         r = xcalloc(1, sizeof *r);
         r->l = l;
-        r->gen = l->batch_gen;
-        r->bad = l->batch_bad > 0;
-        r->msgs = l->reports;
-        r->n_msgs = l->n_reports;
-        l->reports = NULL;
-        l->n_reports = l->cap_reports = 0;
+        r->gen = l->persist->batch_gen;
+        r->bad = l->persist->batch_bad > 0;
+        r->msgs = l->persist->reports;
+        r->n_msgs = l->persist->n_reports;
+        l->persist->reports = NULL;
+        l->persist->n_reports = l->persist->cap_reports = 0;
     }
-    if (l->batch != NULL)
-        store_submit(l->b->store, l->batch, full ? on_commit : NULL, full ? r : NULL);
+    if (l->persist->batch != NULL)
+        store_submit(l->b->store, l->persist->batch, full ? on_commit : NULL, full ? r : NULL);
     if (notice && !full) store_submit(l->b->store, store_batch_create(), on_commit, r);
-    l->batch = NULL;
-    l->batch_gen++;
-    l->put_id = 0;
-    l->want_commit = 0;
-    l->batch_bad = 0;
+    l->persist->batch = NULL;
+    l->persist->batch_gen++;
+    l->persist->put_id = 0;
+    l->persist->want_commit = 0;
+    l->persist->batch_bad = 0;
 }
 
 void persist__flush(loop_t *l)
 {
-    if (l->batch != NULL || l->want_commit) submit(l);
-    if (!l->wake_any) return;
-    l->wake_any = 0;
+    if (l->persist->batch != NULL || l->persist->want_commit) submit(l);
+    if (!l->persist->wake_any) return;
+    l->persist->wake_any = 0;
     for (unsigned j = 0; j < l->b->n_loops; j++) {
-        if (!l->wake[j]) continue;
-        l->wake[j] = 0;
+        if (!l->persist->wake[j]) continue;
+        l->persist->wake[j] = 0;
         loop_item_t it = {.kind = ITEM_ACK_WAKE};
         if (j == l->index)
             persist__run_acks(l);
@@ -550,21 +603,21 @@ uint64_t persist__gen_now(loop_t *l)
     if (!will_wait(l)) return 0;
     /* the pending batch; else the last submitted one, or in batch mode
      * (no notice for submitted batches) a barrier alone brings one */
-    if (l->batch != NULL || l->b->cfg->durability != 0) return l->batch_gen;
-    return l->batch_gen - 1;
+    if (l->persist->batch != NULL || l->b->cfg->durability != 0) return l->persist->batch_gen;
+    return l->persist->batch_gen - 1;
 }
 
 void persist__hold(conn_t *c)
 {
     uint64_t gen = c->out != NULL ? persist__gen_now(c->loop) : 0;
-    if (gen > c->loop->committed_gen && gen > c->out->hold_gen) c->out->hold_gen = gen;
+    if (gen > c->loop->persist->committed_gen && gen > c->out->hold_gen) c->out->hold_gen = gen;
 }
 
 void persist__committed(loop_t *l, void *rec)
 {
     commit_rec_t *r = rec;
     int failed = r->status != 0 || r->bad;
-    if (r->gen > l->committed_gen) l->committed_gen = r->gen;
+    if (r->gen > l->persist->committed_gen) l->persist->committed_gen = r->gen;
     while (l->held != NULL) { /* the flush hook checks them again */
         conn_t *c = l->held;
         l->held = c->dirty_next;

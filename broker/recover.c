@@ -198,7 +198,7 @@ static int on_retained(void *ctx, const char *topic, uint64_t msg_id)
 /* Gives every loop its first message id past the stored ones. */
 static void set_ids(broker_t *b, uint64_t max_id)
 {
-    for (unsigned i = 0; i < b->n_loops; i++) b->loops[i].next_msg_id = max_id + 1 + i;
+    for (unsigned i = 0; i < b->n_loops; i++) persist__ids_after(&b->loops[i], max_id);
 }
 
 int recover__run(broker_t *b)

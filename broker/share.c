@@ -97,7 +97,7 @@ struct share_s {
     uint32_t next_id;
 };
 
-/* One member a publish picked (loop_t.share_picks). */
+/* One member a publish picked (share_loop_t.picks). */
 struct share_pick_s {
     share_member_t *mb; /* a reference */
     uint8_t durable;
@@ -468,13 +468,33 @@ static void post(loop_t *l, share_member_t *mb, msg_t *m, uint8_t hops, uint8_t 
 }
 
 /* A slot in l's reused pick vector. */
+/* A loop's share state (loop_t.share): the members a publish picked,
+ * reused; it holds no references between publishes. */
+struct share_loop_s {
+    struct share_pick_s *picks;
+    size_t cap_picks;
+};
+
+void share__loop_init(loop_t *l)
+{
+    l->share = xcalloc(1, sizeof *l->share);
+}
+
+void share__loop_dispose(loop_t *l)
+{
+    if (l->share == NULL) return;
+    free(l->share->picks);
+    free(l->share);
+    l->share = NULL;
+}
+
 static struct share_pick_s *pick_slot(loop_t *l, size_t i)
 {
-    if (i == l->cap_share_picks) {
-        l->cap_share_picks = l->cap_share_picks ? 2 * l->cap_share_picks : 8;
-        l->share_picks = xrealloc(l->share_picks, l->cap_share_picks * sizeof *l->share_picks);
+    if (i == l->share->cap_picks) {
+        l->share->cap_picks = l->share->cap_picks ? 2 * l->share->cap_picks : 8;
+        l->share->picks = xrealloc(l->share->picks, l->share->cap_picks * sizeof *l->share->picks);
     }
-    return &l->share_picks[i];
+    return &l->share->picks[i];
 }
 
 size_t share__publish(loop_t *l, msg_t *m)
@@ -496,14 +516,14 @@ size_t share__publish(loop_t *l, msg_t *m)
     pthread_mutex_unlock(&r->mu);
     int track = m->qos > 0 && l->b->cfg->throttle_publishers;
     for (size_t i = 0; i < n; i++) {
-        share_member_t *mb = l->share_picks[i].mb;
+        share_member_t *mb = l->share->picks[i].mb;
         if (mb->loop == l) {
             deliver_local(l, mb, m); /* a stored session's entry is in this
                                         tick's batch: the ack waits for it */
             share__member_release(&mb);
             continue;
         }
-        uint8_t report = l->share_picks[i].durable && persist__report_needed(l, m);
+        uint8_t report = l->share->picks[i].durable && persist__report_needed(l, m);
         if (report) /* relaxed: the outbox flush publishes it with the item */
             atomic_fetch_add_explicit(&broker__msg(m)->persist_wait, 1, memory_order_relaxed);
         post(l, mb, m, 0, report, (uint8_t)track, l->index);

@@ -88,35 +88,70 @@ enum { WAIT_NONE = 0, WAIT_CONGESTED, WAIT_PROBE, WAIT_BACKLOG };
 
 static void on_throttle_tick(uv_timer_t *t);
 
-/* Counters, backlog limits (from the config) and the timer of l. */
-void throttle__init(loop_t *l)
+/* A loop's throttling state (loop_t.throttle). Fields marked atomic are
+ * read by the other loops; the rest is the loop's own. */
+struct throttle_loop_s {
+    atomic_uint n_congested; /* sessions of this loop that are congested;
+                                read by every loop's throttle timer */
+    atomic_uint backlog;  /* QoS 1/2 PUBLISH items posted to this loop and
+                             not yet delivered (any producer) */
+    atomic_size_t backlog_bytes; /* their topic + payload bytes */
+    unsigned backlog_max; /* a producer pauses a publisher past these */
+    size_t backlog_max_bytes;
+    uint8_t fwd_congested; /* forward(): a target had a congested session */
+    uint16_t fwd_backlog; /* forward(): 1 + index of a target past its
+                             backlog limit, or 0 */
+    uv_timer_t timer;     /* runs while n_throttled > 0 */
+    conn_t **throttled;   /* this loop's throttled connections */
+    size_t n_throttled, cap_throttled;
+    conn_t **resumable;   /* scratch of the throttle timer */
+    size_t cap_resumable;
+};
+
+/* Counters and backlog limits (from the config) of l. */
+void throttle__loop_init(loop_t *l)
 {
     const broker_config_t *cfg = l->b->cfg;
-    atomic_init(&l->n_congested, 0);
-    atomic_init(&l->backlog, 0);
-    atomic_init(&l->backlog_bytes, 0);
-    l->backlog_max = cfg->max_queued_messages / 2;
-    if (l->backlog_max > BACKLOG_MAX_CAP) l->backlog_max = BACKLOG_MAX_CAP;
-    if (l->backlog_max == 0) l->backlog_max = 1;
-    l->backlog_max_bytes = cfg->max_queued_bytes / 2 ? cfg->max_queued_bytes / 2 : 1;
-    uv_timer_init(&l->uv, &l->throttle);
-    l->throttle.data = l;
+    throttle_loop_t *k = l->throttle = xcalloc(1, sizeof *l->throttle);
+    atomic_init(&k->n_congested, 0);
+    atomic_init(&k->backlog, 0);
+    atomic_init(&k->backlog_bytes, 0);
+    k->backlog_max = cfg->max_queued_messages / 2;
+    if (k->backlog_max > BACKLOG_MAX_CAP) k->backlog_max = BACKLOG_MAX_CAP;
+    if (k->backlog_max == 0) k->backlog_max = 1;
+    k->backlog_max_bytes = cfg->max_queued_bytes / 2 ? cfg->max_queued_bytes / 2 : 1;
+}
+
+/* The timer of l, on its uv loop. */
+void throttle__start(loop_t *l)
+{
+    uv_timer_init(&l->uv, &l->throttle->timer);
+    l->throttle->timer.data = l;
 }
 
 /* Closes the timer (with the loop's other handles). */
 void throttle__close(loop_t *l)
 {
-    uv_close((uv_handle_t *)&l->throttle, NULL);
+    uv_close((uv_handle_t *)&l->throttle->timer, NULL);
 }
 
-/* Frees the paused list and its scratch. */
-void throttle__dispose(loop_t *l)
+/* Frees the paused list, its scratch and the state (the timer, if it was
+ * started, is closed: loop__dispose runs after uv_loop_close). */
+void throttle__loop_dispose(loop_t *l)
 {
-    free(l->throttled);
-    free(l->resumable);
-    l->throttled = NULL;
-    l->resumable = NULL;
-    l->n_throttled = l->cap_throttled = l->cap_resumable = 0;
+    throttle_loop_t *k = l->throttle;
+    if (k == NULL) return;
+    free(k->throttled);
+    free(k->resumable);
+    free(k);
+    l->throttle = NULL;
+}
+
+/* A publish begins on l: forward() notes its targets' state afresh. */
+void throttle__publish_begin(loop_t *l)
+{
+    l->throttle->fwd_congested = 0;
+    l->throttle->fwd_backlog = 0;
 }
 
 /* ---- the producer side of forward() ---- */
@@ -125,18 +160,18 @@ void throttle__dispose(loop_t *l)
 void throttle__forwarding(loop_t *l, loop_t *t, msg_t *m)
 {
     size_t bytes = (size_t)m->payload_len + m->topic_len;
-    unsigned n = atomic_fetch_add_explicit(&t->backlog, 1, memory_order_relaxed) + 1;
-    size_t nb = atomic_fetch_add_explicit(&t->backlog_bytes, bytes, memory_order_relaxed) + bytes;
-    if (n > t->backlog_max || nb > t->backlog_max_bytes) l->fwd_backlog = (uint16_t)(t->index + 1);
-    if (atomic_load_explicit(&t->n_congested, memory_order_relaxed) > 0) l->fwd_congested = 1;
+    unsigned n = atomic_fetch_add_explicit(&t->throttle->backlog, 1, memory_order_relaxed) + 1;
+    size_t nb = atomic_fetch_add_explicit(&t->throttle->backlog_bytes, bytes, memory_order_relaxed) + bytes;
+    if (n > t->throttle->backlog_max || nb > t->throttle->backlog_max_bytes) l->throttle->fwd_backlog = (uint16_t)(t->index + 1);
+    if (atomic_load_explicit(&t->throttle->n_congested, memory_order_relaxed) > 0) l->throttle->fwd_congested = 1;
 }
 
 /* Takes m off l's backlog and fwd_pending; wakes a waiting probe. */
 void throttle__delivered(loop_t *l, msg_t *m, unsigned from)
 {
     size_t bytes = (size_t)m->payload_len + m->topic_len;
-    atomic_fetch_sub_explicit(&l->backlog, 1, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&l->backlog_bytes, bytes, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&l->throttle->backlog, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&l->throttle->backlog_bytes, bytes, memory_order_relaxed);
     unsigned old = atomic_fetch_sub_explicit(&broker__msg(m)->fwd_pending, 1, memory_order_acq_rel);
     if ((old & FWD_COUNT) != 1 || !(old & FWD_WAITER) || from >= l->b->n_loops) return;
     /* The last delivery of a probe: wake its loop (under the inbox lock,
@@ -155,7 +190,7 @@ static int still_congested(broker_t *b, uint16_t mark)
 {
     unsigned j = (unsigned)mark - 1;
     return j < b->n_loops &&
-           atomic_load_explicit(&b->loops[j].n_congested, memory_order_acquire) > 0;
+           atomic_load_explicit(&b->loops[j].throttle->n_congested, memory_order_acquire) > 0;
 }
 
 /* 1 when loop `wait` (1 + index) is below half its backlog limits. */
@@ -164,24 +199,24 @@ static int backlog_low(broker_t *b, uint16_t wait)
     unsigned j = (unsigned)wait - 1;
     if (j >= b->n_loops) return 1;
     const loop_t *t = &b->loops[j];
-    return atomic_load_explicit(&t->backlog, memory_order_relaxed) <= t->backlog_max / 2 &&
-           atomic_load_explicit(&t->backlog_bytes, memory_order_relaxed) <= t->backlog_max_bytes / 2;
+    return atomic_load_explicit(&t->throttle->backlog, memory_order_relaxed) <= t->throttle->backlog_max / 2 &&
+           atomic_load_explicit(&t->throttle->backlog_bytes, memory_order_relaxed) <= t->throttle->backlog_max_bytes / 2;
 }
 
 /* Stops reading c and puts it on its loop's paused list. */
 static void pause_conn(conn_t *c, uint8_t why, uint16_t wait)
 {
     loop_t *l = c->loop;
-    if (l->n_throttled == l->cap_throttled) {
-        l->cap_throttled = l->cap_throttled ? l->cap_throttled * 2 : 16;
-        l->throttled = xrealloc(l->throttled, l->cap_throttled * sizeof *l->throttled);
+    if (l->throttle->n_throttled == l->throttle->cap_throttled) {
+        l->throttle->cap_throttled = l->throttle->cap_throttled ? l->throttle->cap_throttled * 2 : 16;
+        l->throttle->throttled = xrealloc(l->throttle->throttled, l->throttle->cap_throttled * sizeof *l->throttle->throttled);
     }
-    l->throttled[l->n_throttled++] = c;
+    l->throttle->throttled[l->throttle->n_throttled++] = c;
     c->throttled = why;
     c->wait_loop = wait;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (l->n_throttled == 1)
-        uv_timer_start(&l->throttle, on_throttle_tick, THROTTLE_TICK_MS, THROTTLE_TICK_MS);
+    if (l->throttle->n_throttled == 1)
+        uv_timer_start(&l->throttle->timer, on_throttle_tick, THROTTLE_TICK_MS, THROTTLE_TICK_MS);
     if (why == WAIT_CONGESTED)
         log_debug("client %s (%s): its messages fill a congested session (loop %u), "
                   "reading paused", conn__id(c), conn__peer(c), (unsigned)wait - 1);
@@ -203,22 +238,22 @@ void throttle__note(conn_t *c, msg_t *m)
     if (c->throttled || !conn__running(c)) return;
     if (may_throttle(c, mark)) {
         pause_conn(c, WAIT_CONGESTED, mark);
-    } else if (l->fwd_congested) {
+    } else if (l->throttle->fwd_congested) {
         /* Not flushed yet, so every target is still to deliver: the
          * flag is always armed here. */
         atomic_fetch_or_explicit(&broker__msg(m)->fwd_pending, FWD_WAITER, memory_order_relaxed);
         c->probe = msg_retain(m);
         pause_conn(c, WAIT_PROBE, 0);
-    } else if (l->fwd_backlog != 0) {
-        pause_conn(c, WAIT_BACKLOG, l->fwd_backlog);
+    } else if (l->throttle->fwd_backlog != 0) {
+        pause_conn(c, WAIT_BACKLOG, l->throttle->fwd_backlog);
     }
 }
 
 /* Removes index i of l's paused list (order does not matter). */
 static void list_remove(loop_t *l, size_t i)
 {
-    l->throttled[i] = l->throttled[--l->n_throttled];
-    if (l->n_throttled == 0) uv_timer_stop(&l->throttle);
+    l->throttle->throttled[i] = l->throttle->throttled[--l->throttle->n_throttled];
+    if (l->throttle->n_throttled == 0) uv_timer_stop(&l->throttle->timer);
 }
 
 /* Leaves the paused list and releases the probe (close). */
@@ -229,8 +264,8 @@ void throttle__forget(conn_t *c)
     if (c->throttled == WAIT_PROBE && c->probe != NULL) msg_release(&c->probe);
     if (c->throttled == WAIT_NONE) return;
     c->throttled = WAIT_NONE;
-    for (size_t i = 0; i < l->n_throttled; i++) {
-        if (l->throttled[i] == c) {
+    for (size_t i = 0; i < l->throttle->n_throttled; i++) {
+        if (l->throttle->throttled[i] == c) {
             list_remove(l, i);
             break;
         }
@@ -270,19 +305,19 @@ static int may_resume(conn_t *c)
     return !still_congested(b, c->wait_loop);
 }
 
-/* Moves the resumable connections to l->resumable; returns how many. */
+/* Moves the resumable connections to l->throttle->resumable; returns how many. */
 static size_t collect_resumable(loop_t *l, uint64_t now)
 {
     size_t n = 0;
-    if (l->cap_resumable < l->n_throttled) {
-        l->cap_resumable = l->cap_throttled;
-        l->resumable = xrealloc(l->resumable, l->cap_resumable * sizeof *l->resumable);
+    if (l->throttle->cap_resumable < l->throttle->n_throttled) {
+        l->throttle->cap_resumable = l->throttle->cap_throttled;
+        l->throttle->resumable = xrealloc(l->throttle->resumable, l->throttle->cap_resumable * sizeof *l->throttle->resumable);
     }
-    for (size_t i = 0; i < l->n_throttled;) {
-        conn_t *c = l->throttled[i];
+    for (size_t i = 0; i < l->throttle->n_throttled;) {
+        conn_t *c = l->throttle->throttled[i];
         if (may_resume(c)) {
-            l->resumable[n++] = c;
-            l->throttled[i] = l->throttled[--l->n_throttled];
+            l->throttle->resumable[n++] = c;
+            l->throttle->throttled[i] = l->throttle->throttled[--l->throttle->n_throttled];
         } else {
             c->last_rx = (uint32_t)now; /* paused by us: not a keep-alive failure */
             i++;
@@ -295,13 +330,13 @@ static size_t collect_resumable(loop_t *l, uint64_t now)
 static void resume_ready(loop_t *l)
 {
     size_t n = collect_resumable(l, uv_now(&l->uv));
-    if (l->n_throttled == 0) uv_timer_stop(&l->throttle);
+    if (l->throttle->n_throttled == 0) uv_timer_stop(&l->throttle->timer);
     /* Resuming processes buffered input, which may pause a connection
-     * again (appending to l->throttled, never to l->resumable). A closed
+     * again (appending to l->throttle->throttled, never to l->throttle->resumable). A closed
      * connection's memory lives until its uv_close callback, a later
      * phase, so every pointer collected stays valid here. */
     for (size_t i = 0; i < n; i++) {
-        conn_t *c = l->resumable[i];
+        conn_t *c = l->throttle->resumable[i];
         c->throttled = WAIT_NONE;
         c->wait_loop = 0;
         if (conn__running(c)) conn__resume(c);
@@ -316,7 +351,7 @@ static void on_throttle_tick(uv_timer_t *t)
 /* Async wake-up: resumes what may go on. */
 void throttle__wake(loop_t *l)
 {
-    if (l->n_throttled > 0) resume_ready(l);
+    if (l->throttle->n_throttled > 0) resume_ready(l);
 }
 
 /* ---- the subscriber side ---- */
@@ -348,7 +383,7 @@ int throttle__queue_online(loop_t *l, sess_t *s, queue_entry_t *e, msg_t *m)
     int rc = queue_push_bounded(q, e, twice(q->max_len), twice(q->max_bytes));
     if (rc == 0 && !s->congested && over_soft(q)) {
         s->congested = 1;
-        atomic_fetch_add_explicit(&l->n_congested, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&l->throttle->n_congested, 1, memory_order_relaxed);
         log_debug("session %s: queue past max_queued_messages/bytes, "
                   "throttling its publishers", s->client_id);
     }
@@ -363,6 +398,6 @@ void throttle__congestion_check(loop_t *l, sess_t *s, int force)
 {
     if (!s->congested || (!force && !below_half(&s->queue))) return;
     s->congested = 0;
-    atomic_fetch_sub_explicit(&l->n_congested, 1, memory_order_release);
+    atomic_fetch_sub_explicit(&l->throttle->n_congested, 1, memory_order_release);
     log_debug("session %s: queue drained, its publishers resume", s->client_id);
 }

@@ -47,7 +47,7 @@ static void setup(bench_t *x)
     x->b.n_loops = 1; /* forward() skips the loop itself */
     x->b.retained = router_retained_create();
     pthread_mutex_init(&x->b.retained_lock, NULL);
-    x->l.b = &x->b;
+    loop__state_init(&x->l, &x->b, 0);
     x->l.router = router_create();
     router_hits_init(&x->l.hits);
     for (int i = 0; i < SUBSCRIBERS; i++) {
@@ -98,7 +98,7 @@ static void teardown(bench_t *x)
     }
     router_destroy(x->l.router);
     router_hits_dispose(&x->l.hits);
-    chunk__dispose(&x->l);
+    loop__state_dispose(&x->l);
     router_retained_destroy(x->b.retained, NULL, NULL);
     pthread_mutex_destroy(&x->b.retained_lock);
     broker_config_dispose(&x->cfg);

@@ -53,8 +53,7 @@ static void setup(bench_t *x)
     x->b.n_loops = 2;
     x->b.share = share__create(SHARE_ROUND_ROBIN);
     for (unsigned i = 0; i < 2; i++) {
-        x->l[i].b = &x->b;
-        x->l[i].index = i;
+        loop__state_init(&x->l[i], &x->b, i);
         x->l[i].router = router_create();
         router_hits_init(&x->l[i].hits);
         x->l[i].out = calloc(2, sizeof *x->l[i].out);
@@ -84,7 +83,7 @@ static void teardown(bench_t *x)
             inbox__items_dispose(&x->l[i].out[j]);
         }
         free(x->l[i].out);
-        free(x->l[i].share_picks);
+        loop__state_dispose(&x->l[i]);
         router_destroy(x->l[i].router);
         router_hits_dispose(&x->l[i].hits);
     }

@@ -51,7 +51,7 @@ static int teardown(void **state)
         free(f->c.ext);
     }
     if (f->c.out != NULL) conn__out_free(f->c.out);
-    conn__outs_dispose(&f->l);
+    fx_loop_dispose(&f->l);
     broker_config_dispose(&f->cfg);
     free(f);
     msg_pool_drain();

@@ -127,7 +127,7 @@ static int teardown(void **state)
     uv_run(&f->l.uv, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&f->l.uv), 0);
     assert_int_equal(g_started, g_ended); /* every exchange ended */
-    conn__outs_dispose(&f->l);
+    fx_loop_dispose(&f->l);
     sess__map_dispose(&f->b.sessions);
     inbox__items_dispose(&f->l.out[0]);
     free(f->l.out);

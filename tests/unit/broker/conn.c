@@ -36,7 +36,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     if (f->c.out != NULL) conn__out_free(f->c.out);
-    conn__outs_dispose(&f->l);
+    fx_loop_dispose(&f->l);
     broker_config_dispose(&f->cfg);
     free(f);
     msg_pool_drain();
@@ -216,7 +216,6 @@ static void shared_packets_merge_within_their_chunk(void **state)
     f->c.out = NULL;
     f->c.batch = NULL;
     assert_int_equal(a.ch->refs, 1);
-    chunk__dispose(&f->l);
 }
 
 static void publish_over_client_maximum_packet_size_is_dropped(void **state)

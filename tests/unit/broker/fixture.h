@@ -12,13 +12,27 @@
 #include "broker/broker_int.h"
 #include "common/log.h"
 
-/* Default config in cfg, b using it, loop l of b; logs errors only. */
+/* Default config in cfg, b using it, loop l (index 0) of b with the
+ * state its modules keep (loop__state_init); logs errors only. A second
+ * loop: fx_loop. Undo with fx_loop_dispose. */
+static inline void fx_loop(loop_t *l, broker_t *b, unsigned index)
+{
+    loop__state_init(l, b, index);
+}
+
 static inline void fx_broker(broker_config_t *cfg, broker_t *b, loop_t *l)
 {
     log_set_level(LOG_ERROR);
     broker_config_init(cfg);
     b->cfg = cfg;
-    l->b = b;
+    if (b->n_loops == 0) b->n_loops = 1;
+    fx_loop(l, b, 0);
+}
+
+/* Frees what fx_loop made (and the loop's pooled output objects). */
+static inline void fx_loop_dispose(loop_t *l)
+{
+    loop__state_dispose(l);
 }
 
 /* c as an active connection of l speaking `version` (PKT_V311, PKT_V5),

@@ -29,13 +29,12 @@ typedef struct fixture_s {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    fx_broker(&f->cfg, &f->b, &f->l[0]); /* loop 1's b: below */
-    f->b.loops = f->l;
     f->b.n_loops = 2;
+    fx_broker(&f->cfg, &f->b, &f->l[0]);
+    fx_loop(&f->l[1], &f->b, 1);
+    f->b.loops = f->l;
     sess__map_init(&f->b.sessions, f->cfg.session_shards);
     for (unsigned i = 0; i < 2; i++) {
-        f->l[i].b = &f->b;
-        f->l[i].index = i;
         f->l[i].router = router_create();
         f->l[i].out = xcalloc(2, sizeof(item_vec_t));
     }
@@ -52,6 +51,7 @@ static int teardown(void **state)
         inbox__items_dispose(&f->l[i].out[1]);
         free(f->l[i].out);
         router_destroy(f->l[i].router);
+        fx_loop_dispose(&f->l[i]);
     }
     broker_config_dispose(&f->cfg);
     free(f);

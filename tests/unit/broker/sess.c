@@ -43,6 +43,7 @@ static int teardown(void **state)
     router_retained_destroy(f->b.retained, NULL, NULL);
     router_destroy(f->l.router);
     router_hits_dispose(&f->l.hits);
+    fx_loop_dispose(&f->l);
     free(f->l.mvec);
     pthread_mutex_destroy(&f->b.retained_lock);
     broker_config_dispose(&f->cfg);

@@ -30,13 +30,12 @@ typedef struct fixture_s {
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    fx_broker(&f->cfg, &f->b, &f->l[0]); /* loop 1's b: below */
-    f->b.loops = f->l;
     f->b.n_loops = 2;
+    fx_broker(&f->cfg, &f->b, &f->l[0]);
+    fx_loop(&f->l[1], &f->b, 1);
+    f->b.loops = f->l;
     f->b.share = share__create(SHARE_ROUND_ROBIN);
     for (unsigned i = 0; i < 2; i++) {
-        f->l[i].b = &f->b;
-        f->l[i].index = i;
         f->l[i].router = router_create();
         router_hits_init(&f->l[i].hits);
         f->l[i].out = calloc(2, sizeof *f->l[i].out);
@@ -61,7 +60,7 @@ static int teardown(void **state)
         inbox__items_dispose(&f->l[i].out[0]);
         inbox__items_dispose(&f->l[i].out[1]);
         free(f->l[i].out);
-        free(f->l[i].share_picks);
+        fx_loop_dispose(&f->l[i]);
         router_destroy(f->l[i].router);
         router_hits_dispose(&f->l[i].hits);
         pthread_mutex_destroy(&f->l[i].inbox_mu);

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker_int.h"
+#include "broker/throttle.c" /* the loop state's layout (throttle_loop_t) */
 #include "common/log.h"
 
 typedef struct fixture_s {
@@ -35,13 +35,9 @@ static int setup(void **state)
     f->b.loops = f->loops;
     f->b.n_loops = 2;
     for (unsigned i = 0; i < 2; i++) {
-        f->loops[i].b = &f->b;
-        f->loops[i].index = i;
-        atomic_init(&f->loops[i].n_congested, 0);
-        atomic_init(&f->loops[i].backlog, 0);
-        atomic_init(&f->loops[i].backlog_bytes, 0);
-        f->loops[i].backlog_max = 2;
-        f->loops[i].backlog_max_bytes = 1000;
+        loop__state_init(&f->loops[i], &f->b, i);
+        f->loops[i].throttle->backlog_max = 2;
+        f->loops[i].throttle->backlog_max_bytes = 1000;
     }
     f->s = sess__create("s", 1, &f->cfg);
     *state = f;
@@ -52,6 +48,7 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     sess__destroy(NULL, f->s);
+    for (unsigned i = 0; i < 2; i++) loop__state_dispose(&f->loops[i]);
     broker_config_dispose(&f->cfg);
     free(f);
     msg_pool_drain();
@@ -90,10 +87,10 @@ static void session_past_soft_limit_is_congested_and_marks_messages(void **state
     assert_int_equal(queue_one(f, l, &mark), 0);
     assert_true(f->s->congested);
     assert_int_equal(mark, 2); /* 1 + loop index */
-    assert_int_equal(atomic_load(&l->n_congested), 1);
+    assert_int_equal(atomic_load(&l->throttle->n_congested), 1);
     assert_int_equal(queue_one(f, l, &mark), 0);
     assert_int_equal(mark, 2);
-    assert_int_equal(atomic_load(&l->n_congested), 1); /* counted once */
+    assert_int_equal(atomic_load(&l->throttle->n_congested), 1); /* counted once */
 }
 
 static void congested_queue_holds_twice_the_soft_limit(void **state)
@@ -124,9 +121,9 @@ static void congestion_ends_at_half_the_soft_limit(void **state)
     queue_entry_dispose(&e);
     throttle__congestion_check(l, f->s, 0); /* 2 <= 4 / 2 */
     assert_false(f->s->congested);
-    assert_int_equal(atomic_load(&l->n_congested), 0);
+    assert_int_equal(atomic_load(&l->throttle->n_congested), 0);
     throttle__congestion_check(l, f->s, 1); /* not congested: no change */
-    assert_int_equal(atomic_load(&l->n_congested), 0);
+    assert_int_equal(atomic_load(&l->throttle->n_congested), 0);
 }
 
 static void forced_check_ends_congestion_of_a_full_queue(void **state)
@@ -137,7 +134,7 @@ static void forced_check_ends_congestion_of_a_full_queue(void **state)
     for (int i = 0; i < 6; i++) assert_int_equal(queue_one(f, l, &mark), 0);
     throttle__congestion_check(l, f->s, 1); /* going offline */
     assert_false(f->s->congested);
-    assert_int_equal(atomic_load(&l->n_congested), 0);
+    assert_int_equal(atomic_load(&l->throttle->n_congested), 0);
 }
 
 static void forwarding_counts_backlog_until_delivered(void **state)
@@ -145,21 +142,21 @@ static void forwarding_counts_backlog_until_delivered(void **state)
     fixture_t *f = *state;
     loop_t *p = &f->loops[0], *t = &f->loops[1];
     msg_t *m = make_msg();
-    p->fwd_backlog = 0;
-    p->fwd_congested = 0;
+    p->throttle->fwd_backlog = 0;
+    p->throttle->fwd_congested = 0;
     throttle__forwarding(p, t, m);
     throttle__forwarding(p, t, m);
-    assert_int_equal(atomic_load(&t->backlog), 2);
-    assert_int_equal(atomic_load(&t->backlog_bytes), 20); /* 2 x (1 + 9) */
-    assert_int_equal(p->fwd_backlog, 0); /* at the limit, not past it */
-    atomic_store(&t->n_congested, 1);
+    assert_int_equal(atomic_load(&t->throttle->backlog), 2);
+    assert_int_equal(atomic_load(&t->throttle->backlog_bytes), 20); /* 2 x (1 + 9) */
+    assert_int_equal(p->throttle->fwd_backlog, 0); /* at the limit, not past it */
+    atomic_store(&t->throttle->n_congested, 1);
     throttle__forwarding(p, t, m);
-    assert_int_equal(p->fwd_backlog, 2); /* 1 + index of t */
-    assert_true(p->fwd_congested);
+    assert_int_equal(p->throttle->fwd_backlog, 2); /* 1 + index of t */
+    assert_true(p->throttle->fwd_congested);
     atomic_store(&broker__msg(m)->fwd_pending, 3);
     for (int i = 0; i < 3; i++) throttle__delivered(t, m, 0);
-    assert_int_equal(atomic_load(&t->backlog), 0);
-    assert_int_equal(atomic_load(&t->backlog_bytes), 0);
+    assert_int_equal(atomic_load(&t->throttle->backlog), 0);
+    assert_int_equal(atomic_load(&t->throttle->backlog_bytes), 0);
     assert_int_equal(atomic_load(&broker__msg(m)->fwd_pending), 0);
     msg_release(&m);
 }
