@@ -15,7 +15,10 @@
  * which goes out in order, so the client sees every assignment before
  * its first use. Both tables die with the connection (MQTT-3.3.2-7).
  */
-#include "broker_int.h"
+#include "alias_int.h"
+
+#include "auth_int.h"
+#include "conn_int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -17,7 +17,12 @@
  * behind c->ext->v5 (conn_v5_t) and only for connections that named a
  * method. No method is built in: production builds refuse every method.
  */
-#include "broker_int.h"
+#include "auth_int.h"
+#include "sess_int.h"
+
+#include "alias_int.h"
+#include "conn_int.h"
+#include "connect_int.h"
 
 #include <stdlib.h>
 #include <string.h>

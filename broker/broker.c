@@ -12,6 +12,14 @@
  */
 #include "broker_int.h"
 
+#include "inbox_int.h"
+#include "listener_int.h"
+#include "loop_int.h"
+#include "persist_int.h"
+#include "recover_int.h"
+#include "sess_int.h"
+#include "share_int.h"
+
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>

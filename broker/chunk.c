@@ -10,7 +10,8 @@
  * kernel's. Chunks are small (CHUNK_SIZE) because a connection that stops
  * reading pins the chunks its unwritten entries point into.
  */
-#include "broker_int.h"
+#include "chunk_int.h"
+#include "loop_int.h"
 
 #include <assert.h>
 #include <stdlib.h>

@@ -20,7 +20,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
-#include "broker/broker_int.h"
+#include "broker/listener_int.h"
 
 /* The largest Remaining Length a fixed header can encode (MQTT 3.1.1
  * section 2.2.3 and 5.0 section 1.5.5: four varint bytes, 268,435,455). */

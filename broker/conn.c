@@ -21,7 +21,17 @@
  * also holds the acknowledgements waiting for commits (persist.c) of the
  * connections that have some (docs/architecture.md).
  */
-#include "broker_int.h"
+#include "conn_int.h"
+
+#include "alias_int.h"
+#include "chunk_int.h"
+#include "connect_int.h"
+#include "deliver_int.h"
+#include "loop_int.h"
+#include "persist_int.h"
+#include "publish_int.h"
+#include "sess_int.h"
+#include "throttle_int.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -238,7 +248,7 @@ static void add_scratch(conn_t *c, size_t len)
     b->scratch_len += len;
     b->bytes += len;
     c->unsent += len;
-    loop__mark_dirty(c);
+    conn__mark_dirty(c);
 }
 
 /* Appends borrowed bytes; ref (taken) keeps them alive until written. */
@@ -252,7 +262,7 @@ static void add_ref(conn_t *c, const uint8_t *base, size_t len, msg_t *ref)
     e->ref = ref;
     b->bytes += len;
     c->unsent += len;
-    loop__mark_dirty(c);
+    conn__mark_dirty(c);
 }
 
 void conn__send_borrowed(conn_t *c, const uint8_t *bytes, size_t len)
@@ -793,7 +803,7 @@ static void write_done(conn_t *c, out_batch_t *w)
     conn__batch_reset(w); /* releases the message references */
     if (tp->written != NULL) tp->written(c, conn__tp_data(c)); /* may mark c dirty */
     if (c->batch->n > 0 || c->dirty) {
-        loop__mark_dirty(c);
+        conn__mark_dirty(c);
         resume_if_drained(c);
         return;
     }
@@ -875,6 +885,21 @@ static void on_write(uv_write_t *req, int status)
 }
 
 /* ---- close ---- */
+
+void conn__unmark_dirty(conn_t *c)
+{
+    if (!c->dirty) return;
+    conn_t **pp = &c->loop->dirty;
+    while (*pp != NULL && *pp != c) pp = &(*pp)->dirty_next;
+    if (*pp == NULL) { /* on the held list instead */
+        pp = &c->loop->held;
+        while (*pp != NULL && *pp != c) pp = &(*pp)->dirty_next;
+    }
+    if (*pp == c) *pp = c->dirty_next;
+    c->dirty_next = NULL;
+    c->dirty = 0;
+}
+
 
 const char *conn__id(const conn_t *c)
 {
@@ -1010,7 +1035,7 @@ static void on_close(uv_handle_t *h)
     loop_t *l = c->loop;
     broker_t *b = l->b;
     if (c->sess != NULL) sess__detach(l, c->sess, 0, 0); /* never left attached */
-    loop__unmark_dirty(c);
+    conn__unmark_dirty(c);
     if (c->prev != NULL) c->prev->next = c->next;
     else l->conns = c->next;
     if (c->next != NULL) c->next->prev = c->prev;
@@ -1052,7 +1077,7 @@ size_t conn_unsent(const conn_t *c)
 
 void conn_want_flush(conn_t *c)
 {
-    loop__mark_dirty(c);
+    conn__mark_dirty(c);
 }
 
 void conn_set_active(conn_t *c)

@@ -15,7 +15,10 @@
  * exchange. A close ends with close_notify. docs/tls.md has the design
  * and the measurements.
  */
-#include "broker_int.h"
+#include "conn_tls_int.h"
+
+#include "chunk_int.h"
+#include "conn_int.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -169,7 +172,7 @@ static conn_rc_t wrap_input(conn_t *c, void *self, const uint8_t *data, size_t n
     } else if (crc == CONN_OK && rc == TLS_CLOSED) {
         conn__close(c, 0, CONN_CLOSE_WILL, "connection closed by peer (TLS close_notify)");
     }
-    if (tls_has_output(w->t)) loop__mark_dirty(c);
+    if (tls_has_output(w->t)) conn__mark_dirty(c);
     return c->state == CONN_CLOSING ? CONN_GONE : CONN_OK;
 }
 
@@ -259,7 +262,7 @@ static void wrap_written(conn_t *c, void *self)
         tl->out = NULL;
         tl->out_cap = 0;
     }
-    if (tls_has_output(w->t)) loop__mark_dirty(c);
+    if (tls_has_output(w->t)) conn__mark_dirty(c);
     if (w->inner_open && w->inner->written != NULL) w->inner->written(c, w->inner_self);
 }
 
@@ -272,7 +275,7 @@ static void wrap_closing(conn_t *c, void *self, uint8_t reason, unsigned flags, 
     if (w->inner_open && w->inner->closing != NULL)
         w->inner->closing(c, w->inner_self, reason, flags, why);
     tls_shutdown(w->t);
-    if (tls_has_output(w->t)) loop__mark_dirty(c);
+    if (tls_has_output(w->t)) conn__mark_dirty(c);
 }
 
 static void wrap_free(conn_t *c, void *self)

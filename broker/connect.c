@@ -11,7 +11,16 @@
  * is closed (takeover), and finish sends CONNACK and, for a resumed
  * session, resends the inflight window and drains the queue.
  */
-#include "broker_int.h"
+#include "connect_int.h"
+
+#include "alias_int.h"
+#include "auth_int.h"
+#include "conn_int.h"
+#include "deliver_int.h"
+#include "persist_int.h"
+#include "publish_int.h"
+#include "sess_int.h"
+#include "share_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>

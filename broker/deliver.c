@@ -9,7 +9,17 @@
  * persistent sessions queue QoS 1/2 and drop QoS 0. An online session
  * whose queue passes its limit throttles its publishers (throttle.c).
  */
-#include "broker_int.h"
+#include "deliver_int.h"
+#include "sess_int.h"
+
+#include "chunk_int.h"
+#include "conn_int.h"
+#include "inbox_int.h"
+#include "interest_int.h"
+#include "loop_int.h"
+#include "persist_int.h"
+#include "share_int.h"
+#include "throttle_int.h"
 
 #include <assert.h>
 #include <stdlib.h>

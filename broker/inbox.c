@@ -112,7 +112,17 @@
  * wakes a closing loop. Items still queued are dropped by the main thread
  * after joining every worker (loop__dispose).
  */
-#include "broker_int.h"
+#include "inbox_int.h"
+#include "listener_int.h"
+
+#include "conn_int.h"
+#include "deliver_int.h"
+#include "loop_int.h"
+#include "mqtt_int.h"
+#include "persist_int.h"
+#include "sess_int.h"
+#include "share_int.h"
+#include "throttle_int.h"
 
 #include <stdlib.h>
 #include <unistd.h>

@@ -22,7 +22,11 @@
  * live in the broker's share registry (share.c), not in the loop's router
  * or summaries: a group gets a message from the publishing loop itself.
  */
-#include "broker_int.h"
+#include "interest_int.h"
+
+#include "loop_int.h"
+#include "sess_int.h"
+#include "share_int.h"
 
 #include <assert.h>
 #include <stdlib.h>

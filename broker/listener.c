@@ -17,7 +17,10 @@
  * with one loaded afresh from its files (listener__reload); connections
  * keep the context they were accepted with.
  */
-#include "broker_int.h"
+#include "listener_int.h"
+
+#include "conn_tls_int.h"
+#include "inbox_int.h"
 
 #include <assert.h>
 #include <errno.h>

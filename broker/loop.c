@@ -9,7 +9,18 @@
  * turn produces for a client leaves in a single writev. The threading
  * model is described at the top of inbox.c.
  */
-#include "broker_int.h"
+#include "loop_int.h"
+
+#include "chunk_int.h"
+#include "conn_int.h"
+#include "conn_tls_int.h"
+#include "inbox_int.h"
+#include "interest_int.h"
+#include "persist_int.h"
+#include "sess_int.h"
+#include "share_int.h"
+#include "sys_int.h"
+#include "throttle_int.h"
 
 #include <stdlib.h>
 
@@ -214,18 +225,4 @@ void loop__stop(loop_t *l)
                     CONN_CLOSE_DISCONNECT | CONN_CLOSE_QUIET, "server shutting down");
     if (l->n_conns == 0) loop__close_handles(l);
     log_debug("worker loop %u stopping", l->index);
-}
-
-void loop__unmark_dirty(conn_t *c)
-{
-    if (!c->dirty) return;
-    conn_t **pp = &c->loop->dirty;
-    while (*pp != NULL && *pp != c) pp = &(*pp)->dirty_next;
-    if (*pp == NULL) { /* on the held list instead */
-        pp = &c->loop->held;
-        while (*pp != NULL && *pp != c) pp = &(*pp)->dirty_next;
-    }
-    if (*pp == c) *pp = c->dirty_next;
-    c->dirty_next = NULL;
-    c->dirty = 0;
 }

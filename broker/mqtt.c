@@ -14,7 +14,14 @@
  * (conn.c close_flushed). Output is conn.c's out-batch (conn__send_pkt,
  * conn__send_publish).
  */
-#include "broker_int.h"
+#include "mqtt_int.h"
+
+#include "auth_int.h"
+#include "conn_int.h"
+#include "connect_int.h"
+#include "inbox_int.h"
+#include "publish_int.h"
+#include "subscribe_int.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

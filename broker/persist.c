@@ -14,7 +14,14 @@
  * connection in the order their packets came (a queue per connection).
  * A message that reached no stored session is acknowledged at once.
  */
-#include "broker_int.h"
+#include "persist_int.h"
+#include "sess_int.h"
+
+#include "conn_int.h"
+#include "inbox_int.h"
+#include "interest_int.h"
+#include "publish_int.h"
+#include "subscribe_int.h"
 
 #include <stdlib.h>
 #include <string.h>

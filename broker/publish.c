@@ -8,7 +8,14 @@
  * delivered on PUBLISH and its packet id remembered until PUBREL, so a
  * resent PUBLISH is not delivered twice.
  */
-#include "broker_int.h"
+#include "publish_int.h"
+
+#include "alias_int.h"
+#include "conn_int.h"
+#include "deliver_int.h"
+#include "persist_int.h"
+#include "sess_int.h"
+#include "throttle_int.h"
 
 #include <stdlib.h>
 #include <string.h>

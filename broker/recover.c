@@ -11,7 +11,11 @@
  * when the broker stopped is offline from now: its will follows its Will
  * Delay from now unless the client comes back first.
  */
-#include "broker_int.h"
+#include "recover_int.h"
+
+#include "interest_int.h"
+#include "persist_int.h"
+#include "sess_int.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -11,7 +11,13 @@
  * with expiry 0 ends with its connection; others stay offline, keep their
  * subscriptions and queue QoS 1/2 messages until they expire.
  */
-#include "broker_int.h"
+#include "sess_int.h"
+
+#include "deliver_int.h"
+#include "interest_int.h"
+#include "persist_int.h"
+#include "share_int.h"
+#include "throttle_int.h"
 
 #include <stdlib.h>
 #include <string.h>

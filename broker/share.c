@@ -31,7 +31,13 @@
  * (queue_entry_t.share): when the session disconnects, share__handoff
  * gives them to another member (docs/protocol.md "Shared subscriptions").
  */
-#include "broker_int.h"
+#include "share_int.h"
+
+#include "deliver_int.h"
+#include "inbox_int.h"
+#include "persist_int.h"
+#include "sess_int.h"
+#include "throttle_int.h"
 
 #include <assert.h>
 #include <stdlib.h>

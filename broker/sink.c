@@ -7,6 +7,10 @@
  */
 #include "broker_int.h"
 
+#include "deliver_int.h"
+#include "interest_int.h"
+#include "sess_int.h"
+
 sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len)
 {
     loop_t *l = c->loop;

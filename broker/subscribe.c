@@ -8,7 +8,13 @@
  * broker's registry (share.c) through the same interest__subscribe, get no
  * retained messages, and may not ask for No Local.
  */
-#include "broker_int.h"
+#include "subscribe_int.h"
+
+#include "conn_int.h"
+#include "deliver_int.h"
+#include "interest_int.h"
+#include "persist_int.h"
+#include "share_int.h"
 
 #include "../common/log.h"
 

@@ -16,7 +16,10 @@
  * average toward it by 1 - exp(-dt / window), with windows of 1, 5 and 15
  * minutes, starting from 0.
  */
-#include "broker_int.h"
+#include "sys_int.h"
+#include "loop_int.h"
+
+#include "deliver_int.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -65,7 +65,13 @@
  * hard limit only. A subscriber that never reads keeps its publishers
  * paused until it disconnects.
  */
-#include "broker_int.h"
+#include "throttle_int.h"
+#include "sess_int.h"
+
+#include "conn_int.h"
+#include "deliver_int.h"
+#include "inbox_int.h"
+#include "loop_int.h"
 
 #include <stdlib.h>
 

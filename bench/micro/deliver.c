@@ -21,7 +21,27 @@
 
 #include <uv.h>
 
+#include "broker/alias_int.h"
+#include "broker/auth_int.h"
 #include "broker/broker_int.h"
+#include "broker/chunk_int.h"
+#include "broker/conn_int.h"
+#include "broker/conn_tls_int.h"
+#include "broker/connect_int.h"
+#include "broker/deliver_int.h"
+#include "broker/inbox_int.h"
+#include "broker/interest_int.h"
+#include "broker/listener_int.h"
+#include "broker/loop_int.h"
+#include "broker/mqtt_int.h"
+#include "broker/persist_int.h"
+#include "broker/publish_int.h"
+#include "broker/recover_int.h"
+#include "broker/sess_int.h"
+#include "broker/share_int.h"
+#include "broker/subscribe_int.h"
+#include "broker/sys_int.h"
+#include "broker/throttle_int.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 

@@ -2,14 +2,35 @@
  * fixture.h - the wiring the unit tests of broker/ share: a broker with
  * the default config, one loop of it and a connection on that loop, set
  * up as the broker sets them up, without a uv loop or a socket. Each test
- * file adds what it needs (routers, sessions, outboxes) around it.
+ * file adds what it needs (routers, sessions, outboxes) around it. It
+ * includes every internal header of broker/: tests reach internals.
  */
 #ifndef UVMQ_TEST_BROKER_FIXTURE_H
 #define UVMQ_TEST_BROKER_FIXTURE_H
 
 #include <stdint.h>
 
+#include "broker/alias_int.h"
+#include "broker/auth_int.h"
 #include "broker/broker_int.h"
+#include "broker/chunk_int.h"
+#include "broker/conn_int.h"
+#include "broker/conn_tls_int.h"
+#include "broker/connect_int.h"
+#include "broker/deliver_int.h"
+#include "broker/inbox_int.h"
+#include "broker/interest_int.h"
+#include "broker/listener_int.h"
+#include "broker/loop_int.h"
+#include "broker/mqtt_int.h"
+#include "broker/persist_int.h"
+#include "broker/publish_int.h"
+#include "broker/recover_int.h"
+#include "broker/sess_int.h"
+#include "broker/share_int.h"
+#include "broker/subscribe_int.h"
+#include "broker/sys_int.h"
+#include "broker/throttle_int.h"
 #include "common/log.h"
 
 /* Default config in cfg, b using it, loop l (index 0) of b with the

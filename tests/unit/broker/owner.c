@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker_int.h"
 #include "common/log.h"
 #include "tests/unit/broker/fixture.h"
 #include "common/xmalloc.h"
