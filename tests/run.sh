@@ -2,7 +2,8 @@
 # Runs every test program and prints one closing line "N passed, N failed".
 #
 # Each unit and integration binary is a cmocka program run with TAP output;
-# each tests/integration/*.sh script prints TAP itself. Every program runs
+# each tests/integration/*.sh script, and each test of a script in scripts/
+# (tests/unit/scripts/*.sh), prints TAP itself. Every program runs
 # under a time limit; a program that dies or prints no TAP lines counts as
 # one failure. Environment: BUILD (build dir), SAN / TSAN (1 under sanitizers),
 # ONLY (substring filter), TEST_THREADS (the worker-loop counts the
@@ -50,6 +51,13 @@ for t in "$BUILD"/tests/unit/*/*; do
     [ -f "tests/unit/${t#"$BUILD"/tests/unit/}.c" ] || continue   # stale: source removed
     [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
     run_one "unit/${t#"$BUILD"/tests/unit/}" "$t"
+done
+# The tests of scripts/ are bash programs (tests/unit/scripts/NAME.sh tests
+# scripts/NAME.sh).
+for t in tests/unit/scripts/*.sh; do
+    [ -f "$t" ] || continue
+    [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
+    run_one "unit/scripts/${t##*/}" bash "$t"
 done
 # Integration tests run once per worker-loop count (UVMQ_TEST_THREADS is
 # passed to the broker as --threads by the harness and the scripts).
