@@ -6,6 +6,8 @@
 #   make test SAN=1 the same under ASan + UBSan (objects in build/san/)
 #   make test TSAN=1 the same under ThreadSanitizer (objects in build/tsan/)
 #   make test-full  make test, then 60 s of libFuzzer over the codec
+#   make docs       draw docs/modules.png, the folder graph
+#                   (scripts/check-layers.sh --dot through graphviz)
 #   make clean
 #
 # Missing Debian packages are installed by scripts/install-deps.sh, which
@@ -15,7 +17,7 @@ CC ?= cc
 PKGS := libuv openssl sqlite3 libcjson libnghttp2
 TEST_PKGS := cmocka libmosquitto
 
-ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out clean docs,$(or $(MAKECMDGOALS),all)),)
 DEPS_OK := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) && \
 	command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && \
 	command -v curl >/dev/null && command -v nghttp >/dev/null && echo yes)
@@ -67,7 +69,7 @@ MICRO_BIN := $(patsubst bench/micro/%.c,$(BUILD)/bench/micro/%,$(MICRO_SRC))
 
 PROGRAMS := $(BUILD)/uvmq $(if $(BENCH_SRC),$(BUILD)/uvmq-bench)
 
-.PHONY: all run test test-full tests clean fuzz bench format
+.PHONY: all run test test-full tests clean fuzz bench format docs
 all: $(PROGRAMS)
 
 $(BUILD)/obj/%.o: %.c
@@ -141,6 +143,15 @@ fuzz:
 		common/arena.c common/xmalloc.c common/log.c -o build/fuzz/fuzz_pkt
 	cd build/fuzz && ./fuzz_pkt corpus ../../tests/fuzz/corpus/pkt \
 		-max_total_time=$(FUZZ_TIME)
+
+# docs/modules.png: which folder includes which, from the same scan as the
+# layering check. graphviz comes from scripts/install-deps.sh --docs when
+# dot is missing; the build C dependencies are not needed.
+docs:
+	@command -v dot >/dev/null 2>&1 || ./scripts/install-deps.sh --docs
+	@mkdir -p build/docs
+	./scripts/check-layers.sh --dot >build/docs/modules.dot
+	dot -Tpng build/docs/modules.dot -o docs/modules.png
 
 format:
 	clang-format -i $(LIB_SRC) $(wildcard cli/*.c) $(wildcard */*.h)

@@ -12,9 +12,12 @@
 #                                    server bench/h2.sh compares with);
 #                                    bench/tls.sh and bench/h2.sh: openssl
 #                                    (the CLI makes their certificates)
+#   scripts/install-deps.sh --docs   make docs: graphviz (dot draws
+#                                    docs/modules.png)
 #
 # The Makefile calls the first form when pkg-config cannot find a
-# dependency; bench/fanout.sh calls the second.
+# dependency, and the third when make docs finds no dot; bench/fanout.sh
+# calls the second.
 set -eu
 
 case "${1:-}" in
@@ -28,8 +31,12 @@ curl nghttp2-client"
     WHAT=install-bench-deps
     PKGS="mosquitto gnuplot-nox util-linux jq h2o nghttp2-client openssl"
     ;;
+--docs)
+    WHAT=install-docs-deps
+    PKGS="graphviz"
+    ;;
 *)
-    echo "usage: $0 [--bench]" >&2
+    echo "usage: $0 [--bench | --docs]" >&2
     exit 2
     ;;
 esac

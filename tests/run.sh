@@ -2,9 +2,11 @@
 # Runs every test program and prints one closing line "N passed, N failed".
 #
 # Each unit and integration binary is a cmocka program run with TAP output;
-# each tests/integration/*.sh script prints TAP itself. Every program runs
-# under a time limit; a program that dies or prints no TAP lines counts as
-# one failure. Environment: BUILD (build dir), SAN / TSAN (1 under sanitizers),
+# each tests/integration/*.sh script, and each test of a script in scripts/
+# (tests/unit/scripts/*.sh), prints TAP itself, and scripts/check-layers.sh
+# on this repository counts as one test. Every program runs under a time
+# limit; a program that dies or prints no TAP lines counts as one failure.
+# Environment: BUILD (build dir), SAN / TSAN (1 under sanitizers),
 # ONLY (substring filter), TEST_THREADS (the worker-loop counts the
 # integration tests run with; default "1 4").
 set -u
@@ -51,6 +53,20 @@ for t in "$BUILD"/tests/unit/*/*; do
     [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
     run_one "unit/${t#"$BUILD"/tests/unit/}" "$t"
 done
+# The tests of scripts/ are bash programs (tests/unit/scripts/NAME.sh tests
+# scripts/NAME.sh).
+for t in tests/unit/scripts/*.sh; do
+    [ -f "$t" ] || continue
+    [ -n "${ONLY:-}" ] && [[ "$t" != *"$ONLY"* ]] && continue
+    run_one "unit/scripts/${t##*/}" bash "$t"
+done
+# The layering check on this repository, as one TAP test; its violations
+# are in the log. ONLY matches it as "scripts/check-layers.sh".
+if [ -z "${ONLY:-}" ] || [[ "scripts/check-layers.sh" == *"$ONLY"* ]]; then
+    run_one "scripts/check-layers.sh (the layering)" bash -c 'echo "1..1"
+        if ./scripts/check-layers.sh; then echo "ok 1 - the layering holds"
+        else echo "not ok 1 - the layering holds (scripts/check-layers.sh; rules atop the script)"; fi'
+fi
 # Integration tests run once per worker-loop count (UVMQ_TEST_THREADS is
 # passed to the broker as --threads by the harness and the scripts).
 for threads in ${TEST_THREADS:-1 4}; do
