@@ -106,7 +106,7 @@ unit_extra = $(if $(filter cli,$(1)),$(BUILD)/obj/cli/cli_config.o)
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(call mod_objs,$$(firstword $$(subst /, ,$$*))) $$(call unit_extra,$$(firstword $$(subst /, ,$$*)))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(TEST_CFLAGS) -MMD -MP $(LDFLAGS) -Wl,--allow-multiple-definition \
-		-o $@ $(filter %.c %.o,$^) $(TEST_LIBS) $(DEP_LIBS)
+		-o $@ $< $(filter %.o,$^) $(TEST_LIBS) $(DEP_LIBS)
 
 $(BUILD)/tests/integration/%: tests/integration/%.c $(HARNESS_OBJ) $(LIB)
 	@mkdir -p $(dir $@)

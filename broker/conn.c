@@ -1142,16 +1142,23 @@ arena_t *conn_arena(conn_t *c)
 
 void conn_count(conn_t *c, enum conn_counter k, int n)
 {
-    broker_t *b = c->loop->b;
+    broker_counters_t *cnt = &c->loop->b->cnt;
+    atomic_uint_fast64_t *v = NULL;
     switch (k) {
-    case CONN_CNT_MSGS_IN: atomic_fetch_add_explicit(&b->cnt.msgs_in, (unsigned)n, memory_order_relaxed); break;
-    case CONN_CNT_MSGS_OUT: c->loop->msgs_out += (uint64_t)n; break; /* folded per tick */
-    case CONN_CNT_DROPPED_QOS0: atomic_fetch_add_explicit(&b->cnt.dropped_qos0, (unsigned)n, memory_order_relaxed); break;
-    case CONN_CNT_DROPPED_QUEUE: atomic_fetch_add_explicit(&b->cnt.dropped_queue, (unsigned)n, memory_order_relaxed); break;
-    case CONN_CNT_PROTOCOL_ERROR: atomic_fetch_add_explicit(&b->cnt.protocol_error, (unsigned)n, memory_order_relaxed); break;
-    case CONN_CNT_HTTP_REQUESTS: atomic_fetch_add_explicit(&b->cnt.http_requests, (unsigned)n, memory_order_relaxed); break;
-    case CONN_CNT_HTTP_CONNS: atomic_fetch_add_explicit(&b->n_http, (unsigned)n, memory_order_relaxed); break;
+    case CONN_CNT_MSGS_IN: v = &cnt->msgs_in; break;
+    case CONN_CNT_DROPPED_QOS0: v = &cnt->dropped_qos0; break;
+    case CONN_CNT_DROPPED_QUEUE: v = &cnt->dropped_queue; break;
+    case CONN_CNT_PROTOCOL_ERROR: v = &cnt->protocol_error; break;
+    case CONN_CNT_HTTP_REQUESTS: v = &cnt->http_requests; break;
+    case CONN_CNT_MSGS_OUT:
+        c->loop->msgs_out += (uint64_t)n; /* folded into b->cnt once per tick */
+        return;
+    case CONN_CNT_HTTP_CONNS: /* a gauge: +1 and -1 */
+        if (n >= 0) atomic_fetch_add_explicit(&c->loop->b->n_http, (unsigned)n, memory_order_relaxed);
+        else atomic_fetch_sub_explicit(&c->loop->b->n_http, (unsigned)-n, memory_order_relaxed);
+        return;
     }
+    if (v != NULL && n > 0) atomic_fetch_add_explicit(v, (uint64_t)n, memory_order_relaxed);
 }
 
 int conn_publish(conn_t *c, const pkt_bin_t *topic, const pkt_bin_t *payload,

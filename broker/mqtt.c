@@ -3,16 +3,16 @@
  * carries the stream (plain TCP, TLS, later WebSockets).
  *
  * Input: every whole packet in the bytes fed is framed (pkt_frame) and
- * handed to its handler (connect.c for the first one, then
- * publish.c, subscribe.c, auth.c); the tail of a packet split
- * across reads stays with conn.c (conn_feed), sized to the packet the
- * fixed header announced. A CONNECT whose session lives on another loop
- * moves the connection there with the bytes from that CONNECT on (a
- * session never changes loops: inbox.c describes the threading model).
- * The sweep applies connect_timeout_ms and the MQTT keep-alive; a close
- * of ours sends a v5 DISCONNECT with its reason code first and lingers
- * (conn.c close_flushed). Output is conn.c's out-batch (conn__send_pkt,
- * conn__send_publish).
+ * handed to its handler (connect.c for the first one, then publish.c,
+ * subscribe.c, auth.c); the tail of a packet split across reads stays
+ * with conn.c (conn_feed), sized to the packet the fixed header
+ * announced. A CONNECT whose session lives on another loop moves the
+ * connection there with the bytes from that CONNECT on (a session never
+ * changes loops: inbox.c describes the threading model). The sweep
+ * applies the MQTT keep-alive (conn.c applies connect_timeout_ms); a
+ * close of ours sends a v5 DISCONNECT with its reason code first and
+ * lingers (conn.c close_flushed). Output is conn.c's out-batch
+ * (conn__send_pkt, conn__send_publish).
  */
 #include "mqtt_int.h"
 
@@ -127,7 +127,9 @@ static conn_rc_t input(conn_t *c, void *self, const uint8_t *data, size_t n, siz
     size_t off = 0;
     conn_rc_t rc = CONN_OK;
     (void)self;
+    *used = 0;
     *need = 0;
+    if (n == 0) return CONN_OK; /* nothing kept: MQTT keeps no input of its own */
     while (rc == CONN_OK && c->state != CONN_CLOSING && !c->throttled) {
         size_t flen = 0, want = 0;
         int fr = pkt_frame(data + off, n - off, c->loop->b->cfg->max_packet_size, &flen, &want);
