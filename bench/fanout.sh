@@ -7,8 +7,10 @@
 # prints the median per scenario and broker as one table. Raw runs and
 # medians go to bench/results/<date>-<host>.json, the chart to .png.
 # Environment: QUICK ROUNDS DURATION WARMUP F2_RATE SCENARIOS BROKERS
-# RESULTS_DIR KEEP_RESULTS SKIP_BUILD UVMQ UVMQ_BENCH STEAL_MAX STEAL_RETRIES
-# (docs/benchmarks.md).
+# RESULTS_DIR KEEP_RESULTS SKIP_BUILD UVMQ UVMQ_B UVMQ_BENCH STEAL_MAX
+# STEAL_RETRIES (docs/benchmarks.md). BROKERS="uvmq uvmq-b" with UVMQ_B
+# naming a second uvmq build (the tree before a change) measures the two
+# alternating, for a before/after in one run.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -28,6 +30,7 @@ RESULTS_DIR=${RESULTS_DIR:-bench/results}
 KEEP_RESULTS=${KEEP_RESULTS:-5}
 SKIP_BUILD=${SKIP_BUILD:-0}
 UVMQ=${UVMQ:-build/uvmq}
+UVMQ_B=${UVMQ_B:-}
 UVMQ_BENCH=${UVMQ_BENCH:-build/uvmq-bench}
 STEAL_MAX=${STEAL_MAX:-5}    # % of the window's CPU time the hypervisor may take
 STEAL_RETRIES=${STEAL_RETRIES:-2}
@@ -123,21 +126,22 @@ log_type error
 EOF
 }
 
-# Launches BROKER (uvmq|mosquitto) in VARIANT (pinned|t2) on PORT in the
-# background; BROKER_PID is its pid. Must not run in a subshell.
+# Launches BROKER (uvmq|uvmq-b|mosquitto) in VARIANT (pinned|t2) on PORT
+# in the background; BROKER_PID is its pid. Must not run in a subshell.
 launch_broker() {
     local broker=$1 variant=$2 port=$3 tag=$4
-    local log="$TMP/$tag.broker.log"
+    local log="$TMP/$tag.broker.log" bin=$UVMQ
+    [ "$broker" = uvmq-b ] && bin=$UVMQ_B
     if [ "$broker" = mosquitto ]; then
         write_mosquitto_conf "$TMP/$tag.mosquitto.conf" "$port"
         "${PIN_BROKER[@]}" mosquitto -c "$TMP/$tag.mosquitto.conf" >"$log" 2>&1 &
     elif [ "$variant" = t2 ]; then
         mkdir -p "$TMP/$tag.data"
-        "$UVMQ" -p "$port" --http-port 0 --data-dir "$TMP/$tag.data" \
+        "$bin" -p "$port" --http-port 0 --data-dir "$TMP/$tag.data" \
             --threads 2 -c "$TMP/uvmq.json" >"$log" 2>&1 &
     else
         mkdir -p "$TMP/$tag.data"
-        "${PIN_BROKER[@]}" "$UVMQ" -p "$port" --http-port 0 \
+        "${PIN_BROKER[@]}" "$bin" -p "$port" --http-port 0 \
             --data-dir "$TMP/$tag.data" --threads 1 -c "$TMP/uvmq.json" >"$log" 2>&1 &
     fi
     BROKER_PID=$!
@@ -291,7 +295,9 @@ check_settings() {
         scenario_line "$sc" >/dev/null || die "unknown scenario '$sc' (see bench/scenarios.sh)"
     done
     for v in $BROKERS; do
-        [ "$v" = uvmq ] || [ "$v" = mosquitto ] || die "unknown broker '$v' (uvmq, mosquitto)"
+        [ "$v" = uvmq ] || [ "$v" = uvmq-b ] || [ "$v" = mosquitto ] ||
+            die "unknown broker '$v' (uvmq, uvmq-b, mosquitto)"
+        [ "$v" != uvmq-b ] || [ -x "$UVMQ_B" ] || die "uvmq-b needs UVMQ_B, a uvmq binary"
     done
 }
 
@@ -400,10 +406,16 @@ def ratio(a; b): if a == null or b == null or b == 0 then null else a / b end;
 | map(. as $r
   | (if $r.scenario == "F3t2" then "F3q0" else $r.scenario end) as $base
   | ([$all[] | select(.broker == "mosquitto" and .scenario == $base)] | first) as $m
+  | ([$all[] | select(.broker == "uvmq-b" and .scenario == $r.scenario)] | first) as $b
   | . + (if $r.broker == "uvmq" and $m != null then
         {vs: ("mosquitto " + $base),
          ratio_deliveries_per_s: ratio($r.deliveries_per_s; $m.deliveries_per_s),
          ratio_per_cpu_s: ratio($r.deliveries_per_broker_cpu_s; $m.deliveries_per_broker_cpu_s)}
+        else {} end)
+  | . + (if $r.broker == "uvmq" and $b != null then
+        {ab_deliveries_per_s: ratio($r.deliveries_per_s; $b.deliveries_per_s),
+         ab_per_cpu_s: ratio($r.deliveries_per_broker_cpu_s; $b.deliveries_per_broker_cpu_s),
+         ab_rss_per_conn: ratio($r.rss_per_conn_b; $b.rss_per_conn_b)}
         else {} end))
 | sort_by((.scenario as $s | $sc | index($s)), (if .broker == "uvmq" then 0 else 1 end))
 JQ
@@ -451,6 +463,27 @@ print_table() {
             if (r == 1) { line = "|"; for (i = 1; i <= 10; i++) { d = ""; for (k = 0; k < w[i]; k++) d = d "-"; line = line (i <= 2 ? " " d " |" : " " substr(d, 2) ": |") }; print line }
         }
     }'
+}
+
+# Prints the before/after table (uvmq against uvmq-b, UVMQ_B) from the
+# medians on stdin, when the run had both.
+print_ab() {
+    jq -r --arg b "$UVMQ_B" '. as $all
+        | [.[] | select(.broker == "uvmq") | . as $a
+           | ([$all[] | select(.broker == "uvmq-b" and .scenario == $a.scenario)] | first) as $o
+           | select($o != null) | {a: $a, o: $o}] as $p
+        | def r3: if . == null then "-" else (. * 1000 | round / 1000 | tostring) end;
+          def n: if . == null then "-" else (floor | tostring) end;
+          if ($p | length) == 0 then empty else
+          "", "uvmq / uvmq-b (uvmq-b: \($b)), medians:", "",
+          "| scenario | uvmq per CPU-s | uvmq-b per CPU-s | ratio | uvmq deliveries/s | uvmq-b deliveries/s | ratio |",
+          "|---|---:|---:|---:|---:|---:|---:|",
+          ($p[] | if .a.mode == "idle" then
+              "| \(.a.scenario) | \(.a.rss_per_conn_b | n) B/conn | \(.o.rss_per_conn_b | n) B/conn | \(.a.ab_rss_per_conn | r3) | - | - | - |"
+            else
+              "| \(.a.scenario) | \(.a.deliveries_per_broker_cpu_s | n) | \(.o.deliveries_per_broker_cpu_s | n) | \(.a.ab_per_cpu_s | r3) | \(.a.deliveries_per_s | n) | \(.o.deliveries_per_s | n) | \(.a.ab_deliveries_per_s | r3) |"
+            end)
+          end'
 }
 
 # Prints the notes under the table: F3t2's baseline and every failed run.
@@ -506,7 +539,7 @@ run_all() {
             line=$(scenario_line "$sc")
             IFS='|' read -r _ brokers variant gargs _ <<<"$line"
             for broker in $BROKERS; do
-                [ "$brokers" = all ] || [ "$brokers" = "$broker" ] || continue
+                [ "$brokers" = all ] || [ "$brokers" = "${broker%-b}" ] || continue
                 run_measured "$sc" "$broker" "$round" "$variant" "$gargs"
             done
         done
@@ -535,8 +568,9 @@ main() {
         --slurpfile runs "$TMP/runs.jsonl" --argjson medians "$medians" \
         '{machine: $machine, config: $config, runs: $runs, medians: $medians}' >"$stem.json"
     { print_machine "$machine" "$config"; echo; print_table <<<"$medians"
-      print_notes "$stem.json"; } >"$stem.txt"
+      print_ab <<<"$medians"; print_notes "$stem.json"; } >"$stem.txt"
     print_table <<<"$medians"
+    print_ab <<<"$medians"
     print_notes "$stem.json"
     jq '.medians' "$stem.json" >"$TMP/medians.json"
     draw_chart "$TMP/medians.json" "$stem.png" \

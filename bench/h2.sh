@@ -17,8 +17,12 @@
 #
 # Environment: DURATION (seconds measured per run, 5), WARMUP (1), SIZES
 # ("3 16384 65536"), TRANSPORTS ("h2c tls"), TLS13_SUITE
-# (TLS_AES_128_GCM_SHA256), CLIENTS (100), STREAMS (32), UVMQ, SKIP_BUILD. Installs h2o, nghttp2-client (h2load) and openssl if
-# missing (scripts/install-deps.sh --bench).
+# (TLS_AES_128_GCM_SHA256), CLIENTS (100), STREAMS (32), UVMQ, SKIP_BUILD,
+# UVMQ_B and ROUNDS. With UVMQ_B naming a second uvmq build (the tree
+# before a change), both run side by side and each body size is measured
+# ROUNDS times (default 5) alternating the two; the table then shows the
+# medians and their ratio as well. Installs h2o, nghttp2-client (h2load)
+# and openssl if missing (scripts/install-deps.sh --bench).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 DURATION=${DURATION:-5}
@@ -29,6 +33,8 @@ TLS13_SUITE=${TLS13_SUITE:-TLS_AES_128_GCM_SHA256}
 CLIENTS=${CLIENTS:-100}
 STREAMS=${STREAMS:-32}
 UVMQ=${UVMQ:-build/uvmq}
+UVMQ_B=${UVMQ_B:-}
+ROUNDS=${ROUNDS:-5}
 TMP=$(mktemp -d /tmp/uvmq-h2bench-XXXXXX)
 PIDS=()
 
@@ -89,19 +95,33 @@ h2load_rps() {
     fi
 }
 
-# uvmq: one worker loop on CPU 0; h2c on a free port, h2 over TLS on
-# another (a listener of type http with tls).
-UPORT=$(free_port)
-HPORT=$(free_port)
-HTPORT=$(free_port)
-mkdir -p "$TMP/uvmq"
-printf '{"listeners": [{"type": "http", "port": %s, "tls": {"cert": "%s", "key": "%s"}}]}\n' \
-    "$HTPORT" "$TMP/server.crt" "$TMP/server.key" >"$TMP/uvmq.json"
-taskset -c 0 "$UVMQ" -p "$UPORT" --http-port "$HPORT" --threads 1 --data-dir "$TMP/uvmq" \
-    -c "$TMP/uvmq.json" >"$TMP/uvmq.log" 2>&1 &
-PIDS+=("$!")
-# The MQTT port opens last: once it accepts, the others do too.
-wait_port "$UPORT" || { say "uvmq did not start"; cat "$TMP/uvmq.log" >&2; exit 1; }
+# start_uvmq BIN NAME: one worker loop on CPU 0; h2c on a free port, h2
+# over TLS on another (a listener of type http with tls). Sets HPORT and
+# HTPORT.
+start_uvmq() {
+    local bin=$1 name=$2 mport
+    mport=$(free_port)
+    HPORT=$(free_port)
+    HTPORT=$(free_port)
+    mkdir -p "$TMP/$name"
+    printf '{"listeners": [{"type": "http", "port": %s, "tls": {"cert": "%s", "key": "%s"}}]}\n' \
+        "$HTPORT" "$TMP/server.crt" "$TMP/server.key" >"$TMP/$name.json"
+    taskset -c 0 "$bin" -p "$mport" --http-port "$HPORT" --threads 1 --data-dir "$TMP/$name" \
+        -c "$TMP/$name.json" >"$TMP/$name.log" 2>&1 &
+    PIDS+=("$!")
+    # The MQTT port opens last: once it accepts, the others do too.
+    wait_port "$mport" || { say "$name did not start"; cat "$TMP/$name.log" >&2; exit 1; }
+}
+start_uvmq "$UVMQ" uvmq
+UH=$HPORT UHT=$HTPORT
+if [ -n "$UVMQ_B" ]; then
+    [ -x "$UVMQ_B" ] || { say "UVMQ_B=$UVMQ_B is not a program"; exit 1; }
+    start_uvmq "$UVMQ_B" uvmq-b
+    BH=$HPORT BHT=$HTPORT
+fi
+
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # h2o: a static directory holding one file per size, one thread on CPU 0;
 # h2c on OPORT, h2 over TLS on OTPORT.
@@ -140,22 +160,46 @@ done
 say "h2load -c$CLIENTS -m$STREAMS, ${DURATION}s per run after ${WARMUP}s warm-up"
 for tr in $TRANSPORTS; do
     if [ "$tr" = tls ]; then
-        ubase="https://127.0.0.1:$HTPORT" obase="https://127.0.0.1:$OTPORT"
+        ubase="https://127.0.0.1:$UHT" obase="https://127.0.0.1:$OTPORT"
+        bbase="https://127.0.0.1:${BHT:-0}"
         suite=(--tls13-ciphers="$TLS13_SUITE")
     else
-        ubase="http://127.0.0.1:$HPORT" obase="http://127.0.0.1:$OPORT"
+        ubase="http://127.0.0.1:$UH" obase="http://127.0.0.1:$OPORT"
+        bbase="http://127.0.0.1:${BH:-0}"
         suite=()
     fi
     echo "$tr:"
-    printf '%-10s %14s %14s %8s\n' "body" "uvmq req/s" "h2o req/s" "ratio"
+    if [ -n "$UVMQ_B" ]; then
+        printf '%-10s %14s %14s %8s %14s %8s\n' "body" "uvmq req/s" "h2o req/s" "ratio" \
+            "uvmq-b req/s" "uvmq/b"
+    else
+        printf '%-10s %14s %14s %8s\n' "body" "uvmq req/s" "h2o req/s" "ratio"
+    fi
     for s in $SIZES; do
-        u=$(h2load_rps "${suite[@]}" -d "$TMP/www/body-$s" "$ubase/v1/publish/bench/x")
+        if [ -n "$UVMQ_B" ]; then
+            : >"$TMP/u.runs"
+            : >"$TMP/b.runs"
+            for _ in $(seq 1 "$ROUNDS"); do
+                h2load_rps "${suite[@]}" -d "$TMP/www/body-$s" "$ubase/v1/publish/bench/x" >>"$TMP/u.runs"
+                h2load_rps "${suite[@]}" -d "$TMP/www/body-$s" "$bbase/v1/publish/bench/x" >>"$TMP/b.runs"
+            done
+            say "$tr $s B: uvmq $(tr '\n' ' ' <"$TMP/u.runs")/ uvmq-b $(tr '\n' ' ' <"$TMP/b.runs")"
+            u=$(median <"$TMP/u.runs")
+            b=$(median <"$TMP/b.runs")
+        else
+            u=$(h2load_rps "${suite[@]}" -d "$TMP/www/body-$s" "$ubase/v1/publish/bench/x")
+        fi
         o=$(h2load_rps "${suite[@]}" "$obase/body-$s")
         ratio=$(awk -v u="$u" -v o="$o" 'BEGIN { if (o > 0) printf "%.2f", u / o; else print "-" }')
-        printf '%-10s %14.0f %14.0f %8s\n' "$s B" "$u" "$o" "$ratio"
+        if [ -n "$UVMQ_B" ]; then
+            ab=$(awk -v u="$u" -v b="$b" 'BEGIN { if (b > 0) printf "%.3f", u / b; else print "-" }')
+            printf '%-10s %14.0f %14.0f %8s %14.0f %8s\n' "$s B" "$u" "$o" "$ratio" "$b" "$ab"
+        else
+            printf '%-10s %14.0f %14.0f %8s\n' "$s B" "$u" "$o" "$ratio"
+        fi
     done
     if [ "$tr" = tls ]; then
-        echo "  uvmq: $(cat "$TMP/cipher.127.0.0.1:$HTPORT" 2>/dev/null)"
+        echo "  uvmq: $(cat "$TMP/cipher.127.0.0.1:$UHT" 2>/dev/null)"
         echo "  h2o:  $(cat "$TMP/cipher.127.0.0.1:$OTPORT" 2>/dev/null)"
     fi
 done

@@ -233,7 +233,7 @@ static void wrap_output(conn_t *c, void *self)
  * as its next buffer (no copy, no allocation). */
 static void wrap_hold(conn_t *c, void *self)
 {
-    tls_loop_t *tl = c->loop->tls;
+    tls_loop_t *tl = loop_bufs(c->loop);
     out_batch_t *b = c->batch;
     uint8_t *spare = b->scratch;
     size_t spare_cap = b->scratch_cap;
@@ -255,7 +255,7 @@ static void wrap_hold(conn_t *c, void *self)
 static void wrap_written(conn_t *c, void *self)
 {
     tls_conn_t *w = self;
-    tls_loop_t *tl = c->loop->tls;
+    tls_loop_t *tl = loop_bufs(c->loop);
     tl->out_len = 0;
     if (tl->out_cap > TLS_OUT_KEEP) {
         free(tl->out);

@@ -15,7 +15,7 @@
  * Implementations: broker/mqtt.c (MQTT over a byte stream: framing and
  * the packet handlers), broker/conn_tls.c (TLS on tls/), http/http.c
  * (HTTP/2). Adding one adds a table and a listener type, not a branch in
- * conn.c. docs/architecture.md "Transports" tours the calls in order.
+ * conn.c. docs/architecture.md "Transports and sinks" tours the calls.
  *
  * Everything here runs on the connection's worker loop. The services
  * below are what a transport outside broker/ may use of the core.

@@ -20,7 +20,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* pki_issue flags. */
@@ -167,6 +169,28 @@ static inline int pki_make_set(const char *dir)
     if (rc == 0)
         rc = pki_issue(dir, "ca", "nocn", "no common name", PKI_CLIENT | PKI_NO_CN, -1, 30);
     return rc;
+}
+
+/* nftw callback of pki_set_remove. */
+static inline int pki_remove_entry(const char *path, const struct stat *st, int flag,
+                                   struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* A fresh temp dir named from templ ("/tmp/NAME-XXXXXX", rewritten in
+ * place) holding the usual set. Returns 0 or -1. */
+static inline int pki_set_create(char *templ)
+{
+    return mkdtemp(templ) != NULL && pki_make_set(templ) == 0 ? 0 : -1;
+}
+
+/* Removes dir and everything in it. */
+static inline void pki_set_remove(const char *dir)
+{
+    nftw(dir, pki_remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif

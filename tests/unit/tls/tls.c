@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,25 +22,18 @@
 
 static char g_dir[64]; /* the run's certificates */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static int group_setup(void **state)
 {
     (void)state;
     log_set_level(LOG_ERROR);
     strcpy(g_dir, "/tmp/uvmq-tls-unit-XXXXXX");
-    return mkdtemp(g_dir) != NULL && pki_make_set(g_dir) == 0 ? 0 : -1;
+    return pki_set_create(g_dir);
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    nftw(g_dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    pki_set_remove(g_dir);
     return 0;
 }
 
