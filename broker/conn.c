@@ -53,7 +53,7 @@
 #define BATCH_KEEP_SCRATCH (64 * 1024)
 #define BATCH_KEEP_ENTRIES 4096
 
-/* PUBLISH_COPY_MAX (broker_int.h): a PUBLISH of at most that many bytes
+/* PUBLISH_COPY_MAX (conn_int.h): a PUBLISH of at most that many bytes
  * (head + payload) that is not a shared fan-out packet (deliver.c) is
  * copied into the batch's scratch bytes instead of queued as two iovecs (shared head,
  * payload) plus a message reference: one memcpy, merged with the entry
@@ -292,7 +292,7 @@ static void keep_peer(conn_t *c)
     }
 }
 
-/* "ip:port" of c in a thread-local buffer (see broker_int.h). */
+/* "ip:port" of c in a thread-local buffer (see conn_int.h). */
 const char *conn__peer(const conn_t *c)
 {
     static _Thread_local char buf[INET6_ADDRSTRLEN + 10];
@@ -664,7 +664,7 @@ size_t conn__publish_size(conn_t *c, msg_t *m, uint8_t qos,
     return h == 0 ? SIZE_MAX : h + m->payload_len;
 }
 
-/* See broker_int.h: the admission rules of every PUBLISH sent. */
+/* See conn_int.h: the admission rules of every PUBLISH sent. */
 int conn__admit(conn_t *c, size_t len, int qos0, size_t max_out)
 {
     if (len > c->peer_max_packet) {

@@ -144,7 +144,7 @@ static const char *refusal_text(uint8_t reason)
     }
 }
 
-/* See broker_int.h. c is closing after (its memory stays valid until the
+/* See connect_int.h. c is closing after (its memory stays valid until the
  * uv_close callback). */
 conn_rc_t connect__refuse(conn_t *c, const pkt_connect_t *cp, uint8_t reason)
 {

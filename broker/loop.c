@@ -123,7 +123,7 @@ int loop__init(loop_t *l, broker_t *b, unsigned index)
     router_hits_init(&l->hits);
     l->rbuf = xmalloc(LOOP_READ_BUF);
     /* One decode arena per loop: a packet is decoded and handled before
-     * the next one, of any connection, is (conn.c process). */
+     * the next one, of any connection, is (mqtt.c input). */
     arena_init(&l->arena, (1u << 20) + b->cfg->max_packet_size / 2);
     if (index == 0) sys__start(l);
     return 0;

@@ -10,6 +10,7 @@
 #include "deliver_int.h"
 #include "interest_int.h"
 #include "sess_int.h"
+#include "share_int.h"
 
 sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len)
 {
@@ -25,6 +26,7 @@ sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len)
 int sink_subscribe(sess_t *s, const char *f, size_t len, uint8_t qos)
 {
     int existed = 0;
+    if (share__is_shared(f, len)) return UVMQ_EINVAL; /* a sink is one subscriber */
     return interest__subscribe(s->loop, s, f, len, qos, 0, &existed);
 }
 

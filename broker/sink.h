@@ -44,9 +44,10 @@ struct sink_s {
  * loop that delivers to k (borrowed until sink_close). Returns it, with
  * no subscriptions yet. */
 sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len);
-/* Subscribes s to the valid filter f[0..len) at QoS qos (no $share: a
- * sink is one subscriber). The subscription matches from the moment this
- * returns. Returns 0, or UVMQ_ELIMIT past the router's limits. */
+/* Subscribes s to the valid filter f[0..len) at QoS qos. The subscription
+ * matches from the moment this returns. Returns 0, UVMQ_EINVAL for a
+ * $share filter (a sink is one subscriber, not a group member), or the
+ * router's error. */
 int sink_subscribe(sess_t *s, const char *f, size_t len, uint8_t qos);
 /* Delivers the retained messages matching f[0..len) to s's sink (after
  * the subscription, as an MQTT SUBACK is followed by them). */
