@@ -70,11 +70,13 @@
  *   - A == B: the same-loop path (a live connection holding the session
  *     gets DISCONNECT 0x8E, clean start, session present, CONNACK,
  *     resend, drain);
- *   - A != B: the CONNECT handler returns CONN_MIGRATE and the read path,
- *     which knows the buffer, moves the CONNECTION: it stops reading,
- *     dup()s the socket, copies the input from the CONNECT's first byte
- *     on (the CONNECT and whatever the client pipelined after it; none of
- *     it is processed on B), posts MIGRATE {fd, bytes, hops} to A and
+ *   - A != B: the CONNECT handler returns CONN_MIGRATE and the MQTT
+ *     transport's input (mqtt.c), which knows the buffer, moves the
+ *     CONNECTION: it stops reading, dup()s the socket, copies the input
+ *     from the CONNECT's first byte on (the CONNECT and whatever the
+ *     client pipelined after it; none of it is processed on B), takes the
+ *     connection's transport state along (TLS: with its unread
+ *     ciphertext), posts MIGRATE {fd, bytes, hops, transport} to A and
  *     closes its connection quietly (no will, no CONNACK, DEBUG log, not
  *     counted as closed; uv_close closes only B's descriptor, the
  *     duplicate keeps the socket open). A opens the descriptor as on
