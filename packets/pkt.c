@@ -127,14 +127,12 @@ int pkt__varint_decode(const uint8_t *p, size_t len, uint32_t *v,
     uint32_t val = 0;
     size_t i = 0;
     int rc = PKT_NEED_MORE;
-    assert(p != NULL || len == 0);
     while (i < len && i < 4 && rc == PKT_NEED_MORE) {
         val |= (uint32_t)(p[i] & 0x7F) << (7 * i);
         if ((p[i] & 0x80) == 0) rc = (i > 0 && p[i] == 0) ? UVMQ_EPKT_REMLEN : 0;
         i++;
     }
     if (rc == PKT_NEED_MORE && i == 4) rc = UVMQ_EPKT_REMLEN;
-    assert(rc != 0 || (i >= 1 && val <= PKT_VARINT_MAX));
     *v = val;
     *used = i;
     return rc;
@@ -185,7 +183,6 @@ int pkt__utf8_check(const uint8_t *s, size_t len, int allow_nul)
 {
     size_t i = 0;
     int ok = 1;
-    assert(s != NULL || len == 0);
     while (ok && i < len) {
         uint8_t c = s[i], lo, hi;
         if (c < 0x80) {
@@ -211,7 +208,6 @@ int pkt_utf8_valid(const uint8_t *s, size_t len)
 /* See packets_int.h. */
 int pkt__has_wildcard(const pkt_bin_t *b)
 {
-    assert(b->p != NULL || b->len == 0);
     for (uint32_t i = 0; i < b->len; i++)
         if (b->p[i] == '+' || b->p[i] == '#') return 1;
     return 0;
@@ -227,7 +223,6 @@ int pkt_frame(const uint8_t *buf, size_t len, uint32_t max_size,
     uint32_t rem = 0;
     size_t used = 0;
     int rc = PKT_NEED_MORE;
-    assert(buf != NULL || len == 0);
     *frame_len = 0;
     *need = 0;
     if (len >= 2) rc = pkt__varint_decode(buf + 1, len - 1, &rem, &used);

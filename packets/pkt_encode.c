@@ -50,7 +50,6 @@ static void put_varint(wr_t *w, size_t v)
 /* String or binary data: two-byte length, then the bytes. */
 static void put_bin(wr_t *w, const pkt_bin_t *b)
 {
-    assert(b->p != NULL || b->len == 0);
     if (b->len > UINT16_MAX) w->bad = 1;
     put_u16(w, (uint16_t)b->len);
     put(w, b->p, b->len);

@@ -206,16 +206,8 @@ static size_t share_prefix(const char *f, size_t len, int *bad)
 /* Returns 1 when t[0..len) is a valid topic name (see router.h). */
 int topic_name_valid(const char *t, size_t len)
 {
-    assert(t != NULL || len == 0);
     return len > 0 && len <= TOPIC_MAX_LEN &&            /* MQTT-4.7.3-1 */
            !memchr(t, '+', len) && !memchr(t, '#', len); /* MQTT-4.7.0-1 */
-}
-
-size_t topic_levels(const char *t, size_t len)
-{
-    size_t n = 1;
-    for (size_t i = 0; i < len; i++) n += t[i] == '/';
-    return n;
 }
 
 /* Returns 1 when f[0..len) is a valid filter, shared or not (router.h). */
@@ -975,7 +967,6 @@ size_t router_match(router_t *rt, const char *topic, size_t len, const void *pub
 {
     mctx_t c = {
         .t = topic, .len = len, .publisher = publisher, .h = hits, .seed = rt->seed, .nodes = 0};
-    assert(topic != NULL || len == 0);
     hits->n = 0;
     hits->n_ids = 0;
     if (len > 0) walk(&c, rt->root, 0);

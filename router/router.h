@@ -38,8 +38,13 @@ int topic_name_valid(const char *t, size_t len);
 int topic_filter_valid(const char *f, size_t len);
 
 /* Number of levels in a topic name or filter ("a/b" -> 2, "" -> 1): what
- * the broker's max_topic_levels limits. */
-size_t topic_levels(const char *t, size_t len);
+ * the broker's max_topic_levels limits. Inline: every PUBLISH counts. */
+static inline size_t topic_levels(const char *t, size_t len)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++) n += t[i] == '/';
+    return n;
+}
 
 /* 1 when filter matches topic (both assumed valid). */
 int topic_matches(const char *filter, size_t flen, const char *topic,
