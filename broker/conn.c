@@ -867,6 +867,9 @@ void conn__flush(conn_t *c)
         if (c->handle_closing) return;
     }
     if (c->batch == NULL || c->batch->n == 0) {
+        /* nothing to write after all (a transport asked for a flush that
+         * found nothing): an idle connection holds no output object */
+        if (c->out != NULL) out_put(c);
         if (c->state == CONN_CLOSING) close_flushed(c);
         return;
     }

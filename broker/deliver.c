@@ -137,13 +137,12 @@ static __attribute__((noinline)) int fan_slow(fan_t *f, const router_hit_t *hit,
     return 0;
 }
 
-/* A fan-out's subscriber without a connection: a sink's session (an
- * HTTP/2 event stream) takes the message; an offline session drops QoS
- * 0. Out of line: the loop below stays as it was for MQTT subscribers (no
- * compare added for them). */
+/* A fan-out's subscriber that is a sink's session (an HTTP/2 event
+ * stream) takes the message through its sink. Out of line: the loop below
+ * stays as it was for MQTT subscribers (no compare added for them). */
 static __attribute__((noinline, cold)) void fan_sink(sess_t *s, msg_t *m)
 {
-    if (s->to_sink) s->sink->ops->deliver(s->sink, m, 0, 0);
+    s->sink->ops->deliver(s->sink, m, 0, 0);
 }
 
 /* The common fan-out, kept tight: a small QoS 0 message without the
@@ -166,8 +165,8 @@ static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
         if (i + PF_SESS < n) __builtin_prefetch(v[i + PF_SESS].sub);
         conn_t *c = ((sess_t *)v[i].sub)->conn;
         if (c == NULL || c->state != CONN_ACTIVE) { /* QoS 0: dropped, */
-            if (c == NULL) fan_sink(v[i].sub, m); /* or a sink's */
-            continue;
+            if (c == NULL && ((sess_t *)v[i].sub)->to_sink) fan_sink(v[i].sub, m);
+            continue; /* (to_sink is on conn's cache line) */
         }
         int v5 = c->version == PKT_V5;
         const shared_pkt_t *sp = &f.pkt[v5];

@@ -166,8 +166,9 @@ uint64_t persist__new_id(loop_t *l)
 
 size_t persist__ops(const loop_t *l)
 {
+    const persist_loop_t *p = l->persist;
     /* failed operations count: what caused one must wait, to be refused */
-    return (l->persist->batch != NULL ? store_batch_count(l->persist->batch) : 0) + l->persist->batch_bad;
+    return (p->batch != NULL ? store_batch_count(p->batch) : 0) + p->batch_bad;
 }
 
 uint64_t persist__gen_since(loop_t *l, size_t ops_before)
@@ -346,16 +347,17 @@ static void report(loop_t *l, msg_t *m, int failed)
 
 void persist__delivered(loop_t *l, msg_t *m, size_t ops_before)
 {
+    persist_loop_t *p = l->persist;
     if (persist__ops(l) == ops_before) {
         report(l, m, 0); /* no stored session of l took it */
         return;
     }
-    if (l->b->cfg->durability != 0) l->persist->want_commit = 1; /* batch, behind */
-    if (l->persist->n_reports == l->persist->cap_reports) {
-        l->persist->cap_reports = l->persist->cap_reports ? 2 * l->persist->cap_reports : 16;
-        l->persist->reports = xrealloc(l->persist->reports, l->persist->cap_reports * sizeof *l->persist->reports);
+    if (l->b->cfg->durability != 0) p->want_commit = 1; /* batch, behind */
+    if (p->n_reports == p->cap_reports) {
+        p->cap_reports = p->cap_reports ? 2 * p->cap_reports : 16;
+        p->reports = xrealloc(p->reports, p->cap_reports * sizeof *p->reports);
     }
-    l->persist->reports[l->persist->n_reports++] = msg_retain(m);
+    p->reports[p->n_reports++] = msg_retain(m);
 }
 
 /* ---- acknowledgement queues ---- */
@@ -363,19 +365,21 @@ void persist__delivered(loop_t *l, msg_t *m, size_t ops_before)
 /* Adds c to its loop's list of connections with waiting acks. */
 static void list_add(loop_t *l, conn_t *c)
 {
-    if (l->persist->n_ack_conns == l->persist->cap_ack_conns) {
-        l->persist->cap_ack_conns = l->persist->cap_ack_conns ? 2 * l->persist->cap_ack_conns : 16;
-        l->persist->ack_conns = xrealloc(l->persist->ack_conns, l->persist->cap_ack_conns * sizeof *l->persist->ack_conns);
+    persist_loop_t *p = l->persist;
+    if (p->n_ack_conns == p->cap_ack_conns) {
+        p->cap_ack_conns = p->cap_ack_conns ? 2 * p->cap_ack_conns : 16;
+        p->ack_conns = xrealloc(p->ack_conns, p->cap_ack_conns * sizeof *p->ack_conns);
     }
-    l->persist->ack_conns[l->persist->n_ack_conns++] = c;
+    p->ack_conns[p->n_ack_conns++] = c;
 }
 
 /* Removes c from the list (swapping the last one into its place). */
 static void list_remove(loop_t *l, conn_t *c)
 {
-    for (size_t i = 0; i < l->persist->n_ack_conns; i++) {
-        if (l->persist->ack_conns[i] != c) continue;
-        l->persist->ack_conns[i] = l->persist->ack_conns[--l->persist->n_ack_conns];
+    persist_loop_t *p = l->persist;
+    for (size_t i = 0; i < p->n_ack_conns; i++) {
+        if (p->ack_conns[i] != c) continue;
+        p->ack_conns[i] = p->ack_conns[--p->n_ack_conns];
         break;
     }
 }
@@ -566,37 +570,39 @@ static void on_commit(void *ctx, int status)
  * an empty barrier batch after it, called back after the real commit. */
 static void submit(loop_t *l)
 {
+    persist_loop_t *p = l->persist;
     int full = l->b->cfg->durability == 0;
-    int notice = (full && l->persist->batch != NULL) || l->persist->want_commit || l->persist->n_reports > 0;
+    int notice = (full && p->batch != NULL) || p->want_commit || p->n_reports > 0;
     commit_rec_t *r = NULL;
     if (notice) {
         r = xcalloc(1, sizeof *r);
         r->l = l;
-        r->gen = l->persist->batch_gen;
-        r->bad = l->persist->batch_bad > 0;
-        r->msgs = l->persist->reports;
-        r->n_msgs = l->persist->n_reports;
-        l->persist->reports = NULL;
-        l->persist->n_reports = l->persist->cap_reports = 0;
+        r->gen = p->batch_gen;
+        r->bad = p->batch_bad > 0;
+        r->msgs = p->reports;
+        r->n_msgs = p->n_reports;
+        p->reports = NULL;
+        p->n_reports = p->cap_reports = 0;
     }
-    if (l->persist->batch != NULL)
-        store_submit(l->b->store, l->persist->batch, full ? on_commit : NULL, full ? r : NULL);
+    if (p->batch != NULL)
+        store_submit(l->b->store, p->batch, full ? on_commit : NULL, full ? r : NULL);
     if (notice && !full) store_submit(l->b->store, store_batch_create(), on_commit, r);
-    l->persist->batch = NULL;
-    l->persist->batch_gen++;
-    l->persist->put_id = 0;
-    l->persist->want_commit = 0;
-    l->persist->batch_bad = 0;
+    p->batch = NULL;
+    p->batch_gen++;
+    p->put_id = 0;
+    p->want_commit = 0;
+    p->batch_bad = 0;
 }
 
 void persist__flush(loop_t *l)
 {
-    if (l->persist->batch != NULL || l->persist->want_commit) submit(l);
-    if (!l->persist->wake_any) return;
-    l->persist->wake_any = 0;
+    persist_loop_t *p = l->persist;
+    if (p->batch != NULL || p->want_commit) submit(l);
+    if (!p->wake_any) return;
+    p->wake_any = 0;
     for (unsigned j = 0; j < l->b->n_loops; j++) {
-        if (!l->persist->wake[j]) continue;
-        l->persist->wake[j] = 0;
+        if (!p->wake[j]) continue;
+        p->wake[j] = 0;
         loop_item_t it = {.kind = ITEM_ACK_WAKE};
         if (j == l->index)
             persist__run_acks(l);

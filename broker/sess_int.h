@@ -27,7 +27,21 @@ typedef struct sess_sub_s {
  * read and written only under the session's shard mutex. */
 struct sess_s {
     conn_t *conn;      /* attached connection or NULL (offline); borrowed;
-                          first: the one field a QoS 0 delivery reads */
+                          first: what a QoS 0 delivery reads, with
+                          to_sink below when conn is NULL (one line) */
+    uint32_t hash;     /* of client_id; immutable */
+    unsigned version : 3; /* protocol of the last connection (3, 4, 5) */
+    unsigned stored : 1;  /* persistent: its row is in the store (or in
+                             the loop's pending batch); its filters count
+                             in the loop's durable summary */
+    unsigned overflow_logged : 1;
+    unsigned congested : 1; /* online, queue past the soft limit, publishers
+                               being throttled (loop->n_congested counts) */
+    unsigned shares : 1;  /* may hold shared subscriptions ($share/...,
+                             share.c): set when it joins a group, cleared
+                             with all its subscriptions; a hint that
+                             spares other sessions the walk of subs */
+    unsigned to_sink : 1; /* a sink's session (sink.c): delivers to sink */
     sess_t *next;      /* hash chain (shard) */
     loop_t *loop;      /* owner loop: set at creation, before the session
                           is linked, and never changed (read: shard) */
@@ -50,19 +64,6 @@ struct sess_s {
     uint32_t will_expiry; /* v5 Message Expiry of the will, s; 0 = none;
                              counted from publication, not from CONNECT */
     uint64_t store_seq; /* last queue entry seq given out (persist.c) */
-    uint32_t hash;
-    unsigned version : 3; /* protocol of the last connection (3, 4, 5) */
-    unsigned stored : 1;  /* persistent: its row is in the store (or in
-                             the loop's pending batch); its filters count
-                             in the loop's durable summary */
-    unsigned overflow_logged : 1;
-    unsigned congested : 1; /* online, queue past the soft limit, publishers
-                               being throttled (loop->n_congested counts) */
-    unsigned shares : 1;  /* may hold shared subscriptions ($share/...,
-                             share.c): set when it joins a group, cleared
-                             with all its subscriptions; a hint that
-                             spares other sessions the walk of subs */
-    unsigned to_sink : 1; /* a sink's session (sink.c): delivers to sink */
     char client_id[];  /* NUL-terminated, in the same block (sized with
                           offsetof: an idle session is this block only);
                           immutable */

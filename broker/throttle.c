@@ -165,11 +165,14 @@ void throttle__publish_begin(loop_t *l)
 /* Counts m in t's backlog; notes t's congestion and backlog in l. */
 void throttle__forwarding(loop_t *l, loop_t *t, msg_t *m)
 {
+    throttle_loop_t *k = l->throttle;
+    throttle_loop_t *tk = t->throttle;
     size_t bytes = (size_t)m->payload_len + m->topic_len;
-    unsigned n = atomic_fetch_add_explicit(&t->throttle->backlog, 1, memory_order_relaxed) + 1;
-    size_t nb = atomic_fetch_add_explicit(&t->throttle->backlog_bytes, bytes, memory_order_relaxed) + bytes;
-    if (n > t->throttle->backlog_max || nb > t->throttle->backlog_max_bytes) l->throttle->fwd_backlog = (uint16_t)(t->index + 1);
-    if (atomic_load_explicit(&t->throttle->n_congested, memory_order_relaxed) > 0) l->throttle->fwd_congested = 1;
+    unsigned n = atomic_fetch_add_explicit(&tk->backlog, 1, memory_order_relaxed) + 1;
+    size_t nb = atomic_fetch_add_explicit(&tk->backlog_bytes, bytes, memory_order_relaxed) + bytes;
+    if (n > tk->backlog_max || nb > tk->backlog_max_bytes)
+        k->fwd_backlog = (uint16_t)(t->index + 1);
+    if (atomic_load_explicit(&tk->n_congested, memory_order_relaxed) > 0) k->fwd_congested = 1;
 }
 
 /* Takes m off l's backlog and fwd_pending; wakes a waiting probe. */
@@ -205,24 +208,27 @@ static int backlog_low(broker_t *b, uint16_t wait)
     unsigned j = (unsigned)wait - 1;
     if (j >= b->n_loops) return 1;
     const loop_t *t = &b->loops[j];
-    return atomic_load_explicit(&t->throttle->backlog, memory_order_relaxed) <= t->throttle->backlog_max / 2 &&
-           atomic_load_explicit(&t->throttle->backlog_bytes, memory_order_relaxed) <= t->throttle->backlog_max_bytes / 2;
+    const throttle_loop_t *k = t->throttle;
+    size_t bytes = atomic_load_explicit(&k->backlog_bytes, memory_order_relaxed);
+    return atomic_load_explicit(&k->backlog, memory_order_relaxed) <= k->backlog_max / 2 &&
+           bytes <= k->backlog_max_bytes / 2;
 }
 
 /* Stops reading c and puts it on its loop's paused list. */
 static void pause_conn(conn_t *c, uint8_t why, uint16_t wait)
 {
     loop_t *l = c->loop;
-    if (l->throttle->n_throttled == l->throttle->cap_throttled) {
-        l->throttle->cap_throttled = l->throttle->cap_throttled ? l->throttle->cap_throttled * 2 : 16;
-        l->throttle->throttled = xrealloc(l->throttle->throttled, l->throttle->cap_throttled * sizeof *l->throttle->throttled);
+    throttle_loop_t *k = l->throttle;
+    if (k->n_throttled == k->cap_throttled) {
+        k->cap_throttled = k->cap_throttled ? k->cap_throttled * 2 : 16;
+        k->throttled = xrealloc(k->throttled, k->cap_throttled * sizeof *k->throttled);
     }
-    l->throttle->throttled[l->throttle->n_throttled++] = c;
+    k->throttled[k->n_throttled++] = c;
     c->throttled = why;
     c->wait_loop = wait;
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (l->throttle->n_throttled == 1)
-        uv_timer_start(&l->throttle->timer, on_throttle_tick, THROTTLE_TICK_MS, THROTTLE_TICK_MS);
+    if (k->n_throttled == 1)
+        uv_timer_start(&k->timer, on_throttle_tick, THROTTLE_TICK_MS, THROTTLE_TICK_MS);
     if (why == WAIT_CONGESTED)
         log_debug("client %s (%s): its messages fill a congested session (loop %u), "
                   "reading paused", conn__id(c), conn__peer(c), (unsigned)wait - 1);
@@ -314,16 +320,17 @@ static int may_resume(conn_t *c)
 /* Moves the resumable connections to l->throttle->resumable; returns how many. */
 static size_t collect_resumable(loop_t *l, uint64_t now)
 {
+    throttle_loop_t *k = l->throttle;
     size_t n = 0;
-    if (l->throttle->cap_resumable < l->throttle->n_throttled) {
-        l->throttle->cap_resumable = l->throttle->cap_throttled;
-        l->throttle->resumable = xrealloc(l->throttle->resumable, l->throttle->cap_resumable * sizeof *l->throttle->resumable);
+    if (k->cap_resumable < k->n_throttled) {
+        k->cap_resumable = k->cap_throttled;
+        k->resumable = xrealloc(k->resumable, k->cap_resumable * sizeof *k->resumable);
     }
-    for (size_t i = 0; i < l->throttle->n_throttled;) {
-        conn_t *c = l->throttle->throttled[i];
+    for (size_t i = 0; i < k->n_throttled;) {
+        conn_t *c = k->throttled[i];
         if (may_resume(c)) {
-            l->throttle->resumable[n++] = c;
-            l->throttle->throttled[i] = l->throttle->throttled[--l->throttle->n_throttled];
+            k->resumable[n++] = c;
+            k->throttled[i] = k->throttled[--k->n_throttled];
         } else {
             c->last_rx = (uint32_t)now; /* paused by us: not a keep-alive failure */
             i++;
@@ -335,14 +342,15 @@ static size_t collect_resumable(loop_t *l, uint64_t now)
 /* Resumes every paused connection of l that may go on. */
 static void resume_ready(loop_t *l)
 {
+    throttle_loop_t *k = l->throttle;
     size_t n = collect_resumable(l, uv_now(&l->uv));
-    if (l->throttle->n_throttled == 0) uv_timer_stop(&l->throttle->timer);
+    if (k->n_throttled == 0) uv_timer_stop(&k->timer);
     /* Resuming processes buffered input, which may pause a connection
-     * again (appending to l->throttle->throttled, never to l->throttle->resumable). A closed
+     * again (appending to k->throttled, never to k->resumable). A closed
      * connection's memory lives until its uv_close callback, a later
      * phase, so every pointer collected stays valid here. */
     for (size_t i = 0; i < n; i++) {
-        conn_t *c = l->throttle->resumable[i];
+        conn_t *c = k->resumable[i];
         c->throttled = WAIT_NONE;
         c->wait_loop = 0;
         if (conn__running(c)) conn__resume(c);

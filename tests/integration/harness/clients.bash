@@ -13,8 +13,8 @@ PORT=
 HPORT=
 BROKER_PID=
 PIDS=()
-n=0
-failed=0
+# shellcheck source=tests/tap.bash
+. tests/tap.bash
 
 cleanup() {
     local p
@@ -28,14 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# ok NAME / not_ok NAME [FILE]: one TAP line; FILE is shown as comments.
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-    n=$((n + 1)); failed=$((failed + 1))
-    echo "not ok $n - $1"
-    [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/#   /' "$2" | tail -30
-    return 0
-}
 
 # Prints a port the kernel just handed out on 127.0.0.1.
 pick_port() {

@@ -15,17 +15,8 @@ CHECK="$PWD/scripts/check-layers.sh"
 
 TMP=$(mktemp -d /tmp/uvmq-layers-XXXXXX) || exit 1
 trap 'rm -rf "$TMP"' EXIT
-n=0
-failed=0
-
-# ok NAME / not_ok NAME [FILE]: one TAP line; FILE is shown as comments.
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-    n=$((n + 1)); failed=$((failed + 1))
-    echo "not ok $n - $1"
-    [ -n "${2:-}" ] && [ -f "$2" ] && sed 's/^/#   /' "$2" | tail -30
-    return 0
-}
+# shellcheck source=tests/tap.bash
+. tests/tap.bash
 
 # put FILE: writes its standard input to FILE, making the folders.
 put() { mkdir -p "$(dirname "$1")" && cat >"$1"; }
