@@ -22,6 +22,7 @@ const char *err_str(int code)
     case UVMQ_ECONFIG: return "invalid configuration";
     case UVMQ_EIO: return "I/O error";
     case UVMQ_ETLS: return "TLS failure";
+    case UVMQ_EAUTH: return "bad user name or password";
     case UVMQ_EPKT_REMLEN: return "malformed remaining length";
     case UVMQ_EPKT_TYPE: return "reserved packet type";
     case UVMQ_EPKT_FLAGS: return "invalid fixed header flags";

@@ -22,6 +22,7 @@ enum {
     UVMQ_ECONFIG = UVMQ_EBASE - 6,     /* bad configuration */
     UVMQ_EIO = UVMQ_EBASE - 7,         /* file or storage I/O failed */
     UVMQ_ETLS = UVMQ_EBASE - 8,        /* TLS handshake or record failure */
+    UVMQ_EAUTH = UVMQ_EBASE - 9,       /* wrong password or unknown user */
 
     /* packets/: decode errors (each maps to a v5 reason code) */
     UVMQ_EPKT_REMLEN = UVMQ_EBASE - 100,     /* remaining length varint > 4 bytes */
