@@ -73,11 +73,11 @@ msg_t *publish__msg_from(broker_t *b, pkt_bin_t topic, pkt_bin_t payload,
 }
 
 /* Reason String of a v5 PUBACK, PUBREC, PUBREL or PUBCOMP with this
- * reason code (3.4.2.2.2 and after), or NULL for success. */
+ * error reason code (3.4.2.2.2 and after), or NULL. */
 static const char *ack_text(uint8_t reason)
 {
     switch (reason) {
-    case PKT_RC_NO_MATCHING_SUBSCRIBERS: return "no matching subscribers";
+    case PKT_RC_NOT_AUTHORIZED: return "not authorized";
     case PKT_RC_QUOTA_EXCEEDED: return "too many QoS 2 messages awaiting PUBREL";
     case PKT_RC_PACKET_ID_NOT_FOUND: return "packet identifier not found";
     case PKT_RC_UNSPECIFIED: return "the message could not be stored";
@@ -90,7 +90,11 @@ void publish__send_ack(conn_t *c, uint8_t type, uint16_t id, uint8_t reason)
     pkt_t r = {.type = type};
     r.u.ack.packet_id = id;
     r.u.ack.reason = c->version == PKT_V5 ? reason : 0;
-    if (reason != PKT_RC_SUCCESS) conn__reason_string(c, &r, &r.u.ack.props, ack_text(reason));
+    /* Only with an error (0x80 and above): never with 0x00 or 0x10 No
+     * matching subscribers, since some client libraries refuse an
+     * acknowledgement longer than 4 bytes, and a QoS 1 publish to a topic
+     * nobody reads would pay the bytes every time. */
+    if (reason >= 0x80) conn__reason_string(c, &r, &r.u.ack.props, ack_text(reason));
     conn__send_pkt(c, &r);
 }
 

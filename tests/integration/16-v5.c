@@ -1077,9 +1077,9 @@ static void puback_says_0x10_when_nobody_subscribed(th_ctx_t *t)
     th_m5_publish(&pub, "rc/t", "x", 1, 1, false, NULL);
     th_m5_wait_acks(&pub, NULL, 1, TH_WAIT_MS);
     assert_int_equal(pub.acks[0].reason, MQTT_RC_NO_MATCHING_SUBSCRIBERS);
-    assert_true(th_m5_prop_string(pub.ack_props, MQTT_PROP_REASON_STRING, why,
-                                  sizeof why)); /* 3.4.2.2.2 */
-    assert_string_equal(why, "no matching subscribers");
+    /* No Reason String with 0x10: some libraries refuse an acknowledgement
+     * longer than 4 bytes (only error codes carry one). */
+    assert_false(th_m5_prop_string(pub.ack_props, MQTT_PROP_REASON_STRING, why, sizeof why));
     open_clean(&sub, t, "rc-sub");
     th_m5_subscribe(&sub, "rc/t", 1, NULL);
     th_m5_publish(&pub, "rc/t", "y", 1, 1, false, NULL);
