@@ -349,7 +349,7 @@ static int view_patterns(acl_view_t *v, const block_t *p, const char *user, size
             r.filter = t;
             t += r.len;
         }
-        v->pats[v->npats++] = r;
+        if (r.len > 0) v->pats[v->npats++] = r; /* "%c" with an empty id matches nothing */
     }
     return 0;
 }
@@ -359,7 +359,10 @@ acl_view_t *acl_view_create(acl_t *a, const char *user, size_t ulen, const char 
 {
     acl_view_t *v = xcalloc(1, sizeof *v);
     size_t at;
-    if (id == NULL) idlen = 0, id = "";
+    if (id == NULL) {
+        id = "";
+        idlen = 0;
+    }
     if (user == NULL) {
         v->block = &a->anon;
     } else if ((at = auth__index_find(&a->index, user, ulen)) != AUTH_NONE) {
