@@ -78,10 +78,10 @@ static const int fatal_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 #define N_FATAL (sizeof fatal_signals / sizeof fatal_signals[0])
 
 /* Writes the message into err[0..errlen); returns rc. */
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
+static int report(int rc, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
+static int report(int rc, char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -129,8 +129,8 @@ static int parse_type(const char *name, enum passwd_type *type, char *err, size_
     else if (strcmp(name, "sha512") == 0)
         *type = PASSWD_SHA512;
     else
-        rc = fail(UVMQ_ECONFIG, err, errlen,
-                  "-H: unknown hash \"%s\" (argon2id, sha512-pbkdf2 or sha512)", name);
+        rc = report(UVMQ_ECONFIG, err, errlen,
+                    "-H: unknown hash \"%s\" (argon2id, sha512-pbkdf2 or sha512)", name);
     return rc;
 }
 
@@ -143,7 +143,8 @@ static int parse_iterations(const char *s, unsigned *iterations, char *err, size
     errno = 0;
     v = strtoul(s, &end, 10);
     if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < 1 || v > INT_MAX)
-        return fail(UVMQ_ECONFIG, err, errlen, "-I: must be an integer 1..%d (got %s)", INT_MAX, s);
+        return report(UVMQ_ECONFIG, err, errlen, "-I: must be an integer 1..%d (got %s)", INT_MAX,
+                      s);
     *iterations = (unsigned)v;
     return 0;
 }
@@ -174,11 +175,11 @@ static int check_user(const char *u, size_t n, const char *where, char *err, siz
         why = "holds a control character";
     else if (u[0] == '#')
         why = "starts with '#' (the line would be a comment)";
-    else if (u[0] == ' ' || u[0] == '\t' || u[n - 1] == ' ' || u[n - 1] == '\t')
-        why = "starts or ends with a blank";
+    else if (u[0] == ' ' || u[n - 1] == ' ')
+        why = "starts or ends with a space";
     else if (!pkt_utf8_valid((const uint8_t *)u, n))
         why = "is not UTF-8 (MQTT-1.5.4-1)";
-    return why == NULL ? 0 : fail(UVMQ_ECONFIG, err, errlen, "%s: the user name %s", where, why);
+    return why == NULL ? 0 : report(UVMQ_ECONFIG, err, errlen, "%s: the user name %s", where, why);
 }
 
 /* Checks a password's length. */
@@ -187,10 +188,10 @@ static int check_pass(size_t n, const char *where, char *err, size_t errlen)
     int rc = 0;
 
     if (n == 0)
-        rc = fail(UVMQ_ECONFIG, err, errlen, "%s: the password is empty", where);
+        rc = report(UVMQ_ECONFIG, err, errlen, "%s: the password is empty", where);
     else if (n > PASS_MAX)
-        rc = fail(UVMQ_ECONFIG, err, errlen, "%s: the password is longer than %d bytes", where,
-                  PASS_MAX);
+        rc = report(UVMQ_ECONFIG, err, errlen, "%s: the password is longer than %d bytes", where,
+                    PASS_MAX);
     return rc;
 }
 
@@ -200,13 +201,13 @@ static int check_flags(const struct cmd *c, int iterations_given, char *err, siz
     int rc = 0;
 
     if (c->create && c->del)
-        rc = fail(UVMQ_EINVAL, err, errlen, "-c and -D cannot be used together");
+        rc = report(UVMQ_EINVAL, err, errlen, "-c and -D cannot be used together");
     else if (c->upgrade && (c->create || c->del || c->batch))
-        rc = fail(UVMQ_EINVAL, err, errlen, "-U cannot be used with -c, -D or -b");
+        rc = report(UVMQ_EINVAL, err, errlen, "-U cannot be used with -c, -D or -b");
     else if (c->batch && c->del)
-        rc = fail(UVMQ_EINVAL, err, errlen, "-b and -D cannot be used together");
+        rc = report(UVMQ_EINVAL, err, errlen, "-b and -D cannot be used together");
     else if (iterations_given && c->type != PASSWD_PBKDF2)
-        rc = fail(UVMQ_EINVAL, err, errlen, "-I goes with -H sha512-pbkdf2 only");
+        rc = report(UVMQ_EINVAL, err, errlen, "-I goes with -H sha512-pbkdf2 only");
     return rc;
 }
 
@@ -217,14 +218,14 @@ static int take_operands(struct cmd *c, int n, char **v, char *err, size_t errle
     int rc = 0;
 
     if (n != want)
-        return fail(UVMQ_EINVAL, err, errlen, "expected %s",
-                    want == 1   ? "FILE"
-                    : want == 2 ? "FILE USER"
-                                : "FILE USER PASSWORD");
+        return report(UVMQ_EINVAL, err, errlen, "expected %s",
+                      want == 1   ? "FILE"
+                      : want == 2 ? "FILE USER"
+                                  : "FILE USER PASSWORD");
     c->file = v[0];
     c->user = want >= 2 ? v[1] : NULL;
     c->pass = want == 3 ? v[2] : NULL;
-    if (c->file[0] == '\0') rc = fail(UVMQ_ECONFIG, err, errlen, "FILE is empty");
+    if (c->file[0] == '\0') rc = report(UVMQ_ECONFIG, err, errlen, "FILE is empty");
     if (rc == 0 && c->user != NULL) rc = check_user(c->user, strlen(c->user), c->file, err, errlen);
     if (rc == 0 && c->pass != NULL) rc = check_pass(strlen(c->pass), c->file, err, errlen);
     return rc;
@@ -253,12 +254,12 @@ static int parse_args(int argc, char **argv, struct cmd *c, char *err, size_t er
         case 'h': help = 1; break;
         case 'H': rc = parse_type(optarg, &c->type, err, errlen); break;
         case 'I': iterations = optarg; break;
-        case ':': rc = fail(UVMQ_EINVAL, err, errlen, "-%c needs a value", optopt); break;
+        case ':': rc = report(UVMQ_EINVAL, err, errlen, "-%c needs a value", optopt); break;
         default:
             if (optopt != 0)
-                rc = fail(UVMQ_EINVAL, err, errlen, "unknown option -%c", optopt);
+                rc = report(UVMQ_EINVAL, err, errlen, "unknown option -%c", optopt);
             else
-                rc = fail(UVMQ_EINVAL, err, errlen, "unknown option %s", argv[optind - 1]);
+                rc = report(UVMQ_EINVAL, err, errlen, "unknown option %s", argv[optind - 1]);
             break;
         }
     }
@@ -311,8 +312,9 @@ static void text_dispose(struct text *t)
 /* ---- lines ----
  *
  * A line is the bytes up to its '\n' (the last may have none). It holds a
- * user unless it is blank (spaces, tabs, a CR) or its first non-blank
- * byte is '#', the lines passwd_parse skips. Every function below copies
+ * user unless it is blank or its first non-blank byte is '#', the lines
+ * passwd_parse skips. Blanks around a user name do not count, as with
+ * passwd_parse and mosquitto. Every function below copies
  * the lines it does not change byte for byte, so line N of the new file
  * is line N of the old one up to the first line added or deleted.
  */
@@ -325,9 +327,20 @@ static size_t line_end(const char *s, size_t len, size_t pos)
     return nl != NULL ? (size_t)(nl - s) : len;
 }
 
+/* The blanks passwd_parse trims around lines, names and hashes: what
+ * isspace means to mosquitto, less the '\n' that ends a line. */
 static int is_blank(char ch)
 {
-    return ch == ' ' || ch == '\t' || ch == '\r';
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/* Trims blanks off both ends of [*s, *s + *n). */
+static void trim(const char **s, size_t *n)
+{
+    while (*n > 0 && is_blank(**s))
+        (*s)++, (*n)--;
+    while (*n > 0 && is_blank((*s)[*n - 1]))
+        (*n)--;
 }
 
 /* 1 when the line s[0..n) holds a user. */
@@ -340,10 +353,15 @@ static int line_has_user(const char *s, size_t n)
     return i < n && s[i] != '#';
 }
 
-/* 1 when the line s[0..n) is user's: "user:...". */
+/* 1 when the line s[0..n) is user's: "user:...", blanks around user
+ * allowed, as passwd_parse reads it. */
 static int line_is_user(const char *s, size_t n, const char *user, size_t ulen)
 {
-    return line_has_user(s, n) && n > ulen && s[ulen] == ':' && memcmp(s, user, ulen) == 0;
+    const char *colon = line_has_user(s, n) ? memchr(s, ':', n) : NULL;
+    size_t len = colon != NULL ? (size_t)(colon - s) : 0;
+
+    trim(&s, &len);
+    return colon != NULL && len == ulen && memcmp(s, user, ulen) == 0;
 }
 
 /* Copies text[0..len) to out with user's line replaced by "user:hash"
@@ -372,16 +390,6 @@ static int edit_user(struct text *out, const char *text, size_t len, const char 
     return found;
 }
 
-/* Trims blanks off both ends of [*s, *s + *n), as mosquitto does with a
- * plaintext file's user names and passwords. */
-static void trim(const char **s, size_t *n)
-{
-    while (*n > 0 && is_blank(**s))
-        (*s)++, (*n)--;
-    while (*n > 0 && is_blank((*s)[*n - 1]))
-        (*n)--;
-}
-
 /* 1 when s[0..n) starts as a hash auth/ reads ($6$, $7$, $argon2id$). */
 static int is_hashed(const char *s, size_t n)
 {
@@ -399,7 +407,8 @@ static int hash_pass(const struct cmd *c, const char *pass, size_t n, char *hash
 {
     int rc = passwd_hash(c->type, pass, n, c->iterations, hash, PASSWD_HASH_MAX);
 
-    if (rc != 0) rc = fail(rc, err, errlen, "%s: cannot hash the password: %s", where, err_str(rc));
+    if (rc != 0)
+        rc = report(rc, err, errlen, "%s: cannot hash the password: %s", where, err_str(rc));
     return rc;
 }
 
@@ -529,18 +538,18 @@ static int ask_password(const char *file, char *pass, size_t *len, char *err, si
     for (size_t i = 0; i < N_FATAL && fd >= 0; i++)
         sigaction(fatal_signals[i], &old[i], NULL);
     if (fd < 0)
-        rc = fail(UVMQ_EIO, err, errlen,
-                  "%s: cannot open /dev/tty to ask for the password (%s); -b takes it as an "
-                  "argument",
-                  file, strerror(-rc));
+        rc = report(UVMQ_EIO, err, errlen,
+                    "%s: cannot open /dev/tty to ask for the password (%s); -b takes it as an "
+                    "argument",
+                    file, strerror(-rc));
     else if (rc == UVMQ_ELIMIT)
-        rc = fail(UVMQ_ECONFIG, err, errlen, "%s: the password is longer than %d bytes", file,
-                  PASS_MAX);
+        rc = report(UVMQ_ECONFIG, err, errlen, "%s: the password is longer than %d bytes", file,
+                    PASS_MAX);
     else if (rc != 0)
-        rc = fail(UVMQ_EIO, err, errlen, "%s: cannot read the password from /dev/tty: %s", file,
-                  strerror(-rc));
+        rc = report(UVMQ_EIO, err, errlen, "%s: cannot read the password from /dev/tty: %s", file,
+                    strerror(-rc));
     else if (alen != *len || memcmp(pass, again, alen) != 0)
-        rc = fail(UVMQ_ECONFIG, err, errlen, "%s: the passwords do not match", file);
+        rc = report(UVMQ_ECONFIG, err, errlen, "%s: the passwords do not match", file);
     if (fd >= 0) close(fd);
     explicit_bzero(again, PASS_MAX + 1);
     free(again);
@@ -559,10 +568,10 @@ static int find_old(struct old_file *f, const char *name, int must_exist, char *
     if (f->path == NULL && errno == ENOENT && !must_exist)
         f->path = xstrdup(name);
     else if (f->path == NULL)
-        rc = fail(UVMQ_EIO, err, errlen, "%s: %s%s", name, strerror(errno),
-                  errno == ENOENT ? " (-c creates it)" : "");
+        rc = report(UVMQ_EIO, err, errlen, "%s: %s%s", name, strerror(errno),
+                    errno == ENOENT ? " (-c creates it)" : "");
     else if (stat(f->path, &f->st) != 0)
-        rc = fail(UVMQ_EIO, err, errlen, "%s: %s", name, strerror(errno));
+        rc = report(UVMQ_EIO, err, errlen, "%s: %s", name, strerror(errno));
     else
         f->exists = 1;
     return rc;
@@ -576,17 +585,17 @@ static int read_old(struct old_file *f, const char *name, char *err, size_t errl
     ssize_t n = 1;
     int rc = 0;
 
-    if (fd < 0) return fail(UVMQ_EIO, err, errlen, "%s: %s", name, strerror(errno));
+    if (fd < 0) return report(UVMQ_EIO, err, errlen, "%s: %s", name, strerror(errno));
     if (fstat(fd, &f->st) != 0 || !S_ISREG(f->st.st_mode))
-        rc = fail(UVMQ_EIO, err, errlen, "%s: not a regular file", name);
+        rc = report(UVMQ_EIO, err, errlen, "%s: not a regular file", name);
     while (rc == 0 && n > 0) {
         text_reserve(&f->text, 65536);
         n = read(fd, f->text.p + f->text.len, f->text.cap - f->text.len);
         if (n > 0) f->text.len += (size_t)n;
         if (n < 0 && errno == EINTR) n = 1;
-        if (n < 0) rc = fail(UVMQ_EIO, err, errlen, "%s: cannot read: %s", name, strerror(errno));
+        if (n < 0) rc = report(UVMQ_EIO, err, errlen, "%s: cannot read: %s", name, strerror(errno));
         if (f->text.len > FILE_MAX)
-            rc = fail(UVMQ_EIO, err, errlen, "%s: larger than %d MiB", name, FILE_MAX >> 20);
+            rc = report(UVMQ_EIO, err, errlen, "%s: larger than %d MiB", name, FILE_MAX >> 20);
     }
     close(fd);
     return rc;
@@ -605,8 +614,8 @@ static int check_text(const struct text *t, const char *name, const char *user, 
     if (rc == 0 && user != NULL) {
         u = passwd_find(pw, user, strlen(user));
         if (hash != NULL ? u == NULL || strcmp(passwd_user_hash(u), hash) != 0 : u != NULL)
-            rc = fail(UVMQ_EINVAL, err, errlen, "%s: the new file would not hold \"%s\" as meant",
-                      name, user);
+            rc = report(UVMQ_EINVAL, err, errlen, "%s: the new file would not hold \"%s\" as meant",
+                        name, user);
     }
     passwd_release(&pw);
     return rc;
@@ -643,8 +652,8 @@ static int fill(int fd, const struct text *t, const struct stat *st, const char 
     int rc = 0;
 
     if (fchmod(fd, 0600) != 0)
-        rc =
-            fail(UVMQ_EIO, err, errlen, "%s: cannot chmod the new file: %s", name, strerror(errno));
+        rc = report(UVMQ_EIO, err, errlen, "%s: cannot chmod the new file: %s", name,
+                    strerror(errno));
     if (rc == 0 && st != NULL && fchown(fd, st->st_uid, st->st_gid) != 0) {
         /* Not ours to give: the new file is the caller's, still 0600. */
     }
@@ -652,10 +661,10 @@ static int fill(int fd, const struct text *t, const struct stat *st, const char 
         n = write(fd, t->p + off, t->len - off);
         if (n > 0) off += (size_t)n;
         if (n < 0 && errno != EINTR)
-            rc = fail(UVMQ_EIO, err, errlen, "%s: cannot write: %s", name, strerror(errno));
+            rc = report(UVMQ_EIO, err, errlen, "%s: cannot write: %s", name, strerror(errno));
     }
     if (rc == 0 && fsync(fd) != 0)
-        rc = fail(UVMQ_EIO, err, errlen, "%s: cannot fsync: %s", name, strerror(errno));
+        rc = report(UVMQ_EIO, err, errlen, "%s: cannot fsync: %s", name, strerror(errno));
     return rc;
 }
 
@@ -678,15 +687,15 @@ static int write_atomic(const char *path, const char *name, const struct text *t
     sigprocmask(SIG_BLOCK, &block, &old);
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
-        rc = fail(UVMQ_EIO, err, errlen, "%s: cannot create a temporary file beside it: %s", name,
-                  strerror(errno));
+        rc = report(UVMQ_EIO, err, errlen, "%s: cannot create a temporary file beside it: %s", name,
+                    strerror(errno));
     } else {
         rc = fill(fd, t, st, name, err, errlen);
         if (close(fd) != 0 && rc == 0)
-            rc = fail(UVMQ_EIO, err, errlen, "%s: cannot write: %s", name, strerror(errno));
+            rc = report(UVMQ_EIO, err, errlen, "%s: cannot write: %s", name, strerror(errno));
         if (rc == 0 && rename(tmp, path) != 0)
-            rc = fail(UVMQ_EIO, err, errlen, "%s: cannot rename %s over it: %s", name, tmp,
-                      strerror(errno));
+            rc = report(UVMQ_EIO, err, errlen, "%s: cannot rename %s over it: %s", name, tmp,
+                        strerror(errno));
         if (rc != 0) unlink(tmp);
     }
     if (rc == 0) sync_dir(path);
@@ -734,7 +743,7 @@ static int run(const struct cmd *c, char *err, size_t errlen)
         rc = upgrade_text(&out, f.text.p, f.text.len, c, err, errlen);
     } else if (rc == 0 && c->del) {
         if (edit_user(&out, f.text.p, f.text.len, c->user, NULL) == 0)
-            rc = fail(UVMQ_ENOTFOUND, err, errlen, "%s: no user \"%s\" in it", c->file, c->user);
+            rc = report(UVMQ_ENOTFOUND, err, errlen, "%s: no user \"%s\" in it", c->file, c->user);
     } else if (rc == 0) {
         rc = set_user(&out, &f.text, c, hash, err, errlen);
     }

@@ -177,6 +177,8 @@ static void edit_matches_the_whole_user_name_only(void **state)
     expect_edit("alice:x\nal:y\n", "al", "H", 1, "alice:x\nal:H\n");
     expect_edit("alice:x\n", "alic", "H", 0, "alice:x\nalic:H\n");
     expect_edit("al:x\n", "alice", "H", 0, "al:x\nalice:H\n");
+    /* Blanks around a name do not count, as passwd_parse reads it. */
+    expect_edit("  alice\t:x\nbob:y\n", "alice", "H", 1, "alice:H\nbob:y\n");
 }
 
 static void edit_leaves_comments_that_look_like_users(void **state)
