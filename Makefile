@@ -14,13 +14,14 @@
 # runs when pkg-config cannot find a dependency or a test tool is missing.
 
 CC ?= cc
-PKGS := libuv openssl sqlite3 libcjson libnghttp2
+PKGS := libuv openssl sqlite3 libcjson libnghttp2 libargon2
 TEST_PKGS := cmocka libmosquitto
 
 ifneq ($(filter-out clean docs,$(or $(MAKECMDGOALS),all)),)
 DEPS_OK := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) && \
 	command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && \
-	command -v curl >/dev/null && command -v nghttp >/dev/null && echo yes)
+	command -v curl >/dev/null && command -v nghttp >/dev/null && \
+	command -v mosquitto_passwd >/dev/null && command -v argon2 >/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
 DEPS_RC := $(shell ./scripts/install-deps.sh >&2; echo $$?)
 ifneq ($(DEPS_RC),0)
@@ -52,7 +53,7 @@ override CFLAGS := $(CFLAGS_BASE) $(DEP_CFLAGS) -I. $(CFLAGS)
 LDFLAGS += $(SANFLAGS) -pthread
 
 # Library sources: every .c in the modules (cli/ and tests/ are programs).
-MODULES := common packets router queue storage tls broker http
+MODULES := common packets router queue storage tls auth broker http
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libuvmq.a
@@ -96,6 +97,7 @@ UNIT_DEPS_router := common router
 UNIT_DEPS_queue := common packets queue
 UNIT_DEPS_storage := common storage
 UNIT_DEPS_tls := common tls
+UNIT_DEPS_auth := common auth
 UNIT_DEPS_broker := $(MODULES)
 UNIT_DEPS_http := $(MODULES)
 UNIT_DEPS_cli := $(MODULES)
