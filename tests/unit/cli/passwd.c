@@ -97,35 +97,44 @@ static char *read_file(const char *path)
     return buf;
 }
 
-/* Runs cli_passwd on a NULL-terminated argument list ("passwd" added). */
-static int run_passwd(const char *arg, ...)
-{
-    char *argv[16] = {"passwd"};
-    int argc = 1;
-    va_list ap;
+/* An argv of "passwd", arg and the arguments after it up to a NULL. */
+struct args {
+    char *argv[16];
+    int argc;
+};
 
-    va_start(ap, arg);
-    for (const char *a = arg; a != NULL && argc < 15; a = va_arg(ap, const char *))
-        argv[argc++] = (char *)a;
-    va_end(ap);
-    argv[argc] = NULL;
-    return cli_passwd(argc, argv);
+static void args_make(struct args *a, const char *arg, va_list ap)
+{
+    a->argv[0] = "passwd";
+    a->argc = 1;
+    for (const char *s = arg; s != NULL && a->argc < 15; s = va_arg(ap, const char *))
+        a->argv[a->argc++] = (char *)s;
+    a->argv[a->argc] = NULL;
 }
 
-/* Parses a NULL-terminated argument list ("passwd" added) into *c. */
-static int parse(struct cmd *c, char *err, const char *arg, ...)
+/* Runs cli_passwd on a NULL-terminated argument list. */
+static int run_passwd(const char *arg, ...)
 {
-    char *argv[16] = {"passwd"};
-    int argc = 1;
+    struct args a;
     va_list ap;
 
     va_start(ap, arg);
-    for (const char *a = arg; a != NULL && argc < 15; a = va_arg(ap, const char *))
-        argv[argc++] = (char *)a;
+    args_make(&a, arg, ap);
     va_end(ap);
-    argv[argc] = NULL;
+    return cli_passwd(a.argc, a.argv);
+}
+
+/* Parses a NULL-terminated argument list into *c. */
+static int parse(struct cmd *c, char *err, const char *arg, ...)
+{
+    struct args a;
+    va_list ap;
+
+    va_start(ap, arg);
+    args_make(&a, arg, ap);
+    va_end(ap);
     err[0] = '\0';
-    return parse_args(argc, argv, c, err, ERR_MAX);
+    return parse_args(a.argc, a.argv, c, err, ERR_MAX);
 }
 
 /* edit_user over text; checks the result and the count of matches. */
