@@ -85,16 +85,12 @@ struct acl_view_s {
     size_t npats;         /* with the text of their filters after them */
 };
 
-/* The parser's state. */
-typedef struct parse_s {
+/* What the parser builds, and where it is in it. */
+typedef struct reader_s {
     acl_t *a;
     size_t cur_user; /* the block "topic" lines go to: a->users[cur_user],
                       * or a->anon while it is AUTH_NONE */
-    const char *name;
-    unsigned line;
-    char *err;
-    size_t errlen;
-} parse_t;
+} reader_t;
 
 /* ---- loading ---- */
 
@@ -152,14 +148,13 @@ static void deny_first(block_t *b)
 }
 
 /* "user NAME": finds or starts NAME's block. */
-static int parse_user(parse_t *ps, const char *s, size_t n)
+static int parse_user(auth_parse_t *p, reader_t *rd, const char *s, size_t n)
 {
-    acl_t *a = ps->a;
+    acl_t *a = rd->a;
     size_t at;
-    if (n == 0) return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "user without a name");
+    if (n == 0) return auth__fail(p, "user without a name");
     if (n > PASSWD_USER_MAX)
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "user name longer than %u bytes",
-                          PASSWD_USER_MAX);
+        return auth__fail(p, "user name longer than %u bytes", PASSWD_USER_MAX);
     at = auth__index_find(&a->index, s, n);
     if (at == AUTH_NONE) {
         if (a->nusers == a->capusers) {
@@ -170,7 +165,7 @@ static int parse_user(parse_t *ps, const char *s, size_t n)
         a->users[at] = (block_t){xstrndup(s, n), n, NULL, 0, 0};
         auth__index_add(&a->index, a->users[at].user, n, at, NULL);
     }
-    ps->cur_user = at;
+    rd->cur_user = at;
     return 0;
 }
 
@@ -188,48 +183,40 @@ static int access_bits(const char *w, size_t n)
 }
 
 /* "topic ..." or "pattern ...": s[0..n) is what follows the keyword. */
-static int parse_rule(parse_t *ps, const char *kw, const char *s, size_t n)
+static int parse_rule(auth_parse_t *p, reader_t *rd, const char *kw, const char *s, size_t n)
 {
     size_t wlen;
     int access = ACL_READ | ACL_WRITE, pattern = kw[0] == 'p';
     const char *w = take_word(&s, &n, &wlen);
-    if (wlen == 0)
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "%s without a filter", kw);
+    if (wlen == 0) return auth__fail(p, "%s without a filter", kw);
     if (n == 0) {
         s = w; /* one word: the filter, readwrite */
         n = wlen;
     } else if ((access = access_bits(w, wlen)) < 0) {
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line,
-                          "unknown access word '%.*s' (read, write, readwrite or deny)",
+        return auth__fail(p, "unknown access word '%.*s' (read, write, readwrite or deny)",
                           (int)(wlen > 32 ? 32 : wlen), w);
     }
     if (!acl__filter_valid(s, n))
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "invalid topic filter '%.*s'",
-                          (int)(n > 64 ? 64 : n), s);
-    block_t *b = &ps->a->anon;
+        return auth__fail(p, "invalid topic filter '%.*s'", (int)(n > 64 ? 64 : n), s);
+    block_t *b = &rd->a->anon;
     if (pattern)
-        b = &ps->a->patterns;
-    else if (ps->cur_user != AUTH_NONE)
-        b = &ps->a->users[ps->cur_user];
+        b = &rd->a->patterns;
+    else if (rd->cur_user != AUTH_NONE)
+        b = &rd->a->users[rd->cur_user];
     block_add(b, s, n, (uint8_t)access, pattern ? subst_bits(s, n) : 0);
-    ps->a->lines++;
+    rd->a->lines++;
     return 0;
 }
 
-/* One line of the file. */
-static int parse_line(parse_t *ps, const char *s, size_t n)
+/* One line of the file (an auth_line_cb). */
+static int parse_line(auth_parse_t *p, void *state, const char *s, size_t n)
 {
     size_t wlen;
-    s = auth__trim(s, &n);
-    if (n == 0 || s[0] == '#') return 0;
-    if (memchr(s, '\0', n))
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "NUL byte in the line");
     const char *w = take_word(&s, &n, &wlen);
-    if (wlen == 4 && memcmp(w, "user", 4) == 0) return parse_user(ps, s, n);
-    if (wlen == 5 && memcmp(w, "topic", 5) == 0) return parse_rule(ps, "topic", s, n);
-    if (wlen == 7 && memcmp(w, "pattern", 7) == 0) return parse_rule(ps, "pattern", s, n);
-    return auth__errf(ps->err, ps->errlen, ps->name, ps->line,
-                      "unknown keyword '%.*s' (topic, pattern or user)",
+    if (wlen == 4 && memcmp(w, "user", 4) == 0) return parse_user(p, state, s, n);
+    if (wlen == 5 && memcmp(w, "topic", 5) == 0) return parse_rule(p, state, "topic", s, n);
+    if (wlen == 7 && memcmp(w, "pattern", 7) == 0) return parse_rule(p, state, "pattern", s, n);
+    return auth__fail(p, "unknown keyword '%.*s' (topic, pattern or user)",
                       (int)(wlen > 32 ? 32 : wlen), w);
 }
 
@@ -256,17 +243,10 @@ static void acl_free(acl_t *a)
 int acl_parse(acl_t **out, const char *text, size_t len, const char *name, char *err, size_t errlen)
 {
     acl_t *a = xcalloc(1, sizeof *a);
-    parse_t ps = {a, AUTH_NONE, name, 0, err, errlen};
-    auth_lines_t it;
-    const char *s;
-    size_t n;
-    int rc = 0;
+    reader_t rd = {a, AUTH_NONE};
+    auth_parse_t p = {name, 0, err, errlen};
     atomic_init(&a->refs, 1);
-    auth__lines_init(&it, text, len);
-    while (rc == 0 && auth__lines_next(&it, &s, &n)) {
-        ps.line = it.line;
-        rc = parse_line(&ps, s, n);
-    }
+    int rc = auth__parse_lines(&p, text, len, parse_line, &rd);
     if (rc != 0) {
         acl_free(a);
         a = NULL;
@@ -295,9 +275,7 @@ int acl_load(acl_t **out, const char *path, char *err, size_t errlen)
 /* Adds a reference; any thread. */
 void acl_retain(acl_t *a)
 {
-    unsigned old = atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
-    assert(old > 0);
-    (void)old;
+    auth__ref_retain(&a->refs);
 }
 
 /* Drops *ap's reference, freeing the file on the last; *ap is NULL. */
@@ -305,10 +283,7 @@ void acl_release(acl_t **ap)
 {
     acl_t *a = *ap;
     *ap = NULL;
-    if (a == NULL) return;
-    unsigned old = atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel);
-    assert(old > 0);
-    if (old == 1) acl_free(a);
+    if (a && auth__ref_release(&a->refs)) acl_free(a);
 }
 
 size_t acl_count(const acl_t *a)
@@ -374,7 +349,7 @@ static int view_patterns(acl_view_t *v, const block_t *p, const char *user, size
             r.filter = t;
             t += r.len;
         }
-        v->pats[v->npats++] = r;
+        if (r.len > 0) v->pats[v->npats++] = r; /* "%c" with an empty id matches nothing */
     }
     return 0;
 }
@@ -384,7 +359,10 @@ acl_view_t *acl_view_create(acl_t *a, const char *user, size_t ulen, const char 
 {
     acl_view_t *v = xcalloc(1, sizeof *v);
     size_t at;
-    if (id == NULL) idlen = 0, id = "";
+    if (id == NULL) {
+        id = "";
+        idlen = 0;
+    }
     if (user == NULL) {
         v->block = &a->anon;
     } else if ((at = auth__index_find(&a->index, user, ulen)) != AUTH_NONE) {

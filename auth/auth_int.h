@@ -1,7 +1,7 @@
 /*
  * auth_int.h - what passwd.c and acl.c share: reading a whole file,
- * walking it line by line, blanks, "NAME:LINE: why" messages, a string
- * index (user name -> item) and MQTT topic matching.
+ * walking its lines, blanks, "NAME:LINE: why" messages, reference counts,
+ * a string index (user name -> item) and MQTT topic matching.
  *
  * Nothing here is thread-safe or meant for the broker; only auth/'s own
  * files include it.
@@ -9,6 +9,8 @@
 #ifndef UVMQ_AUTH_INT_H
 #define UVMQ_AUTH_INT_H
 
+#include <assert.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,15 +29,23 @@
  * in err (and *buf NULL). */
 int auth__read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen);
 
-/* A walk over text split on '\n'. */
-typedef struct auth_lines_s {
-    const char *p, *end; /* what is left */
-    unsigned line;       /* number of the line last returned, from 1 */
-} auth_lines_t;
+/* Where a parse is, for its messages. */
+typedef struct auth_parse_s {
+    const char *name; /* the file's name in messages */
+    unsigned line;    /* the line being read, from 1; 0 for the whole file */
+    char *err;        /* where a message goes: errlen bytes, may be NULL */
+    size_t errlen;
+} auth_parse_t;
 
-void auth__lines_init(auth_lines_t *it, const char *text, size_t len);
-/* The next line (without its '\n') in *s, *n; 0 at the end. */
-int auth__lines_next(auth_lines_t *it, const char **s, size_t *n);
+/* What a parser does with one line: s[0..n), trimmed, not empty and not
+ * a comment. Returns 0, or an error from auth__fail. */
+typedef int (*auth_line_cb)(auth_parse_t *p, void *state, const char *s, size_t n);
+
+/* Runs cb over the lines of text[0..len) (split on '\n'; a last line
+ * without one counts), with p->line set. Blank lines and lines whose
+ * first non-blank is '#' are skipped; a NUL byte in a line is an error.
+ * Returns 0, or the first error. */
+int auth__parse_lines(auth_parse_t *p, const char *text, size_t len, auth_line_cb cb, void *state);
 
 /* The blanks trimmed around names, hashes and lines: space, tab, CR, VT
  * and FF (what isspace means to mosquitto, less '\n', which ends lines). */
@@ -47,10 +57,26 @@ static inline int auth__is_blank(char c)
 /* Trims blanks at both ends of s[0..*n); returns the new start. */
 const char *auth__trim(const char *s, size_t *n);
 
-/* Writes "NAME:LINE: " (or "NAME: " for line 0) and the formatted reason
- * into err[0..errlen), truncating; returns UVMQ_ECONFIG. */
-int auth__errf(char *err, size_t errlen, const char *name, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+/* Writes "NAME:LINE: " (or "NAME: " when p->line is 0) and the formatted
+ * reason into p->err, truncating; returns UVMQ_ECONFIG. */
+int auth__fail(auth_parse_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- reference counts ---- */
+
+static inline void auth__ref_retain(atomic_uint *refs)
+{
+    unsigned old = atomic_fetch_add_explicit(refs, 1, memory_order_relaxed);
+    assert(old > 0);
+    (void)old;
+}
+
+/* 1 when the reference dropped was the last: the caller frees. */
+static inline int auth__ref_release(atomic_uint *refs)
+{
+    unsigned old = atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel);
+    assert(old > 0);
+    return old == 1;
+}
 
 /* ---- string index (auth_text.c) ---- */
 

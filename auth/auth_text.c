@@ -1,7 +1,7 @@
 /*
  * auth_text.c - the plumbing under passwd.c and acl.c: a file read whole,
- * its lines, trimmed blanks, "NAME:LINE: why" messages and the string
- * index that finds a user's entry in O(1).
+ * its lines with blanks trimmed and comments skipped, "NAME:LINE: why"
+ * messages and the string index that finds a user's entry in O(1).
  *
  * Files are read whole because both parsers want every line checked
  * before anything is used, and a file of AUTH_FILE_MAX bytes at most is
@@ -65,6 +65,7 @@ static int read_all(FILE *f, char **buf, size_t *len)
 /* Reads path whole; see auth_int.h. */
 int auth__read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen)
 {
+    auth_parse_t p = {path, 0, err, errlen};
     char why[128];
     int rc = 0;
     FILE *f = fopen(path, "rb");
@@ -77,32 +78,27 @@ int auth__read_file(const char *path, char **buf, size_t *len, char *err, size_t
         rc = read_all(f, buf, len);
         fclose(f);
     }
-    if (rc == EFBIG)
-        return auth__errf(err, errlen, path, 0, "larger than %u bytes", (unsigned)AUTH_FILE_MAX);
-    if (rc != 0) return auth__errf(err, errlen, path, 0, "%s", strerror_r(rc, why, sizeof why));
+    if (rc == EFBIG) return auth__fail(&p, "larger than %u bytes", (unsigned)AUTH_FILE_MAX);
+    if (rc != 0) return auth__fail(&p, "%s", strerror_r(rc, why, sizeof why));
     return 0;
 }
 
-/* Starts a walk over text[0..len). */
-void auth__lines_init(auth_lines_t *it, const char *text, size_t len)
+/* Runs cb over the content lines; see auth_int.h. */
+int auth__parse_lines(auth_parse_t *p, const char *text, size_t len, auth_line_cb cb, void *state)
 {
-    it->p = text;
-    it->end = text + len;
-    it->line = 0;
-}
-
-/* Returns the next line; see auth_int.h. A final line without '\n' counts;
- * an empty text has no lines. */
-int auth__lines_next(auth_lines_t *it, const char **s, size_t *n)
-{
-    if (it->p >= it->end) return 0;
-    const char *nl = memchr(it->p, '\n', (size_t)(it->end - it->p));
-    const char *stop = nl ? nl : it->end;
-    *s = it->p;
-    *n = (size_t)(stop - it->p);
-    it->p = nl ? nl + 1 : it->end;
-    it->line++;
-    return 1;
+    const char *end = text + len;
+    int rc = 0;
+    p->line = 0;
+    while (rc == 0 && text < end) {
+        const char *nl = memchr(text, '\n', (size_t)(end - text));
+        size_t n = (size_t)((nl ? nl : end) - text);
+        const char *s = auth__trim(text, &n);
+        text = nl ? nl + 1 : end;
+        p->line++;
+        if (n == 0 || s[0] == '#') continue;
+        rc = memchr(s, '\0', n) ? auth__fail(p, "NUL byte in the line") : cb(p, state, s, n);
+    }
+    return rc;
 }
 
 /* Trims blanks at both ends; see auth_int.h. */
@@ -120,18 +116,18 @@ const char *auth__trim(const char *s, size_t *n)
 }
 
 /* Formats an error message; see auth_int.h. */
-int auth__errf(char *err, size_t errlen, const char *name, unsigned line, const char *fmt, ...)
+int auth__fail(auth_parse_t *p, const char *fmt, ...)
 {
     va_list ap;
     int used;
-    if (err == NULL || errlen == 0) return UVMQ_ECONFIG;
-    if (line > 0)
-        used = snprintf(err, errlen, "%s:%u: ", name, line);
+    if (p->err == NULL || p->errlen == 0) return UVMQ_ECONFIG;
+    if (p->line > 0)
+        used = snprintf(p->err, p->errlen, "%s:%u: ", p->name, p->line);
     else
-        used = snprintf(err, errlen, "%s: ", name);
-    if (used >= 0 && (size_t)used < errlen) {
+        used = snprintf(p->err, p->errlen, "%s: ", p->name);
+    if (used >= 0 && (size_t)used < p->errlen) {
         va_start(ap, fmt);
-        vsnprintf(err + used, errlen - (size_t)used, fmt, ap);
+        vsnprintf(p->err + used, p->errlen - (size_t)used, fmt, ap);
         va_end(ap);
     }
     return UVMQ_ECONFIG;

@@ -32,7 +32,6 @@
 #include <argon2.h>
 #include <assert.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,16 +144,6 @@ static void b64_encode(const uint8_t *in, size_t n, char *out)
 
 /* ---- reading a hash ---- */
 
-/* Formats why a hash is refused into why[0..wl); returns -1. */
-__attribute__((format(printf, 3, 4))) static int failf(char *why, size_t wl, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, wl, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* Takes word from the front of sc; 1 when it was there. */
 static int scan_eat(scan_t *sc, const char *word)
 {
@@ -188,84 +177,74 @@ static long scan_field(scan_t *sc, int last, int padded, uint8_t *out)
     return n;
 }
 
-/* SALT$HASH of "$6$" and "$7$" into u. Returns 0, or -1 with why. */
-static int read_salt_hash(passwd_user_t *u, scan_t *sc, char *why, size_t wl)
+/* SALT$HASH of "$6$" and "$7$" into u. Returns 0, or auth__fail's error. */
+static int read_salt_hash(auth_parse_t *p, passwd_user_t *u, scan_t *sc)
 {
     uint8_t buf[FIELD_MAX];
     long n = scan_field(sc, 0, 1, buf);
-    if (n < 0) return failf(why, wl, "salt missing, not base64 or too long");
-    if (n == 0 || n > SALT_MAX) return failf(why, wl, "salt of %ld bytes (1 to 64)", n);
+    if (n < 0) return auth__fail(p, "salt missing, not base64 or too long");
+    if (n == 0 || n > SALT_MAX) return auth__fail(p, "salt of %ld bytes (1 to 64)", n);
     memcpy(u->salt, buf, (size_t)n);
     u->salt_len = (uint8_t)n;
     n = scan_field(sc, 1, 1, buf);
-    if (n < 0) return failf(why, wl, "hash missing, not base64 or too long");
-    if (n != DIGEST_LEN) return failf(why, wl, "hash of %ld bytes (64 expected)", n);
+    if (n < 0) return auth__fail(p, "hash missing, not base64 or too long");
+    if (n != DIGEST_LEN) return auth__fail(p, "hash of %ld bytes (64 expected)", n);
     memcpy(u->digest, buf, DIGEST_LEN);
     return 0;
 }
 
 /* The rest of "$argon2id$...": its numbers and field sizes. */
-static int read_argon2id(scan_t *sc, char *why, size_t wl)
+static int read_argon2id(auth_parse_t *p, scan_t *sc)
 {
     uint8_t buf[FIELD_MAX];
-    uint32_t v, m, t, p;
+    uint32_t v, m, t, lanes;
     long n;
     if (!scan_eat(sc, "v=") || !scan_number(sc, 99, &v) || v != 19 || !scan_eat(sc, "$"))
-        return failf(why, wl, "argon2id: not version 19 (v=19)");
+        return auth__fail(p, "argon2id: not version 19 (v=19)");
     if (!scan_eat(sc, "m=") || !scan_number(sc, UINT32_MAX, &m) || !scan_eat(sc, ",t=") ||
         !scan_number(sc, UINT32_MAX, &t) || !scan_eat(sc, ",p=") ||
-        !scan_number(sc, UINT32_MAX, &p) || !scan_eat(sc, "$"))
-        return failf(why, wl, "argon2id: parameters not m=KIB,t=PASSES,p=LANES");
-    if (p > A2_P_MAX) return failf(why, wl, "argon2id: p=%u is not 1 to 64", p);
-    if (t > A2_T_MAX) return failf(why, wl, "argon2id: t=%u is not 1 to 1000", t);
-    if (m < 8 * p || m > A2_M_MAX)
-        return failf(why, wl, "argon2id: m=%u is not 8*p to 4194304 (KiB)", m);
+        !scan_number(sc, UINT32_MAX, &lanes) || !scan_eat(sc, "$"))
+        return auth__fail(p, "argon2id: parameters not m=KIB,t=PASSES,p=LANES");
+    if (lanes > A2_P_MAX) return auth__fail(p, "argon2id: p=%u is not 1 to 64", lanes);
+    if (t > A2_T_MAX) return auth__fail(p, "argon2id: t=%u is not 1 to 1000", t);
+    if (m < 8 * lanes || m > A2_M_MAX)
+        return auth__fail(p, "argon2id: m=%u is not 8*p to 4194304 (KiB)", m);
     n = scan_field(sc, 0, 0, buf);
     if (n < A2_SALT_MIN || n > SALT_MAX)
-        return failf(why, wl, "argon2id: salt not base64 of 8 to 64 bytes");
+        return auth__fail(p, "argon2id: salt not base64 of 8 to 64 bytes");
     n = scan_field(sc, 1, 0, buf);
     if (n < A2_HASH_MIN || n > DIGEST_LEN)
-        return failf(why, wl, "argon2id: hash not base64 of 16 to 64 bytes");
+        return auth__fail(p, "argon2id: hash not base64 of 16 to 64 bytes");
     return 0;
 }
 
-/* Reads the hash h[0..n) into u's type, salt and digest. Returns 0, or -1
- * with why (which never quotes the hash). */
-static int read_hash(passwd_user_t *u, const char *h, size_t n, char *why, size_t wl)
+/* Reads the hash h[0..n) into u's type, salt and digest. Returns 0, or
+ * auth__fail's error (whose message never quotes the hash). */
+static int read_hash(auth_parse_t *p, passwd_user_t *u, const char *h, size_t n)
 {
     scan_t sc = {h, h + n};
-    if (n == 0) return failf(why, wl, "no hash after the ':'");
+    if (n == 0) return auth__fail(p, "no hash after the ':'");
     if (h[0] != '$')
-        return failf(why, wl,
-                     "not a hash (a plaintext password? mosquitto_passwd -U "
-                     "hashes a plaintext file)");
+        return auth__fail(p, "not a hash (a plaintext password? mosquitto_passwd -U "
+                             "hashes a plaintext file)");
     if (scan_eat(&sc, "$6$")) {
         u->type = PASSWD_SHA512;
-        return read_salt_hash(u, &sc, why, wl);
+        return read_salt_hash(p, u, &sc);
     }
     if (scan_eat(&sc, "$7$")) {
         u->type = PASSWD_PBKDF2;
         if (!scan_number(&sc, INT_MAX, &u->iterations) || !scan_eat(&sc, "$"))
-            return failf(why, wl, "$7$: iterations not a number from 1 to %d", INT_MAX);
-        return read_salt_hash(u, &sc, why, wl);
+            return auth__fail(p, "$7$: iterations not a number from 1 to %d", INT_MAX);
+        return read_salt_hash(p, u, &sc);
     }
     if (scan_eat(&sc, "$argon2id$")) {
         u->type = PASSWD_ARGON2ID;
-        return read_argon2id(&sc, why, wl);
+        return read_argon2id(p, &sc);
     }
-    return failf(why, wl, "unknown hash type (uvmq reads $6$, $7$ and $argon2id$)");
+    return auth__fail(p, "unknown hash type (uvmq reads $6$, $7$ and $argon2id$)");
 }
 
 /* ---- loading ---- */
-
-/* The parser's state. */
-typedef struct parse_s {
-    passwd_t *pw;
-    const char *name;
-    unsigned line;
-    char *err;
-    size_t errlen;
-} parse_t;
 
 /* Appends user name[0..nlen) with hash h[0..hlen) (read into tmp). */
 static void add_user(passwd_t *pw, passwd_user_t *tmp, const char *name, size_t nlen, const char *h,
@@ -288,35 +267,26 @@ static void add_user(passwd_t *pw, passwd_user_t *tmp, const char *name, size_t 
     pw->count++;
 }
 
-/* One line of the file. */
-static int parse_line(parse_t *ps, const char *s, size_t n)
+/* One line of the file (an auth_line_cb). */
+static int parse_line(auth_parse_t *p, void *state, const char *s, size_t n)
 {
+    passwd_t *pw = state;
     passwd_user_t tmp = {0};
-    char why[160];
     size_t nlen, hlen, first;
-    s = auth__trim(s, &n);
-    if (n == 0 || s[0] == '#') return 0;
-    if (memchr(s, '\0', n))
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "NUL byte in the line");
     const char *colon = memchr(s, ':', n);
-    if (colon == NULL)
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line,
-                          "no ':' between user name and hash");
+    if (colon == NULL) return auth__fail(p, "no ':' between user name and hash");
     nlen = (size_t)(colon - s);
     const char *name = auth__trim(s, &nlen);
     hlen = n - (size_t)(colon + 1 - s);
     const char *h = auth__trim(colon + 1, &hlen);
-    if (nlen == 0) return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "empty user name");
+    if (nlen == 0) return auth__fail(p, "empty user name");
     if (nlen > PASSWD_USER_MAX)
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "user name longer than %u bytes",
-                          PASSWD_USER_MAX);
-    if ((first = auth__index_find(&ps->pw->index, name, nlen)) != AUTH_NONE)
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line,
-                          "user already defined on line %u", ps->pw->users[first].line);
-    if (read_hash(&tmp, h, hlen, why, sizeof why) != 0)
-        return auth__errf(ps->err, ps->errlen, ps->name, ps->line, "%s", why);
-    tmp.line = ps->line;
-    add_user(ps->pw, &tmp, name, nlen, h, hlen);
+        return auth__fail(p, "user name longer than %u bytes", PASSWD_USER_MAX);
+    if ((first = auth__index_find(&pw->index, name, nlen)) != AUTH_NONE)
+        return auth__fail(p, "user already defined on line %u", pw->users[first].line);
+    if (read_hash(p, &tmp, h, hlen) != 0) return UVMQ_ECONFIG;
+    tmp.line = p->line;
+    add_user(pw, &tmp, name, nlen, h, hlen);
     return 0;
 }
 
@@ -335,17 +305,9 @@ int passwd_parse(passwd_t **out, const char *text, size_t len, const char *name,
                  size_t errlen)
 {
     passwd_t *pw = xcalloc(1, sizeof *pw);
-    parse_t ps = {pw, name, 0, err, errlen};
-    auth_lines_t it;
-    const char *s;
-    size_t n;
-    int rc = 0;
+    auth_parse_t p = {name, 0, err, errlen};
     atomic_init(&pw->refs, 1);
-    auth__lines_init(&it, text, len);
-    while (rc == 0 && auth__lines_next(&it, &s, &n)) {
-        ps.line = it.line;
-        rc = parse_line(&ps, s, n);
-    }
+    int rc = auth__parse_lines(&p, text, len, parse_line, pw);
     if (rc != 0) {
         passwd_free(pw);
         pw = NULL;
@@ -369,9 +331,7 @@ int passwd_load(passwd_t **out, const char *path, char *err, size_t errlen)
 /* Adds a reference; any thread. */
 void passwd_retain(passwd_t *pw)
 {
-    unsigned old = atomic_fetch_add_explicit(&pw->refs, 1, memory_order_relaxed);
-    assert(old > 0);
-    (void)old;
+    auth__ref_retain(&pw->refs);
 }
 
 /* Drops *pwp's reference, freeing the file on the last; *pwp is NULL. */
@@ -379,10 +339,7 @@ void passwd_release(passwd_t **pwp)
 {
     passwd_t *pw = *pwp;
     *pwp = NULL;
-    if (pw == NULL) return;
-    unsigned old = atomic_fetch_sub_explicit(&pw->refs, 1, memory_order_acq_rel);
-    assert(old > 0);
-    if (old == 1) passwd_free(pw);
+    if (pw && auth__ref_release(&pw->refs)) passwd_free(pw);
 }
 
 size_t passwd_count(const passwd_t *pw)

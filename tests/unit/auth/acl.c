@@ -512,6 +512,23 @@ static void views_keep_their_file_alive(void **state)
     acl_view_destroy(&v); /* NULL: nothing */
 }
 
+static void pattern_that_expands_to_nothing_grants_nothing(void **state)
+{
+    acl_t *a = parse_ok("pattern read %c\npattern read %u\n");
+    acl_view_t *v = acl_view_create(a, "", 0, "", 0);
+    assert_false(acl_view_allows_filter(v, "#", 1));
+    assert_false(acl_view_allows_filter(v, "+", 1));
+    acl_view_destroy(&v);
+    acl_release(&a);
+    a = parse_ok("pattern read %c/%u\n"); /* "/": two empty levels, a real filter */
+    v = acl_view_create(a, "", 0, "", 0);
+    assert_true(acl_view_allows_filter(v, "#", 1));
+    assert_true(acl_view_allows(v, "/", 1, ACL_READ));
+    assert_false(acl_view_allows(v, "a", 1, ACL_READ));
+    acl_view_destroy(&v);
+    acl_release(&a);
+}
+
 static void view_of_huge_id_is_refused_past_the_limit(void **state)
 {
     size_t idlen = 65535;
@@ -544,6 +561,7 @@ int main(void)
         cmocka_unit_test(acl_load_reads_a_file_and_names_it),
         cmocka_unit_test(views_allocate_nothing_per_check),
         cmocka_unit_test(views_keep_their_file_alive),
+        cmocka_unit_test(pattern_that_expands_to_nothing_grants_nothing),
         cmocka_unit_test(view_of_huge_id_is_refused_past_the_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

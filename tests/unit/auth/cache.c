@@ -30,6 +30,16 @@ static void put(authcache_t *c, const char *u, const char *h, const char *p, uin
     authcache_insert(c, u, strlen(u), h, p, strlen(p), now);
 }
 
+/* Inserts users u0..u(n-1), user i at time i. */
+static void put_many(authcache_t *c, int n)
+{
+    char user[16];
+    for (int i = 0; i < n; i++) {
+        snprintf(user, sizeof user, "u%d", i);
+        put(c, user, HASH_A, "pw", (uint64_t)i);
+    }
+}
+
 static void cache_hits_only_after_an_insert(void **state)
 {
     authcache_t *c = authcache_create(8, 1000);
@@ -82,11 +92,7 @@ static void cache_entry_expires_after_ttl(void **state)
 static void cache_insert_drops_expired_entries_first(void **state)
 {
     authcache_t *c = authcache_create(8, 100);
-    char user[16];
-    for (int i = 0; i < 5; i++) {
-        snprintf(user, sizeof user, "u%d", i);
-        put(c, user, HASH_A, "pw", (uint64_t)i);
-    }
+    put_many(c, 5);
     assert_int_equal(authcache_count(c), 5);
     put(c, "late", HASH_A, "pw", 103); /* u0..u3 are 100 ms old or more */
     assert_int_equal(authcache_count(c), 2);
@@ -174,13 +180,10 @@ static void cache_holds_many_entries(void **state)
     enum { N = 5000 };
     authcache_t *c = authcache_create(N, 1000000);
     char user[16];
-    for (int i = 0; i < 2 * N; i++) {
-        snprintf(user, sizeof user, "user%d", i);
-        put(c, user, HASH_A, "pw", (uint64_t)i);
-    }
+    put_many(c, 2 * N);
     assert_int_equal(authcache_count(c), N);
     for (int i = 0; i < 2 * N; i++) {
-        snprintf(user, sizeof user, "user%d", i);
+        snprintf(user, sizeof user, "u%d", i);
         assert_int_equal(hit(c, user, HASH_A, "pw", 2 * N), i >= N);
     }
     authcache_destroy(&c);

@@ -120,6 +120,13 @@ static void passwd_refuses_unknown_user_after_dummy_work(void **state)
     double ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
     assert_true(ms > 2.0); /* 46 MiB of argon2id takes tens of ms */
     assert_int_equal(passwd_verify(NULL, NULL, 0), UVMQ_EAUTH);
+    /* The dummy is a well-formed hash with the parameters of a new one. */
+    char line[sizeof dummy_hash + 8];
+    snprintf(line, sizeof line, "dummy:%s", dummy_hash);
+    passwd_t *pw = parse_ok(line);
+    assert_int_equal(passwd_verify(passwd_find(pw, "dummy", 5), "no user", 7), 0);
+    passwd_release(&pw);
+    assert_memory_equal(dummy_hash, "$argon2id$v=19$m=47104,t=1,p=1$", 31);
 }
 
 /* A new hash of type parses, verifies and refuses a wrong password. */
