@@ -225,7 +225,7 @@ static int read_hash(auth_parse_t *p, passwd_user_t *u, const char *h, size_t n)
     scan_t sc = {h, h + n};
     if (n == 0) return auth__fail(p, "no hash after the ':'");
     if (h[0] != '$')
-        return auth__fail(p, "not a hash (a plaintext password? mosquitto_passwd -U "
+        return auth__fail(p, "not a hash (a plaintext password? uvmq passwd -U "
                              "hashes a plaintext file)");
     if (scan_eat(&sc, "$6$")) {
         u->type = PASSWD_SHA512;

@@ -86,6 +86,10 @@ struct loop_s {
     persist_loop_t *persist; /* the tick's store batch, generations and
                                 waiting acknowledgements (persist.c) */
     throttle_loop_t *throttle; /* publisher throttling (throttle.c) */
+    unsigned auth_pending; /* password verifications on the thread pool
+                              (access.c; max_auth_pending) */
+    uint64_t acl_denied_read; /* deliveries the ACL withheld since the
+                                 last fold (access.c) */
 };
 
 /* Makes the state each module keeps per loop (chunk, interest, persist,
