@@ -347,6 +347,12 @@ size_t passwd_count(const passwd_t *pw)
     return pw->count;
 }
 
+/* The first user: see auth.h. */
+const passwd_user_t *passwd_decoy(const passwd_t *pw)
+{
+    return pw->count > 0 ? &pw->users[0] : NULL;
+}
+
 /* Finds a user by exact bytes; see auth.h. */
 const passwd_user_t *passwd_find(const passwd_t *pw, const char *user, size_t len)
 {

@@ -42,7 +42,6 @@ struct access_s {
     pthread_mutex_t mu;    /* guards pw and acl */
     passwd_t *pw;          /* the password file in force, or NULL */
     acl_t *acl;            /* the ACL file in force, or NULL */
-    atomic_uint gen;       /* bumped by every reload that swapped a file */
     authcache_t *cache;    /* verified credentials */
     uint8_t passwd_on, acl_on; /* configured (immutable) */
 };
@@ -185,7 +184,7 @@ void access__reload(broker_t *b)
     if (a->acl_on) changed |= reload_acl(a, b->cfg->acl_file);
     /* Release: a loop that sees the new generation finds the new files
      * under the mutex anyway; the bump only tells it to look. */
-    if (changed) atomic_fetch_add_explicit(&a->gen, 1, memory_order_release);
+    if (changed) atomic_fetch_add_explicit(&b->acl_gen, 1, memory_order_release);
 }
 
 int access__passwd_on(const broker_t *b)
@@ -206,11 +205,18 @@ static passwd_t *current_passwd(access_t *a)
 
 /* ---- verification on the thread pool ---- */
 
-/* Thread pool: the slow part. */
+/* Thread pool: the slow part. An unknown user's password is checked
+ * against the file's decoy user and refused whatever the outcome, so a
+ * refusal takes as long as a known user's check (passwd_decoy). */
 static void verify_work(uv_work_t *req)
 {
     conn_auth_t *w = req->data;
-    w->rc = passwd_verify(w->u, w->pass, w->plen);
+    if (w->u != NULL) {
+        w->rc = passwd_verify(w->u, w->pass, w->plen);
+    } else {
+        (void)passwd_verify(passwd_decoy(w->pw), w->pass, w->plen);
+        w->rc = UVMQ_EAUTH;
+    }
 }
 
 /* Wipes and frees w's copy of the password (it is needed only by the
@@ -336,6 +342,25 @@ static conn_rc_t refuse_bad(conn_t *c, const pkt_connect_t *cp)
     return connect__refuse(c, cp, PKT_RC_BAD_USER_PASS);
 }
 
+/* Refuses cp with 0x89 Server busy (v3.1.1: 3): max_auth_pending checks
+ * are queued on c's loop. One warning per loop and second at most, with
+ * the count refused since the last (a storm must not flood the log). */
+static conn_rc_t refuse_busy(conn_t *c, const pkt_connect_t *cp)
+{
+    loop_t *l = c->loop;
+    uint64_t now = uv_now(&l->uv);
+    l->auth_busy_since_log++;
+    if (l->auth_busy_log_at == 0 || now - l->auth_busy_log_at >= 1000) {
+        log_warn("%llu CONNECT(s) refused (server busy): %u password checks already queued "
+                 "on worker loop %u (max_auth_pending)",
+                 (unsigned long long)l->auth_busy_since_log, l->b->cfg->max_auth_pending,
+                 l->index);
+        l->auth_busy_log_at = now;
+        l->auth_busy_since_log = 0;
+    }
+    return connect__refuse(c, cp, PKT_RC_SERVER_BUSY);
+}
+
 /* The verification c waited for, unhooked from c; NULL when none. */
 static conn_auth_t *take_verdict(conn_t *c)
 {
@@ -353,6 +378,11 @@ conn_rc_t access__connect(conn_t *c, const pkt_connect_t *cp, int identity)
     const char *user = (const char *)cp->username.p, *pass = (const char *)cp->password.p;
     if (a == NULL) return CONN_OK; /* a broker built by hand (unit tests) */
     if (access__waiting(c)) return CONN_PENDING; /* handled again when done */
+    if (w != NULL) { /* this CONNECT again, its password verified */
+        int rc = w->rc;
+        verify_free(w);
+        return rc == 0 ? CONN_OK : refuse_bad(c, cp);
+    }
     if (!cp->has_username) {
         char id[LOG_QUOTE_MAX];
         if (c->anon_ok) return CONN_OK;
@@ -363,21 +393,10 @@ conn_rc_t access__connect(conn_t *c, const pkt_connect_t *cp, int identity)
         return connect__refuse(c, cp, PKT_RC_NOT_AUTHORIZED);
     }
     if (identity || !a->passwd_on) return CONN_OK; /* nothing to check it against */
-    if (w != NULL) {
-        int rc = w->rc;
-        verify_free(w);
-        return rc == 0 ? CONN_OK : refuse_bad(c, cp);
-    }
     if (!cp->has_password) return refuse_bad(c, cp);
     if (cached(c->loop, user, cp->username.len, pass, cp->password.len, &pw)) return CONN_OK;
     w = verify_start(c, pw, user, cp->username.len, pass, cp->password.len);
-    if (w == NULL) {
-        char id[LOG_QUOTE_MAX];
-        log_warn("client %s (%s): %u password checks already queued on this loop "
-                 "(max_auth_pending): refused (server busy)",
-                 shown_id(cp, id, sizeof id), conn__peer(c), c->loop->b->cfg->max_auth_pending);
-        return connect__refuse(c, cp, PKT_RC_SERVER_BUSY);
-    }
+    if (w == NULL) return refuse_busy(c, cp);
     conn__ext(c)->verify = w;
     uv_read_stop((uv_stream_t *)&c->tcp); /* until verify_done resumes c */
     return CONN_PENDING;
@@ -437,7 +456,7 @@ void access__sess_free(sess_t *s)
 static const acl_view_t *view_of(loop_t *l, sess_t *s)
 {
     access_t *a = l->b->access;
-    unsigned gen = atomic_load_explicit(&a->gen, memory_order_acquire);
+    unsigned gen = atomic_load_explicit(&l->b->acl_gen, memory_order_acquire);
     if (s->access == NULL) access__sess_set_user(s, NULL, 0); /* anonymous */
     access_sess_t *x = s->access;
     if (x->view != NULL && x->gen == gen) return x->view;
@@ -478,7 +497,7 @@ int access__may_subscribe(loop_t *l, sess_t *s, const char *f, size_t len)
     return 0;
 }
 
-int access__may_read(loop_t *l, sess_t *s, const msg_t *m)
+int access__read_slow(loop_t *l, sess_t *s, const msg_t *m)
 {
     const acl_view_t *v = view_of(l, s);
     access_sess_t *x = s->access;
@@ -492,7 +511,7 @@ int access__may_read(loop_t *l, sess_t *s, const msg_t *m)
         l->acl_denied_read += !ok;
         return ok;
     }
-    uint32_t h = fnv1a(FNV1A_SEED, m->topic, len);
+    uint32_t h = access__topic_hash(l, m);
     access_slot_t *e = &x->slot[h & (ACCESS_CACHE_SLOTS - 1)];
     if (e->len != len || e->hash != h || memcmp(e->topic, m->topic, len) != 0) {
         e->hash = h;

@@ -14,8 +14,13 @@
 #define UVMQ_BROKER_ACCESS_INT_H
 
 #include "broker_int.h"
+#include "loop_int.h"
+#include "sess_int.h"
+
+#include <string.h>
 
 #include "../auth/auth.h"
+#include "../common/hash.h"
 
 /* Topics up to this many bytes are cached per session (longer ones are
  * checked every time). */
@@ -104,10 +109,41 @@ int access__may_publish(loop_t *l, sess_t *s, const char *t, size_t len);
 /* 1 when s may subscribe to filter f[0..len) (of a $share filter, the
  * part after the group). Always 1 without an ACL file. */
 int access__may_subscribe(loop_t *l, sess_t *s, const char *f, size_t len);
+/* access__may_read when the session's cache does not answer. */
+int access__read_slow(loop_t *l, sess_t *s, const msg_t *m);
+
+/* The hash of m's topic (fnv1a), computed once per message a loop fans
+ * out: the last one is kept (a stale pointer match gives a wrong hash at
+ * worst, which only misses: a slot compares the topic's bytes too). */
+static inline uint32_t access__topic_hash(loop_t *l, const msg_t *m)
+{
+    if (l->acl_hash_m != m) {
+        l->acl_hash = fnv1a(FNV1A_SEED, m->topic, m->topic_len);
+        l->acl_hash_m = m;
+    }
+    return l->acl_hash;
+}
+
 /* 1 when s may receive m (read permission on its topic), through the
- * session's cache of decisions. Call only when access__acl_on. Counts a
+ * session's cache of decisions: inline, since a fan-out with an ACL asks
+ * for every subscriber; the first message of a topic, a reload or a long
+ * topic take access__read_slow. Call only when access__acl_on. Counts a
  * refusal in the loop's counters. */
-int access__may_read(loop_t *l, sess_t *s, const msg_t *m);
+static inline int access__may_read(loop_t *l, sess_t *s, const msg_t *m)
+{
+    const access_sess_t *x = s->access;
+    size_t len = m->topic_len;
+    if (x != NULL && x->slot != NULL && len <= ACCESS_TOPIC_INLINE &&
+        x->gen == atomic_load_explicit(&l->b->acl_gen, memory_order_acquire)) {
+        uint32_t h = access__topic_hash(l, m);
+        const access_slot_t *e = &x->slot[h & (ACCESS_CACHE_SLOTS - 1)];
+        if (e->len == len && e->hash == h && memcmp(e->topic, m->topic, len) == 0) {
+            l->acl_denied_read += !e->allow;
+            return e->allow;
+        }
+    }
+    return access__read_slow(l, s, m);
+}
 
 /* ---- HTTP/2 and other transports ---- */
 

@@ -202,6 +202,8 @@ struct broker_s {
     unsigned n_auth_methods;
     access_t *access; /* password and ACL files in force (access.c) */
     uint8_t acl_on;   /* an acl_file is configured (immutable; access.c) */
+    atomic_uint acl_gen; /* bumped by each reload that swapped a file in
+                            (access.c): sessions rebuild their views */
 };
 
 #endif

@@ -90,6 +90,10 @@ struct loop_s {
                               (access.c; max_auth_pending) */
     uint64_t acl_denied_read; /* deliveries the ACL withheld since the
                                  last fold (access.c) */
+    const msg_t *acl_hash_m; /* the message whose topic hash acl_hash is: */
+    uint32_t acl_hash;       /* a fan-out hashes its topic once (access.c) */
+    uint64_t auth_busy_log_at; /* uv_now of the last "server busy" line */
+    uint64_t auth_busy_since_log; /* busy refusals since (access.c) */
 };
 
 /* Makes the state each module keeps per loop (chunk, interest, persist,
