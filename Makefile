@@ -5,7 +5,8 @@
 #   make test       unit + integration tests; ends with "N passed, N failed"
 #   make test SAN=1 the same under ASan + UBSan (objects in build/san/)
 #   make test TSAN=1 the same under ThreadSanitizer (objects in build/tsan/)
-#   make test-full  make test, then 60 s of libFuzzer over the codec
+#   make test-full  make test, then 60 s of libFuzzer over the codec and
+#                   60 s over auth/'s parsers (make fuzz)
 #   make docs       draw docs/modules.png, the folder graph
 #                   (scripts/check-layers.sh --dot through graphviz)
 #   make clean
@@ -14,13 +15,14 @@
 # runs when pkg-config cannot find a dependency or a test tool is missing.
 
 CC ?= cc
-PKGS := libuv openssl sqlite3 libcjson libnghttp2
+PKGS := libuv openssl sqlite3 libcjson libnghttp2 libargon2
 TEST_PKGS := cmocka libmosquitto
 
 ifneq ($(filter-out clean docs,$(or $(MAKECMDGOALS),all)),)
 DEPS_OK := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) && \
 	command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null && \
-	command -v curl >/dev/null && command -v nghttp >/dev/null && echo yes)
+	command -v curl >/dev/null && command -v nghttp >/dev/null && \
+	command -v mosquitto_passwd >/dev/null && command -v argon2 >/dev/null && echo yes)
 ifneq ($(DEPS_OK),yes)
 DEPS_RC := $(shell ./scripts/install-deps.sh >&2; echo $$?)
 ifneq ($(DEPS_RC),0)
@@ -52,7 +54,7 @@ override CFLAGS := $(CFLAGS_BASE) $(DEP_CFLAGS) -I. $(CFLAGS)
 LDFLAGS += $(SANFLAGS) -pthread
 
 # Library sources: every .c in the modules (cli/ and tests/ are programs).
-MODULES := common packets router queue storage tls broker http
+MODULES := common packets router queue storage tls auth broker http
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libuvmq.a
@@ -96,6 +98,7 @@ UNIT_DEPS_router := common router
 UNIT_DEPS_queue := common packets queue
 UNIT_DEPS_storage := common storage
 UNIT_DEPS_tls := common tls
+UNIT_DEPS_auth := common auth
 UNIT_DEPS_broker := $(MODULES)
 UNIT_DEPS_http := $(MODULES)
 UNIT_DEPS_cli := $(MODULES)
@@ -127,22 +130,36 @@ test: tests
 	@BUILD=$(BUILD) SAN=$(SAN) TSAN=$(TSAN) ./tests/run.sh
 
 # The slow tier: everything in `make test`, then FUZZ_TIME seconds of
-# libFuzzer over the codec.
+# libFuzzer over each fuzz target.
 test-full: test fuzz
 
 bench: $(PROGRAMS) $(MICRO_BIN)
 	./bench/fanout.sh
 
-# libFuzzer over the codec, seeded from tests/fuzz/corpus/pkt; FUZZ_TIME
-# seconds (default 60). Findings are written to build/fuzz/.
+# libFuzzer, FUZZ_TIME seconds (default 60) per target in FUZZ_TARGETS: pkt
+# (the codec, tests/fuzz/fuzz_pkt.c) and auth (the password and ACL file
+# parsers and the ACL checks, tests/fuzz/fuzz_auth.c), each seeded from
+# tests/fuzz/corpus/<target>. Findings are written to build/fuzz/.
 FUZZ_TIME ?= 60
-fuzz:
-	@mkdir -p build/fuzz/corpus
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined \
-		tests/fuzz/fuzz_pkt.c packets/pkt.c packets/props.c packets/pkt_encode.c \
-		common/arena.c common/xmalloc.c common/log.c -o build/fuzz/fuzz_pkt
-	cd build/fuzz && ./fuzz_pkt corpus ../../tests/fuzz/corpus/pkt \
-		-max_total_time=$(FUZZ_TIME)
+FUZZ_TARGETS ?= pkt auth
+FUZZ_CC := clang -std=c11 -D_GNU_SOURCE -g -O1 -I. -fsanitize=fuzzer,address,undefined
+FUZZ_SRC_pkt := tests/fuzz/fuzz_pkt.c packets/pkt.c packets/props.c packets/pkt_encode.c \
+	common/arena.c common/xmalloc.c common/log.c
+FUZZ_SRC_auth := tests/fuzz/fuzz_auth.c auth/acl.c auth/acl_match.c auth/auth_text.c \
+	auth/passwd.c common/xmalloc.c common/log.c
+FUZZ_LIBS_auth = $(shell pkg-config --cflags --libs openssl libargon2)
+
+build/fuzz/fuzz_%: $$(FUZZ_SRC_$$*) $(wildcard auth/*.h common/*.h packets/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SRC_$*) $(FUZZ_LIBS_$*) -o $@
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus-$$t; \
+		echo "fuzz_$$t: $(FUZZ_TIME) s"; \
+		(cd build/fuzz && ./fuzz_$$t corpus-$$t ../../tests/fuzz/corpus/$$t \
+			-max_total_time=$(FUZZ_TIME)); \
+	done
 
 # docs/modules.png: which folder includes which, from the same scan as the
 # layering check. graphviz comes from scripts/install-deps.sh --docs when

@@ -84,7 +84,8 @@ int passwd_verify(const passwd_user_t *u, const char *pass, size_t len);
 /* Writes a new encoded hash of pass[0..len) with a fresh random salt into
  * out[0..outlen) (NUL-terminated; PASSWD_HASH_MAX is enough). iterations
  * is PBKDF2's count (0: PASSWD_PBKDF2_ITERATIONS; ignored otherwise).
- * Returns 0, UVMQ_EINVAL for an unknown type, UVMQ_ENOMEM. */
+ * Returns 0, UVMQ_EINVAL for an unknown type (or an out too small),
+ * UVMQ_ENOMEM, UVMQ_EIO when the random generator gives no salt. */
 int passwd_hash(enum passwd_type type, const char *pass, size_t len, unsigned iterations,
                 char *out, size_t outlen);
 

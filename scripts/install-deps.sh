@@ -2,9 +2,16 @@
 # Installs the Debian packages uvmq needs; safe to run again (installs only
 # what is missing; through sudo when not root).
 #
-#   scripts/install-deps.sh          build and test: libraries, cmocka,
+#   scripts/install-deps.sh          build and test: libraries (libargon2
+#                                    among them, for auth/), cmocka,
 #                                    mosquitto-clients, libmosquitto, curl,
-#                                    nghttp2-client (nghttp, h2load)
+#                                    nghttp2-client (nghttp, h2load),
+#                                    argon2 (the CLI) and mosquitto (for
+#                                    mosquitto_passwd): the auth tests make
+#                                    password vectors with them and read
+#                                    uvmq's files back with the real broker.
+#                                    On a machine with systemd, Debian starts
+#                                    the mosquitto service on port 1883.
 #   scripts/install-deps.sh --bench  bench/fanout.sh: mosquitto (the broker
 #                                    uvmq is compared with), gnuplot-nox (the
 #                                    chart), util-linux (taskset), jq (reads
@@ -24,8 +31,8 @@ case "${1:-}" in
 "")
     WHAT=install-deps
     PKGS="build-essential pkg-config libuv1-dev libssl-dev libsqlite3-dev \
-libcjson-dev libnghttp2-dev libcmocka-dev mosquitto-clients libmosquitto-dev \
-curl nghttp2-client"
+libcjson-dev libnghttp2-dev libargon2-dev libcmocka-dev mosquitto-clients \
+libmosquitto-dev curl nghttp2-client argon2 mosquitto"
     ;;
 --bench)
     WHAT=install-bench-deps
