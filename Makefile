@@ -83,7 +83,7 @@ $(LIB): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/uvmq: $(BUILD)/obj/cli/uvmq.o $(BUILD)/obj/cli/cli_config.o $(LIB)
+$(BUILD)/uvmq: $(BUILD)/obj/cli/uvmq.o $(BUILD)/obj/cli/cli_config.o $(BUILD)/obj/cli/passwd.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/uvmq-bench: $(BENCH_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)

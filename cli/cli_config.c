@@ -751,9 +751,11 @@ void cli_usage(FILE *out)
     broker_config_init(&d);
     fprintf(out,
             "Usage: uvmq [options]\n"
+            "       uvmq passwd [-H TYPE] [-c | -D] [-b] FILE USER [PASSWORD]\n"
             "\n"
             "MQTT 3.1.1/5.0 broker. Settings come from the defaults, then the JSON\n"
             "config file (-c), then the flags below; see docs/configuration.md.\n"
+            "`uvmq passwd` manages a mosquitto password file (uvmq passwd --help).\n"
             "\n"
             "  -c, --config FILE   JSON config file (default: none)\n"
             "  -p, --port N        MQTT TCP port, 1..65535 (default: %u)\n"

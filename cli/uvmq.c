@@ -6,12 +6,16 @@
  * catches with libuv signal handles. Exit status: 0 after a clean run or
  * --help/--version, 2 for a usage or configuration error, 1 when the
  * broker fails at run time (cannot bind, cannot open the data dir, ...).
+ * A first argument "passwd" runs the subcommand in cli/passwd.c instead
+ * (exit status 0 or 1).
  */
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "broker/broker.h"
 #include "cli/cli_config.h"
+#include "cli/passwd.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "http/http.h"
@@ -33,7 +37,7 @@ static int run(const broker_config_t *cfg)
 }
 
 /* Parses, checks, runs; returns the exit status described above. */
-int main(int argc, char **argv)
+static int broker_main(int argc, char **argv)
 {
     broker_config_t cfg;
     cli_action_t action = CLI_RUN;
@@ -58,4 +62,10 @@ int main(int argc, char **argv)
     }
     broker_config_dispose(&cfg);
     return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "passwd") == 0) return cli_passwd(argc - 1, argv + 1);
+    return broker_main(argc, argv);
 }
