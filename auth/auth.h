@@ -72,6 +72,12 @@ size_t passwd_count(const passwd_t *pw);
 /* The user named user[0..len) (bytes, compared exactly), or NULL.
  * Borrowed: valid while the caller holds a reference to pw. */
 const passwd_user_t *passwd_find(const passwd_t *pw, const char *user, size_t len);
+/* A user of pw whose hash an unknown user's password is checked against
+ * (and then refused), so that a refusal costs what a known user's check
+ * costs and its time does not tell whether the user exists: the file's
+ * first user (files are usually of one hash type). NULL when pw has no
+ * user (passwd_verify's dummy then). */
+const passwd_user_t *passwd_decoy(const passwd_t *pw);
 /* The user's stored hash, as in the file (NUL-terminated). */
 const char *passwd_user_hash(const passwd_user_t *u);
 /* Checks password pass[0..len) against u's hash, comparing in constant

@@ -225,7 +225,7 @@ static int read_hash(auth_parse_t *p, passwd_user_t *u, const char *h, size_t n)
     scan_t sc = {h, h + n};
     if (n == 0) return auth__fail(p, "no hash after the ':'");
     if (h[0] != '$')
-        return auth__fail(p, "not a hash (a plaintext password? mosquitto_passwd -U "
+        return auth__fail(p, "not a hash (a plaintext password? uvmq passwd -U "
                              "hashes a plaintext file)");
     if (scan_eat(&sc, "$6$")) {
         u->type = PASSWD_SHA512;
@@ -345,6 +345,12 @@ void passwd_release(passwd_t **pwp)
 size_t passwd_count(const passwd_t *pw)
 {
     return pw->count;
+}
+
+/* The first user: see auth.h. */
+const passwd_user_t *passwd_decoy(const passwd_t *pw)
+{
+    return pw->count > 0 ? &pw->users[0] : NULL;
 }
 
 /* Finds a user by exact bytes; see auth.h. */

@@ -12,6 +12,7 @@
  */
 #include "broker_int.h"
 
+#include "access_int.h"
 #include "inbox_int.h"
 #include "listener_int.h"
 #include "loop_int.h"
@@ -58,12 +59,15 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_stop(h->data);
 }
 
-/* SIGHUP: TLS listeners reload their certificates (listener.c). */
+/* SIGHUP: TLS listeners reload their certificates (listener.c); the
+ * password and ACL files are read again (access.c). */
 static void on_hup(uv_signal_t *h, int signum)
 {
     broker_t *b = h->data;
     (void)signum;
-    if (!b->stopping) listener__reload(b);
+    if (b->stopping) return;
+    listener__reload(b);
+    access__reload(b);
 }
 
 static void on_stop_async(uv_async_t *h)
@@ -181,6 +185,8 @@ int broker_create(broker_t **out, const broker_config_t *cfg)
     store_opts_t so = {.durability = cfg->durability ? STORE_BATCH : STORE_FULL,
                        .batch_ms = cfg->batch_ms,
                        .max_db_pages = (uint32_t)(cfg->max_db_bytes / STORE_PAGE_SIZE)};
+    rc = access__create(b);
+    if (rc != 0) goto fail_access;
     rc = store_open(&b->store, cfg->data_dir, &so);
     if (rc != 0) goto fail_store;
     b->n_loops = loop_count(cfg);
@@ -205,6 +211,8 @@ fail_loops:
     loops_free(b);
     listener__free(b);
 fail_store:
+    access__destroy(b);
+fail_access:
     free(b);
     return rc;
 }
@@ -243,6 +251,13 @@ static void stats_counters(broker_t *b, broker_stats_t *s)
     s->shared = ld(&k->shared);
     s->shared_moved = ld(&k->shared_moved);
     s->shared_dropped = ld(&k->shared_dropped);
+    s->auth_failed = ld(&k->auth_failed);
+    s->auth_anonymous = ld(&k->auth_anonymous);
+    s->auth_busy = ld(&k->auth_busy);
+    s->auth_cache_hits = ld(&k->auth_cache_hits);
+    s->acl_denied_publish = ld(&k->acl_denied_publish);
+    s->acl_denied_subscribe = ld(&k->acl_denied_subscribe);
+    s->acl_denied_read = ld(&k->acl_denied_read);
 }
 
 void broker_stats(broker_t *b, broker_stats_t *s)
@@ -385,6 +400,7 @@ void broker_destroy(broker_t *b)
     state_dispose(b);
     loops_free(b);
     listener__free(b); /* after the loops: their items borrow listeners */
+    access__destroy(b); /* after the sessions: none holds a view */
     msg_pool_drain();
     free(b);
 }

@@ -49,6 +49,8 @@ typedef struct listener_config_s {
                           (http); else required */
     int has_tls;       /* a "tls" object was given */
     tls_config_t tls;  /* "tls" */
+    int allow_anonymous; /* "allow_anonymous": -1 = unset (the top-level
+                            setting, else the default rule) */
 } listener_config_t;
 
 /* Every setting, with its JSON key in the config file (docs/configuration.md
@@ -63,7 +65,22 @@ typedef struct broker_config_s {
                                      connection may have no stream open, 60 */
     char *data_dir;               /* "data_dir": "./data" */
     unsigned threads;             /* "threads": worker loops; 0 = cores */
-    int allow_anonymous;          /* "allow_anonymous": -1 = unset (auto) */
+    int allow_anonymous;          /* "allow_anonymous": -1 = unset: clients
+                                     without a user name are accepted only
+                                     on loopback listeners and only when
+                                     there is no password_file */
+    char *password_file;          /* "password_file": mosquitto's format;
+                                     NULL = none (user names unchecked) */
+    char *acl_file;               /* "acl_file": mosquitto's format; NULL =
+                                     none (every client may do anything) */
+    uint32_t auth_cache_size;     /* "auth_cache_size": verified
+                                     credentials kept, 1024; 0 = off */
+    uint32_t auth_cache_ttl;      /* "auth_cache_ttl": seconds one is kept,
+                                     300 */
+    uint32_t max_auth_pending;    /* "max_auth_pending": password checks a
+                                     worker loop may have queued on the
+                                     thread pool; past it a CONNECT gets
+                                     Server busy. 64 */
     uint32_t max_packet_size;     /* "max_packet_size": bytes, 16 MiB */
     uint16_t max_inflight;        /* "max_inflight": QoS 1/2 window per
                                      session and our Receive Maximum, 64 */
@@ -173,6 +190,12 @@ typedef struct broker_stats_s {
     uint64_t malformed, too_large, protocol_error, tls_failed;
     uint64_t subs, retained, sessions, online, sess_expired, queued, inflight;
     uint64_t shared_subs, shared, shared_moved, shared_dropped; /* share.c */
+    /* access control (access.c): CONNECTs refused for a bad user name or
+     * password, for no user name, for max_auth_pending; credentials found
+     * in the cache; PUBLISH packets, SUBSCRIBE filters and deliveries the
+     * ACL refused */
+    uint64_t auth_failed, auth_anonymous, auth_busy, auth_cache_hits;
+    uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_read;
     store_stats_t st;
 } broker_stats_t;
 

@@ -50,6 +50,8 @@ typedef struct conn_out_s conn_out_t;
 typedef struct chunk_loop_s chunk_loop_t;
 typedef struct listener_s listener_t;
 typedef struct share_s share_t;
+typedef struct access_s access_t;
+typedef struct access_sess_s access_sess_t;
 
 /* Broker-wide counters (relaxed atomics: later several loops add to them). */
 typedef struct broker_counters_s {
@@ -82,6 +84,18 @@ typedef struct broker_counters_s {
                                            disconnected (share.c) */
     atomic_uint_fast64_t shared_dropped;/* given to a member that left, with
                                            no other member to take them */
+    /* Access control (access.c). */
+    atomic_uint_fast64_t auth_failed;   /* CONNECTs refused: bad user name
+                                           or password */
+    atomic_uint_fast64_t auth_anonymous;/* CONNECTs refused: no user name on
+                                           a listener without anonymous */
+    atomic_uint_fast64_t auth_busy;     /* CONNECTs refused: max_auth_pending
+                                           verifications queued */
+    atomic_uint_fast64_t auth_cache_hits; /* credentials found verified */
+    atomic_uint_fast64_t acl_denied_publish;   /* PUBLISH not routed */
+    atomic_uint_fast64_t acl_denied_subscribe; /* filters refused */
+    atomic_uint_fast64_t acl_denied_read; /* deliveries withheld (folded
+                                             from the loops) */
 } broker_counters_t;
 
 #define CNT_INC(b, field) \
@@ -164,7 +178,8 @@ struct broker_s {
     uint64_t started_ms; /* uv_hrtime ms at broker_create (uptime) */
     atomic_uint n_http;  /* HTTP/2 connections open (conn_count) */
     uv_signal_t sigint, sigterm;
-    uv_signal_t sighup;    /* reloads TLS certificates */
+    uv_signal_t sighup;    /* reloads TLS certificates, password and
+                              ACL files */
     uv_async_t stop_async;
     item_vec_t *lout; /* listener's outboxes (ACCEPT, STOP) */
     unsigned rr;      /* round-robin start for ties */
@@ -185,6 +200,10 @@ struct broker_s {
      * loops start, read-only after (so loops read them without a lock). */
     const struct auth_method_s *auth_methods[AUTH_METHODS_MAX];
     unsigned n_auth_methods;
+    access_t *access; /* password and ACL files in force (access.c) */
+    uint8_t acl_on;   /* an acl_file is configured (immutable; access.c) */
+    atomic_uint acl_gen; /* bumped by each reload that swapped a file in
+                            (access.c): sessions rebuild their views */
 };
 
 #endif

@@ -20,6 +20,8 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "broker/access_int.h"
+#include "broker/config_int.h"
 #include "broker/listener_int.h"
 
 /* The largest Remaining Length a fixed header can encode (MQTT 3.1.1
@@ -47,6 +49,9 @@ void broker_config_init(broker_config_t *c)
     c->data_dir = xstrdup("./data");
     c->threads = 0;
     c->allow_anonymous = -1;
+    c->auth_cache_size = 1024;
+    c->auth_cache_ttl = 300;
+    c->max_auth_pending = 64;
     c->max_packet_size = 16u * 1024 * 1024;
     c->max_inflight = 256;
     c->max_queued_messages = 1000;
@@ -92,6 +97,8 @@ void broker_config_dispose(broker_config_t *c)
     free(c->bind);
     free(c->data_dir);
     free(c->config_file);
+    free(c->password_file);
+    free(c->acl_file);
     free(c->response_information_prefix);
     c->response_information_prefix = NULL;
     c->listeners = NULL;
@@ -110,6 +117,7 @@ listener_config_t *broker_config_add_listener(broker_config_t *c)
     memset(l, 0, sizeof *l);
     l->kind = LISTENER_MQTT;
     l->tls.min_version = TLS_MIN_1_2;
+    l->allow_anonymous = -1;
     return l;
 }
 
@@ -132,10 +140,26 @@ static int addr_kind(const char *s)
     return kind;
 }
 
+int config__loopback(const char *bind)
+{
+    return addr_kind(bind) == 1;
+}
+
+int config__anonymous(const broker_config_t *c, int listener_setting, const char *bind)
+{
+    if (listener_setting >= 0) return listener_setting;
+    if (c->allow_anonymous >= 0) return c->allow_anonymous;
+    /* As mosquitto 2 does: without a word from the operator, anonymous
+     * clients only where nobody off this host can reach the listener,
+     * and not at all once there is a password file. */
+    return c->password_file == NULL && bind != NULL && addr_kind(bind) == 1;
+}
+
 /* Checks one bind address (what: "bind" or "listeners[i].bind", with
- * the file prefix) and the anonymous rule; 0 or UVMQ_ECONFIG. */
-static int check_bind(const broker_config_t *c, const char *what, const char *bind, char *err,
-                      size_t errlen)
+ * the file prefix) and the anonymous rule (anon: the listener's own
+ * allow_anonymous, -1 unset); 0 or UVMQ_ECONFIG. */
+static int check_bind(const broker_config_t *c, const char *what, const char *bind, int anon,
+                      char *err, size_t errlen)
 {
     int kind = bind != NULL ? addr_kind(bind) : -1;
 
@@ -144,12 +168,13 @@ static int check_bind(const broker_config_t *c, const char *what, const char *bi
                  what, bind != NULL ? bind : "");
         return UVMQ_ECONFIG;
     }
-    /* As mosquitto 2 does: anonymous clients are allowed by default only
-     * when nobody off this host can reach the listener. */
-    if (kind == 0 && c->allow_anonymous < 0) {
+    /* A network listener with neither a password file nor a word on
+     * anonymous clients would take no client at all, or (before access
+     * control) anyone: the operator must say which. */
+    if (kind == 0 && anon < 0 && c->allow_anonymous < 0 && c->password_file == NULL) {
         snprintf(err, errlen,
-                 "%s %s is not a loopback address: set allow_anonymous (true to "
-                 "accept anonymous clients from the network) in the config file",
+                 "%s %s is not a loopback address: set password_file, or allow_anonymous "
+                 "(true to accept anonymous clients from the network) in the config file",
                  what, bind);
         return UVMQ_ECONFIG;
     }
@@ -190,7 +215,8 @@ static int check_listeners(const broker_config_t *c, char *err, size_t errlen)
                  c->config_file != NULL ? c->config_file : "", c->config_file != NULL ? ": " : "",
                  i);
         snprintf(what, sizeof what, "%s.bind", where);
-        rc = check_bind(c, what, l->bind != NULL ? l->bind : c->bind, err, errlen);
+        rc = check_bind(c, what, l->bind != NULL ? l->bind : c->bind, l->allow_anonymous, err,
+                        errlen);
         if (rc == 0 && l->port == 0) {
             snprintf(err, errlen, "%s.port: required for a listener without \"tls\"", where);
             rc = UVMQ_ECONFIG;
@@ -243,9 +269,10 @@ static int check_ranges(const broker_config_t *c, char *err, size_t errlen)
  * or UVMQ_ECONFIG after writing one line naming the setting into err. */
 int broker_config_check(const broker_config_t *c, char *err, size_t errlen)
 {
-    int rc = check_bind(c, "bind", c->bind, err, errlen);
+    int rc = check_bind(c, "bind", c->bind, -1, err, errlen);
 
     if (rc == 0) rc = check_ranges(c, err, errlen);
     if (rc == 0) rc = check_listeners(c, err, errlen);
+    if (rc == 0) rc = access__check(c, err, errlen); /* the files parse */
     return rc;
 }

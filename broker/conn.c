@@ -23,6 +23,7 @@
  */
 #include "conn_int.h"
 
+#include "access_int.h"
 #include "alias_int.h"
 #include "chunk_int.h"
 #include "connect_int.h"
@@ -355,7 +356,7 @@ void conn__ext_trim(conn_t *c)
 {
     conn_ext_t *x = c->ext;
     if (x == NULL || x->tp != &mqtt_transport || x->proto != &mqtt_transport ||
-        x->tp_data != NULL || x->acks != NULL || x->v5 != NULL)
+        x->tp_data != NULL || x->acks != NULL || x->v5 != NULL || x->verify != NULL)
         return;
     free(x);
     c->ext = NULL;
@@ -384,11 +385,13 @@ void conn__start_reading(conn_t *c)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-void conn__open(loop_t *l, int fd, const transport_t *tp, const transport_t *proto, void *arg)
+void conn__open(loop_t *l, int fd, const transport_t *tp, const transport_t *proto, void *arg,
+                int anon)
 {
     conn_t *c = conn__open_fd(l, fd, 0);
     void *self = NULL;
     if (c == NULL) return;
+    c->anon_ok = anon != 0;
     int rc = tp->open != NULL ? tp->open(c, tp != proto ? proto : NULL, arg, &self) : 0;
     conn__set_tp(c, tp, proto, self); /* so that the close frees self */
     if (rc != 0) {
@@ -553,8 +556,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 void conn__resume(conn_t *c)
 {
     c->last_rx = (uint32_t)uv_now(&c->loop->uv);
-    /* input that came with the CONNECT, or arrived before a pause */
+    /* input that came with the CONNECT, or arrived before a pause (or a
+     * CONNECT left unread while its password was verified: access.c) */
     if (in_len(c) > 0 && feed_own(c, 0) == CONN_GONE) return;
+    if (c->state == CONN_NEW) { /* waiting for the rest of a CONNECT */
+        if (!access__waiting(c)) conn__start_reading(c);
+        return;
+    }
     if (!conn__running(c)) return;
     conn__pause_if_backed_up(c);
     if (!c->read_paused && !c->throttled) conn__start_reading(c);
@@ -1021,6 +1029,7 @@ static void conn_free(conn_t *c)
     if (c->out != NULL) conn__out_free(c->out);
     free(c->in);
     connect__hello_free(c);
+    access__conn_free(c); /* a verification under way forgets c */
     alias__out_disable(c);
     if (c->ext != NULL) { /* persist__conn_gone took the acks */
         const transport_t *tp = c->ext->tp;

@@ -99,6 +99,9 @@ typedef struct conn_ext_s {
                                  order (persist.c); NULL when none */
     struct conn_v5_s *v5;     /* topic aliases and enhanced authentication
                                  (alias.c, auth.c), or NULL */
+    conn_auth_t *verify;      /* CONN_NEW: the password verification of
+                                 the CONNECT, under way or with its verdict
+                                 (access.c), or NULL */
 } conn_ext_t;
 
 struct conn_s {
@@ -131,6 +134,8 @@ struct conn_s {
                                      DISCONNECT (MQTT-3.1.2-29) */
     unsigned linger : 1;    /* we sent DISCONNECT: linger once it is out */
     unsigned lingering : 1; /* FIN sent, dropping input until EOF (conn.c) */
+    unsigned anon_ok : 1;   /* its listener takes clients without a user
+                               name (config__anonymous) */
     uint8_t throttled;    /* 0, or why c is paused (enum in throttle.c) */
     uint8_t hops;         /* times this connection was moved (CONNECT) */
     union {               /* (in a padding hole: no extra bytes) */
@@ -256,8 +261,10 @@ static inline int conn__send_shared(conn_t *c, const shared_pkt_t *sp,
 /* Opens a connection on loop l for the accepted socket fd (taken) that
  * speaks transport tp, whose protocol is proto (tp itself, or the one tp
  * wraps); arg is the listener's for tp->open (its TLS context: borrowed,
- * the connection takes its own reference). */
-void conn__open(loop_t *l, int fd, const transport_t *tp, const transport_t *proto, void *arg);
+ * the connection takes its own reference); anon is the listener's rule
+ * for clients without a user name (conn_t.anon_ok). */
+void conn__open(loop_t *l, int fd, const transport_t *tp, const transport_t *proto, void *arg,
+                int anon);
 /* Opens a connection on l for fd (taken), moved here from another loop
  * (not counted as accepted), with no transport state yet. Returns it,
  * ready to read, or NULL when it is already closing (bad socket, loop

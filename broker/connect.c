@@ -13,6 +13,7 @@
  */
 #include "connect_int.h"
 
+#include "access_int.h"
 #include "alias_int.h"
 #include "auth_int.h"
 #include "conn_int.h"
@@ -98,13 +99,15 @@ static int validate(conn_t *c, const pkt_connect_t *cp, uint8_t *reason)
  * mosquitto has it, on a TLS listener (the client certificate's common
  * name). A client the transport must name but cannot (no certificate, no
  * CN) is not authorized. The name lives in the loop's arena while the
- * CONNECT is handled. Returns 0, or the transport's error (UVMQ_ENOMEM
+ * CONNECT is handled. Sets *vouched when the name came from there (no
+ * password check then). Returns 0, or the transport's error (UVMQ_ENOMEM
  * without arena memory) with *reason set to the CONNACK reason, Not
  * authorized (0 on success). */
-static int identity_username(conn_t *c, pkt_connect_t *cp, uint8_t *reason)
+static int identity_username(conn_t *c, pkt_connect_t *cp, uint8_t *reason, int *vouched)
 {
     const transport_t *tp = conn__tp(c);
     *reason = PKT_RC_SUCCESS;
+    *vouched = 0;
     if (tp->username == NULL) return 0;
     char *cn = arena_alloc_raw(&c->loop->arena, IDENTITY_MAX);
     int rc = cn != NULL ? tp->username(c, conn__tp_data(c), cn, IDENTITY_MAX) : UVMQ_ENOMEM;
@@ -124,6 +127,7 @@ static int identity_username(conn_t *c, pkt_connect_t *cp, uint8_t *reason)
     cp->password.p = NULL;
     cp->password.len = 0;
     cp->has_password = 0;
+    *vouched = 1;
     log_debug("client %.*s (%s): user name \"%s\" from its certificate",
               cp->client_id.len ? (int)cp->client_id.len : 1,
               cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c), cn);
@@ -264,6 +268,7 @@ void connect__hello_free(conn_t *c)
 {
     if (c->hello == NULL) return;
     if (c->hello->will != NULL) msg_release(&c->hello->will);
+    free(c->hello->user);
     free(c->hello);
     c->hello = NULL;
 }
@@ -275,6 +280,12 @@ static void keep_hello(conn_t *c, const pkt_connect_t *cp, msg_t *will, int assi
     conn_hello_t *h = xcalloc(1, sizeof *h);
     c->hello = h;
     h->will = will;
+    if (cp->has_username) {
+        h->user = xmalloc(cp->username.len + 1);
+        memcpy(h->user, cp->username.p, cp->username.len);
+        h->user[cp->username.len] = '\0';
+        h->user_len = cp->username.len;
+    }
     h->expiry = session_expiry(cp, c->loop->b->cfg);
     h->will_delay = will != NULL && cp->version == PKT_V5 ? cp->will_props.will_delay : 0;
     h->will_expiry = 0;
@@ -339,6 +350,7 @@ static void finish(conn_t *c, sess_t *s, int present)
         broker__msg(s->will)->origin_hash = sess__origin_hash(s);
     }
     s->overflow_logged = 0;
+    access__sess_set_user(s, h->user, h->user_len); /* its ACL view */
     c->sess = s;
     c->state = CONN_ACTIVE;
     inflight_set_max(&s->inflight, h->window);
@@ -508,11 +520,16 @@ conn_rc_t connect__handle(conn_t *c, const uint8_t *frame, size_t len)
     if (rc < 0) return connect_decode_error(c, frame, len, rc);
     c->version = p.u.connect.version;
     uint8_t reason = PKT_RC_SUCCESS;
+    int vouched = 0;
     rc = validate(c, &p.u.connect, &reason);
-    if (rc == 0) rc = identity_username(c, &p.u.connect, &reason);
+    if (rc == 0) rc = identity_username(c, &p.u.connect, &reason, &vouched);
     if (rc != 0) return connect__refuse(c, &p.u.connect, reason);
     if (c->version == PKT_V5 && PKT_PROP_HAS(&p.u.connect.props, PROP_AUTH_METHOD))
-        return authenticate(c, &p.u.connect, frame, len);
+        return authenticate(c, &p.u.connect, frame, len); /* the method decides */
+    /* The password file and allow_anonymous (access.c); CONN_PENDING
+     * leaves this CONNECT unread until its password is verified. */
+    conn_rc_t ar = access__connect(c, &p.u.connect, vouched);
+    if (ar != CONN_OK) return ar;
     return apply(c, &p.u.connect);
 }
 

@@ -25,6 +25,9 @@ typedef struct conn_hello_s {
     uint8_t response_info; /* v5: Request Response Information was 1 */
     uint16_t alias_max;   /* v5: the client's Topic Alias Maximum, capped
                              by topic_alias_max (0: no outbound aliases) */
+    char *user;           /* the user name (NUL-terminated copy, owned;
+                             NULL: anonymous), for the session's ACL */
+    uint32_t user_len;
 } conn_hello_t;
 
 /* Handles the first packet of a connection (raw bytes of one frame).

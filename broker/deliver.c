@@ -12,6 +12,7 @@
 #include "deliver_int.h"
 #include "sess_int.h"
 
+#include "access_int.h"
 #include "chunk_int.h"
 #include "conn_int.h"
 #include "inbox_int.h"
@@ -153,8 +154,13 @@ static __attribute__((noinline, cold)) void fan_sink(sess_t *s, msg_t *m)
  * array, whether any hit has ids or any connection of l takes aliases,
  * max_out_bytes) is read once, and msgs_out is counted once: while no
  * connection of l takes aliases, the loop below is what it was without
- * them. */
-static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
+ * them. acl is a constant at each call (fanout_small), so the compiler
+ * makes two loops: without an ACL file the one below has no check at
+ * all; with one, each subscriber's read permission is asked first
+ * (access.c, through the session's cache of decisions). */
+static inline __attribute__((always_inline)) void fanout_loop(loop_t *l, msg_t *m,
+                                                              const router_hits_t *h,
+                                                              size_t n, const int acl)
 {
     fan_t f = {.l = l, .m = m, .h = h, .max_out = l->b->cfg->max_out_bytes};
     const router_hit_t *v = h->hit;
@@ -163,6 +169,7 @@ static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
     uint64_t sent = 0;
     for (size_t i = 0; i < n; i++) {
         if (i + PF_SESS < n) __builtin_prefetch(v[i + PF_SESS].sub);
+        if (acl && !access__may_read(l, v[i].sub, m)) continue;
         conn_t *c = ((sess_t *)v[i].sub)->conn;
         if (c == NULL || c->state != CONN_ACTIVE) { /* QoS 0: dropped, */
             if (c == NULL && ((sess_t *)v[i].sub)->to_sink) fan_sink(v[i].sub, m);
@@ -176,6 +183,14 @@ static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
             sent += (uint64_t)fan_slow(&f, &v[i], c, v5);
     }
     l->msgs_out += sent;
+}
+
+static void fanout_small(loop_t *l, msg_t *m, const router_hits_t *h, size_t n)
+{
+    if (access__acl_on(l->b))
+        fanout_loop(l, m, h, n, 1);
+    else
+        fanout_loop(l, m, h, n, 0);
 }
 
 /* The general fan-out: each hit's QoS, retain flag and subscription ids
@@ -374,6 +389,9 @@ static void deliver(loop_t *l, sess_t *s, msg_t *m, uint8_t qos, uint8_t retain,
         CNT_INC(l->b, expired);
         return;
     }
+    /* Read permission (ACL file only; retained messages and shared
+     * subscriptions come this way too). */
+    if (__builtin_expect(access__acl_on(l->b), 0) && !access__may_read(l, s, m)) return;
     if (c == NULL && s->to_sink) { /* never for an MQTT session */
         s->sink->ops->deliver(s->sink, m, qos, retain);
         return;

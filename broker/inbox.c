@@ -190,7 +190,7 @@ void inbox__post_direct(loop_t *t, const loop_item_t *item)
 static void accept_item(loop_t *l, loop_item_t *it)
 {
     const listener_t *ls = it->ptr;
-    conn__open(l, it->fd, ls->tp, ls->proto, it->tls_ctx);
+    conn__open(l, it->fd, ls->tp, ls->proto, it->tls_ctx, ls->anon);
     tls_ctx_release(&it->tls_ctx); /* the connection took its own */
 }
 

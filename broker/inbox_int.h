@@ -34,8 +34,11 @@ typedef struct loop_item_s {
     uint8_t report;  /* ITEM_PUBLISH, ITEM_SHARE: counted in m's
                         persist_wait (msg_state_t); report once this
                         loop's entries of m are committed */
-    uint8_t track;   /* ITEM_SHARE: counted in m's fwd_pending and the
-                        target's backlog (throttle.c) */
+    union {
+        uint8_t track; /* ITEM_SHARE: counted in m's fwd_pending and the
+                          target's backlog (throttle.c) */
+        uint8_t anon;  /* ITEM_MIGRATE: the connection's anon_ok */
+    };
     int fd;
     uint64_t seq;
     union {

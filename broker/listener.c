@@ -19,6 +19,8 @@
  */
 #include "listener_int.h"
 
+#include "access_int.h"
+#include "config_int.h"
 #include "conn_tls_int.h"
 #include "inbox_int.h"
 
@@ -221,9 +223,32 @@ static void describe_listeners(broker_t *b)
         ls->bind = lc != NULL && lc->bind != NULL ? lc->bind : cfg->bind;
         ls->port = lc != NULL ? lc->port : i == 0 ? cfg->port : cfg->http_port;
         ls->tls_cfg = lc != NULL && lc->has_tls ? &lc->tls : NULL;
+        ls->anon = (uint8_t)config__anonymous(cfg, lc != NULL ? lc->allow_anonymous : -1,
+                                              ls->bind);
         ls->proto = cfg->protocols[ls->kind];
         ls->tp = ls->tls_cfg != NULL ? &conn_tls__transport : ls->proto;
     }
+}
+
+/* Start-up lines an operator needs about access: which listeners take
+ * anonymous clients, and a warning for HTTP/2 credentials sent in clear
+ * text over the network (h2c on a non-loopback address). */
+static void log_access(broker_t *b)
+{
+    char names[512] = "";
+    size_t n = 0;
+    for (unsigned i = 0; i < b->n_listeners; i++) {
+        const listener_t *ls = &b->listeners[i];
+        if (ls->anon && n < sizeof names)
+            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", n ? ", " : "", ls->name);
+        if (ls->kind == LISTENER_HTTP && ls->tls_cfg == NULL && !config__loopback(ls->bind) &&
+            access__passwd_on(b))
+            log_warn("listener %s: HTTP/2 without TLS on a network address: Basic "
+                     "credentials travel in clear text (add \"tls\" to this listener; "
+                     "docs/http.md)",
+                     ls->name);
+    }
+    log_info("anonymous clients (no user name) accepted on: %s", n ? names : "no listener");
 }
 
 int listener__start(broker_t *b)
@@ -240,6 +265,7 @@ int listener__start(broker_t *b)
              b->cfg->data_dir);
     for (unsigned i = 1; i < b->n_listeners; i++)
         log_info("also listening on %s", b->listeners[i].name);
+    log_access(b);
     return 0;
 }
 

@@ -18,6 +18,8 @@ typedef struct listener_s {
                               wrapping proto */
     const char *bind;      /* borrowed from the config */
     uint16_t port;
+    uint8_t anon;          /* takes clients without a user name
+                              (config__anonymous) */
     const tls_config_t *tls_cfg; /* borrowed; NULL = plain TCP */
     tls_ctx_t *tls;        /* current context for new connections (a
                               reference); replaced on SIGHUP */

@@ -191,6 +191,10 @@ void loop__fold_counters(loop_t *l)
     if (l->bytes_out != 0)
         atomic_fetch_add_explicit(&k->bytes_out, l->bytes_out, memory_order_relaxed);
     l->msgs_out = l->bytes_in = l->bytes_out = 0;
+    if (l->acl_denied_read != 0) {
+        atomic_fetch_add_explicit(&k->acl_denied_read, l->acl_denied_read, memory_order_relaxed);
+        l->acl_denied_read = 0;
+    }
     if ((l->pkts_in | l->pkts_out | l->connects) == 0) return;
     atomic_fetch_add_explicit(&k->pkts_in, l->pkts_in, memory_order_relaxed);
     atomic_fetch_add_explicit(&k->pkts_out, l->pkts_out, memory_order_relaxed);

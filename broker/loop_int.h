@@ -86,6 +86,14 @@ struct loop_s {
     persist_loop_t *persist; /* the tick's store batch, generations and
                                 waiting acknowledgements (persist.c) */
     throttle_loop_t *throttle; /* publisher throttling (throttle.c) */
+    unsigned auth_pending; /* password verifications on the thread pool
+                              (access.c; max_auth_pending) */
+    uint64_t acl_denied_read; /* deliveries the ACL withheld since the
+                                 last fold (access.c) */
+    const msg_t *acl_hash_m; /* the message whose topic hash acl_hash is: */
+    uint32_t acl_hash;       /* a fan-out hashes its topic once (access.c) */
+    uint64_t auth_busy_log_at; /* uv_now of the last "server busy" line */
+    uint64_t auth_busy_since_log; /* busy refusals since (access.c) */
 };
 
 /* Makes the state each module keeps per loop (chunk, interest, persist,

@@ -16,6 +16,7 @@
  */
 #include "mqtt_int.h"
 
+#include "access_int.h"
 #include "auth_int.h"
 #include "conn_int.h"
 #include "connect_int.h"
@@ -40,7 +41,9 @@ static conn_rc_t dispatch(conn_t *c, const uint8_t *frame, size_t len)
     c->last_rx = (uint32_t)uv_now(&l->uv);
     if (c->state == CONN_NEW) {
         rc = connect__handle(c, frame, len);
-        if (rc != CONN_MIGRATE) { /* a moved CONNECT counts where handled */
+        /* a moved CONNECT counts where handled; one waiting for its
+         * password check, when handled again */
+        if (rc != CONN_MIGRATE && rc != CONN_PENDING) {
             l->pkts_in++;
             l->connects += (frame[0] >> 4) == PKT_CONNECT;
         }
@@ -86,7 +89,7 @@ static conn_rc_t move_away(conn_t *c, const uint8_t *data, size_t len)
     broker_t *b = c->loop->b;
     const transport_t *tp = conn__tp(c);
     loop_item_t it = {.kind = ITEM_MIGRATE, .hops = (uint8_t)(c->hops + 1),
-                      .fd = -1, .len = len};
+                      .anon = c->anon_ok, .fd = -1, .len = len};
     uv_os_fd_t fd = -1;
     uv_read_stop((uv_stream_t *)&c->tcp);
     /* Nothing of ours may be in flight: a TLS client sent its CONNECT
@@ -119,8 +122,10 @@ static conn_rc_t move_away(conn_t *c, const uint8_t *data, size_t len)
 /* Frames and dispatches every whole packet in data[0..n). Sets *used to
  * the bytes consumed and *need to the size of the incomplete packet that
  * follows (0 when unknown). Stops early (bytes left unused) when c is
- * throttled. A CONNECT for another loop's session moves c there with the
- * bytes from that CONNECT on (none is processed here). */
+ * throttled, or at a CONNECT whose password is being verified (those
+ * bytes stay with conn.c until access.c resumes c). A CONNECT for another
+ * loop's session moves c there with the bytes from that CONNECT on (none
+ * is processed here). */
 static conn_rc_t input(conn_t *c, void *self, const uint8_t *data, size_t n, size_t *used,
                        size_t *need)
 {
@@ -144,10 +149,14 @@ static conn_rc_t input(conn_t *c, void *self, const uint8_t *data, size_t n, siz
         } else {
             rc = dispatch(c, data + off, flen);
             arena_reset(&c->loop->arena);
-            if (rc == CONN_MIGRATE)
+            if (rc == CONN_MIGRATE) {
                 rc = move_away(c, data + off, n - off);
-            else
+            } else if (rc == CONN_PENDING) { /* its password is being */
+                rc = CONN_OK;                 /* verified (access.c): the */
+                break;                        /* CONNECT stays unread */
+            } else {
                 off += flen;
+            }
         }
     }
     *used = off;
@@ -197,12 +206,14 @@ void mqtt__open_moved(loop_t *l, loop_item_t *it)
     } else {
         size_t used = 0, need = 0;
         c->hops = it->hops;
+        c->anon_ok = it->anon;
         conn__set_tp(c, it->tp, &mqtt_transport, it->tp_data);
         /* as if just read; then what the transport kept (TLS ciphertext) */
         if (conn_feed(c, &mqtt_transport, NULL, it->bytes, it->len) == CONN_OK)
             (void)it->tp->input(c, it->tp_data, NULL, 0, &used, &need);
         if (c->state == CONN_ACTIVE) conn__pause_if_backed_up(c);
-        if (c->state != CONN_CLOSING && !c->read_paused && !c->throttled)
+        if (c->state != CONN_CLOSING && !c->read_paused && !c->throttled &&
+            !access__waiting(c)) /* its CONNECT's password is being checked */
             conn__start_reading(c);
     }
     it->tp_data = NULL;

@@ -17,6 +17,7 @@
 #include "persist_int.h"
 #include "sess_int.h"
 
+#include "access_int.h"
 #include "conn_int.h"
 #include "inbox_int.h"
 #include "interest_int.h"
@@ -197,7 +198,8 @@ void persist__session_put(loop_t *l, sess_t *s)
     if (!on(l)) return;
     store_session_t r = {.client_id = s->client_id, .proto = (uint8_t)s->version,
                          .expiry_s = s->expiry,
-                         .disconnected_at = s->conn != NULL ? 0 : msg_now_ms()};
+                         .disconnected_at = s->conn != NULL ? 0 : msg_now_ms(),
+                         .username = access__sess_user(s)};
     msg_t *w = s->will;
     if (w != NULL) {
         r.will_topic = w->topic;

@@ -10,6 +10,7 @@
  */
 #include "publish_int.h"
 
+#include "access_int.h"
 #include "alias_int.h"
 #include "conn_int.h"
 #include "deliver_int.h"
@@ -176,14 +177,13 @@ static conn_rc_t qos2_admit(conn_t *c, uint16_t id, int *deliver)
     return CONN_OK;
 }
 
-/* A client's PUBLISH to a $SYS topic: dropped, as mosquitto does (its
- * ACL denies writes under $SYS); QoS 1/2 still get their acknowledgement,
- * in order with the others, v5 with 0x87 Not authorized, which ends a
- * QoS 2 flow (docs/protocol.md). Returns CONN_OK or CONN_GONE. */
-static conn_rc_t drop_sys(conn_t *c, const pkt_publish_t *pub)
+/* A client's PUBLISH it may not make (to a $SYS topic, or one the ACL
+ * does not let it write): dropped, as mosquitto does; QoS 1/2 still get
+ * their acknowledgement, in order with the others, v5 with 0x87 Not
+ * authorized, which ends a QoS 2 flow, v3.1.1 a plain one (the protocol
+ * has no refusal code: docs/protocol.md). Returns CONN_OK or CONN_GONE. */
+static conn_rc_t drop_denied(conn_t *c, const pkt_publish_t *pub)
 {
-    log_debug("client %s: PUBLISH to %.*s dropped: $SYS topics are the broker's",
-              conn__id(c), (int)pub->topic.len, (const char *)pub->topic.p);
     if (pub->qos == 0) return CONN_OK;
     return persist__ack(c, pub->qos == 1 ? PKT_PUBACK : PKT_PUBREC, pub->packet_id,
                         PKT_RC_NOT_AUTHORIZED, NULL, persist__gen_now(c->loop));
@@ -199,9 +199,14 @@ conn_rc_t publish__handle(conn_t *c, pkt_t *p)
     CNT_INC(b, msgs_in);
     if (invalid) return conn__fail(c, bad, why);
     /* After check_topic: an aliased PUBLISH has its topic by now. */
-    if (broker_topic_is_sys((const char *)pub->topic.p, pub->topic.len))
-        return drop_sys(c, pub);
     loop_t *l = c->loop;
+    if (broker_topic_is_sys((const char *)pub->topic.p, pub->topic.len)) {
+        log_debug("client %s: PUBLISH to a $SYS topic dropped: $SYS topics are the broker's",
+                  conn__id(c));
+        return drop_denied(c, pub);
+    }
+    if (!access__may_publish(l, c->sess, (const char *)pub->topic.p, pub->topic.len))
+        return drop_denied(c, pub); /* counted and logged there */
     size_t ops = persist__ops(l); /* did this PUBLISH write? (persist.c) */
     if (pub->qos == 1 && over_receive_max(c, 1)) return fail_receive_max(c);
     if (pub->qos == 2) {

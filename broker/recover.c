@@ -13,6 +13,7 @@
  */
 #include "recover_int.h"
 
+#include "access_int.h"
 #include "interest_int.h"
 #include "persist_int.h"
 #include "sess_int.h"
@@ -107,6 +108,7 @@ static int on_session(void *ctx, const store_session_t *r)
     s->store_seq = r->last_seq;
     s->stored = 1; /* before its subscriptions: they count as durable */
     s->disconnected_at = offline_since(x, r);
+    if (r->username != NULL) access__sess_set_user(s, r->username, strlen(r->username));
     if (r->will_topic != NULL) {
         s->will = will_of(r);
         if (s->will == NULL) return UVMQ_ENOMEM;

@@ -13,6 +13,7 @@
  */
 #include "sess_int.h"
 
+#include "access_int.h"
 #include "deliver_int.h"
 #include "interest_int.h"
 #include "persist_int.h"
@@ -223,6 +224,7 @@ void sess__destroy(loop_t *l, sess_t *s)
     queue_dispose(&s->queue);
     inflight_dispose(&s->inflight);
     if (s->will != NULL) msg_release(&s->will);
+    access__sess_free(s);
     free(s);
 }
 
@@ -300,12 +302,15 @@ void sess__publish_will(loop_t *l, sess_t *s)
     msg_t *m = take_will(s);
     if (m == NULL) return;
     if (broker_topic_is_sys(m->topic, m->topic_len)) { /* as a PUBLISH there */
-        log_debug("will of %s on %s dropped: $SYS topics are the broker's", s->client_id,
-                  m->topic);
+        log_debug("will of %s dropped: $SYS topics are the broker's", s->client_id);
         msg_release(&m);
         return;
     }
-    log_debug("publishing will of %s on %s", s->client_id, m->topic);
+    if (!access__may_publish(l, s, m->topic, m->topic_len)) { /* counted, logged */
+        msg_release(&m);
+        return;
+    }
+    log_debug("publishing will of %s", s->client_id);
     deliver__publish(l, m);
     msg_release(&m);
 }

@@ -64,6 +64,8 @@ struct sess_s {
     uint32_t will_expiry; /* v5 Message Expiry of the will, s; 0 = none;
                              counted from publication, not from CONNECT */
     uint64_t store_seq; /* last queue entry seq given out (persist.c) */
+    access_sess_t *access; /* user and ACL view (access.c), or NULL when
+                              no access control needs them */
     char client_id[];  /* NUL-terminated, in the same block (sized with
                           offsetof: an idle session is this block only);
                           immutable */

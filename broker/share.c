@@ -47,9 +47,6 @@
 #include "../common/log.h"
 #include "../common/xmalloc.h"
 
-#define SHARE_PREFIX "$share/"
-#define SHARE_PREFIX_LEN 7
-
 /* Times one message may be picked again because the member it was for
  * left or went offline before its item ran; then it goes to that member
  * anyway (queued if it is offline) or, if it left, is dropped. */

@@ -13,6 +13,10 @@
 
 #include "inbox_int.h"
 
+/* What begins a shared subscription's filter: "$share/<group>/<filter>". */
+#define SHARE_PREFIX "$share/"
+#define SHARE_PREFIX_LEN 7
+
 typedef struct share_s share_t;
 typedef struct share_member_s share_member_t;
 

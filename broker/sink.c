@@ -7,12 +7,14 @@
  */
 #include "broker_int.h"
 
+#include "access_int.h"
 #include "deliver_int.h"
 #include "interest_int.h"
 #include "sess_int.h"
 #include "share_int.h"
 
-sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len)
+sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len, const char *user,
+                  size_t ulen)
 {
     loop_t *l = c->loop;
     sess_t *s = sess__create(id, len, l->b->cfg);
@@ -20,6 +22,7 @@ sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len)
     s->sink = k;
     s->to_sink = 1;
     s->version = PKT_V5; /* gets v5 properties; no subscription ids asked */
+    access__sess_set_user(s, user, ulen);
     return s;
 }
 

@@ -41,9 +41,12 @@ struct sink_s {
 };
 
 /* Opens a session named id[0..len) (for logs; "$http/<loop>/<n>") on c's
- * loop that delivers to k (borrowed until sink_close). Returns it, with
- * no subscriptions yet. */
-sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len);
+ * loop that delivers to k (borrowed until sink_close), for the client
+ * user[0..ulen) (NULL: anonymous), whose read permission the ACL checks
+ * on every message, as for an MQTT subscriber. Returns it, with no
+ * subscriptions yet. */
+sess_t *sink_open(conn_t *c, sink_t *k, const char *id, size_t len, const char *user,
+                  size_t ulen);
 /* Subscribes s to the valid filter f[0..len) at QoS qos. The subscription
  * matches from the moment this returns. Returns 0, UVMQ_EINVAL for a
  * $share filter (a sink is one subscriber, not a group member), or the

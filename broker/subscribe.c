@@ -10,13 +10,29 @@
  */
 #include "subscribe_int.h"
 
+#include "access_int.h"
 #include "conn_int.h"
 #include "deliver_int.h"
 #include "interest_int.h"
 #include "persist_int.h"
 #include "share_int.h"
 
+#include <string.h>
+
 #include "../common/log.h"
+
+/* 1 when the ACL lets c subscribe to the valid filter f[0..len): for a
+ * shared subscription, to the filter after "$share/<group>/". */
+static int may_subscribe(conn_t *c, const char *f, size_t len)
+{
+    if (share__is_shared(f, len)) {
+        const char *g = memchr(f + SHARE_PREFIX_LEN, '/', len - SHARE_PREFIX_LEN);
+        if (g == NULL) return 0; /* cannot happen: a valid shared filter */
+        len -= (size_t)(g + 1 - f);
+        f = g + 1;
+    }
+    return access__may_subscribe(c->loop, c->sess, f, len);
+}
 
 /* Subscribes to one filter: sets *reason to its SUBACK reason code (the
  * granted QoS, or the refusal) and *send_ret when retained messages are
@@ -34,6 +50,11 @@ static int subscribe_one(conn_t *c, const pkt_sub_t *sub, uint32_t sub_id, uint8
     *reason = v5 ? PKT_RC_TOPIC_FILTER_INVALID : PKT_RC_UNSPECIFIED; /* until granted */
     if (!topic_filter_valid(f, len) || topic_levels(f, len) > b->cfg->max_topic_levels)
         return UVMQ_EINVAL;
+    if (!may_subscribe(c, f, len)) {
+        /* 0x87 Not authorized (v3.1.1: 0x80 Failure) */
+        *reason = v5 ? PKT_RC_NOT_AUTHORIZED : PKT_RC_UNSPECIFIED;
+        return UVMQ_EINVAL;
+    }
     /* Into this loop's router, published before the SUBACK is queued
      * (ordering guarantee: inbox.c). */
     int rc = interest__subscribe(c->loop, c->sess, f, len, sub->options, sub_id, &existed);

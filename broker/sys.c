@@ -34,7 +34,8 @@ enum sys_value {
     V_BYTES_IN, V_BYTES_OUT, V_CONNECTED, V_DISCONNECTED, V_TOTAL, V_MAXIMUM,
     V_SESS_EXPIRED, V_INFLIGHT, V_PKTS_IN, V_PKTS_OUT, V_DROPPED, V_PUB_IN,
     V_PUB_OUT, V_RETAINED, V_SUBS, V_QUEUED, V_MSG_EXPIRED, V_HTTP_CONNS,
-    V_REFUSED, V_CONNECTS, V_SOCKETS, N_VALUES
+    V_REFUSED, V_CONNECTS, V_SOCKETS, V_AUTH_FAILED, V_AUTH_ANON, V_ACL_PUB, V_ACL_SUB,
+    V_ACL_READ, N_VALUES
 };
 
 typedef struct sys_topic_s {
@@ -65,6 +66,11 @@ static const sys_topic_t counts[] = {
     {"$SYS/broker/uvmq/messages/expired", V_MSG_EXPIRED},
     {"$SYS/broker/uvmq/connections/http", V_HTTP_CONNS},
     {"$SYS/broker/uvmq/connections/refused", V_REFUSED},
+    {"$SYS/broker/uvmq/auth/bad_credentials", V_AUTH_FAILED},
+    {"$SYS/broker/uvmq/auth/anonymous_refused", V_AUTH_ANON},
+    {"$SYS/broker/uvmq/acl/denied/publish", V_ACL_PUB},
+    {"$SYS/broker/uvmq/acl/denied/subscribe", V_ACL_SUB},
+    {"$SYS/broker/uvmq/acl/denied/deliver", V_ACL_READ},
 };
 #define N_COUNTS (sizeof counts / sizeof counts[0])
 
@@ -142,6 +148,11 @@ static void values(sys_t *y, const broker_stats_t *s, uint64_t v[N_VALUES])
     v[V_REFUSED] = s->refused;
     v[V_CONNECTS] = s->connects;
     v[V_SOCKETS] = s->accepted;
+    v[V_AUTH_FAILED] = s->auth_failed;
+    v[V_AUTH_ANON] = s->auth_anonymous;
+    v[V_ACL_PUB] = s->acl_denied_publish;
+    v[V_ACL_SUB] = s->acl_denied_subscribe;
+    v[V_ACL_READ] = s->acl_denied_read;
 }
 
 /* Publishes payload on topic, retained, unless slot holds it already. */

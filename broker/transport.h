@@ -44,7 +44,10 @@ typedef enum conn_rc {
     CONN_OK = 0,  /* go on with the connection's input */
     CONN_GONE,    /* c was closed: stop processing its input */
     CONN_MIGRATE, /* CONNECT: move c to the loop c->move_to (mqtt.c) */
-    CONN_PENDING  /* CONNECT waits for the client's next AUTH (auth.c) */
+    CONN_PENDING  /* CONNECT waits: for its password check (access.c;
+                     its bytes stay unread until c is resumed), or for
+                     the client's next AUTH (auth.c; turned into CONN_OK
+                     before it reaches mqtt.c) */
 } conn_rc_t;
 
 /* conn_close flags; the v5 ones matter to MQTT only. */
@@ -199,5 +202,46 @@ void conn_count(conn_t *c, enum conn_counter k, int n);
  * max_packet_size (nothing published, no acked call). */
 int conn_publish(conn_t *c, const pkt_bin_t *topic, const pkt_bin_t *payload,
                  const pkt_props_t *props, uint8_t qos, uint8_t retain, uint32_t id);
+
+/* ---- access control for a transport's own requests (access.c) ----
+ * The same password file and ACL file as MQTT clients: an HTTP/2 request
+ * with Basic credentials is a client with that user name. */
+
+/* A password verification under way on the thread pool. */
+typedef struct conn_auth_s conn_auth_t;
+/* What conn_authenticate decided (or its callback reports). */
+enum conn_auth_verdict {
+    CONN_AUTH_OK = 0, /* user and password match */
+    CONN_AUTH_DENIED, /* unknown user or wrong password (counted, logged) */
+    CONN_AUTH_PENDING,/* being verified: the callback tells */
+    CONN_AUTH_BUSY    /* too many verifications queued (max_auth_pending) */
+};
+/* A verification's end, on c's loop: verdict CONN_AUTH_OK or
+ * CONN_AUTH_DENIED. The job is over (its pointer is invalid) when this
+ * runs. */
+typedef void (*conn_auth_cb)(conn_t *c, void *arg, int verdict);
+
+/* 1 when the broker has a password file: a transport must ask for
+ * credentials (and check them with conn_authenticate). */
+int conn_auth_required(const conn_t *c);
+/* 1 when c's listener takes clients without a user name
+ * (allow_anonymous, or the loopback rule). */
+int conn_anonymous_ok(const conn_t *c);
+/* Checks user[0..ulen) with password pass[0..plen) (both borrowed for the
+ * call) against the password file: CONN_AUTH_OK or CONN_AUTH_DENIED at
+ * once when the answer is known (the cache of verified credentials),
+ * CONN_AUTH_BUSY, or CONN_AUTH_PENDING with *job set: cb(c, arg, verdict)
+ * runs later unless conn_auth_cancel(job) comes first. */
+int conn_authenticate(conn_t *c, const char *user, size_t ulen, const char *pass, size_t plen,
+                      conn_auth_cb cb, void *arg, conn_auth_t **job);
+/* Forgets a pending *job (its callback never runs); *job is NULL. */
+void conn_auth_cancel(conn_auth_t **job);
+/* 1 when user[0..ulen) (user NULL: anonymous) may publish to the topic
+ * name t[0..len) from c; always 1 without an ACL file. A refusal is
+ * counted. */
+int conn_may_publish(conn_t *c, const char *user, size_t ulen, const char *t, size_t len);
+/* 1 when that user may subscribe to the filter f[0..len) (as an MQTT
+ * SUBSCRIBE would be answered); always 1 without an ACL file. */
+int conn_may_subscribe(conn_t *c, const char *user, size_t ulen, const char *f, size_t len);
 
 #endif

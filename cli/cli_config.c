@@ -54,6 +54,11 @@ static const struct setting settings[] = {
     {"data_dir", K_STRING, FIELD(data_dir), 0, 0},
     {NUM(threads, 0, 1024)},
     {"allow_anonymous", K_TRIBOOL, FIELD(allow_anonymous), 0, 0},
+    {"password_file", K_STRING, FIELD(password_file), 0, 0},
+    {"acl_file", K_STRING, FIELD(acl_file), 0, 0},
+    {NUM(auth_cache_size, 0, 1048576)},
+    {NUM(auth_cache_ttl, 1, 86400)},
+    {NUM(max_auth_pending, 1, 65535)},
     {"throttle_publishers", K_BOOL, FIELD(throttle_publishers), 0, 0},
     {NUM(session_shards, 1, 4096)},
     {"shared_strategy", K_STRATEGY, FIELD(shared_strategy), 0, 0},
@@ -320,7 +325,7 @@ static int apply_other(broker_config_t *cfg, const struct setting *s, const cJSO
 
 /* Names of a listener's members and of its "tls" object's, for the
  * unknown / repeated key checks. */
-static const char *const listener_keys[] = {"type", "bind", "port", "tls"};
+static const char *const listener_keys[] = {"type", "bind", "port", "tls", "allow_anonymous"};
 static const char *const tls_keys[] = {"cert", "key", "ca", "ciphers", "ciphersuites",
                                        "min_version", "require_certificate",
                                        "use_identity_as_username"};
@@ -492,6 +497,8 @@ static int apply_listener(broker_config_t *cfg, const cJSON *obj, size_t i, cons
                           errlen);
     if (rc == 0) rc = member_string(obj, where, "bind", &l->bind, path, err, errlen);
     if (rc == 0) rc = listener_port(l, obj, where, path, err, errlen);
+    if (rc == 0)
+        rc = member_bool(obj, where, "allow_anonymous", &l->allow_anonymous, path, err, errlen);
     if (rc == 0 && (tls = cJSON_GetObjectItemCaseSensitive(obj, "tls")) != NULL)
         rc = apply_tls(l, tls, tls_where, path, err, errlen);
     if (rc == 0 && l->has_tls && l->port == 0)

@@ -44,3 +44,31 @@ void log_msg(enum log_level level, const char *fmt, ...)
     fprintf(stderr, "%s.%03ldZ %-5s %s\n", stamp, ts.tv_nsec / 1000000L,
             level_names[level], text);
 }
+
+const char *log_quote(char *out, size_t cap, const void *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = p;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = s[i];
+        int plain = ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\';
+        size_t need = plain ? 1 : 4;
+        if (o + need + 4 > cap) { /* room for "..." and the NUL */
+            out[o++] = '.';
+            out[o++] = '.';
+            out[o++] = '.';
+            break;
+        }
+        if (plain) {
+            out[o++] = (char)ch;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[ch >> 4];
+            out[o++] = hex[ch & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}

@@ -192,6 +192,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     } else if (nlen == 14 && memcmp(name, "content-length", 14) == 0) {
         st->content_length = parse_length(val, vlen);
     } else if ((nlen == 12 && memcmp(name, "content-type", 12) == 0) ||
+               (nlen == 13 && memcmp(name, "authorization", 13) == 0) ||
                (nlen > 7 && memcmp(name, "x-mqtt-", 7) == 0)) {
         keep_header(st, name, nlen, val, vlen);
     }

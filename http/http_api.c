@@ -2,8 +2,11 @@
  * http_api.c - the HTTP/2 API's requests: routing, publish, subscribe
  * (event streams), retained, stats, metrics, health.
  *
- * A publish goes through conn_publish as an MQTT PUBLISH of an anonymous
- * client would; QoS 1/2 is answered when the core calls the transport's
+ * Every request but /healthz is authorized first (http_auth.c: Basic
+ * credentials against the password file), and what its user asks is
+ * checked against the ACL (403 when refused; an event stream's session
+ * carries the user, so the ACL filters every message it is sent). A
+ * publish goes through conn_publish as an MQTT PUBLISH would; QoS 1/2 is answered when the core calls the transport's
  * acked (http.c), so its 204 waits for the same commits a PUBACK would.
  * A subscribe is an event stream: a sink (broker/sink.h) with its own
  * clean session, which the router and the fan-out treat as any
@@ -72,6 +75,12 @@ static void answer(http_stream_t *st, uint16_t status, uint8_t reason, const cha
 {
     http_err_t e = {status, reason, msg};
     http__respond_error(st, &e);
+}
+
+/* 403: the ACL does not let the request's user do this. */
+static void forbidden(http_stream_t *st)
+{
+    answer(st, 403, PKT_RC_NOT_AUTHORIZED, "not authorized");
 }
 
 /* Decodes and checks the topic after `prefix` in the path into arena
@@ -151,6 +160,10 @@ static void do_publish(http_stream_t *st)
     char *topic = NULL;
     size_t tlen = 0;
     if (publish_check(st, &o, &topic, &tlen) != 0 || publish_props(st, &props) != 0) return;
+    if (!conn_may_publish(c, st->user, st->user_len, topic, tlen)) {
+        forbidden(st);
+        return;
+    }
     pkt_bin_t t = {(const uint8_t *)topic, tlen};
     pkt_bin_t payload = {st->body.p, st->body.len};
     /* QoS 1/2: answered in http.c's acked, perhaps before this returns */
@@ -232,10 +245,16 @@ static void do_subscribe(http_stream_t *st)
         http__respond_error(st, &err);
         return;
     }
+    for (int i = 0; i < n; i++) {
+        if (!conn_may_subscribe(c, st->user, st->user_len, fbuf + off[i], len[i])) {
+            forbidden(st);
+            return;
+        }
+    }
     /* Its own clean session: not in the session map, never stored. */
     int idn = snprintf(id, sizeof id, "$http/%u/%u", conn_loop_index(c), ++h->sse_seq);
     st->sink.ops = &sse_ops;
-    st->sess = sink_open(c, &st->sink, id, (size_t)idn);
+    st->sess = sink_open(c, &st->sink, id, (size_t)idn, st->user, st->user_len);
     st->sse_qos = qos;
     for (int i = 0; i < n; i++) /* in the router before the 200 (inbox.c) */
         (void)sink_subscribe(st->sess, fbuf + off[i], len[i], qos);
@@ -248,6 +267,7 @@ static void do_subscribe(http_stream_t *st)
 
 void http__stream_gone(http_stream_t *st)
 {
+    http__auth_gone(st);
     if (st->sess != NULL) sink_close(&st->sess); /* out of the router, then freed */
 }
 
@@ -261,6 +281,10 @@ static void do_retained(http_stream_t *st)
     split_path(st, &path, &plen, &query, &qlen);
     char *t = topic_of(st, path, plen, sizeof P_RETAINED - 1, &tlen);
     if (t == NULL) return;
+    if (!conn_may_subscribe(st->h->c, st->user, st->user_len, t, tlen)) {
+        forbidden(st); /* reading it is subscribing to it, once */
+        return;
+    }
     msg_t *m = broker_retained_get(conn_broker(st->h->c), t, tlen);
     if (m == NULL) {
         answer(st, 404, PKT_RC_UNSPECIFIED, "no retained message on this topic");
@@ -275,9 +299,19 @@ static void do_retained(http_stream_t *st)
     msg_release(&m);
 }
 
+/* 1 when the request's user may read the statistics: one who may
+ * subscribe to $SYS/# (any user without an ACL file); else answered 403. */
+static int may_read_stats(http_stream_t *st)
+{
+    if (conn_may_subscribe(st->h->c, st->user, st->user_len, "$SYS/#", 6)) return 1;
+    forbidden(st);
+    return 0;
+}
+
 static void do_stats(http_stream_t *st)
 {
     char *json = NULL;
+    if (!may_read_stats(st)) return;
     if (http__stats_json(conn_broker(st->h->c), &json) != 0) {
         answer(st, 503, PKT_RC_UNSPECIFIED, "out of memory");
         return;
@@ -289,6 +323,7 @@ static void do_stats(http_stream_t *st)
 static void do_metrics(http_stream_t *st)
 {
     http_buf_t b = {0};
+    if (!may_read_stats(st)) return;
     if (http__metrics_text(conn_broker(st->h->c), &b) == 0)
         http__respond(st, 200, "text/plain; version=0.0.4", b.p, b.len, NULL, 0);
     else
@@ -334,7 +369,9 @@ void http__request_headers(http_stream_t *st, int end_stream)
         http__respond(st, 405, "application/json", b.p, b.len,
                       want == HTTP_POST ? allow_post : allow_get, 1);
         http__buf_free(&b);
-    } else if (r == R_PUBLISH) {
+    } else if (r == R_HEALTH) {
+        st->auth = HTTP_AUTH_OK; /* open to all: load balancers probe it */
+    } else if (http__authorize(st) == 0 && r == R_PUBLISH) {
         http_pub_opts_t o;
         char *t = NULL;
         size_t tlen = 0;
@@ -348,6 +385,10 @@ void http__request_end(http_stream_t *st)
     size_t plen, qlen;
     uint8_t want = 0;
     if (st->answered || st->path == 0) return;
+    if (st->auth != HTTP_AUTH_OK) { /* its password is being verified */
+        st->ended = 1;
+        return;
+    }
     split_path(st, &path, &plen, &query, &qlen);
     switch (route_of(path, plen, &want)) {
     case R_PUBLISH: do_publish(st); break;

@@ -63,6 +63,9 @@ typedef struct http_hdr_s {
 
 enum http_method { HTTP_OTHER = 0, HTTP_GET, HTTP_POST, HTTP_HEAD };
 
+/* Where a request's credentials stand (http_auth.c). */
+enum http_auth { HTTP_AUTH_NONE = 0, HTTP_AUTH_WAIT, HTTP_AUTH_OK };
+
 typedef struct http_conn_s http_conn_t;
 typedef struct http_stream_s http_stream_t;
 
@@ -92,6 +95,13 @@ struct http_stream_s {
     http_buf_t body;     /* request body */
     http_buf_t out;      /* response body, or pending events */
     sess_t *sess;        /* an event stream's session (sink_open; owned) */
+    uint8_t auth;        /* enum http_auth (http_auth.c) */
+    uint8_t ended;       /* the request ended while its credentials were
+                            being verified: run it when they are */
+    char *user;          /* the request's user name (owned, NUL-terminated;
+                            NULL: anonymous) */
+    uint32_t user_len;
+    conn_auth_t *auth_job; /* the verification under way, or NULL */
 };
 
 struct http_conn_s {
@@ -213,6 +223,17 @@ const char *http__header(const http_stream_t *st, const char *name, size_t *len)
 
 /* A request's headers are complete: answers at once what can be (bad
  * path, method, query, oversize Content-Length), else waits for the body. */
+/* ---- http_auth.c ---- */
+
+/* Decides who st's request comes from (its Authorization header; the
+ * password file; the listener's anonymous rule). Returns 0 when known
+ * (st->auth is HTTP_AUTH_OK, st->user set or NULL for anonymous), 1 while
+ * a password is being verified (http__request_end runs once it is, if
+ * the request ended meanwhile), or -1 after answering 401 or 503. */
+int http__authorize(http_stream_t *st);
+/* Cancels st's verification under way and frees its user name. */
+void http__auth_gone(http_stream_t *st);
+
 void http__request_headers(http_stream_t *st, int end_stream);
 /* The request is complete (END_STREAM): runs it. */
 void http__request_end(http_stream_t *st);

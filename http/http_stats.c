@@ -52,6 +52,12 @@ int http__stats_json(broker_t *b, char **out)
     add_obj(r, "shared",
             (const char *const[]){"members", "delivered", "moved", "dropped", NULL},
             (uint64_t[]){s.shared_subs, s.shared, s.shared_moved, s.shared_dropped});
+    add_obj(r, "auth",
+            (const char *const[]){"bad_credentials", "anonymous_refused", "busy", "cache_hits",
+                                  NULL},
+            (uint64_t[]){s.auth_failed, s.auth_anonymous, s.auth_busy, s.auth_cache_hits});
+    add_obj(r, "acl_denied", (const char *const[]){"publish", "subscribe", "deliver", NULL},
+            (uint64_t[]){s.acl_denied_publish, s.acl_denied_subscribe, s.acl_denied_read});
     cJSON_AddNumberToObject(r, "retained", (double)s.retained);
     cJSON_AddNumberToObject(r, "sessions", (double)s.sessions);
     add_obj(r, "queue", (const char *const[]){"queued", "inflight", NULL},
@@ -161,6 +167,21 @@ int http__metrics_text(broker_t *b, http_buf_t *out)
           "Messages given to another member after theirs left or disconnected.", shared_moved),
         M("uvmq_shared_dropped_total", "counter",
           "Messages whose member left with no other member to take them.", shared_dropped),
+        M("uvmq_auth_failures_total", "counter",
+          "CONNECTs and HTTP requests refused: bad user name or password.", auth_failed),
+        M("uvmq_auth_anonymous_refused_total", "counter",
+          "CONNECTs refused: no user name on a listener without anonymous clients.",
+          auth_anonymous),
+        M("uvmq_auth_busy_total", "counter",
+          "CONNECTs refused: max_auth_pending password checks queued.", auth_busy),
+        M("uvmq_auth_cache_hits_total", "counter",
+          "Credentials found in the cache of verified ones.", auth_cache_hits),
+        M("uvmq_acl_denied_publish_total", "counter", "Publishes the ACL refused.",
+          acl_denied_publish),
+        M("uvmq_acl_denied_subscribe_total", "counter", "Subscription filters the ACL refused.",
+          acl_denied_subscribe),
+        M("uvmq_acl_denied_deliveries_total", "counter",
+          "Deliveries withheld: the subscriber may not read the topic.", acl_denied_read),
         M("uvmq_retained_messages", "gauge", "Retained messages.", retained),
         M("uvmq_sessions", "gauge", "MQTT sessions, online or not.", sessions),
         M("uvmq_queued_messages", "gauge", "QoS 1/2 messages waiting in session queues.", queued),

@@ -78,6 +78,7 @@ typedef struct store_session_s {
     uint32_t will_delay_s;
     uint32_t will_expiry_s;
     uint64_t last_seq;
+    const char *username;      /* the client's user name; NULL = anonymous */
 } store_session_t;
 
 typedef struct store_sub_s {

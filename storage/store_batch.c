@@ -140,7 +140,7 @@ size_t store_batch_count(const store_batch_t *b)
 int store_batch_session_put(store_batch_t *b, const store_session_t *sess)
 {
     size_t n = str_size(sess->client_id) + str_size(sess->will_topic) +
-               sess->will_payload_len + sess->will_props_len + 1;
+               str_size(sess->username) + sess->will_payload_len + sess->will_props_len + 1;
     pack_t pk = { copy_room(b, n), 0, n };
     int rc = 0;
     assert(sess->client_id != NULL);
@@ -153,6 +153,7 @@ int store_batch_session_put(store_batch_t *b, const store_session_t *sess)
         op->u.sess = *sess;
         op->u.sess.client_id = pack_str(&pk, sess->client_id);
         op->u.sess.will_topic = pack_str(&pk, sess->will_topic);
+        op->u.sess.username = pack_str(&pk, sess->username);
         op->u.sess.will_payload = pack_bytes(&pk, sess->will_payload, sess->will_payload_len);
         op->u.sess.will_props = pack_bytes(&pk, sess->will_props, sess->will_props_len);
         if (op->u.sess.will_payload == NULL) op->u.sess.will_payload_len = 0;

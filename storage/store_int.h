@@ -16,7 +16,7 @@
 #include "store.h"
 #include "../common/arena.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_DB_NAME "uvmq.db"
 
 enum store_op_kind {

@@ -92,7 +92,8 @@ static int row_session(rec_t *r, sqlite3_stmt *q)
         x.will_delay_s = (uint32_t)sqlite3_column_int64(q, 9);
         x.will_expiry_s = (uint32_t)sqlite3_column_int64(q, 10);
     }
-    x.last_seq = col_u64(q, 11);
+    x.username = col_text(q, 11);
+    x.last_seq = col_u64(q, 12);
     r->st->sessions++;
     return r->cbs->on_session != NULL ? r->cbs->on_session(r->ctx, &x) : 0;
 }

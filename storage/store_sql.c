@@ -43,8 +43,13 @@ static const char schema_v1[] =
     "CREATE TABLE retained(topic TEXT PRIMARY KEY NOT NULL,"
     " msg_id INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* Version 1 -> 2: a session keeps its client's user name, so that after
+ * a restart the ACL reads for the user who made it (NULL: anonymous). */
+static const char schema_v2[] = "ALTER TABLE session ADD COLUMN username TEXT;";
+
 const store_migration_t store__migrations[STORE_SCHEMA_VERSION] = {
     { "initial schema", schema_v1 },
+    { "session user names", schema_v2 },
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -55,7 +60,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_RELEASE] = "RELEASE batch",
     [ST_ROLLBACK_TO] = "ROLLBACK TO batch",
     [ST_SESS_PUT] = "INSERT OR REPLACE INTO session VALUES"
-                    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
     [ST_SESS_DEL] = "DELETE FROM session WHERE client_id=?1",
     [ST_SESS_ENTRY_MSGS] = "SELECT msg_id FROM entry WHERE client_id=?1 AND msg_id<>0",
     [ST_SESS_DEL_ENTRIES] = "DELETE FROM entry WHERE client_id=?1",
@@ -258,6 +263,7 @@ static int session_put(store_t *s, const store_session_t *x)
     sqlite3_bind_int(st, 9, x->will_retain);
     bind_u64(st, 10, x->will_delay_s);
     bind_u64(st, 11, x->will_expiry_s);
+    bind_text(st, 12, x->username);
     return store__run(st);
 }
 

@@ -29,9 +29,9 @@
 #include "tests/integration/harness/h2client.h"
 #include "tests/integration/harness/harness.h"
 
-/* How many topics one update publishes: 19 counts, 9 loads x 3 windows,
+/* How many topics one update publishes: 24 counts, 9 loads x 3 windows,
  * uptime and version (docs/sys.md). */
-#define SYS_TOPICS 48
+#define SYS_TOPICS 53
 
 #define T_VERSION "$SYS/broker/version"
 #define T_UPTIME "$SYS/broker/uptime"

@@ -130,6 +130,20 @@ static void passwd_refuses_unknown_user_after_dummy_work(void **state)
 }
 
 /* A new hash of type parses, verifies and refuses a wrong password. */
+/* The decoy an unknown user is checked against is the file's first user,
+ * so a refusal costs what the file's own hashes cost. */
+static void passwd_decoy_is_the_first_user(void **state)
+{
+    passwd_t *pw = parse_ok(BOB_7 "\n" ALICE_6 "\n");
+    const passwd_user_t *d = passwd_decoy(pw);
+    assert_non_null(d);
+    assert_ptr_equal(d, passwd_find(pw, "bob", 3));
+    passwd_release(&pw);
+    pw = parse_ok("# nobody\n");
+    assert_null(passwd_decoy(pw));
+    passwd_release(&pw);
+}
+
 static void round_trip(enum passwd_type type, unsigned iterations, const char *prefix)
 {
     char hash[PASSWD_HASH_MAX], line[PASSWD_HASH_MAX + 16];
@@ -498,6 +512,7 @@ int main(void)
         cmocka_unit_test(passwd_verifies_argon2id_cli_hashes),
         cmocka_unit_test(passwd_verifies_argon2id_hash_with_mosquitto_parameters),
         cmocka_unit_test(passwd_refuses_unknown_user_after_dummy_work),
+        cmocka_unit_test(passwd_decoy_is_the_first_user),
         cmocka_unit_test(passwd_hash_output_round_trips_for_each_type),
         cmocka_unit_test(passwd_hash_makes_a_new_salt_each_time),
         cmocka_unit_test(passwd_hash_refuses_unknown_type_and_short_buffer),

@@ -10,11 +10,13 @@
 
 #include <stdint.h>
 
+#include "broker/access_int.h"
 #include "broker/alias_int.h"
 #include "broker/auth_int.h"
 #include "broker/broker_int.h"
 #include "broker/chunk_int.h"
 #include "broker/conn_int.h"
+#include "broker/config_int.h"
 #include "broker/conn_tls_int.h"
 #include "broker/connect_int.h"
 #include "broker/deliver_int.h"

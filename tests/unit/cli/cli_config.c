@@ -18,6 +18,7 @@
 #include <ftw.h>
 
 #include "broker/broker.h"
+#include "broker/config_int.h"
 #include "cli/cli_config.h"
 #include "common/err.h"
 #include "common/log.h"
@@ -131,6 +132,11 @@ static void config_defaults_match_broker_h(void **state)
     assert_int_equal(c->topic_alias_max, 10);
     assert_string_equal(c->response_information_prefix, "resp");
     assert_int_equal(c->log_level, LOG_INFO);
+    assert_null(c->password_file);
+    assert_null(c->acl_file);
+    assert_int_equal(c->auth_cache_size, 1024);
+    assert_int_equal(c->auth_cache_ttl, 300);
+    assert_int_equal(c->max_auth_pending, 64);
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
 }
 
@@ -453,9 +459,9 @@ static void check_refuses_non_loopback_bind_without_allow_anonymous(void **state
     free(c->bind);
     c->bind = strdup("0.0.0.0");
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), UVMQ_ECONFIG);
-    assert_string_equal(f->err, "bind 0.0.0.0 is not a loopback address: set allow_anonymous "
-                                "(true to accept anonymous clients from the network) in the "
-                                "config file");
+    assert_string_equal(f->err, "bind 0.0.0.0 is not a loopback address: set password_file, "
+                                "or allow_anonymous (true to accept anonymous clients from the "
+                                "network) in the config file");
     c->allow_anonymous = 0;
     assert_int_equal(broker_config_check(c, f->err, sizeof f->err), 0);
     c->allow_anonymous = 1;
@@ -682,8 +688,9 @@ static void check_applies_the_listener_rules(void **state)
     assert_int_equal(load(f, "{\"listeners\": [{\"bind\": \"0.0.0.0\", \"port\": 1999}]}"), 0);
     assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), UVMQ_ECONFIG);
     snprintf(want, sizeof want,
-             "%s: listeners[0].bind 0.0.0.0 is not a loopback address: set allow_anonymous "
-             "(true to accept anonymous clients from the network) in the config file",
+             "%s: listeners[0].bind 0.0.0.0 is not a loopback address: set password_file, or "
+             "allow_anonymous (true to accept anonymous clients from the network) in the config "
+             "file",
              f->path);
     assert_string_equal(f->err, want);
     f->cfg.allow_anonymous = 1;
@@ -691,6 +698,91 @@ static void check_applies_the_listener_rules(void **state)
     broker_config_add_listener(&f->cfg); /* no port, no tls */
     assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), UVMQ_ECONFIG);
     assert_non_null(strstr(f->err, "listeners[1].port: required for a listener without \"tls\""));
+}
+
+/* Writes text to f->dir/name and returns the path (static buffer per
+ * call site is the caller's: copied into out). */
+static void write_aux(struct fixture *f, const char *name, const char *text, char *out,
+                      size_t cap)
+{
+    snprintf(out, cap, "%s/%s", f->dir, name);
+    FILE *fp = fopen(out, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* A user made by mosquitto_passwd -H sha512 (password "secret"). */
+#define PW_LINE "bob:$6$ruzZYlHAU9kg1aXS$hZ80vq+T7kvwZ+TBSYqJTUCh+mpwtDcVPus8yVyS6sI+e/" \
+                "xw7J0K/NBQ+CXAMdfRkDKHQS5gfYI/CLmE73h5xg==\n"
+
+static void config_file_takes_the_access_keys(void **state)
+{
+    struct fixture *f = *state;
+    char pw[192], acl[192], json[640];
+
+    write_aux(f, "passwd", PW_LINE, pw, sizeof pw);
+    write_aux(f, "acl", "user bob\ntopic readwrite a/#\n", acl, sizeof acl);
+    snprintf(json, sizeof json,
+             "{\"password_file\": \"%s\", \"acl_file\": \"%s\", \"auth_cache_size\": 0,"
+             " \"auth_cache_ttl\": 86400, \"max_auth_pending\": 1,"
+             " \"listeners\": [{\"bind\": \"0.0.0.0\", \"port\": 1999,"
+             " \"allow_anonymous\": true}]}",
+             pw, acl);
+    assert_int_equal(load(f, json), 0);
+    assert_string_equal(f->cfg.password_file, pw);
+    assert_string_equal(f->cfg.acl_file, acl);
+    assert_int_equal(f->cfg.auth_cache_size, 0);
+    assert_int_equal(f->cfg.auth_cache_ttl, 86400);
+    assert_int_equal(f->cfg.max_auth_pending, 1);
+    assert_int_equal(f->cfg.listeners[0].allow_anonymous, 1);
+    /* the network listener is fine: there is a password file */
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), 0);
+    assert_int_equal(load(f, "{\"listeners\": [{\"port\": 1999, \"allow_anonymous\": 1}]}"),
+                     UVMQ_ECONFIG);
+    assert_non_null(strstr(f->err, "listeners[0].allow_anonymous\" must be true or false"));
+    unlink(pw);
+    unlink(acl);
+}
+
+static void check_names_the_access_file_and_its_line(void **state)
+{
+    struct fixture *f = *state;
+    char pw[192], acl[192], want[512];
+
+    write_aux(f, "passwd", "# users\n" PW_LINE "carol\n", pw, sizeof pw);
+    f->cfg.password_file = strdup(pw);
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), UVMQ_ECONFIG);
+    snprintf(want, sizeof want, "password_file: %s:3:", pw);
+    assert_memory_equal(f->err, want, strlen(want));
+    write_aux(f, "passwd", PW_LINE, pw, sizeof pw);
+    write_aux(f, "acl", "user bob\ntopic readwrite a/#\ntopik read b\n", acl, sizeof acl);
+    f->cfg.acl_file = strdup(acl);
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), UVMQ_ECONFIG);
+    snprintf(want, sizeof want, "acl_file: %s:3:", acl);
+    assert_memory_equal(f->err, want, strlen(want));
+    unlink(acl);
+    assert_int_equal(broker_config_check(&f->cfg, f->err, sizeof f->err), UVMQ_ECONFIG);
+    snprintf(want, sizeof want, "acl_file: %s", acl);
+    assert_memory_equal(f->err, want, strlen(want)); /* cannot be read */
+    unlink(pw);
+}
+
+static void anonymous_rule_follows_listener_top_level_and_password_file(void **state)
+{
+    struct fixture *f = *state;
+    broker_config_t *c = &f->cfg;
+
+    assert_int_equal(config__anonymous(c, -1, "127.0.0.1"), 1); /* loopback default */
+    assert_int_equal(config__anonymous(c, -1, "::1"), 1);
+    assert_int_equal(config__anonymous(c, -1, "0.0.0.0"), 0);
+    assert_int_equal(config__anonymous(c, 1, "0.0.0.0"), 1); /* the listener's word */
+    c->password_file = strdup("/nonexistent");
+    assert_int_equal(config__anonymous(c, -1, "127.0.0.1"), 0); /* users now */
+    assert_int_equal(config__anonymous(c, 1, "127.0.0.1"), 1);
+    c->allow_anonymous = 1;
+    assert_int_equal(config__anonymous(c, -1, "0.0.0.0"), 1); /* the top-level word */
+    assert_int_equal(config__anonymous(c, 0, "0.0.0.0"), 0); /* the listener's wins */
 }
 
 static void usage_lists_every_flag_with_defaults(void **state)
@@ -750,6 +842,9 @@ int main(void)
         T(config_file_listeners_reject_bad_values_naming_the_key),
         T(check_loads_tls_files_naming_the_key_and_the_file),
         T(check_applies_the_listener_rules),
+        T(config_file_takes_the_access_keys),
+        T(check_names_the_access_file_and_its_line),
+        T(anonymous_rule_follows_listener_top_level_and_password_file),
         T(usage_lists_every_flag_with_defaults),
     };
 

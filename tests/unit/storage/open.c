@@ -238,7 +238,7 @@ static void store_refuses_a_read_only_data_dir(void **state)
     free(after);
 }
 
-static void store_creates_schema_version_1_in_an_empty_file(void **state)
+static void store_creates_the_current_schema_in_an_empty_file(void **state)
 {
     store_t *s = NULL;
     write_file(path, "", 0, -1);
@@ -246,7 +246,7 @@ static void store_creates_schema_version_1_in_an_empty_file(void **state)
     store_close(s);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(store__read_version(db), 1);
+    assert_int_equal(store__read_version(db), STORE_SCHEMA_VERSION);
     sqlite3_close(db);
 }
 
@@ -294,22 +294,47 @@ static void store_migrate_rolls_back_a_failing_step(void **state)
     sqlite3_close(db);
 }
 
-static void store_migrates_a_real_v1_database_to_a_fake_v2(void **state)
+static void store_migrates_a_real_database_to_a_fake_next_version(void **state)
 {
-    const store_migration_t steps[2] = {
+    const store_migration_t steps[STORE_SCHEMA_VERSION + 1] = {
         store__migrations[0],
-        { "fake v2", "ALTER TABLE session ADD COLUMN note TEXT DEFAULT 'v2';" },
+        store__migrations[1],
+        { "fake next", "ALTER TABLE session ADD COLUMN note TEXT DEFAULT 'next';" },
     };
+    _Static_assert(STORE_SCHEMA_VERSION == 2, "list every real step above");
     sqlite3 *db = NULL;
     make_db(2);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(store__migrate(db, path, steps, 2), 0);
-    assert_int_equal(store__read_version(db), 2);
+    assert_int_equal(store__migrate(db, path, steps, STORE_SCHEMA_VERSION + 1), 0);
+    assert_int_equal(store__read_version(db), STORE_SCHEMA_VERSION + 1);
     assert_int_equal(count(db, "SELECT count(*) FROM pragma_table_info('session') WHERE name='note'"), 1);
     assert_int_equal(count(db, "SELECT count(*) FROM entry"), 2);
     sqlite3_close(db);
-    /* This code knows version 1 only: the v2 file is now refused. */
+    /* This code does not know that version: the file is now refused. */
     assert_refused_unchanged(NULL);
+}
+
+/* Version 1 -> 2 (session user names) on a v1 file with a session: the
+ * row stays, with no user name (anonymous). */
+static void store_migrates_a_v1_database_to_v2_keeping_its_sessions(void **state)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(store__migrate(db, path, store__migrations, 1), 0);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO session(client_id, proto, expiry_s,"
+                                      " disconnected_at) VALUES('c1', 4, 60, 0)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    store_t *s = NULL;
+    assert_int_equal(store_open(&s, dir, NULL), 0);
+    store_close(s);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(store__read_version(db), 2);
+    assert_int_equal(count(db, "SELECT count(*) FROM session WHERE client_id='c1'"
+                               " AND username IS NULL"),
+                     1);
+    sqlite3_close(db);
 }
 
 int main(void)
@@ -324,10 +349,11 @@ int main(void)
         T(store_refuses_an_unreadable_file),
         T(store_refuses_a_read_only_database_file),
         T(store_refuses_a_read_only_data_dir),
-        T(store_creates_schema_version_1_in_an_empty_file),
+        T(store_creates_the_current_schema_in_an_empty_file),
+        T(store_migrates_a_v1_database_to_v2_keeping_its_sessions),
         T(store_migrate_runs_each_step_once_in_order),
         T(store_migrate_rolls_back_a_failing_step),
-        T(store_migrates_a_real_v1_database_to_a_fake_v2),
+        T(store_migrates_a_real_database_to_a_fake_next_version),
     };
     return cmocka_run_group_tests_name("storage/open", tests, NULL, NULL);
 }
