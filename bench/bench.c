@@ -9,7 +9,8 @@
  * wake-ups; everything else per message is thread-local. A message counts when
  * its sequence number lies in [win_first, win_end) of its publisher: the
  * publisher thread records both bounds at the window's start and end, so
- * warm-up messages never count, whenever they arrive.
+ * warm-up messages never count, whenever they arrive. The connect mode
+ * (bench_connect.c) runs on the main loop alone, with no subscriber thread.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +27,7 @@
 #include <openssl/err.h>
 
 #include "bench/bench_client.h"
+#include "bench/bench_connect.h"
 #include "bench/bench_mqtt.h"
 #include "bench/bench_ring.h"
 #include "bench/bench_stats.h"
@@ -42,10 +44,10 @@
 #define KEEPALIVE 60
 #define SESSION_EXPIRY 3600      /* v5 with --clean 0 */
 
-enum { MODE_FANOUT, MODE_MANY, MODE_WILDCARD, MODE_IDLE };
+enum { MODE_FANOUT, MODE_MANY, MODE_WILDCARD, MODE_IDLE, MODE_CONNECT };
 enum { PH_SETUP, PH_WARMUP, PH_WINDOW, PH_DRAIN, PH_DONE };
 
-static const char *const mode_names[] = {"fanout", "many", "wildcard", "idle"};
+static const char *const mode_names[] = {"fanout", "many", "wildcard", "idle", "connect"};
 
 typedef struct opts_s {
     const char *host, *label;
@@ -53,7 +55,10 @@ typedef struct opts_s {
     int latency_kernel;    /* --latency kernel (1) or user (0) */
     int tls;               /* --tls (implied by --cafile) */
     const char *cafile, *cert, *key;
+    const char *user, *user_prefix, *password; /* CONNECT credentials */
+    long users;            /* connect mode: --users */
     long subs, pubs, topics, size, window, conns;
+    int conns_set;         /* --conns given (its default depends on the mode) */
     double rate, duration, warmup;
 } opts_t;
 
@@ -116,6 +121,7 @@ typedef struct bench_s {
     pub_t *pubs;
     pub_shared_t *shared;
     bench_conn_t *idle;
+    bench_cx_t *cx;        /* connect mode */
     sub_side_t *ss;
     int phase, status, subs_started;
     uint64_t t0, t1, drain_start, last_tick;
@@ -139,7 +145,7 @@ static void usage(FILE *f)
           "  -H, --host ADDR        broker address (127.0.0.1)\n"
           "  -p, --port N           broker port (1883)\n"
           "  -V, --protocol 4|5     MQTT 3.1.1 (4) or 5.0 (5)\n"
-          "  -m, --mode MODE        fanout | many | wildcard | idle (fanout)\n"
+          "  -m, --mode MODE        fanout | many | wildcard | idle | connect (fanout)\n"
           "  -s, --subs N           subscriber connections (1)\n"
           "  -P, --pubs N           publisher connections (1)\n"
           "  -t, --topics N         topics for mode many (1)\n"
@@ -149,7 +155,12 @@ static void usage(FILE *f)
           "  -W, --window N         messages outstanding per publisher (64)\n"
           "  -d, --duration SECS    measured time (10)\n"
           "  -w, --warmup SECS      unmeasured time before it (2)\n"
-          "  -c, --conns N          idle mode: connections to hold (10000)\n"
+          "  -c, --conns N          idle: connections to hold (10000); connect: CONNECTs\n"
+          "                         in flight, one per slot (50)\n"
+          "      --user NAME        user name of every CONNECT\n"
+          "      --users N          connect mode: CONNECT k uses user <prefix><k mod N>\n"
+          "      --user-prefix P    that prefix (user)\n"
+          "      --password PASS    password of every CONNECT\n"
           "      --broker-pid PID   sample that process's CPU time and RSS\n"
           "      --label TEXT       copied into the JSON line\n"
           "      --clean 0|1        clean session / clean start (1)\n"
@@ -188,7 +199,7 @@ static int parse_mode(const char *s)
 {
     int i;
 
-    for (i = 0; i <= MODE_IDLE; i++)
+    for (i = 0; i <= MODE_CONNECT; i++)
         if (strcmp(s, mode_names[i]) == 0) return i;
     return -1;
 }
@@ -205,6 +216,7 @@ static void opts_defaults(opts_t *o)
     o->size = 64;
     o->window = 64;
     o->conns = 10000;
+    o->user_prefix = "user";
     o->duration = 10;
     o->warmup = 2;
     o->latency_kernel = 1;
@@ -230,7 +242,7 @@ static int apply_opt(opts_t *o, int ch, const char *a)
     case 'W': rc = lnum(a, 1, 65535, &o->window); break;
     case 'd': rc = num(a, 0.001, 1e6, &o->duration); break;
     case 'w': rc = num(a, 0, 1e6, &o->warmup); break;
-    case 'c': rc = lnum(a, 1, 1000000, &o->conns); break;
+    case 'c': rc = lnum(a, 1, 1000000, &o->conns); o->conns_set = 1; break;
     case 1: rc = lnum(a, 1, 1 << 30, &l); o->broker_pid = (int)l; break;
     case 2: o->label = a; break;
     case 3: rc = lnum(a, 0, 1, &l); o->clean = (int)l; break;
@@ -243,9 +255,27 @@ static int apply_opt(opts_t *o, int ch, const char *a)
     case 7: o->cafile = a; o->tls = 1; break;
     case 8: o->cert = a; break;
     case 9: o->key = a; break;
+    case 10: o->user = a; break;
+    case 11: rc = lnum(a, 1, 100000000, &o->users); break;
+    case 12: o->user_prefix = a; break;
+    case 13: o->password = a; break;
     default: rc = -1; break;
     }
     return rc;
+}
+
+/* The rules of --user, --users and --password; returns 0 or -1 (printed). */
+static int check_credentials(const opts_t *o)
+{
+    const char *why = NULL;
+
+    if (o->user && o->users) why = "--user and --users exclude each other";
+    else if (o->users && o->mode != MODE_CONNECT) why = "--users is for the connect mode";
+    else if (strlen(o->user_prefix) > 40) why = "--user-prefix is longer than 40 bytes";
+    else if (o->password && !o->user && !o->users && o->proto == 4)
+        why = "MQTT 3.1.1 sends a password only with a user name (MQTT-3.1.2-22)";
+    if (why) fprintf(stderr, "uvmq-bench: %s\n", why);
+    return why ? -1 : 0;
 }
 
 /* Returns 0 to run, 1 after --help, 2 for bad options (message printed). */
@@ -259,6 +289,8 @@ static int parse_opts(opts_t *o, int argc, char **argv)
         {"warmup", 1, 0, 'w'}, {"conns", 1, 0, 'c'}, {"broker-pid", 1, 0, 1},
         {"label", 1, 0, 2}, {"clean", 1, 0, 3}, {"json-only", 0, 0, 4}, {"latency", 1, 0, 5},
         {"tls", 0, 0, 6}, {"cafile", 1, 0, 7}, {"cert", 1, 0, 8}, {"key", 1, 0, 9},
+        {"user", 1, 0, 10}, {"users", 1, 0, 11}, {"user-prefix", 1, 0, 12},
+        {"password", 1, 0, 13},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int ch;
 
@@ -278,6 +310,8 @@ static int parse_opts(opts_t *o, int argc, char **argv)
         fprintf(stderr, "uvmq-bench: --cert and --key go together, with --tls or --cafile\n");
         return 2;
     }
+    if (o->mode == MODE_CONNECT && !o->conns_set) o->conns = 50;
+    if (check_credentials(o) != 0) return 2;
     if (optind < argc || (o->mode == MODE_WILDCARD && o->subs < 1) ||
         (o->mode != MODE_IDLE && o->pubs < 1)) {
         fprintf(stderr, "uvmq-bench: %s\n", optind < argc ? "unexpected argument"
@@ -788,6 +822,7 @@ static void begin_window(bench_t *b)
 
     for (i = 0; b->pubs && i < b->o.pubs; i++)
         atomic_store(&b->shared[i].win_first, b->pubs[i].next_seq);
+    if (b->cx) b->cx->counting = 1;
     sample_start(b);
     b->phase = PH_WINDOW;
     uv_update_time(b->loop); /* the loop's cached time may lag under load */
@@ -799,8 +834,13 @@ static void end_window(bench_t *b)
 {
     long i;
 
+    if (b->cx) b->cx->counting = 0;
     sample_end(b);
-    if (b->o.mode == MODE_IDLE) {
+    if (b->cx && b->cx->answered == 0) {
+        fprintf(stderr, "uvmq-bench: no CONNACK in the whole run\n");
+        b->status = 1;
+    }
+    if (b->o.mode == MODE_IDLE || b->o.mode == MODE_CONNECT) {
         finish(b);
         return;
     }
@@ -825,7 +865,7 @@ static void start_publishing(bench_t *b)
 
     b->phase = PH_WARMUP;
     b->last_tick = uv_hrtime();
-    if (b->o.mode != MODE_IDLE) {
+    if (b->pubs) {
         for (i = 0; i < b->o.pubs; i++) b->pubs[i].tokens = 1;
         /* 1 ms token-bucket tick with --rate; otherwise only the stall
          * check runs, every 20 ms, to keep the generator's CPU low. */
@@ -912,6 +952,7 @@ static void finish(bench_t *b)
     if (b->phase != PH_DRAIN && b->phase != PH_WINDOW) b->status = b->status ? b->status : 1;
     b->phase = PH_DONE;
     subs_stop(b);
+    if (b->cx) bench_cx_stop(b->cx);
     bench_loop_close(&b->lp);
     uv_close((uv_handle_t *)&b->wake, NULL);
     uv_close((uv_handle_t *)&b->phase_timer, NULL);
@@ -943,7 +984,7 @@ typedef struct result_s {
 static void compute(const bench_t *b, result_t *r)
 {
     const sub_side_t *ss = b->ss;
-    const bench_hist_t *h = ss ? &ss->hist : NULL;
+    const bench_hist_t *h = ss ? &ss->hist : b->cx ? &b->cx->hist : NULL;
 
     memset(r, 0, sizeof *r);
     r->dur = secs(b->t1 - b->t0);
@@ -953,7 +994,8 @@ static void compute(const bench_t *b, result_t *r)
     r->received = ss ? ss->received : 0;
     r->dups = ss ? ss->duplicates : 0;
     r->order = ss ? ss->order_violations : 0;
-    r->connect_errors = b->pub_connect_errors + (ss ? ss->connect_errors : 0);
+    r->connect_errors = b->pub_connect_errors + (ss ? ss->connect_errors : 0) +
+                        (b->cx ? b->cx->errors : 0);
     r->conns_held = b->o.mode == MODE_IDLE ? (long)b->lp.nready : 0;
     if (h && h->count) {
         r->p50 = bench_hist_percentile(h, 50);
@@ -964,16 +1006,60 @@ static void compute(const bench_t *b, result_t *r)
     }
 }
 
+/* Rows of every mode: CPU of both sides, steal, connections. */
+static void print_common_rows(const bench_t *b, const result_t *r)
+{
+    const sub_side_t *ss = b->ss;
+
+    printf("  %-22s %.3f s\n", "generator CPU", r->gen_cpu);
+    if (r->steal >= 0)
+        printf("  %-22s %.2f s over all CPUs (%.1f %% of the window)\n", "steal (hypervisor)",
+               r->steal, 100.0 * r->steal / (r->dur * (double)sysconf(_SC_NPROCESSORS_ONLN)));
+    if (b->o.broker_pid)
+        printf("  %-22s %.3f s (%.0f %s per CPU s), RSS %ld KiB\n", "broker CPU", r->bcpu,
+               r->bcpu > 0 ? (double)(b->cx ? b->cx->ok : r->received) / r->bcpu : 0.0,
+               b->cx ? "connects" : "deliveries", b->rss);
+    printf("  %-22s %" PRIu64 " connect errors, %" PRIu64 " lost connections\n", "connections",
+           r->connect_errors, b->pub_lost_conns + (ss ? ss->lost_conns : 0));
+}
+
+/* The connect mode's rows: CONNACKs, refusals by code, their latency. */
+static void print_connect_rows(const bench_t *b, const result_t *r)
+{
+    const bench_cx_t *cx = b->cx;
+    int code;
+
+    printf("  %-22s %" PRIu64 " (%.0f connects/s)\n", "CONNACKs accepted", cx->ok,
+           (double)cx->ok / r->dur);
+    printf("  %-22s %" PRIu64, "CONNACKs refused", cx->refused_total);
+    for (code = 1; code < 256; code++)
+        if (cx->refused[code]) printf("  0x%02x: %" PRIu64, code, cx->refused[code]);
+    printf("\n  %-22s p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+           "CONNECT->CONNACK (us)", r->p50, r->p90, r->p99, r->p999, r->max);
+}
+
 static void print_table(const bench_t *b, const result_t *r)
 {
     const opts_t *o = &b->o;
     const sub_side_t *ss = b->ss;
 
-    printf("uvmq-bench %s -> %s%s  MQTT %s  QoS %d  subs %ld  pubs %ld  size %ld%s%s\n",
-           mode_names[o->mode], b->addr_text, o->tls ? " (TLS)" : "", o->proto == 5 ? "5.0" : "3.1.1", o->qos,
-           o->mode == MODE_IDLE ? 0 : o->subs, o->mode == MODE_IDLE ? 0 : o->pubs, o->size,
-           o->label[0] ? "  label " : "", o->label);
+    if (b->cx)
+        printf("uvmq-bench connect -> %s%s  MQTT %s  conns %ld  %s %s%s%s\n", b->addr_text,
+               o->tls ? " (TLS)" : "", o->proto == 5 ? "5.0" : "3.1.1", o->conns,
+               o->users ? "users" : "user", o->users ? o->user_prefix : o->user ? o->user : "-",
+               o->label[0] ? "  label " : "", o->label);
+    else
+        printf("uvmq-bench %s -> %s%s  MQTT %s  QoS %d  subs %ld  pubs %ld  size %ld%s%s\n",
+               mode_names[o->mode], b->addr_text, o->tls ? " (TLS)" : "",
+               o->proto == 5 ? "5.0" : "3.1.1", o->qos, o->mode == MODE_IDLE ? 0 : o->subs,
+               o->mode == MODE_IDLE ? 0 : o->pubs, o->size, o->label[0] ? "  label " : "",
+               o->label);
     printf("  %-22s %.3f s\n", "measured window", r->dur);
+    if (b->cx) {
+        print_connect_rows(b, r);
+        print_common_rows(b, r);
+        return;
+    }
     if (o->mode == MODE_IDLE) printf("  %-22s %ld\n", "connections held", r->conns_held);
     printf("  %-22s %" PRIu64 " (%.0f msgs/s)\n", "published", b->published,
            (double)b->published / r->dur);
@@ -988,15 +1074,7 @@ static void print_table(const bench_t *b, const result_t *r)
     if (ss && o->latency_kernel && ss->lp.rx_unstamped)
         printf("  %-22s %" PRIu64 " of %" PRIu64 " reads timed in user space\n", "no kernel stamp",
                ss->lp.rx_unstamped, ss->lp.rx_unstamped + ss->lp.rx_stamped);
-    printf("  %-22s %.3f s\n", "generator CPU", r->gen_cpu);
-    if (r->steal >= 0)
-        printf("  %-22s %.2f s over all CPUs (%.1f %% of the window)\n", "steal (hypervisor)",
-               r->steal, 100.0 * r->steal / (r->dur * (double)sysconf(_SC_NPROCESSORS_ONLN)));
-    if (o->broker_pid)
-        printf("  %-22s %.3f s (%.0f deliveries per CPU s), RSS %ld KiB\n", "broker CPU",
-               r->bcpu, r->bcpu > 0 ? (double)r->received / r->bcpu : 0.0, b->rss);
-    printf("  %-22s %" PRIu64 " connect errors, %" PRIu64 " lost connections\n", "connections",
-           r->connect_errors, b->pub_lost_conns + (ss ? ss->lost_conns : 0));
+    print_common_rows(b, r);
     if (ss && (ss->bad_payloads || ss->unexpected || ss->misrouted || ss->stale))
         printf("  %-22s %" PRIu64 " bad payloads, %" PRIu64 " misrouted, %" PRIu64
                " unexpected packets, %" PRIu64 " from an earlier run\n", "anomalies",
@@ -1016,7 +1094,8 @@ static void print_broker_json(const bench_t *b, const result_t *r)
         return;
     }
     printf("\"broker_cpu_s\":%.3f,", r->bcpu);
-    if (r->bcpu > 0) printf("\"deliveries_per_broker_cpu_s\":%.1f,", (double)r->received / r->bcpu);
+    if (r->bcpu > 0 && !b->cx)
+        printf("\"deliveries_per_broker_cpu_s\":%.1f,", (double)r->received / r->bcpu);
     else printf("\"deliveries_per_broker_cpu_s\":null,");
     printf("\"broker_rss_kb\":%ld,", b->rss);
     if (o->mode == MODE_IDLE && r->conns_held > 0)
@@ -1028,10 +1107,34 @@ static void print_broker_json(const bench_t *b, const result_t *r)
         printf("\"broker_rss_idle_kb\":null,\"rss_per_conn_b\":null,");
 }
 
+/* The connect mode's fields: CONNACKs accepted, per second and per broker
+ * CPU-second, refusals by code ("0x86"), and the slots and users. */
+static void print_connect_json(const bench_t *b, const result_t *r)
+{
+    const bench_cx_t *cx = b->cx;
+    const char *sep = "";
+    int code;
+
+    printf("\"conns\":%ld,\"users\":%ld,\"connects_ok\":%" PRIu64 ",\"connects_ok_per_s\":%.1f,",
+           b->o.conns, b->o.users ? b->o.users : b->o.user ? 1 : 0, cx->ok,
+           (double)cx->ok / r->dur);
+    if (b->o.broker_pid && r->bcpu > 0)
+        printf("\"connects_per_broker_cpu_s\":%.1f,", (double)cx->ok / r->bcpu);
+    else
+        printf("\"connects_per_broker_cpu_s\":null,");
+    printf("\"refused_total\":%" PRIu64 ",\"refused\":{", cx->refused_total);
+    for (code = 1; code < 256; code++) {
+        if (!cx->refused[code]) continue;
+        printf("%s\"0x%02x\":%" PRIu64, sep, code, cx->refused[code]);
+        sep = ",";
+    }
+    printf("},");
+}
+
 static void print_json(const bench_t *b, const result_t *r)
 {
     const opts_t *o = &b->o;
-    int idle = o->mode == MODE_IDLE;
+    int idle = o->mode == MODE_IDLE || o->mode == MODE_CONNECT; /* no subs or pubs */
 
     printf("{\"label\":");
     json_str(o->label);
@@ -1047,7 +1150,9 @@ static void print_json(const bench_t *b, const result_t *r)
            (int64_t)(b->expected - r->received), r->dups, r->order);
     printf("\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f},",
            r->p50, r->p90, r->p99, r->p999, r->max);
-    printf("\"latency_source\":\"%s\",", o->latency_kernel ? "kernel" : "user");
+    printf("\"latency_source\":\"%s\",",
+           b->cx ? "connack" : o->latency_kernel ? "kernel" : "user");
+    if (b->cx) print_connect_json(b, r);
     printf("\"gen_cpu_s\":%.3f,", r->gen_cpu);
     if (r->steal >= 0) printf("\"steal_s\":%.2f,", r->steal);
     else printf("\"steal_s\":null,");
@@ -1133,6 +1238,20 @@ static void setup_config(bench_t *b)
     cfg->sub_qos = o->qos;
     cfg->max_packet = (size_t)o->size + 1024;
     cfg->max_in_flight = 500;
+    cfg->user = o->user;
+    cfg->password = o->password;
+    cfg->quiet_refusals = o->mode == MODE_CONNECT; /* counted by code instead */
+}
+
+/* The connect mode: every slot starts cycling now; the warm-up covers the
+ * ramp (lp paces the first CONNECTs). */
+static void connect_start(bench_t *b)
+{
+    bench_cx_cfg_t cfg = {b->o.conns, b->o.user, b->o.user_prefix, b->o.users};
+
+    b->cx = xmalloc(sizeof *b->cx);
+    bench_cx_start(b->cx, &b->lp, &cfg);
+    start_publishing(b);
 }
 
 /* Creates the main loop's handles and starts the first step of the run. */
@@ -1155,6 +1274,7 @@ static int run(bench_t *b)
     cfg.cbs.on_fail = pub_on_fail;
     cfg.cbs.on_setup_done = pub_setup_done;
     cfg.cbs.on_writable = idle ? NULL : pub_on_writable;
+    if (b->o.mode == MODE_CONNECT) bench_cx_callbacks(&cfg.cbs);
     bench_loop_init(&b->lp, b->loop, &cfg);
     b->lp.data = b;
     uv_async_init(b->loop, &b->wake, on_wake);
@@ -1162,7 +1282,8 @@ static int run(bench_t *b)
     uv_timer_init(b->loop, &b->tick_timer);
     uv_timer_init(b->loop, &b->drain_timer);
     b->wake.data = b->phase_timer.data = b->tick_timer.data = b->drain_timer.data = b;
-    if (idle) idle_start(b);
+    if (b->o.mode == MODE_CONNECT) connect_start(b);
+    else if (idle) idle_start(b);
     else if (b->o.subs > 0) rc = subs_start(b);
     else connect_pubs(b);
     if (rc != 0) {
@@ -1185,7 +1306,8 @@ int main(int argc, char **argv)
     status = parse_opts(&b.o, argc, argv);
     if (status != 0) return status == 1 ? 0 : 2;
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile(b.o.mode == MODE_IDLE ? b.o.conns : b.o.subs + b.o.pubs);
+    raise_nofile(b.o.mode == MODE_IDLE || b.o.mode == MODE_CONNECT ? b.o.conns
+                                                                   : b.o.subs + b.o.pubs);
     setup_config(&b);
     b.rt_off = bench_realtime_ns() - uv_hrtime();
     if (resolve(&b) != 0 || (b.o.tls && setup_tls(&b) != 0)) return 1;
@@ -1199,6 +1321,8 @@ int main(int argc, char **argv)
                 b.addr_text);
     }
     bench_loop_dispose(&b.lp);
+    if (b.cx) bench_cx_dispose(b.cx);
+    free(b.cx);
     subs_free(&b);
     pubs_free(&b);
     free(b.idle);

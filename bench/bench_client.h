@@ -13,8 +13,10 @@
  * read with a 1-byte MSG_PEEK recvmsg just before libuv's read). With a TLS
  * context in the config every connection runs TLS on memory BIOs: the
  * handshake comes before CONNECT, each turn's output is encrypted in one
- * SSL_write, and reads are decrypted into the same parse buffer. One loop,
- * one thread: no function here may be called from another thread.
+ * SSL_write, and reads are decrypted into the same parse buffer. A closed
+ * connection can be started again (bench_conn_restart, from on_closed):
+ * the connect mode runs cycles of CONNECT, CONNACK, DISCONNECT on each.
+ * One loop, one thread: no function here may be called from another thread.
  */
 #ifndef UVMQ_BENCH_CLIENT_H
 #define UVMQ_BENCH_CLIENT_H
@@ -62,6 +64,9 @@ typedef struct bench_client_cbs_s {
     void (*on_tick)(bench_loop_t *lp);
     /* A write of c completed and c has room for more output (may be NULL). */
     void (*on_writable)(bench_conn_t *c);
+    /* c's close callback ran: its buffers are freed and it may be
+     * restarted with bench_conn_restart (may be NULL). */
+    void (*on_closed)(bench_conn_t *c);
 } bench_client_cbs_t;
 
 /* Settings shared by all connections of a loop; copied at init. */
@@ -75,6 +80,10 @@ typedef struct bench_client_cfg_s {
     size_t max_packet;            /* largest packet expected from the broker */
     size_t max_in_flight;         /* connect pacing, e.g. 500 */
     int rx_timestamps;            /* 1: arrival = kernel receive timestamp */
+    const char *user;             /* CONNECT user name (borrowed), or NULL */
+    const char *password;         /* CONNECT password (borrowed), or NULL */
+    int quiet_refusals;           /* 1: a refused CONNECT is the owner's to
+                                     count (c->refused), not logged */
     SSL_CTX *tls;                 /* client TLS context (borrowed), or NULL */
     char tls_host[64];            /* name or IP the broker's certificate must
                                      hold (with tls) */
@@ -117,6 +126,8 @@ struct bench_conn_s {
     uint16_t receive_max;         /* broker's v5 Receive Maximum or 65535 */
     char client_id[48];           /* at most 16 characters in practice */
     char filter[40];              /* subscribed at set-up when not empty */
+    const char *user;             /* user name (borrowed); NULL: cfg.user */
+    uint8_t refused;              /* CONNACK code of a refused CONNECT, else 0 */
     uint8_t *tail;                /* partial packet bytes; owned */
     size_t tail_len, tail_cap;
     uint8_t *out;                 /* output gathered this turn; owned */
@@ -124,6 +135,7 @@ struct bench_conn_s {
     uint8_t *wbuf;                /* output in the uv_write in flight; owned */
     size_t wbuf_len, wbuf_cap;
     uint64_t t_start_ns;          /* set-up start, for the connect timeout */
+    uint64_t t_connect_ns;        /* when CONNECT was queued (uv_hrtime) */
     uint64_t t_sent_ns;           /* last output, for keep-alive */
     uint64_t rx_stamp_ns;         /* kernel stamp peeked by on_alloc, 0 none */
     SSL *ssl;                     /* TLS session, or NULL; owned */
@@ -156,6 +168,14 @@ void bench_conn_commit(bench_conn_t *c, size_t n);
 void bench_conn_send_ack(bench_conn_t *c, int type, uint16_t pid);
 /* Output bytes of c not yet handed to the kernel. */
 size_t bench_conn_pending(const bench_conn_t *c);
+
+/* Sends DISCONNECT when c is set up and nothing else is queued, then
+ * closes it; on_closed follows. Nothing happens when c is already closing. */
+void bench_conn_close(bench_conn_t *c);
+/* Starts c again (TCP connect, CONNECT, ...) after its on_closed, with
+ * whatever client_id and user it holds now. c counts as being set up
+ * again: on_ready or on_fail follows. */
+void bench_conn_restart(bench_conn_t *c);
 
 /* Sends DISCONNECT where possible and closes every connection and the
  * loop's handles; uv_run then returns once the close callbacks ran.

@@ -64,21 +64,41 @@ static int put_fixed(uint8_t **pp, size_t cap, uint8_t first, size_t remlen)
     return 0;
 }
 
+/* Bytes of an optional two-byte-length string: 0 when absent. */
+static size_t opt_str_len(const char *s)
+{
+    return s ? 2 + strlen(s) : 0;
+}
+
+/* An upper bound of the CONNECT c: fixed header, variable header and the
+ * properties at their largest, then the payload's strings. */
+size_t bench_mqtt_connect_cap(const bench_connect_t *c)
+{
+    return BENCH_MQTT_MAX_FIXED + 10 + 6 + 2 + strlen(c->client_id) + opt_str_len(c->user) +
+           opt_str_len(c->password);
+}
+
 /* Encodes CONNECT: protocol name, level, flags, keep-alive, [properties],
- * client id. No will, user name or password. */
+ * client id, [user name], [password]. No will. */
 int bench_mqtt_encode_connect(uint8_t *buf, size_t cap, const bench_connect_t *c)
 {
     size_t idlen = strlen(c->client_id);
+    size_t ulen = c->user ? strlen(c->user) : 0, plen = c->password ? strlen(c->password) : 0;
     int v5 = c->proto == BENCH_MQTT_V5;
     size_t props = v5 && c->session_expiry ? 5 : 0;
-    size_t remlen = 10 + (v5 ? varint_len((uint32_t)props) + props : 0) + 2 + idlen;
+    size_t remlen = 10 + (v5 ? varint_len((uint32_t)props) + props : 0) + 2 + idlen +
+                    opt_str_len(c->user) + opt_str_len(c->password);
+    uint8_t flags = c->clean ? 0x02 : 0x00; /* MQTT-3.1.2-3: reserved bit 0 stays 0 */
     uint8_t *p = buf;
 
-    if (idlen > 65535 || put_fixed(&p, cap, BENCH_CONNECT << 4, remlen) != 0)
+    if (c->user) flags |= 0x80;
+    if (c->password) flags |= 0x40;
+    if (idlen > 65535 || ulen > 65535 || plen > 65535 ||
+        put_fixed(&p, cap, BENCH_CONNECT << 4, remlen) != 0)
         return UVMQ_ELIMIT;
     p = put_str(p, "MQTT", 4);
     *p++ = (uint8_t)c->proto;
-    *p++ = c->clean ? 0x02 : 0x00; /* MQTT-3.1.2-3: reserved bit 0 stays 0 */
+    *p++ = flags;
     p = put_u16(p, c->keepalive);
     if (v5) {
         p = put_varint(p, (uint32_t)props);
@@ -89,6 +109,8 @@ int bench_mqtt_encode_connect(uint8_t *buf, size_t cap, const bench_connect_t *c
         }
     }
     p = put_str(p, c->client_id, idlen);
+    if (c->user) p = put_str(p, c->user, ulen); /* MQTT-3.1.3-1: id, will, user, password */
+    if (c->password) p = put_str(p, c->password, plen);
     return (int)(p - buf);
 }
 
@@ -300,8 +322,10 @@ static void parse_connect(rd_t *r, bench_pkt_t *out)
     out->keepalive = rd_u16(r);
     if (out->proto == BENCH_MQTT_V5) read_props(r, out);
     out->topic = rd_str(r, &out->topic_len); /* the client identifier */
-    /* Will, user name and password are never sent by this tool. */
-    if (out->connect_flags & 0xc5) rd_fail(r, UVMQ_EPKT_CONNECT_FLAGS);
+    /* A will is never sent by this tool; bit 0 is reserved (MQTT-3.1.2-3). */
+    if (out->connect_flags & 0x3d) rd_fail(r, UVMQ_EPKT_CONNECT_FLAGS);
+    if (out->connect_flags & 0x80) out->user = rd_str(r, &out->user_len);
+    if (out->connect_flags & 0x40) out->password = rd_str(r, &out->password_len);
 }
 
 static void parse_connack(rd_t *r, int proto, bench_pkt_t *out)

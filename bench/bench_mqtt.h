@@ -3,7 +3,8 @@
  *
  * Deliberately independent of packets/: a codec bug in the broker must not
  * be able to hide in the tool that measures it. Only what a benchmark
- * client needs is here: encoders for CONNECT, SUBSCRIBE, PUBLISH, the four
+ * client needs is here: encoders for CONNECT (with a user name and password
+ * when asked), SUBSCRIBE, PUBLISH, the four
  * QoS acknowledgements, PINGREQ and DISCONNECT, and one parser that frames
  * and decodes every packet type the broker can send (plus CONNECT and
  * SUBSCRIBE, so the encoders can be round-trip tested).
@@ -64,15 +65,21 @@ typedef struct bench_pkt_s {
     uint16_t topic_len;
     const uint8_t *payload;  /* PUBLISH payload */
     uint32_t payload_len;
+    const uint8_t *user;     /* CONNECT user name, NULL when absent */
+    uint16_t user_len;
+    const uint8_t *password; /* CONNECT password, NULL when absent */
+    uint16_t password_len;
 } bench_pkt_t;
 
-/* Parameters of a CONNECT; client_id is borrowed. */
+/* Parameters of a CONNECT; the strings are borrowed. */
 typedef struct bench_connect_s {
     int proto;               /* BENCH_MQTT_V311 or BENCH_MQTT_V5 */
     int clean;               /* clean session (3.1.1) / clean start (5.0) */
     uint16_t keepalive;      /* seconds */
     uint32_t session_expiry; /* v5 only; 0 leaves the property out */
     const char *client_id;
+    const char *user;        /* NULL: no user name */
+    const char *password;    /* NULL: no password (3.1.1 needs a user with it) */
 } bench_connect_t;
 
 /* Encoders write one packet at buf and return its length, or UVMQ_ELIMIT when
@@ -88,6 +95,8 @@ int bench_mqtt_encode_ack(uint8_t *buf, size_t cap, int type, uint16_t pid);
 /* PINGREQ or DISCONNECT (normal disconnection), always 2 bytes. */
 int bench_mqtt_encode_empty(uint8_t *buf, size_t cap, int type);
 
+/* Room bench_mqtt_encode_connect needs for c: an upper bound. */
+size_t bench_mqtt_connect_cap(const bench_connect_t *c);
 /* Exact length of the PUBLISH bench_mqtt_encode_publish would write. */
 size_t bench_mqtt_publish_len(int proto, int qos, size_t topic_len, size_t payload_len);
 

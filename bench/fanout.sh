@@ -10,7 +10,9 @@
 # RESULTS_DIR KEEP_RESULTS SKIP_BUILD UVMQ UVMQ_B UVMQ_BENCH STEAL_MAX
 # STEAL_RETRIES (docs/benchmarks.md). BROKERS="uvmq uvmq-b" with UVMQ_B
 # naming a second uvmq build (the tree before a change) measures the two
-# alternating, for a before/after in one run.
+# alternating, for a before/after in one run. The CONNECT scenarios (C7,
+# C7w, CA, CAw, C0) run through bench/connect.sh, which writes the password
+# files into AUTH_DIR and describes them in AUTH_INFO (JSON).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 ROOT=$PWD
@@ -34,6 +36,8 @@ UVMQ_B=${UVMQ_B:-}
 UVMQ_BENCH=${UVMQ_BENCH:-build/uvmq-bench}
 STEAL_MAX=${STEAL_MAX:-5}    # % of the window's CPU time the hypervisor may take
 STEAL_RETRIES=${STEAL_RETRIES:-2}
+AUTH_DIR=${AUTH_DIR:-}       # password files of the C scenarios (bench/connect.sh)
+AUTH_INFO=${AUTH_INFO:-null} # what they hold, for the results (JSON)
 STOP_WAIT_TENTHS=50          # SIGTERM -> SIGKILL after 5 s
 START_WAIT_TENTHS=100        # a broker must accept within 10 s
 GEN_SLACK=90                 # generator limit: warmup + duration + this
@@ -114,10 +118,14 @@ wait_port() {
 
 # --- brokers ---------------------------------------------------------------
 
+# Writes mosquitto.conf $1 for port $2 and scenario $3.
 write_mosquitto_conf() {
+    local extra
+    extra=$(scenario_mosquitto_lines "$3")
     cat >"$1" <<EOF
 listener $2 127.0.0.1
-allow_anonymous true
+$(grep -q '^allow_anonymous' <<<"$extra" || echo 'allow_anonymous true')
+${extra}
 max_queued_messages 100000
 persistence false
 set_tcp_nodelay true
@@ -126,23 +134,33 @@ log_type error
 EOF
 }
 
-# Launches BROKER (uvmq|uvmq-b|mosquitto) in VARIANT (pinned|t2) on PORT
-# in the background; BROKER_PID is its pid. Must not run in a subshell.
+# Writes uvmq's config file $1 for scenario $2: the common queue limit
+# and the scenario's own keys (password file, ACL file, cache).
+write_uvmq_json() {
+    local keys
+    keys=$(scenario_uvmq_keys "$2")
+    echo "{\"max_queued_messages\": 100000${keys:+, $keys}}" >"$1"
+}
+
+# Launches BROKER (uvmq|uvmq-b|mosquitto) in VARIANT (pinned|t2|t2pin) on
+# PORT for scenario SC in the background; BROKER_PID is its pid. Must not
+# run in a subshell.
 launch_broker() {
-    local broker=$1 variant=$2 port=$3 tag=$4
-    local log="$TMP/$tag.broker.log" bin=$UVMQ
+    local broker=$1 variant=$2 port=$3 tag=$4 sc=$5
+    local log="$TMP/$tag.broker.log" bin=$UVMQ cfg="$TMP/$tag.uvmq.json"
+    local -a pin=("${PIN_BROKER[@]}")
+    local threads=1
     [ "$broker" = uvmq-b ] && bin=$UVMQ_B
+    [ "$variant" = t2 ] && pin=()
+    [ "$variant" = t2 ] || [ "$variant" = t2pin ] && threads=2
     if [ "$broker" = mosquitto ]; then
-        write_mosquitto_conf "$TMP/$tag.mosquitto.conf" "$port"
+        write_mosquitto_conf "$TMP/$tag.mosquitto.conf" "$port" "$sc"
         "${PIN_BROKER[@]}" mosquitto -c "$TMP/$tag.mosquitto.conf" >"$log" 2>&1 &
-    elif [ "$variant" = t2 ]; then
-        mkdir -p "$TMP/$tag.data"
-        "$bin" -p "$port" --http-port 0 --data-dir "$TMP/$tag.data" \
-            --threads 2 -c "$TMP/uvmq.json" >"$log" 2>&1 &
     else
         mkdir -p "$TMP/$tag.data"
-        "${PIN_BROKER[@]}" "$bin" -p "$port" --http-port 0 \
-            --data-dir "$TMP/$tag.data" --threads 1 -c "$TMP/uvmq.json" >"$log" 2>&1 &
+        write_uvmq_json "$cfg" "$sc"
+        "${pin[@]}" "$bin" -p "$port" --http-port 0 --data-dir "$TMP/$tag.data" \
+            --threads "$threads" -c "$cfg" >"$log" 2>&1 &
     fi
     BROKER_PID=$!
     PIDS="$PIDS $BROKER_PID"
@@ -151,10 +169,10 @@ launch_broker() {
 # Starts a fresh broker on a free port (3 tries); sets BROKER_PID and
 # BROKER_PORT. Returns 1 when it never accepted connections.
 start_broker() {
-    local broker=$1 variant=$2 tag=$3 try port
+    local broker=$1 variant=$2 tag=$3 sc=$4 try port
     for try in 1 2 3; do
         port=$(free_port) || return 1
-        launch_broker "$broker" "$variant" "$port" "$tag"
+        launch_broker "$broker" "$variant" "$port" "$tag" "$sc"
         if wait_port "$BROKER_PID" "$port"; then
             BROKER_PORT=$port
             return 0
@@ -186,6 +204,9 @@ report_run() {
         (if .status != "ok" then "FAILED (" + (.reason // "?") + ")"
          elif .result.mode == "idle" then
             "\(.result.rss_per_conn_b // "-") B/conn"
+         elif .result.mode == "connect" then "\(.result.connects_ok_per_s | floor) connects/s, " +
+            "p99 \(.result.latency_us.p99) us, refused \(.result.refused_total), " +
+            "errors \(.result.connect_errors)"
          else "\(.result.deliveries_per_s | floor) deliveries/s, p99 " +
             "\(.result.latency_us.p99 // "-") us, lost \(.result.lost)" end) +
         (if (.result.steal_s // 0) >= 0.01 then ", steal \(.result.steal_s) s" else "" end)' \
@@ -199,7 +220,7 @@ run_one() {
     local limit=$((WARMUP + DURATION + GEN_SLACK))
     local -a args
     out="$TMP/$tag.gen.out"; err="$TMP/$tag.gen.err"
-    if ! start_broker "$broker" "$variant" "$tag"; then
+    if ! start_broker "$broker" "$variant" "$tag" "$sc"; then
         record_run "$sc" "$broker" "$round" failed "broker did not start" -1 null \
             "$(tail -n 5 "$TMP/$tag.broker.log" 2>/dev/null)"
         report_run "round $round $sc $broker"; return
@@ -293,6 +314,9 @@ check_settings() {
     fi
     for sc in $SCENARIOS; do
         scenario_line "$sc" >/dev/null || die "unknown scenario '$sc' (see bench/scenarios.sh)"
+        if scenario_needs_passwords "$sc" && [ ! -d "$AUTH_DIR" ]; then
+            die "scenario $sc needs password files: run it with bench/connect.sh"
+        fi
     done
     for v in $BROKERS; do
         [ "$v" = uvmq ] || [ "$v" = uvmq-b ] || [ "$v" = mosquitto ] ||
@@ -358,8 +382,12 @@ config_json() {
     jq -n --argjson rounds "$ROUNDS" --argjson dur "$DURATION" --argjson warm "$WARMUP" \
         --argjson f2 "$F2_RATE" --arg quick "$QUICK" --arg sc "$SCENARIOS" \
         --arg brokers "$BROKERS" --arg pin "${PIN_BROKER[*]:-none}|${PIN_GEN[*]:-none}" \
-        --arg table "$(scenario_table)" \
+        --arg table "$(scenario_table)" --argjson auth "$AUTH_INFO" \
+        --arg keys "$(for sc in $SCENARIOS; do echo "$sc|$(scenario_uvmq_keys "$sc")"; done)" \
         '{quick: ($quick == "1"), rounds: $rounds, duration_s: $dur, warmup_s: $warm,
+          passwords: $auth,
+          uvmq_scenario_keys: ($keys | split("\n") | map(select(. != "") | split("|")
+            | {(.[0]): .[1]}) | add),
           f2_rate: $f2, scenarios: ($sc | split(" ") | map(select(. != ""))),
           brokers: ($brokers | split(" ") | map(select(. != ""))),
           broker_pinning: ($pin | split("|")[0]), generator_pinning: ($pin | split("|")[1]),
@@ -380,7 +408,10 @@ print_machine() {
 # Prints the medians (JSON array) of the runs in $TMP/runs.jsonl, in
 # scenario order, each uvmq row with its ratio to mosquitto.
 medians_json() {
-    jq -s --arg order "$SCENARIOS" -f /dev/stdin "$TMP/runs.jsonl" <<'JQ'
+    local modes
+    modes=$(scenario_table | awk -F'|' '{ m = "fanout"; if (match($4, /-m [a-z]+/)) m = substr($4, RSTART + 3, RLENGTH - 3); print $1 " " m }' |
+        jq -R 'split(" ") | {(.[0]): .[1]}' | jq -s add)
+    jq -s --arg order "$SCENARIOS" --argjson modes "$modes" -f /dev/stdin "$TMP/runs.jsonl" <<'JQ'
 def median: sort | if length == 0 then null
     elif length % 2 == 1 then .[length / 2 | floor]
     else (.[length / 2 - 1] + .[length / 2]) / 2 end;
@@ -391,12 +422,15 @@ def ratio(a; b): if a == null or b == null or b == 0 then null else a / b end;
 | group_by([.scenario, .broker])
 | map((map(select(.status == "ok") | .result)) as $ok
   | {scenario: .[0].scenario, broker: .[0].broker, runs: length, ok: ($ok | length),
-     mode: ($ok[0].mode // null),
+     mode: ($modes[.[0].scenario] // $ok[0].mode // null),
      deliveries_per_s: ($ok | med(.deliveries_per_s)),
      deliveries_per_broker_cpu_s: ($ok | med(.deliveries_per_broker_cpu_s)),
      published_per_s: ($ok | med(.published_per_s)),
-     p50_us: ($ok | map(select(.received > 0)) | med(.latency_us.p50)),
-     p99_us: ($ok | map(select(.received > 0)) | med(.latency_us.p99)),
+     p50_us: ($ok | map(select(.received > 0 or (.connects_ok // 0) > 0)) | med(.latency_us.p50)),
+     p99_us: ($ok | map(select(.received > 0 or (.connects_ok // 0) > 0)) | med(.latency_us.p99)),
+     connects_ok_per_s: ($ok | med(.connects_ok_per_s)),
+     connects_per_broker_cpu_s: ($ok | med(.connects_per_broker_cpu_s)),
+     refused: ($ok | med(.refused_total)), connect_errors: ($ok | med(.connect_errors)),
      lost: ($ok | med(.lost)),
      lost_pct: ($ok | med(if (.expected // 0) > 0 then 100 * .lost / .expected else null end)),
      duplicates: ($ok | med(.duplicates)), order_violations: ($ok | med(.order_violations)),
@@ -421,9 +455,10 @@ def ratio(a; b): if a == null or b == null or b == 0 then null else a / b end;
 JQ
 }
 
-# Prints the comparison table (markdown) from the medians on stdin.
+# Prints the comparison table (markdown) from the medians on stdin; the
+# connect scenarios have their own (print_connect_table).
 print_table() {
-    jq -r '.[] | [.scenario, .broker, .ok, .runs, .mode, .deliveries_per_s,
+    jq -r '.[] | select(.mode != "connect") | [.scenario, .broker, .ok, .runs, .mode, .deliveries_per_s,
         .deliveries_per_broker_cpu_s, .p50_us, .p99_us, .lost, .lost_pct,
         .order_violations, .broker_rss_kb, .rss_per_conn_b,
         .ratio_deliveries_per_s, .ratio_per_cpu_s]
@@ -455,6 +490,7 @@ print_table() {
         else cell[n, 8] = ($13 == "-") ? "-" : sprintf("%.1f MiB", $13 / 1024)
     }
     END {
+        if (n == 1) exit
         for (i = 1; i <= 10; i++) { w[i] = 0; for (r = 1; r <= n; r++) if (length(cell[r, i]) > w[i]) w[i] = length(cell[r, i]) }
         for (r = 1; r <= n; r++) {
             line = "|"
@@ -469,7 +505,7 @@ print_table() {
 # medians on stdin, when the run had both.
 print_ab() {
     jq -r --arg b "$UVMQ_B" '. as $all
-        | [.[] | select(.broker == "uvmq") | . as $a
+        | [.[] | select(.broker == "uvmq" and .mode != "connect") | . as $a
            | ([$all[] | select(.broker == "uvmq-b" and .scenario == $a.scenario)] | first) as $o
            | select($o != null) | {a: $a, o: $o}] as $p
         | def r3: if . == null then "-" else (. * 1000 | round / 1000 | tostring) end;
@@ -486,11 +522,41 @@ print_ab() {
           end'
 }
 
+# Prints the connect scenarios' table (markdown) from the medians on stdin:
+# accepted CONNACKs per second and per broker CPU-second, latency, refusals
+# and failures; with uvmq-b in the run, uvmq / uvmq-b of both rates.
+print_connect_table() {
+    jq -r '[.[] | select(.mode == "connect")] as $c | . as $all
+        | def n: if . == null then "-" else (floor | tostring) end;
+          def r2: if . == null then "-" else (. * 100 | round / 100 | tostring) end;
+          def ratio(a; b): if a == null or b == null or b == 0 then null else a / b end;
+          if ($c | length) == 0 then empty else
+          "", "CONNECT scenarios (medians; latency CONNECT -> accepted CONNACK):", "",
+          "| scenario | broker | connects/s | connects/broker CPU-s | p50 / p99 us | refused | failed | vs uvmq-b (connects/s, per CPU-s) |",
+          "|---|---|---:|---:|---:|---:|---:|---:|",
+          ($c[] | . as $r
+           | ([$all[] | select(.broker == "uvmq-b" and .scenario == $r.scenario)] | first) as $b
+           | "| \(.scenario) | \(.broker)\(if .ok < .runs then " (\(.ok)/\(.runs) ok)" else "" end) | " +
+             "\(.connects_ok_per_s | n) | \(.connects_per_broker_cpu_s | n) | " +
+             "\(.p50_us | n) / \(.p99_us | n) | \(.refused | n) | \(.connect_errors | n) | " +
+             (if .broker == "uvmq" and $b != null then
+                "\(ratio(.connects_ok_per_s; $b.connects_ok_per_s) | r2), \(ratio(.connects_per_broker_cpu_s; $b.connects_per_broker_cpu_s) | r2)"
+              else "-" end) + " |")
+          end'
+}
+
 # Prints the notes under the table: F3t2's baseline and every failed run.
 print_notes() {
     jq -r '(if any(.medians[]; .scenario == "F3t2") then
               "F3t2: uvmq --threads 2, broker unpinned; its ratios compare with mosquitto F3q0."
             else empty end),
+           ([.medians[] | select(.scenario == "F1")] as $f
+            | .medians[] | select(.scenario == "F1acl") | . as $a
+            | ($f[] | select(.broker == $a.broker)) as $b
+            | select($a.deliveries_per_s != null and $a.deliveries_per_broker_cpu_s != null
+                and $b.deliveries_per_broker_cpu_s > 0 and $b.deliveries_per_s > 0)
+            | "F1acl / F1 (\($a.broker)): \($a.deliveries_per_broker_cpu_s / $b.deliveries_per_broker_cpu_s * 1000 | round / 1000) per broker CPU-s, " +
+              "\($a.deliveries_per_s / $b.deliveries_per_s * 1000 | round / 1000) deliveries/s"),
            (.runs[] | select(.status == "steal")
             | "Set aside and run again: \(.scenario) \(.broker) round \(.round): \(.reason)"),
            (.machine.nproc as $n | .runs[]
@@ -507,7 +573,7 @@ print_notes() {
 draw_chart() {
     local medians=$1 png=$2 title=$3 dat="$TMP/plot.dat"
     command -v gnuplot >/dev/null || { say "gnuplot missing: no chart"; return 0; }
-    jq -r '[group_by(.scenario)[] | select(any(.[]; .mode != null and .mode != "idle"))]
+    jq -r '[group_by(.scenario)[] | select(any(.[]; .ok > 0 and .mode != "idle" and .mode != "connect"))]
         | sort_by(.[0].sortkey) | .[]
         | (map(select(.broker == "uvmq")) | first) as $u
         | (map(select(.broker == "mosquitto")) | first) as $m
@@ -555,7 +621,8 @@ main() {
     setup_pinning
     raise_nofile
     TMP=$(mktemp -d /tmp/uvmq-fanout.XXXXXX) || die "mktemp failed"
-    echo '{"max_queued_messages": 100000}' >"$TMP/uvmq.json"
+    ACL="$TMP/acl.txt"
+    write_acl_file "$ACL"
     : >"$TMP/runs.jsonl"
     machine=$(machine_json); config=$(config_json)
     print_machine "$machine" "$config"
@@ -568,9 +635,11 @@ main() {
         --slurpfile runs "$TMP/runs.jsonl" --argjson medians "$medians" \
         '{machine: $machine, config: $config, runs: $runs, medians: $medians}' >"$stem.json"
     { print_machine "$machine" "$config"; echo; print_table <<<"$medians"
-      print_ab <<<"$medians"; print_notes "$stem.json"; } >"$stem.txt"
+      print_ab <<<"$medians"; print_connect_table <<<"$medians"
+      print_notes "$stem.json"; } >"$stem.txt"
     print_table <<<"$medians"
     print_ab <<<"$medians"
+    print_connect_table <<<"$medians"
     print_notes "$stem.json"
     jq '.medians' "$stem.json" >"$TMP/medians.json"
     draw_chart "$TMP/medians.json" "$stem.png" \

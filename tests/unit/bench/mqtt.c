@@ -17,7 +17,7 @@ static void connect_v311_has_exact_bytes(void **state)
 {
     static const uint8_t want[] = {0x10, 0x10, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02,
                                    0, 60, 0, 4, 'b', 's', '-', '1'};
-    bench_connect_t c = {BENCH_MQTT_V311, 1, 60, 0, "bs-1"};
+    bench_connect_t c = {BENCH_MQTT_V311, 1, 60, 0, "bs-1", NULL, NULL};
     uint8_t buf[64];
 
     assert_int_equal(bench_mqtt_encode_connect(buf, sizeof buf, &c), sizeof want);
@@ -26,7 +26,7 @@ static void connect_v311_has_exact_bytes(void **state)
 
 static void connect_v5_round_trips_with_session_expiry(void **state)
 {
-    bench_connect_t c = {BENCH_MQTT_V5, 0, 30, 3600, "client-x"};
+    bench_connect_t c = {BENCH_MQTT_V5, 0, 30, 3600, "client-x", NULL, NULL};
     uint8_t buf[64];
     bench_pkt_t p;
     int n = bench_mqtt_encode_connect(buf, sizeof buf, &c);
@@ -40,6 +40,39 @@ static void connect_v5_round_trips_with_session_expiry(void **state)
     assert_int_equal(p.session_expiry, 3600);
     assert_int_equal(p.topic_len, 8);
     assert_memory_equal(p.topic, "client-x", 8);
+}
+
+static void connect_with_user_and_password_has_exact_bytes(void **state)
+{
+    static const uint8_t want[] = {0x10, 0x19, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xc2, 0, 60,
+                                   0, 2, 'c', '1', 0, 3, 'u', '1', '7', 0, 4, 'p', 'w', '!', '?'};
+    bench_connect_t c = {BENCH_MQTT_V311, 1, 60, 0, "c1", "u17", "pw!?"};
+    uint8_t buf[64];
+    bench_pkt_t p;
+
+    assert_true(bench_mqtt_connect_cap(&c) >= sizeof want);
+    assert_int_equal(bench_mqtt_encode_connect(buf, sizeof buf, &c), sizeof want);
+    assert_memory_equal(buf, want, sizeof want);
+    assert_int_equal(bench_mqtt_parse(buf, sizeof want, 4, &p), sizeof want);
+    assert_int_equal(p.user_len, 3);
+    assert_memory_equal(p.user, "u17", 3);
+    assert_int_equal(p.password_len, 4);
+    assert_memory_equal(p.password, "pw!?", 4);
+}
+
+static void connect_v5_round_trips_with_password_only(void **state)
+{
+    bench_connect_t c = {BENCH_MQTT_V5, 1, 30, 0, "id", NULL, "secret"};
+    uint8_t buf[64];
+    bench_pkt_t p;
+    int n = bench_mqtt_encode_connect(buf, sizeof buf, &c);
+
+    assert_true(n > 0 && (size_t)n <= bench_mqtt_connect_cap(&c));
+    assert_int_equal(bench_mqtt_parse(buf, (size_t)n, BENCH_MQTT_V5, &p), n);
+    assert_int_equal(p.connect_flags, 0x42);
+    assert_null(p.user);
+    assert_int_equal(p.password_len, 6);
+    assert_memory_equal(p.password, "secret", 6);
 }
 
 static void subscribe_has_exact_bytes_in_both_versions(void **state)
@@ -134,7 +167,7 @@ static void ping_and_disconnect_are_two_bytes(void **state)
 static void encoders_refuse_a_short_buffer(void **state)
 {
     static const uint8_t pl[64];
-    bench_connect_t c = {4, 1, 60, 0, "abc"};
+    bench_connect_t c = {4, 1, 60, 0, "abc", NULL, NULL};
     uint8_t buf[128];
 
     assert_int_equal(bench_mqtt_encode_connect(buf, 16, &c), UVMQ_ELIMIT);
@@ -283,6 +316,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(connect_v311_has_exact_bytes),
         cmocka_unit_test(connect_v5_round_trips_with_session_expiry),
+        cmocka_unit_test(connect_with_user_and_password_has_exact_bytes),
+        cmocka_unit_test(connect_v5_round_trips_with_password_only),
         cmocka_unit_test(subscribe_has_exact_bytes_in_both_versions),
         cmocka_unit_test(publish_round_trips_at_every_qos_and_length_size),
         cmocka_unit_test(acks_have_exact_bytes_and_round_trip),
