@@ -63,6 +63,11 @@ struct conn_auth_s {
     size_t plen;
     int rc;            /* passwd_verify's */
     uint8_t done;      /* the work ended; rc is the verdict */
+    conn_auth_t *next; /* a leader: the loop's next one in flight
+                          (loop_t.auth_flight) */
+    conn_auth_t *followers; /* a leader: checks of the same credentials
+                               that wait for its verdict (not queued) */
+    conn_auth_t *next_follower;
 };
 
 /* ---- the files ---- */
@@ -236,21 +241,15 @@ static void verify_free(conn_auth_t *w)
     free(w);
 }
 
-/* Loop thread, after verify_work: caches a success, then hands the
- * verdict to whoever still waits (nobody when c closed meanwhile). */
-static void verify_done(uv_work_t *req, int status)
+/* Hands w its verdict rc: to the transport's callback (w is freed), to an
+ * MQTT CONNECT handled again (which frees w), or to nobody when its
+ * connection went (w is freed). */
+static void hand_verdict(conn_auth_t *w, int rc)
 {
-    conn_auth_t *w = req->data;
     loop_t *l = w->l;
-    access_t *a = l->b->access;
-    l->auth_pending--;
-    if (status != 0) w->rc = UVMQ_EAUTH; /* never cancelled: cannot happen */
-    if (w->rc == 0 && w->u != NULL)
-        authcache_insert(a->cache, w->user, w->ulen, passwd_user_hash(w->u), w->pass, w->plen,
-                         uv_now(&l->uv));
-    forget_password(w);
-    w->done = 1;
     conn_t *c = w->c;
+    w->rc = rc;
+    w->done = 1;
     if (w->rc != 0 && w->cb != NULL) { /* an MQTT refusal counts at its CONNECT */
         char user[LOG_QUOTE_MAX];
         CNT_INC(l->b, auth_failed);
@@ -271,28 +270,95 @@ static void verify_done(uv_work_t *req, int status)
     }
 }
 
+/* Loop thread, after verify_work: caches a success, then hands the
+ * verdict to w and to the checks of the same credentials that waited
+ * for it (verify_start). */
+static void verify_done(uv_work_t *req, int status)
+{
+    conn_auth_t *w = req->data;
+    loop_t *l = w->l;
+    access_t *a = l->b->access;
+    conn_auth_t **pp = &l->auth_flight;
+    while (*pp != w) pp = &(*pp)->next;
+    *pp = w->next;
+    l->auth_pending--;
+    int rc = status == 0 ? w->rc : UVMQ_EAUTH; /* never cancelled: cannot fail */
+    if (rc == 0 && w->u != NULL)
+        authcache_insert(a->cache, w->user, w->ulen, passwd_user_hash(w->u), w->pass, w->plen,
+                         uv_now(&l->uv));
+    forget_password(w);
+    conn_auth_t *f = w->followers;
+    w->followers = NULL;
+    hand_verdict(w, rc); /* w may be gone */
+    while (f != NULL) {
+        conn_auth_t *next = f->next_follower;
+        hand_verdict(f, rc);
+        f = next;
+    }
+}
+
+/* 1 when a and b hold the same bytes, in time that depends only on the
+ * lengths (a client must not learn another's password by timing). */
+static int same_secret(const char *a, size_t alen, const char *b, size_t blen)
+{
+    unsigned char d = alen != blen;
+    for (size_t i = 0; i < alen && i < blen; i++) d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+/* The check in flight on l of the same credentials (the same user entry
+ * of the same file, the same user name and password), or NULL. */
+static conn_auth_t *in_flight(loop_t *l, const passwd_t *pw, const passwd_user_t *u,
+                              const char *user, size_t ulen, const char *pass, size_t plen)
+{
+    for (conn_auth_t *w = l->auth_flight; w != NULL; w = w->next)
+        if (w->pw == pw && w->u == u && w->ulen == ulen && memcmp(w->user, user, ulen) == 0 &&
+            same_secret(w->pass, w->plen, pass, plen))
+            return w;
+    return NULL;
+}
+
+/* A check for c of user[0..ulen), for the log and the cache. */
+static conn_auth_t *check_new(conn_t *c, const char *user, size_t ulen)
+{
+    conn_auth_t *w = xcalloc(1, sizeof *w);
+    w->req.data = w;
+    w->l = c->loop;
+    w->c = c;
+    w->user = xmalloc(ulen + 1);
+    memcpy(w->user, user, ulen);
+    w->user[ulen] = '\0';
+    w->ulen = ulen;
+    return w;
+}
+
 /* Queues the verification of pass[0..plen) for user[0..ulen) of c on
- * the thread pool (takes pw's reference). Returns it, or NULL when c's
- * loop has max_auth_pending of them already (pw released). */
+ * the thread pool (takes pw's reference), or, when the same credentials
+ * are being verified on c's loop already, makes it wait for that verdict
+ * (a reconnect storm after a restart or a reload hashes each password
+ * once, not once per client). Returns it, or NULL when c's loop has
+ * max_auth_pending verifications queued already (pw released). */
 static conn_auth_t *verify_start(conn_t *c, passwd_t *pw, const char *user, size_t ulen,
                                  const char *pass, size_t plen)
 {
     loop_t *l = c->loop;
+    const passwd_user_t *u = passwd_find(pw, user, ulen);
+    conn_auth_t *lead = in_flight(l, pw, u, user, ulen, pass, plen);
+    if (lead != NULL) {
+        conn_auth_t *f = check_new(c, user, ulen);
+        f->next_follower = lead->followers;
+        lead->followers = f;
+        passwd_release(&pw);
+        return f;
+    }
     if (l->auth_pending >= l->b->cfg->max_auth_pending) {
         passwd_release(&pw);
         CNT_INC(l->b, auth_busy);
         return NULL;
     }
-    conn_auth_t *w = xcalloc(1, sizeof *w);
-    w->req.data = w;
-    w->l = l;
-    w->c = c;
+    conn_auth_t *w = check_new(c, user, ulen);
     w->pw = pw;
-    w->u = passwd_find(pw, user, ulen);
-    w->user = xmalloc(ulen + 1);
-    memcpy(w->user, user, ulen);
-    w->user[ulen] = '\0';
-    w->ulen = ulen;
+    w->u = u;
     w->pass = xmalloc(plen + 1);
     memcpy(w->pass, pass, plen);
     w->plen = plen;
@@ -301,6 +367,8 @@ static conn_auth_t *verify_start(conn_t *c, passwd_t *pw, const char *user, size
         return NULL;
     }
     l->auth_pending++;
+    w->next = l->auth_flight;
+    l->auth_flight = w;
     return w;
 }
 

@@ -88,6 +88,8 @@ struct loop_s {
     throttle_loop_t *throttle; /* publisher throttling (throttle.c) */
     unsigned auth_pending; /* password verifications on the thread pool
                               (access.c; max_auth_pending) */
+    conn_auth_t *auth_flight; /* those verifications, each with the checks
+                                 of the same credentials waiting for it */
     uint64_t acl_denied_read; /* deliveries the ACL withheld since the
                                  last fold (access.c) */
     const msg_t *acl_hash_m; /* the message whose topic hash acl_hash is: */
