@@ -48,9 +48,10 @@
 /* v5 PUBACK "No matching subscribers": accepted, and nobody subscribed. */
 #define NO_MATCH 0x10
 
-/* admin:admin-pw and eve:eve-pw in Basic credentials (RFC 7617). */
+/* admin:admin-pw, eve:eve-pw and bob:bob-pw in Basic credentials (RFC 7617). */
 #define ADMIN_BASIC "Basic YWRtaW46YWRtaW4tcHc="
 #define EVE_BASIC "Basic ZXZlOmV2ZS1wdw=="
+#define BOB_BASIC "Basic Ym9iOmJvYi1wdw=="
 
 static char g_dir[64];   /* password and ACL files */
 static char g_pki[64];   /* certificates (tests/pki.h) */
@@ -767,6 +768,36 @@ static void sys_topics_need_a_grant(th_ctx_t *t)
     th_h2_resp_free(r);
 }
 
+/* Status of an HTTP/2 request with Basic credentials auth (NULL: none). */
+static int http_status(th_ctx_t *t, const char *method, const char *path, const char *auth)
+{
+    const char *hdrs[] = {"authorization", auth, NULL};
+    th_h2_resp_t *r = th_h2_get(t->broker->http_port, method, path, auth != NULL ? hdrs : NULL,
+                                method[0] == 'P' ? "h" : NULL, method[0] == 'P' ? 1 : 0);
+    int status = r->status;
+    th_h2_resp_free(r);
+    return status;
+}
+
+static void http_requests_have_their_users_rights_and_no_client_id(th_ctx_t *t)
+{
+    /* An MQTT client whose id is "-" owns clients/-/# (pattern %c). */
+    int dash = open_as(t->port, 4, "-", "alice", "alice-pw");
+    subscribe1(dash, 4, 1, "clients/-/#", 0x01);
+    /* An HTTP request of bob's has no client id: no %c pattern is its,
+     * whatever stands for the id; the %u ones are, and bob's lines. */
+    assert_int_equal(http_status(t, "POST", "/v1/publish/clients/-/x", BOB_BASIC), 403);
+    assert_int_equal(http_status(t, "GET", "/v1/subscribe?filter=clients/-/%23", BOB_BASIC), 403);
+    assert_int_equal(http_status(t, "GET", "/v1/retained/clients/-/x", BOB_BASIC), 403);
+    assert_int_equal(http_status(t, "GET", "/v1/retained/users/bob/x", BOB_BASIC), 404);
+    assert_int_equal(http_status(t, "GET", "/v1/retained/users/eve/x", BOB_BASIC), 403);
+    assert_int_equal(http_status(t, "POST", "/v1/publish/ro/x", BOB_BASIC), 403);
+    assert_int_equal(http_status(t, "POST", "/v1/publish/wo/x", BOB_BASIC), 204);
+    assert_int_equal(http_status(t, "POST", "/v1/publish/clients/-/y", ADMIN_BASIC), 204);
+    expect_publish(dash, 4, "clients/-/y", "h"); /* admin's, the first to arrive */
+    th_mqtt_disconnect(dash);
+}
+
 /* A v3.1.1 client of bob with a will on will_topic, dropped without
  * DISCONNECT. */
 static void drop_with_will(th_ctx_t *t, const char *id, const char *will_topic)
@@ -909,6 +940,7 @@ int main(void)
         TH_TEST_CFG(anonymous_clients_have_the_lines_before_the_first_user, g_main),
         TH_TEST_CFG(sys_topics_need_a_grant, g_main),
         TH_TEST_CFG(a_will_is_published_only_where_its_client_may_write, g_main),
+        TH_TEST_CFG(http_requests_have_their_users_rights_and_no_client_id, g_main),
         TH_TEST_CFG(sighup_takes_new_users_and_rules_and_keeps_connections, g_hup),
         TH_TEST_CFG(a_certificate_cn_is_the_acl_user, g_tls),
         TH_TEST_CFG(a_persistent_session_keeps_its_user_across_a_restart, g_main),
