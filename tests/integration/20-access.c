@@ -5,28 +5,33 @@
  * Scenario: the group writes a password file with Debian's tools into a
  * temp dir: mosquitto_passwd -b makes $7$ (alice) and $6$ (-H sha512:
  * bob, eve, admin, sysup) users, the argon2 command argon2id ones
- * (carol with 1 MiB, dave with 64 MiB so that his check takes a while),
- * and an ACL file gives each user its topics. Each broker has those
- * files, a second MQTT listener that takes anonymous clients, an HTTP/2
- * port for /v1/stats, and $SYS every second.
+ * (carol with 1 MiB, dave with 64 MiB and sloth with 40 passes, so that
+ * their checks take a while), and an ACL file gives each user its
+ * topics. Each broker has those files, a second MQTT listener that takes
+ * anonymous clients (or, where the top level takes them, one that does
+ * not), an HTTP/2 port for /v1/stats, and $SYS every second.
  *
  * Raw clients (byte-exact packets) then check what security.md promises:
  * anonymous clients are refused (v5 0x87, v3.1.1 5) except where
  * allow_anonymous lets them in; a wrong password or an unknown user is
  * refused (0x86, 4), logged once without the password and counted; each
  * hash type lets its user in. The check runs off the loop: argon2id
- * clients connecting at once all get in, a CONNECT pipelined with a
- * SUBSCRIBE, a PUBLISH and a PINGREQ is answered in order after its
- * CONNACK, and clients that leave (or a broker that stops) while their
- * password is checked leave nothing behind (the SAN tier checks leaks).
- * The ACL decides publishes (v5 PUBACK/PUBREC 0x87; v3.1.1 acknowledged
- * and dropped), each filter of a SUBSCRIBE (0x87 / 0x80), deliveries to a
- * wildcard subscriber and retained messages sent on subscribe, %c and %u
- * patterns (not for a client id holding '+'), the anonymous block, $SYS
- * and wills. SIGHUP takes a new user and new rules while a client stays
- * connected, and keeps the old rules when the new ACL file is broken. A
- * TLS client certificate's CN is the ACL's user; a persistent session
- * keeps its user across a restart.
+ * clients connecting at once all get their answer, a CONNECT pipelined
+ * with a SUBSCRIBE, a PUBLISH and a PINGREQ is answered in order after
+ * its CONNACK, CONNECTs past max_auth_pending get 0x89 (3), and clients
+ * that leave (or a broker that stops) while their password is checked
+ * leave nothing behind (the SAN tier checks leaks). The ACL decides
+ * publishes (v5 PUBACK/PUBREC 0x87; v3.1.1 acknowledged and dropped),
+ * each filter of a SUBSCRIBE (0x87 / 0x80), deliveries to a wildcard or
+ * shared subscriber and retained messages sent on subscribe, %c and %u
+ * patterns (not for a client id holding '+'), the anonymous block, $SYS,
+ * wills and HTTP/2 requests (their user's rights, no client id). SIGHUP
+ * takes a new user and new rules while a client stays connected, drops a
+ * removed user at once (the cache of verified passwords is emptied), and
+ * keeps the old users or rules when a new file is broken. A TLS client
+ * certificate's CN is the ACL's user; a persistent session keeps its
+ * user across a restart, and takes the rights of the user it reconnects
+ * as.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -43,60 +48,60 @@
 #include "tests/integration/harness/mosq5.h"
 #include "tests/pki.h"
 
-#define WAIT TH_WAIT_MS
+#define WAIT    TH_WAIT_MS
 #define PKT_CAP 4096
 /* v5 PUBACK "No matching subscribers": accepted, and nobody subscribed. */
 #define NO_MATCH 0x10
 
 /* admin:admin-pw, eve:eve-pw and bob:bob-pw in Basic credentials (RFC 7617). */
 #define ADMIN_BASIC "Basic YWRtaW46YWRtaW4tcHc="
-#define EVE_BASIC "Basic ZXZlOmV2ZS1wdw=="
-#define BOB_BASIC "Basic Ym9iOmJvYi1wdw=="
+#define EVE_BASIC   "Basic ZXZlOmV2ZS1wdw=="
+#define BOB_BASIC   "Basic Ym9iOmJvYi1wdw=="
 
-static char g_dir[64];   /* password and ACL files */
-static char g_pki[64];   /* certificates (tests/pki.h) */
-static char g_main[1024];     /* both files, anonymous listener on @PORT2@ */
-static char g_anon[1024];     /* both files, allow_anonymous true */
-static char g_nocache[1024];  /* g_main with auth_cache_size 0 */
-static char g_hup[1024];      /* the SIGHUP test's own files */
-static char g_tls[2048];      /* g_main with an mTLS listener on @PORT2@ */
+static char g_dir[64];       /* password and ACL files */
+static char g_pki[64];       /* certificates (tests/pki.h) */
+static char g_main[1024];    /* both files, anonymous listener on @PORT2@ */
+static char g_anon[1024];    /* both files, allow_anonymous true but on @PORT2@ */
+static char g_nocache[1024]; /* g_main with auth_cache_size 0 */
+static char g_busy[1024];    /* g_nocache with max_auth_pending 1 */
+static char g_hup[1024];     /* the SIGHUP test's own files */
+static char g_tls[2048];     /* g_main with an mTLS listener on @PORT2@ */
 
 /* The users' rights. Lines before the first "user" are anonymous
  * clients'; the patterns are every client's. */
-static const char ACL[] =
-    "# anonymous clients\n"
-    "topic read public/#\n"
-    "topic write anon/#\n"
-    "\n"
-    "user alice\n"
-    "topic readwrite a/#\n"
-    "topic deny a/private\n"
-    "\n"
-    "user bob\n"
-    "topic read ro/#\n"
-    "topic write wo/#\n"
-    "topic readwrite rw/#\n"
-    "topic deny rw/no/#\n"
-    "\n"
-    "user carol\n"
-    "topic readwrite pipe/#\n"
-    "\n"
-    "user eve\n"
-    "topic read #\n"
-    "topic deny secret/#\n"
-    "\n"
-    "user admin\n"
-    "topic readwrite #\n"
-    "topic read $SYS/#\n"
-    "\n"
-    "user sysup\n"
-    "topic read $SYS/broker/uptime\n"
-    "\n"
-    "user tls-user\n"
-    "topic readwrite tls/#\n"
-    "\n"
-    "pattern readwrite clients/%c/#\n"
-    "pattern read users/%u/#\n";
+static const char ACL[] = "# anonymous clients\n"
+                          "topic read public/#\n"
+                          "topic write anon/#\n"
+                          "\n"
+                          "user alice\n"
+                          "topic readwrite a/#\n"
+                          "topic deny a/private\n"
+                          "\n"
+                          "user bob\n"
+                          "topic read ro/#\n"
+                          "topic write wo/#\n"
+                          "topic readwrite rw/#\n"
+                          "topic deny rw/no/#\n"
+                          "\n"
+                          "user carol\n"
+                          "topic readwrite pipe/#\n"
+                          "\n"
+                          "user eve\n"
+                          "topic read #\n"
+                          "topic deny secret/#\n"
+                          "\n"
+                          "user admin\n"
+                          "topic readwrite #\n"
+                          "topic read $SYS/#\n"
+                          "\n"
+                          "user sysup\n"
+                          "topic read $SYS/broker/uptime\n"
+                          "\n"
+                          "user tls-user\n"
+                          "topic readwrite tls/#\n"
+                          "\n"
+                          "pattern readwrite clients/%c/#\n"
+                          "pattern read users/%u/#\n";
 
 /* The SIGHUP test's ACL before and after the reload, and a broken one
  * (line 3). */
@@ -146,7 +151,8 @@ static void run_sh(const char *script)
 }
 
 /* The password file: mosquitto_passwd for $7$ and $6$, the argon2
- * command for argon2id (t=1, p=1, m=2^10 KiB for carol, 2^16 for dave). */
+ * command for argon2id (t=1, p=1, m=2^10 KiB for carol, 2^16 for dave;
+ * sloth's 40 passes over 16 MiB take some 0.4 s of CPU). */
 static const char MAKE_PASSWD[] =
     "mosquitto_passwd -c -b users.passwd alice alice-pw\n"
     "for u in bob eve admin sysup; do mosquitto_passwd -H sha512 -b users.passwd $u $u-pw; done\n"
@@ -154,6 +160,8 @@ static const char MAKE_PASSWD[] =
     "echo \"carol:$h\" >>users.passwd\n"
     "h=$(printf %s dave-pw | argon2 SALTSALTSALT -id -t 1 -m 16 -p 1 -e)\n"
     "echo \"dave:$h\" >>users.passwd\n"
+    "h=$(printf %s sloth-pw | argon2 SALTSALTSALT -id -t 40 -m 14 -p 1 -e)\n"
+    "echo \"sloth:$h\" >>users.passwd\n"
     "mosquitto_passwd -H sha512 -c -b hup.passwd old old-pw\n";
 
 static int group_setup(void **state)
@@ -173,8 +181,12 @@ static int group_setup(void **state)
              "{%s, \"listeners\": [{\"type\": \"mqtt\", \"port\": @PORT2@, "
              "\"allow_anonymous\": true}]}",
              both);
-    snprintf(g_anon, sizeof g_anon, "{%s, \"allow_anonymous\": true}", both);
+    snprintf(g_anon, sizeof g_anon,
+             "{%s, \"allow_anonymous\": true, \"listeners\": [{\"type\": \"mqtt\", "
+             "\"port\": @PORT2@, \"allow_anonymous\": false}]}",
+             both);
     snprintf(g_nocache, sizeof g_nocache, "{%s, \"auth_cache_size\": 0}", both);
+    snprintf(g_busy, sizeof g_busy, "{%s, \"auth_cache_size\": 0, \"max_auth_pending\": 1}", both);
     snprintf(g_hup, sizeof g_hup, "{\"password_file\": \"%s\", \"acl_file\": \"%s\"}",
              dpath("hup", "passwd"), dpath("hup", "acl"));
     snprintf(g_tls, sizeof g_tls,
@@ -199,13 +211,16 @@ static int group_teardown(void **state)
 /* A CONNECT of user (NULL: anonymous) with password pass (NULL: none). */
 static th_connect_t as_user(int version, const char *id, const char *user, const char *pass)
 {
-    return (th_connect_t){.version = version, .client_id = id, .clean = true,
-                          .keepalive = 60, .username = user, .password = pass};
+    return (th_connect_t){.version = version,
+                          .client_id = id,
+                          .clean = true,
+                          .keepalive = 60,
+                          .username = user,
+                          .password = pass};
 }
 
 /* Connects as user; fails the test unless the CONNACK is a success. */
-static int open_as(uint16_t port, int version, const char *id, const char *user,
-                   const char *pass)
+static int open_as(uint16_t port, int version, const char *id, const char *user, const char *pass)
 {
     th_connect_t c = as_user(version, id, user, pass);
     return th_mqtt_connect(port, &c, NULL);
@@ -325,8 +340,7 @@ static bool expect_publish(int fd, int version, const char *topic, const char *p
     int n = th_read_type(fd, 0x30, buf, sizeof buf, WAIT);
     if (!th_parse_publish(buf, (size_t)n, version, &p)) fail_msg("malformed PUBLISH");
     if (p.topic_len != strlen(topic) || memcmp(p.topic, topic, p.topic_len) != 0 ||
-        (payload != NULL &&
-         (p.len != strlen(payload) || memcmp(p.payload, payload, p.len) != 0))) {
+        (payload != NULL && (p.len != strlen(payload) || memcmp(p.payload, payload, p.len) != 0))) {
         th_hexdump("PUBLISH", buf, (size_t)n);
         fail_msg("expected a PUBLISH to %s", topic);
     }
@@ -401,6 +415,10 @@ static void allow_anonymous_true_lets_anonymous_clients_in_beside_the_users(th_c
     assert_int_equal(try_user(t->port, 4, "anon4", NULL, NULL), 0);
     assert_int_equal(try_user(t->port, 5, "alice", "alice", "alice-pw"), 0);
     assert_int_equal(try_user(t->port, 5, "alice", "alice", "not-alice-pw"), 0x86);
+    /* The listener on @PORT2@ says "allow_anonymous": false. */
+    assert_int_equal(try_user(t->broker->port2, 5, "anon5", NULL, NULL), 0x87);
+    assert_int_equal(try_user(t->broker->port2, 4, "anon4", NULL, NULL), 5);
+    assert_int_equal(try_user(t->broker->port2, 4, "alice", "alice", "alice-pw"), 0);
 }
 
 static void bad_credentials_are_refused_logged_once_without_the_password(th_ctx_t *t)
@@ -447,13 +465,12 @@ static void each_hash_type_lets_its_user_in(th_ctx_t *t)
         assert_int_equal(try_user(t->port, 4, users[i][0], users[i][0], users[i][1]), 0);
         assert_int_equal(try_user(t->port, 5, users[i][0], users[i][0], "bob-pw-not"), 0x86);
         /* Another user's right password is wrong here. */
-        assert_int_equal(try_user(t->port, 4, users[i][0], users[i][0], users[(i + 1) % 4][1]),
-                         4);
+        assert_int_equal(try_user(t->port, 4, users[i][0], users[i][0], users[(i + 1) % 4][1]), 4);
     }
 }
 
 #define N_AT_ONCE 10
-#define N_GONE 6
+#define N_GONE    6
 
 static void argon2id_clients_connecting_at_once_all_get_their_answer(th_ctx_t *t)
 {
@@ -485,28 +502,43 @@ static void a_pipelined_connect_subscribe_publish_is_handled_in_order(th_ctx_t *
 {
     /* v3.1.1 CONNECT "pipe" (clean, keep-alive 60) of carol:carol-pw,
      * SUBSCRIBE id 1 "pipe/#" QoS 0, PUBLISH QoS 0 "pipe/x" = "hi" and
-     * PINGREQ, in one write; the argon2id check runs between the CONNECT
-     * and the rest. */
-    static const unsigned char pipelined[] = {
-        0x10, 0x21, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0xc2, 0x00, 0x3c,
-        0x00, 0x04, 'p', 'i', 'p', 'e', 0x00, 0x05, 'c', 'a', 'r', 'o', 'l',
-        0x00, 0x08, 'c', 'a', 'r', 'o', 'l', '-', 'p', 'w',
-        0x82, 0x0b, 0x00, 0x01, 0x00, 0x06, 'p', 'i', 'p', 'e', '/', '#', 0x00,
-        0x30, 0x0a, 0x00, 0x06, 'p', 'i', 'p', 'e', '/', 'x', 'h', 'i',
-        0xc0, 0x00};
-    static const unsigned char answers[] = {
-        0x20, 0x02, 0x00, 0x00,                                    /* CONNACK */
-        0x90, 0x03, 0x00, 0x01, 0x00,                              /* SUBACK */
-        0x30, 0x0a, 0x00, 0x06, 'p', 'i', 'p', 'e', '/', 'x', 'h', 'i', /* PUBLISH */
-        0xd0, 0x00};                                               /* PINGRESP */
+     * PINGREQ, sent in one write; the argon2id check runs between the
+     * CONNECT and the rest. */
+    static const unsigned char connect[] = {0x10, 0x21, 0x00, 0x04, 'M',  'Q', 'T', 'T',  0x04,
+                                            0xc2, 0x00, 0x3c, 0x00, 0x04, 'p', 'i', 'p',  'e',
+                                            0x00, 0x05, 'c',  'a',  'r',  'o', 'l', 0x00, 0x08,
+                                            'c',  'a',  'r',  'o',  'l',  '-', 'p', 'w'};
+    static const unsigned char subscribe[] = {0x82, 0x0b, 0x00, 0x01, 0x00, 0x06, 'p',
+                                              'i',  'p',  'e',  '/',  '#',  0x00};
+    static const unsigned char publish[] = {0x30, 0x0a, 0x00, 0x06, 'p', 'i',
+                                            'p',  'e',  '/',  'x',  'h', 'i'};
+    static const unsigned char pingreq[] = {0xc0, 0x00};
+    static const unsigned char connack[] = {0x20, 0x02, 0x00, 0x00};
+    static const unsigned char suback[] = {0x90, 0x03, 0x00, 0x01, 0x00};
+    static const unsigned char pingresp[] = {0xd0, 0x00};
+    unsigned char pkt[PKT_CAP], buf[PKT_CAP];
+    size_t n = 0;
+    const struct {
+        const unsigned char *p;
+        size_t len;
+    } parts[] = {{connect, sizeof connect},
+                 {subscribe, sizeof subscribe},
+                 {publish, sizeof publish},
+                 {pingreq, sizeof pingreq}};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        memcpy(pkt + n, parts[i].p, parts[i].len);
+        n += parts[i].len;
+    }
     int fd = th_connect(t->port);
-    th_send(fd, pipelined, sizeof pipelined);
-    th_expect(fd, answers, sizeof answers, WAIT);
+    th_send(fd, pkt, n);
+    th_expect(fd, connack, sizeof connack, WAIT);
+    th_expect(fd, suback, sizeof suback, WAIT);
+    th_expect(fd, publish, sizeof publish, WAIT); /* its own message */
+    th_expect(fd, pingresp, sizeof pingresp, WAIT);
     th_mqtt_disconnect(fd);
     /* The same in MQTT 5 (a CONNACK with properties): packet types in order. */
-    unsigned char pkt[PKT_CAP], buf[PKT_CAP];
     th_connect_t c = as_user(5, "pipe5", "carol", "carol-pw");
-    size_t n = th_build_connect(pkt, sizeof pkt, &c);
+    n = th_build_connect(pkt, sizeof pkt, &c);
     n += th_build_subscribe(pkt + n, sizeof pkt - n, 5, 1, "pipe/#", 0);
     n += th_build_publish(pkt + n, sizeof pkt - n, 5, "pipe/5", 0, false, false, 0, "v5", 2);
     pkt[n++] = 0xc0;
@@ -519,6 +551,43 @@ static void a_pipelined_connect_subscribe_publish_is_handled_in_order(th_ctx_t *
     expect_publish(fd, 5, "pipe/5", "v5");
     th_read_type(fd, 0xd0, buf, sizeof buf, WAIT);
     th_mqtt_disconnect(fd);
+}
+
+#define N_BUSY 12
+
+static void connects_past_max_auth_pending_are_told_the_server_is_busy(th_ctx_t *t)
+{
+    /* max_auth_pending 1 per worker loop (4 at most), no cache: while a
+     * loop checks sloth's password (0.4 s of CPU), its next CONNECT
+     * with a password gets 0x89 Server busy (v3.1.1: 3). Twelve CONNECTs
+     * sent at once: at least one loop gets two of them in that time. */
+    int fd[N_BUSY], busy = 0;
+    for (int i = 0; i < N_BUSY; i++) {
+        unsigned char pkt[256];
+        char id[16];
+        snprintf(id, sizeof id, "busy-%d", i);
+        th_connect_t c = as_user(i % 2 ? 5 : 4, id, "sloth", "sloth-pw");
+        size_t n = th_build_connect(pkt, sizeof pkt, &c);
+        fd[i] = th_connect(t->port);
+        th_send(fd[i], pkt, n);
+    }
+    for (int i = 0; i < N_BUSY; i++) {
+        unsigned char buf[256];
+        th_read_type(fd[i], 0x20, buf, sizeof buf, 30000);
+        if (buf[3] == (i % 2 ? 0x89 : 3)) {
+            busy++;
+            th_expect_closed(fd[i], WAIT);
+        } else {
+            assert_int_equal(buf[3], 0x00);
+            ping(fd[i]);
+        }
+        th_close(fd[i]);
+    }
+    assert_true(busy >= 1);
+    assert_int_equal(stat_of(t, "\"busy\":"), busy);
+    assert_int_equal(stat_of(t, "\"bad_credentials\":"), 0);
+    /* Nothing waits now: sloth gets in. */
+    assert_int_equal(try_user(t->port, 5, "sloth", "sloth", "sloth-pw"), 0);
 }
 
 static void clients_that_leave_while_their_password_is_checked_leave_nothing(th_ctx_t *t)
@@ -592,7 +661,7 @@ static void publishes_need_write_permission(th_ctx_t *t)
     int w = open_as(t->port, 4, "watch", "admin", "admin-pw");
     subscribe1(w, 4, 1, "#", 1);
     int fd = open_as(t->port, 5, "bob5", "bob", "bob-pw");
-    assert_int_equal(publish_ack(fd, 5, "ro/x", 1, 1), 0x87);    /* read only */
+    assert_int_equal(publish_ack(fd, 5, "ro/x", 1, 1), 0x87); /* read only */
     assert_int_equal(publish_ack(fd, 5, "wo/x", 1, 2), 0x00);
     assert_int_equal(publish_ack(fd, 5, "rw/x", 1, 3), 0x00);
     assert_int_equal(publish_ack(fd, 5, "rw/no/x", 1, 4), 0x87); /* deny */
@@ -627,16 +696,15 @@ static void publishes_need_write_permission(th_ctx_t *t)
 
 static void each_filter_of_a_subscribe_is_checked(th_ctx_t *t)
 {
-    static const char *const filters[] = {
-        "ro/#",     /* read */
-        "wo/#",     /* write only */
-        "rw/+",     /* readwrite */
-        "rw/no/#",  /* a deny covers all of it */
-        "rw/#",     /* rw/no/# is denied, the rest is not */
-        "#",        /* wider than the grants */
-        "a/#",      /* alice's */
-        "users/bob/#", "users/alice/#", /* pattern %u */
-        NULL};
+    static const char *const filters[] = {"ro/#",    /* read */
+                                          "wo/#",    /* write only */
+                                          "rw/+",    /* readwrite */
+                                          "rw/no/#", /* a deny covers all of it */
+                                          "rw/#",    /* rw/no/# is denied, the rest is not */
+                                          "#",       /* wider than the grants */
+                                          "a/#",     /* alice's */
+                                          "users/bob/#", "users/alice/#", /* pattern %u */
+                                          NULL};
     static const uint8_t want5[] = {0x01, 0x87, 0x01, 0x87, 0x01, 0x01, 0x87, 0x01, 0x87};
     static const uint8_t want4[] = {0x01, 0x80, 0x01, 0x80, 0x01, 0x01, 0x80, 0x01, 0x80};
     int fd5 = open_as(t->port, 5, "bob5", "bob", "bob-pw");
@@ -660,17 +728,24 @@ static void a_wildcard_subscriber_gets_only_what_it_may_read(th_ctx_t *t)
 {
     int eve = open_as(t->port, 5, "eve", "eve", "eve-pw");
     subscribe1(eve, 5, 1, "#", 0x01);
+    /* A shared subscription's messages are checked the same way. */
+    int shared = open_as(t->port, 5, "eve-shared", "eve", "eve-pw");
+    subscribe1(shared, 5, 1, "$share/g/#", 0x01);
     int pub = open_as(t->port, 5, "pub", "admin", "admin-pw");
-    static const char *const topics[] = {"secret/a", "open/a", "secret/b/c", "open/b",
-                                         "secret", "open/c"};
+    static const char *const topics[] = {"secret/a", "open/a", "secret/b/c",
+                                         "open/b",   "secret", "open/c"};
     for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
         assert_int_equal(publish_ack(pub, 5, topics[i], 1, (uint16_t)(i + 1)), 0);
-    expect_publish(eve, 5, "open/a", NULL);
-    expect_publish(eve, 5, "open/b", NULL);
-    expect_publish(eve, 5, "open/c", NULL);
-    ping(eve);
-    wait_stat(t, ACL_DENIED_DELIVER, 3);
+    for (int i = 0; i < 2; i++) {
+        int fd = i == 0 ? eve : shared;
+        expect_publish(fd, 5, "open/a", NULL);
+        expect_publish(fd, 5, "open/b", NULL);
+        expect_publish(fd, 5, "open/c", NULL);
+        ping(fd);
+    }
+    wait_stat(t, ACL_DENIED_DELIVER, 6);
     th_mqtt_disconnect(pub);
+    th_mqtt_disconnect(shared);
     th_mqtt_disconnect(eve);
 }
 
@@ -687,7 +762,7 @@ static void retained_messages_the_subscriber_may_not_read_are_not_sent(th_ctx_t 
     int eve = open_as(t->port, 4, "eve", "eve", "eve-pw");
     subscribe1(eve, 4, 1, "#", 0x01);
     assert_true(expect_publish(eve, 4, "open/r", "yes")); /* retained */
-    ping(eve); /* nothing else came with the SUBACK */
+    ping(eve);                                            /* nothing else came with the SUBACK */
     /* admin reads both. */
     int adm = open_as(t->port, 4, "adm", "admin", "admin-pw");
     subscribe1(adm, 4, 1, "secret/#", 0x01);
@@ -727,10 +802,10 @@ static void anonymous_clients_have_the_lines_before_the_first_user(th_ctx_t *t)
     uint16_t anon_port = t->broker->port2;
     int fd = open_as(anon_port, 5, "anon1", NULL, NULL);
     subscribe1(fd, 5, 1, "public/#", 0x01);
-    subscribe1(fd, 5, 2, "anon/#", 0x87);        /* write only */
-    subscribe1(fd, 5, 3, "a/#", 0x87);           /* alice's */
+    subscribe1(fd, 5, 2, "anon/#", 0x87);          /* write only */
+    subscribe1(fd, 5, 3, "a/#", 0x87);             /* alice's */
     subscribe1(fd, 5, 4, "clients/anon1/#", 0x01); /* %c patterns apply */
-    subscribe1(fd, 5, 5, "users/#", 0x87);       /* %u ones do not */
+    subscribe1(fd, 5, 5, "users/#", 0x87);         /* %u ones do not */
     assert_int_equal(publish_ack(fd, 5, "anon/x", 1, 6), NO_MATCH);
     assert_int_equal(publish_ack(fd, 5, "public/x", 1, 7), 0x87);
     publish0(fd, 5, "clients/anon1/x", "mine", false);
@@ -866,6 +941,24 @@ static void sighup_takes_new_users_and_rules_and_keeps_connections(th_ctx_t *t)
     assert_int_equal(try_user(t->port, 4, "new4", "new", "new-pw"), 0); /* still a user */
     ping(old);
     th_mqtt_disconnect(nw);
+    /* A user removed is refused at once: the reload empties the cache
+     * of verified passwords, where new's is. */
+    run_sh("mosquitto_passwd -D hup.passwd new");
+    from = th_broker_log_size(t->broker);
+    th_broker_signal(t->broker, SIGHUP);
+    snprintf(want, sizeof want, "password file %s reloaded: 1 ", dpath("hup", "passwd"));
+    th_broker_logged_once(t->broker, from, want);
+    assert_int_equal(try_user(t->port, 5, "new5", "new", "new-pw"), 0x86);
+    /* A broken password file: the users in force stay. */
+    run_sh("echo 'no colon here' >>hup.passwd");
+    from = th_broker_log_size(t->broker);
+    th_broker_signal(t->broker, SIGHUP);
+    snprintf(want, sizeof want, "password_file: %s:2: ", dpath("hup", "passwd"));
+    th_broker_logged_once(t->broker, from, want);
+    th_broker_logged_once(t->broker, from, "keeping the users loaded before");
+    assert_int_equal(try_user(t->port, 4, "old4", "old", "old-pw"), 0);
+    assert_int_equal(try_user(t->port, 4, "new4", "new", "new-pw"), 4);
+    ping(old);
     th_mqtt_disconnect(old);
 }
 
@@ -883,8 +976,11 @@ static void a_certificate_cn_is_the_acl_user(th_ctx_t *t)
     assert_int_equal(th_m5_subscribe(&a, "tls/#", 1, NULL), 0x01);
     /* CN=other-user, claiming to be admin: the certificate wins. */
     th_m5_open(&b, t->broker->port2,
-               &(th_m5_opts_t){.id = "cn-b", .clean = true, .tls = &other,
-                               .username = "admin", .password = "admin-pw"});
+               &(th_m5_opts_t){.id = "cn-b",
+                               .clean = true,
+                               .tls = &other,
+                               .username = "admin",
+                               .password = "admin-pw"});
     assert_int_equal(th_m5_subscribe(&b, "tls/#", 1, NULL), 0x87);
     th_m5_publish(&b, "tls/b", "no", 2, 1, false, NULL);
     th_m5_wait_acks(&b, NULL, 1, WAIT);
@@ -919,6 +1015,18 @@ static void a_persistent_session_keeps_its_user_across_a_restart(th_ctx_t *t)
     expect_publish(fd, 4, "a/x", "x");
     ping(fd);
     th_mqtt_disconnect(fd);
+    /* p1 back as bob: the session (a/# and all) takes bob's rights. */
+    th_connect_t p1b = as_user(4, "p1", "bob", "bob-pw");
+    p1b.clean = false;
+    fd = th_mqtt_connect(t->broker->port, &p1b, &present);
+    assert_true(present);
+    subscribe1(fd, 4, 1, "ro/#", 0x01);
+    pub = open_as(t->broker->port, 4, "pub", "admin", "admin-pw");
+    assert_int_equal(publish_ack(pub, 4, "a/y", 1, 1), 0);
+    assert_int_equal(publish_ack(pub, 4, "ro/y", 1, 2), 0);
+    th_mqtt_disconnect(pub);
+    expect_publish(fd, 4, "ro/y", "x");
+    th_mqtt_disconnect(fd);
 }
 
 int main(void)
@@ -930,6 +1038,7 @@ int main(void)
         TH_TEST_CFG(each_hash_type_lets_its_user_in, g_nocache),
         TH_TEST_CFG(argon2id_clients_connecting_at_once_all_get_their_answer, g_nocache),
         TH_TEST_CFG(a_pipelined_connect_subscribe_publish_is_handled_in_order, g_nocache),
+        TH_TEST_CFG(connects_past_max_auth_pending_are_told_the_server_is_busy, g_busy),
         TH_TEST_CFG(clients_that_leave_while_their_password_is_checked_leave_nothing, g_main),
         TH_TEST_CFG(the_broker_stops_cleanly_while_passwords_are_checked, g_main),
         TH_TEST_CFG(publishes_need_write_permission, g_main),
@@ -946,6 +1055,5 @@ int main(void)
         TH_TEST_CFG(a_persistent_session_keeps_its_user_across_a_restart, g_main),
     };
     th_http_enable(true);
-    return cmocka_run_group_tests_name("integration/20-access", tests, group_setup,
-                                       group_teardown);
+    return cmocka_run_group_tests_name("integration/20-access", tests, group_setup, group_teardown);
 }
