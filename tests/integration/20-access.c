@@ -63,7 +63,7 @@
 static char g_dir[64];       /* password and ACL files */
 static char g_pki[64];       /* certificates (tests/pki.h) */
 static char g_main[1024];    /* both files, anonymous listener on @PORT2@ */
-static char g_anon[1024];    /* both files, allow_anonymous true but on @PORT2@ */
+static char g_anon[1024];    /* both files, allow_anonymous true (false on @PORT2@) */
 static char g_nocache[1024]; /* g_main with auth_cache_size 0 */
 static char g_busy[1024];    /* g_nocache with max_auth_pending 1 */
 static char g_hup[1024];     /* the SIGHUP test's own files */
