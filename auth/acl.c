@@ -324,6 +324,13 @@ static int has_wildcard(const char *s, size_t n)
     return n > 0 && (memchr(s, '+', n) || memchr(s, '#', n));
 }
 
+/* 1 when pattern r applies to a client: a %u pattern to one with a user
+ * name, a %c one to one with a client id (an HTTP/2 request has none). */
+static int applies(const rule_t *r, const char *user, const char *id)
+{
+    return !((r->subst & SUBST_U) && user == NULL) && !((r->subst & SUBST_C) && id == NULL);
+}
+
 /* Fills v->pats with the patterns that apply to the client. Returns 0, or
  * -1 past ACL_VIEW_TEXT_MAX or out of memory. */
 static int view_patterns(acl_view_t *v, const block_t *p, const char *user, size_t ulen,
@@ -333,7 +340,7 @@ static int view_patterns(acl_view_t *v, const block_t *p, const char *user, size
     /* CVE-2017-7650: an id or name with a wildcard must not widen a pattern. */
     if (has_wildcard(id, idlen) || (user && has_wildcard(user, ulen))) return 0;
     for (size_t i = 0; i < p->n; i++) {
-        if ((p->rules[i].subst & SUBST_U) && user == NULL) continue;
+        if (!applies(&p->rules[i], user, id)) continue;
         n++;
         if (p->rules[i].subst) text += expand(&p->rules[i], id, idlen, user, ulen, NULL);
     }
@@ -343,7 +350,7 @@ static int view_patterns(acl_view_t *v, const block_t *p, const char *user, size
     char *t = (char *)(v->pats + n);
     for (size_t i = 0; i < p->n; i++) {
         rule_t r = p->rules[i];
-        if ((r.subst & SUBST_U) && user == NULL) continue;
+        if (!applies(&r, user, id)) continue;
         if (r.subst) {
             r.len = (uint32_t)expand(&p->rules[i], id, idlen, user, ulen, t);
             r.filter = t;
@@ -359,10 +366,7 @@ acl_view_t *acl_view_create(acl_t *a, const char *user, size_t ulen, const char 
 {
     acl_view_t *v = xcalloc(1, sizeof *v);
     size_t at;
-    if (id == NULL) {
-        id = "";
-        idlen = 0;
-    }
+    if (id == NULL) idlen = 0; /* no client id: no %c pattern applies */
     if (user == NULL) {
         v->block = &a->anon;
     } else if ((at = auth__index_find(&a->index, user, ulen)) != AUTH_NONE) {

@@ -133,8 +133,10 @@ void acl_release(acl_t **ap);
 size_t acl_count(const acl_t *a);
 
 /* Builds the rules of one client: user[0..ulen) (user NULL: anonymous)
- * with client id id[0..idlen). Retains a; the view is the caller's, used
- * on one thread at a time. Returns NULL only when out of memory. */
+ * with client id id[0..idlen) (id NULL: a client without one, such as an
+ * HTTP/2 request, to which no pattern naming %c applies). Retains a; the
+ * view is the caller's, used on one thread at a time. Returns NULL only
+ * when out of memory. */
 acl_view_t *acl_view_create(acl_t *a, const char *user, size_t ulen, const char *id,
                             size_t idlen);
 /* Frees *vp (releasing its acl); *vp is NULL. */

@@ -531,9 +531,12 @@ static const acl_view_t *view_of(loop_t *l, sess_t *s)
     acl_view_destroy(&x->view);
     if (x->slot == NULL) x->slot = xmalloc(ACCESS_CACHE_SLOTS * sizeof *x->slot);
     memset(x->slot, 0, ACCESS_CACHE_SLOTS * sizeof *x->slot);
+    /* A sink's session (an HTTP/2 event stream) has an id of the broker's
+     * making, not a client's: no %c pattern is its, as for its request. */
+    const char *id = s->to_sink ? NULL : s->client_id;
     pthread_mutex_lock(&a->mu);
-    x->view = acl_view_create(a->acl, x->user, x->user != NULL ? strlen(x->user) : 0,
-                              s->client_id, strlen(s->client_id));
+    x->view = acl_view_create(a->acl, x->user, x->user != NULL ? strlen(x->user) : 0, id,
+                              id != NULL ? strlen(id) : 0);
     pthread_mutex_unlock(&a->mu);
     x->gen = gen;
     return x->view;
@@ -624,12 +627,13 @@ void conn_auth_cancel(conn_auth_t **job)
     *job = NULL;
 }
 
-/* A transient session-less view for a transport's request: user and the
- * id "-" (a pattern with %c matches no such client). */
+/* A transient session-less view for a transport's request: user and no
+ * client id (no pattern with %c applies; an id such as "-" would give
+ * the request the topics of the MQTT client of that id). */
 static acl_view_t *request_view(access_t *a, const char *user, size_t ulen)
 {
     pthread_mutex_lock(&a->mu);
-    acl_view_t *v = acl_view_create(a->acl, user, ulen, "-", 1);
+    acl_view_t *v = acl_view_create(a->acl, user, ulen, NULL, 0);
     pthread_mutex_unlock(&a->mu);
     return v;
 }

@@ -17,6 +17,13 @@
 # only 12-byte $7$ salts, which is what auth/ writes (PASSWD_PBKDF2_SALT).
 # A user that mosquitto_passwd 2.0 made in the same file must keep working.
 #
+# Last, uvmq itself ($UVMQ_BIN on free 127.0.0.1 ports, a config naming
+# the file) reads a file only uvmq passwd wrote (argon2id, sha512-pbkdf2,
+# sha512, and the -U lines): mosquitto_pub gets in with each right
+# password and is refused ("bad user name or password") with a wrong one;
+# after uvmq passwd -D and SIGHUP the deleted user is refused too; SIGTERM
+# stops the broker with exit status 0.
+#
 # Prints TAP. Every command is bounded (timeout, bounded waits); only pids
 # this script started are ever signalled.
 set -u
@@ -25,7 +32,7 @@ UVMQ_BIN=${UVMQ_BIN:-$PWD/build/uvmq}
 MOSQUITTO=${MOSQUITTO:-/usr/sbin/mosquitto}
 . tests/integration/harness/clients.bash
 
-echo "1..28"
+echo "1..32"
 
 D="$TMP/pw"
 mkdir -p "$D"
@@ -294,6 +301,43 @@ else
         for i in 1 2 3; do not_ok "mosquitto 2.0 starts with uvmq passwd's file" "$OUT"; done
     fi
     stop_mosquitto
+fi
+
+# ---- uvmq reads what uvmq passwd wrote ----
+
+UF="$TMP/uvmq.passwd"
+F=$UF # what a failed check shows
+CONFIG="$TMP/uvmq.json"
+printf '{"password_file": "%s"}\n' "$UF" >"$CONFIG"
+# u_pub USER PASSWORD: one publish to uvmq, output in $OUT.
+u_pub() { timeout 10 mosquitto_pub -h 127.0.0.1 -p "$PORT" -u "$1" -P "$2" -t t -m x >>"$OUT" 2>&1; }
+
+: >"$OUT"
+if upw -c -b "$UF" ann argon-pass && upw -H sha512-pbkdf2 -b "$UF" ben pbkdf2-pass &&
+    upw -H sha512 -b "$UF" cid sha-pass && cat "$P" >>"$UF" && start_broker; then
+    t_uvmq_in() {
+        : >"$OUT"
+        u_pub ann argon-pass && u_pub ben pbkdf2-pass && u_pub cid sha-pass && u_pub carol cherry &&
+            u_pub dave "date with spaces inside" && u_pub erin pw7
+    }
+    check "uvmq lets in the argon2id, sha512-pbkdf2, sha512 and -U users uvmq passwd wrote" t_uvmq_in
+    t_uvmq_out() {
+        : >"$OUT"
+        ! u_pub ann argon-pass2 && ! u_pub ben sha-pass &&
+            [ "$(grep -c "Connection Refused: bad user name or password" "$OUT")" = 2 ]
+    }
+    check "uvmq refuses a wrong password (bad user name or password)" t_uvmq_out
+    t_uvmq_deleted() {
+        : >"$OUT"
+        upw -D "$UF" ann && kill -HUP "$BROKER_PID" &&
+            wait_for "$TMP/broker.log" "password file $UF reloaded: 5 users" &&
+            ! u_pub ann argon-pass && grep -qF "bad user name or password" "$OUT" && u_pub ben pbkdf2-pass
+    }
+    check "after uvmq passwd -D and SIGHUP uvmq refuses the deleted user" t_uvmq_deleted
+    stop_broker
+else
+    cat "$TMP/broker.log" >>"$OUT" 2>/dev/null
+    for i in 1 2 3 4; do not_ok "uvmq starts with a file uvmq passwd wrote" "$OUT"; done
 fi
 
 [ "$failed" -eq 0 ]

@@ -4,7 +4,8 @@
 # under harness/ so tests/run.sh does not take it for a test).
 #
 # The sourcing script sets UVMQ_BIN and, for an HTTP/2 port too,
-# WANT_HTTP=1 before start_broker; it reads PORT (MQTT), HPORT (HTTP/2),
+# WANT_HTTP=1 before start_broker (and CONFIG, to pass a config file with
+# -c: the flags win over its port, bind and data_dir); it reads PORT (MQTT), HPORT (HTTP/2),
 # BROKER_PID and TMP (holding data/ and broker.log), and appends the pids
 # it starts to PIDS so that cleanup kills them.
 
@@ -68,7 +69,7 @@ start_broker() {
         [ "${WANT_HTTP:-0}" = 1 ] && { HPORT=$(pick_port) || return 1; }
         [ "$PORT" = "$HPORT" ] && continue
         "$UVMQ_BIN" -p "$PORT" --http-port "$HPORT" -b 127.0.0.1 --data-dir "$TMP/data" \
-            ${UVMQ_TEST_THREADS:+--threads "$UVMQ_TEST_THREADS"} \
+            ${UVMQ_TEST_THREADS:+--threads "$UVMQ_TEST_THREADS"} ${CONFIG:+-c "$CONFIG"} \
             >>"$TMP/broker.log" 2>&1 &
         BROKER_PID=$!
         for i in $(seq 1 500); do

@@ -1065,7 +1065,8 @@ size_t th_build_connect(unsigned char *out, size_t cap, const th_connect_t *c)
     unsigned flags = (c->clean ? 0x02 : 0) |
                      (c->will_topic ? 0x04 | (unsigned)c->will_qos << 3 |
                                           (c->will_retain ? 0x20 : 0)
-                                    : 0);
+                                    : 0) |
+                     (c->username ? 0x80 : 0) | (c->password ? 0x40 : 0);
     put_str(&w, "MQTT", 4);
     put_u8(&w, (unsigned)c->version);
     put_u8(&w, flags);
@@ -1084,6 +1085,10 @@ size_t th_build_connect(unsigned char *out, size_t cap, const th_connect_t *c)
         put_str(&w, c->will_topic, strlen(c->will_topic));
         put_str(&w, c->will_payload, strlen(c->will_payload));
     }
+    if (c->username != NULL)
+        put_str(&w, c->username, strlen(c->username));
+    if (c->password != NULL)
+        put_str(&w, c->password, strlen(c->password));
     return finish_packet(out, 0x10, w.n);
 }
 

@@ -280,6 +280,8 @@ typedef struct th_connect_s {
     int will_qos;
     bool will_retain;
     uint32_t will_delay;     /* v5 Will Delay Interval; 0 = absent */
+    const char *username;    /* NULL = no user name */
+    const char *password;    /* NULL = no password */
 } th_connect_t;
 
 /* A PUBLISH as th_parse_publish reads it; pointers point into the packet. */

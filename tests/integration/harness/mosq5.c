@@ -152,6 +152,13 @@ static void create(th_m5_t *c, const th_m5_opts_t *o)
     mosquitto_message_v5_callback_set(c->m, on_message);
     if (getenv("TH_M5_LOG") != NULL)
         mosquitto_log_callback_set(c->m, on_log);
+    if (o->username != NULL &&
+        mosquitto_username_pw_set(c->m, o->username, o->password) != MOSQ_ERR_SUCCESS)
+        fail_msg("mosquitto_username_pw_set %s failed", o->username);
+    if (o->tls != NULL &&
+        mosquitto_tls_set(c->m, o->tls->ca, NULL, o->tls->cert, o->tls->key, NULL) !=
+            MOSQ_ERR_SUCCESS)
+        fail_msg("mosquitto_tls_set %s failed", o->tls->ca);
     if (o->will_topic != NULL) {
         mosquitto_property *wp = NULL;
         int rc;

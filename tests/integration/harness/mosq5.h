@@ -33,6 +33,8 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+struct th_tls_s; /* harness.h: a client's TLS files */
+
 /* One message a v5 client received; everything owned by the th_m5_t. */
 typedef struct th_m5_msg_s {
     char *topic;
@@ -82,7 +84,8 @@ typedef struct th_m5_s {
 } th_m5_t;
 
 /* What th_m5_open puts into the CONNECT. Zero is a usable default: empty
- * client id, clean start 0, keep-alive 60 s, no properties, no will. */
+ * client id, clean start 0, keep-alive 60 s, no properties, no will, no
+ * user name, plain TCP. */
 typedef struct th_m5_opts_s {
     const char *id;                     /* NULL or "": server assigns one
                                          * (clean start is then always 1) */
@@ -96,6 +99,10 @@ typedef struct th_m5_opts_s {
     int will_qos;
     bool will_retain;
     const mosquitto_property *will_props; /* will properties (borrowed) */
+    const char *username;               /* NULL: none */
+    const char *password;               /* NULL: none (with a user name) */
+    const struct th_tls_s *tls;         /* NULL: plain TCP, else TLS with
+                                         * these files (harness.h) */
 } th_m5_opts_t;
 
 /* --- connect ------------------------------------------------------------ */
