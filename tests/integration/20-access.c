@@ -154,7 +154,9 @@ static void run_sh(const char *script)
 
 /* The password file: mosquitto_passwd for $7$ and $6$, the argon2
  * command for argon2id (t=1, p=1, m=2^10 KiB for carol, 2^16 for dave;
- * sloth's 40 passes over 16 MiB take some 0.4 s of CPU). */
+ * sloth's 40 passes over 16 MiB take some 0.4 s of CPU; sloth0..sloth11
+ * have the same hash under names of their own, so each needs its own
+ * check). */
 static const char MAKE_PASSWD[] =
     "mosquitto_passwd -c -b users.passwd alice alice-pw\n"
     "for u in bob eve admin sysup; do mosquitto_passwd -H sha512 -b users.passwd $u $u-pw; done\n"
@@ -164,6 +166,7 @@ static const char MAKE_PASSWD[] =
     "echo \"dave:$h\" >>users.passwd\n"
     "h=$(printf %s sloth-pw | argon2 SALTSALTSALT -id -t 40 -m 14 -p 1 -e)\n"
     "echo \"sloth:$h\" >>users.passwd\n"
+    "for i in 0 1 2 3 4 5 6 7 8 9 10 11; do echo \"sloth$i:$h\" >>users.passwd; done\n"
     "mosquitto_passwd -H sha512 -c -b hup.passwd old old-pw\n";
 
 static int group_setup(void **state)
@@ -560,15 +563,17 @@ static void a_pipelined_connect_subscribe_publish_is_handled_in_order(th_ctx_t *
 static void connects_past_max_auth_pending_are_told_the_server_is_busy(th_ctx_t *t)
 {
     /* max_auth_pending 1 per worker loop (4 at most), no cache: while a
-     * loop checks sloth's password (0.4 s of CPU), its next CONNECT
-     * with a password gets 0x89 Server busy (v3.1.1: 3). Twelve CONNECTs
-     * sent at once: at least one loop gets two of them in that time. */
+     * loop checks one sloth's password (0.4 s of CPU), its next CONNECT
+     * with other credentials gets 0x89 Server busy (v3.1.1: 3). Twelve
+     * CONNECTs of twelve users sent at once: at least one loop gets two
+     * of them in that time. */
     int fd[N_BUSY], busy = 0;
     for (int i = 0; i < N_BUSY; i++) {
         unsigned char pkt[256];
-        char id[16];
+        char id[16], user[16];
         snprintf(id, sizeof id, "busy-%d", i);
-        th_connect_t c = as_user(i % 2 ? 5 : 4, id, "sloth", "sloth-pw");
+        snprintf(user, sizeof user, "sloth%d", i);
+        th_connect_t c = as_user(i % 2 ? 5 : 4, id, user, "sloth-pw");
         size_t n = th_build_connect(pkt, sizeof pkt, &c);
         fd[i] = th_connect(t->port);
         th_send(fd[i], pkt, n);
@@ -590,6 +595,32 @@ static void connects_past_max_auth_pending_are_told_the_server_is_busy(th_ctx_t 
     assert_int_equal(stat_of(t, "\"bad_credentials\":"), 0);
     /* Nothing waits now: sloth gets in. */
     assert_int_equal(try_user(t->port, 5, "sloth", "sloth", "sloth-pw"), 0);
+}
+
+static void connects_with_the_same_credentials_share_one_check(th_ctx_t *t)
+{
+    /* The same settings, and twelve CONNECTs of one user sent at once:
+     * each loop checks sloth's password once and the other CONNECTs of
+     * those credentials wait for that verdict instead of asking for a
+     * check of their own, so none is told the server is busy. */
+    int fd[N_BUSY];
+    for (int i = 0; i < N_BUSY; i++) {
+        unsigned char pkt[256];
+        char id[16];
+        snprintf(id, sizeof id, "same-%d", i);
+        th_connect_t c = as_user(i % 2 ? 5 : 4, id, "sloth", "sloth-pw");
+        size_t n = th_build_connect(pkt, sizeof pkt, &c);
+        fd[i] = th_connect(t->port);
+        th_send(fd[i], pkt, n);
+    }
+    for (int i = 0; i < N_BUSY; i++) {
+        unsigned char buf[256];
+        th_read_type(fd[i], 0x20, buf, sizeof buf, 30000);
+        assert_int_equal(buf[3], 0x00);
+        ping(fd[i]);
+        th_close(fd[i]);
+    }
+    assert_int_equal(stat_of(t, "\"busy\":"), 0);
 }
 
 static void clients_that_leave_while_their_password_is_checked_leave_nothing(th_ctx_t *t)
@@ -1062,6 +1093,7 @@ int main(void)
         TH_TEST_CFG(argon2id_clients_connecting_at_once_all_get_their_answer, g_nocache),
         TH_TEST_CFG(a_pipelined_connect_subscribe_publish_is_handled_in_order, g_nocache),
         TH_TEST_CFG(connects_past_max_auth_pending_are_told_the_server_is_busy, g_busy),
+        TH_TEST_CFG(connects_with_the_same_credentials_share_one_check, g_busy),
         TH_TEST_CFG(clients_that_leave_while_their_password_is_checked_leave_nothing, g_main),
         TH_TEST_CFG(the_broker_stops_cleanly_while_passwords_are_checked, g_main),
         TH_TEST_CFG(publishes_need_write_permission, g_main),
