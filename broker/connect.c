@@ -128,9 +128,11 @@ static int identity_username(conn_t *c, pkt_connect_t *cp, uint8_t *reason, int 
     cp->password.len = 0;
     cp->has_password = 0;
     *vouched = 1;
+    char shown[LOG_QUOTE_MAX];
     log_debug("client %.*s (%s): user name \"%s\" from its certificate",
               cp->client_id.len ? (int)cp->client_id.len : 1,
-              cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c), cn);
+              cp->client_id.len ? (const char *)cp->client_id.p : "-", conn__peer(c),
+              log_quote(shown, sizeof shown, cn, strlen(cn)));
     return 0;
 }
 
