@@ -10,8 +10,11 @@
 #                                    mosquitto_passwd): the auth tests make
 #                                    password vectors with them and read
 #                                    uvmq's files back with the real broker.
-#                                    On a machine with systemd, Debian starts
-#                                    the mosquitto service on port 1883.
+#                                    Debian starts the mosquitto service on
+#                                    port 1883, uvmq's default, as the
+#                                    package installs: this script stops and
+#                                    disables it (tests start the binary on
+#                                    ports of their own).
 #   scripts/install-deps.sh --bench  bench/fanout.sh: mosquitto (the broker
 #                                    uvmq is compared with), gnuplot-nox (the
 #                                    chart), util-linux (taskset), jq (reads
@@ -74,3 +77,15 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+
+# Only the mosquitto binary is wanted; its service would hold 1883, the
+# port `make run` starts uvmq on.
+case " $missing " in
+*" mosquitto "*)
+    if command -v systemctl >/dev/null 2>&1 &&
+        systemctl is-enabled --quiet mosquitto 2>/dev/null; then
+        echo "$WHAT: disabling the mosquitto service (port 1883 is uvmq's default)"
+        $SUDO systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    fi
+    ;;
+esac
