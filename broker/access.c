@@ -6,7 +6,7 @@
  * them) behind a mutex with a generation number; SIGHUP loads both again
  * and, when they parse, swaps them in and bumps the generation. Nothing
  * on a worker loop takes that mutex per packet: a session's ACL view is
- * rebuilt when it sees a new generation (one relaxed load per check).
+ * rebuilt when it sees a new generation (one atomic load per check).
  *
  * Passwords are verified on the libuv thread pool (argon2id takes tens of
  * milliseconds and 46 MiB): a CONNECT whose credentials are not in the
@@ -56,7 +56,8 @@ struct conn_auth_s {
     conn_auth_cb cb;   /* a transport's callback; NULL for an MQTT CONNECT */
     void *arg;
     passwd_t *pw;      /* a reference: u lives in it */
-    const passwd_user_t *u; /* NULL: unknown user (verified against a dummy) */
+    const passwd_user_t *u; /* NULL: unknown user (checked against the
+                               file's decoy, then refused) */
     char *user;        /* owned copies */
     size_t ulen;
     char *pass;
