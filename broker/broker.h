@@ -82,6 +82,11 @@ typedef struct broker_config_s {
                                      thread pool; past it a CONNECT gets
                                      Server busy. 64 */
     uint32_t max_packet_size;     /* "max_packet_size": bytes, 16 MiB */
+    uint32_t max_connect_size;    /* "max_connect_size": the largest packet
+                                     of a client not yet connected (its
+                                     CONNECT, AUTH during an exchange),
+                                     bytes; 64 KiB (capped by
+                                     max_packet_size) */
     uint16_t max_inflight;        /* "max_inflight": QoS 1/2 window per
                                      session and our Receive Maximum, 64 */
     uint32_t max_queued_messages; /* "max_queued_messages": per session, 1000 */

@@ -53,6 +53,7 @@ void broker_config_init(broker_config_t *c)
     c->auth_cache_ttl = 300;
     c->max_auth_pending = 64;
     c->max_packet_size = 16u * 1024 * 1024;
+    c->max_connect_size = 64u * 1024;
     c->max_inflight = 256;
     c->max_queued_messages = 1000;
     c->max_queued_bytes = 64u * 1024 * 1024;

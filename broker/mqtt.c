@@ -119,6 +119,18 @@ static conn_rc_t move_away(conn_t *c, const uint8_t *data, size_t len)
     return CONN_GONE;
 }
 
+/* The largest packet c may send now: max_connect_size (or
+ * max_packet_size when smaller) until its CONNECT is accepted, so that a
+ * client nobody has authenticated cannot make the broker hold 16 MiB for
+ * its first packet; max_packet_size after. */
+static uint32_t packet_max(const conn_t *c)
+{
+    const broker_config_t *cfg = c->loop->b->cfg;
+    if (c->state == CONN_NEW && cfg->max_connect_size < cfg->max_packet_size)
+        return cfg->max_connect_size;
+    return cfg->max_packet_size;
+}
+
 /* Frames and dispatches every whole packet in data[0..n). Sets *used to
  * the bytes consumed and *need to the size of the incomplete packet that
  * follows (0 when unknown). Stops early (bytes left unused) when c is
@@ -137,7 +149,7 @@ static conn_rc_t input(conn_t *c, void *self, const uint8_t *data, size_t n, siz
     if (n == 0) return CONN_OK; /* nothing kept: MQTT keeps no input of its own */
     while (rc == CONN_OK && c->state != CONN_CLOSING && !c->throttled) {
         size_t flen = 0, want = 0;
-        int fr = pkt_frame(data + off, n - off, c->loop->b->cfg->max_packet_size, &flen, &want);
+        int fr = pkt_frame(data + off, n - off, packet_max(c), &flen, &want);
         if (fr == PKT_NEED_MORE) {
             *need = want;
             break;

@@ -64,6 +64,9 @@ static const struct setting settings[] = {
     {"shared_strategy", K_STRATEGY, FIELD(shared_strategy), 0, 0},
     /* 268,435,455 is the largest Remaining Length four varint bytes hold. */
     {NUM(max_packet_size, 2, 268435455)},
+    /* A CONNECT with a client id, user name, password and will takes some
+     * room; 64 bytes is the least that leaves any. */
+    {NUM(max_connect_size, 64, 268435455)},
     /* Receive Maximum 0 is a Protocol Error (MQTT 5.0 section 3.2.2.3.3). */
     {NUM(max_inflight, 1, 65535)},
     {NUM(max_queued_messages, 1, UINT32_MAX)},

@@ -10,7 +10,8 @@
  * Subscription Identifiers (MQTT-3.3.4-3/4 and docs/protocol.md: one copy
  * carrying every matching id) behave as specified; a client PUBLISH with a
  * Subscription Identifier is a protocol error (MQTT-3.3.4-6); and
- * max_topic_levels refuses deeper topic names and filters.
+ * max_topic_levels refuses deeper topic names and filters. A client not
+ * yet connected may send a first packet of max_connect_size bytes at most.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -432,9 +433,87 @@ static void too_many_topic_levels_is_refused(th_ctx_t *t)
     disconnect(sub);
 }
 
+/* A CONNECT of about 70,000 bytes: a will payload of 40,000 and a
+ * password of 30,000 (each field's length is two bytes: 65535 at most). */
+static size_t big_connect(unsigned char *pkt, size_t cap, const char *id)
+{
+    char *payload = malloc(40001), *password = malloc(30001);
+    assert_non_null(payload);
+    assert_non_null(password);
+    memset(payload, 'x', 40000);
+    payload[40000] = '\0';
+    memset(password, 'y', 30000);
+    password[30000] = '\0';
+    th_connect_t c = {.version = 4, .client_id = id, .clean = true, .keepalive = 60,
+                      .will_topic = "lim/will", .will_payload = payload, .username = "u",
+                      .password = password};
+    size_t n = th_build_connect(pkt, cap, &c);
+    free(payload);
+    free(password);
+    assert_true(n > 65536 && n < 72000);
+    return n;
+}
+
+/* A connected client is served: PINGRESP, and a PUBACK for a QoS 1 PUBLISH. */
+static void still_served(int fd)
+{
+    static const unsigned char pingreq[] = {0xc0, 0x00};
+    unsigned char buf[64], pkt[64];
+    th_send(fd, pingreq, sizeof pingreq);
+    th_read_type(fd, 0xd0, buf, sizeof buf, TH_WAIT_MS);
+    size_t n = th_build_publish(pkt, sizeof pkt, 4, "lim/t", 1, false, false, 7, "hi", 2);
+    th_send(fd, pkt, n);
+    th_read_type(fd, 0x40, buf, sizeof buf, TH_WAIT_MS);
+}
+
+/* Before its CONNECT is accepted a client may send at most
+ * max_connect_size bytes (64 KiB) in its first packet, not
+ * max_packet_size (16 MiB): a fixed header announcing 1,000,000 bytes
+ * closes the connection at once (the broker reserves nothing for it), and
+ * a whole CONNECT of some 70,000 bytes (a large will) is refused the same
+ * way; a client connected on the same broker is served meanwhile. */
+static void first_packet_is_capped_until_connect(th_ctx_t *t)
+{
+    static const unsigned char huge[] = {0x10, 0xc0, 0x84, 0x3d}; /* 1,000,000 */
+    th_connect_t ok = {.version = 4, .client_id = "lim-ok", .clean = true, .keepalive = 60};
+    int good = th_mqtt_connect(t->port, &ok, NULL);
+    int fd = th_connect(t->port);
+    th_send(fd, huge, sizeof huge);
+    th_expect_closed(fd, TH_WAIT_MS);
+    th_close(fd);
+    still_served(good);
+    size_t cap = 72000;
+    unsigned char *pkt = malloc(cap);
+    assert_non_null(pkt);
+    size_t n = big_connect(pkt, cap, "lim-big");
+    fd = th_connect(t->port);
+    (void)th_try_send(fd, pkt, n); /* the broker may close before the end */
+    th_expect_closed(fd, TH_WAIT_MS);
+    th_close(fd);
+    free(pkt);
+    still_served(good);
+    disconnect(good);
+}
+
+/* With max_connect_size raised, the same 70,000-byte CONNECT is taken. */
+static void max_connect_size_admits_a_larger_connect(th_ctx_t *t)
+{
+    size_t cap = 72000;
+    unsigned char *pkt = malloc(cap);
+    assert_non_null(pkt);
+    size_t n = big_connect(pkt, cap, "lim-big2");
+    int session_present = 0;
+    int fd = connect_raw(t, pkt, n, &session_present);
+    free(pkt);
+    still_served(fd);
+    disconnect(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TH_TEST(first_packet_is_capped_until_connect),
+        TH_TEST_CFG(max_connect_size_admits_a_larger_connect, "{\"max_connect_size\": 131072}\n"),
         TH_TEST(v5_maximum_packet_size_drops_oversize_delivery_for_that_client_only),
         TH_TEST_CFG(resumed_session_with_smaller_maximum_packet_size_frees_the_window,
                     "{\"max_inflight\": 1}\n"),

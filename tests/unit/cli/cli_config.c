@@ -113,6 +113,7 @@ static void config_defaults_match_broker_h(void **state)
     assert_int_equal(c->threads, 0);
     assert_int_equal(c->allow_anonymous, -1);
     assert_int_equal(c->max_packet_size, 16777216);
+    assert_int_equal(c->max_connect_size, 65536);
     assert_int_equal(c->max_inflight, 256);
     assert_int_equal(c->max_queued_messages, 1000);
     assert_int_equal(c->max_queued_bytes, 67108864);
@@ -155,6 +156,7 @@ static void config_file_sets_every_key(void **state)
                              "  \"threads\": 3,\n"
                              "  \"allow_anonymous\": false,\n"
                              "  \"max_packet_size\": 268435455,\n"
+                             "  \"max_connect_size\": 1024,\n"
                              "  \"max_inflight\": 10,\n"
                              "  \"max_queued_messages\": 4294967295,\n"
                              "  \"max_queued_bytes\": 9007199254740992,\n"
@@ -185,6 +187,7 @@ static void config_file_sets_every_key(void **state)
     assert_int_equal(c->threads, 3);
     assert_int_equal(c->allow_anonymous, 0);
     assert_int_equal(c->max_packet_size, 268435455);
+    assert_int_equal(c->max_connect_size, 1024);
     assert_int_equal(c->max_inflight, 10);
     assert_int_equal(c->max_queued_messages, 4294967295u);
     assert_true(c->max_queued_bytes == 9007199254740992ull);
