@@ -43,7 +43,8 @@ struct access_s {
     passwd_t *pw;          /* the password file in force, or NULL */
     acl_t *acl;            /* the ACL file in force, or NULL */
     authcache_t *cache;    /* verified credentials */
-    uint8_t passwd_on, acl_on; /* configured (immutable) */
+    uint8_t passwd_on;     /* configured (immutable); acl_file's is
+                              broker_t.acl_on */
 };
 
 /* One verification on the thread pool. The loop's alone, except what
@@ -118,7 +119,6 @@ int access__create(broker_t *b)
     }
     pthread_mutex_init(&a->mu, NULL);
     a->passwd_on = cfg->password_file != NULL;
-    a->acl_on = cfg->acl_file != NULL;
     a->cache = authcache_create(cfg->auth_cache_size, (uint64_t)cfg->auth_cache_ttl * 1000);
     if (a->pw != NULL)
         log_info("password file %s: %zu users", cfg->password_file, passwd_count(a->pw));
@@ -127,7 +127,7 @@ int access__create(broker_t *b)
         log_warn("acl_file without password_file: the ACL trusts any user name a client "
                  "claims (use a password file or certificate identities)");
     b->access = a;
-    b->acl_on = a->acl_on;
+    b->acl_on = cfg->acl_file != NULL;
     return 0;
 }
 
@@ -187,7 +187,7 @@ void access__reload(broker_t *b)
         authcache_clear(a->cache); /* a removed user must not stay in */
         changed = 1;
     }
-    if (a->acl_on) changed |= reload_acl(a, b->cfg->acl_file);
+    if (b->acl_on) changed |= reload_acl(a, b->cfg->acl_file);
     /* Release: a loop that sees the new generation finds the new files
      * under the mutex anyway; the bump only tells it to look. */
     if (changed) atomic_fetch_add_explicit(&b->acl_gen, 1, memory_order_release);
@@ -550,9 +550,10 @@ int access__may_publish(loop_t *l, sess_t *s, const char *t, size_t len)
     if (!access__acl_on(l->b)) return 1;
     const acl_view_t *v = view_of(l, s);
     if (v != NULL && acl_view_allows(v, t, len, ACL_WRITE)) return 1;
-    char topic[LOG_QUOTE_MAX];
+    char id[LOG_QUOTE_MAX], topic[LOG_QUOTE_MAX];
     CNT_INC(l->b, acl_denied_publish);
-    log_debug("client %s: PUBLISH to \"%s\" not authorized by the ACL: dropped", s->client_id,
+    log_debug("client %s: PUBLISH to \"%s\" not authorized by the ACL: dropped",
+              log_quote(id, sizeof id, s->client_id, strlen(s->client_id)),
               log_quote(topic, sizeof topic, t, len));
     return 0;
 }
@@ -562,9 +563,10 @@ int access__may_subscribe(loop_t *l, sess_t *s, const char *f, size_t len)
     if (!access__acl_on(l->b)) return 1;
     const acl_view_t *v = view_of(l, s);
     if (v != NULL && acl_view_allows_filter(v, f, len)) return 1;
-    char filter[LOG_QUOTE_MAX];
+    char id[LOG_QUOTE_MAX], filter[LOG_QUOTE_MAX];
     CNT_INC(l->b, acl_denied_subscribe);
-    log_debug("client %s: SUBSCRIBE to \"%s\" not authorized by the ACL", s->client_id,
+    log_debug("client %s: SUBSCRIBE to \"%s\" not authorized by the ACL",
+              log_quote(id, sizeof id, s->client_id, strlen(s->client_id)),
               log_quote(filter, sizeof filter, f, len));
     return 0;
 }

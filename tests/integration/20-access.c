@@ -560,6 +560,24 @@ static void a_pipelined_connect_subscribe_publish_is_handled_in_order(th_ctx_t *
 
 #define N_BUSY 12
 
+/* Sends N_BUSY CONNECTs at once (v3.1.1 and v5 in turn), client i named
+ * id_fmt with i, as user_fmt with i (a format with or without %d), with
+ * sloth's password; their sockets into fd. */
+static void send_sloth_connects(th_ctx_t *t, int fd[N_BUSY], const char *id_fmt,
+                                const char *user_fmt)
+{
+    for (int i = 0; i < N_BUSY; i++) {
+        unsigned char pkt[256];
+        char id[16], user[16];
+        snprintf(id, sizeof id, id_fmt, i);
+        snprintf(user, sizeof user, user_fmt, i);
+        th_connect_t c = as_user(i % 2 ? 5 : 4, id, user, "sloth-pw");
+        size_t n = th_build_connect(pkt, sizeof pkt, &c);
+        fd[i] = th_connect(t->port);
+        th_send(fd[i], pkt, n);
+    }
+}
+
 static void connects_past_max_auth_pending_are_told_the_server_is_busy(th_ctx_t *t)
 {
     /* max_auth_pending 1 per worker loop (4 at most), no cache: while a
@@ -568,16 +586,7 @@ static void connects_past_max_auth_pending_are_told_the_server_is_busy(th_ctx_t 
      * CONNECTs of twelve users sent at once: at least one loop gets two
      * of them in that time. */
     int fd[N_BUSY], busy = 0;
-    for (int i = 0; i < N_BUSY; i++) {
-        unsigned char pkt[256];
-        char id[16], user[16];
-        snprintf(id, sizeof id, "busy-%d", i);
-        snprintf(user, sizeof user, "sloth%d", i);
-        th_connect_t c = as_user(i % 2 ? 5 : 4, id, user, "sloth-pw");
-        size_t n = th_build_connect(pkt, sizeof pkt, &c);
-        fd[i] = th_connect(t->port);
-        th_send(fd[i], pkt, n);
-    }
+    send_sloth_connects(t, fd, "busy-%d", "sloth%d");
     for (int i = 0; i < N_BUSY; i++) {
         unsigned char buf[256];
         th_read_type(fd[i], 0x20, buf, sizeof buf, 30000);
@@ -604,15 +613,7 @@ static void connects_with_the_same_credentials_share_one_check(th_ctx_t *t)
      * those credentials wait for that verdict instead of asking for a
      * check of their own, so none is told the server is busy. */
     int fd[N_BUSY];
-    for (int i = 0; i < N_BUSY; i++) {
-        unsigned char pkt[256];
-        char id[16];
-        snprintf(id, sizeof id, "same-%d", i);
-        th_connect_t c = as_user(i % 2 ? 5 : 4, id, "sloth", "sloth-pw");
-        size_t n = th_build_connect(pkt, sizeof pkt, &c);
-        fd[i] = th_connect(t->port);
-        th_send(fd[i], pkt, n);
-    }
+    send_sloth_connects(t, fd, "same-%d", "sloth");
     for (int i = 0; i < N_BUSY; i++) {
         unsigned char buf[256];
         th_read_type(fd[i], 0x20, buf, sizeof buf, 30000);
